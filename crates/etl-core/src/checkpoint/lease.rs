@@ -1,0 +1,119 @@
+//! Leases: who may run a run key right now.
+//!
+//! A lease is held until released or dropped; S3 and Postgres leases are heartbeated by a task.
+//! When a heartbeat finds the lease gone (taken over after expiry, connection lost), `lost()`
+//! fires and the job must stop before committing anything more.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Who holds a lease the caller could not take, and until when (ms since epoch) if it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub owner: String,
+    pub until: Option<i64>,
+}
+
+/// An S3 lease document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaseDoc {
+    pub owner: String,
+    /// Expiry, milliseconds since the Unix epoch.
+    pub until_ms: i64,
+}
+
+/// Whether `owner` may take a lease whose current document is `current` at time `now_ms`:
+/// nobody holds it, it is ours already (a restarted attempt of the same worker), or it expired.
+pub fn may_take(current: Option<&LeaseDoc>, owner: &str, now_ms: i64) -> bool {
+    match current {
+        None => true,
+        Some(doc) => doc.owner == owner || doc.until_ms < now_ms,
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How often a lease of `ttl` is renewed: three chances before it expires.
+pub fn heartbeat_interval(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(200))
+}
+
+#[derive(Debug)]
+pub struct Lease {
+    lost: CancellationToken,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+    /// Keeps an OS file lock alive for file leases.
+    _file: Option<std::fs::File>,
+}
+
+impl Lease {
+    pub(super) fn file(file: std::fs::File) -> Lease {
+        Lease {
+            lost: CancellationToken::new(),
+            stop: CancellationToken::new(),
+            task: None,
+            _file: Some(file),
+        }
+    }
+
+    /// A lease kept alive by `heartbeat`, a task that runs until `stop` fires and releases the
+    /// lease on its way out, or cancels `lost` when renewal fails.
+    pub(super) fn with_task(
+        lost: CancellationToken,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Lease {
+        Lease {
+            lost,
+            stop,
+            task: Some(task),
+            _file: None,
+        }
+    }
+
+    /// Fires when the lease can no longer be trusted.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Stops heartbeating and gives the lease up, waiting for the release to finish.
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // The task sees `stop` and releases by itself; nothing to wait for here.
+        self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_rules() {
+        let doc = LeaseDoc {
+            owner: "a".into(),
+            until_ms: 1000,
+        };
+        assert!(may_take(None, "b", 0));
+        assert!(may_take(Some(&doc), "a", 500), "own lease can be retaken");
+        assert!(!may_take(Some(&doc), "b", 500), "live lease of another");
+        assert!(may_take(Some(&doc), "b", 1001), "expired lease");
+    }
+}

@@ -1,0 +1,123 @@
+//! Exit codes (DESIGN.md §3) and the error every job returns to the runner.
+//!
+//! AWS Batch `retryStrategy.evaluateOnExit` keys on the exit code, so the code says whether a retry
+//! can help: 65/78 are permanent, 69/75/143 are worth retrying.
+
+use std::fmt;
+
+/// What kind of failure ended a run; each maps to one process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitKind {
+    /// Bad command line (EX_USAGE).
+    Usage,
+    /// Bad input data; permanent, do not retry (EX_DATAERR).
+    BadInput,
+    /// A dependency (S3, Postgres) is unreachable; retry (EX_UNAVAILABLE).
+    Unavailable,
+    /// Temporary failure, e.g. the run key is leased by another worker; retry (EX_TEMPFAIL).
+    Temporary,
+    /// Configuration error; permanent (EX_CONFIG).
+    Config,
+    /// Stopped by SIGTERM after a checkpoint; a retry resumes.
+    Stopped,
+}
+
+impl ExitKind {
+    pub fn code(self) -> i32 {
+        match self {
+            ExitKind::Usage => 64,
+            ExitKind::BadInput => 65,
+            ExitKind::Unavailable => 69,
+            ExitKind::Temporary => 75,
+            ExitKind::Config => 78,
+            ExitKind::Stopped => 143,
+        }
+    }
+
+    /// Whether a later attempt of the same run can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ExitKind::Unavailable | ExitKind::Temporary | ExitKind::Stopped
+        )
+    }
+}
+
+/// A job's failure: a kind (the exit code) and a one-line message naming file, place and problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    pub kind: ExitKind,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(kind: ExitKind, message: impl Into<String>) -> Self {
+        JobError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ExitKind::Usage, message)
+    }
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(ExitKind::BadInput, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ExitKind::Unavailable, message)
+    }
+    pub fn temporary(message: impl Into<String>) -> Self {
+        Self::new(ExitKind::Temporary, message)
+    }
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ExitKind::Config, message)
+    }
+    pub fn stopped() -> Self {
+        Self::new(
+            ExitKind::Stopped,
+            "stopped by SIGTERM after committing a checkpoint; a rerun resumes",
+        )
+    }
+
+    /// Prefixes the message with context (a file name, a table), keeping the kind.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        JobError {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_batch_contract() {
+        assert_eq!(ExitKind::Usage.code(), 64);
+        assert_eq!(ExitKind::BadInput.code(), 65);
+        assert_eq!(ExitKind::Unavailable.code(), 69);
+        assert_eq!(ExitKind::Temporary.code(), 75);
+        assert_eq!(ExitKind::Config.code(), 78);
+        assert_eq!(ExitKind::Stopped.code(), 143);
+        assert!(!ExitKind::BadInput.retryable());
+        assert!(!ExitKind::Config.retryable());
+        assert!(ExitKind::Stopped.retryable());
+    }
+
+    #[test]
+    fn context_keeps_kind() {
+        let e = JobError::bad_input("3:7: expected value").context("a.geojson");
+        assert_eq!(e.kind, ExitKind::BadInput);
+        assert_eq!(e.to_string(), "a.geojson: 3:7: expected value");
+    }
+}

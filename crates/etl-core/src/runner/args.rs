@@ -1,0 +1,83 @@
+//! The runner's own flags, shared by every job. Each also reads an environment variable.
+
+use std::io::IsTerminal;
+
+use crate::profile::Profile;
+use crate::store::S3Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Named defaults: dev-test (local, small batches) or prod.
+    #[arg(long, env = "ETL_PROFILE", default_value = "dev-test", global = true)]
+    pub profile: Profile,
+
+    /// Resolve config and check connectivity, print the plan, write nothing.
+    #[arg(long, env = "ETL_DRY_RUN", global = true)]
+    pub dry_run: bool,
+
+    /// Print the job config's JSON Schema and exit.
+    #[arg(long, global = true)]
+    pub print_schema: bool,
+
+    /// Log format; default: JSON when stdout is not a terminal.
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+
+    /// Checkpoint store: a directory, s3://bucket/prefix/ or postgres://… (default: the job's).
+    #[arg(long, env = "ETL_CHECKPOINT", global = true)]
+    pub checkpoint: Option<String>,
+
+    /// Lease lifetime without a heartbeat (e.g. 60s).
+    #[arg(long, env = "ETL_LEASE_TTL", default_value = "60s", global = true)]
+    pub lease_ttl: humantime::Duration,
+
+    /// S3 endpoint for S3-compatible servers (path-style addressing); also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL.
+    #[arg(long, env = "ETL_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// Force path-style S3 addressing.
+    #[arg(long, env = "ETL_S3_PATH_STYLE", global = true)]
+    pub s3_path_style: bool,
+
+    /// KMS key id for SSE-KMS on every S3 object written.
+    #[arg(long, env = "ETL_SSE_KMS_KEY_ID", global = true)]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Multipart part size in bytes (minimum 5 MiB).
+    #[arg(long, env = "ETL_S3_PART_SIZE", default_value_t = 8 * 1024 * 1024, global = true)]
+    pub s3_part_size: usize,
+}
+
+impl CommonArgs {
+    pub fn log_format(&self) -> LogFormat {
+        if let Some(f) = self.log_format {
+            return f;
+        }
+        if self.profile == Profile::Prod || !std::io::stdout().is_terminal() {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        }
+    }
+
+    pub fn s3_config(&self) -> S3Config {
+        let endpoint = self.s3_endpoint.clone().or_else(|| {
+            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        });
+        S3Config {
+            endpoint,
+            region: None,
+            force_path_style: self.s3_path_style,
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            part_size: self.s3_part_size,
+        }
+    }
+}

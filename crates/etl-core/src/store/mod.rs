@@ -1,0 +1,199 @@
+//! Object storage behind one interface: local files (`file://` or a bare path) and S3
+//! (`s3://bucket/key`). Reads stream; writes are atomic (temp file + fsync + rename, or an S3 PUT /
+//! multipart upload whose Complete is the only moment the object appears); small objects support
+//! conditional create and compare-and-swap for checkpoints and leases.
+
+mod file;
+mod location;
+mod s3;
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::AsyncRead;
+
+pub use location::{Location, has_glob};
+pub use s3::{S3Config, S3Store};
+
+use crate::error::JobError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    InvalidUrl(String),
+    #[error("{0}: not found")]
+    NotFound(String),
+    #[error("{0}: precondition failed (changed or created concurrently)")]
+    PreconditionFailed(String),
+    #[error("{location}: {source}")]
+    Io {
+        location: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{location}: S3 {operation} failed: {message}")]
+    S3 {
+        location: String,
+        operation: &'static str,
+        message: String,
+        /// HTTP status when the service answered at all; None for connection failures.
+        status: Option<u16>,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(location: impl ToString, source: io::Error) -> Self {
+        StoreError::Io {
+            location: location.to_string(),
+            source,
+        }
+    }
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        let msg = e.to_string();
+        match &e {
+            StoreError::InvalidUrl(_) | StoreError::Config(_) => JobError::config(msg),
+            StoreError::NotFound(_) => JobError::config(msg),
+            StoreError::PreconditionFailed(_) => JobError::temporary(msg),
+            StoreError::Io { source, .. } => match source.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => JobError::config(msg),
+                io::ErrorKind::InvalidData => JobError::bad_input(msg),
+                _ => JobError::temporary(msg),
+            },
+            StoreError::S3 { status, .. } => match status {
+                None => JobError::unavailable(msg),
+                Some(403) | Some(400) | Some(404) | Some(301) => JobError::config(msg),
+                Some(_) => JobError::temporary(msg),
+            },
+        }
+    }
+}
+
+/// Metadata of one stored object, as listed or HEADed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub location: Location,
+    pub size: u64,
+    /// S3 ETag, or for local files a fingerprint of modification time and size.
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+/// Preconditions for small-object writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// Create only if no object exists (`If-None-Match: *`).
+    IfAbsent,
+    /// Replace only if the current object has this ETag (`If-Match`).
+    IfMatch(String),
+}
+
+/// An atomic writer: bytes are invisible until [`ObjectWriter::commit`]; dropping it without a
+/// commit discards them. Used from blocking threads (it may block on network I/O).
+pub trait ObjectWriter: io::Write + Send {
+    /// Makes the object appear whole; returns its size and ETag.
+    fn commit(self: Box<Self>) -> Result<ObjectMeta, StoreError>;
+}
+
+/// The store: local files always, S3 once an `s3://` URL is used.
+#[derive(Clone)]
+pub struct Store {
+    s3_config: S3Config,
+    s3: Arc<tokio::sync::OnceCell<S3Store>>,
+}
+
+impl Store {
+    pub fn new(s3_config: S3Config) -> Self {
+        Store {
+            s3_config,
+            s3: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    pub async fn s3(&self) -> Result<&S3Store, StoreError> {
+        self.s3
+            .get_or_try_init(|| S3Store::connect(self.s3_config.clone()))
+            .await
+    }
+
+    /// Expands an input URL into the objects it names: a file or key; a local directory or an
+    /// `s3://bucket/prefix/` (every object below it); or a glob. Sorted by location.
+    pub async fn expand(&self, url: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut found = match Location::parse(url)? {
+            Location::File(path) => file::expand(&path)?,
+            Location::S3 { bucket, key } => self.s3().await?.expand(&bucket, &key).await?,
+        };
+        found.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(found)
+    }
+
+    pub async fn head(&self, loc: &Location) -> Result<ObjectMeta, StoreError> {
+        match loc {
+            Location::File(p) => file::head(p),
+            Location::S3 { bucket, key } => self.s3().await?.head(bucket, key).await,
+        }
+    }
+
+    /// Opens a streaming reader for the object version described by `meta` (for S3 the read is
+    /// pinned to that ETag, so a concurrent overwrite fails the read instead of mixing versions).
+    pub async fn reader(
+        &self,
+        meta: &ObjectMeta,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        match &meta.location {
+            Location::File(p) => file::reader(p).await,
+            Location::S3 { bucket, key } => self.s3().await?.reader(bucket, key, meta).await,
+        }
+    }
+
+    /// Starts an atomic write to `loc`.
+    pub async fn writer(&self, loc: &Location) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        match loc {
+            Location::File(p) => Ok(Box::new(file::AtomicFile::create(p)?)),
+            Location::S3 { bucket, key } => Ok(Box::new(self.s3().await?.writer(bucket, key)?)),
+        }
+    }
+
+    /// Reads a small object whole: `None` when it does not exist.
+    pub async fn get(&self, loc: &Location) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        match loc {
+            Location::File(p) => file::get(p),
+            Location::S3 { bucket, key } => self.s3().await?.get(bucket, key).await,
+        }
+    }
+
+    /// Writes a small object whole under a precondition; returns the new ETag.
+    pub async fn put(
+        &self,
+        loc: &Location,
+        bytes: Vec<u8>,
+        cond: Precondition,
+    ) -> Result<String, StoreError> {
+        match loc {
+            Location::File(p) => file::put(p, &bytes, &cond),
+            Location::S3 { bucket, key } => self.s3().await?.put(bucket, key, bytes, &cond).await,
+        }
+    }
+
+    /// Deletes an object; deleting a missing object is not an error.
+    pub async fn delete(&self, loc: &Location) -> Result<(), StoreError> {
+        match loc {
+            Location::File(p) => file::delete(p),
+            Location::S3 { bucket, key } => self.s3().await?.delete(bucket, key).await,
+        }
+    }
+
+    /// Connectivity check for `--dry-run`: the directory (or its nearest existing ancestor) for
+    /// local paths, HEAD bucket for S3. Writes nothing.
+    pub async fn check(&self, loc: &Location) -> Result<(), StoreError> {
+        match loc {
+            Location::File(p) => file::check(p),
+            Location::S3 { bucket, .. } => self.s3().await?.check_bucket(bucket).await,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The etl-data config: CLI flags, `ETL_*` env vars, JSON Schema (`schemas/etl-data.json`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How rows reach a PostGIS table.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Add the rows to the table (created if missing).
+    Append,
+    /// Build a new table and swap it in atomically: readers see the old or the new table, never half.
+    Replace,
+    /// Insert or update by `--key`.
+    Upsert,
+}
+
+/// Load geospatial files (GeoJSON, GeoJSON sequences, CSV) into PostGIS, a GeoJSON file, or S3.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, clap::Args)]
+pub struct DataConfig {
+    /// Input files, directories, globs, s3://bucket/key or s3://bucket/prefix/ (repeatable or comma separated).
+    #[arg(long = "input", short = 'i', env = "ETL_INPUT", value_delimiter = ',', required = true, num_args = 1..)]
+    pub input: Vec<String>,
+
+    /// Output: postgres://… (with --table), or a file / s3:// URL whose extension picks the format (.geojsonl/.ndjson or .geojson).
+    #[arg(long, short = 'o', env = "ETL_OUTPUT")]
+    pub output: String,
+
+    /// Target table (NAME or SCHEMA.NAME) for a postgres:// output.
+    #[arg(long, env = "ETL_TABLE")]
+    pub table: Option<String>,
+
+    /// append, replace or upsert (PostGIS outputs).
+    #[arg(long, env = "ETL_MODE", value_enum, default_value = "append")]
+    pub mode: Mode,
+
+    /// Property (or `id`) that identifies a row for --mode upsert.
+    #[arg(long, env = "ETL_KEY")]
+    pub key: Option<String>,
+
+    /// Keep only these properties (comma separated).
+    #[arg(long, env = "ETL_SELECT", value_delimiter = ',')]
+    #[serde(default)]
+    pub select: Vec<String>,
+
+    /// Where rejected features are listed (NDJSON: input, line, reason): a path or s3:// URL.
+    #[arg(long, env = "ETL_REJECTS")]
+    pub rejects: Option<String>,
+
+    /// Abort with exit 65 once more than this many features were rejected (default: no limit).
+    #[arg(long, env = "ETL_MAX_REJECTS")]
+    pub max_rejects: Option<u64>,
+
+    /// Commit a checkpoint every N features (PostGIS outputs).
+    #[arg(long, env = "ETL_CHECKPOINT_EVERY", default_value_t = 50_000)]
+    pub checkpoint_every: u64,
+
+    /// Input format, when neither the extension nor the content tells: geojson, geojsonseq, csv.
+    #[arg(long, env = "ETL_FORMAT")]
+    pub format: Option<String>,
+
+    /// CSV longitude column (default: detected from lon, lng, long, longitude, x).
+    #[arg(long, env = "ETL_CSV_LON")]
+    pub csv_lon: Option<String>,
+
+    /// CSV latitude column (default: detected from lat, latitude, y).
+    #[arg(long, env = "ETL_CSV_LAT")]
+    pub csv_lat: Option<String>,
+
+    /// CSV WKT geometry column (default: detected from wkt, geometry, geom, the_geom).
+    #[arg(long, env = "ETL_CSV_WKT")]
+    pub csv_wkt: Option<String>,
+}
+
+/// Where the features go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// A PostGIS table; the URL may be empty (`postgres://`) to use DATABASE_URL / the ECS secret.
+    Postgres { url: String },
+    /// A file or S3 object.
+    Object { url: String },
+}
+
+impl DataConfig {
+    pub fn target(&self) -> OutputTarget {
+        let o = self.output.trim();
+        if o.starts_with("postgres://") || o.starts_with("postgresql://") || o == "postgres" {
+            OutputTarget::Postgres { url: o.to_string() }
+        } else {
+            OutputTarget::Object { url: o.to_string() }
+        }
+    }
+
+    /// The config as it enters the run key: secrets removed from URLs.
+    pub fn identity(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("output".into(), redact_url(&self.output).into());
+            // Tuning, not identity: a rerun with another batch size must still resume.
+            obj.remove("checkpoint_every");
+            obj.remove("max_rejects");
+            obj.remove("rejects");
+        }
+        v
+    }
+}
+
+/// Removes the password from `scheme://user:password@host/...`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/tak?sslmode=require"),
+            "postgres://app@db:5432/tak?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/tak"), "postgres://db/tak");
+        assert_eq!(redact_url("out.geojsonl"), "out.geojsonl");
+    }
+}

@@ -1,0 +1,47 @@
+//! Expanding `--input` URLs into the objects of this run (and of this Batch array shard).
+
+use etl_core::JobError;
+use etl_core::batch::BatchEnv;
+use etl_core::runkey::InputVersion;
+use etl_core::store::{ObjectMeta, Store};
+
+/// Every object the inputs name, deduplicated and in a stable order, restricted to the shard of
+/// an array child. A pattern that matches nothing is an error: a silent empty load hides typos.
+pub async fn expand(
+    store: &Store,
+    patterns: &[String],
+    batch: &BatchEnv,
+) -> Result<Vec<ObjectMeta>, JobError> {
+    let mut all: Vec<ObjectMeta> = Vec::new();
+    for pattern in patterns {
+        let pattern = pattern.trim();
+        if pattern.is_empty() {
+            continue;
+        }
+        let found = store.expand(pattern).await.map_err(JobError::from)?;
+        if found.is_empty() {
+            return Err(JobError::config(format!("{pattern}: no input files match")));
+        }
+        all.extend(found);
+    }
+    all.sort_by(|a, b| a.location.cmp(&b.location));
+    all.dedup_by(|a, b| a.location == b.location);
+    if all.is_empty() {
+        return Err(JobError::usage("no --input given"));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|m| batch.owns(&m.location.to_string()))
+        .collect())
+}
+
+pub fn versions(inputs: &[ObjectMeta]) -> Vec<InputVersion> {
+    inputs
+        .iter()
+        .map(|m| InputVersion {
+            url: m.location.to_string(),
+            etag: m.etag.clone(),
+            size: m.size,
+        })
+        .collect()
+}

@@ -1,0 +1,600 @@
+//! The etl-data job: expands inputs, derives the run key, takes the lease, and drives one of the
+//! two sinks.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use etl_core::checkpoint::{Checkpoints, PostgresCheckpoints};
+use etl_core::metrics::Stats;
+use etl_core::postgres::{self, TableName};
+use etl_core::runkey::run_key;
+use etl_core::store::{Location, ObjectMeta};
+use etl_core::{Job, JobContext, JobError, Outcome, Profile};
+use etl_geo::{CsvOptions, Format, OutputFormat, ReadOptions};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::{DataConfig, Mode, OutputTarget, redact_url};
+use crate::inputs;
+use crate::read::{self, READ_BATCH};
+use crate::rejects;
+use crate::sink::object::{self, ObjectJob};
+use crate::sink::postgres::PgTarget;
+use crate::state::{self, InputState, LoadedVersion, RUN_STATE};
+
+pub struct DataJob;
+
+/// A config checked for consistency, with its parts parsed.
+struct Plan {
+    config: DataConfig,
+    format: Option<Format>,
+    read_options: ReadOptions,
+    target: Target,
+}
+
+enum Target {
+    Postgres {
+        url: String,
+        table: TableName,
+    },
+    Object {
+        location: Location,
+        format: OutputFormat,
+    },
+}
+
+fn plan(config: DataConfig) -> Result<Plan, JobError> {
+    let format = config
+        .format
+        .as_deref()
+        .map(read::parse_format)
+        .transpose()?;
+    if config.checkpoint_every == 0 {
+        return Err(JobError::usage("--checkpoint-every must be at least 1"));
+    }
+    let target = match config.target() {
+        OutputTarget::Postgres { url } => {
+            let table = config
+                .table
+                .as_deref()
+                .ok_or_else(|| JobError::usage("--table is required for a postgres:// output"))?;
+            let table = TableName::parse(table).map_err(JobError::usage)?;
+            if config.mode == Mode::Upsert && config.key.is_none() {
+                return Err(JobError::usage("--mode upsert needs --key PROP"));
+            }
+            let url = postgres::resolve_url(Some(&url), |k| std::env::var(k).ok())
+                .map_err(JobError::from)?;
+            Target::Postgres { url, table }
+        }
+        OutputTarget::Object { url } => {
+            if config.table.is_some() || config.mode != Mode::Append || config.key.is_some() {
+                return Err(JobError::usage(
+                    "--table, --mode and --key apply to postgres:// outputs only",
+                ));
+            }
+            let location = Location::parse(&url).map_err(JobError::from)?;
+            let format = OutputFormat::from_path(&url).ok_or_else(|| {
+                JobError::usage(format!(
+                    "{url}: unknown output extension (use .geojsonl, .ndjson or .geojson)"
+                ))
+            })?;
+            Target::Object { location, format }
+        }
+    };
+    let read_options = ReadOptions {
+        csv: CsvOptions {
+            lon: config.csv_lon.clone(),
+            lat: config.csv_lat.clone(),
+            wkt: config.csv_wkt.clone(),
+            delimiter: None,
+        },
+        ..ReadOptions::default()
+    };
+    Ok(Plan {
+        config,
+        format,
+        read_options,
+        target,
+    })
+}
+
+/// The run key: job, config identity, this shard of the array, the versions of the inputs.
+fn key_for(ctx: &JobContext, config: &DataConfig, found: &[ObjectMeta]) -> String {
+    let mut identity = config.identity();
+    if let (Some(obj), Some((i, n))) = (identity.as_object_mut(), ctx.batch.shard()) {
+        obj.insert("shard".into(), json!([i, n]));
+    }
+    run_key(DataJob::NAME, &identity, &inputs::versions(found))
+}
+
+/// Scope of the per-target ledger of loaded input versions.
+fn ledger_scope(config: &DataConfig, table: &TableName) -> String {
+    let ident = json!({
+        "table": table.to_string(),
+        "mode": config.mode,
+        "key": config.key,
+        "select": config.select,
+        "format": config.format,
+        "csv": [config.csv_lon, config.csv_lat, config.csv_wkt],
+    });
+    let digest = Sha256::digest(ident.to_string().as_bytes());
+    format!("ledger:{}", hex::encode(&digest[..12]))
+}
+
+fn default_checkpoint_dir(output: &Location) -> String {
+    match output {
+        Location::File(_) => output.parent().join(".etl-checkpoints").to_string(),
+        Location::S3 { bucket, .. } => format!("s3://{bucket}/.etl-checkpoints/"),
+    }
+}
+
+impl Job for DataJob {
+    type Config = DataConfig;
+    const NAME: &'static str = "etl-data";
+    const ABOUT: &'static str = "Load GeoJSON, GeoJSON sequences and CSV into PostGIS, GeoJSON files or S3; resumable and exactly once";
+
+    fn profile_defaults(profile: Profile) -> Value {
+        match profile {
+            Profile::DevTest => json!({ "checkpoint_every": 50_000 }),
+            Profile::Prod => json!({ "checkpoint_every": 200_000 }),
+        }
+    }
+
+    async fn dry_run(config: DataConfig, ctx: JobContext) -> Result<Value, JobError> {
+        let plan = plan(config)?;
+        let found = inputs::expand(&ctx.store, &plan.config.input, &ctx.batch).await?;
+        let key = key_for(&ctx, &plan.config, &found);
+        ctx.stats.set_run_key(&key);
+        let mut out = json!({
+            "run_key": key,
+            "inputs": found.iter().map(|m| json!({"url": m.location.to_string(), "size": m.size, "etag": m.etag})).collect::<Vec<_>>(),
+            "output": redact_url(&plan.config.output),
+            "mode": plan.config.mode,
+        });
+        match &plan.target {
+            Target::Postgres { url, table } => {
+                let pool = postgres::connect(url, 1).await.map_err(JobError::from)?;
+                let postgis: Option<String> = sqlx::query_scalar(
+                    "SELECT extversion FROM pg_extension WHERE extname = 'postgis'",
+                )
+                .fetch_optional(&pool)
+                .await
+                .map_err(|e| JobError::from(postgres::PgError::sql("checking PostGIS", e)))?;
+                let Some(version) = postgis else {
+                    return Err(JobError::config("the database has no postgis extension"));
+                };
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                    .bind(table.quoted())
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|e| JobError::from(postgres::PgError::sql("checking the table", e)))?;
+                out["postgis"] = json!(version);
+                out["table"] = json!(table.to_string());
+                out["table_exists"] = json!(exists);
+                pool.close().await;
+            }
+            Target::Object { location, .. } => {
+                ctx.store.check(location).await.map_err(JobError::from)?;
+                let cp = ctx
+                    .settings
+                    .checkpoint
+                    .clone()
+                    .unwrap_or_else(|| default_checkpoint_dir(location));
+                out["checkpoint"] = json!(cp);
+            }
+        }
+        if let Some(r) = &plan.config.rejects {
+            let loc = Location::parse(r).map_err(JobError::from)?;
+            ctx.store.check(&loc).await.map_err(JobError::from)?;
+        }
+        Ok(out)
+    }
+
+    async fn run(config: DataConfig, ctx: JobContext) -> Result<Outcome, JobError> {
+        let plan = plan(config)?;
+        let found = inputs::expand(&ctx.store, &plan.config.input, &ctx.batch).await?;
+        if found.is_empty() {
+            tracing::info!("this array shard has no inputs");
+            return Ok(Outcome::Skipped);
+        }
+        let key = key_for(&ctx, &plan.config, &found);
+        ctx.stats.set_run_key(&key);
+        tracing::info!(run_key = %key, inputs = found.len(), output = %redact_url(&plan.config.output), "run");
+        match &plan.target {
+            Target::Postgres { url, table } => {
+                run_postgres(&plan, url, table, found, &key, &ctx).await
+            }
+            Target::Object { location, format } => {
+                run_object(&plan, location, *format, found, &key, &ctx).await
+            }
+        }
+    }
+}
+
+fn lease_taken(key: &str, info: etl_core::checkpoint::LeaseInfo) -> JobError {
+    let until = info
+        .until
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| format!(" until {}", t.to_rfc3339()))
+        .unwrap_or_default();
+    JobError::temporary(format!(
+        "run {key} is being processed by {}{until}; retry later",
+        info.owner
+    ))
+}
+
+async fn run_object(
+    plan: &Plan,
+    location: &Location,
+    format: OutputFormat,
+    found: Vec<ObjectMeta>,
+    key: &str,
+    ctx: &JobContext,
+) -> Result<Outcome, JobError> {
+    let cp_url = ctx
+        .settings
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| default_checkpoint_dir(location));
+    let cps = Checkpoints::open(&cp_url, &ctx.store, None)
+        .await
+        .map_err(JobError::from)?;
+    let lease = match cps
+        .acquire(key, &ctx.settings.owner, ctx.settings.lease_ttl)
+        .await
+        .map_err(JobError::from)?
+    {
+        Ok(l) => l,
+        Err(info) => return Err(lease_taken(key, info)),
+    };
+    let states = cps.load(key).await.map_err(JobError::from)?;
+    if state::run_done(states.get(RUN_STATE)) {
+        tracing::info!(run_key = key, output = %location, "this run already completed; nothing to do");
+        lease.release().await;
+        return Ok(Outcome::Skipped);
+    }
+    let writer = ctx.store.writer(location).await.map_err(JobError::from)?;
+    let job = ObjectJob {
+        inputs: found,
+        format: plan.format,
+        read_options: plan.read_options.clone(),
+        select: plan.config.select.clone(),
+        max_rejects: plan.config.max_rejects,
+        output_format: format,
+    };
+    let lost = lease.lost();
+    let result = tokio::select! {
+        r = object::write(job, writer, ctx) => r?,
+        _ = lost.cancelled() => return Err(JobError::temporary(format!("run {key}: lease lost; another worker may be running it"))),
+    };
+    if let Some(r) = &plan.config.rejects {
+        rejects::write(&ctx.store, r, &result.rejects).await?;
+        ctx.stats.add_output(r.clone());
+    }
+    ctx.stats.add_output(result.meta.location.to_string());
+    cps.save(
+        key,
+        RUN_STATE,
+        &json!({"status": "done", "output": location.to_string(), "etag": result.meta.etag}),
+    )
+    .await
+    .map_err(JobError::from)?;
+    lease.release().await;
+    Ok(Outcome::Succeeded)
+}
+
+async fn run_postgres(
+    plan: &Plan,
+    url: &str,
+    table: &TableName,
+    found: Vec<ObjectMeta>,
+    key: &str,
+    ctx: &JobContext,
+) -> Result<Outcome, JobError> {
+    let cfg = &plan.config;
+    let pool = postgres::connect(url, 4).await.map_err(JobError::from)?;
+    let cps = PostgresCheckpoints::open(pool.clone())
+        .await
+        .map_err(JobError::from)?;
+    let lease = match cps
+        .acquire(key, &ctx.settings.owner, ctx.settings.lease_ttl)
+        .await
+        .map_err(JobError::from)?
+    {
+        Ok(l) => l,
+        Err(info) => return Err(lease_taken(key, info)),
+    };
+    let states = cps.load(key).await.map_err(JobError::from)?;
+    if state::run_done(states.get(RUN_STATE)) {
+        tracing::info!(run_key = key, table = %table, "this run already completed; nothing to do");
+        lease.release().await;
+        return Ok(Outcome::Skipped);
+    }
+    let ledger_scope = ledger_scope(cfg, table);
+    let ledger = if cfg.mode == Mode::Replace {
+        Default::default()
+    } else {
+        cps.load(&ledger_scope).await.map_err(JobError::from)?
+    };
+
+    let mut target: Option<PgTarget> = None;
+    let mut loaded: Vec<(String, LoadedVersion)> = Vec::new();
+    let mut total_read = 0u64;
+    let mut total_rejected = 0u64;
+    for (index, meta) in found.iter().enumerate() {
+        let url = meta.location.to_string();
+        if state::unchanged(ledger.get(&url), meta.etag.as_deref(), meta.size) {
+            tracing::info!(input = %url, "unchanged since the last successful load; skipped");
+            Stats::add(&ctx.stats.skipped_inputs, 1);
+            continue;
+        }
+        loaded.push((
+            url.clone(),
+            LoadedVersion {
+                etag: meta.etag.clone(),
+                size: meta.size,
+            },
+        ));
+        let mut st = InputState::from_value(states.get(&url));
+        // Counts of earlier attempts belong to this run too.
+        Stats::add(&ctx.stats.read, st.read);
+        Stats::add(&ctx.stats.written, st.written);
+        Stats::add(&ctx.stats.rejected, st.rejected);
+        total_read += st.read;
+        total_rejected += st.rejected;
+        if st.done {
+            continue;
+        }
+        if st.next > 0 {
+            tracing::info!(input = %url, resume_at = st.next, "resuming from checkpoint");
+        }
+        let step = LoadStep {
+            plan,
+            key,
+            index: index as u64,
+            url: &url,
+            ctx,
+            pool: &pool,
+            lease: &lease,
+        };
+        let result = step
+            .load(
+                meta,
+                &mut st,
+                &mut target,
+                &mut total_read,
+                &mut total_rejected,
+            )
+            .await;
+        if let Err(e) = result {
+            if e.kind == etl_core::ExitKind::BadInput {
+                // Permanent: nothing of this run may remain, and a retry cannot help.
+                if let Some(t) = &target {
+                    if let Err(d) = t.discard().await {
+                        tracing::warn!(error = %d, "could not discard the stage table");
+                    }
+                } else {
+                    let _ = cps.clear(key).await;
+                }
+            }
+            return Err(e);
+        }
+    }
+    if total_read == 0 && loaded.is_empty() {
+        tracing::info!("every input is unchanged since the last successful load");
+        lease.release().await;
+        return Ok(Outcome::Skipped);
+    }
+    let target = match target {
+        Some(t) => t,
+        None => {
+            if total_read == 0 {
+                let _ = cps.clear(key).await;
+                return Err(JobError::bad_input(format!(
+                    "{}: no features found",
+                    loaded
+                        .iter()
+                        .map(|(u, _)| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            // Resumed after every input was staged: the stage exists already.
+            PgTarget::open(
+                pool.clone(),
+                table.clone(),
+                cfg.mode,
+                cfg.key.clone(),
+                cfg.select.clone(),
+                key,
+                &[],
+            )
+            .await?
+        }
+    };
+    if lease.is_lost() {
+        return Err(JobError::temporary(format!(
+            "run {key}: lease lost before publishing"
+        )));
+    }
+    // Output durable first: the rejects file is written before the run is marked done.
+    if let Some(r) = &cfg.rejects {
+        let list = target.load_rejects().await?;
+        rejects::write(&ctx.store, r, &list).await?;
+        ctx.stats.add_output(r.clone());
+    }
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| JobError::from(postgres::PgError::sql("publishing", e)))?;
+    let rows = target.publish(&mut tx).await?;
+    for (url, version) in &loaded {
+        PgTarget::save_state(
+            &mut tx,
+            &ledger_scope,
+            url,
+            &serde_json::to_value(version).unwrap_or_default(),
+        )
+        .await?;
+    }
+    PgTarget::save_state(
+        &mut tx,
+        key,
+        RUN_STATE,
+        &json!({"status": "done", "table": table.to_string(), "rows": rows}),
+    )
+    .await?;
+    target.clear_run(&mut tx).await?;
+    tx.commit()
+        .await
+        .map_err(|e| JobError::from(postgres::PgError::sql("publishing", e)))?;
+    tracing::info!(table = %table, rows, mode = ?cfg.mode, "published");
+    if cfg.mode == Mode::Replace {
+        target.analyze().await;
+    }
+    ctx.stats.add_output(format!("postgres:{table}"));
+    lease.release().await;
+    Ok(Outcome::Succeeded)
+}
+
+/// Loading one input into the stage, in checkpointed transactions.
+struct LoadStep<'a> {
+    plan: &'a Plan,
+    key: &'a str,
+    index: u64,
+    url: &'a str,
+    ctx: &'a JobContext,
+    pool: &'a sqlx::PgPool,
+    lease: &'a etl_core::checkpoint::Lease,
+}
+
+impl LoadStep<'_> {
+    async fn load(
+        &self,
+        meta: &ObjectMeta,
+        st: &mut InputState,
+        target: &mut Option<PgTarget>,
+        total_read: &mut u64,
+        total_rejected: &mut u64,
+    ) -> Result<(), JobError> {
+        let cfg = &self.plan.config;
+        let ctx = self.ctx;
+        let pg = |what: &'static str| {
+            move |e: sqlx::Error| JobError::from(postgres::PgError::sql(what, e))
+        };
+        let bytes = Arc::new(AtomicU64::new(0));
+        ctx.progress.start(self.url, meta.size);
+        let mut reader = read::spawn(
+            ctx.store.clone(),
+            meta.clone(),
+            self.plan.format,
+            self.plan.read_options.clone(),
+            st.next,
+            bytes.clone(),
+        );
+        let mut tx = self.pool.begin().await.map_err(pg("starting a batch"))?;
+        let mut since_checkpoint = 0u64;
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_BATCH * 256);
+        let mut rejects = Vec::new();
+        let mut last_bytes = 0u64;
+        let lost = self.lease.lost();
+        loop {
+            let msg = tokio::select! {
+                m = reader.rx.recv() => m,
+                _ = ctx.shutdown.cancelled() => None,
+                _ = lost.cancelled() => None,
+            };
+            let Some(msg) = msg else { break };
+            let batch = msg?;
+            let Some(last) = batch.records.last() else {
+                continue;
+            };
+            let next = last.ordinal + 1;
+            if target.is_none() {
+                *target = Some(
+                    PgTarget::open(
+                        self.pool.clone(),
+                        self.plan_table(),
+                        cfg.mode,
+                        cfg.key.clone(),
+                        cfg.select.clone(),
+                        self.key,
+                        &batch.records,
+                    )
+                    .await?,
+                );
+            }
+            let Some(t) = target.as_mut() else { break };
+            t.add_columns(&mut tx, &batch.records).await?;
+            buf.clear();
+            rejects.clear();
+            let written = tokio::task::block_in_place(|| {
+                t.encode(self.index, self.url, &batch.records, &mut buf, &mut rejects)
+            });
+            t.copy(&mut tx, &buf).await?;
+            t.save_rejects(&mut tx, &rejects).await?;
+            let n = batch.records.len() as u64;
+            st.next = next;
+            st.read += n;
+            st.written += written;
+            st.rejected += rejects.len() as u64;
+            *total_read += n;
+            *total_rejected += rejects.len() as u64;
+            Stats::add(&ctx.stats.read, n);
+            Stats::add(&ctx.stats.written, written);
+            Stats::add(&ctx.stats.rejected, rejects.len() as u64);
+            Stats::add(&ctx.stats.bytes_in, batch.bytes.saturating_sub(last_bytes));
+            last_bytes = batch.bytes;
+            ctx.progress.set_bytes(batch.bytes);
+            if state::over_limit(*total_rejected, cfg.max_rejects) {
+                let last = rejects
+                    .last()
+                    .map(|r| format!("{}: {}", r.line, r.reason))
+                    .unwrap_or_default();
+                return Err(JobError::bad_input(format!(
+                    "{}: more than {} features rejected (--max-rejects); last at line {last}",
+                    self.url,
+                    cfg.max_rejects.unwrap_or(0)
+                )));
+            }
+            since_checkpoint += n;
+            if since_checkpoint >= cfg.checkpoint_every {
+                PgTarget::save_state(&mut tx, self.key, self.url, &st.to_value()).await?;
+                tx.commit().await.map_err(pg("committing a batch"))?;
+                tracing::debug!(input = self.url, next = st.next, "checkpoint");
+                tx = self.pool.begin().await.map_err(pg("starting a batch"))?;
+                since_checkpoint = 0;
+            }
+        }
+        if lost.is_cancelled() {
+            // Another worker may own the run now: commit nothing more.
+            return Err(JobError::temporary(format!(
+                "run {}: lease lost; stopped without committing",
+                self.key
+            )));
+        }
+        let stopping = ctx.shutdown.is_cancelled();
+        st.done = !stopping;
+        PgTarget::save_state(&mut tx, self.key, self.url, &st.to_value()).await?;
+        tx.commit().await.map_err(pg("committing a batch"))?;
+        if stopping {
+            tracing::warn!(
+                input = self.url,
+                next = st.next,
+                "checkpoint committed; stopping"
+            );
+            return Err(JobError::stopped());
+        }
+        Ok(())
+    }
+
+    fn plan_table(&self) -> TableName {
+        match &self.plan.target {
+            Target::Postgres { table, .. } => table.clone(),
+            Target::Object { .. } => TableName {
+                schema: "public".into(),
+                name: "unused".into(),
+            },
+        }
+    }
+}

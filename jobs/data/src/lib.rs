@@ -1,0 +1,13 @@
+//! etl-data: load geospatial files (GeoJSON, GeoJSON sequences, CSV) from local paths or S3 into
+//! PostGIS (append, replace, upsert; exactly once, resumable) or into GeoJSON files on disk or S3.
+
+pub mod config;
+pub mod inputs;
+pub mod job;
+pub mod read;
+pub mod rejects;
+pub mod sink;
+pub mod state;
+
+pub use config::{DataConfig, Mode};
+pub use job::DataJob;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    etl_core::runner::main::<etl_data::DataJob>()
+}

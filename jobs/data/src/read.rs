@@ -1,0 +1,175 @@
+//! Reading one input on a blocking thread: storage stream -> format detection -> etl-geo reader,
+//! delivered to the async side in batches through a bounded channel (bounded memory, and parsing
+//! overlaps with loading).
+
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use etl_core::JobError;
+use etl_core::store::{ObjectMeta, Store};
+use etl_geo::{Format, ReadError, ReadOptions, Record};
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+/// Records per message; a few of these are in flight at once.
+pub const READ_BATCH: usize = 4096;
+const SNIFF_BYTES: usize = 64 * 1024;
+
+pub struct ReadBatch {
+    pub records: Vec<Record>,
+    /// Bytes of the input consumed so far.
+    pub bytes: u64,
+}
+
+pub struct InputReader {
+    pub rx: mpsc::Receiver<Result<ReadBatch, JobError>>,
+    pub format: Arc<std::sync::Mutex<Option<Format>>>,
+}
+
+/// Counts bytes as they are read, for progress and the run summary.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+pub fn parse_format(name: &str) -> Result<Format, JobError> {
+    match name.to_ascii_lowercase().as_str() {
+        "geojson" | "json" => Ok(Format::GeoJson),
+        "geojsonseq" | "geojsonl" | "ndjson" | "geojsonld" | "jsonl" => Ok(Format::GeoJsonSeq),
+        "csv" | "tsv" => Ok(Format::Csv),
+        other => Err(JobError::usage(format!(
+            "--format {other:?}: expected geojson, geojsonseq or csv"
+        ))),
+    }
+}
+
+/// Picks the format: `--format`, else the content, else the extension.
+fn detect(name: &str, forced: Option<Format>, prefix: &[u8]) -> Result<Format, String> {
+    if let Some(f) = forced {
+        return Ok(f);
+    }
+    if let Some(f) = Format::sniff(prefix) {
+        return Ok(f);
+    }
+    if let Some(f) = Format::from_path(name) {
+        return Ok(f);
+    }
+    let shown: String = String::from_utf8_lossy(&prefix[..prefix.len().min(40)])
+        .chars()
+        .map(|c| if c.is_control() { '.' } else { c })
+        .collect();
+    Err(format!("unsupported input format: starts with {shown:?}"))
+}
+
+fn read_err(url: &str, e: ReadError) -> JobError {
+    match e {
+        ReadError::Io(io) => JobError::temporary(format!("{url}: read error: {io}")),
+        other => JobError::bad_input(format!("{url}:{other}")),
+    }
+}
+
+/// Starts reading `meta` on a blocking thread. Records with an ordinal below `skip_before`
+/// (already committed by an earlier attempt) are parsed but not delivered.
+pub fn spawn(
+    store: Store,
+    meta: ObjectMeta,
+    forced: Option<Format>,
+    opts: ReadOptions,
+    skip_before: u64,
+    bytes_read: Arc<AtomicU64>,
+) -> InputReader {
+    let (tx, rx) = mpsc::channel(4);
+    let format = Arc::new(std::sync::Mutex::new(None));
+    let format_out = format.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let url = meta.location.to_string();
+        let result = (|| -> Result<(), JobError> {
+            let stream = handle
+                .block_on(store.reader(&meta))
+                .map_err(JobError::from)?;
+            let mut raw = BufReader::with_capacity(
+                1 << 20,
+                Counting {
+                    inner: SyncIoBridge::new_with_handle(stream, handle.clone()),
+                    count: bytes_read.clone(),
+                },
+            );
+            let mut prefix = Vec::with_capacity(SNIFF_BYTES);
+            (&mut raw)
+                .take(SNIFF_BYTES as u64)
+                .read_to_end(&mut prefix)
+                .map_err(|e| JobError::temporary(format!("{url}: read error: {e}")))?;
+            if prefix.is_empty() {
+                return Err(JobError::bad_input(format!(
+                    "{url}: empty file: no features found"
+                )));
+            }
+            let fmt = detect(&url, forced, &prefix)
+                .map_err(|m| JobError::bad_input(format!("{url}: {m}")))?;
+            if let Ok(mut f) = format_out.lock() {
+                *f = Some(fmt);
+            }
+            let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(
+                1 << 20,
+                Cursor::new(prefix).chain(raw),
+            ));
+            let source = etl_geo::open(fmt, input, &opts).map_err(|e| read_err(&url, e))?;
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            for item in source {
+                let rec = item.map_err(|e| read_err(&url, e))?;
+                if rec.ordinal < skip_before {
+                    continue;
+                }
+                batch.push(rec);
+                if batch.len() >= READ_BATCH {
+                    let msg = ReadBatch {
+                        records: std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)),
+                        bytes: bytes_read.load(Ordering::Relaxed),
+                    };
+                    if tx.blocking_send(Ok(msg)).is_err() {
+                        // The consumer stopped (error or shutdown): stop reading.
+                        return Ok(());
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let msg = ReadBatch {
+                    records: batch,
+                    bytes: bytes_read.load(Ordering::Relaxed),
+                };
+                let _ = tx.blocking_send(Ok(msg));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    InputReader { rx, format }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_detection_order() {
+        assert_eq!(
+            detect("a.csv", Some(Format::GeoJsonSeq), b"lon,lat\n").unwrap(),
+            Format::GeoJsonSeq
+        );
+        assert!(detect("a.bin", None, b"\x00\x01\x02garbage").is_err());
+        let err = detect("a.bin", None, b"PK\x03\x04zip").unwrap_err();
+        assert!(err.starts_with("unsupported input format"), "{err}");
+    }
+}

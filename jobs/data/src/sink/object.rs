@@ -1,0 +1,123 @@
+//! Writing GeoJSON (sequence or FeatureCollection) to a file or S3 object. The object appears
+//! whole on commit or not at all; a stopped or failed run leaves nothing behind.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use etl_core::metrics::Stats;
+use etl_core::store::{ObjectMeta, ObjectWriter};
+use etl_core::{JobContext, JobError};
+use etl_geo::{FeatureWriter, Format, OutputFormat, ReadOptions};
+
+use crate::read;
+use crate::rejects::Reject;
+use crate::state::over_limit;
+
+pub struct ObjectJob {
+    pub inputs: Vec<ObjectMeta>,
+    pub format: Option<Format>,
+    pub read_options: ReadOptions,
+    pub select: Vec<String>,
+    pub max_rejects: Option<u64>,
+    pub output_format: OutputFormat,
+}
+
+pub struct ObjectResult {
+    pub meta: ObjectMeta,
+    pub rejects: Vec<Reject>,
+}
+
+/// Streams every input through the writer on a blocking thread and commits the output.
+pub async fn write(
+    job: ObjectJob,
+    writer: Box<dyn ObjectWriter>,
+    ctx: &JobContext,
+) -> Result<ObjectResult, JobError> {
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || write_blocking(job, writer, &ctx))
+        .await
+        .map_err(|e| JobError::temporary(format!("writer task failed: {e}")))?
+}
+
+fn write_blocking(
+    job: ObjectJob,
+    writer: Box<dyn ObjectWriter>,
+    ctx: &JobContext,
+) -> Result<ObjectResult, JobError> {
+    let mut out = FeatureWriter::new(job.output_format, writer);
+    let mut rejects = Vec::new();
+    let mut written_total = 0u64;
+    for meta in &job.inputs {
+        let url = meta.location.to_string();
+        let bytes = Arc::new(AtomicU64::new(0));
+        ctx.progress.start(&url, meta.size);
+        let mut reader = read::spawn(
+            ctx.store.clone(),
+            meta.clone(),
+            job.format,
+            job.read_options.clone(),
+            0,
+            bytes.clone(),
+        );
+        let mut last_bytes = 0;
+        while let Some(msg) = reader.rx.blocking_recv() {
+            if ctx.shutdown.is_cancelled() {
+                // A file output has no partial checkpoint: dropping the writer discards it,
+                // and the rerun writes the whole object again.
+                return Err(JobError::stopped());
+            }
+            let batch = msg?;
+            Stats::add(&ctx.stats.bytes_in, batch.bytes - last_bytes);
+            last_bytes = batch.bytes;
+            ctx.progress.set_bytes(batch.bytes);
+            Stats::add(&ctx.stats.read, batch.records.len() as u64);
+            for rec in batch.records {
+                match rec.feature {
+                    Ok(mut f) => {
+                        if !job.select.is_empty() {
+                            f.properties
+                                .retain(|k, _| job.select.iter().any(|s| s == k));
+                        }
+                        out.write(&f)
+                            .map_err(|e| JobError::temporary(format!("writing output: {e}")))?;
+                        written_total += 1;
+                    }
+                    Err(r) => {
+                        rejects.push(Reject {
+                            input: url.clone(),
+                            line: rec.line,
+                            ordinal: rec.ordinal,
+                            reason: r.reason,
+                        });
+                        Stats::add(&ctx.stats.rejected, 1);
+                        if over_limit(rejects.len() as u64, job.max_rejects) {
+                            return Err(JobError::bad_input(format!(
+                                "{url}:{}: more than {} features rejected (--max-rejects); last: {}",
+                                rec.line,
+                                job.max_rejects.unwrap_or(0),
+                                rejects.last().map(|r| r.reason.as_str()).unwrap_or("")
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if written_total == 0 {
+        return Err(JobError::bad_input(format!(
+            "{}: no features found",
+            job.inputs
+                .iter()
+                .map(|m| m.location.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let writer = out
+        .finish()
+        .map_err(|e| JobError::temporary(format!("writing output: {e}")))?;
+    let meta = writer.commit().map_err(JobError::from)?;
+    Stats::add(&ctx.stats.written, written_total);
+    Stats::add(&ctx.stats.bytes_out, meta.size);
+    Ok(ObjectResult { meta, rejects })
+}

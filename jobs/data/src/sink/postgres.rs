@@ -1,0 +1,837 @@
+//! Loading into PostGIS, exactly once.
+//!
+//! Every run writes into its own stage table (named after the run key) in checkpointed
+//! transactions: a batch of rows and the checkpoint that says "ordinals below N are in" commit
+//! together, so a `kill -9` at any instant followed by a rerun continues from N without gaps or
+//! duplicates. Only the final transaction touches the target: `replace` swaps the stage in
+//! (readers see the old table or the new one), `append`/`upsert` move the stage rows over. The
+//! rejects, the per-input ledger (what version of each input is loaded) and the run's "done"
+//! mark commit in that same transaction.
+
+use std::collections::HashMap;
+
+use etl_core::JobError;
+use etl_core::checkpoint::PostgresCheckpoints;
+use etl_core::postgres::{PgError, TableName, copy_in, quote_ident};
+use etl_geo::{ColumnKind, ColumnSource, CopyColumn, CopyEncoder, Record};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+
+use crate::config::Mode;
+use crate::rejects::Reject;
+
+/// Column names the loader owns; a property of that name is stored as `<name>_`.
+const ID: &str = "id";
+const GEOM: &str = "geom";
+const SEQ: &str = "_etl_seq";
+const SRID: i32 = 4326;
+/// Each input's ordinals live in their own range of the stage's sequence column.
+const SEQ_INPUT_SHIFT: u32 = 40;
+
+const REJECT_TABLE: &str = r#"
+CREATE TABLE IF NOT EXISTS etl_reject (
+    run_key text NOT NULL,
+    input   text NOT NULL,
+    line    bigint NOT NULL,
+    ordinal bigint NOT NULL,
+    reason  text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS etl_reject_run_key_idx ON etl_reject (run_key);
+"#;
+const DDL_LOCK: i64 = 0x7461_6b65_746c_0002;
+
+fn sql_err(context: &str) -> impl Fn(sqlx::Error) -> JobError + '_ {
+    move |e| JobError::from(PgError::sql(context, e))
+}
+
+/// The column a property is stored in.
+pub fn column_for(prop: &str) -> String {
+    let base = if matches!(prop, ID | GEOM | SEQ) {
+        format!("{prop}_")
+    } else {
+        prop.replace('\0', "")
+    };
+    // PostgreSQL truncates identifiers to 63 bytes; do it here, on a char boundary, so the
+    // name we map is the name the table has.
+    let mut end = base.len().min(63);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base[..end].to_string()
+}
+
+/// The stage table of a run: beside the target, named after it and the run key.
+pub fn stage_name(table: &TableName, run_key: &str) -> TableName {
+    let mut end = table.name.len().min(46);
+    while !table.name.is_char_boundary(end) {
+        end -= 1;
+    }
+    table.sibling(&format!(
+        "{}__etl_{}",
+        &table.name[..end],
+        run_key.get(..12).unwrap_or(run_key)
+    ))
+}
+
+#[derive(Debug, Clone)]
+struct TableColumn {
+    name: String,
+    kind: ColumnKind,
+    sql_type: String,
+}
+
+async fn table_columns(
+    conn: &mut PgConnection,
+    table: &TableName,
+) -> Result<Option<Vec<TableColumn>>, JobError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table.quoted())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_err("looking up the table"))?;
+    if !exists {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT a.attname::text AS name, t.typname::text AS udt, \
+         format_type(a.atttypid, a.atttypmod) AS sql_type \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum",
+    )
+    .bind(table.quoted())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql_err("reading the table's columns"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: String = r.try_get("name").map_err(sql_err("columns"))?;
+        let udt: String = r.try_get("udt").map_err(sql_err("columns"))?;
+        let sql_type: String = r.try_get("sql_type").map_err(sql_err("columns"))?;
+        out.push(TableColumn {
+            name,
+            kind: ColumnKind::from_pg_type(&udt),
+            sql_type,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Column kinds for properties seen in `records` that have no column yet, unified over the
+/// batch; properties only ever null get no column until a value shows up.
+fn discover(
+    records: &[Record],
+    known: &HashMap<String, usize>,
+    select: &[String],
+) -> Vec<(String, ColumnKind)> {
+    let mut found: Vec<(String, ColumnKind)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for rec in records {
+        let Ok(f) = &rec.feature else { continue };
+        for (k, v) in &f.properties {
+            if known.contains_key(k.as_str()) || (!select.is_empty() && !select.contains(k)) {
+                continue;
+            }
+            let Some(kind) = ColumnKind::infer(v) else {
+                continue;
+            };
+            match index.get(k.as_str()) {
+                Some(&i) => found[i].1 = ColumnKind::unify(found[i].1, kind),
+                None => {
+                    index.insert(k.as_str(), found.len());
+                    found.push((k.clone(), kind));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn id_kind(records: &[Record]) -> ColumnKind {
+    let mut any_str = false;
+    for rec in records {
+        if let Ok(f) = &rec.feature
+            && let Some(etl_geo::FeatureId::Str(_)) = f.id
+        {
+            any_str = true;
+        }
+    }
+    if any_str {
+        ColumnKind::Text
+    } else {
+        ColumnKind::BigInt
+    }
+}
+
+pub struct PgTarget {
+    pool: PgPool,
+    pub table: TableName,
+    pub stage: TableName,
+    mode: Mode,
+    run_key: String,
+    select: Vec<String>,
+    /// Property name -> index into `columns`.
+    props: HashMap<String, usize>,
+    columns: Vec<CopyColumn>,
+    /// Target (append/upsert) or stage (replace) columns as the database has them.
+    table_columns: Vec<TableColumn>,
+    key_column: Option<String>,
+    encoder: CopyEncoder,
+    copy_sql: String,
+}
+
+impl PgTarget {
+    /// Prepares the stage (and for append/upsert the target) for a run; on a resumed run the
+    /// existing stage is reused as it is.
+    pub async fn open(
+        pool: PgPool,
+        table: TableName,
+        mode: Mode,
+        key: Option<String>,
+        select: Vec<String>,
+        run_key: &str,
+        sample: &[Record],
+    ) -> Result<PgTarget, JobError> {
+        let stage = stage_name(&table, run_key);
+        let mut tx = pool.begin().await.map_err(sql_err("preparing tables"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(DDL_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err("preparing tables"))?;
+        sqlx::raw_sql(REJECT_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err("creating etl_reject"))?;
+
+        let key_column = key.as_deref().map(|k| {
+            if k == ID {
+                ID.to_string()
+            } else {
+                column_for(k)
+            }
+        });
+        // The table whose columns define what we write.
+        let defining = if mode == Mode::Replace {
+            &stage
+        } else {
+            &table
+        };
+        let mut cols = table_columns(&mut tx, defining).await?;
+        if cols.is_none() {
+            let mut defs = vec![format!(
+                "{} {}",
+                quote_ident(ID),
+                id_kind(sample).sql_type()
+            )];
+            for (prop, kind) in discover(sample, &HashMap::new(), &select) {
+                defs.push(format!(
+                    "{} {}",
+                    quote_ident(&column_for(&prop)),
+                    kind.sql_type()
+                ));
+            }
+            defs.push(format!(
+                "{} {}",
+                quote_ident(GEOM),
+                ColumnKind::Geometry.sql_type()
+            ));
+            let create = format!("CREATE TABLE {} ({})", defining.quoted(), defs.join(", "));
+            sqlx::query(AssertSqlSafe(create.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_err("creating the table"))?;
+            if mode != Mode::Replace {
+                // A table we create for append/upsert gets its indexes now; replace builds them
+                // after the bulk load, which is much faster.
+                let gist = format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} USING gist ({})",
+                    quote_ident(&format!("{}_geom_idx", table.name)),
+                    table.quoted(),
+                    quote_ident(GEOM)
+                );
+                sqlx::query(AssertSqlSafe(gist.as_str()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql_err("creating the GIST index"))?;
+                if mode == Mode::Append {
+                    let idx = format!(
+                        "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                        quote_ident(&format!("{}_id_idx", table.name)),
+                        table.quoted(),
+                        quote_ident(ID)
+                    );
+                    sqlx::query(AssertSqlSafe(idx.as_str()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(sql_err("creating the id index"))?;
+                }
+            }
+            cols = table_columns(&mut tx, defining).await?;
+        }
+        let table_cols = cols.unwrap_or_default();
+        if !table_cols
+            .iter()
+            .any(|c| c.name == GEOM && c.kind == ColumnKind::Geometry)
+        {
+            return Err(JobError::config(format!(
+                "table {defining} has no geometry column \"geom\""
+            )));
+        }
+        if let (Mode::Upsert, Some(k)) = (mode, &key_column) {
+            if !table_cols.iter().any(|c| &c.name == k) {
+                // The key property may simply not have been in the sample; add it as text only
+                // if it is never seen is wrong, so ask for data that has it.
+                let kind = discover(sample, &HashMap::new(), &[])
+                    .into_iter()
+                    .find(|(p, _)| &column_for(p) == k)
+                    .map(|(_, kind)| kind)
+                    .ok_or_else(|| {
+                        JobError::bad_input(format!(
+                            "--key {k}: no feature in the first batch has this property"
+                        ))
+                    })?;
+                let add = format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                    table.quoted(),
+                    quote_ident(k),
+                    kind.sql_type()
+                );
+                sqlx::query(AssertSqlSafe(add.as_str()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql_err("adding the key column"))?;
+            }
+            let uniq = format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote_ident(
+                    &format!("{}_{}_key", table.name, k)
+                        .chars()
+                        .take(63)
+                        .collect::<String>()
+                ),
+                table.quoted(),
+                quote_ident(k)
+            );
+            sqlx::query(AssertSqlSafe(uniq.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    JobError::from(PgError::sql(
+                        format!("--key {k}: cannot make it unique in {table}"),
+                        e,
+                    ))
+                })?;
+        }
+        let table_cols = table_columns(&mut tx, defining).await?.unwrap_or_default();
+
+        if mode != Mode::Replace && table_columns(&mut tx, &stage).await?.is_none() {
+            // The stage holds only the columns we write, typed as the target's, plus the
+            // sequence that orders rows for upsert.
+            let mut defs = vec![format!("{} bigint NOT NULL", quote_ident(SEQ))];
+            for c in table_cols.iter().filter(|c| c.name == ID || c.name == GEOM) {
+                defs.push(format!("{} {}", quote_ident(&c.name), c.sql_type));
+            }
+            let create = format!("CREATE TABLE {} ({})", stage.quoted(), defs.join(", "));
+            sqlx::query(AssertSqlSafe(create.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(sql_err("creating the stage table"))?;
+        }
+        tx.commit().await.map_err(sql_err("preparing tables"))?;
+
+        let mut target = PgTarget {
+            pool,
+            table,
+            stage,
+            mode,
+            run_key: run_key.to_string(),
+            select,
+            props: HashMap::new(),
+            columns: Vec::new(),
+            table_columns: table_cols,
+            key_column,
+            encoder: CopyEncoder::new(Vec::new(), SRID),
+            copy_sql: String::new(),
+        };
+        // A resumed stage may already have property columns: map them again.
+        let stage_cols = if mode == Mode::Replace {
+            target.table_columns.clone()
+        } else {
+            let mut conn = target.pool.acquire().await.map_err(sql_err("stage"))?;
+            table_columns(&mut conn, &target.stage)
+                .await?
+                .unwrap_or_default()
+        };
+        target.rebuild(&stage_cols);
+        Ok(target)
+    }
+
+    /// Rebuilds the column list from the stage's columns.
+    fn rebuild(&mut self, stage_cols: &[TableColumn]) {
+        let mut columns = Vec::new();
+        let mut props = HashMap::new();
+        let has = |name: &str| self.table_columns.iter().find(|c| c.name == name);
+        if let Some(c) = has(ID) {
+            columns.push(CopyColumn {
+                name: ID.into(),
+                kind: c.kind,
+                source: ColumnSource::Id,
+            });
+        }
+        for c in stage_cols {
+            if c.name == ID || c.name == GEOM || c.name == SEQ {
+                continue;
+            }
+            let prop = match c.name.strip_suffix('_') {
+                Some(base) if matches!(base, ID | GEOM | SEQ) => base.to_string(),
+                _ => c.name.clone(),
+            };
+            props.insert(prop.clone(), columns.len());
+            columns.push(CopyColumn {
+                name: c.name.clone(),
+                kind: c.kind,
+                source: ColumnSource::Property(prop),
+            });
+        }
+        columns.push(CopyColumn {
+            name: GEOM.into(),
+            kind: ColumnKind::Geometry,
+            source: ColumnSource::Geometry,
+        });
+        if self.mode != Mode::Replace {
+            columns.push(CopyColumn {
+                name: SEQ.into(),
+                kind: ColumnKind::BigInt,
+                source: ColumnSource::Ordinal,
+            });
+        }
+        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        self.copy_sql = format!(
+            "COPY {} ({}) FROM STDIN",
+            self.stage.quoted(),
+            names.join(", ")
+        );
+        self.encoder = CopyEncoder::new(columns.clone(), SRID);
+        self.columns = columns;
+        self.props = props;
+    }
+
+    /// Adds columns for properties first seen in this batch, inside the batch's transaction.
+    /// For append/upsert, a property the target already has a column for is mapped to it.
+    pub async fn add_columns(
+        &mut self,
+        conn: &mut PgConnection,
+        records: &[Record],
+    ) -> Result<(), JobError> {
+        let new = discover(records, &self.props, &self.select);
+        if new.is_empty() {
+            return Ok(());
+        }
+        for (prop, kind) in &new {
+            let col = column_for(prop);
+            let existing = self.table_columns.iter().find(|c| c.name == col).cloned();
+            let sql_type = match &existing {
+                Some(c) => c.sql_type.clone(),
+                None => kind.sql_type().to_string(),
+            };
+            if existing.is_none() {
+                let t = if self.mode == Mode::Replace {
+                    &self.stage
+                } else {
+                    &self.table
+                };
+                let add = format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                    t.quoted(),
+                    quote_ident(&col),
+                    sql_type
+                );
+                sqlx::query(AssertSqlSafe(add.as_str()))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(sql_err("adding a column"))?;
+                self.table_columns.push(TableColumn {
+                    name: col.clone(),
+                    kind: *kind,
+                    sql_type: sql_type.clone(),
+                });
+            }
+            if self.mode != Mode::Replace {
+                let add = format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                    self.stage.quoted(),
+                    quote_ident(&col),
+                    sql_type
+                );
+                sqlx::query(AssertSqlSafe(add.as_str()))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(sql_err("adding a stage column"))?;
+            }
+        }
+        let stage_cols = table_columns(conn, &self.stage).await?.unwrap_or_default();
+        self.rebuild(&stage_cols);
+        Ok(())
+    }
+
+    /// Encodes the accepted features of a batch as COPY rows; features that do not fit their
+    /// columns, or lack the upsert key, become rejects.
+    pub fn encode(
+        &self,
+        input_index: u64,
+        input: &str,
+        records: &[Record],
+        out: &mut Vec<u8>,
+        rejects: &mut Vec<Reject>,
+    ) -> u64 {
+        let mut written = 0;
+        for rec in records {
+            let f = match &rec.feature {
+                Ok(f) => f,
+                Err(r) => {
+                    rejects.push(Reject::new(input, rec, r.reason.clone()));
+                    continue;
+                }
+            };
+            if let Some(k) = &self.key_column {
+                let missing = if k == ID {
+                    f.id.is_none()
+                } else {
+                    let prop =
+                        self.columns
+                            .iter()
+                            .find(|c| &c.name == k)
+                            .and_then(|c| match &c.source {
+                                ColumnSource::Property(p) => Some(p.as_str()),
+                                _ => None,
+                            });
+                    prop.is_none_or(|p| f.properties.get(p).is_none_or(Value::is_null))
+                };
+                if missing {
+                    rejects.push(Reject::new(
+                        input,
+                        rec,
+                        format!("upsert key {k:?} is missing"),
+                    ));
+                    continue;
+                }
+            }
+            let seq = ((input_index << SEQ_INPUT_SHIFT) | rec.ordinal) as i64;
+            match self.encoder.encode(f, seq, out) {
+                Ok(()) => written += 1,
+                Err(conflict) => rejects.push(Reject::new(input, rec, conflict.to_string())),
+            }
+        }
+        written
+    }
+
+    pub fn copy_sql(&self) -> &str {
+        &self.copy_sql
+    }
+
+    pub async fn copy(&self, conn: &mut PgConnection, data: &[u8]) -> Result<u64, JobError> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        copy_in(conn, &self.copy_sql, data)
+            .await
+            .map_err(|e| JobError::from(e).context(format!("loading {}", self.stage)))
+    }
+
+    /// Records rejects in the run's transaction, so they survive a resume exactly once too.
+    pub async fn save_rejects(
+        &self,
+        conn: &mut PgConnection,
+        rejects: &[Reject],
+    ) -> Result<(), JobError> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<&str> = rejects.iter().map(|r| r.input.as_str()).collect();
+        let lines: Vec<i64> = rejects.iter().map(|r| r.line as i64).collect();
+        let ordinals: Vec<i64> = rejects.iter().map(|r| r.ordinal as i64).collect();
+        let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO etl_reject (run_key, input, line, ordinal, reason) \
+             SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[])",
+        )
+        .bind(&self.run_key)
+        .bind(&inputs)
+        .bind(&lines)
+        .bind(&ordinals)
+        .bind(&reasons)
+        .execute(conn)
+        .await
+        .map_err(sql_err("recording rejects"))?;
+        Ok(())
+    }
+
+    /// Every reject of this run so far, in input order.
+    pub async fn load_rejects(&self) -> Result<Vec<Reject>, JobError> {
+        let rows = sqlx::query("SELECT input, line, ordinal, reason FROM etl_reject WHERE run_key = $1 ORDER BY input, ordinal")
+            .bind(&self.run_key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql_err("reading rejects"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(Reject {
+                input: r.try_get("input").map_err(sql_err("rejects"))?,
+                line: r
+                    .try_get::<i64, _>("line")
+                    .map_err(sql_err("rejects"))?
+                    .max(0) as u64,
+                ordinal: r
+                    .try_get::<i64, _>("ordinal")
+                    .map_err(sql_err("rejects"))?
+                    .max(0) as u64,
+                reason: r.try_get("reason").map_err(sql_err("rejects"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The final transaction: the stage becomes (or joins) the target; `finish` adds the run's
+    /// own bookkeeping before the commit.
+    pub async fn publish(&self, conn: &mut PgConnection) -> Result<u64, JobError> {
+        match self.mode {
+            Mode::Replace => self.swap(conn).await,
+            Mode::Append | Mode::Upsert => self.merge(conn).await,
+        }
+    }
+
+    async fn swap(&self, conn: &mut PgConnection) -> Result<u64, JobError> {
+        let stage = &self.stage;
+        let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            stage.quoted()
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_err("counting rows"))?;
+        let pkey = format!("{}_pkey", stage.name);
+        sqlx::query("SAVEPOINT etl_pk")
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("savepoint"))?;
+        let add_pk = format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})",
+            stage.quoted(),
+            quote_ident(&pkey),
+            quote_ident(ID)
+        );
+        let id_index = match sqlx::query(AssertSqlSafe(add_pk.as_str()))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => pkey.clone(),
+            Err(e) => {
+                // Missing or repeated ids: the table still gets an index on id, not a key.
+                tracing::warn!(table = %self.table, error = %e, "feature ids are not unique and present; id gets a plain index, not a primary key");
+                sqlx::query("ROLLBACK TO SAVEPOINT etl_pk")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(sql_err("savepoint"))?;
+                let name = format!("{}_id_idx", stage.name);
+                let idx = format!(
+                    "CREATE INDEX {} ON {} ({})",
+                    quote_ident(&name),
+                    stage.quoted(),
+                    quote_ident(ID)
+                );
+                sqlx::query(AssertSqlSafe(idx.as_str()))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(sql_err("creating the id index"))?;
+                name
+            }
+        };
+        let gist_name = format!("{}_geom_idx", stage.name);
+        let gist = format!(
+            "CREATE INDEX {} ON {} USING gist ({})",
+            quote_ident(&gist_name),
+            stage.quoted(),
+            quote_ident(GEOM)
+        );
+        sqlx::query(AssertSqlSafe(gist.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("creating the GIST index"))?;
+        // No CASCADE: a view on the old table must stop the swap, not vanish with it.
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            self.table.quoted()
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err("dropping the old table (do views depend on it?)"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER TABLE {} RENAME TO {}",
+            stage.quoted(),
+            quote_ident(&self.table.name)
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err("renaming the new table into place"))?;
+        let renames = [
+            (
+                id_index.clone(),
+                if id_index == pkey {
+                    format!("{}_pkey", self.table.name)
+                } else {
+                    format!("{}_id_idx", self.table.name)
+                },
+            ),
+            (gist_name, format!("{}_geom_idx", self.table.name)),
+        ];
+        for (from, to) in renames {
+            let sql = format!(
+                "ALTER INDEX {}.{} RENAME TO {}",
+                quote_ident(&self.table.schema),
+                quote_ident(&from),
+                quote_ident(&to)
+            );
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err("renaming an index"))?;
+        }
+        Ok(rows.max(0) as u64)
+    }
+
+    async fn merge(&self, conn: &mut PgConnection) -> Result<u64, JobError> {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| c.name != SEQ)
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let list = cols.join(", ");
+        let sql = match (&self.mode, &self.key_column) {
+            (Mode::Upsert, Some(k)) => {
+                let key = quote_ident(k);
+                let updates: Vec<String> = cols
+                    .iter()
+                    .filter(|c| **c != key)
+                    .map(|c| format!("{c} = EXCLUDED.{c}"))
+                    .collect();
+                let action = if updates.is_empty() {
+                    "DO NOTHING".to_string()
+                } else {
+                    format!("DO UPDATE SET {}", updates.join(", "))
+                };
+                // The last occurrence of a key in input order wins.
+                format!(
+                    "INSERT INTO {t} ({list}) SELECT {list} FROM (SELECT DISTINCT ON ({key}) * FROM {s} ORDER BY {key}, {seq} DESC) AS latest ON CONFLICT ({key}) {action}",
+                    t = self.table.quoted(),
+                    s = self.stage.quoted(),
+                    seq = quote_ident(SEQ),
+                )
+            }
+            _ => format!(
+                "INSERT INTO {t} ({list}) SELECT {list} FROM {s} ORDER BY {seq}",
+                t = self.table.quoted(),
+                s = self.stage.quoted(),
+                seq = quote_ident(SEQ),
+            ),
+        };
+        let done = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                JobError::from(PgError::sql(format!("moving rows into {}", self.table), e))
+            })?;
+        sqlx::query(AssertSqlSafe(format!("DROP TABLE {}", self.stage.quoted())))
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("dropping the stage table"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Run bookkeeping removed in the final transaction.
+    pub async fn clear_run(&self, conn: &mut PgConnection) -> Result<(), JobError> {
+        sqlx::query("DELETE FROM etl_reject WHERE run_key = $1")
+            .bind(&self.run_key)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("clearing rejects"))?;
+        sqlx::query("DELETE FROM etl_checkpoint WHERE scope = $1 AND name <> '_run'")
+            .bind(&self.run_key)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("clearing the checkpoint"))?;
+        Ok(())
+    }
+
+    /// After a permanent failure: drop the stage and the run's checkpoint, leaving nothing.
+    pub async fn discard(&self) -> Result<(), JobError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(sql_err("discarding the stage"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {}",
+            self.stage.quoted()
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql_err("dropping the stage table"))?;
+        self.clear_run(&mut tx).await?;
+        sqlx::query("DELETE FROM etl_checkpoint WHERE scope = $1")
+            .bind(&self.run_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err("clearing the checkpoint"))?;
+        tx.commit().await.map_err(sql_err("discarding the stage"))?;
+        Ok(())
+    }
+
+    pub async fn analyze(&self) {
+        if let Err(e) = sqlx::query(AssertSqlSafe(format!("ANALYZE {}", self.table.quoted())))
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(table = %self.table, error = %e, "ANALYZE failed");
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn save_state(
+        conn: &mut PgConnection,
+        scope: &str,
+        name: &str,
+        state: &Value,
+    ) -> Result<(), JobError> {
+        PostgresCheckpoints::save_in(conn, scope, name, state)
+            .await
+            .map_err(JobError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_and_long_names() {
+        assert_eq!(column_for("id"), "id_");
+        assert_eq!(column_for("geom"), "geom_");
+        assert_eq!(column_for("name"), "name");
+        let long = "é".repeat(40);
+        let c = column_for(&long);
+        assert!(c.len() <= 63 && c.chars().all(|ch| ch == 'é'));
+    }
+
+    #[test]
+    fn stage_names_fit() {
+        let t = TableName::parse(&"t".repeat(63)).unwrap();
+        let s = stage_name(&t, "0123456789abcdef0123");
+        assert!(s.name.len() <= 63);
+        assert!(s.name.ends_with("__etl_0123456789ab"));
+    }
+}

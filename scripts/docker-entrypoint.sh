@@ -1,0 +1,55 @@
+#!/bin/sh
+# Entrypoint of the tak-etl image, installed as /usr/local/bin/etl:
+#   etl JOB [ARGS...]   runs the job binary etl-JOB with ARGS (etl data --input ... -> etl-data --input ...)
+#   etl help | --help   lists the jobs in this image
+# exec keeps the job as the container's main process, so SIGTERM from Batch/ECS reaches it directly.
+set -eu
+
+bindir=${ETL_BIN_DIR:-$(dirname "$0")}
+
+list_jobs() {
+  found=0
+  for f in "$bindir"/etl-*; do
+    if [ -f "$f" ] && [ -x "$f" ]; then
+      echo "  ${f##*/etl-}"
+      found=1
+    fi
+  done
+  [ "$found" = 1 ] || echo "  (none found in $bindir)"
+}
+
+usage() {
+  echo "usage: etl JOB [ARGS...]   (etl JOB --help for the job's options)"
+  echo "jobs:"
+  list_jobs
+}
+
+if [ $# -eq 0 ]; then
+  usage >&2
+  exit 64
+fi
+
+job=$1
+shift
+case $job in
+  help | -h | --help)
+    usage
+    exit 0
+    ;;
+  etl-*) job=${job#etl-} ;; # `etl etl-data ...` works too
+esac
+
+case $job in
+  "" | *[!a-z0-9_-]*)
+    echo "etl: '$job' is not a job name" >&2
+    usage >&2
+    exit 64
+    ;;
+esac
+
+if [ ! -x "$bindir/etl-$job" ]; then
+  echo "etl: unknown job '$job'" >&2
+  usage >&2
+  exit 64
+fi
+exec "$bindir/etl-$job" "$@"

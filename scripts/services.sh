@@ -82,6 +82,28 @@ pip_install_quiet() {
   python3 -c "import $module" || _svc_fail "pip installed $* but 'import $module' still fails"
 }
 
+# A venv with exactly the moto version the tests were checked with, cached outside the clone.
+# Not the system Python's moto: 5.2.1 (which this machine kind may ship) answers
+# CompleteMultipartUpload with a <CompleteMultipartUploadResponse> root that the AWS SDK for Rust
+# rightly refuses; 5.2.5 answers <CompleteMultipartUploadResult> as S3 does.
+TAK_MOTO_VENV=${TAK_MOTO_VENV:-/var/tmp/tak-etl-tools/moto-5.2.5}
+_svc_moto_venv() {
+  if "$TAK_MOTO_VENV/bin/python" -c 'import moto, moto.server, flask, flask_cors; assert moto.__version__ == "5.2.5"' >/dev/null 2>&1; then
+    return 0
+  fi
+  local log
+  log=$(mktemp /tmp/tak-etl-pip.XXXXXX.log)
+  _svc_say "installing $TAK_MOTO_REQUIREMENT into $TAK_MOTO_VENV"
+  rm -rf "$TAK_MOTO_VENV"
+  mkdir -p "$(dirname "$TAK_MOTO_VENV")"
+  if ! { python3 -m venv "$TAK_MOTO_VENV" &&
+    "$TAK_MOTO_VENV/bin/python" -m pip install -q --disable-pip-version-check "$TAK_MOTO_REQUIREMENT"; } >"$log" 2>&1; then
+    _svc_fail "installing $TAK_MOTO_REQUIREMENT failed" "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
 # Runs a command as the postgres OS user when we are root, else as ourselves.
 _svc_as_pg() {
   if [[ $(id -u) == 0 ]]; then
@@ -179,7 +201,7 @@ start_s3() {
   if [[ -n ${TAK_S3_PID:-} ]] && kill -0 "$TAK_S3_PID" 2>/dev/null; then
     return 0 # already started by this shell
   fi
-  pip_install_quiet "moto.server, flask, flask_cors" "$TAK_MOTO_REQUIREMENT" || return 1
+  _svc_moto_venv || return 1
 
   _svc_reap_stale
   TAK_S3_DIR=$(mktemp -d /tmp/tak-etl-s3.XXXXXX)
@@ -188,7 +210,7 @@ start_s3() {
   local log=$TAK_S3_DIR/moto.log port attempt i
   for attempt in 1 2 3 4 5; do
     port=$(_svc_free_port)
-    python3 -m moto.server -H 127.0.0.1 -p "$port" </dev/null >>"$log" 2>&1 &
+    "$TAK_MOTO_VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$port" </dev/null >>"$log" 2>&1 &
     TAK_S3_PID=$!
     export TAK_S3_PID
     echo "$TAK_S3_PID" >"$TAK_S3_DIR/moto.pid"

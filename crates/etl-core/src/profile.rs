@@ -27,7 +27,9 @@ impl FromStr for Profile {
         match s {
             "dev-test" | "dev" | "test" => Ok(Profile::DevTest),
             "prod" | "production" => Ok(Profile::Prod),
-            other => Err(format!("unknown profile {other:?} (expected dev-test or prod)")),
+            other => Err(format!(
+                "unknown profile {other:?} (expected dev-test or prod)"
+            )),
         }
     }
 }

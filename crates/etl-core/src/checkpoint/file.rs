@@ -36,7 +36,12 @@ impl FileCheckpoints {
         }
     }
 
-    pub async fn save(&self, scope: &str, name: &str, state: &Value) -> Result<(), CheckpointError> {
+    pub async fn save(
+        &self,
+        scope: &str,
+        name: &str,
+        state: &Value,
+    ) -> Result<(), CheckpointError> {
         let mut states = self.load(scope).await?;
         states.insert(name.to_string(), state.clone());
         let path = self.doc(scope);
@@ -101,7 +106,9 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), StoreError> 
     std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(dir.display(), e))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let result = (|| -> std::io::Result<()> {

@@ -96,8 +96,11 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // The task sees `stop` and releases by itself; nothing to wait for here.
+        // The task sees `stop` and releases by itself; the runner waits for it before exit.
         self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            crate::store::register_cleanup(task);
+        }
     }
 }
 

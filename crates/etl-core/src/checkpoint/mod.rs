@@ -69,11 +69,15 @@ impl Checkpoints {
                 Some(p) => p,
                 None => crate::postgres::connect(url, 4).await?,
             };
-            return Ok(Checkpoints::Postgres(PostgresCheckpoints::open(pool).await?));
+            return Ok(Checkpoints::Postgres(
+                PostgresCheckpoints::open(pool).await?,
+            ));
         }
         Ok(match Location::parse(url)? {
             Location::File(dir) => Checkpoints::File(FileCheckpoints::new(dir)),
-            loc @ Location::S3 { .. } => Checkpoints::S3(Box::new(S3Checkpoints::new(store.clone(), loc))),
+            loc @ Location::S3 { .. } => {
+                Checkpoints::S3(Box::new(S3Checkpoints::new(store.clone(), loc)))
+            }
         })
     }
 
@@ -95,7 +99,12 @@ impl Checkpoints {
     }
 
     /// Saves one named state (replacing the previous one of that name).
-    pub async fn save(&self, scope: &str, name: &str, state: &Value) -> Result<(), CheckpointError> {
+    pub async fn save(
+        &self,
+        scope: &str,
+        name: &str,
+        state: &Value,
+    ) -> Result<(), CheckpointError> {
         match self {
             Checkpoints::File(f) => f.save(scope, name, state).await,
             Checkpoints::S3(s) => s.save(scope, name, state).await,

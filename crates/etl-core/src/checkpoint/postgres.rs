@@ -90,7 +90,12 @@ impl PostgresCheckpoints {
         Ok(out)
     }
 
-    pub async fn save(&self, scope: &str, name: &str, state: &Value) -> Result<(), CheckpointError> {
+    pub async fn save(
+        &self,
+        scope: &str,
+        name: &str,
+        state: &Value,
+    ) -> Result<(), CheckpointError> {
         let mut conn = self
             .pool
             .acquire()
@@ -154,7 +159,10 @@ impl PostgresCheckpoints {
             .map_err(err)?;
             let _ = conn.close().await;
             let (owner, until) = match row {
-                Some(r) => (r.try_get("owner").unwrap_or_default(), r.try_get("until").ok()),
+                Some(r) => (
+                    r.try_get("owner").unwrap_or_default(),
+                    r.try_get("until").ok(),
+                ),
                 None => (String::from("another worker"), None),
             };
             return Ok(Err(LeaseInfo { owner, until }));

@@ -53,7 +53,12 @@ impl S3Checkpoints {
         }
     }
 
-    pub async fn save(&self, scope: &str, name: &str, state: &Value) -> Result<(), CheckpointError> {
+    pub async fn save(
+        &self,
+        scope: &str,
+        name: &str,
+        state: &Value,
+    ) -> Result<(), CheckpointError> {
         let mut states = self.load(scope).await?;
         states.insert(name.to_string(), state.clone());
         let cond = match self.etags.lock().await.get(scope) {
@@ -149,7 +154,10 @@ impl S3Checkpoints {
                     until_ms: now_ms() + ttl.as_millis() as i64,
                 };
                 let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-                match store.put(&loc, bytes, Precondition::IfMatch(etag.clone())).await {
+                match store
+                    .put(&loc, bytes, Precondition::IfMatch(etag.clone()))
+                    .await
+                {
                     Ok(new) => {
                         etag = new;
                         until = doc.until_ms;
@@ -169,10 +177,7 @@ impl S3Checkpoints {
                 }
             }
             // Release: only our own lease (If-Match via a final expired write, then delete).
-            let expired = LeaseDoc {
-                owner,
-                until_ms: 0,
-            };
+            let expired = LeaseDoc { owner, until_ms: 0 };
             let bytes = serde_json::to_vec(&expired).unwrap_or_default();
             if store
                 .put(&loc, bytes, Precondition::IfMatch(etag))

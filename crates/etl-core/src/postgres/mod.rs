@@ -103,9 +103,9 @@ fn pct(s: &str) -> String {
 
 /// Opens a pool. Connection failures are classified by [`classify`].
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, PgError> {
-    let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
-        PgError::BadUrl(e.to_string().replace(url, "<url>"))
-    })?;
+    let opts: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| PgError::BadUrl(e.to_string().replace(url, "<url>")))?;
     let opts = opts
         .application_name("tak-etl")
         .log_statements(tracing::log::LevelFilter::Trace);
@@ -221,7 +221,10 @@ mod tests {
             Err(PgError::NotConfigured)
         ));
         let env = |k: &str| (k == "DATABASE_URL").then(|| "postgres://e@h/d".to_string());
-        assert_eq!(resolve_url(Some("postgres://"), env).unwrap(), "postgres://e@h/d");
+        assert_eq!(
+            resolve_url(Some("postgres://"), env).unwrap(),
+            "postgres://e@h/d"
+        );
         let secret = |k: &str| {
             (k == SECRET_ENV).then(|| {
                 r#"{"username":"app","password":"p@ss/w:rd","host":"db.local","port":5433,"dbname":"tak"}"#

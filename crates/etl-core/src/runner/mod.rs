@@ -106,15 +106,16 @@ pub fn resolve_config<J: Job>(
     matches: &clap::ArgMatches,
     profile: Profile,
 ) -> Result<J::Config, JobError> {
-    let parsed = J::Config::from_arg_matches(matches).map_err(|e| JobError::usage(e.to_string()))?;
+    let parsed =
+        J::Config::from_arg_matches(matches).map_err(|e| JobError::usage(e.to_string()))?;
     let serde_json::Value::Object(defaults) = J::profile_defaults(profile) else {
         return Ok(parsed);
     };
     if defaults.is_empty() {
         return Ok(parsed);
     }
-    let mut value = serde_json::to_value(&parsed)
-        .map_err(|e| JobError::config(format!("config: {e}")))?;
+    let mut value =
+        serde_json::to_value(&parsed).map_err(|e| JobError::config(format!("config: {e}")))?;
     for (key, default) in defaults {
         let known = cmd.get_arguments().any(|a| a.get_id() == key.as_str());
         let explicit = known
@@ -190,6 +191,8 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
         }
     };
     ctx.progress.finish();
+    // Aborted uploads and dropped leases finish their clean-up before the process goes.
+    crate::store::finish_cleanups(Duration::from_secs(10)).await;
 
     let (status, code, error) = match &result {
         Ok(s) => (*s, 0, None),
@@ -207,7 +210,11 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let summary = RunSummary::new(J::NAME, &ctx, status, code, error, elapsed);
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", emf_line(J::NAME, &ctx.stats, elapsed, code != 0, now_ms));
+    let _ = writeln!(
+        out,
+        "{}",
+        emf_line(J::NAME, &ctx.stats, elapsed, code != 0, now_ms)
+    );
     let _ = writeln!(out, "{}", summary.to_json());
     let _ = out.flush();
     code

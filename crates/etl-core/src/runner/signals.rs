@@ -10,9 +10,10 @@ pub fn listen(shutdown: CancellationToken) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-            else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 tracing::warn!("cannot install signal handlers");
                 return;
             };
@@ -20,7 +21,10 @@ pub fn listen(shutdown: CancellationToken) {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
             };
-            tracing::warn!(signal = name, "stop requested: finishing the current batch and checkpointing");
+            tracing::warn!(
+                signal = name,
+                "stop requested: finishing the current batch and checkpointing"
+            );
         }
         #[cfg(not(unix))]
         {

@@ -48,7 +48,8 @@ pub(super) fn expand(path: &Path) -> Result<Vec<ObjectMeta>, StoreError> {
             .map_err(|e| StoreError::InvalidUrl(format!("{text}: bad glob pattern: {e}")))?;
         let mut out = Vec::new();
         for p in paths {
-            let p = p.map_err(|e| StoreError::io(e.path().display(), io::Error::other(e.to_string())))?;
+            let p =
+                p.map_err(|e| StoreError::io(e.path().display(), io::Error::other(e.to_string())))?;
             if p.is_file() {
                 out.push(head(&p)?);
             }
@@ -73,7 +74,9 @@ fn walk(dir: &Path, out: &mut Vec<ObjectMeta>) -> Result<(), StoreError> {
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
-        let ft = entry.file_type().map_err(|e| StoreError::io(p.display(), e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| StoreError::io(p.display(), e))?;
         if ft.is_dir() {
             walk(&p, out)?;
         } else if ft.is_file() {
@@ -326,7 +329,11 @@ mod tests {
         ));
         let e2 = put(&p, b"b", &Precondition::IfMatch(e1)).unwrap();
         assert_eq!(get(&p).unwrap().unwrap(), (b"b".to_vec(), e2));
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
     }
 
     #[test]

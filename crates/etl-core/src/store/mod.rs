@@ -73,6 +73,31 @@ impl From<StoreError> for JobError {
     }
 }
 
+/// Clean-up work started from `Drop` (aborting a multipart upload, releasing a lease) that must
+/// not be lost when the process exits right after: the runner awaits it before shutting down.
+static CLEANUPS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Registers a spawned clean-up task for [`finish_cleanups`].
+pub fn register_cleanup(task: tokio::task::JoinHandle<()>) {
+    if let Ok(mut list) = CLEANUPS.lock() {
+        list.retain(|t| !t.is_finished());
+        list.push(task);
+    }
+}
+
+/// Waits (up to `limit`) for every registered clean-up task.
+pub async fn finish_cleanups(limit: std::time::Duration) {
+    let tasks: Vec<_> = match CLEANUPS.lock() {
+        Ok(mut list) => list.drain(..).collect(),
+        Err(_) => return,
+    };
+    let all = futures::future::join_all(tasks);
+    if tokio::time::timeout(limit, all).await.is_err() {
+        tracing::warn!("clean-up tasks did not finish in time");
+    }
+}
+
 /// Metadata of one stored object, as listed or HEADed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {

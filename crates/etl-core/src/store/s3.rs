@@ -228,7 +228,14 @@ impl S3Store {
         bucket: &str,
         key: &str,
     ) -> Result<Option<(Vec<u8>, String)>, StoreError> {
-        let out = match self.client.get_object().bucket(bucket).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 return match s3_err(&url(bucket, key), "GetObject", e) {
@@ -408,15 +415,12 @@ impl S3Writer {
             return Ok(());
         }
         let first = self.in_flight.remove(0);
-        let part = self
-            .handle
-            .block_on(first)
-            .map_err(|e| StoreError::S3 {
-                location: self.location(),
-                operation: "UploadPart",
-                message: format!("upload task failed: {e}"),
-                status: None,
-            })??;
+        let part = self.handle.block_on(first).map_err(|e| StoreError::S3 {
+            location: self.location(),
+            operation: "UploadPart",
+            message: format!("upload task failed: {e}"),
+            status: None,
+        })??;
         self.done.push(part);
         Ok(())
     }
@@ -460,7 +464,9 @@ impl S3Writer {
             .map_err(|e| s3_err(&loc, "CompleteMultipartUpload", e))?;
         self.upload_id = None;
         let etag = out.e_tag().unwrap_or_default().to_string();
-        let head = self.handle.block_on(self.store.head(&self.bucket, &self.key))?;
+        let head = self
+            .handle
+            .block_on(self.store.head(&self.bucket, &self.key))?;
         Ok(self.meta(head.size, etag))
     }
 
@@ -498,6 +504,8 @@ impl S3Writer {
             });
             if Handle::try_current().is_err() {
                 let _ = self.handle.block_on(task);
+            } else {
+                super::register_cleanup(task);
             }
         }
     }

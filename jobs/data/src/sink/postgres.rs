@@ -62,7 +62,7 @@ pub fn column_for(prop: &str) -> String {
 
 /// The stage table of a run: beside the target, named after it and the run key.
 pub fn stage_name(table: &TableName, run_key: &str) -> TableName {
-    let mut end = table.name.len().min(46);
+    let mut end = table.name.len().min(45);
     while !table.name.is_char_boundary(end) {
         end -= 1;
     }

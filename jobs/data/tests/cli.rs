@@ -1,0 +1,103 @@
+//! The command-line contract: schema drift, usage errors, config resolution.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+#[test]
+fn checked_in_schema_matches_the_config() {
+    let out = etl_data().arg("--print-schema").output().unwrap();
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/etl-data.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        printed, stored,
+        "schemas/etl-data.json is out of date: regenerate with `etl-data --print-schema > schemas/etl-data.json`"
+    );
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    run(&["--output", "x.geojsonl"]).assert_code(64);
+    let r = run(&["--input", "a.geojsonl", "--output", &database_url()]);
+    r.assert_code(64);
+    assert!(r.error().contains("--table"), "{}", r.error());
+    run(&["--input", "a.geojsonl", "--output", "out.txt"]).assert_code(64);
+    run(&[
+        "--input",
+        "a",
+        "--output",
+        "postgres://x/y",
+        "--table",
+        "t",
+        "--mode",
+        "upsert",
+    ])
+    .assert_code(64);
+    run(&[
+        "--input",
+        "a",
+        "--output",
+        "o.geojsonl",
+        "--profile",
+        "nope",
+    ])
+    .assert_code(64);
+}
+
+#[test]
+fn flags_come_from_env_and_profile_defaults_apply_below_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.geojsonl");
+    let input = repo_fixture("data/sites.geojson");
+    // Everything from the environment.
+    let r = Run::from_output(
+        etl_data()
+            .env("ETL_INPUT", input.to_str().unwrap())
+            .env("ETL_OUTPUT", out.to_str().unwrap())
+            .output()
+            .unwrap(),
+    );
+    r.assert_code(0);
+    assert_eq!(r.count("written"), 5);
+    assert!(out.exists());
+    // The summary is the last stdout line, with the metrics line (EMF) before it.
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let emf: Value = serde_json::from_str(lines[lines.len() - 2]).unwrap();
+    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "TakEtl");
+    assert_eq!(emf["FeaturesWritten"], 5.0);
+    assert_eq!(r.summary["profile"], "dev-test");
+}
+
+#[test]
+fn unknown_input_format_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("blob.bin");
+    std::fs::write(&input, b"\x89PNG\r\n\x1a\n not geodata").unwrap();
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("o.geojsonl").to_str().unwrap(),
+    ]);
+    r.assert_code(65);
+    assert!(
+        r.error().contains("unsupported input format"),
+        "{}",
+        r.error()
+    );
+    let empty = dir.path().join("empty.geojsonl");
+    std::fs::write(&empty, b"").unwrap();
+    let r = run(&[
+        "--input",
+        empty.to_str().unwrap(),
+        "--output",
+        dir.path().join("o.geojsonl").to_str().unwrap(),
+    ]);
+    r.assert_code(65);
+    assert!(r.error().contains("no features"), "{}", r.error());
+}

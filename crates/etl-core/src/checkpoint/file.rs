@@ -12,11 +12,16 @@ use crate::store::StoreError;
 
 pub struct FileCheckpoints {
     dir: PathBuf,
+    /// Serialises read-modify-write of scope documents within this process.
+    write: tokio::sync::Mutex<()>,
 }
 
 impl FileCheckpoints {
     pub fn new(dir: PathBuf) -> Self {
-        FileCheckpoints { dir }
+        FileCheckpoints {
+            dir,
+            write: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -42,6 +47,7 @@ impl FileCheckpoints {
         name: &str,
         state: &Value,
     ) -> Result<(), CheckpointError> {
+        let _guard = self.write.lock().await;
         let mut states = self.load(scope).await?;
         states.insert(name.to_string(), state.clone());
         let path = self.doc(scope);
@@ -104,12 +110,14 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), StoreError> 
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(dir.display(), e))?;
+    static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         path.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
-        std::process::id()
+        std::process::id(),
+        NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

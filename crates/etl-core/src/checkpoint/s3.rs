@@ -14,8 +14,8 @@ use crate::store::{Location, Precondition, Store, StoreError};
 pub struct S3Checkpoints {
     store: Store,
     prefix: Location,
-    /// ETag of each scope document as last seen, for compare-and-swap.
-    etags: Mutex<std::collections::HashMap<String, String>>,
+    /// Serialises read-modify-write of scope documents within this process.
+    write: Mutex<()>,
 }
 
 impl S3Checkpoints {
@@ -23,7 +23,7 @@ impl S3Checkpoints {
         S3Checkpoints {
             store,
             prefix,
-            etags: Mutex::new(Default::default()),
+            write: Mutex::new(()),
         }
     }
 
@@ -39,46 +39,49 @@ impl S3Checkpoints {
         self.prefix.join(&format!("{scope}.lease"))
     }
 
-    pub async fn load(&self, scope: &str) -> Result<States, CheckpointError> {
+    /// The scope's states and the ETag they were read at (None: no document yet).
+    async fn load_versioned(
+        &self,
+        scope: &str,
+    ) -> Result<(States, Option<String>), CheckpointError> {
         let loc = self.doc(scope);
         match self.store.get(&loc).await? {
-            None => {
-                self.etags.lock().await.remove(scope);
-                Ok(States::new())
-            }
-            Some((bytes, etag)) => {
-                self.etags.lock().await.insert(scope.to_string(), etag);
-                decode_states(&loc.to_string(), &bytes)
-            }
+            None => Ok((States::new(), None)),
+            Some((bytes, etag)) => Ok((decode_states(&loc.to_string(), &bytes)?, Some(etag))),
         }
     }
 
+    pub async fn load(&self, scope: &str) -> Result<States, CheckpointError> {
+        Ok(self.load_versioned(scope).await?.0)
+    }
+
+    /// Read-modify-write under compare-and-swap on the ETag this call read, so a writer
+    /// elsewhere is detected (`Conflict`) instead of overwritten; saves from this process are
+    /// serialised so they never conflict with each other.
     pub async fn save(
         &self,
         scope: &str,
         name: &str,
         state: &Value,
     ) -> Result<(), CheckpointError> {
-        let mut states = self.load(scope).await?;
+        let _guard = self.write.lock().await;
+        let (mut states, etag) = self.load_versioned(scope).await?;
         states.insert(name.to_string(), state.clone());
-        let cond = match self.etags.lock().await.get(scope) {
-            Some(etag) => Precondition::IfMatch(etag.clone()),
+        let cond = match etag {
+            Some(etag) => Precondition::IfMatch(etag),
             None => Precondition::IfAbsent,
         };
         let loc = self.doc(scope);
         match self.store.put(&loc, encode_states(&states), cond).await {
-            Ok(etag) => {
-                self.etags.lock().await.insert(scope.to_string(), etag);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(StoreError::PreconditionFailed(l)) => Err(CheckpointError::Conflict(l)),
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn clear(&self, scope: &str) -> Result<(), CheckpointError> {
+        let _guard = self.write.lock().await;
         self.store.delete(&self.doc(scope)).await?;
-        self.etags.lock().await.remove(scope);
         Ok(())
     }
 

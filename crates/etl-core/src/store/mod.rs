@@ -64,6 +64,13 @@ impl From<StoreError> for JobError {
                 io::ErrorKind::InvalidData => JobError::bad_input(msg),
                 _ => JobError::temporary(msg),
             },
+            // The upload itself vanished (aborted elsewhere, lifecycle rule): a new attempt
+            // starts a new upload and can succeed.
+            StoreError::S3 {
+                status: Some(404),
+                operation: "UploadPart" | "CompleteMultipartUpload",
+                ..
+            } => JobError::temporary(msg),
             StoreError::S3 { status, .. } => match status {
                 None => JobError::unavailable(msg),
                 Some(403) | Some(400) | Some(404) | Some(301) => JobError::config(msg),

@@ -49,7 +49,10 @@ where
     if status == Some(412) || err.code() == Some("PreconditionFailed") {
         return StoreError::PreconditionFailed(loc.to_string());
     }
-    if status == Some(404) || matches!(err.code(), Some("NoSuchKey") | Some("NotFound")) {
+    let object_op = matches!(operation, "HeadObject" | "GetObject" | "DeleteObject");
+    if object_op
+        && (status == Some(404) || matches!(err.code(), Some("NoSuchKey") | Some("NotFound")))
+    {
         return StoreError::NotFound(loc.to_string());
     }
     let message = match err.message() {

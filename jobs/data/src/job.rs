@@ -249,9 +249,21 @@ async fn run_object(
     };
     let states = cps.load(key).await.map_err(JobError::from)?;
     if state::run_done(states.get(RUN_STATE)) {
-        tracing::info!(run_key = key, output = %location, "this run already completed; nothing to do");
-        lease.release().await;
-        return Ok(Outcome::Skipped);
+        // Done means done only while the output it produced is still there, unchanged.
+        let recorded = states
+            .get(RUN_STATE)
+            .and_then(|s| s.get("etag"))
+            .and_then(Value::as_str);
+        match ctx.store.head(location).await {
+            Ok(meta) if meta.etag.as_deref() == recorded => {
+                tracing::info!(run_key = key, output = %location, "this run already completed; nothing to do");
+                lease.release().await;
+                return Ok(Outcome::Skipped);
+            }
+            _ => {
+                tracing::info!(run_key = key, output = %location, "output missing or changed since the run completed; writing it again")
+            }
+        }
     }
     let writer = ctx.store.writer(location).await.map_err(JobError::from)?;
     let job = ObjectJob {

@@ -163,6 +163,23 @@ fn file_output_round_trip_is_exact() {
         "GeoJSON -> GeoJSON sequence keeps every feature exactly"
     );
     // And a FeatureCollection output reads back the same.
+    // A finished run is not redone while its output stands; a deleted output is written again.
+    let again = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status(), "skipped");
+    std::fs::remove_file(&out).unwrap();
+    let redo = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(redo.status(), "succeeded");
+    assert_eq!(parse_all(&out), a);
     let out2 = dir.path().join("out.geojson");
     run(&[
         "--input",
@@ -693,5 +710,53 @@ fn two_concurrent_runs_of_one_run_key_never_double_load() {
             scalar_i64(&pool, &format!("SELECT count(*) FROM \"{table}\"")).await,
             n as i64
         );
+    });
+}
+
+#[test]
+fn replace_widens_its_own_columns_for_later_values() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.geojsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    // More than one read batch of integers, then a float, a string and a string id.
+    for i in 0..5000 {
+        writeln!(f, r#"{{"type":"Feature","id":{i},"properties":{{"v":{i},"w":{i}}},"geometry":{{"type":"Point","coordinates":[1,2]}}}}"#).unwrap();
+    }
+    writeln!(f, r#"{{"type":"Feature","id":"x-1","properties":{{"v":2.5,"w":"many"}},"geometry":{{"type":"Point","coordinates":[1,2]}}}}"#).unwrap();
+    drop(f);
+    let table = unique("widen");
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &table,
+        "--mode",
+        "replace",
+    ]);
+    r.assert_code(0);
+    assert_eq!(r.count("rejected"), 0);
+    assert_eq!(r.count("written"), 5001);
+    rt().block_on(async {
+        let pool = pool().await;
+        let types: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1",
+        )
+        .bind(&table)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        assert_eq!(types["id"], "text");
+        assert_eq!(types["v"], "double precision");
+        assert_eq!(types["w"], "jsonb");
+        let v: f64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT v FROM \"{table}\" WHERE id = 'x-1'")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(v, 2.5);
     });
 }

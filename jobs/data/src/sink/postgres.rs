@@ -44,6 +44,19 @@ fn sql_err(context: &str) -> impl Fn(sqlx::Error) -> JobError + '_ {
     move |e| JobError::from(PgError::sql(context, e))
 }
 
+/// Whether a value of kind `value` can be stored in a column of kind `column` as it is.
+fn fits(column: ColumnKind, value: ColumnKind) -> bool {
+    column == value
+        || matches!(column, ColumnKind::Jsonb | ColumnKind::Json)
+        || matches!(
+            (column, value),
+            (
+                ColumnKind::Double | ColumnKind::Real | ColumnKind::Numeric,
+                ColumnKind::BigInt
+            )
+        )
+}
+
 /// The column a property is stored in.
 pub fn column_for(prop: &str) -> String {
     let base = if matches!(prop, ID | GEOM | SEQ) {
@@ -419,11 +432,16 @@ impl PgTarget {
 
     /// Adds columns for properties first seen in this batch, inside the batch's transaction.
     /// For append/upsert, a property the target already has a column for is mapped to it.
+    /// In replace mode the stage and its column types are this run's own guess from the data,
+    /// so a later value that does not fit widens the column instead of being rejected.
     pub async fn add_columns(
         &mut self,
         conn: &mut PgConnection,
         records: &[Record],
     ) -> Result<(), JobError> {
+        if self.mode == Mode::Replace {
+            self.widen(conn, records).await?;
+        }
         let new = discover(records, &self.props, &self.select);
         if new.is_empty() {
             return Ok(());
@@ -471,6 +489,59 @@ impl PgTarget {
             }
         }
         let stage_cols = table_columns(conn, &self.stage).await?.unwrap_or_default();
+        self.rebuild(&stage_cols);
+        Ok(())
+    }
+
+    /// Widens stage columns whose type the batch's values do not fit (replace mode only).
+    async fn widen(&mut self, conn: &mut PgConnection, records: &[Record]) -> Result<(), JobError> {
+        let mut wanted: HashMap<String, ColumnKind> = HashMap::new();
+        for rec in records {
+            let Ok(f) = &rec.feature else { continue };
+            if let Some(etl_geo::FeatureId::Str(_)) = &f.id
+                && let Some(c) = self.columns.iter().find(|c| c.source == ColumnSource::Id)
+                && !matches!(c.kind, ColumnKind::Text | ColumnKind::Jsonb)
+            {
+                wanted.insert(ID.to_string(), ColumnKind::Text);
+            }
+            for (prop, v) in &f.properties {
+                let Some(&i) = self.props.get(prop) else {
+                    continue;
+                };
+                let Some(kind) = ColumnKind::infer(v) else {
+                    continue;
+                };
+                let col = &self.columns[i];
+                let current = wanted.get(&col.name).copied().unwrap_or(col.kind);
+                if fits(current, kind) {
+                    continue;
+                }
+                wanted.insert(col.name.clone(), ColumnKind::unify(current, kind));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        for (col, kind) in &wanted {
+            let q = quote_ident(col);
+            let using = if *kind == ColumnKind::Jsonb {
+                format!("to_jsonb({q})")
+            } else {
+                format!("{q}::{}", kind.sql_type())
+            };
+            let sql = format!(
+                "ALTER TABLE {} ALTER COLUMN {q} TYPE {} USING {using}",
+                self.stage.quoted(),
+                kind.sql_type()
+            );
+            tracing::info!(column = %col, to = kind.sql_type(), "widening a column to fit later values");
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err("widening a column"))?;
+        }
+        let stage_cols = table_columns(conn, &self.stage).await?.unwrap_or_default();
+        self.table_columns = stage_cols.clone();
         self.rebuild(&stage_cols);
         Ok(())
     }
@@ -825,6 +896,15 @@ mod tests {
         let long = "é".repeat(40);
         let c = column_for(&long);
         assert!(c.len() <= 63 && c.chars().all(|ch| ch == 'é'));
+    }
+
+    #[test]
+    fn what_fits_without_widening() {
+        assert!(fits(ColumnKind::Double, ColumnKind::BigInt));
+        assert!(fits(ColumnKind::Jsonb, ColumnKind::Text));
+        assert!(!fits(ColumnKind::BigInt, ColumnKind::Double));
+        assert!(!fits(ColumnKind::Text, ColumnKind::BigInt));
+        assert!(!fits(ColumnKind::Boolean, ColumnKind::Text));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{DataConfig, Mode, OutputTarget, redact_url};
 use crate::inputs;
 use crate::read::{self, READ_BATCH};
-use crate::rejects;
+use crate::rejects::{self, Reject};
 use crate::sink::object::{self, ObjectJob};
 use crate::sink::postgres::PgTarget;
 use crate::state::{self, InputState, LoadedVersion, RUN_STATE};
@@ -480,6 +480,27 @@ struct LoadStep<'a> {
     lease: &'a etl_core::checkpoint::Lease,
 }
 
+/// How one streamed COPY ended.
+enum CopyEnd {
+    /// `--checkpoint-every` features are in: commit and go on.
+    Full,
+    /// The input is exhausted.
+    InputDone,
+    /// SIGTERM: commit what was sent and stop.
+    Stopped,
+    /// The lease is gone: commit nothing.
+    LeaseLost,
+    /// This batch needs new or wider columns first.
+    NeedsDdl(read::ReadBatch),
+}
+
+/// Progress of the transaction being filled.
+struct TxProgress {
+    since_checkpoint: u64,
+    rejects: Vec<Reject>,
+    last_bytes: u64,
+}
+
 impl LoadStep<'_> {
     async fn load(
         &self,
@@ -494,7 +515,6 @@ impl LoadStep<'_> {
         let pg = |what: &'static str| {
             move |e: sqlx::Error| JobError::from(postgres::PgError::sql(what, e))
         };
-        let bytes = Arc::new(AtomicU64::new(0));
         ctx.progress.start(self.url, meta.size);
         let mut reader = read::spawn(
             ctx.store.clone(),
@@ -502,49 +522,154 @@ impl LoadStep<'_> {
             self.plan.format,
             self.plan.read_options.clone(),
             st.next,
-            bytes.clone(),
+            Arc::new(AtomicU64::new(0)),
         );
-        let mut tx = self.pool.begin().await.map_err(pg("starting a batch"))?;
-        let mut since_checkpoint = 0u64;
+        // The first batch decides the columns of a table this run creates.
+        let mut pending = match reader.rx.recv().await {
+            Some(batch) => Some(batch?),
+            None => None,
+        };
+        if target.is_none() {
+            let Some(first) = &pending else {
+                st.done = true;
+                let mut conn = self.pool.acquire().await.map_err(pg("checkpoint"))?;
+                PgTarget::save_state(&mut conn, self.key, self.url, &st.to_value()).await?;
+                return Ok(());
+            };
+            *target = Some(
+                PgTarget::open(
+                    self.pool.clone(),
+                    self.plan_table(),
+                    cfg.mode,
+                    cfg.key.clone(),
+                    cfg.select.clone(),
+                    self.key,
+                    &first.records,
+                )
+                .await?,
+            );
+        }
+        let Some(t) = target.as_mut() else {
+            return Ok(());
+        };
+        let mut progress = TxProgress {
+            since_checkpoint: 0,
+            rejects: Vec::new(),
+            last_bytes: 0,
+        };
+        loop {
+            let mut tx = self.pool.begin().await.map_err(pg("starting a batch"))?;
+            progress.since_checkpoint = 0;
+            let end = loop {
+                if let Some(b) = &pending
+                    && t.needs_ddl(&b.records)
+                {
+                    t.add_columns(&mut tx, &b.records).await?;
+                }
+                let end = self
+                    .stream_copy(
+                        &mut tx,
+                        t,
+                        pending.take(),
+                        &mut reader,
+                        st,
+                        &mut progress,
+                        total_read,
+                        total_rejected,
+                    )
+                    .await?;
+                match end {
+                    CopyEnd::NeedsDdl(batch) => pending = Some(batch),
+                    other => break other,
+                }
+            };
+            if matches!(end, CopyEnd::LeaseLost) {
+                // Another worker may own the run now: commit nothing more.
+                return Err(JobError::temporary(format!(
+                    "run {}: lease lost; stopped without committing",
+                    self.key
+                )));
+            }
+            t.save_rejects(&mut tx, &progress.rejects).await?;
+            progress.rejects.clear();
+            st.done = matches!(end, CopyEnd::InputDone);
+            PgTarget::save_state(&mut tx, self.key, self.url, &st.to_value()).await?;
+            tx.commit().await.map_err(pg("committing a batch"))?;
+            tracing::debug!(input = self.url, next = st.next, "checkpoint");
+            match end {
+                CopyEnd::Full => continue,
+                CopyEnd::Stopped => {
+                    tracing::warn!(
+                        input = self.url,
+                        next = st.next,
+                        "checkpoint committed; stopping"
+                    );
+                    return Err(JobError::stopped());
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Streams batches into one `COPY` until the transaction is full, the input ends, a signal
+    /// arrives, or a batch needs a schema change. Postgres parses rows while the next batch is
+    /// read and encoded: the statement completes only at the end.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_copy(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        t: &PgTarget,
+        mut first: Option<read::ReadBatch>,
+        reader: &mut read::InputReader,
+        st: &mut InputState,
+        progress: &mut TxProgress,
+        total_read: &mut u64,
+        total_rejected: &mut u64,
+    ) -> Result<CopyEnd, JobError> {
+        let cfg = &self.plan.config;
+        let ctx = self.ctx;
+        let lost = self.lease.lost();
+        let copy_err = |e| JobError::from(postgres::PgError::sql("loading rows", e));
+        let mut copy = conn.copy_in_raw(t.copy_sql()).await.map_err(copy_err)?;
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BATCH * 256);
         let mut rejects = Vec::new();
-        let mut last_bytes = 0u64;
-        let lost = self.lease.lost();
-        loop {
-            let msg = tokio::select! {
-                m = reader.rx.recv() => m,
-                _ = ctx.shutdown.cancelled() => None,
-                _ = lost.cancelled() => None,
+        let end = loop {
+            let batch = match first.take() {
+                Some(b) => b,
+                None => {
+                    let msg = tokio::select! {
+                        m = reader.rx.recv() => m,
+                        _ = ctx.shutdown.cancelled() => break CopyEnd::Stopped,
+                        _ = lost.cancelled() => break CopyEnd::LeaseLost,
+                    };
+                    match msg {
+                        None => break CopyEnd::InputDone,
+                        Some(Ok(b)) => b,
+                        Some(Err(e)) => {
+                            let _ = copy.abort("input error").await;
+                            return Err(e);
+                        }
+                    }
+                }
             };
-            let Some(msg) = msg else { break };
-            let batch = msg?;
             let Some(last) = batch.records.last() else {
                 continue;
             };
             let next = last.ordinal + 1;
-            if target.is_none() {
-                *target = Some(
-                    PgTarget::open(
-                        self.pool.clone(),
-                        self.plan_table(),
-                        cfg.mode,
-                        cfg.key.clone(),
-                        cfg.select.clone(),
-                        self.key,
-                        &batch.records,
-                    )
-                    .await?,
-                );
+            if t.needs_ddl(&batch.records) {
+                break CopyEnd::NeedsDdl(batch);
             }
-            let Some(t) = target.as_mut() else { break };
-            t.add_columns(&mut tx, &batch.records).await?;
             buf.clear();
             rejects.clear();
             let written = tokio::task::block_in_place(|| {
                 t.encode(self.index, self.url, &batch.records, &mut buf, &mut rejects)
             });
-            t.copy(&mut tx, &buf).await?;
-            t.save_rejects(&mut tx, &rejects).await?;
+            if !buf.is_empty()
+                && let Err(e) = copy.send(buf.as_slice()).await
+            {
+                let _ = copy.abort("send failed").await;
+                return Err(copy_err(e));
+            }
             let n = batch.records.len() as u64;
             st.next = next;
             st.read += n;
@@ -555,11 +680,17 @@ impl LoadStep<'_> {
             Stats::add(&ctx.stats.read, n);
             Stats::add(&ctx.stats.written, written);
             Stats::add(&ctx.stats.rejected, rejects.len() as u64);
-            Stats::add(&ctx.stats.bytes_in, batch.bytes.saturating_sub(last_bytes));
-            last_bytes = batch.bytes;
+            Stats::add(
+                &ctx.stats.bytes_in,
+                batch.bytes.saturating_sub(progress.last_bytes),
+            );
+            progress.last_bytes = batch.bytes;
             ctx.progress.set_bytes(batch.bytes);
+            progress.rejects.append(&mut rejects);
             if state::over_limit(*total_rejected, cfg.max_rejects) {
-                let last = rejects
+                let _ = copy.abort("too many rejects").await;
+                let last = progress
+                    .rejects
                     .last()
                     .map(|r| format!("{}: {}", r.line, r.reason))
                     .unwrap_or_default();
@@ -569,35 +700,17 @@ impl LoadStep<'_> {
                     cfg.max_rejects.unwrap_or(0)
                 )));
             }
-            since_checkpoint += n;
-            if since_checkpoint >= cfg.checkpoint_every {
-                PgTarget::save_state(&mut tx, self.key, self.url, &st.to_value()).await?;
-                tx.commit().await.map_err(pg("committing a batch"))?;
-                tracing::debug!(input = self.url, next = st.next, "checkpoint");
-                tx = self.pool.begin().await.map_err(pg("starting a batch"))?;
-                since_checkpoint = 0;
+            progress.since_checkpoint += n;
+            if progress.since_checkpoint >= cfg.checkpoint_every {
+                break CopyEnd::Full;
             }
+        };
+        if matches!(end, CopyEnd::LeaseLost) {
+            let _ = copy.abort("lease lost").await;
+        } else {
+            copy.finish().await.map_err(copy_err)?;
         }
-        if lost.is_cancelled() {
-            // Another worker may own the run now: commit nothing more.
-            return Err(JobError::temporary(format!(
-                "run {}: lease lost; stopped without committing",
-                self.key
-            )));
-        }
-        let stopping = ctx.shutdown.is_cancelled();
-        st.done = !stopping;
-        PgTarget::save_state(&mut tx, self.key, self.url, &st.to_value()).await?;
-        tx.commit().await.map_err(pg("committing a batch"))?;
-        if stopping {
-            tracing::warn!(
-                input = self.url,
-                next = st.next,
-                "checkpoint committed; stopping"
-            );
-            return Err(JobError::stopped());
-        }
-        Ok(())
+        Ok(end)
     }
 
     fn plan_table(&self) -> TableName {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use etl_core::JobError;
 use etl_core::checkpoint::PostgresCheckpoints;
-use etl_core::postgres::{PgError, TableName, copy_in, quote_ident};
+use etl_core::postgres::{PgError, TableName, quote_ident};
 use etl_geo::{ColumnKind, ColumnSource, CopyColumn, CopyEncoder, Record};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
@@ -493,32 +493,16 @@ impl PgTarget {
         Ok(())
     }
 
+    /// Whether the batch needs a schema change (new columns, or widened ones in replace mode)
+    /// before its rows can be copied.
+    pub fn needs_ddl(&self, records: &[Record]) -> bool {
+        !discover(records, &self.props, &self.select).is_empty()
+            || (self.mode == Mode::Replace && !self.widen_plan(records).is_empty())
+    }
+
     /// Widens stage columns whose type the batch's values do not fit (replace mode only).
     async fn widen(&mut self, conn: &mut PgConnection, records: &[Record]) -> Result<(), JobError> {
-        let mut wanted: HashMap<String, ColumnKind> = HashMap::new();
-        for rec in records {
-            let Ok(f) = &rec.feature else { continue };
-            if let Some(etl_geo::FeatureId::Str(_)) = &f.id
-                && let Some(c) = self.columns.iter().find(|c| c.source == ColumnSource::Id)
-                && !matches!(c.kind, ColumnKind::Text | ColumnKind::Jsonb)
-            {
-                wanted.insert(ID.to_string(), ColumnKind::Text);
-            }
-            for (prop, v) in &f.properties {
-                let Some(&i) = self.props.get(prop) else {
-                    continue;
-                };
-                let Some(kind) = ColumnKind::infer(v) else {
-                    continue;
-                };
-                let col = &self.columns[i];
-                let current = wanted.get(&col.name).copied().unwrap_or(col.kind);
-                if fits(current, kind) {
-                    continue;
-                }
-                wanted.insert(col.name.clone(), ColumnKind::unify(current, kind));
-            }
-        }
+        let wanted = self.widen_plan(records);
         if wanted.is_empty() {
             return Ok(());
         }
@@ -544,6 +528,35 @@ impl PgTarget {
         self.table_columns = stage_cols.clone();
         self.rebuild(&stage_cols);
         Ok(())
+    }
+
+    /// Columns the batch's values do not fit, with the kind that fits them all.
+    fn widen_plan(&self, records: &[Record]) -> HashMap<String, ColumnKind> {
+        let mut wanted: HashMap<String, ColumnKind> = HashMap::new();
+        for rec in records {
+            let Ok(f) = &rec.feature else { continue };
+            if let Some(etl_geo::FeatureId::Str(_)) = &f.id
+                && let Some(c) = self.columns.iter().find(|c| c.source == ColumnSource::Id)
+                && !matches!(c.kind, ColumnKind::Text | ColumnKind::Jsonb)
+            {
+                wanted.insert(ID.to_string(), ColumnKind::Text);
+            }
+            for (prop, v) in &f.properties {
+                let Some(&i) = self.props.get(prop) else {
+                    continue;
+                };
+                let Some(kind) = ColumnKind::infer(v) else {
+                    continue;
+                };
+                let col = &self.columns[i];
+                let current = wanted.get(&col.name).copied().unwrap_or(col.kind);
+                if fits(current, kind) {
+                    continue;
+                }
+                wanted.insert(col.name.clone(), ColumnKind::unify(current, kind));
+            }
+        }
+        wanted
     }
 
     /// Encodes the accepted features of a batch as COPY rows; features that do not fit their
@@ -599,15 +612,6 @@ impl PgTarget {
 
     pub fn copy_sql(&self) -> &str {
         &self.copy_sql
-    }
-
-    pub async fn copy(&self, conn: &mut PgConnection, data: &[u8]) -> Result<u64, JobError> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        copy_in(conn, &self.copy_sql, data)
-            .await
-            .map_err(|e| JobError::from(e).context(format!("loading {}", self.stage)))
     }
 
     /// Records rejects in the run's transaction, so they survive a resume exactly once too.

@@ -435,6 +435,12 @@ async fn run_postgres(
         rejects::write(&ctx.store, r, &list).await?;
         ctx.stats.add_output(r.clone());
     }
+    target.prepare_publish().await?;
+    if lease.is_lost() {
+        return Err(JobError::temporary(format!(
+            "run {key}: lease lost before publishing"
+        )));
+    }
     let mut tx = pool
         .begin()
         .await

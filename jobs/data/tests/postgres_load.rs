@@ -760,3 +760,50 @@ fn replace_widens_its_own_columns_for_later_values() {
         assert_eq!(v, 2.5);
     });
 }
+
+#[test]
+fn replace_with_repeated_or_missing_ids_indexes_id_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.geojsonl");
+    write_points(&a, 20);
+    let b = dir.path().join("b.geojsonl");
+    write_points(&b, 10); // ids 0..10 again
+    let c = dir.path().join("c.geojsonl");
+    std::fs::write(&c, "{\"type\":\"Feature\",\"properties\":{},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1,1]}}\n").unwrap();
+    let repeated = unique("rep_ids");
+    let missing = unique("null_ids");
+    run(&[
+        "--input",
+        dir.path().join("[ab].geojsonl").to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &repeated,
+        "--mode",
+        "replace",
+    ])
+    .assert_code(0);
+    run(&[
+        "--input",
+        &format!("{},{}", a.display(), c.display()),
+        "--output",
+        &database_url(),
+        "--table",
+        &missing,
+        "--mode",
+        "replace",
+    ])
+    .assert_code(0);
+    rt().block_on(async {
+        let pool = pool().await;
+        for (table, rows, unique_index) in [(&repeated, 30, false), (&missing, 21, true)] {
+            assert_eq!(scalar_i64(&pool, &format!("SELECT count(*) FROM \"{table}\"")).await, rows);
+            let pk = scalar_i64(&pool, &format!("SELECT count(*) FROM pg_index WHERE indrelid = '\"{table}\"'::regclass AND indisprimary")).await;
+            assert_eq!(pk, 0, "{table}: no primary key");
+            let uniq = scalar_i64(&pool, &format!("SELECT count(*) FROM pg_index WHERE indrelid = '\"{table}\"'::regclass AND indisunique")).await;
+            assert_eq!(uniq == 1, unique_index, "{table}: unique index on id");
+            let indexed = scalar_i64(&pool, &format!("SELECT count(*) FROM pg_indexes WHERE tablename = '{table}'")).await;
+            assert_eq!(indexed, 2, "{table}: an index on id and the GIST index");
+        }
+    });
+}

@@ -676,6 +676,69 @@ impl PgTarget {
         }
     }
 
+    /// Replace mode: builds the stage's indexes before the swap, the unique index on id and the
+    /// GIST index on geom at the same time on two connections (each a single-threaded build, so
+    /// together they use both cores). Outside the swap transaction, so readers of the old table
+    /// are not blocked meanwhile; rerunnable after a crash (IF NOT EXISTS).
+    pub async fn prepare_publish(&self) -> Result<(), JobError> {
+        if self.mode != Mode::Replace {
+            return Ok(());
+        }
+        let stage = &self.stage;
+        let unique = format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+            quote_ident(&format!("{}_id_key", stage.name)),
+            stage.quoted(),
+            quote_ident(ID)
+        );
+        let plain = format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+            quote_ident(&format!("{}_id_idx", stage.name)),
+            stage.quoted(),
+            quote_ident(ID)
+        );
+        let gist = format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING gist ({})",
+            quote_ident(&format!("{}_geom_idx", stage.name)),
+            stage.quoted(),
+            quote_ident(GEOM)
+        );
+        let id_index = async {
+            let mut conn = self.pool.acquire().await.map_err(sql_err("indexing"))?;
+            sqlx::query("SET maintenance_work_mem = '256MB'")
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err("indexing"))?;
+            match sqlx::query(AssertSqlSafe(unique)).execute(&mut *conn).await {
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("23505") => {
+                    // Repeated ids: id gets a plain index, and the table no primary key.
+                    tracing::warn!(table = %self.table, "feature ids repeat; id gets a plain index, not a primary key");
+                    sqlx::query(AssertSqlSafe(plain))
+                        .execute(&mut *conn)
+                        .await
+                        .map(|_| ())
+                        .map_err(sql_err("creating the id index"))
+                }
+                Err(e) => Err(sql_err("creating the id index")(e)),
+            }
+        };
+        let geom_index = async {
+            let mut conn = self.pool.acquire().await.map_err(sql_err("indexing"))?;
+            sqlx::query("SET maintenance_work_mem = '256MB'")
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err("indexing"))?;
+            sqlx::query(AssertSqlSafe(gist))
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(sql_err("creating the GIST index"))
+        };
+        tokio::try_join!(id_index, geom_index)?;
+        Ok(())
+    }
+
     async fn swap(&self, conn: &mut PgConnection) -> Result<u64, JobError> {
         let stage = &self.stage;
         let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -686,53 +749,43 @@ impl PgTarget {
         .await
         .map_err(sql_err("counting rows"))?;
         let pkey = format!("{}_pkey", stage.name);
-        sqlx::query("SAVEPOINT etl_pk")
-            .execute(&mut *conn)
+        let unique_name = format!("{}_id_key", stage.name);
+        let has_unique: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!(
+                "{}.{}",
+                quote_ident(&stage.schema),
+                quote_ident(&unique_name)
+            ))
+            .fetch_one(&mut *conn)
             .await
-            .map_err(sql_err("savepoint"))?;
-        let add_pk = format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})",
-            stage.quoted(),
-            quote_ident(&pkey),
-            quote_ident(ID)
-        );
-        let id_index = match sqlx::query(AssertSqlSafe(add_pk.as_str()))
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(_) => pkey.clone(),
-            Err(e) => {
-                // Missing or repeated ids: the table still gets an index on id, not a key.
-                tracing::warn!(table = %self.table, error = %e, "feature ids are not unique and present; id gets a plain index, not a primary key");
-                sqlx::query("ROLLBACK TO SAVEPOINT etl_pk")
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(sql_err("savepoint"))?;
-                let name = format!("{}_id_idx", stage.name);
-                let idx = format!(
-                    "CREATE INDEX {} ON {} ({})",
-                    quote_ident(&name),
-                    stage.quoted(),
-                    quote_ident(ID)
-                );
-                sqlx::query(AssertSqlSafe(idx.as_str()))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(sql_err("creating the id index"))?;
-                name
+            .map_err(sql_err("looking up indexes"))?;
+        let id_index = if has_unique {
+            sqlx::query("SAVEPOINT etl_pk")
+                .execute(&mut *conn)
+                .await
+                .map_err(sql_err("savepoint"))?;
+            let add_pk = format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
+                stage.quoted(),
+                quote_ident(&pkey),
+                quote_ident(&unique_name)
+            );
+            match sqlx::query(AssertSqlSafe(add_pk)).execute(&mut *conn).await {
+                Ok(_) => pkey.clone(),
+                Err(e) => {
+                    // Some features have no id: the unique index stays, without a key.
+                    tracing::warn!(table = %self.table, error = %e, "some features have no id; id gets a unique index, not a primary key");
+                    sqlx::query("ROLLBACK TO SAVEPOINT etl_pk")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(sql_err("savepoint"))?;
+                    unique_name
+                }
             }
+        } else {
+            format!("{}_id_idx", stage.name)
         };
         let gist_name = format!("{}_geom_idx", stage.name);
-        let gist = format!(
-            "CREATE INDEX {} ON {} USING gist ({})",
-            quote_ident(&gist_name),
-            stage.quoted(),
-            quote_ident(GEOM)
-        );
-        sqlx::query(AssertSqlSafe(gist.as_str()))
-            .execute(&mut *conn)
-            .await
-            .map_err(sql_err("creating the GIST index"))?;
         // No CASCADE: a view on the old table must stop the swap, not vanish with it.
         sqlx::query(AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS {}",
@@ -754,6 +807,8 @@ impl PgTarget {
                 id_index.clone(),
                 if id_index == pkey {
                     format!("{}_pkey", self.table.name)
+                } else if id_index.ends_with("_id_key") {
+                    format!("{}_id_key", self.table.name)
                 } else {
                     format!("{}_id_idx", self.table.name)
                 },

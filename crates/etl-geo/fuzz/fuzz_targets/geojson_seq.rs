@@ -1,0 +1,8 @@
+#![no_main]
+
+use etl_geo::Format;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    etl_geo_fuzz::check_reader(Format::GeoJsonSeq, data);
+});

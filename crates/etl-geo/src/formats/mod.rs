@@ -1,0 +1,138 @@
+//! Reading features from an input, one reader per format, behind one iterator type.
+
+pub(crate) mod csv;
+pub(crate) mod geojson;
+
+use std::fmt;
+use std::io::BufRead;
+
+use crate::error::ReadError;
+use crate::feature::Feature;
+use crate::format::Format;
+use crate::validate::validate;
+
+/// The largest single record (an NDJSON line, one feature of a FeatureCollection, a
+/// CSV row) a reader accepts. Past it reading fails instead of exhausting memory.
+pub const MAX_RECORD_BYTES: usize = 256 * 1024 * 1024;
+
+/// One record of an input: a feature or the reason it was rejected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// 1-based line where the record starts: the NDJSON line, the line of a
+    /// FeatureCollection member's opening `{`, the physical CSV line.
+    pub line: u64,
+    /// 0-based index among all records of the input, accepted and rejected alike, so
+    /// that a resumed run can skip ordinals below its checkpoint.
+    pub ordinal: u64,
+    pub feature: Result<Feature, Rejection>,
+}
+
+/// Why one record was not accepted: one human-readable line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: String,
+}
+
+impl Rejection {
+    /// Builds a rejection, folding any line breaks so the reason stays one line.
+    pub fn new(reason: impl Into<String>) -> Self {
+        let mut reason = reason.into();
+        if reason.contains(['\n', '\r']) {
+            reason = reason.replace(['\n', '\r'], " ");
+        }
+        Rejection { reason }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// The records of one input. After a fatal `Err` the iterator returns `None`.
+pub type FeatureSource = Box<dyn Iterator<Item = Result<Record, ReadError>> + Send>;
+
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Deepest JSON nesting accepted (the whole document for a FeatureCollection, one
+    /// line for NDJSON; also bounds WKT nesting in CSV). Deeper is a `ReadError` for a
+    /// FeatureCollection and a `Rejection` for one NDJSON line, never a stack overflow.
+    /// serde_json's own limit of 128 applies on top.
+    pub max_json_depth: usize,
+    pub csv: CsvOptions,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            max_json_depth: 64,
+            csv: CsvOptions::default(),
+        }
+    }
+}
+
+/// CSV column choices; unset fields are detected from the header.
+#[derive(Debug, Clone, Default)]
+pub struct CsvOptions {
+    pub lon: Option<String>,
+    pub lat: Option<String>,
+    pub wkt: Option<String>,
+    pub delimiter: Option<u8>,
+}
+
+/// Opens a streaming reader of `format` over `input`. CSV reads its header here, so
+/// a CSV without geometry columns fails now; JSON problems surface while iterating.
+pub fn open(
+    format: Format,
+    input: Box<dyn BufRead + Send>,
+    opts: &ReadOptions,
+) -> Result<FeatureSource, ReadError> {
+    Ok(match format {
+        Format::GeoJson => Box::new(geojson::GeoJsonReader::new(
+            input,
+            opts.max_json_depth,
+            MAX_RECORD_BYTES,
+        )),
+        Format::GeoJsonSeq => Box::new(geojson::GeoJsonSeqReader::new(
+            input,
+            opts.max_json_depth,
+            MAX_RECORD_BYTES,
+        )),
+        Format::Csv => Box::new(csv::CsvReader::open(input, opts, MAX_RECORD_BYTES)?),
+    })
+}
+
+/// Applies [`validate`] to a parsed feature.
+pub(crate) fn accept(feature: Feature) -> Result<Feature, Rejection> {
+    if let Some(geometry) = &feature.geometry {
+        validate(geometry).map_err(Rejection::new)?;
+    }
+    Ok(feature)
+}
+
+/// The start of `text`, short enough to quote in a one-line message.
+pub(crate) fn excerpt(text: &str) -> &str {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => text.get(..end).unwrap_or(text),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejection_reason_is_one_line() {
+        assert_eq!(Rejection::new("a\nb\r\nc").reason, "a b  c");
+    }
+
+    #[test]
+    fn excerpt_cuts_on_char_boundary() {
+        let long = "é".repeat(100);
+        assert_eq!(excerpt(&long).chars().count(), 60);
+        assert_eq!(excerpt("short"), "short");
+    }
+}

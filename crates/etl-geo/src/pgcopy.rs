@@ -1,0 +1,866 @@
+//! Row encoding for PostgreSQL `COPY … FROM STDIN (FORMAT text)` into a table of
+//! typed columns.
+//!
+//! This is the hot path of a load: values are written straight into the caller's
+//! buffer (numbers with itoa/ryu, geometry as hex EWKB) with no per-row allocation
+//! on the success path.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+use crate::ewkb::write_ewkb_hex;
+use crate::feature::{Feature, FeatureId};
+use crate::formats::excerpt;
+use crate::formats::geojson::GeometryJson;
+
+/// The PostgreSQL column types the encoder knows how to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    SmallInt,
+    Integer,
+    BigInt,
+    Real,
+    Double,
+    Numeric,
+    Boolean,
+    Text,
+    Json,
+    Jsonb,
+    Geometry,
+    /// Any other type: strings are passed through for PostgreSQL to parse.
+    Other,
+}
+
+impl ColumnKind {
+    /// The kind of an `information_schema.columns.udt_name`.
+    pub fn from_pg_type(udt_name: &str) -> ColumnKind {
+        match udt_name {
+            "int2" => ColumnKind::SmallInt,
+            "int4" => ColumnKind::Integer,
+            "int8" => ColumnKind::BigInt,
+            "float4" => ColumnKind::Real,
+            "float8" => ColumnKind::Double,
+            "numeric" => ColumnKind::Numeric,
+            "bool" => ColumnKind::Boolean,
+            "text" | "varchar" | "bpchar" => ColumnKind::Text,
+            "json" => ColumnKind::Json,
+            "jsonb" => ColumnKind::Jsonb,
+            "geometry" => ColumnKind::Geometry,
+            _ => ColumnKind::Other,
+        }
+    }
+
+    /// The type to declare in `CREATE TABLE`.
+    pub fn sql_type(&self) -> &'static str {
+        match self {
+            ColumnKind::SmallInt => "smallint",
+            ColumnKind::Integer => "integer",
+            ColumnKind::BigInt => "bigint",
+            ColumnKind::Real => "real",
+            ColumnKind::Double => "double precision",
+            ColumnKind::Numeric => "numeric",
+            ColumnKind::Boolean => "boolean",
+            ColumnKind::Text | ColumnKind::Other => "text",
+            ColumnKind::Json => "json",
+            ColumnKind::Jsonb => "jsonb",
+            ColumnKind::Geometry => "geometry(Geometry,4326)",
+        }
+    }
+
+    /// The kind a new column would get from one sample value; `None` for null.
+    pub fn infer(v: &Value) -> Option<ColumnKind> {
+        Some(match v {
+            Value::Null => return None,
+            Value::Bool(_) => ColumnKind::Boolean,
+            Value::Number(n) if n.is_i64() => ColumnKind::BigInt,
+            Value::Number(_) => ColumnKind::Double,
+            Value::String(_) => ColumnKind::Text,
+            Value::Array(_) | Value::Object(_) => ColumnKind::Jsonb,
+        })
+    }
+
+    /// The kind that holds samples of both kinds: the wider integer, a float for
+    /// integers mixed with floats, numeric with any number, and jsonb for anything
+    /// else that differs.
+    pub fn unify(a: ColumnKind, b: ColumnKind) -> ColumnKind {
+        use ColumnKind::*;
+        let int_rank = |k| match k {
+            SmallInt => Some(0),
+            Integer => Some(1),
+            BigInt => Some(2),
+            _ => None,
+        };
+        match (a, b) {
+            _ if a == b => a,
+            _ if int_rank(a).is_some() && int_rank(b).is_some() => {
+                if int_rank(a) > int_rank(b) {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Numeric, SmallInt | Integer | BigInt | Real | Double)
+            | (SmallInt | Integer | BigInt | Real | Double, Numeric) => Numeric,
+            (
+                SmallInt | Integer | BigInt | Real | Double,
+                SmallInt | Integer | BigInt | Real | Double,
+            ) => Double,
+            _ => Jsonb,
+        }
+    }
+
+    fn integer_range(self) -> Option<(i64, i64)> {
+        match self {
+            ColumnKind::SmallInt => Some((i16::MIN.into(), i16::MAX.into())),
+            ColumnKind::Integer => Some((i32::MIN.into(), i32::MAX.into())),
+            ColumnKind::BigInt => Some((i64::MIN, i64::MAX)),
+            _ => None,
+        }
+    }
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnSource {
+    Id,
+    Geometry,
+    Property(String),
+    /// The bigint the caller passes with each row (the record ordinal, for staging tables).
+    Ordinal,
+}
+
+#[derive(Debug, Clone)]
+pub struct CopyColumn {
+    pub name: String,
+    pub kind: ColumnKind,
+    pub source: ColumnSource,
+}
+
+/// A value that does not fit its column; the row is not written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("property {column:?}: {found} does not fit column type {expected}")]
+pub struct Conflict {
+    pub column: String,
+    pub found: String,
+    pub expected: String,
+}
+
+/// Encodes features as COPY text rows for a fixed list of columns.
+pub struct CopyEncoder {
+    columns: Vec<CopyColumn>,
+    /// Per column, where its property sat in the last feature's map. Features of one
+    /// input share a key order, so checking that slot first replaces hashing the
+    /// name with one string comparison. Atomics keep the encoder shareable.
+    property_slots: Vec<AtomicUsize>,
+    srid: i32,
+}
+
+const NULL: &[u8] = b"\\N";
+
+/// Why a value was refused, described lazily: the description allocates, and most
+/// rows never need it.
+enum Misfit<'a> {
+    Value(&'a Value),
+    Id(&'a FeatureId),
+    Ordinal(i64),
+    Geometry,
+    Nul,
+}
+
+impl Misfit<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Misfit::Value(Value::Null) => "null".to_owned(),
+            Misfit::Value(Value::Bool(b)) => format!("boolean {b}"),
+            Misfit::Value(Value::Number(n)) if n.is_f64() => format!("number {n}"),
+            Misfit::Value(Value::Number(n)) => format!("integer {n}"),
+            Misfit::Value(Value::String(s)) => format!("string {:?}", excerpt(s)),
+            Misfit::Value(Value::Array(_)) => "array".to_owned(),
+            Misfit::Value(Value::Object(_)) => "object".to_owned(),
+            Misfit::Id(FeatureId::Int(i)) => format!("integer id {i}"),
+            Misfit::Id(FeatureId::Str(s)) => format!("string id {:?}", excerpt(s)),
+            Misfit::Ordinal(i) => format!("ordinal {i}"),
+            Misfit::Geometry => "geometry".to_owned(),
+            Misfit::Nul => "string containing NUL".to_owned(),
+        }
+    }
+}
+
+impl CopyEncoder {
+    pub fn new(columns: Vec<CopyColumn>, srid: i32) -> Self {
+        let property_slots = columns.iter().map(|_| AtomicUsize::new(0)).collect();
+        CopyEncoder {
+            columns,
+            property_slots,
+            srid,
+        }
+    }
+
+    pub fn columns(&self) -> &[CopyColumn] {
+        &self.columns
+    }
+
+    /// Appends one text-format COPY row (terminated by '\n') to `out`. On Err, `out` is left exactly as it was.
+    pub fn encode(&self, f: &Feature, ordinal: i64, out: &mut Vec<u8>) -> Result<(), Conflict> {
+        let start = out.len();
+        for (i, (column, slot)) in self.columns.iter().zip(&self.property_slots).enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            if let Err(misfit) = self.encode_column(column, slot, f, ordinal, out) {
+                out.truncate(start);
+                return Err(Conflict {
+                    column: column.name.clone(),
+                    found: misfit.describe(),
+                    expected: column.kind.sql_type().to_owned(),
+                });
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+
+    fn encode_column<'f>(
+        &self,
+        column: &CopyColumn,
+        slot: &AtomicUsize,
+        f: &'f Feature,
+        ordinal: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Misfit<'f>> {
+        let kind = column.kind;
+        match &column.source {
+            ColumnSource::Property(name) => match property(f, name, slot) {
+                None => {
+                    out.extend_from_slice(NULL);
+                    Ok(())
+                }
+                Some(v) => encode_value(kind, v, out),
+            },
+            ColumnSource::Id => match &f.id {
+                None => {
+                    out.extend_from_slice(NULL);
+                    Ok(())
+                }
+                Some(id @ FeatureId::Int(i)) => match kind {
+                    ColumnKind::Text
+                    | ColumnKind::Real
+                    | ColumnKind::Double
+                    | ColumnKind::Numeric
+                    | ColumnKind::Json
+                    | ColumnKind::Jsonb => {
+                        write_int(*i, out);
+                        Ok(())
+                    }
+                    _ => write_int_in_range(kind, *i, out).ok_or(Misfit::Id(id)),
+                },
+                Some(id @ FeatureId::Str(s)) => match kind {
+                    ColumnKind::Text | ColumnKind::Other => write_text(s, out),
+                    ColumnKind::Jsonb if s.contains('\0') => Err(Misfit::Nul),
+                    ColumnKind::Json | ColumnKind::Jsonb => {
+                        write_json_text(s, out).ok_or(Misfit::Id(id))
+                    }
+                    _ => Err(Misfit::Id(id)),
+                },
+            },
+            ColumnSource::Ordinal => match kind {
+                ColumnKind::Text
+                | ColumnKind::Real
+                | ColumnKind::Double
+                | ColumnKind::Numeric
+                | ColumnKind::Json
+                | ColumnKind::Jsonb
+                | ColumnKind::Other => {
+                    write_int(ordinal, out);
+                    Ok(())
+                }
+                _ => write_int_in_range(kind, ordinal, out).ok_or(Misfit::Ordinal(ordinal)),
+            },
+            ColumnSource::Geometry => match (&f.geometry, kind) {
+                (None, _) => {
+                    out.extend_from_slice(NULL);
+                    Ok(())
+                }
+                (Some(g), ColumnKind::Geometry | ColumnKind::Other) => {
+                    write_ewkb_hex(g, Some(self.srid), out);
+                    Ok(())
+                }
+                (Some(g), ColumnKind::Json | ColumnKind::Jsonb) => {
+                    write_json_text(&GeometryJson(g), out).ok_or(Misfit::Geometry)
+                }
+                (Some(_), _) => Err(Misfit::Geometry),
+            },
+        }
+    }
+}
+
+fn property<'f>(f: &'f Feature, name: &str, slot: &AtomicUsize) -> Option<&'f Value> {
+    // serde_json's map offers no indexed access: positions are reached by walking,
+    // which beats hashing the name only while maps are small.
+    const WALK_LIMIT: usize = 32;
+    let properties = &f.properties;
+    let guess = slot.load(Ordering::Relaxed);
+    if guess < WALK_LIMIT
+        && let Some((key, value)) = properties.iter().nth(guess)
+        && key == name
+    {
+        return Some(value);
+    }
+    if properties.len() > WALK_LIMIT {
+        return properties.get(name);
+    }
+    let (index, (_, value)) = properties
+        .iter()
+        .enumerate()
+        .find(|(_, (key, _))| *key == name)?;
+    slot.store(index, Ordering::Relaxed);
+    Some(value)
+}
+
+fn encode_value<'v>(kind: ColumnKind, v: &'v Value, out: &mut Vec<u8>) -> Result<(), Misfit<'v>> {
+    let misfit = Misfit::Value(v);
+    match (v, kind) {
+        (Value::Null, _) => {
+            out.extend_from_slice(NULL);
+            Ok(())
+        }
+        (_, ColumnKind::Json | ColumnKind::Jsonb) => write_json(kind, v, out),
+        (Value::String(s), ColumnKind::Text | ColumnKind::Other | ColumnKind::Geometry) => {
+            write_text(s, out)
+        }
+        (Value::Bool(b), ColumnKind::Boolean) => {
+            out.push(if *b { b't' } else { b'f' });
+            Ok(())
+        }
+        (Value::Number(n), ColumnKind::SmallInt | ColumnKind::Integer | ColumnKind::BigInt) => n
+            .as_i64()
+            .and_then(|i| write_int_in_range(kind, i, out))
+            .ok_or(misfit),
+        (Value::Number(n), ColumnKind::Real | ColumnKind::Double | ColumnKind::Numeric) => {
+            if let Some(i) = n.as_i64() {
+                write_int(i, out);
+            } else if let Some(u) = n.as_u64() {
+                out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
+            } else {
+                let x = n.as_f64().ok_or(Misfit::Value(v))?;
+                if !x.is_finite() || (kind == ColumnKind::Real && x.abs() > f64::from(f32::MAX)) {
+                    return Err(misfit);
+                }
+                out.extend_from_slice(ryu::Buffer::new().format_finite(x).as_bytes());
+            }
+            Ok(())
+        }
+        _ => Err(misfit),
+    }
+}
+
+fn write_int(i: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+}
+
+fn write_int_in_range(kind: ColumnKind, i: i64, out: &mut Vec<u8>) -> Option<()> {
+    let (min, max) = kind.integer_range()?;
+    if i < min || i > max {
+        return None;
+    }
+    write_int(i, out);
+    Some(())
+}
+
+/// PostgreSQL text cannot hold NUL bytes.
+fn write_text<'a>(s: &str, out: &mut Vec<u8>) -> Result<(), Misfit<'a>> {
+    if s.as_bytes().contains(&0) {
+        return Err(Misfit::Nul);
+    }
+    push_escaped(out, s.as_bytes());
+    Ok(())
+}
+
+fn write_json<'v>(kind: ColumnKind, v: &'v Value, out: &mut Vec<u8>) -> Result<(), Misfit<'v>> {
+    // jsonb rejects \u0000; json stores the text as given and accepts it.
+    if kind == ColumnKind::Jsonb && contains_nul(v) {
+        return Err(Misfit::Nul);
+    }
+    write_json_text(v, out).ok_or(Misfit::Value(v))
+}
+
+/// Appends `value` as compact JSON escaped for COPY. Writing to a Vec cannot fail;
+/// should serialization fail anyway, `out` is left as it was.
+fn write_json_text(value: &impl serde::Serialize, out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
+    if serde_json::to_writer(CopyEscaped(out), value).is_err() {
+        out.truncate(start);
+        return None;
+    }
+    Some(())
+}
+
+fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// Appends `bytes` escaped for a COPY text field: backslash, newline, carriage
+/// return and tab (the delimiter) are backslash-escaped; other bytes pass through.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut plain_from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped = match b {
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(plain_from..i).unwrap_or_default());
+        out.extend_from_slice(&[b'\\', escaped]);
+        plain_from = i + 1;
+    }
+    out.extend_from_slice(bytes.get(plain_from..).unwrap_or_default());
+}
+
+/// Lets serde_json write compact JSON straight into a COPY field.
+struct CopyEscaped<'a>(&'a mut Vec<u8>);
+
+impl io::Write for CopyEscaped<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        push_escaped(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo_types::point;
+    use serde_json::json;
+
+    fn column(name: &str, kind: ColumnKind) -> CopyColumn {
+        CopyColumn {
+            name: name.to_owned(),
+            kind,
+            source: ColumnSource::Property(name.to_owned()),
+        }
+    }
+
+    fn feature(properties: Value) -> Feature {
+        Feature {
+            id: None,
+            geometry: None,
+            properties: match properties {
+                Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+        }
+    }
+
+    fn encode_one(kind: ColumnKind, v: Value) -> Result<String, Conflict> {
+        let encoder = CopyEncoder::new(vec![column("p", kind)], 4326);
+        let mut out = b"keep".to_vec();
+        let result = encoder.encode(&feature(json!({ "p": v })), 0, &mut out);
+        if result.is_err() {
+            assert_eq!(out, b"keep", "out must be untouched on error");
+        }
+        result.map(|()| String::from_utf8(out[4..].to_vec()).unwrap())
+    }
+
+    fn conflict(kind: ColumnKind, v: Value) -> String {
+        encode_one(kind, v).unwrap_err().found
+    }
+
+    #[test]
+    fn pg_types() {
+        for (udt, kind, sql) in [
+            ("int2", ColumnKind::SmallInt, "smallint"),
+            ("int4", ColumnKind::Integer, "integer"),
+            ("int8", ColumnKind::BigInt, "bigint"),
+            ("float4", ColumnKind::Real, "real"),
+            ("float8", ColumnKind::Double, "double precision"),
+            ("numeric", ColumnKind::Numeric, "numeric"),
+            ("bool", ColumnKind::Boolean, "boolean"),
+            ("text", ColumnKind::Text, "text"),
+            ("varchar", ColumnKind::Text, "text"),
+            ("bpchar", ColumnKind::Text, "text"),
+            ("json", ColumnKind::Json, "json"),
+            ("jsonb", ColumnKind::Jsonb, "jsonb"),
+            ("geometry", ColumnKind::Geometry, "geometry(Geometry,4326)"),
+            ("uuid", ColumnKind::Other, "text"),
+        ] {
+            assert_eq!(ColumnKind::from_pg_type(udt), kind);
+            assert_eq!(kind.sql_type(), sql);
+        }
+    }
+
+    #[test]
+    fn inference_and_unification() {
+        assert_eq!(ColumnKind::infer(&json!(null)), None);
+        assert_eq!(ColumnKind::infer(&json!(3)), Some(ColumnKind::BigInt));
+        assert_eq!(
+            ColumnKind::infer(&json!(u64::MAX)),
+            Some(ColumnKind::Double)
+        );
+        assert_eq!(ColumnKind::infer(&json!(3.5)), Some(ColumnKind::Double));
+        assert_eq!(ColumnKind::infer(&json!(true)), Some(ColumnKind::Boolean));
+        assert_eq!(ColumnKind::infer(&json!("a")), Some(ColumnKind::Text));
+        assert_eq!(ColumnKind::infer(&json!([1])), Some(ColumnKind::Jsonb));
+        assert_eq!(ColumnKind::infer(&json!({})), Some(ColumnKind::Jsonb));
+        use ColumnKind::*;
+        assert_eq!(ColumnKind::unify(BigInt, Double), Double);
+        assert_eq!(ColumnKind::unify(Double, BigInt), Double);
+        assert_eq!(ColumnKind::unify(Text, Text), Text);
+        assert_eq!(ColumnKind::unify(Integer, BigInt), BigInt);
+        assert_eq!(ColumnKind::unify(Numeric, SmallInt), Numeric);
+        assert_eq!(ColumnKind::unify(BigInt, Text), Jsonb);
+        assert_eq!(ColumnKind::unify(Boolean, BigInt), Jsonb);
+        assert_eq!(ColumnKind::unify(Json, Jsonb), Jsonb);
+    }
+
+    #[test]
+    fn text_escaping() {
+        assert_eq!(
+            encode_one(ColumnKind::Text, json!("a\\b\tc\nd\re\u{1}é")).unwrap(),
+            "a\\\\b\\tc\\nd\\re\u{1}é\n"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::Text, json!("\\N")).unwrap(),
+            "\\\\N\n"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::Text, json!("\\.")).unwrap(),
+            "\\\\.\n"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::Other, json!("(1,2)")).unwrap(),
+            "(1,2)\n"
+        );
+    }
+
+    #[test]
+    fn nulls() {
+        for kind in [
+            ColumnKind::Text,
+            ColumnKind::BigInt,
+            ColumnKind::Jsonb,
+            ColumnKind::Boolean,
+        ] {
+            assert_eq!(encode_one(kind, json!(null)).unwrap(), "\\N\n");
+        }
+        let encoder = CopyEncoder::new(vec![column("missing", ColumnKind::Text)], 4326);
+        let mut out = Vec::new();
+        encoder.encode(&feature(json!({})), 0, &mut out).unwrap();
+        assert_eq!(out, b"\\N\n");
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(
+            encode_one(ColumnKind::SmallInt, json!(-32768)).unwrap(),
+            "-32768\n"
+        );
+        assert_eq!(
+            conflict(ColumnKind::SmallInt, json!(32768)),
+            "integer 32768"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::Integer, json!(2147483647)).unwrap(),
+            "2147483647\n"
+        );
+        assert_eq!(
+            conflict(ColumnKind::Integer, json!(2147483648i64)),
+            "integer 2147483648"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::BigInt, json!(i64::MIN)).unwrap(),
+            format!("{}\n", i64::MIN)
+        );
+        assert_eq!(
+            conflict(ColumnKind::BigInt, json!(u64::MAX)),
+            "integer 18446744073709551615"
+        );
+        assert_eq!(conflict(ColumnKind::BigInt, json!(1.5)), "number 1.5");
+        assert_eq!(conflict(ColumnKind::BigInt, json!(2.0)), "number 2.0");
+        assert_eq!(conflict(ColumnKind::Integer, json!("12")), "string \"12\"");
+        assert_eq!(conflict(ColumnKind::Integer, json!(true)), "boolean true");
+        assert_eq!(conflict(ColumnKind::Integer, json!({"a": 1})), "object");
+        assert_eq!(conflict(ColumnKind::Integer, json!([1])), "array");
+    }
+
+    #[test]
+    fn floats() {
+        assert_eq!(
+            encode_one(ColumnKind::Double, json!(20.09)).unwrap(),
+            "20.09\n"
+        );
+        assert_eq!(encode_one(ColumnKind::Double, json!(7)).unwrap(), "7\n");
+        assert_eq!(
+            encode_one(ColumnKind::Double, json!(u64::MAX)).unwrap(),
+            "18446744073709551615\n"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::Numeric, json!(1e300)).unwrap(),
+            "1e300\n"
+        );
+        assert_eq!(encode_one(ColumnKind::Real, json!(0.1)).unwrap(), "0.1\n");
+        assert_eq!(conflict(ColumnKind::Real, json!(1e300)), "number 1e+300");
+        assert_eq!(conflict(ColumnKind::Double, json!("1.5")), "string \"1.5\"");
+        assert_eq!(conflict(ColumnKind::Numeric, json!(false)), "boolean false");
+        let x = 0.1 + 0.2;
+        let text = encode_one(ColumnKind::Double, json!(x)).unwrap();
+        assert_eq!(text.trim_end().parse::<f64>().unwrap(), x);
+    }
+
+    #[test]
+    fn booleans_text_other() {
+        assert_eq!(encode_one(ColumnKind::Boolean, json!(true)).unwrap(), "t\n");
+        assert_eq!(
+            encode_one(ColumnKind::Boolean, json!(false)).unwrap(),
+            "f\n"
+        );
+        assert_eq!(
+            conflict(ColumnKind::Boolean, json!("true")),
+            "string \"true\""
+        );
+        assert_eq!(conflict(ColumnKind::Boolean, json!(1)), "integer 1");
+        assert_eq!(conflict(ColumnKind::Text, json!(12)), "integer 12");
+        assert_eq!(conflict(ColumnKind::Text, json!(false)), "boolean false");
+        assert_eq!(conflict(ColumnKind::Text, json!([])), "array");
+        assert_eq!(conflict(ColumnKind::Other, json!(1.5)), "number 1.5");
+        assert_eq!(
+            conflict(ColumnKind::Text, json!("a\u{0}b")),
+            "string containing NUL"
+        );
+        assert_eq!(
+            conflict(ColumnKind::Other, json!("\u{0}")),
+            "string containing NUL"
+        );
+    }
+
+    #[test]
+    fn json_columns() {
+        assert_eq!(
+            encode_one(
+                ColumnKind::Jsonb,
+                json!({"a": "x\ty\\z", "b": [1, 2.5, null]})
+            )
+            .unwrap(),
+            "{\"a\":\"x\\\\ty\\\\\\\\z\",\"b\":[1,2.5,null]}\n"
+        );
+        assert_eq!(encode_one(ColumnKind::Json, json!("s")).unwrap(), "\"s\"\n");
+        assert_eq!(encode_one(ColumnKind::Jsonb, json!(3)).unwrap(), "3\n");
+        assert_eq!(
+            encode_one(ColumnKind::Jsonb, json!(true)).unwrap(),
+            "true\n"
+        );
+        assert_eq!(
+            conflict(ColumnKind::Jsonb, json!({"a": ["\u{0}"]})),
+            "string containing NUL"
+        );
+        assert_eq!(
+            encode_one(ColumnKind::Json, json!("\u{0}")).unwrap(),
+            "\"\\\\u0000\"\n"
+        );
+    }
+
+    #[test]
+    fn id_geometry_ordinal_sources() {
+        let columns = vec![
+            CopyColumn {
+                name: "id".into(),
+                kind: ColumnKind::BigInt,
+                source: ColumnSource::Id,
+            },
+            CopyColumn {
+                name: "ord".into(),
+                kind: ColumnKind::BigInt,
+                source: ColumnSource::Ordinal,
+            },
+            CopyColumn {
+                name: "geom".into(),
+                kind: ColumnKind::Geometry,
+                source: ColumnSource::Geometry,
+            },
+            column("name", ColumnKind::Text),
+        ];
+        let encoder = CopyEncoder::new(columns, 4326);
+        assert_eq!(encoder.columns().len(), 4);
+        let f = Feature {
+            id: Some(FeatureId::Int(42)),
+            geometry: Some(point!(x: 1., y: 2.).into()),
+            properties: feature(json!({"name": "n"})).properties,
+        };
+        let mut out = Vec::new();
+        encoder.encode(&f, 7, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "42\t7\t0101000020E6100000000000000000F03F0000000000000040\tn\n"
+        );
+
+        let mut out = Vec::new();
+        encoder.encode(&Feature::default(), 8, &mut out).unwrap();
+        assert_eq!(out, b"\\N\t8\t\\N\t\\N\n");
+
+        let string_id = Feature {
+            id: Some(FeatureId::Str("a".into())),
+            ..Feature::default()
+        };
+        let mut out = b"x".to_vec();
+        let err = encoder.encode(&string_id, 0, &mut out).unwrap_err();
+        assert_eq!(
+            err,
+            Conflict {
+                column: "id".into(),
+                found: "string id \"a\"".into(),
+                expected: "bigint".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "property \"id\": string id \"a\" does not fit column type bigint"
+        );
+        assert_eq!(out, b"x");
+    }
+
+    #[test]
+    fn property_order_may_change_between_rows() {
+        let encoder = CopyEncoder::new(
+            vec![
+                column("a", ColumnKind::BigInt),
+                column("b", ColumnKind::Text),
+            ],
+            4326,
+        );
+        let mut out = Vec::new();
+        for props in [
+            json!({"a": 1, "b": "x"}),
+            json!({"b": "y", "a": 2}),
+            json!({"z": 0, "a": 3}),
+            json!({"b": "w", "a": 4}),
+        ] {
+            encoder.encode(&feature(props), 0, &mut out).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1\tx\n2\ty\n3\t\\N\n4\tw\n"
+        );
+    }
+
+    #[test]
+    fn id_kinds() {
+        let encode = |kind, id| {
+            let encoder = CopyEncoder::new(
+                vec![CopyColumn {
+                    name: "id".into(),
+                    kind,
+                    source: ColumnSource::Id,
+                }],
+                4326,
+            );
+            let mut out = Vec::new();
+            encoder
+                .encode(
+                    &Feature {
+                        id: Some(id),
+                        ..Feature::default()
+                    },
+                    0,
+                    &mut out,
+                )
+                .map(|()| String::from_utf8(out).unwrap())
+                .map_err(|c| c.found)
+        };
+        assert_eq!(
+            encode(ColumnKind::Text, FeatureId::Int(-5)),
+            Ok("-5\n".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Text, FeatureId::Str("a\tb".into())),
+            Ok("a\\tb\n".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Integer, FeatureId::Int(1 << 40)),
+            Err("integer id 1099511627776".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Integer, FeatureId::Str("1".into())),
+            Err("string id \"1\"".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Jsonb, FeatureId::Str("\u{0}".into())),
+            Err("string containing NUL".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Json, FeatureId::Str("a\tb".into())),
+            Ok("\"a\\\\tb\"\n".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Jsonb, FeatureId::Str("x".into())),
+            Ok("\"x\"\n".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Boolean, FeatureId::Int(1)),
+            Err("integer id 1".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Text, FeatureId::Str("\u{0}".into())),
+            Err("string containing NUL".into())
+        );
+    }
+
+    #[test]
+    fn ordinal_and_geometry_kinds() {
+        let encode = |kind, source, f: &Feature, ordinal| {
+            let encoder = CopyEncoder::new(
+                vec![CopyColumn {
+                    name: "c".into(),
+                    kind,
+                    source,
+                }],
+                3857,
+            );
+            let mut out = Vec::new();
+            encoder
+                .encode(f, ordinal, &mut out)
+                .map(|()| String::from_utf8(out).unwrap())
+                .map_err(|c| c.found)
+        };
+        let none = Feature::default();
+        assert_eq!(
+            encode(ColumnKind::SmallInt, ColumnSource::Ordinal, &none, 40000),
+            Err("ordinal 40000".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Text, ColumnSource::Ordinal, &none, 40000),
+            Ok("40000\n".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Boolean, ColumnSource::Ordinal, &none, 1),
+            Err("ordinal 1".into())
+        );
+        let point = Feature {
+            geometry: Some(point!(x: 1., y: 2.).into()),
+            ..Feature::default()
+        };
+        assert_eq!(
+            encode(ColumnKind::Jsonb, ColumnSource::Geometry, &point, 0),
+            Ok("{\"type\":\"Point\",\"coordinates\":[1.0,2.0]}\n".into())
+        );
+        assert_eq!(
+            encode(ColumnKind::Text, ColumnSource::Geometry, &point, 0),
+            Err("geometry".into())
+        );
+        assert!(
+            encode(ColumnKind::Other, ColumnSource::Geometry, &point, 0)
+                .unwrap()
+                .starts_with("0101000020110F0000")
+        );
+    }
+}

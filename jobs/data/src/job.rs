@@ -211,6 +211,22 @@ impl Job for DataJob {
     }
 }
 
+/// Takes the run's lease, or explains who holds it (exit 75: Batch retries later).
+async fn take_lease(
+    cps: &Checkpoints,
+    key: &str,
+    ctx: &JobContext,
+) -> Result<etl_core::checkpoint::Lease, JobError> {
+    match cps
+        .acquire(key, &ctx.settings.owner, ctx.settings.lease_ttl)
+        .await
+        .map_err(JobError::from)?
+    {
+        Ok(lease) => Ok(lease),
+        Err(info) => Err(lease_taken(key, info)),
+    }
+}
+
 fn lease_taken(key: &str, info: etl_core::checkpoint::LeaseInfo) -> JobError {
     let until = info
         .until
@@ -239,14 +255,7 @@ async fn run_object(
     let cps = Checkpoints::open(&cp_url, &ctx.store, None)
         .await
         .map_err(JobError::from)?;
-    let lease = match cps
-        .acquire(key, &ctx.settings.owner, ctx.settings.lease_ttl)
-        .await
-        .map_err(JobError::from)?
-    {
-        Ok(l) => l,
-        Err(info) => return Err(lease_taken(key, info)),
-    };
+    let lease = take_lease(&cps, key, ctx).await?;
     let states = cps.load(key).await.map_err(JobError::from)?;
     if state::run_done(states.get(RUN_STATE)) {
         // Done means done only while the output it produced is still there, unchanged.
@@ -305,25 +314,31 @@ async fn run_postgres(
 ) -> Result<Outcome, JobError> {
     let cfg = &plan.config;
     let pool = postgres::connect(url, 4).await.map_err(JobError::from)?;
-    let cps = PostgresCheckpoints::open(pool.clone())
+    let cps = Checkpoints::Postgres(
+        PostgresCheckpoints::open(pool.clone())
+            .await
+            .map_err(JobError::from)?,
+    );
+    let lease = take_lease(&cps, key, ctx).await?;
+    let mut states = cps.load(key).await.map_err(JobError::from)?;
+    // What the checkpoints remember holds only while the table does: someone may have dropped it.
+    let table_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table.quoted())
+        .fetch_one(&pool)
         .await
-        .map_err(JobError::from)?;
-    let lease = match cps
-        .acquire(key, &ctx.settings.owner, ctx.settings.lease_ttl)
-        .await
-        .map_err(JobError::from)?
-    {
-        Ok(l) => l,
-        Err(info) => return Err(lease_taken(key, info)),
-    };
-    let states = cps.load(key).await.map_err(JobError::from)?;
+        .map_err(|e| JobError::from(postgres::PgError::sql("looking up the table", e)))?;
     if state::run_done(states.get(RUN_STATE)) {
-        tracing::info!(run_key = key, table = %table, "this run already completed; nothing to do");
-        lease.release().await;
-        return Ok(Outcome::Skipped);
+        if table_exists {
+            tracing::info!(run_key = key, table = %table, "this run already completed; nothing to do");
+            lease.release().await;
+            return Ok(Outcome::Skipped);
+        }
+        tracing::info!(run_key = key, table = %table, "the table of a completed run is gone; loading again");
+        cps.clear(key).await.map_err(JobError::from)?;
+        states.clear();
     }
     let ledger_scope = ledger_scope(cfg, table);
-    let ledger = if cfg.mode == Mode::Replace {
+    let ledger = if cfg.mode == Mode::Replace || !table_exists {
         Default::default()
     } else {
         cps.load(&ledger_scope).await.map_err(JobError::from)?

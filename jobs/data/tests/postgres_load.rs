@@ -223,6 +223,20 @@ fn append_skips_unchanged_inputs_and_loads_changed_ones() {
             scalar_i64(&pool, &format!("SELECT count(*) FROM \"{table}\"")).await,
             210
         );
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE \"{table}\"")))
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    // The table is gone: neither the finished run nor the ledger may skip anything now.
+    let fourth = run(&args);
+    fourth.assert_code(0);
+    assert_eq!(fourth.status(), "succeeded");
+    assert_eq!(fourth.count("written"), 160);
+    rt().block_on(async {
+        let pool = pool().await;
+        let n = scalar_i64(&pool, &format!("SELECT count(*) FROM \"{table}\"")).await;
+        assert_eq!(n, 160);
     });
 }
 

@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use etl_core::JobError;
 use etl_core::checkpoint::PostgresCheckpoints;
 use etl_core::postgres::{PgError, TableName, quote_ident};
@@ -134,7 +136,7 @@ async fn table_columns(
 /// batch; properties only ever null get no column until a value shows up.
 fn discover(
     records: &[Record],
-    known: &HashMap<String, usize>,
+    known: &FxHashMap<String, usize>,
     select: &[String],
 ) -> Vec<(String, ColumnKind)> {
     let mut found: Vec<(String, ColumnKind)> = Vec::new();
@@ -183,8 +185,8 @@ pub struct PgTarget {
     mode: Mode,
     run_key: String,
     select: Vec<String>,
-    /// Property name -> index into `columns`.
-    props: HashMap<String, usize>,
+    /// Property name -> index into `columns` (looked up for every property of every feature).
+    props: FxHashMap<String, usize>,
     columns: Vec<CopyColumn>,
     /// Target (append/upsert) or stage (replace) columns as the database has them.
     table_columns: Vec<TableColumn>,
@@ -237,7 +239,7 @@ impl PgTarget {
                 quote_ident(ID),
                 id_kind(sample).sql_type()
             )];
-            for (prop, kind) in discover(sample, &HashMap::new(), &select) {
+            for (prop, kind) in discover(sample, &FxHashMap::default(), &select) {
                 defs.push(format!(
                     "{} {}",
                     quote_ident(&column_for(&prop)),
@@ -295,7 +297,7 @@ impl PgTarget {
             if !table_cols.iter().any(|c| &c.name == k) {
                 // The key property may simply not have been in the sample; add it as text only
                 // if it is never seen is wrong, so ask for data that has it.
-                let kind = discover(sample, &HashMap::new(), &[])
+                let kind = discover(sample, &FxHashMap::default(), &[])
                     .into_iter()
                     .find(|(p, _)| &column_for(p) == k)
                     .map(|(_, kind)| kind)
@@ -360,7 +362,7 @@ impl PgTarget {
             mode,
             run_key: run_key.to_string(),
             select,
-            props: HashMap::new(),
+            props: FxHashMap::default(),
             columns: Vec::new(),
             table_columns: table_cols,
             key_column,
@@ -383,7 +385,7 @@ impl PgTarget {
     /// Rebuilds the column list from the stage's columns.
     fn rebuild(&mut self, stage_cols: &[TableColumn]) {
         let mut columns = Vec::new();
-        let mut props = HashMap::new();
+        let mut props = FxHashMap::default();
         let has = |name: &str| self.table_columns.iter().find(|c| c.name == name);
         if let Some(c) = has(ID) {
             columns.push(CopyColumn {
@@ -495,9 +497,35 @@ impl PgTarget {
 
     /// Whether the batch needs a schema change (new columns, or widened ones in replace mode)
     /// before its rows can be copied.
+    ///
+    /// One pass, one hash lookup per property: this runs on every batch of the hot path.
     pub fn needs_ddl(&self, records: &[Record]) -> bool {
-        !discover(records, &self.props, &self.select).is_empty()
-            || (self.mode == Mode::Replace && !self.widen_plan(records).is_empty())
+        let replace = self.mode == Mode::Replace;
+        let id_is_text = self
+            .columns
+            .iter()
+            .find(|c| c.source == ColumnSource::Id)
+            .is_none_or(|c| matches!(c.kind, ColumnKind::Text | ColumnKind::Jsonb));
+        for rec in records {
+            let Ok(f) = &rec.feature else { continue };
+            if replace && !id_is_text && matches!(f.id, Some(etl_geo::FeatureId::Str(_))) {
+                return true;
+            }
+            for (k, v) in &f.properties {
+                if !self.select.is_empty() && !self.select.contains(k) {
+                    continue;
+                }
+                let Some(kind) = ColumnKind::infer(v) else {
+                    continue;
+                };
+                match self.props.get(k.as_str()) {
+                    None => return true,
+                    Some(&i) if replace && !fits(self.columns[i].kind, kind) => return true,
+                    Some(_) => {}
+                }
+            }
+        }
+        false
     }
 
     /// Widens stage columns whose type the batch's values do not fit (replace mode only).

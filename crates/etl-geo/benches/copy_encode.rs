@@ -1,4 +1,4 @@
-//! Encoding 100k synthetic point features as PostgreSQL COPY text rows.
+//! Encoding 100k synthetic point features as PostgreSQL COPY rows, text and binary.
 
 #![allow(
     clippy::expect_used,
@@ -10,7 +10,7 @@ use std::io::Cursor;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use etl_geo::{
-    ColumnKind, ColumnSource, CopyColumn, CopyEncoder, Feature, Format, ReadOptions, open,
+    ColumnKind, ColumnSource, Conflict, CopyColumn, CopyEncoder, Feature, Format, ReadOptions, open,
 };
 
 mod synthetic;
@@ -52,22 +52,37 @@ fn bench(c: &mut Criterion) {
         ],
         4326,
     );
+    assert!(encoder.binary_supported());
     let mut out = Vec::with_capacity(FEATURES * 160);
+    type Encode = fn(&CopyEncoder, &Feature, i64, &mut Vec<u8>) -> Result<(), Conflict>;
+    let formats: [(&str, Encode); 2] = [
+        ("100k_points_7_columns", CopyEncoder::encode),
+        ("100k_points_7_columns_binary", CopyEncoder::encode_binary),
+    ];
+
+    // What each format puts on the wire, for reading the timings against.
+    for (name, encode) in formats {
+        out.clear();
+        for (i, f) in features.iter().enumerate() {
+            encode(&encoder, f, i as i64, &mut out).expect("benchmark features fit");
+        }
+        eprintln!("{name}: {} bytes per row", out.len() / FEATURES);
+    }
 
     let mut group = c.benchmark_group("copy_encode");
     group.throughput(Throughput::Elements(FEATURES as u64));
     group.sample_size(30);
-    group.bench_function("100k_points_7_columns", |b| {
-        b.iter(|| {
-            out.clear();
-            for (i, f) in features.iter().enumerate() {
-                encoder
-                    .encode(f, i as i64, &mut out)
-                    .expect("benchmark features fit");
-            }
-            black_box(out.len())
-        })
-    });
+    for (name, encode) in formats {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                for (i, f) in features.iter().enumerate() {
+                    encode(&encoder, f, i as i64, &mut out).expect("benchmark features fit");
+                }
+                black_box(out.len())
+            })
+        });
+    }
     group.finish();
 }
 

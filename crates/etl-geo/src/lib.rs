@@ -8,7 +8,7 @@
 //! checked by [`validate`].
 //!
 //! Writers: [`FeatureWriter`] for GeoJSON, [`CopyEncoder`] for PostgreSQL
-//! `COPY … (FORMAT text)` rows, [`write_ewkb`] for PostGIS EWKB.
+//! `COPY … (FORMAT text)` and `(FORMAT binary)` rows, [`write_ewkb`] for PostGIS EWKB.
 
 pub use geo_types;
 
@@ -28,5 +28,8 @@ pub use formats::geojson::{FeatureWriter, OutputFormat, feature_to_json};
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, open,
 };
-pub use pgcopy::{ColumnKind, ColumnSource, Conflict, CopyColumn, CopyEncoder};
+pub use pgcopy::{
+    COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, Conflict, CopyColumn,
+    CopyEncoder,
+};
 pub use validate::validate;

@@ -652,6 +652,12 @@ impl LoadStep<'_> {
         let lost = self.lease.lost();
         let copy_err = |e| JobError::from(postgres::PgError::sql("loading rows", e));
         let mut copy = conn.copy_in_raw(t.copy_sql()).await.map_err(copy_err)?;
+        if !t.copy_header().is_empty()
+            && let Err(e) = copy.send(t.copy_header()).await
+        {
+            let _ = copy.abort("send failed").await;
+            return Err(copy_err(e));
+        }
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BATCH * 256);
         let mut rejects = Vec::new();
         let end = loop {
@@ -729,6 +735,9 @@ impl LoadStep<'_> {
         if matches!(end, CopyEnd::LeaseLost) {
             let _ = copy.abort("lease lost").await;
         } else {
+            if !t.copy_trailer().is_empty() {
+                copy.send(t.copy_trailer()).await.map_err(copy_err)?;
+            }
             copy.finish().await.map_err(copy_err)?;
         }
         Ok(end)

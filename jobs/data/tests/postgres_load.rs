@@ -821,3 +821,45 @@ fn replace_with_repeated_or_missing_ids_indexes_id_without_a_key() {
         }
     });
 }
+
+#[test]
+fn existing_table_with_numeric_and_user_types_loads_through_text_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("scores.geojsonl");
+    std::fs::write(&input, concat!(
+        r#"{"type":"Feature","id":1,"properties":{"score":12.5,"seen":"2026-11-28T10:00:00Z","tag":"a"},"geometry":{"type":"Point","coordinates":[1,2]}}"#, "\n",
+        r#"{"type":"Feature","id":2,"properties":{"score":3,"seen":"2026-11-29T11:30:00Z","tag":"b"},"geometry":{"type":"Point","coordinates":[3,4]}}"#, "\n",
+    )).unwrap();
+    let table = unique("numeric");
+    rt().block_on(async {
+        let pool = pool().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE \"{table}\" (id bigint, score numeric(10,2), seen timestamptz, tag varchar(4), geom geometry(Geometry,4326))"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    });
+    run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &table,
+    ])
+    .assert_code(0);
+    rt().block_on(async {
+        let pool = pool().await;
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, score::text, to_char(seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), tag FROM \"{table}\" ORDER BY id"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, vec![
+            (1, "12.50".into(), "2026-11-28 10:00".into(), "a".into()),
+            (2, "3.00".into(), "2026-11-29 11:30".into(), "b".into()),
+        ]);
+    });
+}

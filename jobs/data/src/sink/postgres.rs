@@ -15,7 +15,10 @@ use rustc_hash::FxHashMap;
 use etl_core::JobError;
 use etl_core::checkpoint::PostgresCheckpoints;
 use etl_core::postgres::{PgError, TableName, quote_ident};
-use etl_geo::{ColumnKind, ColumnSource, CopyColumn, CopyEncoder, Record};
+use etl_geo::{
+    COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, CopyColumn, CopyEncoder,
+    Record,
+};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
@@ -192,6 +195,8 @@ pub struct PgTarget {
     table_columns: Vec<TableColumn>,
     key_column: Option<String>,
     encoder: CopyEncoder,
+    /// Rows go as binary COPY tuples (else text rows).
+    binary: bool,
     copy_sql: String,
 }
 
@@ -367,6 +372,7 @@ impl PgTarget {
             table_columns: table_cols,
             key_column,
             encoder: CopyEncoder::new(Vec::new(), SRID),
+            binary: false,
             copy_sql: String::new(),
         };
         // A resumed stage may already have property columns: map them again.
@@ -422,12 +428,20 @@ impl PgTarget {
             });
         }
         let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-        self.copy_sql = format!(
-            "COPY {} ({}) FROM STDIN",
-            self.stage.quoted(),
-            names.join(", ")
-        );
         self.encoder = CopyEncoder::new(columns.clone(), SRID);
+        // Binary rows spare the server all text parsing (floats, hex EWKB); a table with a
+        // column type we cannot send in binary (numeric, user types) gets text rows.
+        self.binary = self.encoder.binary_supported();
+        self.copy_sql = format!(
+            "COPY {} ({}) FROM STDIN{}",
+            self.stage.quoted(),
+            names.join(", "),
+            if self.binary {
+                " WITH (FORMAT binary)"
+            } else {
+                ""
+            }
+        );
         self.columns = columns;
         self.props = props;
     }
@@ -630,7 +644,12 @@ impl PgTarget {
                 }
             }
             let seq = ((input_index << SEQ_INPUT_SHIFT) | rec.ordinal) as i64;
-            match self.encoder.encode(f, seq, out) {
+            let encoded = if self.binary {
+                self.encoder.encode_binary(f, seq, out)
+            } else {
+                self.encoder.encode(f, seq, out)
+            };
+            match encoded {
                 Ok(()) => written += 1,
                 Err(conflict) => rejects.push(Reject::new(input, rec, conflict.to_string())),
             }
@@ -640,6 +659,20 @@ impl PgTarget {
 
     pub fn copy_sql(&self) -> &str {
         &self.copy_sql
+    }
+
+    /// Bytes that open a COPY stream of this target's format (the binary header, or nothing).
+    pub fn copy_header(&self) -> &'static [u8] {
+        if self.binary { COPY_BINARY_HEADER } else { b"" }
+    }
+
+    /// Bytes that close a COPY stream of this target's format.
+    pub fn copy_trailer(&self) -> &'static [u8] {
+        if self.binary {
+            COPY_BINARY_TRAILER
+        } else {
+            b""
+        }
     }
 
     /// Records rejects in the run's transaction, so they survive a resume exactly once too.

@@ -1,19 +1,28 @@
-//! Row encoding for PostgreSQL `COPY … FROM STDIN (FORMAT text)` into a table of
-//! typed columns.
+//! Row encoding for PostgreSQL `COPY … FROM STDIN` into a table of typed columns,
+//! in the text format ([`CopyEncoder::encode`]) or the binary one
+//! ([`CopyEncoder::encode_binary`], which spares the server parsing numbers and
+//! hex EWKB).
 //!
 //! This is the hot path of a load: values are written straight into the caller's
-//! buffer (numbers with itoa/ryu, geometry as hex EWKB) with no per-row allocation
-//! on the success path.
+//! buffer with no per-row allocation on the success path. Which values a column
+//! accepts is decided once, as a [`Cell`], for both formats; they differ only in
+//! how an accepted cell is written, so they cannot disagree about which rows are
+//! refused.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use geo_types::Geometry;
 use serde_json::Value;
 
 use crate::ewkb::write_ewkb_hex;
 use crate::feature::{Feature, FeatureId};
 use crate::formats::excerpt;
 use crate::formats::geojson::GeometryJson;
+
+mod binary;
+
+pub use binary::{COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
 
 /// The PostgreSQL column types the encoder knows how to fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +156,7 @@ pub struct Conflict {
     pub expected: String,
 }
 
-/// Encodes features as COPY text rows for a fixed list of columns.
+/// Encodes features as COPY rows, text or binary, for a fixed list of columns.
 pub struct CopyEncoder {
     columns: Vec<CopyColumn>,
     /// Per column, where its property sat in the last feature's map. Features of one
@@ -167,6 +176,8 @@ enum Misfit<'a> {
     Ordinal(i64),
     Geometry,
     Nul,
+    /// Binary COPY only, for columns [`CopyEncoder::binary_supported`] excludes.
+    NoBinaryForm,
 }
 
 impl Misfit<'_> {
@@ -184,6 +195,49 @@ impl Misfit<'_> {
             Misfit::Ordinal(i) => format!("ordinal {i}"),
             Misfit::Geometry => "geometry".to_owned(),
             Misfit::Nul => "string containing NUL".to_owned(),
+            Misfit::NoBinaryForm => "a value binary COPY cannot send".to_owned(),
+        }
+    }
+}
+
+/// A non-null value its column accepted, not yet written. Its text form is what
+/// text COPY sends for PostgreSQL to parse; binary COPY sends the value the server
+/// would have parsed from that text, so both formats store the same thing.
+enum Cell<'f> {
+    Int(i64),
+    /// An integer beyond `i64`, for a floating-point or numeric column.
+    UInt(u64),
+    /// Finite; for a real column, one `real_from_text` accepts.
+    Float(f64),
+    Bool(bool),
+    /// Free of NUL bytes.
+    Text(&'f str),
+    Json(Json<'f>),
+    Geometry(&'f Geometry<f64>, i32),
+}
+
+/// A value written as compact JSON text.
+enum Json<'f> {
+    Value(&'f Value),
+    Id(&'f FeatureId),
+    Geometry(&'f Geometry<f64>),
+}
+
+impl<'f> Json<'f> {
+    fn write(&self, w: impl io::Write) -> serde_json::Result<()> {
+        match self {
+            Json::Value(v) => serde_json::to_writer(w, v),
+            Json::Id(FeatureId::Str(s)) => serde_json::to_writer(w, s),
+            Json::Id(FeatureId::Int(i)) => serde_json::to_writer(w, i),
+            Json::Geometry(g) => serde_json::to_writer(w, &GeometryJson(g)),
+        }
+    }
+
+    fn misfit(&self) -> Misfit<'f> {
+        match self {
+            Json::Value(v) => Misfit::Value(v),
+            Json::Id(id) => Misfit::Id(id),
+            Json::Geometry(_) => Misfit::Geometry,
         }
     }
 }
@@ -209,59 +263,89 @@ impl CopyEncoder {
             if i > 0 {
                 out.push(b'\t');
             }
-            if let Err(misfit) = self.encode_column(column, slot, f, ordinal, out) {
+            let written = self
+                .cell(column, slot, f, ordinal)
+                .and_then(|cell| write_text_field(cell.as_ref(), out));
+            if let Err(misfit) = written {
                 out.truncate(start);
-                return Err(Conflict {
-                    column: column.name.clone(),
-                    found: misfit.describe(),
-                    expected: column.kind.sql_type().to_owned(),
-                });
+                return Err(conflict(column, &misfit));
             }
         }
         out.push(b'\n');
         Ok(())
     }
 
-    fn encode_column<'f>(
+    /// Whether every column can be sent in binary: all kinds except numeric and
+    /// other, whose values stay text for PostgreSQL to parse, and except a geometry
+    /// column filled from a property, whose strings (hex EWKB, WKT, EWKT) only
+    /// PostGIS's text input reads.
+    pub fn binary_supported(&self) -> bool {
+        i16::try_from(self.columns.len()).is_ok()
+            && self.columns.iter().all(binary::has_binary_form)
+    }
+
+    /// Appends one binary-format COPY tuple to `out` (the stream needs
+    /// [`COPY_BINARY_HEADER`] first and [`COPY_BINARY_TRAILER`] last). Accepts and
+    /// refuses exactly what [`CopyEncoder::encode`] does, provided
+    /// [`CopyEncoder::binary_supported`]; otherwise a value of a text-only column
+    /// is refused. On Err, `out` is left exactly as it was.
+    pub fn encode_binary(
+        &self,
+        f: &Feature,
+        ordinal: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Conflict> {
+        let start = out.len();
+        let Ok(fields) = i16::try_from(self.columns.len()) else {
+            return Err(Conflict {
+                column: String::new(),
+                found: format!("a row of {} columns", self.columns.len()),
+                expected: "a binary COPY tuple (at most 32767 fields)".to_owned(),
+            });
+        };
+        out.extend_from_slice(&fields.to_be_bytes());
+        for (column, slot) in self.columns.iter().zip(&self.property_slots) {
+            let written = self
+                .cell(column, slot, f, ordinal)
+                .and_then(|cell| binary::write_field(column.kind, cell.as_ref(), out));
+            if let Err(misfit) = written {
+                out.truncate(start);
+                return Err(conflict(column, &misfit));
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides what `column` holds for this feature: `None` for NULL, or why the
+    /// value does not fit. Both formats write exactly the cells this accepts.
+    fn cell<'f>(
         &self,
         column: &CopyColumn,
         slot: &AtomicUsize,
         f: &'f Feature,
         ordinal: i64,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Misfit<'f>> {
+    ) -> Result<Option<Cell<'f>>, Misfit<'f>> {
         let kind = column.kind;
         match &column.source {
             ColumnSource::Property(name) => match property(f, name, slot) {
-                None => {
-                    out.extend_from_slice(NULL);
-                    Ok(())
-                }
-                Some(v) => encode_value(kind, v, out),
+                None => Ok(None),
+                Some(v) => value_cell(kind, v),
             },
             ColumnSource::Id => match &f.id {
-                None => {
-                    out.extend_from_slice(NULL);
-                    Ok(())
-                }
+                None => Ok(None),
                 Some(id @ FeatureId::Int(i)) => match kind {
                     ColumnKind::Text
                     | ColumnKind::Real
                     | ColumnKind::Double
                     | ColumnKind::Numeric
                     | ColumnKind::Json
-                    | ColumnKind::Jsonb => {
-                        write_int(*i, out);
-                        Ok(())
-                    }
-                    _ => write_int_in_range(kind, *i, out).ok_or(Misfit::Id(id)),
+                    | ColumnKind::Jsonb => Ok(Some(Cell::Int(*i))),
+                    _ => int_in_range(kind, *i).ok_or(Misfit::Id(id)),
                 },
                 Some(id @ FeatureId::Str(s)) => match kind {
-                    ColumnKind::Text | ColumnKind::Other => write_text(s, out),
+                    ColumnKind::Text | ColumnKind::Other => text_cell(s),
                     ColumnKind::Jsonb if s.contains('\0') => Err(Misfit::Nul),
-                    ColumnKind::Json | ColumnKind::Jsonb => {
-                        write_json_text(s, out).ok_or(Misfit::Id(id))
-                    }
+                    ColumnKind::Json | ColumnKind::Jsonb => Ok(Some(Cell::Json(Json::Id(id)))),
                     _ => Err(Misfit::Id(id)),
                 },
             },
@@ -272,27 +356,28 @@ impl CopyEncoder {
                 | ColumnKind::Numeric
                 | ColumnKind::Json
                 | ColumnKind::Jsonb
-                | ColumnKind::Other => {
-                    write_int(ordinal, out);
-                    Ok(())
-                }
-                _ => write_int_in_range(kind, ordinal, out).ok_or(Misfit::Ordinal(ordinal)),
+                | ColumnKind::Other => Ok(Some(Cell::Int(ordinal))),
+                _ => int_in_range(kind, ordinal).ok_or(Misfit::Ordinal(ordinal)),
             },
             ColumnSource::Geometry => match (&f.geometry, kind) {
-                (None, _) => {
-                    out.extend_from_slice(NULL);
-                    Ok(())
-                }
+                (None, _) => Ok(None),
                 (Some(g), ColumnKind::Geometry | ColumnKind::Other) => {
-                    write_ewkb_hex(g, Some(self.srid), out);
-                    Ok(())
+                    Ok(Some(Cell::Geometry(g, self.srid)))
                 }
                 (Some(g), ColumnKind::Json | ColumnKind::Jsonb) => {
-                    write_json_text(&GeometryJson(g), out).ok_or(Misfit::Geometry)
+                    Ok(Some(Cell::Json(Json::Geometry(g))))
                 }
                 (Some(_), _) => Err(Misfit::Geometry),
             },
         }
+    }
+}
+
+fn conflict(column: &CopyColumn, misfit: &Misfit<'_>) -> Conflict {
+    Conflict {
+        column: column.name.clone(),
+        found: misfit.describe(),
+        expected: column.kind.sql_type().to_owned(),
     }
 }
 
@@ -319,82 +404,57 @@ fn property<'f>(f: &'f Feature, name: &str, slot: &AtomicUsize) -> Option<&'f Va
     Some(value)
 }
 
-fn encode_value<'v>(kind: ColumnKind, v: &'v Value, out: &mut Vec<u8>) -> Result<(), Misfit<'v>> {
+fn value_cell(kind: ColumnKind, v: &Value) -> Result<Option<Cell<'_>>, Misfit<'_>> {
     let misfit = Misfit::Value(v);
-    match (v, kind) {
-        (Value::Null, _) => {
-            out.extend_from_slice(NULL);
-            Ok(())
-        }
-        (_, ColumnKind::Json | ColumnKind::Jsonb) => write_json(kind, v, out),
+    let cell = match (v, kind) {
+        (Value::Null, _) => return Ok(None),
+        // jsonb rejects \u0000; json stores the text as given and accepts it.
+        (_, ColumnKind::Jsonb) if contains_nul(v) => return Err(Misfit::Nul),
+        (_, ColumnKind::Json | ColumnKind::Jsonb) => Cell::Json(Json::Value(v)),
         (Value::String(s), ColumnKind::Text | ColumnKind::Other | ColumnKind::Geometry) => {
-            write_text(s, out)
+            return text_cell(s);
         }
-        (Value::Bool(b), ColumnKind::Boolean) => {
-            out.push(if *b { b't' } else { b'f' });
-            Ok(())
+        (Value::Bool(b), ColumnKind::Boolean) => Cell::Bool(*b),
+        (Value::Number(n), ColumnKind::SmallInt | ColumnKind::Integer | ColumnKind::BigInt) => {
+            return n.as_i64().and_then(|i| int_in_range(kind, i)).ok_or(misfit);
         }
-        (Value::Number(n), ColumnKind::SmallInt | ColumnKind::Integer | ColumnKind::BigInt) => n
-            .as_i64()
-            .and_then(|i| write_int_in_range(kind, i, out))
-            .ok_or(misfit),
         (Value::Number(n), ColumnKind::Real | ColumnKind::Double | ColumnKind::Numeric) => {
             if let Some(i) = n.as_i64() {
-                write_int(i, out);
+                Cell::Int(i)
             } else if let Some(u) = n.as_u64() {
-                out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
+                Cell::UInt(u)
             } else {
                 let x = n.as_f64().ok_or(Misfit::Value(v))?;
-                if !x.is_finite() || (kind == ColumnKind::Real && x.abs() > f64::from(f32::MAX)) {
+                if !x.is_finite() || (kind == ColumnKind::Real && real_from_text(x).is_none()) {
                     return Err(misfit);
                 }
-                out.extend_from_slice(ryu::Buffer::new().format_finite(x).as_bytes());
+                Cell::Float(x)
             }
-            Ok(())
         }
-        _ => Err(misfit),
-    }
+        _ => return Err(misfit),
+    };
+    Ok(Some(cell))
 }
 
-fn write_int(i: i64, out: &mut Vec<u8>) {
-    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
-}
-
-fn write_int_in_range(kind: ColumnKind, i: i64, out: &mut Vec<u8>) -> Option<()> {
+fn int_in_range<'f>(kind: ColumnKind, i: i64) -> Option<Option<Cell<'f>>> {
     let (min, max) = kind.integer_range()?;
-    if i < min || i > max {
-        return None;
-    }
-    write_int(i, out);
-    Some(())
+    (min..=max).contains(&i).then_some(Some(Cell::Int(i)))
 }
 
 /// PostgreSQL text cannot hold NUL bytes.
-fn write_text<'a>(s: &str, out: &mut Vec<u8>) -> Result<(), Misfit<'a>> {
+fn text_cell<'f>(s: &'f str) -> Result<Option<Cell<'f>>, Misfit<'f>> {
     if s.as_bytes().contains(&0) {
         return Err(Misfit::Nul);
     }
-    push_escaped(out, s.as_bytes());
-    Ok(())
+    Ok(Some(Cell::Text(s)))
 }
 
-fn write_json<'v>(kind: ColumnKind, v: &'v Value, out: &mut Vec<u8>) -> Result<(), Misfit<'v>> {
-    // jsonb rejects \u0000; json stores the text as given and accepts it.
-    if kind == ColumnKind::Jsonb && contains_nul(v) {
-        return Err(Misfit::Nul);
-    }
-    write_json_text(v, out).ok_or(Misfit::Value(v))
-}
-
-/// Appends `value` as compact JSON escaped for COPY. Writing to a Vec cannot fail;
-/// should serialization fail anyway, `out` is left as it was.
-fn write_json_text(value: &impl serde::Serialize, out: &mut Vec<u8>) -> Option<()> {
-    let start = out.len();
-    if serde_json::to_writer(CopyEscaped(out), value).is_err() {
-        out.truncate(start);
-        return None;
-    }
-    Some(())
+/// The `real` PostgreSQL parses from the text COPY sends for `x` (its shortest
+/// round-trip decimal, read by a correctly rounding `strtof`), or `None` where
+/// that parse fails: the decimal overflows, or underflows to zero.
+fn real_from_text(x: f64) -> Option<f32> {
+    let r: f32 = ryu::Buffer::new().format_finite(x).parse().ok()?;
+    (r.is_finite() && (r != 0.0 || x == 0.0)).then_some(r)
 }
 
 fn contains_nul(v: &Value) -> bool {
@@ -404,6 +464,58 @@ fn contains_nul(v: &Value) -> bool {
         Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
+}
+
+/// How a cell's text form is written: escaped for a COPY text field, or as is
+/// (the binary format's text-typed fields).
+#[derive(Clone, Copy, PartialEq)]
+enum TextForm {
+    CopyEscaped,
+    Raw,
+}
+
+fn write_text_field<'f>(cell: Option<&Cell<'f>>, out: &mut Vec<u8>) -> Result<(), Misfit<'f>> {
+    match cell {
+        None => {
+            out.extend_from_slice(NULL);
+            Ok(())
+        }
+        Some(cell) => write_text_form(cell, TextForm::CopyEscaped, out),
+    }
+}
+
+/// Appends the text PostgreSQL parses `cell` from. Only text and JSON can hold
+/// characters COPY escapes.
+fn write_text_form<'f>(
+    cell: &Cell<'f>,
+    form: TextForm,
+    out: &mut Vec<u8>,
+) -> Result<(), Misfit<'f>> {
+    match cell {
+        Cell::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Cell::UInt(u) => out.extend_from_slice(itoa::Buffer::new().format(*u).as_bytes()),
+        Cell::Float(x) => out.extend_from_slice(ryu::Buffer::new().format_finite(*x).as_bytes()),
+        Cell::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Cell::Text(s) => match form {
+            TextForm::CopyEscaped => push_escaped(out, s.as_bytes()),
+            TextForm::Raw => out.extend_from_slice(s.as_bytes()),
+        },
+        Cell::Json(json) => {
+            // Writing to a Vec cannot fail; should serialization fail anyway, the
+            // value is refused rather than half written.
+            let start = out.len();
+            let written = match form {
+                TextForm::CopyEscaped => json.write(CopyEscaped(out)),
+                TextForm::Raw => json.write(&mut *out),
+            };
+            if written.is_err() {
+                out.truncate(start);
+                return Err(json.misfit());
+            }
+        }
+        Cell::Geometry(g, srid) => write_ewkb_hex(g, Some(*srid), out),
+    }
+    Ok(())
 }
 
 /// Appends `bytes` escaped for a COPY text field: backslash, newline, carriage

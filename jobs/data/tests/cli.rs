@@ -101,3 +101,54 @@ fn unknown_input_format_is_bad_input() {
     r.assert_code(65);
     assert!(r.error().contains("no features"), "{}", r.error());
 }
+
+#[test]
+fn batch_array_children_split_the_inputs_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..9 {
+        let line = format!(
+            r#"{{"type":"Feature","id":{i},"properties":{{"file":{i}}},"geometry":{{"type":"Point","coordinates":[{i},1]}}}}"#
+        );
+        std::fs::write(inputs.join(format!("f{i}.geojsonl")), line + "\n").unwrap();
+    }
+    let mut seen = Vec::new();
+    for child in 0..3 {
+        let out = dir.path().join(format!("out-{child}.geojsonl"));
+        let r = Run::from_output(
+            etl_data()
+                .env("AWS_BATCH_JOB_ID", format!("job:{child}"))
+                .env("AWS_BATCH_JOB_ARRAY_INDEX", child.to_string())
+                .env("AWS_BATCH_JOB_ARRAY_SIZE", "3")
+                .args([
+                    "--input",
+                    inputs.to_str().unwrap(),
+                    "--output",
+                    out.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap(),
+        );
+        r.assert_code(0);
+        assert_eq!(r.summary["batch"]["array_index"], child);
+        if out.exists() {
+            for line in std::fs::read_to_string(&out).unwrap().lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                seen.push(v["id"].as_i64().unwrap());
+            }
+        } else {
+            assert_eq!(
+                r.status(),
+                "skipped",
+                "a child without inputs writes nothing"
+            );
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..9).collect::<Vec<i64>>(),
+        "every input in exactly one child"
+    );
+}

@@ -90,15 +90,7 @@ fn replace_round_trip_keeps_geometry_and_typed_properties() {
     rt().block_on(async {
         let pool = pool().await;
         // Column types come from the property values.
-        let types: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1",
-        )
-        .bind(&table)
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+        let types = column_types(&pool, &table).await;
         assert_eq!(types["id"], "bigint");
         assert_eq!(types["name"], "text");
         assert_eq!(types["capacity"], "bigint");
@@ -755,22 +747,16 @@ fn replace_widens_its_own_columns_for_later_values() {
     assert_eq!(r.count("written"), 5001);
     rt().block_on(async {
         let pool = pool().await;
-        let types: BTreeMap<String, String> = sqlx::query_as::<_, (String, String)>(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1",
-        )
-        .bind(&table)
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+        let types = column_types(&pool, &table).await;
         assert_eq!(types["id"], "text");
         assert_eq!(types["v"], "double precision");
         assert_eq!(types["w"], "jsonb");
-        let v: f64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT v FROM \"{table}\" WHERE id = 'x-1'")))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let v: f64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT v FROM \"{table}\" WHERE id = 'x-1'"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         assert_eq!(v, 2.5);
     });
 }

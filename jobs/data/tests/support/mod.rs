@@ -192,3 +192,19 @@ pub async fn committed_next(pool: &sqlx::PgPool, input: &str) -> i64 {
     .flatten()
     .unwrap_or(0)
 }
+
+/// Column name -> information_schema data_type of a table.
+pub async fn column_types(
+    pool: &sqlx::PgPool,
+    table: &str,
+) -> std::collections::BTreeMap<String, String> {
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1",
+    )
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}

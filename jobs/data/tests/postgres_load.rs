@@ -849,3 +849,45 @@ fn existing_table_with_numeric_and_user_types_loads_through_text_copy() {
         ]);
     });
 }
+
+#[test]
+fn typed_geometry_columns_reject_other_types_and_other_srids_are_config_errors() {
+    let input = repo_fixture("data/sites.geojson");
+    let points = unique("pts_only");
+    let mercator = unique("mercator");
+    rt().block_on(async {
+        let pool = pool().await;
+        for sql in [
+            format!("CREATE TABLE \"{points}\" (id bigint, name text, geom geometry(Point,4326))"),
+            format!("CREATE TABLE \"{mercator}\" (id bigint, geom geometry(Geometry,3857))"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    });
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &points,
+        "--select",
+        "name",
+    ]);
+    r.assert_code(0);
+    assert_eq!(r.count("written"), 2, "the two points");
+    assert_eq!(r.count("rejected"), 3, "line, polygon, multipoint");
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &mercator,
+    ]);
+    r.assert_code(78);
+    assert!(r.error().contains("SRID 3857"), "{}", r.error());
+}

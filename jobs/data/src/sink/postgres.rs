@@ -91,6 +91,51 @@ pub fn stage_name(table: &TableName, run_key: &str) -> TableName {
     ))
 }
 
+/// The type constraint of an existing table's `geom` column: None for plain `geometry`,
+/// `Some("Point")` for `geometry(Point,…)`. A column with another SRID, or with Z/M dimensions,
+/// cannot take what this job writes (2D, SRID 4326): that is a configuration error.
+async fn geometry_constraint(
+    conn: &mut PgConnection,
+    table: &TableName,
+) -> Result<Option<String>, JobError> {
+    let row: Option<(String, i32)> = sqlx::query_as(
+        "SELECT postgis_typmod_type(a.atttypmod)::text, postgis_typmod_srid(a.atttypmod) \
+         FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = 'geom' AND a.atttypmod <> -1",
+    )
+    .bind(table.quoted())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql_err("reading the geometry column's type"))?;
+    let Some((kind, srid)) = row else {
+        return Ok(None);
+    };
+    if srid != 0 && srid != SRID {
+        return Err(JobError::config(format!(
+            "table {table}: column geom has SRID {srid}; etl-data writes WGS 84 (SRID {SRID})"
+        )));
+    }
+    if kind.ends_with('Z') || kind.ends_with('M') {
+        return Err(JobError::config(format!(
+            "table {table}: column geom is {kind}; etl-data writes 2D geometries"
+        )));
+    }
+    Ok((!kind.eq_ignore_ascii_case("Geometry")).then_some(kind))
+}
+
+/// The PostGIS name of a geometry's type.
+fn geometry_type_name(g: &etl_geo::geo_types::Geometry<f64>) -> &'static str {
+    use etl_geo::geo_types::Geometry as G;
+    match g {
+        G::Point(_) => "Point",
+        G::Line(_) | G::LineString(_) => "LineString",
+        G::Polygon(_) | G::Rect(_) | G::Triangle(_) => "Polygon",
+        G::MultiPoint(_) => "MultiPoint",
+        G::MultiLineString(_) => "MultiLineString",
+        G::MultiPolygon(_) => "MultiPolygon",
+        G::GeometryCollection(_) => "GeometryCollection",
+    }
+}
+
 #[derive(Debug, Clone)]
 struct TableColumn {
     name: String,
@@ -194,6 +239,8 @@ pub struct PgTarget {
     /// Target (append/upsert) or stage (replace) columns as the database has them.
     table_columns: Vec<TableColumn>,
     key_column: Option<String>,
+    /// The geometry type the target's `geom` column is constrained to (`Point`, …), if any.
+    geom_type: Option<String>,
     encoder: CopyEncoder,
     /// Rows go as binary COPY tuples (else text rows).
     binary: bool,
@@ -298,6 +345,7 @@ impl PgTarget {
                 "table {defining} has no geometry column \"geom\""
             )));
         }
+        let geom_type = geometry_constraint(&mut tx, defining).await?;
         if let (Mode::Upsert, Some(k)) = (mode, &key_column) {
             if !table_cols.iter().any(|c| &c.name == k) {
                 // The key property may simply not have been in the sample; add it as text only
@@ -371,6 +419,7 @@ impl PgTarget {
             columns: Vec::new(),
             table_columns: table_cols,
             key_column,
+            geom_type,
             encoder: CopyEncoder::new(Vec::new(), SRID),
             binary: false,
             copy_sql: String::new(),
@@ -639,6 +688,17 @@ impl PgTarget {
                         input,
                         rec,
                         format!("upsert key {k:?} is missing"),
+                    ));
+                    continue;
+                }
+            }
+            if let (Some(want), Some(g)) = (&self.geom_type, &f.geometry) {
+                let got = geometry_type_name(g);
+                if !got.eq_ignore_ascii_case(want) {
+                    rejects.push(Reject::new(
+                        input,
+                        rec,
+                        format!("geometry type {got} does not fit column geom of type {want}"),
                     ));
                     continue;
                 }

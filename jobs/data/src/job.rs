@@ -586,6 +586,14 @@ impl LoadStep<'_> {
                     && t.needs_ddl(&b.records)
                 {
                     t.add_columns(&mut tx, &b.records).await?;
+                    if t.needs_ddl(&b.records) {
+                        // Never loop: a schema change that did not take effect is a bug to
+                        // report, not a reason to try again forever.
+                        return Err(JobError::bad_input(format!(
+                            "{}: internal error: columns for this batch's properties could not be prepared",
+                            self.url
+                        )));
+                    }
                 }
                 let end = self
                     .stream_copy(

@@ -891,3 +891,58 @@ fn typed_geometry_columns_reject_other_types_and_other_srids_are_config_errors()
     r.assert_code(78);
     assert!(r.error().contains("SRID 3857"), "{}", r.error());
 }
+
+#[test]
+fn odd_property_names_and_63_byte_table_names_load_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("odd.geojsonl");
+    let long_a = "x".repeat(70);
+    let long_b = format!("{}y", "x".repeat(69));
+    let mut text = String::new();
+    for i in 0..3 {
+        let props = serde_json::json!({
+            "id": format!("p-{i}"), "id_": i, "": "empty name", "geom": "a property called geom",
+            long_a.clone(): 1, long_b.clone(): 2, "_etl_seq": 3, "a\u{0}b": 4, "name": format!("n{i}"),
+        });
+        let f = serde_json::json!({"type": "Feature", "id": i, "properties": props,
+            "geometry": {"type": "Point", "coordinates": [i, 1]}});
+        text.push_str(&f.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&input, text).unwrap();
+    let url = database_url();
+    for mode in ["replace", "append", "upsert"] {
+        let base = unique(&format!("long_{mode}"));
+        let table = format!("{base}{}", "t".repeat(63 - base.len()));
+        assert_eq!(table.len(), 63);
+        let mut args = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            &url,
+            "--table",
+            &table,
+            "--mode",
+            mode,
+        ];
+        if mode == "upsert" {
+            args.extend(["--key", "name"]);
+        }
+        let r = run(&args);
+        r.assert_code(0);
+        assert_eq!(r.count("written"), 3, "{mode}");
+        assert_eq!(r.count("rejected"), 0, "{mode}");
+        rt().block_on(async {
+            let pool = pool().await;
+            let types = column_types(&pool, &table).await;
+            // id, geom and nine property columns, each property in its own column.
+            assert_eq!(types.len(), 11, "{mode}: {types:?}");
+            let gist = scalar_i64(&pool, &format!(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = '{table}' AND indexdef LIKE '%USING gist%'"
+            )).await;
+            assert_eq!(gist, 1, "{mode}: GIST index exists");
+            let named = scalar_i64(&pool, &format!("SELECT count(*) FROM \"{table}\" WHERE \"id_\" LIKE 'p-%' AND \"geom_\" LIKE 'a property%'")).await;
+            assert_eq!(named, 3, "{mode}: id and geom properties kept beside the loader's columns");
+        });
+    }
+}

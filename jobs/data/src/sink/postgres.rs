@@ -62,20 +62,69 @@ fn fits(column: ColumnKind, value: ColumnKind) -> bool {
         )
 }
 
-/// The column a property is stored in.
+/// The column a property is stored in. Plain names are kept as they are (that is what users
+/// query); `id` and `geom` become `id_` and `geom_` beside the loader's own columns. Names
+/// PostgreSQL cannot hold as they are (empty, over 63 bytes, with NUL) or that could collide
+/// with the above (`id_`, `geom_`, anything starting `_etl`) become `_etl_` + a hash, so the
+/// mapping is one-to-one and never truncates two names into one.
 pub fn column_for(prop: &str) -> String {
-    let base = if matches!(prop, ID | GEOM | SEQ) {
-        format!("{prop}_")
-    } else {
-        prop.replace('\0', "")
-    };
-    // PostgreSQL truncates identifiers to 63 bytes; do it here, on a char boundary, so the
-    // name we map is the name the table has.
-    let mut end = base.len().min(63);
-    while !base.is_char_boundary(end) {
+    match prop {
+        ID | GEOM => format!("{prop}_"),
+        _ if is_plain(prop) => prop.to_string(),
+        _ => {
+            use sha2::{Digest, Sha256};
+            format!(
+                "_etl_{}",
+                hex::encode(&Sha256::digest(prop.as_bytes())[..8])
+            )
+        }
+    }
+}
+
+fn is_plain(prop: &str) -> bool {
+    !prop.is_empty()
+        && prop.len() <= 63
+        && !prop.contains('\0')
+        && !prop.starts_with("_etl")
+        && prop != "id_"
+        && prop != "geom_"
+}
+
+/// The property a column holds, when the column name alone tells (hashed names do not).
+fn property_of(column: &str) -> Option<String> {
+    match column {
+        "id_" => Some(ID.into()),
+        "geom_" => Some(GEOM.into()),
+        c if c.starts_with("_etl") => None,
+        c => Some(c.to_string()),
+    }
+}
+
+/// The name of an index (or other object) derived from a table's name: `<table>_<suffix>`, or,
+/// when that would pass PostgreSQL's 63-byte limit (and be silently truncated into another
+/// object's name), the table name shortened and made unique with a hash.
+pub fn derived_name(table: &str, suffix: &str) -> String {
+    let full = format!("{table}_{suffix}");
+    if full.len() <= 63 {
+        return full;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(&Sha256::digest(table.as_bytes())[..4]);
+    let mut end = 63usize.saturating_sub(suffix.len() + hash.len() + 2);
+    while !table.is_char_boundary(end) {
         end -= 1;
     }
-    base[..end].to_string()
+    format!("{}_{hash}_{suffix}", &table[..end])
+}
+
+/// Suffix of the unique index on an upsert key: the key's name, or its hash when long.
+fn key_suffix(key: &str) -> String {
+    if key.len() <= 24 && !key.contains('\0') {
+        format!("{key}_key")
+    } else {
+        use sha2::{Digest, Sha256};
+        format!("{}_key", hex::encode(&Sha256::digest(key.as_bytes())[..4]))
+    }
 }
 
 /// The stage table of a run: beside the target, named after it and the run key.
@@ -235,6 +284,8 @@ pub struct PgTarget {
     select: Vec<String>,
     /// Property name -> index into `columns` (looked up for every property of every feature).
     props: FxHashMap<String, usize>,
+    /// Hashed column name -> the property it holds, as seen in this run's features.
+    learned: FxHashMap<String, String>,
     columns: Vec<CopyColumn>,
     /// Target (append/upsert) or stage (replace) columns as the database has them.
     table_columns: Vec<TableColumn>,
@@ -313,7 +364,7 @@ impl PgTarget {
                 // after the bulk load, which is much faster.
                 let gist = format!(
                     "CREATE INDEX IF NOT EXISTS {} ON {} USING gist ({})",
-                    quote_ident(&format!("{}_geom_idx", table.name)),
+                    quote_ident(&derived_name(&table.name, "geom_idx")),
                     table.quoted(),
                     quote_ident(GEOM)
                 );
@@ -324,7 +375,7 @@ impl PgTarget {
                 if mode == Mode::Append {
                     let idx = format!(
                         "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                        quote_ident(&format!("{}_id_idx", table.name)),
+                        quote_ident(&derived_name(&table.name, "id_idx")),
                         table.quoted(),
                         quote_ident(ID)
                     );
@@ -372,12 +423,7 @@ impl PgTarget {
             }
             let uniq = format!(
                 "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-                quote_ident(
-                    &format!("{}_{}_key", table.name, k)
-                        .chars()
-                        .take(63)
-                        .collect::<String>()
-                ),
+                quote_ident(&derived_name(&table.name, &key_suffix(k))),
                 table.quoted(),
                 quote_ident(k)
             );
@@ -416,6 +462,7 @@ impl PgTarget {
             run_key: run_key.to_string(),
             select,
             props: FxHashMap::default(),
+            learned: FxHashMap::default(),
             columns: Vec::new(),
             table_columns: table_cols,
             key_column,
@@ -453,9 +500,10 @@ impl PgTarget {
             if c.name == ID || c.name == GEOM || c.name == SEQ {
                 continue;
             }
-            let prop = match c.name.strip_suffix('_') {
-                Some(base) if matches!(base, ID | GEOM | SEQ) => base.to_string(),
-                _ => c.name.clone(),
+            // A hashed column is mapped once a feature shows which property it holds.
+            let Some(prop) = property_of(&c.name).or_else(|| self.learned.get(&c.name).cloned())
+            else {
+                continue;
             };
             props.insert(prop.clone(), columns.len());
             columns.push(CopyColumn {
@@ -513,6 +561,9 @@ impl PgTarget {
         }
         for (prop, kind) in &new {
             let col = column_for(prop);
+            if property_of(&col).is_none() {
+                self.learned.insert(col.clone(), prop.clone());
+            }
             let existing = self.table_columns.iter().find(|c| c.name == col).cloned();
             let sql_type = match &existing {
                 Some(c) => c.sql_type.clone(),
@@ -808,19 +859,19 @@ impl PgTarget {
         let stage = &self.stage;
         let unique = format!(
             "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-            quote_ident(&format!("{}_id_key", stage.name)),
+            quote_ident(&derived_name(&stage.name, "id_key")),
             stage.quoted(),
             quote_ident(ID)
         );
         let plain = format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-            quote_ident(&format!("{}_id_idx", stage.name)),
+            quote_ident(&derived_name(&stage.name, "id_idx")),
             stage.quoted(),
             quote_ident(ID)
         );
         let gist = format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} USING gist ({})",
-            quote_ident(&format!("{}_geom_idx", stage.name)),
+            quote_ident(&derived_name(&stage.name, "geom_idx")),
             stage.quoted(),
             quote_ident(GEOM)
         );
@@ -869,8 +920,8 @@ impl PgTarget {
         .fetch_one(&mut *conn)
         .await
         .map_err(sql_err("counting rows"))?;
-        let pkey = format!("{}_pkey", stage.name);
-        let unique_name = format!("{}_id_key", stage.name);
+        let pkey = derived_name(&stage.name, "pkey");
+        let unique_name = derived_name(&stage.name, "id_key");
         let has_unique: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(format!(
                 "{}.{}",
@@ -904,9 +955,9 @@ impl PgTarget {
                 }
             }
         } else {
-            format!("{}_id_idx", stage.name)
+            derived_name(&stage.name, "id_idx")
         };
-        let gist_name = format!("{}_geom_idx", stage.name);
+        let gist_name = derived_name(&stage.name, "geom_idx");
         // No CASCADE: a view on the old table must stop the swap, not vanish with it.
         sqlx::query(AssertSqlSafe(format!(
             "DROP TABLE IF EXISTS {}",
@@ -927,14 +978,14 @@ impl PgTarget {
             (
                 id_index.clone(),
                 if id_index == pkey {
-                    format!("{}_pkey", self.table.name)
-                } else if id_index.ends_with("_id_key") {
-                    format!("{}_id_key", self.table.name)
+                    derived_name(&self.table.name, "pkey")
+                } else if id_index == derived_name(&stage.name, "id_key") {
+                    derived_name(&self.table.name, "id_key")
                 } else {
-                    format!("{}_id_idx", self.table.name)
+                    derived_name(&self.table.name, "id_idx")
                 },
             ),
-            (gist_name, format!("{}_geom_idx", self.table.name)),
+            (gist_name, derived_name(&self.table.name, "geom_idx")),
         ];
         for (from, to) in renames {
             let sql = format!(
@@ -1069,13 +1120,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reserved_and_long_names() {
+    fn column_names_are_one_to_one() {
         assert_eq!(column_for("id"), "id_");
         assert_eq!(column_for("geom"), "geom_");
         assert_eq!(column_for("name"), "name");
-        let long = "é".repeat(40);
-        let c = column_for(&long);
-        assert!(c.len() <= 63 && c.chars().all(|ch| ch == 'é'));
+        let odd = [
+            "é".repeat(40),
+            format!("{}a", "x".repeat(63)),
+            format!("{}b", "x".repeat(63)),
+            "id_".into(),
+            "geom_".into(),
+            "_etl_seq".into(),
+            "_etl_id".into(),
+            String::new(),
+            "a\0b".into(),
+            "id".into(),
+            "geom".into(),
+            "name".into(),
+        ];
+        let cols: std::collections::HashSet<String> = odd.iter().map(|p| column_for(p)).collect();
+        assert_eq!(cols.len(), odd.len(), "no two properties share a column");
+        for (p, c) in odd.iter().map(|p| (p, column_for(p))) {
+            assert!(!c.is_empty() && c.len() <= 63 && !c.contains('\0'), "{c:?}");
+            if let Some(back) = property_of(&c) {
+                assert_eq!(&back, p, "reversible where not hashed");
+            }
+            assert_ne!(c, SEQ);
+        }
     }
 
     #[test]
@@ -1085,6 +1156,21 @@ mod tests {
         assert!(!fits(ColumnKind::BigInt, ColumnKind::Double));
         assert!(!fits(ColumnKind::Text, ColumnKind::BigInt));
         assert!(!fits(ColumnKind::Boolean, ColumnKind::Text));
+    }
+
+    #[test]
+    fn derived_names_never_collapse_into_the_table_name() {
+        let long = "t".repeat(63);
+        for suffix in ["geom_idx", "id_idx", "pkey", "id_key"] {
+            let n = derived_name(&long, suffix);
+            assert!(n.len() <= 63 && n.ends_with(suffix) && n != long, "{n}");
+        }
+        assert_ne!(
+            derived_name(&long, "geom_idx"),
+            derived_name(&"t".repeat(62), "geom_idx")
+        );
+        assert_eq!(derived_name("pts", "geom_idx"), "pts_geom_idx");
+        assert!(derived_name(&long, &key_suffix(&"k".repeat(60))).len() <= 63);
     }
 
     #[test]

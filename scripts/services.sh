@@ -63,6 +63,30 @@ apt_install_quiet() {
   rm -f "$log"
 }
 
+# _svc_tools: makes sure python3 (with venv and ensurepip, for the moto venv and free ports) and
+# curl (readiness probes) exist, installing the Debian packages only for what is missing. A
+# pyenv or other python3 that already has venv is used as it is.
+_svc_tools() {
+  local -a pkgs=()
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    pkgs+=(python3 python3-venv)
+  fi
+  if ! command -v curl >/dev/null 2>&1; then
+    pkgs+=(curl ca-certificates)
+  fi
+  ((${#pkgs[@]} == 0)) && return 0
+  apt_install_quiet "${pkgs[@]}" || return 1
+  hash -r
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    _svc_fail "python3 with the venv and ensurepip modules is still missing after installing ${pkgs[*]}"
+    return 1
+  fi
+  command -v curl >/dev/null 2>&1 || {
+    _svc_fail "curl is still missing after installing ${pkgs[*]}"
+    return 1
+  }
+}
+
 # pip_install_quiet MODULES REQUIREMENT...: installs REQUIREMENTs unless `import MODULES` works
 # (MODULES is comma-separated, as in a Python import statement).
 pip_install_quiet() {
@@ -142,6 +166,7 @@ start_postgis() {
     _svc_as_pg "$TAK_PG_BIN/pg_ctl" -D "$TAK_PG_DIR/data" status >/dev/null 2>&1; then
     return 0 # already started by this shell
   fi
+  _svc_tools || return 1
   if [[ ! -f /usr/share/postgresql/15/extension/postgis.control ]]; then
     apt_install_quiet postgresql-15-postgis-3 || return 1
   fi
@@ -201,6 +226,7 @@ start_s3() {
   if [[ -n ${TAK_S3_PID:-} ]] && kill -0 "$TAK_S3_PID" 2>/dev/null; then
     return 0 # already started by this shell
   fi
+  _svc_tools || return 1
   _svc_moto_venv || return 1
 
   _svc_reap_stale

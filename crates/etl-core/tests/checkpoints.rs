@@ -541,3 +541,136 @@ async fn postgres_lease_released_by_drop_and_pool_close() {
         .release()
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lease_lost_when_a_renewal_hangs() {
+    let cp = open_pg().await;
+    let scope = unique("pg-renew-hangs");
+    // Heartbeats every 333 ms, each allowed 333 ms.
+    let lease = acquired(&cp, &scope, "stalled", Duration::from_secs(1)).await;
+
+    // Another transaction holds the lease row: the next renewal blocks on its row lock.
+    let mut blocker = sqlx::PgConnection::connect(&database_url()).await.unwrap();
+    let mut tx = blocker.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM etl_run WHERE run_key = $1 FOR UPDATE")
+        .bind(&scope)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+
+    eventually("a hanging renewal to count as a lost lease", || async {
+        lease.is_lost()
+    })
+    .await;
+    tx.rollback().await.unwrap();
+    lease.release().await;
+    let _ = blocker.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_compare_and_save_in_fences_concurrent_writers() {
+    let cp = open_pg().await;
+    let pool = cp.as_postgres().unwrap().pool().clone();
+    let scope = unique("pg-cas");
+    let start = json!({"offset": 10});
+
+    // No row yet: `None` creates it; a second `None` finds it and writes nothing.
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(
+        PostgresCheckpoints::compare_and_save_in(&mut conn, &scope, "loader", None, &start)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !PostgresCheckpoints::compare_and_save_in(
+            &mut conn,
+            &scope,
+            "loader",
+            None,
+            &json!({"offset": 99})
+        )
+        .await
+        .unwrap(),
+        "None when a row exists must not overwrite it"
+    );
+    drop(conn);
+    assert_eq!(cp.load(&scope).await.unwrap()["loader"], start);
+
+    // Two workers race from the same expected state.
+    let mut tx1 = pool.begin().await.unwrap();
+    assert!(
+        PostgresCheckpoints::compare_and_save_in(
+            &mut tx1,
+            &scope,
+            "loader",
+            Some(&start),
+            &json!({"offset": 20})
+        )
+        .await
+        .unwrap(),
+        "the first writer wins"
+    );
+    let (pool2, scope2, start2) = (pool.clone(), scope.clone(), start.clone());
+    let second = tokio::spawn(async move {
+        let mut tx2 = pool2.begin().await.unwrap();
+        let won = PostgresCheckpoints::compare_and_save_in(
+            &mut tx2,
+            &scope2,
+            "loader",
+            Some(&start2),
+            &json!({"offset": 30}),
+        )
+        .await
+        .unwrap();
+        if won {
+            tx2.commit().await.unwrap();
+        } else {
+            tx2.rollback().await.unwrap();
+        }
+        won
+    });
+    // Let the second writer reach (and block on) the row before the first commits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second writer waits for the first"
+    );
+    tx1.commit().await.unwrap();
+    assert!(
+        !second.await.unwrap(),
+        "the second writer must see that the checkpoint moved on"
+    );
+    assert_eq!(
+        cp.load(&scope).await.unwrap()["loader"],
+        json!({"offset": 20})
+    );
+
+    // A stale expectation after the fact writes nothing either.
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(
+        !PostgresCheckpoints::compare_and_save_in(
+            &mut conn,
+            &scope,
+            "loader",
+            Some(&start),
+            &json!({"offset": 40})
+        )
+        .await
+        .unwrap()
+    );
+    drop(conn);
+    cp.clear(&scope).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_release_after_an_unnoticed_takeover_keeps_the_new_lease() {
+    let (cp, store, bucket) = open_s3("s3-release-late").await;
+    // Long ttl: no heartbeat runs before the release, so only the release can notice.
+    let lease = acquired(&cp, "run", "old", TTL).await;
+    plant_lease(&store, &bucket, "run", "new", far_future_ms()).await;
+    lease.release().await;
+    let at = Location::parse(&format!("s3://{bucket}/cp/run.lease")).unwrap();
+    let (bytes, _) = store.get(&at).await.unwrap().expect("the new lease stays");
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["owner"], "new");
+}

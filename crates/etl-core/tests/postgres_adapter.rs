@@ -234,3 +234,59 @@ async fn bad_url_is_config() {
     assert!(matches!(err, PgError::BadUrl(_)), "{err:?}");
     assert_eq!(classify(&err).kind, ExitKind::Config);
 }
+
+/// Runs a multi-statement script on one connection (one implicit transaction: nothing is left
+/// behind when it fails) and returns the failure.
+async fn script_error_of(sql: &str) -> PgError {
+    let mut conn = PgConnection::connect(&database_url()).await.unwrap();
+    let err = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .expect_err("the script must fail");
+    let _ = conn.close().await;
+    PgError::sql("running a script", err)
+}
+
+fn sqlstate(err: &PgError) -> String {
+    match err {
+        PgError::Sql {
+            source: sqlx::Error::Database(db),
+            ..
+        } => db.code().map(|c| c.to_string()).unwrap_or_default(),
+        other => panic!("not a database error: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_table_with_dependent_views_is_config() {
+    let t = unique("dep_t").replace('-', "_");
+    let v = unique("dep_v").replace('-', "_");
+    let err = script_error_of(&format!(
+        "CREATE TABLE {t} (); CREATE VIEW {v} AS SELECT * FROM {t}; DROP TABLE {t}"
+    ))
+    .await;
+    assert_eq!(sqlstate(&err), "2BP01");
+    let job = classify(&err);
+    assert_eq!(job.kind, ExitKind::Config, "{job}");
+    assert_eq!(job.kind.code(), 78);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_columns_is_bad_input() {
+    let t = unique("wide").replace('-', "_");
+    let cols: Vec<String> = (0..1700).map(|i| format!("c{i} int")).collect();
+    let err = script_error_of(&format!("CREATE TABLE {t} ({})", cols.join(", "))).await;
+    assert_eq!(sqlstate(&err), "54011");
+    let job = classify(&err);
+    assert_eq!(job.kind, ExitKind::BadInput, "{job}");
+    assert_eq!(job.kind.code(), 65);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_feature_is_config() {
+    // 0A000: row locking cannot be combined with an aggregate.
+    let err = script_error_of("SELECT count(*) FROM pg_class FOR UPDATE").await;
+    assert_eq!(sqlstate(&err), "0A000");
+    let job = classify(&err);
+    assert_eq!(job.kind, ExitKind::Config, "{job}");
+}

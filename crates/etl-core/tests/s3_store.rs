@@ -526,3 +526,34 @@ async fn reader_pinned_to_etag_fails_after_overwrite() {
     let fresh = store.head(&at).await.unwrap();
     assert_eq!(read_all(&store, &fresh).await, b"id,name\n1,new\n2,more\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_delete_only_removes_the_expected_version() {
+    let store = s3_store();
+    let bucket = new_bucket(&store, "cond-delete").await;
+    let at = loc(&bucket, "lease");
+    let first = store
+        .put(&at, b"one".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+    let second = store
+        .put(&at, b"two".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+    assert_ne!(first, second);
+    let stale = store.delete_if_match(&at, &first).await;
+    assert!(
+        matches!(stale, Err(StoreError::PreconditionFailed(_))),
+        "a stale ETag must not delete: {stale:?}"
+    );
+    assert_eq!(
+        store.get(&at).await.unwrap().map(|(b, _)| b),
+        Some(b"two".to_vec())
+    );
+    store.delete_if_match(&at, &second).await.unwrap();
+    assert_eq!(store.get(&at).await.unwrap(), None);
+    store
+        .delete_if_match(&at, &second)
+        .await
+        .expect("a missing object is not an error");
+}

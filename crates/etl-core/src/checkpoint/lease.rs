@@ -42,6 +42,13 @@ pub fn heartbeat_interval(ttl: Duration) -> Duration {
     (ttl / 3).max(Duration::from_millis(200))
 }
 
+/// After a failed renewal: whether to give the lease up now because it is valid (until
+/// `until_ms`) for less than one more heartbeat `interval`, so the next attempt would come too
+/// late. Firing before expiry leaves the job time to stop before another worker can take over.
+pub fn renewal_gives_up(until_ms: i64, now_ms: i64, interval: Duration) -> bool {
+    until_ms - now_ms < interval.as_millis() as i64
+}
+
 #[derive(Debug)]
 pub struct Lease {
     lost: CancellationToken,
@@ -118,5 +125,22 @@ mod tests {
         assert!(may_take(Some(&doc), "a", 500), "own lease can be retaken");
         assert!(!may_take(Some(&doc), "b", 500), "live lease of another");
         assert!(may_take(Some(&doc), "b", 1001), "expired lease");
+    }
+
+    #[test]
+    fn renewal_gives_up_one_interval_before_expiry() {
+        let ttl = Duration::from_secs(30);
+        let interval = heartbeat_interval(ttl); // 10 s
+        let until = 100_000;
+        // Renewed at 70 s, failed at 80 s: 20 s left, one more try fits.
+        assert!(!renewal_gives_up(until, 80_000, interval));
+        assert!(
+            !renewal_gives_up(until, 90_000, interval),
+            "exactly one interval left"
+        );
+        // Failed again at 90.001 s: the next try would be after expiry.
+        assert!(renewal_gives_up(until, 90_001, interval));
+        assert!(renewal_gives_up(until, 100_000, interval));
+        assert!(renewal_gives_up(until, 120_000, interval));
     }
 }

@@ -124,6 +124,47 @@ impl PostgresCheckpoints {
         Ok(())
     }
 
+    /// Fencing save inside the caller's transaction: writes `state` only if the checkpoint still
+    /// holds `expected` (jsonb equality), or, with `expected = None`, only if there is no
+    /// checkpoint yet. Returns whether exactly one row was written; `false` means another worker
+    /// advanced the checkpoint since this one read it, and the caller must roll back.
+    ///
+    /// A concurrent writer from the same expected state blocks on the row (or, for `None`, the
+    /// primary key) until the first commits, then sees the new state and writes nothing.
+    pub async fn compare_and_save_in(
+        conn: &mut PgConnection,
+        scope: &str,
+        name: &str,
+        expected: Option<&Value>,
+        state: &Value,
+    ) -> Result<bool, CheckpointError> {
+        let err = |e| PgError::sql("saving checkpoint (compare-and-set)", e);
+        let written = match expected {
+            Some(expected) => sqlx::query(
+                "UPDATE etl_checkpoint SET state = $3, updated_at = now() \
+                 WHERE scope = $1 AND name = $2 AND state = $4",
+            )
+            .bind(scope)
+            .bind(name)
+            .bind(state)
+            .bind(expected)
+            .execute(conn)
+            .await
+            .map_err(err)?,
+            None => sqlx::query(
+                "INSERT INTO etl_checkpoint (scope, name, state) VALUES ($1, $2, $3) \
+                 ON CONFLICT (scope, name) DO NOTHING",
+            )
+            .bind(scope)
+            .bind(name)
+            .bind(state)
+            .execute(conn)
+            .await
+            .map_err(err)?,
+        };
+        Ok(written.rows_affected() == 1)
+    }
+
     pub async fn clear(&self, scope: &str) -> Result<(), CheckpointError> {
         sqlx::query("DELETE FROM etl_checkpoint WHERE scope = $1")
             .bind(scope)
@@ -178,11 +219,32 @@ impl PostgresCheckpoints {
                     _ = stop_t.cancelled() => break,
                     _ = tokio::time::sleep(heartbeat_interval(ttl)) => {}
                 }
-                if let Err(e) = renew(&mut conn, &scope, &owner, ttl).await {
-                    // The session (and with it the advisory lock) may be gone.
-                    tracing::error!(run_key = %scope, error = %e, "lost the lease connection");
-                    lost_t.cancel();
-                    return;
+                // A renewal that hangs (a stalled connection) is as bad as one that fails: by
+                // the time it returned, the lease might have been taken over.
+                let renewed = tokio::time::timeout(
+                    heartbeat_interval(ttl),
+                    renew(&mut conn, &scope, &owner, ttl),
+                )
+                .await;
+                match renewed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        // The session (and with it the advisory lock) may be gone.
+                        tracing::error!(run_key = %scope, error = %e, "lost the lease connection");
+                        lost_t.cancel();
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::error!(
+                            run_key = %scope,
+                            timeout_ms = heartbeat_interval(ttl).as_millis() as u64,
+                            "lease renewal timed out; treating the lease as lost"
+                        );
+                        lost_t.cancel();
+                        // The connection is mid-query: drop it (the server frees the lock when
+                        // it notices the session is gone).
+                        return;
+                    }
                 }
             }
             let _ = sqlx::query("UPDATE etl_run SET lease_until = now() WHERE run_key = $1")

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::lease::{LeaseDoc, heartbeat_interval, may_take, now_ms};
+use super::lease::{LeaseDoc, heartbeat_interval, may_take, now_ms, renewal_gives_up};
 use super::{CheckpointError, Lease, LeaseInfo, States, decode_states, encode_states};
 use crate::store::{Location, Precondition, Store, StoreError};
 
@@ -147,20 +147,31 @@ impl S3Checkpoints {
         let task = tokio::spawn(async move {
             let mut etag = etag;
             let mut until = now_ms() + ttl.as_millis() as i64;
+            let interval = heartbeat_interval(ttl);
             loop {
                 tokio::select! {
                     _ = stop_t.cancelled() => break,
-                    _ = tokio::time::sleep(heartbeat_interval(ttl)) => {}
+                    _ = tokio::time::sleep(interval) => {}
                 }
                 let doc = LeaseDoc {
                     owner: owner.clone(),
                     until_ms: now_ms() + ttl.as_millis() as i64,
                 };
                 let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-                match store
-                    .put(&loc, bytes, Precondition::IfMatch(etag.clone()))
-                    .await
-                {
+                // A renewal may take at most one interval: a stalled request must not carry the
+                // lease past its expiry unnoticed.
+                let renewed = tokio::time::timeout(
+                    interval,
+                    store.put(&loc, bytes, Precondition::IfMatch(etag.clone())),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Config(format!(
+                        "{loc}: lease renewal timed out after {} ms",
+                        interval.as_millis()
+                    )))
+                });
+                match renewed {
                     Ok(new) => {
                         etag = new;
                         until = doc.until_ms;
@@ -171,23 +182,45 @@ impl S3Checkpoints {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(lease = %loc, error = %e, "lease renewal failed; retrying");
-                        if now_ms() >= until {
+                        if renewal_gives_up(until, now_ms(), interval) {
+                            // The next attempt would come after expiry, when another worker
+                            // may already have taken over: stop before that, not after.
+                            tracing::error!(
+                                lease = %loc,
+                                error = %e,
+                                "lease renewal failed and the lease expires within one heartbeat"
+                            );
                             lost_t.cancel();
                             return;
                         }
+                        tracing::warn!(lease = %loc, error = %e, "lease renewal failed; retrying");
                     }
                 }
             }
-            // Release: only our own lease (If-Match via a final expired write, then delete).
-            let expired = LeaseDoc { owner, until_ms: 0 };
-            let bytes = serde_json::to_vec(&expired).unwrap_or_default();
-            if store
-                .put(&loc, bytes, Precondition::IfMatch(etag))
-                .await
-                .is_ok()
-            {
-                let _ = store.delete(&loc).await;
+            // Release: delete the lease object only if it is still ours.
+            match store.delete_if_match(&loc, &etag).await {
+                Ok(()) => {}
+                Err(StoreError::PreconditionFailed(_)) => {
+                    tracing::warn!(lease = %loc, "lease was taken over; left in place");
+                }
+                Err(StoreError::S3 {
+                    status: Some(501), ..
+                }) => {
+                    // A server without conditional deletes: expire our document with If-Match
+                    // (so nobody else's is touched), then delete.
+                    let expired = LeaseDoc { owner, until_ms: 0 };
+                    let bytes = serde_json::to_vec(&expired).unwrap_or_default();
+                    if store
+                        .put(&loc, bytes, Precondition::IfMatch(etag))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = store.delete(&loc).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %loc, error = %e, "could not release the lease; it expires on its own");
+                }
             }
         });
         Lease::with_task(lost, stop, task)

@@ -118,7 +118,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, PgError>
 }
 
 /// Maps a database error to an exit kind: unreachable -> 69, serialization/deadlock/admin
-/// shutdown -> 75, data exceptions -> 65, undefined objects/permissions -> 78.
+/// shutdown -> 75, data exceptions and program limits -> 65, undefined objects/permissions,
+/// dependent objects and unsupported features -> 78.
 pub fn classify(err: &PgError) -> JobError {
     let msg = err.to_string();
     match err {
@@ -133,17 +134,26 @@ pub fn classify(err: &PgError) -> JobError {
             | sqlx::Error::WorkerCrashed => JobError::unavailable(msg),
             sqlx::Error::Database(db) => {
                 let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-                match code.get(..2).unwrap_or("") {
-                    "08" | "53" | "57" => JobError::unavailable(msg),
-                    "40" => JobError::temporary(msg),
-                    "22" | "23" => JobError::bad_input(msg),
-                    "28" | "42" | "3D" | "3F" => JobError::config(msg),
-                    _ => JobError::temporary(msg),
-                }
+                classify_sqlstate(&code, msg)
             }
             sqlx::Error::Configuration(_) => JobError::config(msg),
             _ => JobError::temporary(msg),
         },
+    }
+}
+
+/// Maps a SQLSTATE to an exit kind by its class (first two characters).
+pub fn classify_sqlstate(code: &str, msg: String) -> JobError {
+    match code.get(..2).unwrap_or("") {
+        "08" | "53" | "57" => JobError::unavailable(msg),
+        "40" => JobError::temporary(msg),
+        // Data exceptions, integrity violations, and program limits the input hit (too many
+        // columns 54011, index row too large 54000): retrying the same input cannot help.
+        "22" | "23" | "54" => JobError::bad_input(msg),
+        // 2B: dependent objects still exist (views on a table being dropped); 0A: feature not
+        // supported. Both need a schema or configuration change.
+        "28" | "42" | "3D" | "3F" | "2B" | "0A" => JobError::config(msg),
+        _ => JobError::temporary(msg),
     }
 }
 
@@ -237,6 +247,25 @@ mod tests {
         );
         let bad = |k: &str| (k == SECRET_ENV).then(|| "{".to_string());
         assert!(matches!(resolve_url(None, bad), Err(PgError::BadSecret(_))));
+    }
+
+    #[test]
+    fn sqlstate_classes() {
+        let code = |c: &str| classify_sqlstate(c, c.to_string()).kind.code();
+        assert_eq!(code("08006"), 69);
+        assert_eq!(code("57P01"), 69);
+        assert_eq!(code("40001"), 75);
+        assert_eq!(code("40P01"), 75);
+        assert_eq!(code("22P02"), 65);
+        assert_eq!(code("23505"), 65);
+        assert_eq!(code("54011"), 65, "too many columns");
+        assert_eq!(code("54000"), 65, "index row too large");
+        assert_eq!(code("2BP01"), 78, "dependent objects still exist");
+        assert_eq!(code("0A000"), 78, "feature not supported");
+        assert_eq!(code("42P01"), 78);
+        assert_eq!(code("28P01"), 78);
+        assert_eq!(code("XX000"), 75);
+        assert_eq!(code(""), 75);
     }
 
     #[test]

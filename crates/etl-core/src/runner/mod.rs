@@ -28,8 +28,15 @@ use crate::profile::Profile;
 use crate::store::Store;
 
 /// How long after SIGTERM a job may take to checkpoint before the runner exits anyway
-/// (Batch and ECS send SIGKILL 30 s after SIGTERM).
-pub const STOP_GRACE: Duration = Duration::from_secs(25);
+/// (Batch and ECS send SIGKILL 30 s after SIGTERM). The whole stop sequence is this, plus
+/// [`STOP_CLEANUP_LIMIT`], plus [`SHUTDOWN_LIMIT`]: 25 s, leaving margin under 30 s.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+/// How long clean-up tasks (lease release, upload abort) may take after a normal run.
+pub const CLEANUP_LIMIT: Duration = Duration::from_secs(10);
+/// How long clean-up tasks may take once a stop was requested.
+pub const STOP_CLEANUP_LIMIT: Duration = Duration::from_secs(3);
+/// How long the async runtime may take to shut down after the run.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Parses the process arguments, runs the job and returns its exit code.
 pub fn main<J: Job>() -> std::process::ExitCode {
@@ -95,8 +102,8 @@ pub fn run_with_args<J: Job>(args: Vec<OsString>) -> i32 {
         }
     };
     let code = runtime.block_on(execute::<J>(config, common));
-    // Lease release tasks and aborted uploads get a moment to finish; never hang on them.
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    // Lease release tasks and aborted uploads had their chance in `execute`; never hang here.
+    runtime.shutdown_timeout(SHUTDOWN_LIMIT);
     code
 }
 
@@ -151,6 +158,10 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
     let shutdown = CancellationToken::new();
     signals::listen(shutdown.clone());
     let batch = BatchEnv::from_env();
+    let batch_error = batch
+        .validate()
+        .err()
+        .map(|m| JobError::config(format!("AWS Batch array: {m}")));
     let ctx = JobContext {
         job: J::NAME,
         profile: common.profile,
@@ -167,7 +178,9 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
     };
     tracing::info!(job = J::NAME, profile = %common.profile, dry_run = common.dry_run, "starting");
 
-    let result: Result<RunStatus, JobError> = if common.dry_run {
+    let result: Result<RunStatus, JobError> = if let Some(e) = batch_error {
+        Err(e)
+    } else if common.dry_run {
         match J::dry_run(config, ctx.clone()).await {
             Ok(plan) => {
                 let text = serde_json::to_string(&serde_json::json!({ "dry_run": plan }))
@@ -191,8 +204,14 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
         }
     };
     ctx.progress.finish();
-    // Aborted uploads and dropped leases finish their clean-up before the process goes.
-    crate::store::finish_cleanups(Duration::from_secs(10)).await;
+    // Aborted uploads and dropped leases finish their clean-up before the process goes; after a
+    // stop request only briefly, so the summary is out before Batch's SIGKILL.
+    let cleanup_limit = if shutdown.is_cancelled() {
+        STOP_CLEANUP_LIMIT
+    } else {
+        CLEANUP_LIMIT
+    };
+    crate::store::finish_cleanups(cleanup_limit).await;
 
     let (status, code, error) = match &result {
         Ok(s) => (*s, 0, None),
@@ -218,4 +237,17 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
     let _ = writeln!(out, "{}", summary.to_json());
     let _ = out.flush();
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_sequence_fits_before_sigkill() {
+        // Batch and ECS send SIGKILL 30 s after SIGTERM; the summary must be out before.
+        let worst = STOP_GRACE + STOP_CLEANUP_LIMIT + SHUTDOWN_LIMIT;
+        assert!(worst < Duration::from_secs(30), "{worst:?}");
+        assert!(STOP_CLEANUP_LIMIT <= CLEANUP_LIMIT);
+    }
 }

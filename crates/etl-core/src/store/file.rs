@@ -255,6 +255,16 @@ pub(super) fn delete(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Deletes only if the content ETag matches; like `put` with `IfMatch`, atomic only against
+/// writers that hold the run's lease.
+pub(super) fn delete_if_match(path: &Path, expected: &str) -> Result<(), StoreError> {
+    match get(path)? {
+        None => Ok(()),
+        Some((_, etag)) if etag == expected => delete(path),
+        Some(_) => Err(StoreError::PreconditionFailed(path.display().to_string())),
+    }
+}
+
 pub(super) fn check(path: &Path) -> Result<(), StoreError> {
     let mut dir = parent_dir(path);
     if path.is_dir() {

@@ -38,6 +38,8 @@ pub enum StoreError {
         message: String,
         /// HTTP status when the service answered at all; None for connection failures.
         status: Option<u16>,
+        /// S3 error code (`RequestTimeout`, `AccessDenied`, ...) when the service sent one.
+        code: Option<String>,
     },
     #[error("{0}")]
     Config(String),
@@ -51,6 +53,16 @@ impl StoreError {
         }
     }
 }
+
+/// S3 error codes that are worth a retry whatever HTTP status carries them.
+const TRANSIENT_S3_CODES: &[&str] = &[
+    "RequestTimeout",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+];
 
 impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
@@ -71,8 +83,14 @@ impl From<StoreError> for JobError {
                 operation: "UploadPart" | "CompleteMultipartUpload",
                 ..
             } => JobError::temporary(msg),
+            // Throttling and server-side hiccups pass; S3 reports some of them as a 400
+            // (`RequestTimeout`: the upload of a request body stalled).
+            StoreError::S3 {
+                code: Some(code), ..
+            } if TRANSIENT_S3_CODES.contains(&code.as_str()) => JobError::temporary(msg),
             StoreError::S3 { status, .. } => match status {
                 None => JobError::unavailable(msg),
+                Some(408) | Some(429) | Some(500..=599) => JobError::temporary(msg),
                 Some(403) | Some(400) | Some(404) | Some(301) => JobError::config(msg),
                 Some(_) => JobError::temporary(msg),
             },
@@ -220,6 +238,18 @@ impl Store {
         }
     }
 
+    /// Deletes an object only if it still has this ETag (`If-Match`), so a lease or checkpoint
+    /// another worker has since rewritten survives. Missing objects are not an error; a
+    /// different ETag is [`StoreError::PreconditionFailed`].
+    pub async fn delete_if_match(&self, loc: &Location, etag: &str) -> Result<(), StoreError> {
+        match loc {
+            Location::File(p) => file::delete_if_match(p, etag),
+            Location::S3 { bucket, key } => {
+                self.s3().await?.delete_if_match(bucket, key, etag).await
+            }
+        }
+    }
+
     /// Connectivity check for `--dry-run`: the directory (or its nearest existing ancestor) for
     /// local paths, HEAD bucket for S3. Writes nothing.
     pub async fn check(&self, loc: &Location) -> Result<(), StoreError> {
@@ -227,5 +257,72 @@ impl Store {
             Location::File(p) => file::check(p),
             Location::S3 { bucket, .. } => self.s3().await?.check_bucket(bucket).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ExitKind;
+
+    fn s3(operation: &'static str, status: Option<u16>, code: Option<&str>) -> StoreError {
+        StoreError::S3 {
+            location: "s3://b/k".into(),
+            operation,
+            message: "m".into(),
+            status,
+            code: code.map(str::to_string),
+        }
+    }
+
+    fn kind(e: StoreError) -> ExitKind {
+        JobError::from(e).kind
+    }
+
+    #[test]
+    fn s3_errors_map_to_exit_kinds() {
+        use ExitKind::*;
+        // Transient whatever the status says.
+        for code in ["RequestTimeout", "SlowDown", "InternalError"] {
+            assert_eq!(
+                kind(s3("PutObject", Some(400), Some(code))),
+                Temporary,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            kind(s3("PutObject", Some(503), Some("SlowDown"))),
+            Temporary
+        );
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(
+                kind(s3("GetObject", Some(status), None)),
+                Temporary,
+                "{status}"
+            );
+        }
+        // Configuration: wrong bucket, credentials, region, request.
+        assert_eq!(
+            kind(s3("PutObject", Some(400), Some("InvalidArgument"))),
+            Config
+        );
+        assert_eq!(kind(s3("PutObject", Some(400), None)), Config);
+        assert_eq!(
+            kind(s3("GetObject", Some(403), Some("AccessDenied"))),
+            Config
+        );
+        assert_eq!(
+            kind(s3("ListObjectsV2", Some(404), Some("NoSuchBucket"))),
+            Config
+        );
+        assert_eq!(kind(s3("HeadBucket", Some(301), None)), Config);
+        // The multipart upload vanished: a new attempt starts a new one.
+        assert_eq!(
+            kind(s3("UploadPart", Some(404), Some("NoSuchUpload"))),
+            Temporary
+        );
+        // No answer at all.
+        assert_eq!(kind(s3("GetObject", None, None)), Unavailable);
+        assert_eq!(kind(StoreError::PreconditionFailed("x".into())), Temporary);
     }
 }

@@ -35,6 +35,11 @@ const MIN_PART: usize = 5 * 1024 * 1024;
 /// Parts uploaded concurrently while the writer keeps filling the next one.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// Time allowed to establish a connection (TCP + TLS).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time allowed between bytes read from a connection.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct S3Store {
     client: Client,
@@ -64,6 +69,7 @@ where
         operation,
         message: message.replace('\n', " "),
         status,
+        code: err.code().map(str::to_string),
     }
 }
 
@@ -87,6 +93,14 @@ impl S3Store {
             .response_checksum_validation(
                 aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
             );
+        // A stalled connection must fail (and be retried by the SDK, then by Batch) rather
+        // than hang the job until its Batch timeout.
+        b = b.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .build(),
+        );
         if let Some(ep) = &config.endpoint {
             b = b.endpoint_url(ep.clone()).force_path_style(true);
         } else if config.force_path_style {
@@ -253,6 +267,7 @@ impl S3Store {
             operation: "GetObject",
             message: e.to_string(),
             status: None,
+            code: None,
         })?;
         Ok(Some((bytes.to_vec(), etag)))
     }
@@ -306,6 +321,37 @@ impl S3Store {
             Ok(_) => Ok(()),
             Err(e) => match s3_err(&url(bucket, key), "DeleteObject", e) {
                 StoreError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// DeleteObject with `If-Match`: deletes only the version with this ETag. A missing object
+    /// is not an error; another ETag is [`StoreError::PreconditionFailed`].
+    pub(super) async fn delete_if_match(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+    ) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .if_match(etag)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match s3_err(&url(bucket, key), "DeleteObject", e) {
+                StoreError::NotFound(_) => Ok(()),
+                // 409 ConditionalRequestConflict: a concurrent conditional write won.
+                StoreError::S3 {
+                    status: Some(409),
+                    location,
+                    ..
+                } => Err(StoreError::PreconditionFailed(location)),
                 other => Err(other),
             },
         }
@@ -376,6 +422,7 @@ impl S3Writer {
                 operation: "CreateMultipartUpload",
                 message: "no upload id in the response".into(),
                 status: None,
+                code: None,
             });
         }
         self.upload_id = Some(id.clone());
@@ -423,6 +470,7 @@ impl S3Writer {
             operation: "UploadPart",
             message: format!("upload task failed: {e}"),
             status: None,
+            code: None,
         })??;
         self.done.push(part);
         Ok(())
@@ -545,5 +593,28 @@ impl Drop for S3Writer {
         if !self.committed {
             self.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn client_has_connect_and_read_timeouts() {
+        let store = S3Store::connect(S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("connect builds a client without I/O");
+        let timeouts = store
+            .client()
+            .config()
+            .timeout_config()
+            .expect("a timeout config is set");
+        assert_eq!(timeouts.connect_timeout(), Some(CONNECT_TIMEOUT));
+        assert_eq!(timeouts.read_timeout(), Some(READ_TIMEOUT));
     }
 }

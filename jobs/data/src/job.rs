@@ -43,7 +43,31 @@ enum Target {
     },
 }
 
-fn plan(config: DataConfig) -> Result<Plan, JobError> {
+fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Plan, JobError> {
+    // Upsert needs its key even when --select leaves it out.
+    if let Some(k) = &config.key
+        && k != "id"
+        && !config.select.is_empty()
+        && !config.select.contains(k)
+    {
+        config.select.push(k.clone());
+    }
+    // Array children share one config: each must not overwrite the others' output.
+    if let Some((index, _)) = batch.shard() {
+        if config.mode == Mode::Replace {
+            return Err(JobError::usage(
+                "--mode replace in an array job: every child would replace the others' table (use append or upsert)",
+            ));
+        }
+        if matches!(config.target(), OutputTarget::Object { .. }) {
+            if !config.output.contains("{shard}") {
+                return Err(JobError::usage(
+                    "a file or S3 output in an array job needs {shard} in its name, so each child writes its own",
+                ));
+            }
+            config.output = config.output.replace("{shard}", &index.to_string());
+        }
+    }
     let format = config
         .format
         .as_deref()
@@ -107,17 +131,10 @@ fn key_for(ctx: &JobContext, config: &DataConfig, found: &[ObjectMeta]) -> Strin
     run_key(DataJob::NAME, &identity, &inputs::versions(found))
 }
 
-/// Scope of the per-target ledger of loaded input versions.
-fn ledger_scope(config: &DataConfig, table: &TableName) -> String {
-    let ident = json!({
-        "table": table.to_string(),
-        "mode": config.mode,
-        "key": config.key,
-        "select": config.select,
-        "format": config.format,
-        "csv": [config.csv_lon, config.csv_lat, config.csv_wkt],
-    });
-    let digest = Sha256::digest(ident.to_string().as_bytes());
+/// Scope of the per-table ledger of loaded input versions: one ledger per table, whatever the
+/// mode or options, because it describes what the table holds.
+fn ledger_scope(table: &TableName) -> String {
+    let digest = Sha256::digest(table.to_string().as_bytes());
     format!("ledger:{}", hex::encode(&digest[..12]))
 }
 
@@ -141,7 +158,7 @@ impl Job for DataJob {
     }
 
     async fn dry_run(config: DataConfig, ctx: JobContext) -> Result<Value, JobError> {
-        let plan = plan(config)?;
+        let plan = plan(config, &ctx.batch)?;
         let found = inputs::expand(&ctx.store, &plan.config.input, &ctx.batch).await?;
         let key = key_for(&ctx, &plan.config, &found);
         ctx.stats.set_run_key(&key);
@@ -191,7 +208,7 @@ impl Job for DataJob {
     }
 
     async fn run(config: DataConfig, ctx: JobContext) -> Result<Outcome, JobError> {
-        let plan = plan(config)?;
+        let plan = plan(config, &ctx.batch)?;
         let found = inputs::expand(&ctx.store, &plan.config.input, &ctx.batch).await?;
         if found.is_empty() {
             tracing::info!("this array shard has no inputs");
@@ -208,6 +225,35 @@ impl Job for DataJob {
                 run_object(&plan, location, *format, found, &key, &ctx).await
             }
         }
+    }
+}
+
+/// The pg_class oid of a table, None if it does not exist.
+async fn table_oid(pool: &sqlx::PgPool, table: &TableName) -> Result<Option<i64>, JobError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| JobError::from(postgres::PgError::sql("looking up the table", e)))?;
+    table_oid_in(&mut conn, table).await
+}
+
+async fn table_oid_in(
+    conn: &mut sqlx::PgConnection,
+    table: &TableName,
+) -> Result<Option<i64>, JobError> {
+    sqlx::query_scalar("SELECT to_regclass($1)::oid::bigint")
+        .bind(table.quoted())
+        .fetch_one(conn)
+        .await
+        .map_err(|e| JobError::from(postgres::PgError::sql("looking up the table", e)))
+}
+
+/// Drops the stage table of a run, if there is one (after a permanent failure).
+async fn drop_stage(pool: &sqlx::PgPool, table: &TableName, key: &str) {
+    let stage = crate::sink::postgres::stage_name(table, key);
+    let sql = format!("DROP TABLE IF EXISTS {}", stage.quoted());
+    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await {
+        tracing::warn!(stage = %stage, error = %e, "could not drop the stage table");
     }
 }
 
@@ -284,10 +330,9 @@ async fn run_object(
         output_format: format,
     };
     let lost = lease.lost();
-    let result = tokio::select! {
-        r = object::write(job, writer, ctx) => r?,
-        _ = lost.cancelled() => return Err(JobError::temporary(format!("run {key}: lease lost; another worker may be running it"))),
-    };
+    // The writer checks the lease and the stop signal itself, between batches and right
+    // before it commits, so nothing is committed once either fires.
+    let result = object::write(job, writer, ctx, lost).await?;
     if let Some(r) = &plan.config.rejects {
         rejects::write(&ctx.store, r, &result.rejects).await?;
         ctx.stats.add_output(r.clone());
@@ -322,11 +367,8 @@ async fn run_postgres(
     let lease = take_lease(&cps, key, ctx).await?;
     let mut states = cps.load(key).await.map_err(JobError::from)?;
     // What the checkpoints remember holds only while the table does: someone may have dropped it.
-    let table_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table.quoted())
-        .fetch_one(&pool)
-        .await
-        .map_err(|e| JobError::from(postgres::PgError::sql("looking up the table", e)))?;
+    let table_oid = table_oid(&pool, table).await?;
+    let table_exists = table_oid.is_some();
     if state::run_done(states.get(RUN_STATE)) {
         if table_exists {
             tracing::info!(run_key = key, table = %table, "this run already completed; nothing to do");
@@ -337,7 +379,26 @@ async fn run_postgres(
         cps.clear(key).await.map_err(JobError::from)?;
         states.clear();
     }
-    let ledger_scope = ledger_scope(cfg, table);
+    // The stage and the checkpoint must describe the same rows: a stage without progress
+    // (left by a failed clean-up) is dropped; progress without its stage (dropped by hand) is
+    // forgotten, so the run starts over instead of missing rows.
+    let stage = crate::sink::postgres::stage_name(table, key);
+    let stage_exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(stage.quoted())
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| JobError::from(postgres::PgError::sql("looking up the stage table", e)))?;
+    let progress = states
+        .iter()
+        .any(|(name, v)| name != RUN_STATE && InputState::from_value(Some(v)).next > 0);
+    if stage_exists && !progress {
+        drop_stage(&pool, table, key).await;
+    } else if !stage_exists && progress {
+        tracing::warn!(run_key = key, stage = %stage, "the stage table of this run is gone; starting over");
+        cps.clear(key).await.map_err(JobError::from)?;
+        states.clear();
+    }
+    let ledger_scope = ledger_scope(table);
     let ledger = if cfg.mode == Mode::Replace || !table_exists {
         Default::default()
     } else {
@@ -350,7 +411,7 @@ async fn run_postgres(
     let mut total_rejected = 0u64;
     for (index, meta) in found.iter().enumerate() {
         let url = meta.location.to_string();
-        if state::unchanged(ledger.get(&url), meta.etag.as_deref(), meta.size) {
+        if state::unchanged(ledger.get(&url), meta.etag.as_deref(), meta.size, table_oid) {
             tracing::info!(input = %url, "unchanged since the last successful load; skipped");
             Stats::add(&ctx.stats.skipped_inputs, 1);
             continue;
@@ -360,6 +421,7 @@ async fn run_postgres(
             LoadedVersion {
                 etag: meta.etag.clone(),
                 size: meta.size,
+                table_oid: None,
             },
         ));
         let mut st = InputState::from_value(states.get(&url));
@@ -402,6 +464,7 @@ async fn run_postgres(
                     }
                 } else {
                     let _ = cps.clear(key).await;
+                    drop_stage(&pool, table, key).await;
                 }
             }
             return Err(e);
@@ -450,18 +513,71 @@ async fn run_postgres(
         rejects::write(&ctx.store, r, &list).await?;
         ctx.stats.add_output(r.clone());
     }
+    if ctx.shutdown.is_cancelled() {
+        // Everything is staged and checkpointed; the rerun only publishes.
+        return Err(JobError::stopped());
+    }
     target.prepare_publish().await?;
     if lease.is_lost() {
         return Err(JobError::temporary(format!(
             "run {key}: lease lost before publishing"
         )));
     }
-    let mut tx = pool
-        .begin()
+    let pg = |e| JobError::from(postgres::PgError::sql("publishing", e));
+    let mut tx = pool.begin().await.map_err(pg)?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
         .await
-        .map_err(|e| JobError::from(postgres::PgError::sql("publishing", e)))?;
-    let rows = target.publish(&mut tx).await?;
-    for (url, version) in &loaded {
+        .map_err(pg)?;
+    // Publishers of one table take turns, so two runs that both staged an input cannot both
+    // add it: under the lock the ledger is read again and what another run published meanwhile
+    // (or before this run resumed) is taken out of the stage.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&ledger_scope)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+    let mut publish_inputs = loaded.clone();
+    // The table the rows end up in: the stage itself after a replace's swap.
+    let publish_table = if cfg.mode == Mode::Replace {
+        &target.stage
+    } else {
+        table
+    };
+    let publish_oid = table_oid_in(&mut tx, publish_table).await?;
+    if cfg.mode == Mode::Replace {
+        // The new table holds exactly this run's inputs.
+        sqlx::query("DELETE FROM etl_checkpoint WHERE scope = $1")
+            .bind(&ledger_scope)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+    } else {
+        let current: Vec<(String, Value)> =
+            sqlx::query_as("SELECT name, state FROM etl_checkpoint WHERE scope = $1")
+                .bind(&ledger_scope)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(pg)?;
+        let current: std::collections::HashMap<String, Value> = current.into_iter().collect();
+        for (index, meta) in found.iter().enumerate() {
+            let url = meta.location.to_string();
+            if state::unchanged(
+                current.get(&url),
+                meta.etag.as_deref(),
+                meta.size,
+                publish_oid,
+            ) {
+                let removed = target.remove_input(&mut tx, index as u64).await?;
+                if removed > 0 {
+                    tracing::warn!(input = %url, rows = removed, "already published by another run; its staged rows are dropped");
+                }
+                publish_inputs.retain(|(u, _)| u != &url);
+            }
+        }
+    }
+    for (url, version) in &mut publish_inputs {
+        version.table_oid = publish_oid;
         PgTarget::save_state(
             &mut tx,
             &ledger_scope,
@@ -470,6 +586,9 @@ async fn run_postgres(
         )
         .await?;
     }
+    target.clear_run(&mut tx).await?;
+    // The target is touched last, so its lock is held only for the swap or merge itself.
+    let rows = target.publish(&mut tx).await?;
     PgTarget::save_state(
         &mut tx,
         key,
@@ -477,7 +596,6 @@ async fn run_postgres(
         &json!({"status": "done", "table": table.to_string(), "rows": rows}),
     )
     .await?;
-    target.clear_run(&mut tx).await?;
     tx.commit()
         .await
         .map_err(|e| JobError::from(postgres::PgError::sql("publishing", e)))?;
@@ -580,6 +698,12 @@ impl LoadStep<'_> {
         };
         loop {
             let mut tx = self.pool.begin().await.map_err(pg("starting a batch"))?;
+            // One COPY spans a whole checkpoint's worth of reading; a server-wide
+            // statement_timeout must not cut it (and make every retry fail the same way).
+            sqlx::query("SET LOCAL statement_timeout = 0")
+                .execute(&mut *tx)
+                .await
+                .map_err(pg("starting a batch"))?;
             progress.since_checkpoint = 0;
             let end = loop {
                 if let Some(b) = &pending

@@ -29,16 +29,29 @@ impl InputState {
 pub struct LoadedVersion {
     pub etag: Option<String>,
     pub size: u64,
+    /// The table (pg_class oid) that received it: a ledger entry of a table since dropped and
+    /// recreated describes nothing.
+    #[serde(default)]
+    pub table_oid: Option<i64>,
 }
 
 /// An input is skipped when the target already holds exactly this version of it. Without an
 /// ETag there is no proof of sameness, so it is loaded again.
-pub fn unchanged(ledger: Option<&Value>, etag: Option<&str>, size: u64) -> bool {
+pub fn unchanged(
+    ledger: Option<&Value>,
+    etag: Option<&str>,
+    size: u64,
+    table_oid: Option<i64>,
+) -> bool {
     let Some(prev) = ledger.and_then(|v| serde_json::from_value::<LoadedVersion>(v.clone()).ok())
     else {
         return false;
     };
-    etag.is_some() && prev.etag.as_deref() == etag && prev.size == size
+    etag.is_some()
+        && prev.etag.as_deref() == etag
+        && prev.size == size
+        && table_oid.is_some()
+        && prev.table_oid == table_oid
 }
 
 /// Name of the run's own state in the checkpoint scope.
@@ -61,13 +74,21 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn unchanged_needs_same_etag_and_size() {
-        let prev = json!({"etag": "\"abc\"", "size": 10});
-        assert!(unchanged(Some(&prev), Some("\"abc\""), 10));
-        assert!(!unchanged(Some(&prev), Some("\"abc\""), 11));
-        assert!(!unchanged(Some(&prev), Some("\"abd\""), 10));
-        assert!(!unchanged(Some(&prev), None, 10));
-        assert!(!unchanged(None, Some("\"abc\""), 10));
+    fn unchanged_needs_same_etag_size_and_table() {
+        let prev = json!({"etag": "\"abc\"", "size": 10, "table_oid": 7});
+        assert!(unchanged(Some(&prev), Some("\"abc\""), 10, Some(7)));
+        assert!(!unchanged(Some(&prev), Some("\"abc\""), 11, Some(7)));
+        assert!(!unchanged(Some(&prev), Some("\"abd\""), 10, Some(7)));
+        assert!(!unchanged(Some(&prev), None, 10, Some(7)));
+        assert!(!unchanged(None, Some("\"abc\""), 10, Some(7)));
+        assert!(
+            !unchanged(Some(&prev), Some("\"abc\""), 10, Some(8)),
+            "table recreated"
+        );
+        assert!(
+            !unchanged(Some(&prev), Some("\"abc\""), 10, None),
+            "no table"
+        );
     }
 
     #[test]

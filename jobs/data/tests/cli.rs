@@ -113,25 +113,25 @@ fn batch_array_children_split_the_inputs_exactly() {
         );
         std::fs::write(inputs.join(format!("f{i}.geojsonl")), line + "\n").unwrap();
     }
-    let mut seen = Vec::new();
-    for child in 0..3 {
-        let out = dir.path().join(format!("out-{child}.geojsonl"));
-        let r = Run::from_output(
+    // One config for every child; {shard} gives each its own output.
+    let pattern = dir.path().join("out-{shard}.geojsonl");
+    let child_run = |child: u32, output: &str| {
+        Run::from_output(
             etl_data()
                 .env("AWS_BATCH_JOB_ID", format!("job:{child}"))
                 .env("AWS_BATCH_JOB_ARRAY_INDEX", child.to_string())
                 .env("AWS_BATCH_JOB_ARRAY_SIZE", "3")
-                .args([
-                    "--input",
-                    inputs.to_str().unwrap(),
-                    "--output",
-                    out.to_str().unwrap(),
-                ])
+                .args(["--input", inputs.to_str().unwrap(), "--output", output])
                 .output()
                 .unwrap(),
-        );
+        )
+    };
+    let mut seen = Vec::new();
+    for child in 0..3 {
+        let r = child_run(child, pattern.to_str().unwrap());
         r.assert_code(0);
         assert_eq!(r.summary["batch"]["array_index"], child);
+        let out = dir.path().join(format!("out-{child}.geojsonl"));
         if out.exists() {
             for line in std::fs::read_to_string(&out).unwrap().lines() {
                 let v: Value = serde_json::from_str(line).unwrap();
@@ -151,4 +151,8 @@ fn batch_array_children_split_the_inputs_exactly() {
         (0..9).collect::<Vec<i64>>(),
         "every input in exactly one child"
     );
+    // Without {shard} the children would overwrite each other's output: refused.
+    let r = child_run(0, dir.path().join("same.geojsonl").to_str().unwrap());
+    r.assert_code(64);
+    assert!(r.error().contains("{shard}"), "{}", r.error());
 }

@@ -946,3 +946,49 @@ fn odd_property_names_and_63_byte_table_names_load_in_every_mode() {
         });
     }
 }
+
+#[test]
+fn an_input_published_by_a_concurrent_run_is_not_appended_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = unique("ledger_race");
+    let small = dir.path().join("a.geojsonl");
+    write_points(&small, 10);
+    let big = dir.path().join("big.geojsonl");
+    write_points(&big, 60_000);
+    let big = big.to_str().unwrap().to_string();
+    let url = database_url();
+    // Run X: the whole directory, the small input first (inputs load in name order).
+    let x = spawn(&[
+        "--input",
+        dir.path().to_str().unwrap(),
+        "--output",
+        &url,
+        "--table",
+        &table,
+        "--mode",
+        "append",
+        "--checkpoint-every",
+        "5000",
+    ]);
+    wait_for_checkpoint(&big);
+    // Run Y (another run key: other inputs) publishes the small input meanwhile.
+    let y = run(&[
+        "--input",
+        small.to_str().unwrap(),
+        "--output",
+        &url,
+        "--table",
+        &table,
+        "--mode",
+        "append",
+    ]);
+    y.assert_code(0);
+    assert_eq!(y.count("written"), 10);
+    let x = Run::from_output(x.wait_with_output().unwrap());
+    x.assert_code(0);
+    rt().block_on(async {
+        let pool = pool().await;
+        let n = scalar_i64(&pool, &format!("SELECT count(*) FROM \"{table}\"")).await;
+        assert_eq!(n, 60_010, "the small input once, not twice");
+    });
+}

@@ -8,6 +8,7 @@ use etl_core::metrics::Stats;
 use etl_core::store::{ObjectMeta, ObjectWriter};
 use etl_core::{JobContext, JobError};
 use etl_geo::{FeatureWriter, Format, OutputFormat, ReadOptions};
+use tokio_util::sync::CancellationToken;
 
 use crate::read;
 use crate::rejects::Reject;
@@ -32,9 +33,10 @@ pub async fn write(
     job: ObjectJob,
     writer: Box<dyn ObjectWriter>,
     ctx: &JobContext,
+    lease_lost: CancellationToken,
 ) -> Result<ObjectResult, JobError> {
     let ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || write_blocking(job, writer, &ctx))
+    tokio::task::spawn_blocking(move || write_blocking(job, writer, &ctx, &lease_lost))
         .await
         .map_err(|e| JobError::temporary(format!("writer task failed: {e}")))?
 }
@@ -43,6 +45,7 @@ fn write_blocking(
     job: ObjectJob,
     writer: Box<dyn ObjectWriter>,
     ctx: &JobContext,
+    lease_lost: &CancellationToken,
 ) -> Result<ObjectResult, JobError> {
     let mut out = FeatureWriter::new(job.output_format, writer);
     let mut rejects = Vec::new();
@@ -65,6 +68,11 @@ fn write_blocking(
                 // A file output has no partial checkpoint: dropping the writer discards it,
                 // and the rerun writes the whole object again.
                 return Err(JobError::stopped());
+            }
+            if lease_lost.is_cancelled() {
+                return Err(JobError::temporary(
+                    "lease lost; another worker may be running this run",
+                ));
             }
             let batch = msg?;
             Stats::add(&ctx.stats.bytes_in, batch.bytes - last_bytes);
@@ -116,6 +124,13 @@ fn write_blocking(
     let writer = out
         .finish()
         .map_err(|e| JobError::temporary(format!("writing output: {e}")))?;
+    // The last moment to back out: once committed, the object is visible.
+    if lease_lost.is_cancelled() {
+        return Err(JobError::temporary("lease lost; output not committed"));
+    }
+    if ctx.shutdown.is_cancelled() {
+        return Err(JobError::stopped());
+    }
     let meta = writer.commit().map_err(JobError::from)?;
     Stats::add(&ctx.stats.written, written_total);
     Stats::add(&ctx.stats.bytes_out, meta.size);

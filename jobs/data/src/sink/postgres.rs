@@ -581,10 +581,19 @@ impl PgTarget {
                     quote_ident(&col),
                     sql_type
                 );
-                sqlx::query(AssertSqlSafe(add.as_str()))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(sql_err("adding a column"))?;
+                let added = if self.mode == Mode::Replace {
+                    sqlx::query(AssertSqlSafe(add.as_str()))
+                        .execute(&mut *conn)
+                        .await
+                } else {
+                    // The live table's new (nullable) column commits on its own, at once:
+                    // inside the batch transaction its exclusive lock would block readers of
+                    // the table for the whole batch.
+                    sqlx::query(AssertSqlSafe(add.as_str()))
+                        .execute(&self.pool)
+                        .await
+                };
+                added.map_err(sql_err("adding a column"))?;
                 self.table_columns.push(TableColumn {
                     name: col.clone(),
                     kind: *kind,
@@ -1048,6 +1057,28 @@ impl PgTarget {
             .execute(&mut *conn)
             .await
             .map_err(sql_err("dropping the stage table"))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes one input's rows from the stage (append/upsert; the input was published by
+    /// another run). Returns the rows removed.
+    pub async fn remove_input(&self, conn: &mut PgConnection, index: u64) -> Result<u64, JobError> {
+        if self.mode == Mode::Replace {
+            return Ok(0);
+        }
+        let low = (index << SEQ_INPUT_SHIFT) as i64;
+        let high = ((index + 1) << SEQ_INPUT_SHIFT) as i64;
+        let sql = format!(
+            "DELETE FROM {} WHERE {seq} >= $1 AND {seq} < $2",
+            self.stage.quoted(),
+            seq = quote_ident(SEQ)
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(low)
+            .bind(high)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("removing an input from the stage"))?;
         Ok(done.rows_affected())
     }
 

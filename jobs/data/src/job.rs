@@ -442,6 +442,7 @@ async fn run_postgres(
             key,
             index: index as u64,
             url: &url,
+            committed: states.get(&url).cloned(),
             ctx,
             pool: &pool,
             lease: &lease,
@@ -610,6 +611,9 @@ async fn run_postgres(
 
 /// Loading one input into the stage, in checkpointed transactions.
 struct LoadStep<'a> {
+    /// The input's checkpoint as this run found it: every commit swaps it for the next one
+    /// only if nobody else advanced it meanwhile (fencing a worker whose lease silently lapsed).
+    committed: Option<Value>,
     plan: &'a Plan,
     key: &'a str,
     index: u64,
@@ -691,6 +695,7 @@ impl LoadStep<'_> {
         let Some(t) = target.as_mut() else {
             return Ok(());
         };
+        let mut committed = self.committed.clone();
         let mut progress = TxProgress {
             since_checkpoint: 0,
             rejects: Vec::new(),
@@ -746,7 +751,24 @@ impl LoadStep<'_> {
             t.save_rejects(&mut tx, &progress.rejects).await?;
             progress.rejects.clear();
             st.done = matches!(end, CopyEnd::InputDone);
-            PgTarget::save_state(&mut tx, self.key, self.url, &st.to_value()).await?;
+            let next_state = st.to_value();
+            let fenced = PostgresCheckpoints::compare_and_save_in(
+                &mut tx,
+                self.key,
+                self.url,
+                committed.as_ref(),
+                &next_state,
+            )
+            .await
+            .map_err(JobError::from)?;
+            if !fenced {
+                // Rolls back with `tx`: another worker owns this run now.
+                return Err(JobError::temporary(format!(
+                    "run {}: {} was checkpointed by another worker; stopping without committing",
+                    self.key, self.url
+                )));
+            }
+            committed = Some(next_state);
             tx.commit().await.map_err(pg("committing a batch"))?;
             tracing::debug!(input = self.url, next = st.next, "checkpoint");
             match end {

@@ -1,0 +1,239 @@
+//! Streaming PMTiles v3 writer: tiles go straight to the output in tile-id order; only the
+//! directory entries (24 bytes per distinct run) and a bounded dedup cache stay in memory.
+
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
+
+use super::{
+    ArchiveError, Compression, Entry, HEADER_LEN, Header, ROOT_SPACE, TileType, encode_directory,
+    gzip,
+};
+use crate::tile::{TILE_ID_END, tile_zoom};
+
+/// Tiles up to this size are remembered for deduplication. Repeated tiles in real tilesets are
+/// small (ocean, land fill, empty-ish edges); large tiles are almost never byte-identical, so
+/// remembering them would spend memory for nothing.
+const DEDUP_MAX_TILE_BYTES: usize = 64 << 10;
+/// Total bytes of tile content the dedup cache may hold; once full, new contents are written
+/// without being remembered (correct, just less deduplicated). Bounds memory on huge runs.
+const DEDUP_CACHE_BYTES: usize = 128 << 20;
+
+/// What the archive header and metadata say about the tileset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveMeta {
+    /// Used only when the archive has no tiles; otherwise the zooms of the tiles are written,
+    /// because readers (and `verify`) expect the header to match the entries.
+    pub min_zoom: u8,
+    pub max_zoom: u8,
+    /// west, south, east, north in degrees.
+    pub bounds: [f64; 4],
+    /// longitude, latitude, zoom.
+    pub center: (f64, f64, u8),
+    /// The JSON metadata: `vector_layers`, `name`, `attribution`, `generator`...
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Clone, Copy)]
+struct Location {
+    offset: u64,
+    length: u32,
+}
+
+/// Writes a clustered, deduplicated PMTiles v3 archive of gzip-compressed MVT tiles.
+pub struct ArchiveWriter<W: Write + Seek> {
+    out: W,
+    /// Stream position of the archive's first byte, so the archive may be embedded.
+    base: u64,
+    /// Bytes of tile data written so far (= offset of the next new tile).
+    data_len: u64,
+    entries: Vec<Entry>,
+    /// The previous tile's bytes, to extend runs of identical consecutive tiles regardless of
+    /// their size.
+    prev: Vec<u8>,
+    /// Exact-content dedup: a `HashMap` keyed by the bytes compares the bytes on every hash
+    /// match, so a hash collision can never alias two different tiles.
+    seen: HashMap<Vec<u8>, Location>,
+    seen_bytes: usize,
+    addressed: u64,
+    contents: u64,
+}
+
+impl<W: Write + Seek> ArchiveWriter<W> {
+    /// Starts an archive at the current position of `out`.
+    pub fn new(mut out: W) -> Result<Self, ArchiveError> {
+        let base = out.stream_position()?;
+        // Reserve the header and root directory space; both are written by `finish`.
+        out.write_all(&[0u8; ROOT_SPACE as usize])?;
+        Ok(Self {
+            out,
+            base,
+            data_len: 0,
+            entries: Vec::new(),
+            prev: Vec::new(),
+            seen: HashMap::new(),
+            seen_bytes: 0,
+            addressed: 0,
+            contents: 0,
+        })
+    }
+
+    /// Adds one tile. Tiles MUST come in increasing tile id (that is what makes the archive
+    /// clustered); an out-of-order or repeated id is an error. `data` is the already
+    /// gzip-compressed MVT and must not be empty.
+    pub fn add_tile(&mut self, id: u64, data: &[u8]) -> Result<(), ArchiveError> {
+        if id >= TILE_ID_END {
+            return Err(ArchiveError::InvalidTileId(id));
+        }
+        if data.is_empty() {
+            return Err(ArchiveError::EmptyTile(id));
+        }
+        let length = u32::try_from(data.len()).map_err(|_| ArchiveError::TileTooLarge {
+            id,
+            len: data.len(),
+        })?;
+        if let Some(last) = self.entries.last_mut() {
+            // Last tile id covered so far; run_length >= 1 for tile entries.
+            let last_id = last.tile_id + u64::from(last.run_length) - 1;
+            if id <= last_id {
+                return Err(ArchiveError::OutOfOrder { id, last: last_id });
+            }
+            if id == last_id + 1 && last.run_length < u32::MAX && self.prev == data {
+                last.run_length += 1;
+                self.addressed += 1;
+                return Ok(());
+            }
+        }
+        let loc = match self.seen.get(data) {
+            Some(loc) => *loc,
+            None => {
+                let loc = Location {
+                    offset: self.data_len,
+                    length,
+                };
+                self.out.write_all(data)?;
+                self.data_len += u64::from(length);
+                self.contents += 1;
+                if data.len() <= DEDUP_MAX_TILE_BYTES
+                    && self.seen_bytes + data.len() <= DEDUP_CACHE_BYTES
+                {
+                    self.seen.insert(data.to_vec(), loc);
+                    self.seen_bytes += data.len();
+                }
+                loc
+            }
+        };
+        self.entries.push(Entry {
+            tile_id: id,
+            offset: loc.offset,
+            length: loc.length,
+            run_length: 1,
+        });
+        self.prev.clear();
+        self.prev.extend_from_slice(data);
+        self.addressed += 1;
+        Ok(())
+    }
+
+    /// Writes metadata, directories and header, and returns the output positioned at the end
+    /// of the archive.
+    pub fn finish(mut self, meta: &ArchiveMeta) -> Result<W, ArchiveError> {
+        // Free the dedup cache before building directories, which may need memory.
+        self.seen = HashMap::new();
+        self.prev = Vec::new();
+
+        let data_offset = ROOT_SPACE;
+        let metadata_offset = data_offset + self.data_len;
+        let metadata_json = serde_json::to_vec(&meta.metadata)
+            .map_err(|e| ArchiveError::Meta(format!("cannot serialise metadata: {e}")))?;
+        let metadata = gzip(&metadata_json)?;
+        self.out.write_all(&metadata)?;
+        let leaf_offset = metadata_offset + metadata.len() as u64;
+
+        let (root, leaves) = build_directories(&self.entries)?;
+        let mut leaf_length = 0u64;
+        for leaf in &leaves {
+            self.out.write_all(leaf)?;
+            leaf_length += leaf.len() as u64;
+        }
+        let end = self.out.stream_position()?;
+
+        let (min_zoom, max_zoom) = match (self.entries.first(), self.entries.last()) {
+            (Some(first), Some(last)) => {
+                let last_id = last.tile_id + u64::from(last.run_length) - 1;
+                (
+                    tile_zoom(first.tile_id).unwrap_or(meta.min_zoom),
+                    tile_zoom(last_id).unwrap_or(meta.max_zoom),
+                )
+            }
+            _ => (meta.min_zoom, meta.max_zoom),
+        };
+        let header = Header {
+            version: 3,
+            root_offset: HEADER_LEN as u64,
+            root_length: root.len() as u64,
+            metadata_offset,
+            metadata_length: metadata.len() as u64,
+            leaf_offset: if leaves.is_empty() { 0 } else { leaf_offset },
+            leaf_length,
+            data_offset,
+            data_length: self.data_len,
+            addressed_tiles: self.addressed,
+            tile_entries: self.entries.len() as u64,
+            tile_contents: self.contents,
+            clustered: true,
+            internal_compression: Compression::Gzip,
+            tile_compression: Compression::Gzip,
+            tile_type: TileType::Mvt,
+            min_zoom,
+            max_zoom,
+            bounds: meta.bounds,
+            center_zoom: meta.center.2,
+            center_lon: meta.center.0,
+            center_lat: meta.center.1,
+        };
+        self.out.seek(SeekFrom::Start(self.base))?;
+        self.out.write_all(&header.to_bytes())?;
+        self.out.write_all(&root)?;
+        self.out.seek(SeekFrom::Start(end))?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Builds the gzip-compressed root directory and leaf directories. The root must fit in the
+/// reserved space after the header; when all entries do not fit, they are split into leaves
+/// of growing size until the root of leaf pointers fits (the go-pmtiles/planetiler method).
+fn build_directories(entries: &[Entry]) -> Result<(Vec<u8>, Vec<Vec<u8>>), ArchiveError> {
+    let max_root = ROOT_SPACE - HEADER_LEN as u64;
+    let root = gzip(&encode_directory(entries))?;
+    if root.len() as u64 <= max_root {
+        return Ok((root, Vec::new()));
+    }
+    let mut leaf_size = (entries.len() / 3500).max(4096);
+    loop {
+        let mut leaves = Vec::new();
+        let mut pointers = Vec::new();
+        let mut offset = 0u64;
+        for chunk in entries.chunks(leaf_size) {
+            let Some(first) = chunk.first() else { continue };
+            let leaf = gzip(&encode_directory(chunk))?;
+            let length = u32::try_from(leaf.len())
+                .map_err(|_| ArchiveError::Directory("leaf directory over 4 GiB".into()))?;
+            pointers.push(Entry {
+                tile_id: first.tile_id,
+                offset,
+                length,
+                run_length: 0,
+            });
+            offset += u64::from(length);
+            leaves.push(leaf);
+        }
+        let root = gzip(&encode_directory(&pointers))?;
+        if root.len() as u64 <= max_root {
+            return Ok((root, leaves));
+        }
+        // Each root entry costs a few bytes, so 20% larger leaves converge quickly; the
+        // number of leaves shrinks strictly, so this terminates.
+        leaf_size += leaf_size / 5;
+    }
+}

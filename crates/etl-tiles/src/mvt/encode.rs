@@ -1,0 +1,351 @@
+//! MVT 2.1 encoder: a hand-written protobuf writer for the `vector_tile.proto` schema.
+
+use std::collections::HashMap;
+
+use super::PropValue;
+use crate::geom::TileGeom;
+
+pub(super) const WIRE_VARINT: u8 = 0;
+pub(super) const WIRE_FIXED64: u8 = 1;
+pub(super) const WIRE_LEN: u8 = 2;
+pub(super) const WIRE_FIXED32: u8 = 5;
+
+pub(super) const CMD_MOVE_TO: u32 = 1;
+pub(super) const CMD_LINE_TO: u32 = 2;
+pub(super) const CMD_CLOSE_PATH: u32 = 7;
+/// A command integer keeps 3 bits for the id, leaving 29 for the count.
+const MAX_COUNT: usize = (1 << 29) - 1;
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn put_key(buf: &mut Vec<u8>, field: u32, wire: u8) {
+    put_varint(buf, (u64::from(field) << 3) | u64::from(wire));
+}
+
+fn put_bytes(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_key(buf, field, WIRE_LEN);
+    put_varint(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
+}
+
+fn put_packed(buf: &mut Vec<u8>, field: u32, vals: &[u32], scratch: &mut Vec<u8>) {
+    scratch.clear();
+    for &v in vals {
+        put_varint(scratch, u64::from(v));
+    }
+    put_bytes(buf, field, scratch);
+}
+
+fn zigzag32(n: i32) -> u32 {
+    ((n << 1) ^ (n >> 31)) as u32
+}
+
+fn zigzag64(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn command(id: u32, count: usize) -> u32 {
+    // Callers chunk counts to MAX_COUNT, so this never truncates.
+    id | ((count.min(MAX_COUNT) as u32) << 3)
+}
+
+/// A value compared by type and bits: 0.0 and -0.0 are different values, and NaN equals itself,
+/// which is what deduplicating an encoded table needs.
+#[derive(Debug, Hash, PartialEq, Eq)]
+enum ValueKey {
+    String(String),
+    Float(u32),
+    Double(u64),
+    Int(i64),
+    UInt(u64),
+    SInt(i64),
+    Bool(bool),
+}
+
+impl From<&PropValue> for ValueKey {
+    fn from(v: &PropValue) -> Self {
+        match v {
+            PropValue::String(s) => ValueKey::String(s.clone()),
+            PropValue::Float(f) => ValueKey::Float(f.to_bits()),
+            PropValue::Double(f) => ValueKey::Double(f.to_bits()),
+            PropValue::Int(i) => ValueKey::Int(*i),
+            PropValue::UInt(u) => ValueKey::UInt(*u),
+            PropValue::SInt(i) => ValueKey::SInt(*i),
+            PropValue::Bool(b) => ValueKey::Bool(*b),
+        }
+    }
+}
+
+/// Accumulates one layer's features, with deduplicated key and value tables.
+///
+/// Features are encoded as they are added, so a builder holds bytes, not geometries.
+#[derive(Debug)]
+pub struct LayerBuilder {
+    name: String,
+    extent: u32,
+    keys: Vec<String>,
+    key_index: HashMap<String, u32>,
+    values: Vec<PropValue>,
+    value_index: HashMap<ValueKey, u32>,
+    features: Vec<u8>,
+    feature_count: usize,
+    geom_scratch: Vec<u32>,
+    tag_scratch: Vec<u32>,
+    byte_scratch: Vec<u8>,
+}
+
+impl LayerBuilder {
+    /// A new, empty layer.
+    pub fn new(name: impl Into<String>, extent: u32) -> Self {
+        LayerBuilder {
+            name: name.into(),
+            extent,
+            keys: Vec::new(),
+            key_index: HashMap::new(),
+            values: Vec::new(),
+            value_index: HashMap::new(),
+            features: Vec::new(),
+            feature_count: 0,
+            geom_scratch: Vec::new(),
+            tag_scratch: Vec::new(),
+            byte_scratch: Vec::new(),
+        }
+    }
+
+    /// The layer name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds a feature. Parts that MVT cannot express are skipped (lines of < 2 points, rings of
+    /// < 3 distinct vertices, and a polygon whose exterior is such a ring); a feature left with
+    /// no geometry is not added, which `feature_count` reflects. Geometry is otherwise encoded
+    /// as given: winding and duplicate points are `geom::to_tile`'s job.
+    pub fn add_feature(&mut self, id: Option<u64>, geom: &TileGeom, props: &[(&str, PropValue)]) {
+        let geom_type = encode_geometry(geom, &mut self.geom_scratch);
+        if self.geom_scratch.is_empty() {
+            return;
+        }
+        self.tag_scratch.clear();
+        for (k, v) in props {
+            let (Some(ki), Some(vi)) = (self.key(k), self.value(v)) else {
+                continue;
+            };
+            self.tag_scratch.push(ki);
+            self.tag_scratch.push(vi);
+        }
+        let mut msg = Vec::with_capacity(self.geom_scratch.len() * 2 + self.tag_scratch.len() + 16);
+        if let Some(id) = id {
+            put_key(&mut msg, 1, WIRE_VARINT);
+            put_varint(&mut msg, id);
+        }
+        if !self.tag_scratch.is_empty() {
+            put_packed(&mut msg, 2, &self.tag_scratch, &mut self.byte_scratch);
+        }
+        put_key(&mut msg, 3, WIRE_VARINT);
+        put_varint(&mut msg, geom_type);
+        put_packed(&mut msg, 4, &self.geom_scratch, &mut self.byte_scratch);
+        put_bytes(&mut self.features, 2, &msg);
+        self.feature_count += 1;
+    }
+
+    fn key(&mut self, k: &str) -> Option<u32> {
+        if let Some(&i) = self.key_index.get(k) {
+            return Some(i);
+        }
+        // A table of 2^32 keys cannot be indexed by a uint32 tag; drop the property instead.
+        let i = u32::try_from(self.keys.len()).ok()?;
+        self.keys.push(k.to_owned());
+        self.key_index.insert(k.to_owned(), i);
+        Some(i)
+    }
+
+    fn value(&mut self, v: &PropValue) -> Option<u32> {
+        let key = ValueKey::from(v);
+        if let Some(&i) = self.value_index.get(&key) {
+            return Some(i);
+        }
+        let i = u32::try_from(self.values.len()).ok()?;
+        self.values.push(v.clone());
+        self.value_index.insert(key, i);
+        Some(i)
+    }
+
+    /// True when no feature has been added.
+    pub fn is_empty(&self) -> bool {
+        self.feature_count == 0
+    }
+
+    /// Number of features added.
+    pub fn feature_count(&self) -> usize {
+        self.feature_count
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut layer = Vec::with_capacity(self.features.len() + 64);
+        put_key(&mut layer, 15, WIRE_VARINT);
+        put_varint(&mut layer, 2);
+        put_bytes(&mut layer, 1, self.name.as_bytes());
+        layer.extend_from_slice(&self.features);
+        for k in &self.keys {
+            put_bytes(&mut layer, 3, k.as_bytes());
+        }
+        let mut val = Vec::new();
+        for v in &self.values {
+            val.clear();
+            encode_value(v, &mut val);
+            put_bytes(&mut layer, 4, &val);
+        }
+        put_key(&mut layer, 5, WIRE_VARINT);
+        put_varint(&mut layer, u64::from(self.extent));
+        put_bytes(out, 3, &layer);
+    }
+}
+
+fn encode_value(v: &PropValue, buf: &mut Vec<u8>) {
+    match v {
+        PropValue::String(s) => put_bytes(buf, 1, s.as_bytes()),
+        PropValue::Float(f) => {
+            put_key(buf, 2, WIRE_FIXED32);
+            buf.extend_from_slice(&f.to_le_bytes());
+        }
+        PropValue::Double(f) => {
+            put_key(buf, 3, WIRE_FIXED64);
+            buf.extend_from_slice(&f.to_le_bytes());
+        }
+        PropValue::Int(i) => {
+            put_key(buf, 4, WIRE_VARINT);
+            // int64 is two's complement on the wire (10 bytes when negative), per protobuf.
+            put_varint(buf, *i as u64);
+        }
+        PropValue::UInt(u) => {
+            put_key(buf, 5, WIRE_VARINT);
+            put_varint(buf, *u);
+        }
+        PropValue::SInt(i) => {
+            put_key(buf, 6, WIRE_VARINT);
+            put_varint(buf, zigzag64(*i));
+        }
+        PropValue::Bool(b) => {
+            put_key(buf, 7, WIRE_VARINT);
+            put_varint(buf, u64::from(*b));
+        }
+    }
+}
+
+/// Writes the command stream into `out` and returns the GeomType.
+fn encode_geometry(geom: &TileGeom, out: &mut Vec<u32>) -> u64 {
+    out.clear();
+    let mut cursor = [0i32; 2];
+    // Deltas wrap modulo 2^32 exactly like the decoder's cursor, so every i32 coordinate round
+    // trips even when a delta would not fit an i32.
+    let mut push_pt = |out: &mut Vec<u32>, p: [i32; 2]| {
+        out.push(zigzag32(p[0].wrapping_sub(cursor[0])));
+        out.push(zigzag32(p[1].wrapping_sub(cursor[1])));
+        cursor = p;
+    };
+    match geom {
+        TileGeom::Points(pts) => {
+            for chunk in pts.chunks(MAX_COUNT) {
+                out.push(command(CMD_MOVE_TO, chunk.len()));
+                for &p in chunk {
+                    push_pt(out, p);
+                }
+            }
+            1
+        }
+        TileGeom::Lines(lines) => {
+            for l in lines.iter().filter(|l| l.len() >= 2) {
+                out.push(command(CMD_MOVE_TO, 1));
+                push_pt(out, l[0]);
+                for chunk in l[1..].chunks(MAX_COUNT) {
+                    out.push(command(CMD_LINE_TO, chunk.len()));
+                    for &p in chunk {
+                        push_pt(out, p);
+                    }
+                }
+            }
+            2
+        }
+        TileGeom::Polygons(polys) => {
+            for poly in polys {
+                let Some(ext) = poly.first() else { continue };
+                if open_ring(ext).len() < 3 {
+                    // Holes without their exterior would be read as part of the previous polygon.
+                    continue;
+                }
+                for ring in poly {
+                    let r = open_ring(ring);
+                    if r.len() < 3 {
+                        continue;
+                    }
+                    out.push(command(CMD_MOVE_TO, 1));
+                    push_pt(out, r[0]);
+                    for chunk in r[1..].chunks(MAX_COUNT) {
+                        out.push(command(CMD_LINE_TO, chunk.len()));
+                        for &p in chunk {
+                            push_pt(out, p);
+                        }
+                    }
+                    out.push(command(CMD_CLOSE_PATH, 1));
+                }
+            }
+            3
+        }
+    }
+}
+
+/// The ring without its closing point (ClosePath draws that edge).
+fn open_ring(r: &[[i32; 2]]) -> &[[i32; 2]] {
+    match r {
+        [first, .., last] if first == last => &r[..r.len() - 1],
+        _ => r,
+    }
+}
+
+/// Encodes a tile. Empty layers are left out (the spec says encoders should not write them);
+/// layer names must be unique, which the caller guarantees by building one builder per name.
+pub fn encode_tile(layers: &[LayerBuilder]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(layers.iter().map(|l| l.features.len() + 256).sum());
+    for l in layers.iter().filter(|l| !l.is_empty()) {
+        l.encode_into(&mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_point_example() {
+        // Spec §4.3.5.1: a point at (25, 17) is [9, 50, 34].
+        let mut g = Vec::new();
+        encode_geometry(&TileGeom::Points(vec![[25, 17]]), &mut g);
+        assert_eq!(g, vec![9, 50, 34]);
+    }
+
+    #[test]
+    fn spec_polygon_example() {
+        // Spec §4.3.5.5: (3,6) (8,12) (20,34) closed → [9,6,12,18,10,12,24,44,15].
+        let mut g = Vec::new();
+        let ring = vec![[3, 6], [8, 12], [20, 34], [3, 6]];
+        encode_geometry(&TileGeom::Polygons(vec![vec![ring]]), &mut g);
+        assert_eq!(g, vec![9, 6, 12, 18, 10, 12, 24, 44, 15]);
+    }
+
+    #[test]
+    fn zigzag() {
+        assert_eq!(zigzag32(0), 0);
+        assert_eq!(zigzag32(-1), 1);
+        assert_eq!(zigzag32(1), 2);
+        assert_eq!(zigzag32(i32::MIN), u32::MAX);
+        assert_eq!(zigzag64(i64::MIN), u64::MAX);
+    }
+}

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{DataConfig, Mode, OutputTarget, redact_url};
 use crate::inputs;
 use crate::read::{self, READ_BATCH};
-use crate::rejects::{self, Reject};
+use crate::rejects::{Reject, RejectsSink};
 use crate::sink::object::{self, ObjectJob};
 use crate::sink::postgres::PgTarget;
 use crate::state::{self, InputState, LoadedVersion, RUN_STATE};
@@ -332,10 +332,10 @@ async fn run_object(
     let lost = lease.lost();
     // The writer checks the lease and the stop signal itself, between batches and right
     // before it commits, so nothing is committed once either fires.
-    let result = object::write(job, writer, ctx, lost).await?;
-    if let Some(r) = &plan.config.rejects {
-        rejects::write(&ctx.store, r, &result.rejects).await?;
-        ctx.stats.add_output(r.clone());
+    let rejects = RejectsSink::open(&ctx.store, plan.config.rejects.as_deref()).await?;
+    let result = object::write(job, writer, rejects, ctx, lost).await?;
+    if let Some(r) = result.rejects {
+        ctx.stats.add_output(r);
     }
     ctx.stats.add_output(result.meta.location.to_string());
     cps.save(
@@ -510,9 +510,10 @@ async fn run_postgres(
     }
     // Output durable first: the rejects file is written before the run is marked done.
     if let Some(r) = &cfg.rejects {
-        let list = target.load_rejects().await?;
-        rejects::write(&ctx.store, r, &list).await?;
-        ctx.stats.add_output(r.clone());
+        let sink = RejectsSink::open(&ctx.store, Some(r)).await?;
+        if let Some(loc) = target.write_rejects(sink).await? {
+            ctx.stats.add_output(loc);
+        }
     }
     if ctx.shutdown.is_cancelled() {
         // Everything is staged and checkpointed; the rerun only publishes.

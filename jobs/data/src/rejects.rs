@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use etl_core::JobError;
-use etl_core::store::{Location, Store};
+use etl_core::store::{Location, ObjectWriter, Store};
 use etl_geo::Record;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,21 +25,57 @@ impl Reject {
     }
 }
 
-/// Writes the rejects file atomically (it appears whole or not at all).
-pub async fn write(store: &Store, url: &str, rejects: &[Reject]) -> Result<(), JobError> {
-    let loc = Location::parse(url).map_err(JobError::from)?;
-    let mut w = store.writer(&loc).await.map_err(JobError::from)?;
-    let rejects = rejects.to_vec();
-    tokio::task::spawn_blocking(move || -> Result<(), JobError> {
-        for r in &rejects {
-            let line = serde_json::to_string(r).unwrap_or_default();
-            w.write_all(line.as_bytes())
-                .and_then(|_| w.write_all(b"\n"))
-                .map_err(|e| JobError::temporary(format!("{loc}: {e}")))?;
+/// Where rejects go as they happen: an NDJSON object written atomically (it appears whole,
+/// or not at all, on [`RejectsSink::commit`]), or nowhere when `--rejects` is not given.
+/// Streaming keeps memory flat however many features a file rejects.
+pub struct RejectsSink {
+    writer: Option<Box<dyn ObjectWriter>>,
+    location: String,
+    count: u64,
+}
+
+impl RejectsSink {
+    pub async fn open(store: &Store, url: Option<&str>) -> Result<RejectsSink, JobError> {
+        let Some(url) = url else {
+            return Ok(RejectsSink {
+                writer: None,
+                location: String::new(),
+                count: 0,
+            });
+        };
+        let loc = Location::parse(url).map_err(JobError::from)?;
+        let writer = store.writer(&loc).await.map_err(JobError::from)?;
+        Ok(RejectsSink {
+            writer: Some(writer),
+            location: loc.to_string(),
+            count: 0,
+        })
+    }
+
+    /// Appends one reject. Blocking (an S3 part upload may happen): call from a blocking thread.
+    pub fn push(&mut self, r: &Reject) -> Result<(), JobError> {
+        self.count += 1;
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let line = serde_json::to_string(r).unwrap_or_default();
+        w.write_all(line.as_bytes())
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|e| JobError::temporary(format!("{}: {e}", self.location)))
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Makes the rejects object appear; returns its location, if one was asked for.
+    pub fn commit(self) -> Result<Option<String>, JobError> {
+        match self.writer {
+            None => Ok(None),
+            Some(w) => {
+                w.commit().map_err(JobError::from)?;
+                Ok(Some(self.location))
+            }
         }
-        w.commit().map_err(JobError::from)?;
-        Ok(())
-    })
-    .await
-    .map_err(|e| JobError::temporary(format!("writing rejects: {e}")))?
+    }
 }

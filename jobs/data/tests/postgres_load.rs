@@ -992,3 +992,44 @@ fn an_input_published_by_a_concurrent_run_is_not_appended_twice() {
         assert_eq!(n, 60_010, "the small input once, not twice");
     });
 }
+
+#[test]
+fn many_rejects_are_streamed_to_the_rejects_file_in_order() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mostly_bad.geojsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    let n = 25_000u64; // more than two pages of rejects
+    for i in 0..n {
+        let lat = if i == 7 { 10 } else { 95 };
+        writeln!(f, r#"{{"type":"Feature","id":{i},"properties":{{}},"geometry":{{"type":"Point","coordinates":[1,{lat}]}}}}"#).unwrap();
+    }
+    drop(f);
+    let rejects = dir.path().join("rejects.ndjson");
+    let table = unique("many_rej");
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &table,
+        "--rejects",
+        rejects.to_str().unwrap(),
+        "--checkpoint-every",
+        "4000",
+    ]);
+    r.assert_code(0);
+    assert_eq!(r.count("rejected"), n - 1);
+    let ordinals: Vec<u64> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["ordinal"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let expected: Vec<u64> = (0..n).filter(|i| *i != 7).collect();
+    assert_eq!(ordinals, expected, "every reject once, in input order");
+}

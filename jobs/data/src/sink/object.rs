@@ -11,7 +11,7 @@ use etl_geo::{FeatureWriter, Format, OutputFormat, ReadOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::read;
-use crate::rejects::Reject;
+use crate::rejects::{Reject, RejectsSink};
 use crate::state::over_limit;
 
 pub struct ObjectJob {
@@ -25,18 +25,20 @@ pub struct ObjectJob {
 
 pub struct ObjectResult {
     pub meta: ObjectMeta,
-    pub rejects: Vec<Reject>,
+    /// The rejects object, when `--rejects` asked for one.
+    pub rejects: Option<String>,
 }
 
 /// Streams every input through the writer on a blocking thread and commits the output.
 pub async fn write(
     job: ObjectJob,
     writer: Box<dyn ObjectWriter>,
+    rejects: RejectsSink,
     ctx: &JobContext,
     lease_lost: CancellationToken,
 ) -> Result<ObjectResult, JobError> {
     let ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || write_blocking(job, writer, &ctx, &lease_lost))
+    tokio::task::spawn_blocking(move || write_blocking(job, writer, rejects, &ctx, &lease_lost))
         .await
         .map_err(|e| JobError::temporary(format!("writer task failed: {e}")))?
 }
@@ -44,11 +46,11 @@ pub async fn write(
 fn write_blocking(
     job: ObjectJob,
     writer: Box<dyn ObjectWriter>,
+    mut rejects: RejectsSink,
     ctx: &JobContext,
     lease_lost: &CancellationToken,
 ) -> Result<ObjectResult, JobError> {
     let mut out = FeatureWriter::new(job.output_format, writer);
-    let mut rejects = Vec::new();
     let mut written_total = 0u64;
     for meta in &job.inputs {
         let url = meta.location.to_string();
@@ -91,21 +93,21 @@ fn write_blocking(
                         written_total += 1;
                     }
                     Err(r) => {
-                        rejects.push(Reject {
-                            input: url.clone(),
-                            line: rec.line,
-                            ordinal: rec.ordinal,
-                            reason: r.reason,
-                        });
                         Stats::add(&ctx.stats.rejected, 1);
-                        if over_limit(rejects.len() as u64, job.max_rejects) {
+                        if over_limit(rejects.count() + 1, job.max_rejects) {
                             return Err(JobError::bad_input(format!(
                                 "{url}:{}: more than {} features rejected (--max-rejects); last: {}",
                                 rec.line,
                                 job.max_rejects.unwrap_or(0),
-                                rejects.last().map(|r| r.reason.as_str()).unwrap_or("")
+                                r.reason
                             )));
                         }
+                        rejects.push(&Reject {
+                            input: url.clone(),
+                            line: rec.line,
+                            ordinal: rec.ordinal,
+                            reason: r.reason,
+                        })?;
                     }
                 }
             }
@@ -132,6 +134,7 @@ fn write_blocking(
         return Err(JobError::stopped());
     }
     let meta = writer.commit().map_err(JobError::from)?;
+    let rejects = rejects.commit()?;
     Stats::add(&ctx.stats.written, written_total);
     Stats::add(&ctx.stats.bytes_out, meta.size);
     Ok(ObjectResult { meta, rejects })

@@ -23,7 +23,7 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
 use crate::config::Mode;
-use crate::rejects::Reject;
+use crate::rejects::{Reject, RejectsSink};
 
 /// Column names the loader owns; a property of that name is stored as `<name>_`.
 const ID: &str = "id";
@@ -823,29 +823,48 @@ impl PgTarget {
         Ok(())
     }
 
-    /// Every reject of this run so far, in input order.
-    pub async fn load_rejects(&self) -> Result<Vec<Reject>, JobError> {
-        let rows = sqlx::query("SELECT input, line, ordinal, reason FROM etl_reject WHERE run_key = $1 ORDER BY input, ordinal")
+    /// Streams every reject of this run, in input order, into `sink` and commits it, a page at
+    /// a time (memory stays flat whatever the count). Returns the rejects object's location.
+    pub async fn write_rejects(&self, mut sink: RejectsSink) -> Result<Option<String>, JobError> {
+        const PAGE: i64 = 10_000;
+        let mut after: (String, i64) = (String::new(), -1);
+        loop {
+            let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
+                "SELECT input, line, ordinal, reason FROM etl_reject \
+                 WHERE run_key = $1 AND (input, ordinal) > ($2, $3) \
+                 ORDER BY input, ordinal LIMIT $4",
+            )
             .bind(&self.run_key)
+            .bind(&after.0)
+            .bind(after.1)
+            .bind(PAGE)
             .fetch_all(&self.pool)
             .await
             .map_err(sql_err("reading rejects"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(Reject {
-                input: r.try_get("input").map_err(sql_err("rejects"))?,
-                line: r
-                    .try_get::<i64, _>("line")
-                    .map_err(sql_err("rejects"))?
-                    .max(0) as u64,
-                ordinal: r
-                    .try_get::<i64, _>("ordinal")
-                    .map_err(sql_err("rejects"))?
-                    .max(0) as u64,
-                reason: r.try_get("reason").map_err(sql_err("rejects"))?,
-            });
+            let Some(last) = rows.last() else { break };
+            after = (last.0.clone(), last.2);
+            let full = rows.len() as i64 == PAGE;
+            // The sink may block on an S3 part upload: write on a blocking thread.
+            sink = tokio::task::spawn_blocking(move || -> Result<RejectsSink, JobError> {
+                for (input, line, ordinal, reason) in rows {
+                    sink.push(&Reject {
+                        input,
+                        line: line.max(0) as u64,
+                        ordinal: ordinal.max(0) as u64,
+                        reason,
+                    })?;
+                }
+                Ok(sink)
+            })
+            .await
+            .map_err(|e| JobError::temporary(format!("writing rejects: {e}")))??;
+            if !full {
+                break;
+            }
         }
-        Ok(out)
+        tokio::task::spawn_blocking(move || sink.commit())
+            .await
+            .map_err(|e| JobError::temporary(format!("writing rejects: {e}")))?
     }
 
     /// The final transaction: the stage becomes (or joins) the target; `finish` adds the run's

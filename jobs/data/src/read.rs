@@ -3,6 +3,8 @@
 //! overlaps with loading).
 
 use std::io::{BufRead, BufReader, Cursor, Read};
+
+use flate2::bufread::MultiGzDecoder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -72,8 +74,20 @@ fn detect(name: &str, forced: Option<Format>, prefix: &[u8]) -> Result<Format, S
 
 fn read_err(url: &str, e: ReadError) -> JobError {
     match e {
-        ReadError::Io(io) => JobError::temporary(format!("{url}: read error: {io}")),
+        ReadError::Io(io) => io_err(url, io),
         other => JobError::bad_input(format!("{url}:{other}")),
+    }
+}
+
+/// Corrupt compressed data is bad input for good; anything else may be a passing I/O fault.
+fn io_err(url: &str, e: std::io::Error) -> JobError {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+    ) {
+        JobError::bad_input(format!("{url}: corrupt or truncated data: {e}"))
+    } else {
+        JobError::temporary(format!("{url}: read error: {e}"))
     }
 }
 
@@ -97,24 +111,39 @@ pub fn spawn(
             let stream = handle
                 .block_on(store.reader(&meta))
                 .map_err(JobError::from)?;
-            let mut raw = BufReader::with_capacity(
+            let mut counted = BufReader::with_capacity(
                 1 << 20,
                 Counting {
                     inner: SyncIoBridge::new_with_handle(stream, handle.clone()),
                     count: bytes_read.clone(),
                 },
             );
+            // Gzipped uploads (.geojson.gz, …) are read through a streaming decoder, found by
+            // their magic bytes rather than their name.
+            let gzipped = counted
+                .fill_buf()
+                .map(|b| b.starts_with(&[0x1f, 0x8b]))
+                .map_err(|e| JobError::temporary(format!("{url}: read error: {e}")))?;
+            let mut raw: Box<dyn BufRead + Send> = if gzipped {
+                Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    MultiGzDecoder::new(counted),
+                ))
+            } else {
+                Box::new(counted)
+            };
             let mut prefix = Vec::with_capacity(SNIFF_BYTES);
             (&mut raw)
                 .take(SNIFF_BYTES as u64)
                 .read_to_end(&mut prefix)
-                .map_err(|e| JobError::temporary(format!("{url}: read error: {e}")))?;
+                .map_err(|e| io_err(&url, e))?;
             if prefix.is_empty() {
                 return Err(JobError::bad_input(format!(
                     "{url}: empty file: no features found"
                 )));
             }
-            let fmt = detect(&url, forced, &prefix)
+            let name = url.strip_suffix(".gz").unwrap_or(&url);
+            let fmt = detect(name, forced, &prefix)
                 .map_err(|m| JobError::bad_input(format!("{url}: {m}")))?;
             if let Ok(mut f) = format_out.lock() {
                 *f = Some(fmt);

@@ -156,3 +156,34 @@ fn batch_array_children_split_the_inputs_exactly() {
     r.assert_code(64);
     assert!(r.error().contains("{shard}"), "{}", r.error());
 }
+
+#[test]
+fn gzipped_inputs_are_read_and_corrupt_gzip_is_bad_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(repo_fixture("data/tracks.geojsonl")).unwrap();
+    let gz = dir.path().join("tracks.geojsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&plain).unwrap();
+    let bytes = enc.finish().unwrap();
+    std::fs::write(&gz, &bytes).unwrap();
+    let out = dir.path().join("o.geojsonl");
+    let r = run(&[
+        "--input",
+        gz.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    r.assert_code(0);
+    assert_eq!(r.count("written"), 4);
+    let bad = dir.path().join("broken.geojsonl.gz");
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    let r = run(&[
+        "--input",
+        bad.to_str().unwrap(),
+        "--output",
+        dir.path().join("o2.geojsonl").to_str().unwrap(),
+    ]);
+    r.assert_code(65);
+    assert!(!dir.path().join("o2.geojsonl").exists());
+}

@@ -557,3 +557,38 @@ async fn conditional_delete_only_removes_the_expected_version() {
         .await
         .expect("a missing object is not an error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_kms_key_is_requested_for_single_puts_and_multipart_uploads() {
+    let key_id = "arn:aws:kms:us-east-1:123456789012:key/tak-etl-test";
+    let store = Store::new(S3Config {
+        part_size: 5 * MIB,
+        sse_kms_key_id: Some(key_id.into()),
+        ..s3_config()
+    });
+    let bucket = new_bucket(&store, "ssekms").await;
+    for (name, size) in [("small.bin", 1024), ("big.bin", 11 * MIB)] {
+        let at = loc(&bucket, name);
+        let w = write_uncommitted(&store, &at, pattern(size), 256 * 1024).await;
+        tokio::task::spawn_blocking(move || w.commit().unwrap())
+            .await
+            .unwrap();
+        let head = store
+            .s3()
+            .await
+            .unwrap()
+            .client()
+            .head_object()
+            .bucket(&bucket)
+            .key(name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption().map(|s| s.as_str()),
+            Some("aws:kms"),
+            "{name}"
+        );
+        assert_eq!(head.ssekms_key_id(), Some(key_id), "{name}");
+    }
+}

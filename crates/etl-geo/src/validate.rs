@@ -9,7 +9,8 @@ use geo_types::{Coord, Geometry, LineString, Polygon};
 
 /// Checks that all coordinates are finite longitudes/latitudes, line strings have
 /// at least 2 positions and polygon rings are closed with at least 4 positions.
-/// Empty geometries are valid. The message names what failed and where, e.g.
+/// Empty geometries are valid; a polygon is empty only with no rings at all (an
+/// empty ring beside others, or holes without a shell, are refused). The message names what failed and where, e.g.
 /// `"multipolygon part 2: polygon ring 1 (interior) is not closed"`.
 pub fn validate(geom: &Geometry<f64>) -> Result<(), String> {
     match geom {
@@ -70,6 +71,21 @@ fn check_line_string(ls: &LineString<f64>) -> Result<(), String> {
 }
 
 fn check_polygon(p: &Polygon<f64>) -> Result<(), String> {
+    // Only a polygon with no rings at all is the empty polygon. A hole without a
+    // shell, or an empty ring beside real ones, is no polygon PostGIS can use: it
+    // reads such EWKB but the result breaks area, validity and index operations.
+    let empty = p.exterior().0.is_empty() && p.interiors().is_empty();
+    if !empty {
+        if p.exterior().0.is_empty() {
+            return Err("polygon ring 0 (exterior) is empty but the polygon has holes".to_owned());
+        }
+        if let Some(i) = p.interiors().iter().position(|r| r.0.is_empty()) {
+            return Err(format!(
+                "polygon ring {} (interior) is empty",
+                i.saturating_add(1)
+            ));
+        }
+    }
     check_ring(&p.exterior().0, 0)?;
     for (i, ring) in p.interiors().iter().enumerate() {
         check_ring(&ring.0, i.saturating_add(1))?;
@@ -189,6 +205,30 @@ mod tests {
         assert_eq!(
             validate(&Polygon::new(short, vec![]).into()),
             Err("polygon ring 0 (exterior) has 3 positions, needs at least 4".to_owned())
+        );
+    }
+
+    #[test]
+    fn empty_rings_only_as_the_empty_polygon() {
+        let empty = LineString::<f64>(vec![]);
+        assert_eq!(
+            validate(&Polygon::new(empty.clone(), vec![square(0.)]).into()),
+            Err("polygon ring 0 (exterior) is empty but the polygon has holes".to_owned())
+        );
+        assert_eq!(
+            validate(&Polygon::new(square(0.), vec![square(0.2), empty.clone()]).into()),
+            Err("polygon ring 2 (interior) is empty".to_owned())
+        );
+        assert_eq!(
+            validate(&MultiPolygon(vec![Polygon::new(empty.clone(), vec![])]).into()),
+            Ok(())
+        );
+        assert_eq!(
+            validate(&MultiPolygon(vec![Polygon::new(empty, vec![square(0.)])]).into()),
+            Err(
+                "multipolygon part 0: polygon ring 0 (exterior) is empty but the polygon has holes"
+                    .to_owned()
+            )
         );
     }
 

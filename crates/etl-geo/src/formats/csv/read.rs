@@ -57,6 +57,7 @@ impl CsvReader {
             inner: Cursor::new(first_line).chain(input),
             used: 0,
             limit,
+            delimiter,
             eof: false,
         };
         // Records end at '\n' only: with the csv crate's default CR/LF handling the
@@ -258,15 +259,23 @@ fn check_wkt_rings(geometry: &wkt::Wkt<f64>) -> Result<(), Rejection> {
 
 /// Caps the bytes read between two records so an unterminated quote cannot make
 /// the csv crate buffer the rest of the input as one field.
+///
+/// Each delimiter is charged [`FIELD_COST`] on top of its byte: the csv crate
+/// keeps a `usize` end offset per field, so a row of nothing but delimiters would
+/// otherwise hold eight times the cap in field bounds.
 struct RecordBudget<R> {
     inner: R,
     used: u64,
     limit: u64,
+    delimiter: u8,
     /// The input is exhausted. The csv crate reads again only once its buffer is
     /// empty, so this turning true while a row is read means that row ended at the
     /// end of input, without a line break.
     eof: bool,
 }
+
+/// What one field's bounds cost the csv crate beyond its bytes.
+const FIELD_COST: u64 = std::mem::size_of::<usize>() as u64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("CSV record longer than {0} bytes")]
@@ -278,7 +287,12 @@ impl<R: Read> Read for RecordBudget<R> {
             return Err(io::Error::other(RecordTooLong(self.limit)));
         }
         let n = self.inner.read(buf)?;
-        self.used = self.used.saturating_add(n as u64);
+        let read = buf.get(..n).unwrap_or_default();
+        let fields = read.iter().filter(|&&b| b == self.delimiter).count() as u64;
+        self.used = self
+            .used
+            .saturating_add(n as u64)
+            .saturating_add(fields.saturating_mul(FIELD_COST));
         self.eof |= n == 0 && !buf.is_empty();
         Ok(n)
     }
@@ -572,6 +586,31 @@ mod tests {
             "column \"name\" is not valid UTF-8"
         );
         assert!(rs[1].feature.is_ok());
+    }
+
+    #[test]
+    fn a_row_of_delimiters_is_charged_for_its_fields() {
+        // 200 000 commas are 200 KB of text but 1.6 MB of field bounds in the
+        // csv crate: the cap must see the latter. (The cap is checked per read
+        // of 64 KiB, so it is only meaningful well above 9 x 64 KiB.)
+        let mut text = b"lon,lat,name\n".to_vec();
+        text.extend(std::iter::repeat_n(b',', 200_000));
+        text.extend_from_slice(b"\n1,2,x\n");
+        let out: Vec<Result<Record, String>> = open_with(&text, &ReadOptions::default(), 1_000_000)
+            .unwrap()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect();
+        assert!(
+            matches!(&out[..], [Err(e)] if e.ends_with("CSV record longer than 1000000 bytes")),
+            "{out:?}"
+        );
+        // Ordinary rows are far from it.
+        let mut text = b"lon,lat,name\n".to_vec();
+        for _ in 0..200_000 {
+            text.extend_from_slice(b"1,2,x\n");
+        }
+        let out = open_with(&text, &ReadOptions::default(), 1_000_000).unwrap();
+        assert_eq!(out.map(Result::unwrap).count(), 200_000);
     }
 
     #[test]

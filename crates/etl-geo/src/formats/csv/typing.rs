@@ -6,7 +6,10 @@ use serde_json::{Number, Value};
 /// numbers for text in JSON number syntax, booleans for `true`/`false` in any case,
 /// otherwise the text itself. JSON syntax keeps `007`, `+1`, `.5` and `1,5` as
 /// strings, so identifiers with leading zeros survive. An integer too large for
-/// 64 bits stays a string rather than losing digits as a float.
+/// 64 bits stays a string rather than losing digits as a float, and so does a
+/// decimal that no `f64` holds exactly as written (more digits than a double
+/// carries, `1e-999` underflowing to 0): typing must never change a value. `-0`
+/// stays a string too, since as an integer it would lose its sign.
 pub(crate) fn typed_value(text: &str) -> Option<Value> {
     if text.is_empty() {
         return None;
@@ -18,6 +21,7 @@ pub(crate) fn typed_value(text: &str) -> Option<Value> {
         return Some(Value::Bool(false));
     }
     match number_syntax(text.as_bytes()) {
+        Some(NumberSyntax::Integer) if text == "-0" => {}
         Some(NumberSyntax::Integer) => {
             if let Ok(i) = text.parse::<i64>() {
                 return Some(Value::Number(i.into()));
@@ -27,13 +31,66 @@ pub(crate) fn typed_value(text: &str) -> Option<Value> {
             }
         }
         Some(NumberSyntax::Float) => {
-            if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+            if let Some(n) = text
+                .parse::<f64>()
+                .ok()
+                .filter(|x| same_decimal(text, x))
+                .and_then(Number::from_f64)
+            {
                 return Some(Value::Number(n));
             }
         }
         None => {}
     }
     Some(Value::String(text.to_owned()))
+}
+
+/// Whether `x`, written the way every writer writes a double (the shortest text
+/// that reads back as it), denotes the same decimal as `text`, notation aside:
+/// `1e5` and `100000.0` agree. Anything else would change the value for a reader
+/// that keeps decimals exactly, such as a PostgreSQL `numeric` column: so
+/// `0.10000000000000001` (reads as the double 0.1), 40-digit decimals and `1e-999`
+/// (underflows to 0) are kept as text.
+fn same_decimal(text: &str, x: &f64) -> bool {
+    if !x.is_finite() {
+        return false;
+    }
+    let mut shortest = ryu::Buffer::new();
+    match (decimal(text), decimal(shortest.format_finite(*x))) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A decimal in JSON number syntax, normalized: sign, significant digits without
+/// leading or trailing zeros, and the power of ten of the digit after the last
+/// one (so the value is `digits * 10^exponent`). Zero has no digits. `None` if
+/// the exponent does not fit an `i64` (such text is no finite double anyway).
+fn decimal(text: &str) -> Option<(bool, Vec<u8>, i64)> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(at) => (
+            rest.get(..at)?,
+            rest.get(at.saturating_add(1)..)?.parse::<i64>().ok()?,
+        ),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let frac_len = i64::try_from(frac.len()).ok()?;
+    let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+    let leading = digits.iter().take_while(|&&d| d == b'0').count();
+    digits.drain(..leading);
+    let trailing = digits.iter().rev().take_while(|&&d| d == b'0').count();
+    digits.truncate(digits.len().saturating_sub(trailing));
+    if digits.is_empty() {
+        return Some((negative, digits, 0));
+    }
+    let trailing = i64::try_from(trailing).ok()?;
+    let exponent = exponent.checked_sub(frac_len)?.checked_add(trailing)?;
+    Some((negative, digits, exponent))
 }
 
 enum NumberSyntax {
@@ -89,6 +146,7 @@ mod tests {
 
     #[test]
     fn typing() {
+        let long_digits = "9".repeat(10_000);
         let cases = [
             ("12", Some(json!(12))),
             ("-3", Some(json!(-3))),
@@ -98,6 +156,35 @@ mod tests {
             ("2.5", Some(json!(2.5))),
             ("-1e3", Some(json!(-1000.0))),
             ("1e999", Some(json!("1e999"))),
+            ("1e5", Some(json!(100000.0))),
+            ("2.50", Some(json!(2.5))),
+            ("-0.0", Some(json!(-0.0))),
+            ("0e7", Some(json!(0.0))),
+            ("1e-999", Some(json!("1e-999"))),
+            ("5e-324", Some(json!(5e-324))),
+            ("4.9e-324", Some(json!("4.9e-324"))),
+            ("0.10000000000000001", Some(json!("0.10000000000000001"))),
+            ("1e-400", Some(json!("1e-400"))),
+            (
+                "0.1000000000000000055511151231257827",
+                Some(json!("0.1000000000000000055511151231257827")),
+            ),
+            (
+                "3.14159265358979323846",
+                Some(json!("3.14159265358979323846")),
+            ),
+            (
+                "123456789012345678901234567890.5",
+                Some(json!("123456789012345678901234567890.5")),
+            ),
+            (
+                "1e99999999999999999999",
+                Some(json!("1e99999999999999999999")),
+            ),
+            ("-0", Some(json!("-0"))),
+            ("-9223372036854775808", Some(json!(i64::MIN))),
+            (&long_digits, Some(json!(long_digits.clone()))),
+            ("12 ", Some(json!("12 "))),
             ("007", Some(json!("007"))),
             ("+1", Some(json!("+1"))),
             (".5", Some(json!(".5"))),
@@ -108,11 +195,33 @@ mod tests {
             ("inf", Some(json!("inf"))),
             ("true", Some(json!(true))),
             ("FALSE", Some(json!(false))),
+            ("False", Some(json!(false))),
+            ("TRUE", Some(json!(true))),
             ("yes", Some(json!("yes"))),
             ("", None),
         ];
         for (text, expected) in cases {
             assert_eq!(typed_value(text), expected, "{text:?}");
+        }
+        let long_float = format!("0.{}", "1".repeat(10_000));
+        assert_eq!(typed_value(&long_float), Some(json!(long_float)));
+    }
+
+    #[test]
+    fn typed_numbers_keep_their_value() {
+        // Whatever becomes a JSON number must denote exactly the decimal written.
+        for text in [
+            "0.1",
+            "1.7976931348623157e308",
+            "5e-324",
+            "123.456",
+            "-2.5e-7",
+            "1E+2",
+        ] {
+            let Some(Value::Number(n)) = typed_value(text) else {
+                panic!("{text} not a number");
+            };
+            assert_eq!(n.as_f64(), text.parse::<f64>().ok(), "{text}");
         }
     }
 }

@@ -17,6 +17,14 @@ const BUFFER_SIZE: usize = 64 * 1024;
 /// not pin its memory for the rest of the file.
 const RETAINED_CAPTURE: usize = 4 * 1024 * 1024;
 
+/// The most raw bytes of a string [`JsonScanner::scan_string`] collects. Callers
+/// only compare top-level keys and type names with short words, and once the
+/// FeatureCollection capture is dropped nothing else bounds a key's length: a
+/// multi-gigabyte key must not be held whole. Longer content is cut here, which
+/// cannot make it equal any GeoJSON word (even fully `\u`-escaped they are
+/// far shorter).
+pub(crate) const MAX_COLLECTED_STRING: usize = 1024;
+
 pub(crate) struct JsonScanner {
     reader: Box<dyn BufRead + Send>,
     buf: Vec<u8>,
@@ -325,7 +333,8 @@ impl JsonScanner {
     }
 
     /// Checks a string starting at its opening quote; appends its raw content
-    /// (escapes undecoded) to `content` if given. Returns whether it had escapes.
+    /// (escapes undecoded) to `content` if given, up to [`MAX_COLLECTED_STRING`]
+    /// bytes in all. Returns whether it had escapes.
     pub(crate) fn scan_string(
         &mut self,
         mut content: Option<&mut Vec<u8>>,
@@ -340,7 +349,8 @@ impl JsonScanner {
             let stop = string_stop(rest);
             let plain = stop.unwrap_or(rest.len());
             if let Some(out) = content.as_deref_mut() {
-                out.extend_from_slice(rest.get(..plain).unwrap_or_default());
+                let room = MAX_COLLECTED_STRING.saturating_sub(out.len());
+                out.extend_from_slice(rest.get(..plain.min(room)).unwrap_or_default());
             }
             self.pos = self.pos.saturating_add(plain);
             if stop.is_none() {
@@ -368,7 +378,9 @@ impl JsonScanner {
                         return Err(self.syntax_error("invalid escape"));
                     }
                     self.consume();
-                    if let Some(out) = content.as_deref_mut() {
+                    if let Some(out) = content.as_deref_mut()
+                        && out.len() < MAX_COLLECTED_STRING
+                    {
                         out.extend_from_slice(&[b'\\', e]);
                     }
                     if e == b'u' {
@@ -379,7 +391,9 @@ impl JsonScanner {
                                 return Err(self.syntax_error("invalid escape"));
                             }
                             self.consume();
-                            if let Some(out) = content.as_deref_mut() {
+                            if let Some(out) = content.as_deref_mut()
+                                && out.len() < MAX_COLLECTED_STRING
+                            {
                                 out.push(h);
                             }
                         }
@@ -657,6 +671,18 @@ mod tests {
         let mut out = Vec::new();
         assert!(s.scan_string(Some(&mut out)).unwrap());
         assert_eq!(out, b"ty\\u0070e");
+    }
+
+    #[test]
+    fn collected_string_content_is_bounded() {
+        // A key far longer than any GeoJSON word is checked in full but only its
+        // start is kept, so a huge key costs no memory.
+        let text = format!("\"{}\\u0041{}\" x", "k".repeat(200_000), "\\n".repeat(1000));
+        let mut s = scanner(text.as_bytes(), 64);
+        let mut out = Vec::new();
+        assert!(s.scan_string(Some(&mut out)).unwrap());
+        assert!(out.len() <= MAX_COLLECTED_STRING + 6, "{}", out.len());
+        assert_eq!(s.skip_whitespace().unwrap(), Some(b'x'));
     }
 
     #[test]

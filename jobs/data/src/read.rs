@@ -26,7 +26,6 @@ pub struct ReadBatch {
 
 pub struct InputReader {
     pub rx: mpsc::Receiver<Result<ReadBatch, JobError>>,
-    pub format: Arc<std::sync::Mutex<Option<Format>>>,
 }
 
 /// Counts bytes as they are read, for progress and the run summary.
@@ -102,8 +101,6 @@ pub fn spawn(
     bytes_read: Arc<AtomicU64>,
 ) -> InputReader {
     let (tx, rx) = mpsc::channel(4);
-    let format = Arc::new(std::sync::Mutex::new(None));
-    let format_out = format.clone();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let url = meta.location.to_string();
@@ -145,9 +142,6 @@ pub fn spawn(
             let name = url.strip_suffix(".gz").unwrap_or(&url);
             let fmt = detect(name, forced, &prefix)
                 .map_err(|m| JobError::bad_input(format!("{url}: {m}")))?;
-            if let Ok(mut f) = format_out.lock() {
-                *f = Some(fmt);
-            }
             let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(
                 1 << 20,
                 Cursor::new(prefix).chain(raw),
@@ -184,7 +178,7 @@ pub fn spawn(
             let _ = tx.blocking_send(Err(e));
         }
     });
-    InputReader { rx, format }
+    InputReader { rx }
 }
 
 #[cfg(test)]

@@ -1149,10 +1149,6 @@ impl PgTarget {
         }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     pub async fn save_state(
         conn: &mut PgConnection,
         scope: &str,

@@ -11,3 +11,4 @@ pub mod archive;
 pub mod geom;
 pub mod mvt;
 pub mod tile;
+pub mod zoom_guess;

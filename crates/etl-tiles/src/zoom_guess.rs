@@ -1,0 +1,1 @@
+//! `-zg`: guessing a max zoom from feature spacing (placeholder until implemented).

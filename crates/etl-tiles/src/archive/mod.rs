@@ -10,13 +10,17 @@
 //! leaf directories`. Tile data goes right after the reserved root space so tiles can stream
 //! out while the directories, known only at the end, follow them.
 
+mod merge;
 mod read;
+mod summary;
 mod verify;
 mod write;
 
 use std::io::Read;
 
+pub use merge::{MergeError, MergeReport, merge};
 pub use read::{Archive, Entries};
+pub use summary::{Summary, summarize};
 pub use verify::{VerifyError, VerifyReport, verify};
 pub use write::{ArchiveMeta, ArchiveWriter};
 

@@ -11,4 +11,5 @@ pub mod archive;
 pub mod geom;
 pub mod mvt;
 pub mod tile;
+pub mod tiler;
 pub mod zoom_guess;

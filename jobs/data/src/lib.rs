@@ -2,12 +2,12 @@
 //! PostGIS (append, replace, upsert; exactly once, resumable) or into GeoJSON files on disk or S3.
 
 pub mod config;
-pub mod inputs;
 pub mod job;
-pub mod read;
 pub mod rejects;
 pub mod sink;
 pub mod state;
+
+pub use etl_sources::{inputs, read};
 
 pub use config::{DataConfig, Mode};
 pub use job::DataJob;

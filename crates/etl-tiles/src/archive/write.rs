@@ -13,10 +13,10 @@ use crate::tile::{TILE_ID_END, tile_zoom};
 /// Tiles up to this size are remembered for deduplication. Repeated tiles in real tilesets are
 /// small (ocean, land fill, empty-ish edges); large tiles are almost never byte-identical, so
 /// remembering them would spend memory for nothing.
-const DEDUP_MAX_TILE_BYTES: usize = 64 << 10;
+const DEDUP_MAX_TILE_BYTES: usize = 4 << 10;
 /// Total bytes of tile content the dedup cache may hold; once full, new contents are written
 /// without being remembered (correct, just less deduplicated). Bounds memory on huge runs.
-const DEDUP_CACHE_BYTES: usize = 128 << 20;
+const DEDUP_CACHE_BYTES: usize = 16 << 20;
 
 /// What the archive header and metadata say about the tileset.
 #[derive(Debug, Clone, PartialEq)]

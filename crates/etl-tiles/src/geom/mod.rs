@@ -14,7 +14,7 @@ mod simplify;
 
 pub use clip::clip;
 pub use project::{project, to_tile};
-pub use simplify::simplify;
+pub use simplify::{simplify, simplify_world};
 
 /// A geometry in world coordinates (i64 so buffered tiles can extend past the world edge).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,24 @@
 //! Douglas–Peucker simplification in tile units that keeps MVT polygons valid.
 
-use super::{TileGeom, clean_ring, ring_area2};
+use super::{TileGeom, WorldGeom, clean_ring, ring_area2};
+
+/// A vertex that Douglas–Peucker can measure: tile (`i32`) or world (`i64`) coordinates.
+trait Vertex: Copy + PartialEq {
+    fn xy(self) -> (f64, f64);
+}
+
+impl Vertex for [i32; 2] {
+    fn xy(self) -> (f64, f64) {
+        (f64::from(self[0]), f64::from(self[1]))
+    }
+}
+
+impl Vertex for [i64; 2] {
+    fn xy(self) -> (f64, f64) {
+        // World coordinates are below 2^53, where f64 is exact.
+        (self[0] as f64, self[1] as f64)
+    }
+}
 
 /// Douglas–Peucker with `tolerance` in tile units.
 ///
@@ -43,7 +61,48 @@ pub fn simplify(g: &TileGeom, tolerance: f64) -> Option<TileGeom> {
     }
 }
 
-fn simplify_ring(ring: &[[i32; 2]], tol2: f64) -> Option<Vec<[i32; 2]>> {
+/// [`simplify`] in world coordinates, with `tolerance` in world units: the tiler simplifies a
+/// feature once per zoom before cutting it into tiles, so neighbouring tiles see the same
+/// simplified edges (no seams) and a huge polygon is thinned once, not once per tile.
+pub fn simplify_world(g: &WorldGeom, tolerance: f64) -> Option<WorldGeom> {
+    if tolerance.is_nan() || tolerance <= 0.0 {
+        return Some(g.clone());
+    }
+    let tol2 = tolerance * tolerance;
+    match g {
+        WorldGeom::Points(p) => (!p.is_empty()).then(|| WorldGeom::Points(p.clone())),
+        WorldGeom::Lines(lines) => {
+            let out: Vec<Vec<[i64; 2]>> = lines
+                .iter()
+                .filter_map(|l| {
+                    let mut s = douglas_peucker(l, tol2);
+                    s.dedup();
+                    (s.len() >= 2).then_some(s)
+                })
+                .collect();
+            (!out.is_empty()).then_some(WorldGeom::Lines(out))
+        }
+        WorldGeom::Polygons(polys) => {
+            let out: Vec<Vec<Vec<[i64; 2]>>> = polys
+                .iter()
+                .filter_map(|poly| {
+                    let mut rings = poly.iter();
+                    let ext = simplify_ring(rings.next()?, tol2)?;
+                    let mut out = vec![ext];
+                    out.extend(rings.filter_map(|r| simplify_ring(r, tol2)));
+                    Some(out)
+                })
+                .collect();
+            (!out.is_empty()).then_some(WorldGeom::Polygons(out))
+        }
+    }
+}
+
+fn simplify_ring<T>(ring: &[[T; 2]], tol2: f64) -> Option<Vec<[T; 2]>>
+where
+    T: Copy + PartialEq + Into<i64>,
+    [T; 2]: Vertex,
+{
     let sign = ring_area2(ring).signum();
     if sign == 0 || ring.len() < 4 {
         return None;
@@ -63,28 +122,28 @@ fn simplify_ring(ring: &[[i32; 2]], tol2: f64) -> Option<Vec<[i32; 2]>> {
     (ring_area2(&out).signum() == sign).then_some(out)
 }
 
-fn dist2(a: [i32; 2], b: [i32; 2]) -> f64 {
-    let dx = f64::from(a[0]) - f64::from(b[0]);
-    let dy = f64::from(a[1]) - f64::from(b[1]);
+fn dist2<V: Vertex>(a: V, b: V) -> f64 {
+    let ((ax, ay), (bx, by)) = (a.xy(), b.xy());
+    let (dx, dy) = (ax - bx, ay - by);
     dx * dx + dy * dy
 }
 
 /// Squared distance from `p` to the segment a–b.
-fn seg_dist2(p: [i32; 2], a: [i32; 2], b: [i32; 2]) -> f64 {
-    let (ax, ay) = (f64::from(a[0]), f64::from(a[1]));
-    let (dx, dy) = (f64::from(b[0]) - ax, f64::from(b[1]) - ay);
+fn seg_dist2<V: Vertex>(p: V, a: V, b: V) -> f64 {
+    let ((px, py), (ax, ay), (bx, by)) = (p.xy(), a.xy(), b.xy());
+    let (dx, dy) = (bx - ax, by - ay);
     let len2 = dx * dx + dy * dy;
     if len2 == 0.0 {
         return dist2(p, a);
     }
-    let t = (((f64::from(p[0]) - ax) * dx + (f64::from(p[1]) - ay) * dy) / len2).clamp(0.0, 1.0);
+    let t = (((px - ax) * dx + (py - ay) * dy) / len2).clamp(0.0, 1.0);
     let (cx, cy) = (ax + t * dx, ay + t * dy);
-    let (ex, ey) = (f64::from(p[0]) - cx, f64::from(p[1]) - cy);
+    let (ex, ey) = (px - cx, py - cy);
     ex * ex + ey * ey
 }
 
 /// Iterative (explicit stack) so that a line of millions of points cannot overflow the call stack.
-fn douglas_peucker(pts: &[[i32; 2]], tol2: f64) -> Vec<[i32; 2]> {
+fn douglas_peucker<V: Vertex>(pts: &[V], tol2: f64) -> Vec<V> {
     if pts.len() <= 2 {
         return pts.to_vec();
     }

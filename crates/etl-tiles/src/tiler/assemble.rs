@@ -1,0 +1,293 @@
+//! Assembling one tile from its sorted fragments: MVT layers, the tile limits and the
+//! strategies that bring a tile under them, gzip.
+//!
+//! A tile over `-M` bytes (compressed, as tippecanoe counts) or `-O` features is never written
+//! silently: with `--drop-densest-as-needed` the features closest to their spatial predecessor
+//! are dropped, with `--coalesce-densest-as-needed` they are merged into it instead, and without
+//! either (or when nothing more can go) the tile fails with its z/x/y.
+
+use std::io::Write;
+
+use super::codec::{Truncated, decode_value, get_fragment, props_iter};
+use super::cut::{order_layer, order_spatial};
+use super::sort::{FragRef, TileBatch};
+use crate::geom::TileGeom;
+use crate::mvt::{LayerBuilder, PropValue, encode_tile};
+use crate::tile::TileCoord;
+
+/// What a tile must respect and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub max_bytes: usize,
+    pub max_features: usize,
+    pub drop_densest: bool,
+    pub coalesce_densest: bool,
+}
+
+/// Why a tile could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TileLimitError {
+    #[error(
+        "tile {tile} is {bytes} bytes with {features} features, over the limit of {max_bytes} bytes / {max_features} features; use --drop-densest-as-needed or --coalesce-densest-as-needed, or raise -M / -O"
+    )]
+    OverLimit {
+        tile: TileCoord,
+        bytes: usize,
+        features: usize,
+        max_bytes: usize,
+        max_features: usize,
+    },
+    #[error(
+        "tile {tile} is still {bytes} bytes with {features} features after dropping all it could (limit {max_bytes} bytes / {max_features} features)"
+    )]
+    CannotReduce {
+        tile: TileCoord,
+        bytes: usize,
+        features: usize,
+        max_bytes: usize,
+        max_features: usize,
+    },
+    #[error("tile {0}: damaged spill data")]
+    Damaged(TileCoord),
+}
+
+/// One assembled tile.
+pub(crate) struct Assembled {
+    pub tile: TileCoord,
+    /// Gzipped MVT; `None` when no feature survived (nothing to store).
+    pub data: Option<Vec<u8>>,
+    /// Layers present (indices into the layer names).
+    pub layers: Vec<u32>,
+    /// Features dropped / coalesced to meet the limits.
+    pub dropped: usize,
+    pub coalesced: usize,
+}
+
+struct Feat<'a> {
+    layer: u32,
+    spatial: u64,
+    id: Option<u64>,
+    props: &'a [u8],
+    geom: TileGeom,
+}
+
+/// Assembles one tile.
+pub(crate) fn assemble(
+    tile: TileCoord,
+    batch: &TileBatch,
+    frags: &[FragRef],
+    layer_names: &[String],
+    keys: &[String],
+    extent: u32,
+    limits: &Limits,
+) -> Result<Assembled, TileLimitError> {
+    let mut feats = Vec::with_capacity(frags.len());
+    for f in frags {
+        let fr = get_fragment(batch.payload(f)).map_err(|_| TileLimitError::Damaged(tile))?;
+        feats.push(Feat {
+            layer: order_layer(f.order),
+            spatial: order_spatial(f.order),
+            id: fr.id,
+            props: fr.props,
+            geom: fr.geom,
+        });
+    }
+    let n = feats.len();
+    let mut keep = vec![true; n];
+    let (mut bytes, mut layers) = encode(&feats, &keep, layer_names, keys, extent)
+        .map_err(|_| TileLimitError::Damaged(tile))?;
+    let mut kept = n;
+    let mut dropped = 0;
+    let mut coalesced = 0;
+    let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
+    if over(bytes.len(), kept) {
+        if !limits.drop_densest && !limits.coalesce_densest {
+            return Err(TileLimitError::OverLimit {
+                tile,
+                bytes: bytes.len(),
+                features: kept,
+                max_bytes: limits.max_bytes,
+                max_features: limits.max_features,
+            });
+        }
+        // Each round raises the minimum gap between kept features; the gap is picked as the
+        // quantile that should remove the excess, with a margin, so one or two rounds suffice.
+        let mut rounds = 0;
+        while over(bytes.len(), kept) {
+            rounds += 1;
+            let frac = (limits.max_bytes as f64 / bytes.len() as f64)
+                .min(limits.max_features as f64 / kept as f64)
+                .min(1.0)
+                * 0.9;
+            let target = ((kept as f64) * frac).floor() as usize;
+            let removed = thin(&mut feats, &mut keep, target, limits.coalesce_densest);
+            if removed.0 + removed.1 == 0 || rounds > 64 {
+                return Err(TileLimitError::CannotReduce {
+                    tile,
+                    bytes: bytes.len(),
+                    features: kept,
+                    max_bytes: limits.max_bytes,
+                    max_features: limits.max_features,
+                });
+            }
+            dropped += removed.0;
+            coalesced += removed.1;
+            kept -= removed.0 + removed.1;
+            (bytes, layers) = encode(&feats, &keep, layer_names, keys, extent)
+                .map_err(|_| TileLimitError::Damaged(tile))?;
+        }
+    }
+    Ok(Assembled {
+        tile,
+        data: (kept > 0 && !layers.is_empty()).then_some(bytes),
+        layers,
+        dropped,
+        coalesced,
+    })
+}
+
+/// Removes kept features until about `target` remain: features whose spatial gap to the
+/// previous kept feature of their layer is below a threshold go (dropped, or coalesced into
+/// that previous feature when it has the same geometry type). Returns (dropped, coalesced).
+fn thin(
+    feats: &mut [Feat<'_>],
+    keep: &mut [bool],
+    target: usize,
+    coalesce: bool,
+) -> (usize, usize) {
+    // Gaps of kept features to their predecessor within the layer; a layer's first feature
+    // has an infinite gap and is never removed.
+    let mut gaps: Vec<u64> = Vec::new();
+    let mut prev: Option<(u32, u64)> = None;
+    for (f, k) in feats.iter().zip(keep.iter()) {
+        if !*k {
+            continue;
+        }
+        let gap = match prev {
+            Some((l, s)) if l == f.layer => f.spatial.saturating_sub(s),
+            _ => u64::MAX,
+        };
+        gaps.push(gap);
+        prev = Some((f.layer, f.spatial));
+    }
+    let kept = gaps.len();
+    let excess = kept.saturating_sub(target.max(1));
+    if excess == 0 {
+        return (0, 0);
+    }
+    let mut sorted = gaps.clone();
+    sorted.sort_unstable();
+    // Everything strictly below the threshold goes; ties at the threshold stay, so bump it
+    // when the quantile falls inside a run of equal gaps (e.g. duplicate points, gap 0).
+    let threshold = sorted
+        .get(excess.min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(u64::MAX)
+        .max(sorted.get(excess - 1).map_or(0, |g| g.saturating_add(1)));
+    let (mut dropped, mut coalesced) = (0, 0);
+    let mut last_kept: Option<usize> = None;
+    for i in 0..feats.len() {
+        if !keep[i] {
+            continue;
+        }
+        let close = last_kept.is_some_and(|j| {
+            feats[j].layer == feats[i].layer
+                && feats[i].spatial.saturating_sub(feats[j].spatial) < threshold
+        });
+        if !close {
+            last_kept = Some(i);
+            continue;
+        }
+        keep[i] = false;
+        let j = last_kept.unwrap_or(i);
+        if coalesce && merge_into(feats, j, i) {
+            coalesced += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+    (dropped, coalesced)
+}
+
+/// Moves feature `from`'s geometry into feature `into` when both have the same type.
+fn merge_into(feats: &mut [Feat<'_>], into: usize, from: usize) -> bool {
+    if into >= from || from >= feats.len() {
+        return false;
+    }
+    let (head, tail) = feats.split_at_mut(from);
+    let (Some(a), Some(b)) = (head.get_mut(into), tail.first_mut()) else {
+        return false;
+    };
+    match (&mut a.geom, &mut b.geom) {
+        (TileGeom::Points(x), TileGeom::Points(y)) => x.append(y),
+        (TileGeom::Lines(x), TileGeom::Lines(y)) => x.append(y),
+        (TileGeom::Polygons(x), TileGeom::Polygons(y)) => x.append(y),
+        _ => return false,
+    }
+    true
+}
+
+/// Encodes the kept features and gzips the tile. Returns the bytes and the layers present.
+fn encode(
+    feats: &[Feat<'_>],
+    keep: &[bool],
+    layer_names: &[String],
+    keys: &[String],
+    extent: u32,
+) -> Result<(Vec<u8>, Vec<u32>), Truncated> {
+    let mut builders: Vec<(u32, LayerBuilder)> = Vec::new();
+    let mut props: Vec<(&str, PropValue)> = Vec::new();
+    for (f, _) in feats.iter().zip(keep).filter(|(_, k)| **k) {
+        if builders.last().is_none_or(|(l, _)| *l != f.layer) {
+            let name = layer_names
+                .get(f.layer as usize)
+                .map_or("layer", String::as_str);
+            builders.push((f.layer, LayerBuilder::new(name, extent)));
+        }
+        props.clear();
+        for p in props_iter(f.props) {
+            let (k, raw) = p?;
+            let Some(key) = keys.get(k) else { continue };
+            props.push((key.as_str(), decode_value(raw)?));
+        }
+        if let Some((_, b)) = builders.last_mut() {
+            b.add_feature(f.id, &f.geom, &props);
+        }
+    }
+    builders.retain(|(_, b)| !b.is_empty());
+    let layers: Vec<u32> = builders.iter().map(|(l, _)| *l).collect();
+    let built: Vec<LayerBuilder> = builders.into_iter().map(|(_, b)| b).collect();
+    let raw = encode_tile(&built);
+    Ok((gzip(&raw), layers))
+}
+
+/// Gzip at zlib's default level, as tippecanoe writes tiles.
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 2 + 64),
+        flate2::Compression::default(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+/// Assembles every tile of a batch in parallel, keeping tile order.
+pub(crate) fn assemble_batch(
+    batch: &TileBatch,
+    layer_names: &[String],
+    keys: &[String],
+    extent: u32,
+    limits: &Limits,
+) -> Vec<Result<Assembled, TileLimitError>> {
+    use rayon::prelude::*;
+    batch
+        .tiles
+        .par_iter()
+        .map(|(id, r)| {
+            let tile = crate::tile::tile_coord(*id).unwrap_or(TileCoord { z: 0, x: 0, y: 0 });
+            let frags = batch.frags.get(r.clone()).unwrap_or(&[]);
+            assemble(tile, batch, frags, layer_names, keys, extent, limits)
+        })
+        .collect()
+}

@@ -1,0 +1,583 @@
+//! The tiler: features in, a clustered PMTiles archive of gzipped MVT tiles out.
+//!
+//! 1. **Stage** ([`Tiler::add`]): each feature is projected to world coordinates, its
+//!    attributes filtered and typed, and written as a compact record to an unlinked temporary
+//!    file (the page cache keeps it in memory when it fits; it never counts against the heap).
+//!    Bounds, field types and the `-zg` statistics are gathered on the way.
+//! 2. **Cut** ([`Tiler::finish`]): the staged records are read back in chunks and cut in
+//!    parallel (rayon) into per-tile fragments for every zoom ([`cut`]); fragments go to an
+//!    external sort by (tile id, layer, spatial key) that spills to disk under the memory
+//!    budget ([`sort`]).
+//! 3. **Assemble**: the sorted fragments come back tile by tile in tile-id order; batches of
+//!    tiles are encoded, held to the size limits and gzipped in parallel ([`assemble`]), then
+//!    written in order to the [`ArchiveWriter`], which deduplicates and run-lengths them.
+//!
+//! Memory is bounded by the sort budget plus one batch of tiles, whatever the input size.
+
+mod assemble;
+mod attrs;
+mod codec;
+mod cut;
+mod meta;
+mod sort;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use geo_types::{Coord, Geometry};
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+pub use assemble::TileLimitError;
+pub use attrs::{AttrFilter, mvt_value};
+
+use crate::archive::{ArchiveError, ArchiveWriter};
+use crate::geom::project;
+use crate::tile::{MAX_LAT, TileCoord, tile_id};
+use crate::zoom_guess::ZoomGuesser;
+
+/// Tile extent (tippecanoe's default detail of 12 bits).
+pub const EXTENT: u32 = 4096;
+/// The deepest zoom the tiler makes (tippecanoe's limit too).
+pub const MAX_TILER_ZOOM: u8 = 24;
+
+/// How to tile: the meaning of each field is that of the tippecanoe flag named in its doc.
+#[derive(Debug, Clone)]
+pub struct TilerOptions {
+    /// `-Z`: lowest zoom.
+    pub min_zoom: u8,
+    /// `-z`: highest zoom; `None` is `-zg` (guessed from feature spacing).
+    pub max_zoom: Option<u8>,
+    /// `-B`: the zoom below which points are thinned by `drop_rate` (default: max zoom).
+    pub base_zoom: Option<u8>,
+    /// `-r`: drop rate (2.5; 1 keeps every point at every zoom).
+    pub drop_rate: f64,
+    /// `-b`: buffer in screen pixels of a 256-pixel tile (5).
+    pub buffer: u32,
+    /// `-S`: simplification tolerance multiplier (1 = one tile unit).
+    pub simplification: f64,
+    /// `-M`: maximum compressed tile size (500,000).
+    pub max_tile_bytes: usize,
+    /// `-O`: maximum features per tile (200,000).
+    pub max_tile_features: usize,
+    /// `--drop-densest-as-needed`.
+    pub drop_densest: bool,
+    /// `--coalesce-densest-as-needed`.
+    pub coalesce_densest: bool,
+    /// `--extend-zooms-if-still-dropping`.
+    pub extend_zooms: bool,
+    /// `-y/-x/-X`.
+    pub attrs: AttrFilter,
+    /// `--memory`: bytes the fragment sort may hold before spilling to disk.
+    pub memory: usize,
+    /// Where spill files go (default: the system temp dir).
+    pub tmp_dir: Option<PathBuf>,
+    /// `-n`.
+    pub name: String,
+    /// Metadata description.
+    pub description: String,
+    /// `-A`.
+    pub attribution: Option<String>,
+    /// The `generator` metadata value.
+    pub generator: String,
+}
+
+impl Default for TilerOptions {
+    fn default() -> Self {
+        TilerOptions {
+            min_zoom: 0,
+            max_zoom: Some(14),
+            base_zoom: None,
+            drop_rate: 2.5,
+            buffer: 5,
+            simplification: 1.0,
+            max_tile_bytes: 500_000,
+            max_tile_features: 200_000,
+            drop_densest: false,
+            coalesce_densest: false,
+            extend_zooms: false,
+            attrs: AttrFilter::default(),
+            memory: 128 << 20,
+            tmp_dir: None,
+            name: String::new(),
+            description: String::new(),
+            attribution: None,
+            generator: concat!("etl-tiles ", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// Why tiling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TilerError {
+    /// The options contradict each other.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// Nothing to tile.
+    #[error("no features")]
+    NoFeatures,
+    /// A tile could not be brought under the limits.
+    #[error(transparent)]
+    Tile(#[from] TileLimitError),
+    /// The tiler's own temporary files failed (disk full, I/O error).
+    #[error("temporary file: {0}")]
+    Temp(#[from] io::Error),
+    /// The staged data read back damaged.
+    #[error("staged feature data is damaged (record {0})")]
+    Damaged(u64),
+    /// Writing the archive failed.
+    #[error("archive: {0}")]
+    Archive(#[from] ArchiveError),
+    /// `cancel` said stop.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What [`Tiler::add`] did with a feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Staged for tiling.
+    Staged {
+        /// Some coordinate was outside Web Mercator's range and was clamped.
+        clamped: bool,
+    },
+    /// No (non-empty, finite) geometry: nothing to tile.
+    NoGeometry,
+}
+
+/// What a finished run made.
+#[derive(Debug, Clone, Default)]
+pub struct TileReport {
+    pub features: u64,
+    pub clamped: u64,
+    pub min_zoom: u8,
+    pub max_zoom: u8,
+    /// The `-zg` guess, when one was made.
+    pub guessed_zoom: Option<u8>,
+    /// Tiles written (before deduplication).
+    pub tiles: u64,
+    /// Bytes of (compressed) tile data written, before deduplication.
+    pub tile_bytes: u64,
+    /// The largest tile.
+    pub largest: Option<(TileCoord, usize)>,
+    /// Features dropped / coalesced to meet the tile limits, and the tiles concerned.
+    pub dropped: u64,
+    pub coalesced: u64,
+    pub tiles_reduced: u64,
+    /// Tile fragments sorted, and bytes that went through spill files.
+    pub fragments: u64,
+    pub spilled_bytes: u64,
+}
+
+/// Streams features into a PMTiles archive.
+pub struct Tiler {
+    opts: TilerOptions,
+    layers: Vec<String>,
+    attrs: attrs::Attributes,
+    filter: attrs::CompiledFilter,
+    stage: BufWriter<File>,
+    buf: Vec<u8>,
+    props: Vec<u8>,
+    scratch: Vec<u8>,
+    features: u64,
+    clamped: u64,
+    /// World bbox of everything staged.
+    bounds: [i64; 4],
+    guesser: ZoomGuesser,
+}
+
+impl Tiler {
+    /// A tiler for features of the given layers (feature layers are indices into `layers`).
+    pub fn new(opts: TilerOptions, layers: Vec<String>) -> Result<Self, TilerError> {
+        if layers.is_empty() {
+            return Err(TilerError::Options("no layers".into()));
+        }
+        if let Some(z) = opts.max_zoom {
+            if z > MAX_TILER_ZOOM {
+                return Err(TilerError::Options(format!(
+                    "max zoom {z} is above {MAX_TILER_ZOOM}"
+                )));
+            }
+            if opts.min_zoom > z {
+                return Err(TilerError::Options(format!(
+                    "min zoom {} is above max zoom {z}",
+                    opts.min_zoom
+                )));
+            }
+        }
+        if opts.min_zoom > MAX_TILER_ZOOM {
+            return Err(TilerError::Options(format!(
+                "min zoom {} is above {MAX_TILER_ZOOM}",
+                opts.min_zoom
+            )));
+        }
+        if !(opts.simplification >= 0.0) || !opts.drop_rate.is_finite() || opts.drop_rate < 0.0 {
+            return Err(TilerError::Options(
+                "simplification and drop rate must be finite and not negative".into(),
+            ));
+        }
+        if opts.max_tile_bytes == 0 || opts.max_tile_features == 0 {
+            return Err(TilerError::Options("tile limits must be above zero".into()));
+        }
+        let file = match &opts.tmp_dir {
+            Some(d) => tempfile::tempfile_in(d)?,
+            None => tempfile::tempfile()?,
+        };
+        Ok(Tiler {
+            attrs: attrs::Attributes::new(layers.len()),
+            filter: attrs::CompiledFilter::new(&opts.attrs),
+            opts,
+            layers,
+            stage: BufWriter::with_capacity(1 << 20, file),
+            buf: Vec::with_capacity(1 << 16),
+            props: Vec::new(),
+            scratch: Vec::new(),
+            features: 0,
+            clamped: 0,
+            bounds: [i64::MAX, i64::MAX, i64::MIN, i64::MIN],
+            guesser: ZoomGuesser::new(),
+        })
+    }
+
+    /// Features staged so far.
+    pub fn features(&self) -> u64 {
+        self.features
+    }
+
+    /// Features that had coordinates clamped to Web Mercator's range.
+    pub fn clamped(&self) -> u64 {
+        self.clamped
+    }
+
+    /// Stages one feature of layer `layer`.
+    ///
+    /// `key` is the feature's stable identity, e.g. `input index << 40 | ordinal`: it decides
+    /// which points drop-rate thinning keeps and breaks ties in the order of features inside a
+    /// tile, so inputs read in parallel (in any interleaving) give the same archive.
+    ///
+    /// A GeometryCollection mixing points, lines and polygons becomes one feature per member
+    /// (an MVT feature has a single geometry type), each with the same id and attributes.
+    pub fn add(
+        &mut self,
+        layer: usize,
+        key: u64,
+        id: Option<u64>,
+        geometry: Option<&Geometry<f64>>,
+        properties: &Map<String, Value>,
+    ) -> Result<Added, TilerError> {
+        let Some(g) = geometry else {
+            return Ok(Added::NoGeometry);
+        };
+        let layer_idx = u32::try_from(layer)
+            .ok()
+            .filter(|_| layer < self.layers.len())
+            .ok_or_else(|| TilerError::Options(format!("layer index {layer} out of range")))?;
+        let Some(w) = project(g) else {
+            if let Geometry::GeometryCollection(gc) = g {
+                let mut any = None;
+                for member in &gc.0 {
+                    if let Added::Staged { clamped } =
+                        self.add(layer, key, id, Some(member), properties)?
+                    {
+                        any = Some(any.unwrap_or(false) || clamped);
+                    }
+                }
+                return Ok(any.map_or(Added::NoGeometry, |clamped| Added::Staged { clamped }));
+            }
+            return Ok(Added::NoGeometry);
+        };
+        let clamped = out_of_range(g);
+        self.props.clear();
+        self.attrs
+            .encode(layer, properties, &self.filter, &mut self.props);
+        codec::put_staged(
+            &mut self.buf,
+            &mut self.scratch,
+            layer_idx,
+            key,
+            id,
+            &self.props,
+            &w,
+        );
+        extend_bounds(&mut self.bounds, &w);
+        self.guesser.add(&w);
+        if self.buf.len() >= 1 << 16 {
+            self.stage.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        self.features += 1;
+        if clamped {
+            self.clamped += 1;
+        }
+        Ok(Added::Staged { clamped })
+    }
+
+    /// Tiles everything staged into `out`. `cancel` is polled between chunks of work; when it
+    /// says stop, the run ends with [`TilerError::Cancelled`] and `out` holds no valid archive.
+    pub fn finish<W: Write + Seek>(
+        mut self,
+        out: W,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(W, TileReport), TilerError> {
+        if self.features == 0 {
+            return Err(TilerError::NoFeatures);
+        }
+        self.stage.write_all(&self.buf)?;
+        self.buf = Vec::new();
+        let mut stage = self.stage.into_inner().map_err(|e| e.into_error())?;
+        let guessed = match self.opts.max_zoom {
+            Some(_) => None,
+            None => Some(
+                self.guesser
+                    .guess()
+                    .unwrap_or(0)
+                    .clamp(self.opts.min_zoom, MAX_TILER_ZOOM),
+            ),
+        };
+        let mut max_zoom = self.opts.max_zoom.or(guessed).unwrap_or(14);
+        let min_zoom = self.opts.min_zoom.min(max_zoom);
+        let base_zoom = self.opts.base_zoom.unwrap_or(max_zoom);
+        let limits = assemble::Limits {
+            max_bytes: self.opts.max_tile_bytes,
+            max_features: self.opts.max_tile_features,
+            drop_densest: self.opts.drop_densest,
+            coalesce_densest: self.opts.coalesce_densest,
+        };
+        let mut writer = ArchiveWriter::new(out)?;
+        let mut run = Run {
+            report: TileReport {
+                features: self.features,
+                clamped: self.clamped,
+                min_zoom,
+                max_zoom,
+                guessed_zoom: guessed,
+                ..TileReport::default()
+            },
+            layer_zooms: vec![None; self.layers.len()],
+            reduced_at: vec![0; usize::from(MAX_TILER_ZOOM) + 1],
+        };
+        let ctx = PassCtx {
+            layers: &self.layers,
+            keys: &self.attrs.keys,
+            limits: &limits,
+            memory: self.opts.memory,
+            tmp_dir: self.opts.tmp_dir.clone(),
+            cancel,
+        };
+        let mut params = cut::CutParams {
+            min_zoom,
+            max_zoom,
+            base_zoom,
+            drop_rate: self.opts.drop_rate,
+            extent: EXTENT,
+            buffer: self.opts.buffer.saturating_mul(EXTENT / 256),
+            simplification: self.opts.simplification,
+        };
+        ctx.pass(&mut stage, &params, &mut writer, &mut run)?;
+        // tippecanoe's --extend-zooms-if-still-dropping: while the deepest zoom still had to
+        // drop or coalesce, add a zoom (deeper tiles hold fewer features each).
+        while self.opts.extend_zooms
+            && run
+                .reduced_at
+                .get(usize::from(max_zoom))
+                .copied()
+                .unwrap_or(0)
+                > 0
+            && max_zoom < MAX_TILER_ZOOM
+        {
+            max_zoom += 1;
+            params.min_zoom = max_zoom;
+            params.max_zoom = max_zoom;
+            ctx.pass(&mut stage, &params, &mut writer, &mut run)?;
+        }
+        run.report.max_zoom = max_zoom;
+        let meta = meta::archive_meta(
+            &self.opts,
+            &self.layers,
+            &self.attrs.fields,
+            &run.layer_zooms,
+            self.bounds,
+            min_zoom,
+            max_zoom,
+        );
+        let out = writer.finish(&meta)?;
+        Ok((out, run.report))
+    }
+}
+
+struct Run {
+    report: TileReport,
+    /// Per layer: (min zoom, max zoom) of the tiles it appears in.
+    layer_zooms: Vec<Option<(u8, u8)>>,
+    /// Per zoom: tiles that had to drop or coalesce features.
+    reduced_at: Vec<u64>,
+}
+
+struct PassCtx<'a> {
+    layers: &'a [String],
+    keys: &'a [String],
+    limits: &'a assemble::Limits,
+    memory: usize,
+    tmp_dir: Option<PathBuf>,
+    cancel: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// Staged bytes read per chunk; each chunk is cut in parallel.
+const STAGE_CHUNK: usize = 4 << 20;
+/// Fragment bytes per batch of tiles assembled in parallel.
+const TILE_BATCH: usize = 16 << 20;
+
+impl PassCtx<'_> {
+    /// Cuts every staged feature for the zooms of `p`, sorts, assembles and writes the tiles.
+    fn pass<W: Write + Seek>(
+        &self,
+        stage: &mut File,
+        p: &cut::CutParams,
+        writer: &mut ArchiveWriter<W>,
+        run: &mut Run,
+    ) -> Result<(), TilerError> {
+        stage.seek(SeekFrom::Start(0))?;
+        let mut sorter = sort::Sorter::new(self.memory, self.tmp_dir.clone());
+        let mut buf: Vec<u8> = Vec::with_capacity(STAGE_CHUNK * 2);
+        let mut seq: u64 = 0;
+        loop {
+            if (self.cancel)() {
+                return Err(TilerError::Cancelled);
+            }
+            let old = buf.len();
+            buf.resize(old + STAGE_CHUNK, 0);
+            let n = read_full(stage, &mut buf[old..])?;
+            buf.truncate(old + n);
+            let (records, used) = codec::split_records(&buf);
+            if records.is_empty() {
+                if n == 0 {
+                    if !buf.is_empty() {
+                        return Err(TilerError::Damaged(seq));
+                    }
+                    break;
+                }
+                continue;
+            }
+            let base = seq;
+            let bufs: Vec<Result<sort::FragBuf, TilerError>> = records
+                .par_chunks(256)
+                .enumerate()
+                .map(|(ci, chunk)| {
+                    let mut fb = sort::FragBuf::default();
+                    for (j, body) in chunk.iter().enumerate() {
+                        let s = base + (ci * 256 + j) as u64;
+                        let f = codec::get_staged(body).map_err(|_| TilerError::Damaged(s))?;
+                        cut::cut_feature(&f, p, &mut fb);
+                    }
+                    Ok(fb)
+                })
+                .collect();
+            seq += records.len() as u64;
+            for b in bufs {
+                sorter.add(b?)?;
+            }
+            buf.drain(..used);
+        }
+        run.report.fragments += sorter.fragments;
+        let runs_before = sorter.spilled_bytes;
+        let mut stream = sorter.finish(TILE_BATCH)?;
+        run.report.spilled_bytes += runs_before;
+        while let Some(batch) = stream.next_batch()? {
+            if (self.cancel)() {
+                return Err(TilerError::Cancelled);
+            }
+            let done =
+                assemble::assemble_batch(&batch, self.layers, self.keys, EXTENT, self.limits);
+            drop(batch);
+            for a in done {
+                let a = a?;
+                run.record(&a);
+                if let Some(data) = &a.data {
+                    writer.add_tile(tile_id(a.tile), data)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Run {
+    fn record(&mut self, a: &assemble::Assembled) {
+        let r = &mut self.report;
+        r.dropped += a.dropped as u64;
+        r.coalesced += a.coalesced as u64;
+        if a.dropped + a.coalesced > 0 {
+            r.tiles_reduced += 1;
+            if let Some(c) = self.reduced_at.get_mut(usize::from(a.tile.z)) {
+                *c += 1;
+            }
+        }
+        let Some(data) = &a.data else { return };
+        r.tiles += 1;
+        r.tile_bytes += data.len() as u64;
+        if r.largest.is_none_or(|(_, n)| data.len() > n) {
+            r.largest = Some((a.tile, data.len()));
+        }
+        for &l in &a.layers {
+            if let Some(z) = self.layer_zooms.get_mut(l as usize) {
+                let t = a.tile.z;
+                *z = Some(z.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+            }
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn extend_bounds(b: &mut [i64; 4], g: &crate::geom::WorldGeom) {
+    use crate::geom::WorldGeom;
+    let mut add = |p: &[i64; 2]| {
+        b[0] = b[0].min(p[0]);
+        b[1] = b[1].min(p[1]);
+        b[2] = b[2].max(p[0]);
+        b[3] = b[3].max(p[1]);
+    };
+    match g {
+        WorldGeom::Points(ps) => ps.iter().for_each(&mut add),
+        WorldGeom::Lines(ls) => ls.iter().flatten().for_each(&mut add),
+        WorldGeom::Polygons(ps) => ps.iter().flatten().flatten().for_each(&mut add),
+    }
+}
+
+/// True when a finite coordinate lies outside Web Mercator's range (and will be clamped).
+fn out_of_range(g: &Geometry<f64>) -> bool {
+    fn bad(c: &Coord<f64>) -> bool {
+        c.x.is_finite() && c.y.is_finite() && (c.x.abs() > 180.0 || c.y.abs() > MAX_LAT)
+    }
+    fn ls(l: &geo_types::LineString<f64>) -> bool {
+        l.0.iter().any(bad)
+    }
+    fn poly(p: &geo_types::Polygon<f64>) -> bool {
+        ls(p.exterior()) || p.interiors().iter().any(ls)
+    }
+    match g {
+        Geometry::Point(p) => bad(&p.0),
+        Geometry::MultiPoint(mp) => mp.0.iter().any(|p| bad(&p.0)),
+        Geometry::Line(l) => bad(&l.start) || bad(&l.end),
+        Geometry::LineString(l) => ls(l),
+        Geometry::MultiLineString(m) => m.0.iter().any(ls),
+        Geometry::Polygon(p) => poly(p),
+        Geometry::MultiPolygon(m) => m.0.iter().any(poly),
+        Geometry::Rect(r) => bad(&r.min()) || bad(&r.max()),
+        Geometry::Triangle(t) => bad(&t.v1()) || bad(&t.v2()) || bad(&t.v3()),
+        Geometry::GeometryCollection(gc) => gc.0.iter().any(out_of_range),
+    }
+}

@@ -1,0 +1,386 @@
+//! The external sort of tile fragments by `(tile id, layer + spatial key, feature sequence)`.
+//!
+//! Fragments accumulate in memory (an arena of payload bytes plus a 32-byte index entry each)
+//! until the memory budget is reached; then the index is sorted in parallel and the run is
+//! written to a temporary file. At the end the runs are merged with a heap, so the tiles come
+//! out in tile-id order (the clustered order of the archive) whatever the input size. A run
+//! that fits in memory is never written to disk.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use rayon::slice::ParallelSliceMut;
+
+/// One fragment's place in the sort and in its arena.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FragIdx {
+    pub tile_id: u64,
+    /// `layer << 48 | spatial key >> 16`: layers in input order, features in spatial order.
+    pub order: u64,
+    /// The feature's input sequence number: a total, reproducible order for ties.
+    pub seq: u64,
+    off: u32,
+    len: u32,
+}
+
+impl FragIdx {
+    fn key(&self) -> (u64, u64, u64) {
+        (self.tile_id, self.order, self.seq)
+    }
+}
+
+/// Fragments produced by one worker: payload bytes and their index.
+#[derive(Default)]
+pub(crate) struct FragBuf {
+    pub arena: Vec<u8>,
+    pub index: Vec<FragIdx>,
+}
+
+/// Arenas are indexed by `u32`; a buffer is flushed well before that.
+const ARENA_LIMIT: usize = 3 << 30;
+
+impl FragBuf {
+    /// Appends a fragment whose payload `write` appends to the arena.
+    pub(crate) fn push(
+        &mut self,
+        tile_id: u64,
+        order: u64,
+        seq: u64,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let start = self.arena.len();
+        write(&mut self.arena);
+        let (Ok(off), Ok(len)) = (
+            u32::try_from(start),
+            u32::try_from(self.arena.len() - start),
+        ) else {
+            // Unreachable with the sorter's flush limit; dropping beats corrupting.
+            self.arena.truncate(start);
+            return;
+        };
+        self.index.push(FragIdx {
+            tile_id,
+            order,
+            seq,
+            off,
+            len,
+        });
+    }
+
+    pub(crate) fn mem_bytes(&self) -> usize {
+        self.arena.capacity() + self.index.capacity() * std::mem::size_of::<FragIdx>()
+    }
+
+    fn append(&mut self, other: FragBuf) {
+        let base = self.arena.len();
+        self.arena.extend_from_slice(&other.arena);
+        self.index.extend(other.index.into_iter().map(|mut f| {
+            // `base + off` fits: the sorter spills before the arena reaches ARENA_LIMIT.
+            f.off = u32::try_from(base + f.off as usize).unwrap_or(u32::MAX);
+            f
+        }));
+    }
+
+    fn payload(&self, f: &FragIdx) -> &[u8] {
+        let s = f.off as usize;
+        self.arena.get(s..s + f.len as usize).unwrap_or(&[])
+    }
+}
+
+/// A fragment handed to tile assembly.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FragRef {
+    pub order: u64,
+    pub off: usize,
+    pub len: usize,
+}
+
+/// A batch of whole tiles in tile-id order.
+#[derive(Default)]
+pub(crate) struct TileBatch {
+    pub arena: Vec<u8>,
+    pub frags: Vec<FragRef>,
+    /// `(tile id, range into frags)`.
+    pub tiles: Vec<(u64, std::ops::Range<usize>)>,
+}
+
+impl TileBatch {
+    fn push(&mut self, tile_id: u64, order: u64, payload: &[u8]) {
+        let off = self.arena.len();
+        self.arena.extend_from_slice(payload);
+        let i = self.frags.len();
+        self.frags.push(FragRef {
+            order,
+            off,
+            len: payload.len(),
+        });
+        match self.tiles.last_mut() {
+            Some((id, r)) if *id == tile_id => r.end = i + 1,
+            _ => self.tiles.push((tile_id, i..i + 1)),
+        }
+    }
+
+    pub(crate) fn payload(&self, f: &FragRef) -> &[u8] {
+        self.arena.get(f.off..f.off + f.len).unwrap_or(&[])
+    }
+
+    fn bytes(&self) -> usize {
+        self.arena.len() + self.frags.len() * std::mem::size_of::<FragRef>()
+    }
+}
+
+/// Sorts fragments under a memory budget.
+pub(crate) struct Sorter {
+    buf: FragBuf,
+    budget: usize,
+    tmp_dir: Option<PathBuf>,
+    runs: Vec<File>,
+    pub spilled_bytes: u64,
+    pub fragments: u64,
+}
+
+impl Sorter {
+    pub(crate) fn new(budget: usize, tmp_dir: Option<PathBuf>) -> Self {
+        Sorter {
+            buf: FragBuf::default(),
+            budget: budget.max(1 << 20),
+            tmp_dir,
+            runs: Vec::new(),
+            spilled_bytes: 0,
+            fragments: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub(crate) fn add(&mut self, b: FragBuf) -> io::Result<()> {
+        self.fragments += b.index.len() as u64;
+        if self.buf.index.is_empty() {
+            self.buf = b;
+        } else {
+            self.buf.append(b);
+        }
+        if self.buf.mem_bytes() >= self.budget || self.buf.arena.len() >= ARENA_LIMIT {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn sort(buf: &mut FragBuf) {
+        buf.index.par_sort_unstable_by_key(FragIdx::key);
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        if self.buf.index.is_empty() {
+            return Ok(());
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        Self::sort(&mut buf);
+        let file = match &self.tmp_dir {
+            Some(d) => tempfile::tempfile_in(d)?,
+            None => tempfile::tempfile()?,
+        };
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        for f in &buf.index {
+            let p = buf.payload(f);
+            w.write_all(&f.tile_id.to_le_bytes())?;
+            w.write_all(&f.order.to_le_bytes())?;
+            w.write_all(&f.seq.to_le_bytes())?;
+            w.write_all(&(p.len() as u32).to_le_bytes())?;
+            w.write_all(p)?;
+            self.spilled_bytes += 28 + p.len() as u64;
+        }
+        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        self.runs.push(file);
+        Ok(())
+    }
+
+    /// Finishes the sort; the stream yields batches of whole tiles of about `batch_bytes`.
+    pub(crate) fn finish(mut self, batch_bytes: usize) -> io::Result<TileStream> {
+        if self.runs.is_empty() {
+            let mut buf = std::mem::take(&mut self.buf);
+            Self::sort(&mut buf);
+            return Ok(TileStream {
+                source: Source::Memory { buf, pos: 0 },
+                batch_bytes,
+            });
+        }
+        self.spill()?;
+        let mut runs = Vec::with_capacity(self.runs.len());
+        let mut heap = BinaryHeap::new();
+        for (i, f) in self.runs.drain(..).enumerate() {
+            let mut r = RunReader {
+                r: BufReader::with_capacity(256 << 10, f),
+                head: None,
+                payload: Vec::new(),
+            };
+            r.advance()?;
+            if let Some(k) = r.head {
+                heap.push(Reverse((k, i)));
+            }
+            runs.push(r);
+        }
+        Ok(TileStream {
+            source: Source::Runs { runs, heap },
+            batch_bytes,
+        })
+    }
+}
+
+struct RunReader {
+    r: BufReader<File>,
+    head: Option<(u64, u64, u64)>,
+    payload: Vec<u8>,
+}
+
+impl RunReader {
+    fn advance(&mut self) -> io::Result<()> {
+        let mut h = [0u8; 28];
+        match self.r.read_exact(&mut h[..1]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.head = None;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.r.read_exact(&mut h[1..])?;
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut lb = [0u8; 4];
+        lb.copy_from_slice(&h[24..28]);
+        let len = u32::from_le_bytes(lb) as usize;
+        self.payload.resize(len, 0);
+        self.r.read_exact(&mut self.payload)?;
+        self.head = Some((word(0), word(8), word(16)));
+        Ok(())
+    }
+}
+
+enum Source {
+    Memory {
+        buf: FragBuf,
+        pos: usize,
+    },
+    Runs {
+        runs: Vec<RunReader>,
+        heap: BinaryHeap<Reverse<((u64, u64, u64), usize)>>,
+    },
+}
+
+/// Sorted fragments, handed out as batches of whole tiles.
+pub(crate) struct TileStream {
+    source: Source,
+    batch_bytes: usize,
+}
+
+impl TileStream {
+    /// The next batch of whole tiles (about `batch_bytes`, one tile at least), `None` at the
+    /// end.
+    pub(crate) fn next_batch(&mut self) -> io::Result<Option<TileBatch>> {
+        let mut batch = TileBatch::default();
+        let limit = self.batch_bytes;
+        // A batch closes only between tiles.
+        let full = |b: &TileBatch, tile_id: u64| {
+            b.bytes() >= limit && b.tiles.last().is_none_or(|(id, _)| *id != tile_id)
+        };
+        match &mut self.source {
+            Source::Memory { buf, pos } => {
+                while let Some(f) = buf.index.get(*pos) {
+                    if full(&batch, f.tile_id) {
+                        break;
+                    }
+                    batch.push(f.tile_id, f.order, buf.payload(f));
+                    *pos += 1;
+                }
+            }
+            Source::Runs { runs, heap } => {
+                while let Some(&Reverse((k, i))) = heap.peek() {
+                    if full(&batch, k.0) {
+                        break;
+                    }
+                    heap.pop();
+                    let Some(r) = runs.get_mut(i) else { continue };
+                    batch.push(k.0, k.1, &r.payload);
+                    r.advance()?;
+                    if let Some(k) = r.head {
+                        heap.push(Reverse((k, i)));
+                    }
+                }
+            }
+        }
+        Ok((!batch.tiles.is_empty()).then_some(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(mut s: TileStream) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut out: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
+        while let Some(b) = s.next_batch().unwrap() {
+            for (id, r) in &b.tiles {
+                assert!(out.last().is_none_or(|(l, _)| l < id), "tiles in order");
+                out.push((
+                    *id,
+                    b.frags[r.clone()]
+                        .iter()
+                        .map(|f| b.payload(f).to_vec())
+                        .collect(),
+                ));
+            }
+        }
+        out
+    }
+
+    fn fill(s: &mut Sorter, n: u64) {
+        for chunk in 0..4u64 {
+            let mut b = FragBuf::default();
+            for i in 0..n {
+                let seq = chunk * n + i;
+                let tile = (seq * 7919) % 97;
+                b.push(tile, seq % 3, seq, |a| {
+                    a.extend_from_slice(&seq.to_le_bytes())
+                });
+            }
+            s.add(b).unwrap();
+        }
+    }
+
+    #[test]
+    fn memory_and_spilled_sorts_agree() {
+        let mut mem = Sorter::new(usize::MAX, None);
+        fill(&mut mem, 5000);
+        assert_eq!(mem.runs(), 0);
+        let a = collect(mem.finish(1000).unwrap());
+        let mut disk = Sorter::new(0, None);
+        fill(&mut disk, 5000);
+        assert!(disk.runs() >= 4);
+        let b = collect(disk.finish(1000).unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 97);
+        assert_eq!(a.iter().map(|t| t.1.len()).sum::<usize>(), 20_000);
+        // Within a tile: by order, then by sequence.
+        for (_, frags) in &a {
+            let seqs: Vec<u64> = frags
+                .iter()
+                .map(|p| u64::from_le_bytes(p[..8].try_into().unwrap()))
+                .collect();
+            let keys: Vec<(u64, u64)> = seqs.iter().map(|s| (s % 3, *s)).collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted);
+        }
+    }
+}

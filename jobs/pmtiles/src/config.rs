@@ -1,0 +1,259 @@
+//! The etl-pmtiles config: tippecanoe's flags (same letters, same meaning), `ETL_*` env vars,
+//! JSON Schema (`schemas/etl-pmtiles.json`).
+
+use etl_core::JobError;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Turn GeoJSON, GeoJSON sequences, CSV or a PostGIS query into a PMTiles archive of vector tiles.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, clap::Args)]
+pub struct PmtilesConfig {
+    /// Input files, directories, globs or s3:// URLs, one layer each (named after the file) unless -l is given.
+    #[arg(value_name = "INPUT", env = "ETL_INPUT", value_delimiter = ',')]
+    #[serde(default)]
+    pub inputs: Vec<String>,
+
+    /// Output archive: a path or s3:// URL; written whole or not at all.
+    #[arg(short = 'o', long = "output", env = "ETL_OUTPUT")]
+    pub output: String,
+
+    /// Overwrite an existing output (without it an existing output is an error, as in tippecanoe).
+    #[arg(short = 'f', long = "force", env = "ETL_FORCE")]
+    #[serde(default)]
+    pub force: bool,
+
+    /// Highest zoom (default 14); `g` guesses it from the spacing of the features (-zg).
+    #[arg(
+        short = 'z',
+        long = "maximum-zoom",
+        env = "ETL_MAXIMUM_ZOOM",
+        value_name = "N|g"
+    )]
+    pub maximum_zoom: Option<String>,
+
+    /// Lowest zoom.
+    #[arg(
+        short = 'Z',
+        long = "minimum-zoom",
+        env = "ETL_MINIMUM_ZOOM",
+        default_value_t = 0
+    )]
+    pub minimum_zoom: u8,
+
+    /// Base zoom: below it points are thinned by the drop rate (default: the max zoom).
+    #[arg(short = 'B', long = "base-zoom", env = "ETL_BASE_ZOOM")]
+    pub base_zoom: Option<u8>,
+
+    /// Drop rate: each zoom below the base keeps 1/RATE of the points of the zoom above (1 keeps all).
+    #[arg(
+        short = 'r',
+        long = "drop-rate",
+        env = "ETL_DROP_RATE",
+        default_value_t = 2.5
+    )]
+    pub drop_rate: f64,
+
+    /// One layer named LAYER for all inputs.
+    #[arg(short = 'l', long = "layer", env = "ETL_LAYER")]
+    pub layer: Option<String>,
+
+    /// A named layer from an input: NAME:INPUT (repeatable).
+    #[arg(
+        short = 'L',
+        long = "named-layer",
+        env = "ETL_NAMED_LAYER",
+        value_name = "NAME:INPUT"
+    )]
+    #[serde(default)]
+    pub named_layers: Vec<String>,
+
+    /// Keep only this attribute (repeatable).
+    #[arg(
+        short = 'y',
+        long = "include",
+        env = "ETL_INCLUDE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub include: Vec<String>,
+
+    /// Leave out this attribute (repeatable).
+    #[arg(
+        short = 'x',
+        long = "exclude",
+        env = "ETL_EXCLUDE",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub exclude: Vec<String>,
+
+    /// Leave out all attributes.
+    #[arg(short = 'X', long = "exclude-all", env = "ETL_EXCLUDE_ALL")]
+    #[serde(default)]
+    pub exclude_all: bool,
+
+    /// Maximum compressed tile size in bytes.
+    #[arg(
+        short = 'M',
+        long = "maximum-tile-bytes",
+        env = "ETL_MAXIMUM_TILE_BYTES",
+        default_value_t = 500_000
+    )]
+    pub maximum_tile_bytes: usize,
+
+    /// Maximum features per tile.
+    #[arg(
+        short = 'O',
+        long = "maximum-tile-features",
+        env = "ETL_MAXIMUM_TILE_FEATURES",
+        default_value_t = 200_000
+    )]
+    pub maximum_tile_features: usize,
+
+    /// When a tile is over the limits, drop the features closest to their neighbours.
+    #[arg(long, env = "ETL_DROP_DENSEST_AS_NEEDED")]
+    #[serde(default)]
+    pub drop_densest_as_needed: bool,
+
+    /// When a tile is over the limits, merge the features closest to their neighbours into them.
+    #[arg(long, env = "ETL_COALESCE_DENSEST_AS_NEEDED")]
+    #[serde(default)]
+    pub coalesce_densest_as_needed: bool,
+
+    /// Add zooms past the max zoom while its tiles still had to drop features.
+    #[arg(long, env = "ETL_EXTEND_ZOOMS_IF_STILL_DROPPING")]
+    #[serde(default)]
+    pub extend_zooms_if_still_dropping: bool,
+
+    /// Tile buffer in screen pixels (of 256).
+    #[arg(short = 'b', long = "buffer", env = "ETL_BUFFER", default_value_t = 5)]
+    pub buffer: u32,
+
+    /// Simplification tolerance multiplier (1 = one tile unit; 0 keeps every vertex).
+    #[arg(
+        short = 'S',
+        long = "simplification",
+        env = "ETL_SIMPLIFICATION",
+        default_value_t = 1.0
+    )]
+    pub simplification: f64,
+
+    /// Tileset name (metadata); default: the output file name.
+    #[arg(short = 'n', long = "name", env = "ETL_NAME")]
+    pub name: Option<String>,
+
+    /// Tileset description (metadata).
+    #[arg(short = 'N', long = "description", env = "ETL_DESCRIPTION")]
+    pub description: Option<String>,
+
+    /// Attribution (metadata).
+    #[arg(short = 'A', long = "attribution", env = "ETL_ATTRIBUTION")]
+    pub attribution: Option<String>,
+
+    /// Memory the tile sort may use before spilling to disk: bytes, or with K, M or G.
+    #[arg(long, env = "ETL_MEMORY", default_value = "128M")]
+    pub memory: String,
+
+    /// Directory for temporary files (spill runs, staged features, the archive before upload).
+    #[arg(short = 't', long = "temporary-directory", env = "ETL_TMPDIR")]
+    pub temporary_directory: Option<String>,
+
+    /// Count and skip invalid features instead of failing on the first one.
+    #[arg(long, env = "ETL_SKIP_INVALID")]
+    #[serde(default)]
+    pub skip_invalid: bool,
+
+    /// Accepted for tippecanoe compatibility: inputs are always read in parallel.
+    #[arg(short = 'P', long = "read-parallel", hide = true)]
+    #[serde(default, skip_serializing)]
+    pub read_parallel: bool,
+
+    /// Tile the rows of this PostGIS query (its geometry column, other columns as attributes).
+    #[arg(long, env = "ETL_SQL")]
+    pub sql: Option<String>,
+
+    /// Database for --sql (default: DATABASE_URL or the ECS secret in ETL_DATABASE_SECRET).
+    #[arg(long, env = "ETL_DATABASE")]
+    pub database: Option<String>,
+
+    /// Input format, when neither the extension nor the content tells: geojson, geojsonseq, csv.
+    #[arg(long, env = "ETL_FORMAT")]
+    pub format: Option<String>,
+
+    /// CSV longitude column (default: detected).
+    #[arg(long, env = "ETL_CSV_LON")]
+    pub csv_lon: Option<String>,
+
+    /// CSV latitude column (default: detected).
+    #[arg(long, env = "ETL_CSV_LAT")]
+    pub csv_lat: Option<String>,
+
+    /// CSV WKT geometry column (default: detected).
+    #[arg(long, env = "ETL_CSV_WKT")]
+    pub csv_wkt: Option<String>,
+}
+
+/// `-z`: a zoom, or `g` for a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxZoom {
+    Fixed(u8),
+    Guess,
+}
+
+pub fn parse_max_zoom(v: Option<&str>) -> Result<MaxZoom, JobError> {
+    match v.map(str::trim) {
+        None => Ok(MaxZoom::Fixed(14)),
+        Some("g") => Ok(MaxZoom::Guess),
+        Some(s) => s
+            .parse::<u8>()
+            .ok()
+            .filter(|z| *z <= etl_tiles::tiler::MAX_TILER_ZOOM)
+            .map(MaxZoom::Fixed)
+            .ok_or_else(|| {
+                JobError::usage(format!(
+                    "-z {s:?}: expected a zoom from 0 to {} or g",
+                    etl_tiles::tiler::MAX_TILER_ZOOM
+                ))
+            }),
+    }
+}
+
+/// Parses `--memory`: plain bytes or a K/M/G (binary) suffix.
+pub fn parse_bytes(v: &str) -> Result<usize, JobError> {
+    let s = v.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: usize = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => 0,
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|_| mult > 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| JobError::usage(format!("--memory {v:?}: expected bytes, e.g. 512M or 2G")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zooms_and_sizes_parse() {
+        assert_eq!(parse_max_zoom(None).unwrap(), MaxZoom::Fixed(14));
+        assert_eq!(parse_max_zoom(Some("g")).unwrap(), MaxZoom::Guess);
+        assert_eq!(parse_max_zoom(Some("7")).unwrap(), MaxZoom::Fixed(7));
+        assert_eq!(parse_max_zoom(Some("25")).unwrap_err().kind.code(), 64);
+        assert_eq!(parse_bytes("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("12Q").is_err());
+        assert!(parse_bytes("").is_err());
+    }
+}

@@ -151,7 +151,7 @@ pub struct PmtilesConfig {
     pub attribution: Option<String>,
 
     /// Memory the tile sort may use before spilling to disk: bytes, or with K, M or G.
-    #[arg(long, env = "ETL_MEMORY", default_value = "128M")]
+    #[arg(long, env = "ETL_MEMORY", default_value = "64M")]
     pub memory: String,
 
     /// Directory for temporary files (spill runs, staged features, the archive before upload).

@@ -381,6 +381,8 @@ impl Job for PmtilesJob {
             invalid_skipped = counts.invalid,
             fragments = report.fragments,
             spilled_bytes = report.spilled_bytes,
+            cut_secs = report.cut_time.as_secs_f64(),
+            assemble_secs = report.assemble_time.as_secs_f64(),
             "archive written"
         );
         if let Some(z) = report.guessed_zoom {

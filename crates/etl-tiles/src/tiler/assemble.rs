@@ -261,10 +261,11 @@ fn encode(
     Ok((gzip(&raw), layers))
 }
 
-/// Gzip at zlib's default level, as tippecanoe writes tiles.
+/// Gzip at zlib's default level, as tippecanoe writes tiles (zlib-rs backend: a fresh encoder
+/// per tile measured faster, and flatter in memory, than one reset and reused per thread).
 pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 2 + 64),
+        Vec::with_capacity(data.len() / 3 + 64),
         flate2::Compression::default(),
     );
     // Writing to a Vec cannot fail.
@@ -290,4 +291,30 @@ pub(crate) fn assemble_batch(
             assemble(tile, batch, frags, layer_names, keys, extent, limits)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn gzip_round_trips_and_reuses_state() {
+        for data in [
+            Vec::new(),
+            b"hello".to_vec(),
+            (0..200_000u32)
+                .flat_map(|i| (i % 251).to_le_bytes())
+                .collect(),
+        ] {
+            for _ in 0..2 {
+                let z = gzip(&data);
+                let mut back = Vec::new();
+                flate2::read::GzDecoder::new(&z[..])
+                    .read_to_end(&mut back)
+                    .unwrap();
+                assert_eq!(back, data);
+            }
+        }
+    }
 }

@@ -98,7 +98,7 @@ impl Default for TilerOptions {
             coalesce_densest: false,
             extend_zooms: false,
             attrs: AttrFilter::default(),
-            memory: 128 << 20,
+            memory: 64 << 20,
             tmp_dir: None,
             name: String::new(),
             description: String::new(),
@@ -168,6 +168,9 @@ pub struct TileReport {
     /// Tile fragments sorted, and bytes that went through spill files.
     pub fragments: u64,
     pub spilled_bytes: u64,
+    /// Time spent cutting and sorting, and assembling and writing tiles.
+    pub cut_time: std::time::Duration,
+    pub assemble_time: std::time::Duration,
 }
 
 /// Streams features into a PMTiles archive.
@@ -424,7 +427,7 @@ struct PassCtx<'a> {
 }
 
 /// Staged bytes read per chunk; each chunk is cut in parallel.
-const STAGE_CHUNK: usize = 4 << 20;
+const STAGE_CHUNK: usize = 1 << 20;
 /// Fragment bytes per batch of tiles assembled in parallel.
 const TILE_BATCH: usize = 16 << 20;
 
@@ -437,6 +440,7 @@ impl PassCtx<'_> {
         writer: &mut ArchiveWriter<W>,
         run: &mut Run,
     ) -> Result<(), TilerError> {
+        let started = std::time::Instant::now();
         stage.seek(SeekFrom::Start(0))?;
         let mut sorter = sort::Sorter::new(self.memory, self.tmp_dir.clone());
         let mut buf: Vec<u8> = Vec::with_capacity(STAGE_CHUNK * 2);
@@ -483,6 +487,8 @@ impl PassCtx<'_> {
         let runs_before = sorter.spilled_bytes;
         let mut stream = sorter.finish(TILE_BATCH)?;
         run.report.spilled_bytes += runs_before;
+        run.report.cut_time += started.elapsed();
+        let started = std::time::Instant::now();
         while let Some(batch) = stream.next_batch()? {
             if (self.cancel)() {
                 return Err(TilerError::Cancelled);
@@ -498,6 +504,7 @@ impl PassCtx<'_> {
                 }
             }
         }
+        run.report.assemble_time += started.elapsed();
         Ok(())
     }
 }

@@ -1021,3 +1021,133 @@ fn single_point_archive_verifies() {
             .unwrap_or_else(|e| panic!("bounds {:?}: {e}", h.bounds));
     }
 }
+
+#[test]
+fn extend_zooms_adds_zooms_while_tiles_still_drop() {
+    let o = TilerOptions {
+        max_tile_features: 500,
+        drop_densest: true,
+        extend_zooms: true,
+        ..opts(0, 2)
+    };
+    let (bytes, report) = build(o, &["crowd"], &crowd(3000)).unwrap();
+    let z = report.max_zoom;
+    assert!(z > 2, "{report:?}");
+    assert!(report.dropped > 0);
+    verify(Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let h = Header::from_bytes(&bytes).unwrap();
+    assert_eq!(h.max_zoom, z);
+    let a = Archive::open(Cursor::new(&bytes)).unwrap();
+    assert_eq!(a.metadata()["vector_layers"][0]["maxzoom"], z);
+    let tiles = tiles(&bytes);
+    // The last zoom added needed no dropping: every point is there, once.
+    assert_eq!(
+        point_ids_at(&tiles, z),
+        (0..3000).map(|i| (i, 1)).collect::<BTreeMap<u64, usize>>()
+    );
+    for (c, layers) in tiles.iter().filter(|(c, _)| c.z == z) {
+        assert!(layers[0].features.len() <= 500, "{c}");
+    }
+    // Every zoom in between is there.
+    let zooms: BTreeSet<u8> = tiles.keys().map(|c| c.z).collect();
+    assert_eq!(zooms, (0..=z).collect());
+    // Without the flag the run stops at -z.
+    let o = TilerOptions {
+        max_tile_features: 500,
+        drop_densest: true,
+        ..opts(0, 2)
+    };
+    let (_, report) = build(o, &["crowd"], &crowd(3000)).unwrap();
+    assert_eq!(report.max_zoom, 2);
+}
+
+#[test]
+fn geometry_collection_becomes_one_feature_per_member() {
+    let gc = Geometry::GeometryCollection(geo_types::GeometryCollection(vec![
+        point(1.0, 1.0),
+        Geometry::LineString(LineString::from(vec![(1.0, 1.5), (1.5, 1.5)])),
+        Geometry::Polygon(rect(1.2, 1.2, 1.4, 1.4)),
+    ]));
+    let o = TilerOptions {
+        drop_rate: 1.0,
+        ..opts(0, 6)
+    };
+    let (bytes, report) = build(o, &["gc"], &[feat(0, Some(5), gc, json!({"k": "v"}))]).unwrap();
+    assert_eq!(report.features, 3, "one staged feature per member");
+    let tiles = tiles(&bytes);
+    for z in 0..=6u8 {
+        // The home tile of the members (all within one tile at z6) holds all three, with
+        // the collection's id and attributes; neighbours see at most the buffered line and
+        // polygon, never the point.
+        let (wx, wy) = lonlat_to_world(1.2, 1.2);
+        let shift = 32 - u32::from(z);
+        let home = TileCoord::new(z, (wx >> shift) as u32, (wy >> shift) as u32).unwrap();
+        for (c, layers) in tiles.iter().filter(|(c, _)| c.z == z) {
+            let mut kinds: Vec<&str> = layers[0]
+                .features
+                .iter()
+                .map(|f| {
+                    assert_eq!(f.id, Some(5), "{c}");
+                    assert_eq!(
+                        f.props,
+                        vec![("k".to_owned(), PropValue::String("v".into()))]
+                    );
+                    check_geom(*c, &f.geom, 80);
+                    match f.geom {
+                        TileGeom::Points(_) => "point",
+                        TileGeom::Lines(_) => "line",
+                        TileGeom::Polygons(_) => "polygon",
+                    }
+                })
+                .collect();
+            kinds.sort_unstable();
+            if *c == home {
+                assert_eq!(kinds, ["line", "point", "polygon"], "{c}");
+            } else {
+                assert!(!kinds.contains(&"point"), "{c}: {kinds:?}");
+            }
+        }
+        assert!(tiles.contains_key(&home), "z{z}: no home tile {home}");
+    }
+}
+
+#[test]
+fn points_on_tile_edges_appear_once_per_zoom() {
+    // Tile corners and edges at several zooms, the antimeridian and the Mercator limits.
+    let (_, lat_z2_edge) = etl_tiles::tile::world_to_lonlat(0, 1 << 30);
+    let pts = [
+        (0.0, 0.0),
+        (-90.0, 0.0),
+        (90.0, 0.0),
+        (0.0, lat_z2_edge),
+        (-45.0, -lat_z2_edge),
+        (-180.0, 0.0),
+        (180.0, 0.0),
+        (0.0, 85.051_128_78),
+        (0.0, -85.051_128_78),
+        (-180.0, -85.051_128_78),
+        (180.0, 85.051_128_78),
+    ];
+    let feats: Vec<Feat> = pts
+        .iter()
+        .enumerate()
+        .map(|(i, (x, y))| feat(0, Some(i as u64), point(*x, *y), json!({})))
+        .collect();
+    let o = TilerOptions {
+        drop_rate: 1.0,
+        ..opts(0, 12)
+    };
+    let (bytes, report) = build(o, &["edges"], &feats).unwrap();
+    assert_eq!(report.clamped, 0, "on the limits is not beyond them");
+    let tiles = tiles(&bytes);
+    let all: BTreeMap<u64, usize> = (0..pts.len() as u64).map(|i| (i, 1)).collect();
+    for z in 0..=12 {
+        assert_eq!(point_ids_at(&tiles, z), all, "z{z}");
+    }
+    for (c, layers) in &tiles {
+        for f in &layers[0].features {
+            // Points are never put in a neighbour's buffer.
+            check_geom(*c, &f.geom, 0);
+        }
+    }
+}

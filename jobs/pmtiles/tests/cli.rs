@@ -534,6 +534,43 @@ fn spread_input(dir: &Path) -> PathBuf {
         )
         .unwrap();
     }
+    // Detailed shapes, so that simplification has work at every zoom: wavy lines of 3000
+    // vertices and wobbly rings of 2000.
+    for k in 0..6u32 {
+        let y0 = 30.5 + f64::from(k) * 0.9;
+        let line: Vec<String> = (0..3000)
+            .map(|i| {
+                let i = f64::from(i);
+                format!("[{},{}]", -110.0 + i * 0.003, y0 + 0.2 * (i * 0.07).sin())
+            })
+            .collect();
+        let mut ring: Vec<String> = (0..2000)
+            .map(|t| {
+                let a = f64::from(t) * std::f64::consts::TAU / 2000.0;
+                let r = 1.0 + 0.1 * (f64::from(t) * 0.3).sin();
+                format!(
+                    "[{},{}]",
+                    -104.0 + 0.5 * r * a.cos(),
+                    y0 + 0.3 * r * a.sin()
+                )
+            })
+            .collect();
+        ring.push(ring[0].clone());
+        writeln!(
+            f,
+            r#"{{"type":"Feature","id":{},"properties":{{}},"geometry":{{"type":"LineString","coordinates":[{}]}}}}"#,
+            1000 + k,
+            line.join(",")
+        )
+        .unwrap();
+        writeln!(
+            f,
+            r#"{{"type":"Feature","id":{},"properties":{{}},"geometry":{{"type":"Polygon","coordinates":[[{}]]}}}}"#,
+            2000 + k,
+            ring.join(",")
+        )
+        .unwrap();
+    }
     p
 }
 
@@ -572,6 +609,21 @@ fn merge_of_zoom_range_parts_equals_one_run() {
             "{c}: merged tile differs from the single run's"
         );
     }
+    // The detailed shapes are there, simplified less at z6 than at z3.
+    let most_vertices = |z: u8| {
+        tiles(&merged)
+            .into_iter()
+            .filter(|(c, _)| c.z == z)
+            .flat_map(|(_, ls)| ls.into_iter().flat_map(|l| l.features))
+            .filter_map(|f| match f.geom {
+                TileGeom::Lines(ls) => ls.iter().map(Vec::len).max(),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let (at3, at6) = (most_vertices(3), most_vertices(6));
+    assert!(at6 >= 100 && at6 > at3, "z3: {at3} vertices, z6: {at6}");
     let meta = metadata(&merged);
     let vl = &meta["vector_layers"][0];
     assert_eq!(
@@ -651,4 +703,38 @@ fn output_permissions_follow_the_umask() {
     run(&["merge", s(&merged), s(&out)]).assert_code(0);
     let got = std::fs::metadata(&merged).unwrap().permissions().mode() & 0o777;
     assert_eq!(got, want, "merged archive mode {got:o}");
+}
+
+#[test]
+fn same_inputs_give_byte_identical_archives() {
+    // Several inputs read in parallel: the archive must not depend on their interleaving.
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    spread_input(&inputs);
+    for name in ["sites.geojson", "tracks.geojsonl", "observations.csv"] {
+        std::fs::copy(fixture(name), inputs.join(name)).unwrap();
+    }
+    let runs: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let out = dir.path().join(format!("run{i}.pmtiles"));
+            run(&["-o", s(&out), "-z9", "-n", "same", s(&inputs)]).assert_code(0);
+            std::fs::read(&out).unwrap()
+        })
+        .collect();
+    assert!(
+        runs[0] == runs[1] && runs[1] == runs[2],
+        "archives differ between runs"
+    );
+    // -l puts every input into one layer.
+    let out = dir.path().join("one.pmtiles");
+    run(&["-o", s(&out), "-z9", "-l", "all", s(&inputs)]).assert_code(0);
+    let m = metadata(&out);
+    let vl = m["vector_layers"].as_array().unwrap();
+    assert_eq!(vl.len(), 1);
+    assert_eq!(vl[0]["id"], "all");
+    for (c, ls) in tiles(&out) {
+        assert_eq!(ls.len(), 1, "{c}");
+        assert_eq!(ls[0].name, "all");
+    }
 }

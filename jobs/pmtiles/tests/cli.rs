@@ -738,3 +738,74 @@ fn same_inputs_give_byte_identical_archives() {
         assert_eq!(ls[0].name, "all");
     }
 }
+
+/// Polls `cond` every 20 ms for up to `limit`; panics with `what` if it never holds.
+fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_with_143_and_leaves_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // The input is a FIFO fed without end, so the run cannot finish before the signal: it is
+    // reading when SIGTERM comes, whatever the machine's speed.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("endless.geojsonl");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (fifo, written) = (fifo.clone(), written.clone());
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let mut w = std::io::BufWriter::with_capacity(4096, f);
+            for i in 0u64.. {
+                let line = format!(
+                    r#"{{"type":"Feature","id":{i},"properties":{{}},"geometry":{{"type":"Point","coordinates":[{},{}]}}}}"#,
+                    (i % 3000) as f64 * 0.01,
+                    (i / 3000 % 1000) as f64 * 0.01
+                );
+                // The job closing its end (it exited) ends the feed.
+                if writeln!(w, "{line}").is_err() {
+                    return;
+                }
+                written.store(i + 1, Ordering::Relaxed);
+            }
+        })
+    };
+    let outdir = dir.path().join("out");
+    std::fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("o.pmtiles");
+    let child = etl_pmtiles()
+        .args(["-o", s(&out), "-z5", s(&fifo)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Reading: features consumed well past the pipe's buffer, the archive's temp file made.
+    wait_for(
+        "the job to read features",
+        std::time::Duration::from_secs(60),
+        || written.load(Ordering::Relaxed) > 20_000 && !temp_files(&outdir).is_empty(),
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r = Run::from_output(child.wait_with_output().unwrap());
+    r.assert_code(143);
+    assert_eq!(r.summary["status"], "stopped");
+    assert!(!out.exists());
+    assert_eq!(temp_files(&outdir), Vec::<String>::new());
+    writer.join().unwrap();
+}

@@ -1151,3 +1151,39 @@ fn points_on_tile_edges_appear_once_per_zoom() {
         }
     }
 }
+
+#[test]
+fn holes_crossing_tile_edges_stay_holes_in_each_tile() {
+    // A square hole around (0, 0) where four z2 tiles meet, inside a bigger square; and a
+    // second polygon of the same multipolygon further east.
+    let outer = |d: f64| LineString::from(vec![(-d, -d), (d, -d), (d, d), (-d, d), (-d, -d)]);
+    let mp = Geometry::MultiPolygon(geo_types::MultiPolygon(vec![
+        Polygon::new(outer(20.0), vec![outer(5.0)]),
+        rect(30.0, -5.0, 40.0, 5.0),
+    ]));
+    let (bytes, _) = build(opts(2, 2), &["mp"], &[feat(0, Some(3), mp, json!({}))]).unwrap();
+    let tiles = tiles(&bytes);
+    let keys: BTreeSet<(u32, u32)> = tiles.keys().map(|c| (c.x, c.y)).collect();
+    assert_eq!(keys, BTreeSet::from([(1, 1), (2, 1), (1, 2), (2, 2)]));
+    for (c, layers) in &tiles {
+        let f = &layers[0].features[0];
+        check_geom(*c, &f.geom, 80);
+        let TileGeom::Polygons(ps) = &f.geom else {
+            panic!("{c}: {:?}", f.geom)
+        };
+        // Western tiles: the holed square's piece; eastern: that and the second square.
+        let want = if c.x == 2 { 2 } else { 1 };
+        assert_eq!(ps.len(), want, "{c}: polygons");
+        assert_eq!(ps[0].len(), 2, "{c}: the hole's quarter is a hole");
+        let hole = &ps[0][1];
+        // The hole's piece reaches the tile's inner corner plus the buffer on both sides.
+        let xs: BTreeSet<i32> = hole.iter().map(|p| p[0]).collect();
+        let ys: BTreeSet<i32> = hole.iter().map(|p| p[1]).collect();
+        let inner_x = if c.x == 1 { 4096 + 80 } else { -80 };
+        let inner_y = if c.y == 1 { 4096 + 80 } else { -80 };
+        assert!(
+            xs.contains(&inner_x) && ys.contains(&inner_y),
+            "{c}: {hole:?}"
+        );
+    }
+}

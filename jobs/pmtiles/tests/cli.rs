@@ -809,3 +809,41 @@ fn sigterm_stops_with_143_and_leaves_nothing() {
     assert_eq!(temp_files(&outdir), Vec::<String>::new());
     writer.join().unwrap();
 }
+
+#[test]
+fn feature_ids_are_kept_when_non_negative_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ids.geojsonl");
+    let ids = ["5", "-3", "\"abc\"", "2.5", "18446744073709551615", "0"];
+    let mut f = std::fs::File::create(&input).unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        writeln!(
+            f,
+            r#"{{"type":"Feature","id":{id},"properties":{{"n":{n}}},"geometry":{{"type":"Point","coordinates":[{n},{n}]}}}}"#
+        )
+        .unwrap();
+    }
+    drop(f);
+    let out = dir.path().join("ids.pmtiles");
+    run(&["-o", s(&out), "-z3", "-r1", s(&input)]).assert_code(0);
+    let mut got = BTreeMap::new();
+    for (_, ls) in tiles(&out).into_iter().filter(|(c, _)| c.z == 3) {
+        for f in ls.into_iter().flat_map(|l| l.features) {
+            let Some((_, PropValue::UInt(n))) = f.props.iter().find(|(k, _)| k == "n") else {
+                panic!("no n: {f:?}")
+            };
+            got.insert(*n, f.id);
+        }
+    }
+    let want: BTreeMap<u64, Option<u64>> = [
+        (0, Some(5)),
+        (1, None),
+        (2, None),
+        (3, None),
+        (4, Some(u64::MAX)),
+        (5, Some(0)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+}

@@ -1009,7 +1009,6 @@ fn cancel_stops_the_run() {
 }
 
 #[test]
-#[ignore = "bug: a single point (or features all on one meridian or parallel) gives header bounds with west == east (or south == north), which verify rejects (archive/verify.rs check_bounds: `w >= e`); the tiler's own archive fails its own verify"]
 fn single_point_archive_verifies() {
     for geom in [
         point(10.0, 20.0),

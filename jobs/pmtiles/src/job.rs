@@ -45,7 +45,17 @@ struct Plan {
     sql: Option<(String, String)>,
 }
 
-fn plan(config: PmtilesConfig) -> Result<Plan, JobError> {
+fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<Plan, JobError> {
+    // Array children share one config and each tiles its shard of the inputs: each must write
+    // its own part (`etl-pmtiles merge` joins them).
+    if let Some((index, _)) = batch.shard() {
+        if !config.output.contains("{shard}") {
+            return Err(JobError::usage(
+                "an output in an array job needs {shard} in its name, so each child writes its own part",
+            ));
+        }
+        config.output = config.output.replace("{shard}", &index.to_string());
+    }
     let max_zoom = match parse_max_zoom(config.maximum_zoom.as_deref())? {
         MaxZoom::Fixed(z) => Some(z),
         MaxZoom::Guess => None,
@@ -226,12 +236,25 @@ async fn expand(plan: &Plan, ctx: &JobContext) -> Result<Inputs, JobError> {
     })
 }
 
-/// tippecanoe keeps a feature id when it is a non-negative integer.
+/// tippecanoe keeps a feature id when it is a non-negative integer. A JSON integer beyond
+/// `i64` reaches us as its text; a string id (even a numeric one) is not kept, as in tippecanoe
+/// without `-pi`. (Such a text is told from a string by being an integer beyond `i64`.)
 fn feature_id(id: Option<&FeatureId>) -> Option<u64> {
     match id? {
         FeatureId::Int(i) => u64::try_from(*i).ok(),
-        FeatureId::Str(s) => s.trim().parse::<u64>().ok(),
+        FeatureId::Str(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|v| *v > i64::MAX as u64 && !s.starts_with('+')),
     }
+}
+
+/// SIGTERM: nothing was written, and a rerun starts over (no partial archive is kept).
+fn stopped() -> JobError {
+    JobError::new(
+        etl_core::ExitKind::Stopped,
+        "stopped by SIGTERM; no output was written and a rerun starts over",
+    )
 }
 
 fn tiler_err(e: TilerError) -> JobError {
@@ -239,7 +262,7 @@ fn tiler_err(e: TilerError) -> JobError {
     match e {
         TilerError::Options(_) => JobError::usage(msg),
         TilerError::NoFeatures | TilerError::Tile(_) => JobError::bad_input(msg),
-        TilerError::Cancelled => JobError::stopped(),
+        TilerError::Cancelled => stopped(),
         TilerError::Temp(_) | TilerError::Damaged(_) | TilerError::Archive(_) => {
             JobError::temporary(msg)
         }
@@ -259,7 +282,7 @@ impl Job for PmtilesJob {
     const ABOUT: &'static str = "Make a PMTiles archive of vector tiles from GeoJSON, CSV or a PostGIS query, with tippecanoe's flags";
 
     async fn dry_run(config: PmtilesConfig, ctx: JobContext) -> Result<Value, JobError> {
-        let plan = plan(config)?;
+        let plan = plan(config, &ctx.batch)?;
         let inputs = expand(&plan, &ctx).await?;
         let exists = output::exists(&ctx.store, &plan.output).await?;
         Ok(json!({
@@ -275,7 +298,7 @@ impl Job for PmtilesJob {
     }
 
     async fn run(config: PmtilesConfig, ctx: JobContext) -> Result<Outcome, JobError> {
-        let plan = plan(config)?;
+        let plan = plan(config, &ctx.batch)?;
         if !plan.config.force && output::exists(&ctx.store, &plan.output).await? {
             return Err(JobError::usage(format!(
                 "{}: already exists; use -f to overwrite",
@@ -403,10 +426,20 @@ fn tile_blocking(
 ) -> Result<(TileReport, ReadCounts), JobError> {
     let mut tiler = Tiler::new(opts, layers).map_err(tiler_err)?;
     let mut counts = ReadCounts::default();
-    while let Some(msg) = rx.blocking_recv() {
-        if shutdown.is_cancelled() {
-            return Err(JobError::stopped());
-        }
+    let handle = tokio::runtime::Handle::current();
+    loop {
+        // Wait for input or SIGTERM, whichever comes first: a stalled input (a locked table, a
+        // slow S3 read) must not keep the job from stopping.
+        let next = handle.block_on(async {
+            tokio::select! {
+                m = rx.recv() => Some(m),
+                _ = shutdown.cancelled() => None,
+            }
+        });
+        let Some(next) = next else {
+            return Err(stopped());
+        };
+        let Some(msg) = next else { break };
         let msg = msg?;
         Stats::add(&stats.read, msg.records.len() as u64);
         for rec in msg.records {

@@ -6,6 +6,7 @@
 //! uploaded through the store's atomic writer (multipart, aborted on failure).
 
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use etl_core::JobError;
@@ -43,6 +44,8 @@ pub fn temp_for(loc: &Location, tmp_dir: Option<&Path>) -> Result<NamedTempFile,
     tempfile::Builder::new()
         .prefix(".etl-pmtiles-")
         .suffix(".tmp")
+        // Temp files are 0600; a published archive is read by servers under other users.
+        .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(|e| {
             JobError::temporary(format!(

@@ -159,6 +159,7 @@ fn merge_cmd(out: &Path, parts: &[PathBuf], force: bool) -> ExitCode {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let tmp = match tempfile::Builder::new()
         .prefix(".etl-pmtiles-merge-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
     {
         Ok(t) => t,

@@ -619,7 +619,6 @@ fn sql_errors_are_classified() {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "bug: SIGTERM while the job waits for input is not acted on: jobs/pmtiles/src/job.rs tile_blocking checks `shutdown` only when a batch arrives (rx.blocking_recv()) and the --sql task / file readers do not watch it, so the run ends only when the runner's 20 s grace expires (\"did not stop within 20 s of SIGTERM\")"]
 fn sigterm_while_the_query_waits_stops_the_job() {
     let table = unique("pm_locked");
     let rt = rt();

@@ -68,7 +68,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// The lowest zoom at which a point feature is kept by drop-rate thinning.
 pub(crate) fn point_min_zoom(seq: u64, base_zoom: u8, rate: f64) -> u8 {
-    if !(rate > 1.0) {
+    if rate.is_nan() || rate <= 1.0 {
         return 0;
     }
     // u in (0, 1]; kept at base_zoom - k when u <= rate^-k.

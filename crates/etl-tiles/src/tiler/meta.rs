@@ -23,7 +23,17 @@ pub(crate) fn archive_meta(
     let (west, north) = world_to_lonlat(bounds[0], bounds[1]);
     let (east, south) = world_to_lonlat(bounds[2], bounds[3]);
     let round = |v: f64| (v * 1e7).round() / 1e7;
-    let b = [round(west), round(south), round(east), round(north)];
+    let mut b = [round(west), round(south), round(east), round(north)];
+    // A single point (or features on one meridian / parallel) has an empty box; readers and
+    // `verify` want west < east and south < north, so widen it by a hair (~1 cm).
+    if b[0] >= b[2] {
+        b[0] -= 1e-7;
+        b[2] += 1e-7;
+    }
+    if b[1] >= b[3] {
+        b[1] -= 1e-7;
+        b[3] += 1e-7;
+    }
     // The center zoom shows the whole extent in about one tile, within the archive's zooms.
     let span = (bounds[2] - bounds[0]).max(bounds[3] - bounds[1]).max(1) as f64;
     let fit = ((1u64 << 32) as f64 / span).log2().floor();

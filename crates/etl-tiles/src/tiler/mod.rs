@@ -215,7 +215,11 @@ impl Tiler {
                 opts.min_zoom
             )));
         }
-        if !(opts.simplification >= 0.0) || !opts.drop_rate.is_finite() || opts.drop_rate < 0.0 {
+        if opts.simplification.is_nan()
+            || opts.simplification < 0.0
+            || !opts.drop_rate.is_finite()
+            || opts.drop_rate < 0.0
+        {
             return Err(TilerError::Options(
                 "simplification and drop rate must be finite and not negative".into(),
             ));

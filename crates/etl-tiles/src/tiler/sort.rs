@@ -14,6 +14,9 @@ use std::path::PathBuf;
 
 use rayon::slice::ParallelSliceMut;
 
+/// (tile id, order, sequence).
+type SortKey = (u64, u64, u64);
+
 /// One fragment's place in the sort and in its arena.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FragIdx {
@@ -274,7 +277,7 @@ enum Source {
     },
     Runs {
         runs: Vec<RunReader>,
-        heap: BinaryHeap<Reverse<((u64, u64, u64), usize)>>,
+        heap: BinaryHeap<Reverse<(SortKey, usize)>>,
     },
 }
 
@@ -361,16 +364,17 @@ mod tests {
     #[test]
     fn memory_and_spilled_sorts_agree() {
         let mut mem = Sorter::new(usize::MAX, None);
-        fill(&mut mem, 5000);
+        fill(&mut mem, 20_000);
         assert_eq!(mem.runs(), 0);
         let a = collect(mem.finish(1000).unwrap());
+        // The budget has a 1 MiB floor; 80,000 fragments of 40 bytes spill several runs.
         let mut disk = Sorter::new(0, None);
-        fill(&mut disk, 5000);
-        assert!(disk.runs() >= 4);
+        fill(&mut disk, 20_000);
+        assert!(disk.runs() >= 2, "{} runs", disk.runs());
         let b = collect(disk.finish(1000).unwrap());
         assert_eq!(a, b);
         assert_eq!(a.len(), 97);
-        assert_eq!(a.iter().map(|t| t.1.len()).sum::<usize>(), 20_000);
+        assert_eq!(a.iter().map(|t| t.1.len()).sum::<usize>(), 80_000);
         // Within a tile: by order, then by sequence.
         for (_, frags) in &a {
             let seqs: Vec<u64> = frags

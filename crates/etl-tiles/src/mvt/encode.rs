@@ -1,6 +1,6 @@
 //! MVT 2.1 encoder: a hand-written protobuf writer for the `vector_tile.proto` schema.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::PropValue;
 use crate::geom::TileGeom;
@@ -55,31 +55,22 @@ fn command(id: u32, count: usize) -> u32 {
     id | ((count.min(MAX_COUNT) as u32) << 3)
 }
 
-/// A value compared by type and bits: 0.0 and -0.0 are different values, and NaN equals itself,
-/// which is what deduplicating an encoded table needs.
-#[derive(Debug, Hash, PartialEq, Eq)]
-enum ValueKey {
-    String(String),
-    Float(u32),
-    Double(u64),
-    Int(i64),
-    UInt(u64),
-    SInt(i64),
-    Bool(bool),
-}
+/// A non-string value compared by type and bits: 0.0 and -0.0 are different values, and NaN
+/// equals itself, which is what deduplicating an encoded table needs. Strings have their own
+/// map, looked up by `&str`, so a value already in the table costs no allocation.
+#[derive(Debug, Hash, PartialEq, Eq, Clone, Copy)]
+struct ScalarKey(u8, u64);
 
-impl From<&PropValue> for ValueKey {
-    fn from(v: &PropValue) -> Self {
-        match v {
-            PropValue::String(s) => ValueKey::String(s.clone()),
-            PropValue::Float(f) => ValueKey::Float(f.to_bits()),
-            PropValue::Double(f) => ValueKey::Double(f.to_bits()),
-            PropValue::Int(i) => ValueKey::Int(*i),
-            PropValue::UInt(u) => ValueKey::UInt(*u),
-            PropValue::SInt(i) => ValueKey::SInt(*i),
-            PropValue::Bool(b) => ValueKey::Bool(*b),
-        }
-    }
+fn scalar_key(v: &PropValue) -> Option<ScalarKey> {
+    Some(match v {
+        PropValue::String(_) => return None,
+        PropValue::Float(f) => ScalarKey(1, u64::from(f.to_bits())),
+        PropValue::Double(f) => ScalarKey(2, f.to_bits()),
+        PropValue::Int(i) => ScalarKey(3, *i as u64),
+        PropValue::UInt(u) => ScalarKey(4, *u),
+        PropValue::SInt(i) => ScalarKey(5, *i as u64),
+        PropValue::Bool(b) => ScalarKey(6, u64::from(*b)),
+    })
 }
 
 /// Accumulates one layer's features, with deduplicated key and value tables.
@@ -90,9 +81,10 @@ pub struct LayerBuilder {
     name: String,
     extent: u32,
     keys: Vec<String>,
-    key_index: HashMap<String, u32>,
+    key_index: FxHashMap<String, u32>,
     values: Vec<PropValue>,
-    value_index: HashMap<ValueKey, u32>,
+    string_index: FxHashMap<String, u32>,
+    scalar_index: FxHashMap<ScalarKey, u32>,
     features: Vec<u8>,
     feature_count: usize,
     geom_scratch: Vec<u32>,
@@ -107,9 +99,10 @@ impl LayerBuilder {
             name: name.into(),
             extent,
             keys: Vec::new(),
-            key_index: HashMap::new(),
+            key_index: FxHashMap::default(),
             values: Vec::new(),
-            value_index: HashMap::new(),
+            string_index: FxHashMap::default(),
+            scalar_index: FxHashMap::default(),
             features: Vec::new(),
             feature_count: 0,
             geom_scratch: Vec::new(),
@@ -167,13 +160,25 @@ impl LayerBuilder {
     }
 
     fn value(&mut self, v: &PropValue) -> Option<u32> {
-        let key = ValueKey::from(v);
-        if let Some(&i) = self.value_index.get(&key) {
+        let found = match (v, scalar_key(v)) {
+            (PropValue::String(s), _) => self.string_index.get(s.as_str()),
+            (_, Some(k)) => self.scalar_index.get(&k),
+            (_, None) => None,
+        };
+        if let Some(&i) = found {
             return Some(i);
         }
         let i = u32::try_from(self.values.len()).ok()?;
+        match (v, scalar_key(v)) {
+            (PropValue::String(s), _) => {
+                self.string_index.insert(s.clone(), i);
+            }
+            (_, Some(k)) => {
+                self.scalar_index.insert(k, i);
+            }
+            (_, None) => return None,
+        }
         self.values.push(v.clone());
-        self.value_index.insert(key, i);
         Some(i)
     }
 

@@ -73,10 +73,6 @@ impl FragBuf {
         });
     }
 
-    pub(crate) fn mem_bytes(&self) -> usize {
-        self.arena.capacity() + self.index.capacity() * std::mem::size_of::<FragIdx>()
-    }
-
     fn append(&mut self, other: FragBuf) {
         let base = self.arena.len();
         self.arena.extend_from_slice(&other.arena);
@@ -162,16 +158,25 @@ impl Sorter {
         self.runs.len()
     }
 
+    /// Adds a worker's fragments. The in-memory run is reserved once at the budget (70% payload,
+    /// 30% index) and spilled before an append would outgrow it: a doubling `Vec` would
+    /// otherwise hold twice the budget, and briefly three times while it reallocates.
     pub(crate) fn add(&mut self, b: FragBuf) -> io::Result<()> {
         self.fragments += b.index.len() as u64;
-        if self.buf.index.is_empty() {
-            self.buf = b;
-        } else {
-            self.buf.append(b);
-        }
-        if self.buf.mem_bytes() >= self.budget || self.buf.arena.len() >= ARENA_LIMIT {
+        let arena_cap = (self.budget / 10 * 7).min(ARENA_LIMIT);
+        let index_cap = self.budget / 10 * 3 / std::mem::size_of::<FragIdx>();
+        if !self.buf.index.is_empty()
+            && (self.buf.arena.len() + b.arena.len() > arena_cap
+                || self.buf.index.len() + b.index.len() > index_cap)
+        {
             self.spill()?;
         }
+        if self.buf.index.is_empty() && self.buf.arena.capacity() == 0 {
+            // Pages are only touched as they fill, so a large budget costs nothing up front.
+            self.buf.arena.reserve_exact(arena_cap.max(b.arena.len()));
+            self.buf.index.reserve_exact(index_cap.max(b.index.len()));
+        }
+        self.buf.append(b);
         Ok(())
     }
 

@@ -164,7 +164,7 @@ impl Sorter {
     pub(crate) fn add(&mut self, b: FragBuf) -> io::Result<()> {
         self.fragments += b.index.len() as u64;
         let arena_cap = (self.budget / 10 * 7).min(ARENA_LIMIT);
-        let index_cap = self.budget / 10 * 3 / std::mem::size_of::<FragIdx>();
+        let index_cap = (self.budget / 10 * 3).min(ARENA_LIMIT) / std::mem::size_of::<FragIdx>();
         if !self.buf.index.is_empty()
             && (self.buf.arena.len() + b.arena.len() > arena_cap
                 || self.buf.index.len() + b.index.len() > index_cap)
@@ -173,8 +173,16 @@ impl Sorter {
         }
         if self.buf.index.is_empty() && self.buf.arena.capacity() == 0 {
             // Pages are only touched as they fill, so a large budget costs nothing up front.
-            self.buf.arena.reserve_exact(arena_cap.max(b.arena.len()));
-            self.buf.index.reserve_exact(index_cap.max(b.index.len()));
+            // A budget the allocator refuses (`--memory` beyond the address space) is not
+            // fatal: the run then grows as needed and still spills at the budget.
+            let _ = self
+                .buf
+                .arena
+                .try_reserve_exact(arena_cap.max(b.arena.len()));
+            let _ = self
+                .buf
+                .index
+                .try_reserve_exact(index_cap.max(b.index.len()));
         }
         self.buf.append(b);
         Ok(())

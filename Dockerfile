@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# tak-etl job image: every job binary (etl-data, later etl-events, etl-pmtiles, ...) behind one
+# tak-etl job image: every job binary (etl-data, etl-pmtiles, later etl-events, ...) behind one
 # entrypoint, `etl JOB ARGS...`. Build with BuildKit (default in current Docker):
 #   docker build -t tak-etl .
 #   docker run --rm tak-etl data --input s3://bucket/key.geojson --output "$DATABASE_URL" --table t

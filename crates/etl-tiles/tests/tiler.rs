@@ -1186,3 +1186,50 @@ fn holes_crossing_tile_edges_stay_holes_in_each_tile() {
         );
     }
 }
+
+/// tippecanoe's "the discovered spacing applies to the entire zoom level": a tile that is under
+/// the limit on its own is still thinned to the spacing another tile of its zoom needed, so
+/// density does not jump at tile edges.
+#[test]
+fn drop_densest_spacing_applies_to_the_whole_zoom() {
+    // A: 3000 points with attributes over 2°×2° (one z3 tile, far over 4000 bytes).
+    // B: 300 bare points packed into 0.3°×0.3° in another z3 tile: denser, but small.
+    let a = crowd(3000);
+    let b: Vec<Feat> = random_points(300, 9, [100.0, 10.0, 100.3, 10.3])
+        .into_iter()
+        .enumerate()
+        .map(|(i, (x, y))| feat(0, Some(10_000 + i as u64), point(x, y), json!({})))
+        .collect();
+    let o = |limit: usize| TilerOptions {
+        max_tile_bytes: limit,
+        drop_densest: true,
+        drop_rate: 1.0,
+        ..opts(3, 3)
+    };
+    let count_b = |bytes: &[u8]| -> usize {
+        tiles(bytes)
+            .values()
+            .flat_map(|l| &l[0].features)
+            .filter(|f| f.id.is_some_and(|id| id >= 10_000))
+            .count()
+    };
+    // B alone fits the limit: nothing of it is dropped.
+    let (alone, report) = build(o(4000), &["p"], &b).unwrap();
+    assert_eq!(count_b(&alone), 300);
+    assert_eq!(
+        (report.dropped, report.zooms_respaced),
+        (0, 0),
+        "{report:?}"
+    );
+    // Together, A's spacing thins B too, and every tile is within the limit.
+    let both: Vec<Feat> = a.into_iter().chain(b).collect();
+    let (bytes, report) = build(o(4000), &["p"], &both).unwrap();
+    assert_eq!(report.zooms_respaced, 1, "{report:?}");
+    let kept_b = count_b(&bytes);
+    assert!(kept_b < 300, "B kept {kept_b} of 300");
+    assert!(kept_b > 0, "B's first feature always stays");
+    for (c, n) in tile_sizes(&bytes) {
+        assert!(n as usize <= 4000, "{c}: {n} bytes");
+    }
+    verify(Cursor::new(&bytes), bytes.len() as u64).unwrap();
+}

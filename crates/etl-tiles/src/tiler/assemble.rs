@@ -51,6 +51,16 @@ pub enum TileLimitError {
     Damaged(TileCoord),
 }
 
+/// Everything assembly needs besides the tiles.
+pub(crate) struct AssembleCtx<'a> {
+    pub layers: &'a [String],
+    pub keys: &'a [String],
+    pub extent: u32,
+    pub limits: &'a Limits,
+    /// Fragment bytes per batch of tiles assembled in parallel.
+    pub batch_bytes: usize,
+}
+
 /// One assembled tile.
 pub(crate) struct Assembled {
     pub tile: TileCoord,
@@ -61,6 +71,9 @@ pub(crate) struct Assembled {
     /// Features dropped / coalesced to meet the limits.
     pub dropped: usize,
     pub coalesced: usize,
+    /// The minimum spacing (spatial-key distance) the tile kept between features; 0 when
+    /// nothing had to go.
+    pub gap: u64,
 }
 
 struct Feat<'a> {
@@ -76,11 +89,10 @@ pub(crate) fn assemble(
     tile: TileCoord,
     batch: &TileBatch,
     frags: &[FragRef],
-    layer_names: &[String],
-    keys: &[String],
-    extent: u32,
-    limits: &Limits,
+    ctx: &AssembleCtx<'_>,
+    min_gap: u64,
 ) -> Result<Assembled, TileLimitError> {
+    let (layer_names, keys, extent, limits) = (ctx.layers, ctx.keys, ctx.extent, ctx.limits);
     let mut feats = Vec::with_capacity(frags.len());
     for f in frags {
         let fr = get_fragment(batch.payload(f)).map_err(|_| TileLimitError::Damaged(tile))?;
@@ -94,11 +106,21 @@ pub(crate) fn assemble(
     }
     let n = feats.len();
     let mut keep = vec![true; n];
-    let (mut bytes, mut layers) = encode(&feats, &keep, layer_names, keys, extent)
-        .map_err(|_| TileLimitError::Damaged(tile))?;
     let mut kept = n;
     let mut dropped = 0;
     let mut coalesced = 0;
+    let mut gap = 0;
+    // A spacing found by another tile of this zoom applies here too (tippecanoe's "the
+    // discovered spacing applies to the entire zoom level"): no density seams between tiles.
+    if min_gap > 0 {
+        let (d, c) = apply_gap(&mut feats, &mut keep, min_gap, limits.coalesce_densest);
+        dropped += d;
+        coalesced += c;
+        kept -= d + c;
+        gap = min_gap;
+    }
+    let (mut bytes, mut layers) = encode(&feats, &keep, layer_names, keys, extent)
+        .map_err(|_| TileLimitError::Damaged(tile))?;
     let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
     if over(bytes.len(), kept) {
         if !limits.drop_densest && !limits.coalesce_densest {
@@ -121,6 +143,7 @@ pub(crate) fn assemble(
                 * 0.9;
             let target = ((kept as f64) * frac).floor() as usize;
             let removed = thin(&mut feats, &mut keep, target, limits.coalesce_densest);
+            gap = gap.max(removed.2);
             if removed.0 + removed.1 == 0 || rounds > 64 {
                 return Err(TileLimitError::CannotReduce {
                     tile,
@@ -143,6 +166,7 @@ pub(crate) fn assemble(
         layers,
         dropped,
         coalesced,
+        gap,
     })
 }
 
@@ -154,7 +178,7 @@ fn thin(
     keep: &mut [bool],
     target: usize,
     coalesce: bool,
-) -> (usize, usize) {
+) -> (usize, usize, u64) {
     // Gaps of kept features to their predecessor within the layer; a layer's first feature
     // has an infinite gap and is never removed.
     let mut gaps: Vec<u64> = Vec::new();
@@ -173,7 +197,7 @@ fn thin(
     let kept = gaps.len();
     let excess = kept.saturating_sub(target.max(1));
     if excess == 0 {
-        return (0, 0);
+        return (0, 0, 0);
     }
     let mut sorted = gaps.clone();
     sorted.sort_unstable();
@@ -184,6 +208,19 @@ fn thin(
         .copied()
         .unwrap_or(u64::MAX)
         .max(sorted.get(excess - 1).map_or(0, |g| g.saturating_add(1)));
+    let (dropped, coalesced) = apply_gap(feats, keep, threshold, coalesce);
+    (dropped, coalesced, threshold)
+}
+
+/// Removes every kept feature closer than `threshold` (spatial-key distance) to the previous
+/// kept feature of its layer: dropped, or coalesced into that feature when `coalesce` and the
+/// geometry types match. Returns (dropped, coalesced).
+fn apply_gap(
+    feats: &mut [Feat<'_>],
+    keep: &mut [bool],
+    threshold: u64,
+    coalesce: bool,
+) -> (usize, usize) {
     let (mut dropped, mut coalesced) = (0, 0);
     let mut last_kept: Option<usize> = None;
     for i in 0..feats.len() {
@@ -276,10 +313,8 @@ pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
 /// Assembles every tile of a batch in parallel, keeping tile order.
 pub(crate) fn assemble_batch(
     batch: &TileBatch,
-    layer_names: &[String],
-    keys: &[String],
-    extent: u32,
-    limits: &Limits,
+    ctx: &AssembleCtx<'_>,
+    min_gap: u64,
 ) -> Vec<Result<Assembled, TileLimitError>> {
     use rayon::prelude::*;
     batch
@@ -288,7 +323,7 @@ pub(crate) fn assemble_batch(
         .map(|(id, r)| {
             let tile = crate::tile::tile_coord(*id).unwrap_or(TileCoord { z: 0, x: 0, y: 0 });
             let frags = batch.frags.get(r.clone()).unwrap_or(&[]);
-            assemble(tile, batch, frags, layer_names, keys, extent, limits)
+            assemble(tile, batch, frags, ctx, min_gap)
         })
         .collect()
 }

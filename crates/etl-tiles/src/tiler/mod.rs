@@ -20,6 +20,7 @@ mod codec;
 mod cut;
 mod meta;
 mod sort;
+mod zoom;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -34,7 +35,7 @@ pub use attrs::{AttrFilter, mvt_value};
 
 use crate::archive::{ArchiveError, ArchiveWriter};
 use crate::geom::project;
-use crate::tile::{MAX_LAT, TileCoord, tile_id};
+use crate::tile::{MAX_LAT, TileCoord};
 use crate::zoom_guess::ZoomGuesser;
 
 /// Tile extent (tippecanoe's default detail of 12 bits).
@@ -165,6 +166,8 @@ pub struct TileReport {
     pub dropped: u64,
     pub coalesced: u64,
     pub tiles_reduced: u64,
+    /// Zooms whose tiles all took the spacing one of them needed (drop/coalesce strategies).
+    pub zooms_respaced: u64,
     /// Tile fragments sorted, and bytes that went through spill files.
     pub fragments: u64,
     pub spilled_bytes: u64,
@@ -363,6 +366,7 @@ impl Tiler {
             },
             layer_zooms: vec![None; self.layers.len()],
             reduced_at: vec![0; usize::from(MAX_TILER_ZOOM) + 1],
+            zooms_respaced: 0,
         };
         let ctx = PassCtx {
             layers: &self.layers,
@@ -399,6 +403,7 @@ impl Tiler {
             ctx.pass(&mut stage, &params, &mut writer, &mut run)?;
         }
         run.report.max_zoom = max_zoom;
+        run.report.zooms_respaced = run.zooms_respaced;
         let meta = meta::archive_meta(
             &self.opts,
             &self.layers,
@@ -419,6 +424,8 @@ struct Run {
     layer_zooms: Vec<Option<(u8, u8)>>,
     /// Per zoom: tiles that had to drop or coalesce features.
     reduced_at: Vec<u64>,
+    /// Zooms assembled again with a zoom-wide spacing.
+    zooms_respaced: u64,
 }
 
 struct PassCtx<'a> {
@@ -493,20 +500,50 @@ impl PassCtx<'_> {
         run.report.spilled_bytes += runs_before;
         run.report.cut_time += started.elapsed();
         let started = std::time::Instant::now();
+        let ctx = assemble::AssembleCtx {
+            layers: self.layers,
+            keys: self.keys,
+            extent: EXTENT,
+            limits: self.limits,
+            batch_bytes: TILE_BATCH,
+        };
+        // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
+        // applies to the whole zoom; without one there is nothing to apply.
+        let mut stage = if self.limits.drop_densest || self.limits.coalesce_densest {
+            Some(zoom::ZoomStage::new(self.tmp_dir.as_deref())?)
+        } else {
+            None
+        };
         while let Some(batch) = stream.next_batch()? {
             if (self.cancel)() {
                 return Err(TilerError::Cancelled);
             }
-            let done =
-                assemble::assemble_batch(&batch, self.layers, self.keys, EXTENT, self.limits);
-            drop(batch);
-            for a in done {
+            let done = assemble::assemble_batch(&batch, &ctx, 0);
+            for (a, (_, range)) in done.into_iter().zip(&batch.tiles) {
                 let a = a?;
-                run.record(&a);
-                if let Some(data) = &a.data {
-                    writer.add_tile(tile_id(a.tile), data)?;
+                match &mut stage {
+                    Some(st) => st.push(
+                        &a,
+                        &batch,
+                        range.clone(),
+                        &mut zoom::Sink {
+                            ctx: &ctx,
+                            writer: &mut *writer,
+                            run: &mut *run,
+                            cancel: self.cancel,
+                        },
+                    )?,
+                    None => zoom::write_tile(&a, writer, run)?,
                 }
             }
+        }
+        if let Some(st) = &mut stage {
+            st.finish(&mut zoom::Sink {
+                ctx: &ctx,
+                writer: &mut *writer,
+                run: &mut *run,
+                cancel: self.cancel,
+            })?;
         }
         run.report.assemble_time += started.elapsed();
         Ok(())

@@ -107,7 +107,7 @@ pub(crate) struct TileBatch {
 }
 
 impl TileBatch {
-    fn push(&mut self, tile_id: u64, order: u64, payload: &[u8]) {
+    pub(crate) fn push(&mut self, tile_id: u64, order: u64, payload: &[u8]) {
         let off = self.arena.len();
         self.arena.extend_from_slice(payload);
         let i = self.frags.len();
@@ -126,7 +126,7 @@ impl TileBatch {
         self.arena.get(f.off..f.off + f.len).unwrap_or(&[])
     }
 
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.arena.len() + self.frags.len() * std::mem::size_of::<FragRef>()
     }
 }

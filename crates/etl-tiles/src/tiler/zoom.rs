@@ -1,0 +1,298 @@
+//! Zoom-wide dropping: with `--drop-densest-as-needed` / `--coalesce-densest-as-needed`, the
+//! spacing one over-limit tile needed applies to every tile of its zoom, as in tippecanoe, so
+//! neighbouring tiles show the same density (no seam where one tile was thinned and the next
+//! was not).
+//!
+//! Tiles come zoom by zoom in tile-id order. While a zoom streams past, each tile's fragments go
+//! to a replay file and its assembled bytes to a pending file, both unlinked temporaries. When
+//! the zoom ends: if no tile had to thin, the pending tiles are written as they are; otherwise
+//! every tile of the zoom is assembled again from the replay file with the largest spacing any
+//! of them needed, and those tiles are written. Memory stays one batch of tiles.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::assemble::{self, AssembleCtx, Assembled};
+use super::cut::{order_layer, order_spatial};
+use super::sort::TileBatch;
+use super::{Run, TilerError};
+use crate::archive::ArchiveWriter;
+use crate::tile::{tile_coord, tile_id};
+
+/// Where finished tiles go, and what the zoom stage needs to assemble them again.
+pub(crate) struct Sink<'a, W: Write + Seek> {
+    pub ctx: &'a AssembleCtx<'a>,
+    pub writer: &'a mut ArchiveWriter<W>,
+    pub run: &'a mut Run,
+    pub cancel: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// The current zoom's tiles, held back until the zoom's spacing is known.
+pub(crate) struct ZoomStage {
+    zoom: Option<u8>,
+    replay: BufWriter<File>,
+    pending: BufWriter<File>,
+    gap: u64,
+}
+
+fn temp(dir: Option<&Path>) -> io::Result<File> {
+    match dir {
+        Some(d) => tempfile::tempfile_in(d),
+        None => tempfile::tempfile(),
+    }
+}
+
+fn put_u32(w: &mut impl Write, v: u32) -> io::Result<()> {
+    w.write_all(&v.to_le_bytes())
+}
+
+fn put_u64(w: &mut impl Write, v: u64) -> io::Result<()> {
+    w.write_all(&v.to_le_bytes())
+}
+
+fn get_u32(r: &mut impl Read) -> io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn get_u64(r: &mut impl Read) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Reads a record's leading tile id, or `None` at a clean end of file.
+fn next_id(r: &mut impl Read) -> io::Result<Option<u64>> {
+    let mut b = [0u8; 8];
+    match r.read_exact(&mut b[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut b[1..])?;
+    Ok(Some(u64::from_le_bytes(b)))
+}
+
+fn len32(n: usize) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| io::Error::other("record over 4 GiB"))
+}
+
+impl ZoomStage {
+    pub(crate) fn new(tmp_dir: Option<&Path>) -> io::Result<Self> {
+        Ok(ZoomStage {
+            zoom: None,
+            replay: BufWriter::with_capacity(1 << 20, temp(tmp_dir)?),
+            pending: BufWriter::with_capacity(1 << 20, temp(tmp_dir)?),
+            gap: 0,
+        })
+    }
+
+    /// Takes one assembled tile (and its fragments from `batch`), finishing the previous zoom
+    /// first when this tile starts a new one.
+    pub(crate) fn push<W: Write + Seek>(
+        &mut self,
+        a: &Assembled,
+        batch: &TileBatch,
+        frags: std::ops::Range<usize>,
+        sink: &mut Sink<'_, W>,
+    ) -> Result<(), TilerError> {
+        if self.zoom != Some(a.tile.z) {
+            self.finish(sink)?;
+            self.zoom = Some(a.tile.z);
+        }
+        let id = tile_id(a.tile);
+        // Replay record: id, fragment count, then (order, length, payload) per fragment.
+        let fr = batch.frags.get(frags).unwrap_or(&[]);
+        put_u64(&mut self.replay, id)?;
+        put_u32(&mut self.replay, len32(fr.len())?)?;
+        for f in fr {
+            let p = batch.payload(f);
+            put_u64(&mut self.replay, f.order)?;
+            put_u32(&mut self.replay, len32(p.len())?)?;
+            self.replay.write_all(p)?;
+        }
+        // Pending record: id, dropped, coalesced, layers, data.
+        put_u64(&mut self.pending, id)?;
+        put_u32(&mut self.pending, len32(a.dropped)?)?;
+        put_u32(&mut self.pending, len32(a.coalesced)?)?;
+        put_u32(&mut self.pending, len32(a.layers.len())?)?;
+        for l in &a.layers {
+            put_u32(&mut self.pending, *l)?;
+        }
+        let data = a.data.as_deref().unwrap_or(&[]);
+        put_u32(&mut self.pending, len32(data.len())?)?;
+        self.pending.write_all(data)?;
+        self.gap = self.gap.max(a.gap);
+        Ok(())
+    }
+
+    /// Writes the held zoom: as assembled when no tile thinned, else assembled again with the
+    /// zoom's spacing.
+    pub(crate) fn finish<W: Write + Seek>(
+        &mut self,
+        sink: &mut Sink<'_, W>,
+    ) -> Result<(), TilerError> {
+        if self.zoom.is_none() {
+            return Ok(());
+        }
+        let respace = self.gap > 0;
+        if respace {
+            sink.run.zooms_respaced += 1;
+        }
+        // Walk the pending tiles (and, when respacing, their fragments in lockstep). A tile
+        // that needs nothing removed at the zoom's spacing keeps its bytes; the others are
+        // assembled again in parallel batches, and everything is written in tile order.
+        let mut pending = rewind(&mut self.pending)?;
+        let mut replay = if respace {
+            Some(rewind(&mut self.replay)?)
+        } else {
+            None
+        };
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut batch = TileBatch::default();
+        let mut held = 0usize;
+        let mut frags: Vec<(u64, Vec<u8>)> = Vec::new();
+        while let Some(a) = read_pending(&mut pending)? {
+            if let Some(r) = &mut replay {
+                let id = next_id(r)?.ok_or(TilerError::Damaged(tile_id(a.tile)))?;
+                let n = get_u32(r)?;
+                frags.clear();
+                for _ in 0..n {
+                    let order = get_u64(r)?;
+                    let len = get_u32(r)? as usize;
+                    let mut p = vec![0u8; len];
+                    r.read_exact(&mut p)?;
+                    frags.push((order, p));
+                }
+                if a.dropped + a.coalesced > 0 || too_close(&frags, self.gap) {
+                    for (order, p) in &frags {
+                        batch.push(id, *order, p);
+                    }
+                    slots.push(Slot::Again(batch.tiles.len() - 1));
+                } else {
+                    held += a.data.as_ref().map_or(0, Vec::len);
+                    slots.push(Slot::Ready(a));
+                }
+                if batch.bytes() + held >= sink.ctx.batch_bytes {
+                    if (sink.cancel)() {
+                        return Err(TilerError::Cancelled);
+                    }
+                    self.flush(&mut slots, &mut batch, sink)?;
+                    held = 0;
+                }
+            } else {
+                write_tile(&a, sink.writer, sink.run)?;
+            }
+        }
+        self.flush(&mut slots, &mut batch, sink)?;
+        // Start the next zoom with empty files (flushed first: bytes left in a buffer would
+        // land in the next zoom's file).
+        truncate(&mut self.replay)?;
+        truncate(&mut self.pending)?;
+        self.gap = 0;
+        self.zoom = None;
+        Ok(())
+    }
+
+    /// Assembles the batched tiles again with the zoom's spacing and writes every slot in order.
+    fn flush<W: Write + Seek>(
+        &self,
+        slots: &mut Vec<Slot>,
+        batch: &mut TileBatch,
+        sink: &mut Sink<'_, W>,
+    ) -> Result<(), TilerError> {
+        let mut done: Vec<Option<Result<Assembled, _>>> = if batch.tiles.is_empty() {
+            Vec::new()
+        } else {
+            assemble::assemble_batch(batch, sink.ctx, self.gap)
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
+        for slot in slots.drain(..) {
+            match slot {
+                Slot::Ready(a) => write_tile(&a, sink.writer, sink.run)?,
+                Slot::Again(i) => {
+                    let a = done
+                        .get_mut(i)
+                        .and_then(Option::take)
+                        .ok_or(TilerError::Damaged(0))??;
+                    write_tile(&a, sink.writer, sink.run)?;
+                }
+            }
+        }
+        *batch = TileBatch::default();
+        Ok(())
+    }
+}
+
+/// A tile of a respaced zoom: kept as assembled, or the index of its re-assembly in the batch.
+enum Slot {
+    Ready(Assembled),
+    Again(usize),
+}
+
+/// Whether any feature is closer than `gap` to its predecessor in the same layer (fragments
+/// are in sort order: layer, then spatial key).
+fn too_close(frags: &[(u64, Vec<u8>)], gap: u64) -> bool {
+    frags.windows(2).any(|w| {
+        order_layer(w[0].0) == order_layer(w[1].0)
+            && order_spatial(w[1].0).saturating_sub(order_spatial(w[0].0)) < gap
+    })
+}
+
+/// Reads one pending tile, `None` at the end.
+fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
+    let Some(id) = next_id(r)? else {
+        return Ok(None);
+    };
+    let tile = tile_coord(id).ok_or(TilerError::Damaged(id))?;
+    let dropped = get_u32(r)? as usize;
+    let coalesced = get_u32(r)? as usize;
+    let n = get_u32(r)?;
+    let mut layers = Vec::with_capacity(n.min(1 << 16) as usize);
+    for _ in 0..n {
+        layers.push(get_u32(r)?);
+    }
+    let len = get_u32(r)? as usize;
+    let mut data = vec![0u8; len];
+    r.read_exact(&mut data)?;
+    Ok(Some(Assembled {
+        tile,
+        data: (len > 0).then_some(data),
+        layers,
+        dropped,
+        coalesced,
+        gap: 0,
+    }))
+}
+
+fn truncate(w: &mut BufWriter<File>) -> io::Result<()> {
+    w.flush()?;
+    w.get_mut().set_len(0)?;
+    w.get_mut().seek(SeekFrom::Start(0))?;
+    Ok(())
+}
+
+/// Flushes `w` and returns a reader over what it wrote, from the start.
+fn rewind(w: &mut BufWriter<File>) -> io::Result<BufReader<File>> {
+    w.flush()?;
+    let mut f = w.get_ref().try_clone()?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(BufReader::with_capacity(1 << 20, f))
+}
+
+/// Records a finished tile and writes it when it has data.
+pub(crate) fn write_tile<W: Write + Seek>(
+    a: &Assembled,
+    writer: &mut ArchiveWriter<W>,
+    run: &mut Run,
+) -> Result<(), TilerError> {
+    run.record(a);
+    if let Some(data) = &a.data {
+        writer.add_tile(tile_id(a.tile), data)?;
+    }
+    Ok(())
+}

@@ -34,30 +34,8 @@ pub fn simplify(g: &TileGeom, tolerance: f64) -> Option<TileGeom> {
     let tol2 = tolerance * tolerance;
     match g {
         TileGeom::Points(p) => (!p.is_empty()).then(|| TileGeom::Points(p.clone())),
-        TileGeom::Lines(lines) => {
-            let out: Vec<Vec<[i32; 2]>> = lines
-                .iter()
-                .filter_map(|l| {
-                    let mut s = douglas_peucker(l, tol2);
-                    s.dedup();
-                    (s.len() >= 2).then_some(s)
-                })
-                .collect();
-            (!out.is_empty()).then_some(TileGeom::Lines(out))
-        }
-        TileGeom::Polygons(polys) => {
-            let out: Vec<Vec<Vec<[i32; 2]>>> = polys
-                .iter()
-                .filter_map(|poly| {
-                    let mut rings = poly.iter();
-                    let ext = simplify_ring(rings.next()?, tol2)?;
-                    let mut out = vec![ext];
-                    out.extend(rings.filter_map(|r| simplify_ring(r, tol2)));
-                    Some(out)
-                })
-                .collect();
-            (!out.is_empty()).then_some(TileGeom::Polygons(out))
-        }
+        TileGeom::Lines(lines) => simplify_lines(lines, tol2).map(TileGeom::Lines),
+        TileGeom::Polygons(polys) => simplify_polygons(polys, tol2).map(TileGeom::Polygons),
     }
 }
 
@@ -71,31 +49,44 @@ pub fn simplify_world(g: &WorldGeom, tolerance: f64) -> Option<WorldGeom> {
     let tol2 = tolerance * tolerance;
     match g {
         WorldGeom::Points(p) => (!p.is_empty()).then(|| WorldGeom::Points(p.clone())),
-        WorldGeom::Lines(lines) => {
-            let out: Vec<Vec<[i64; 2]>> = lines
-                .iter()
-                .filter_map(|l| {
-                    let mut s = douglas_peucker(l, tol2);
-                    s.dedup();
-                    (s.len() >= 2).then_some(s)
-                })
-                .collect();
-            (!out.is_empty()).then_some(WorldGeom::Lines(out))
-        }
-        WorldGeom::Polygons(polys) => {
-            let out: Vec<Vec<Vec<[i64; 2]>>> = polys
-                .iter()
-                .filter_map(|poly| {
-                    let mut rings = poly.iter();
-                    let ext = simplify_ring(rings.next()?, tol2)?;
-                    let mut out = vec![ext];
-                    out.extend(rings.filter_map(|r| simplify_ring(r, tol2)));
-                    Some(out)
-                })
-                .collect();
-            (!out.is_empty()).then_some(WorldGeom::Polygons(out))
-        }
+        WorldGeom::Lines(lines) => simplify_lines(lines, tol2).map(WorldGeom::Lines),
+        WorldGeom::Polygons(polys) => simplify_polygons(polys, tol2).map(WorldGeom::Polygons),
     }
+}
+
+/// Simplifies each line; lines left with < 2 distinct points go. `None` when none is left.
+fn simplify_lines<T>(lines: &[Vec<[T; 2]>], tol2: f64) -> Option<Vec<Vec<[T; 2]>>>
+where
+    [T; 2]: Vertex,
+{
+    let out: Vec<Vec<[T; 2]>> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut s = douglas_peucker(l, tol2);
+            s.dedup();
+            (s.len() >= 2).then_some(s)
+        })
+        .collect();
+    (!out.is_empty()).then_some(out)
+}
+
+/// Simplifies each polygon's rings; a polygon whose exterior goes is dropped with its holes.
+fn simplify_polygons<T>(polys: &[Vec<Vec<[T; 2]>>], tol2: f64) -> Option<Vec<Vec<Vec<[T; 2]>>>>
+where
+    T: Copy + PartialEq + Into<i64>,
+    [T; 2]: Vertex,
+{
+    let out: Vec<Vec<Vec<[T; 2]>>> = polys
+        .iter()
+        .filter_map(|poly| {
+            let mut rings = poly.iter();
+            let ext = simplify_ring(rings.next()?, tol2)?;
+            let mut out = vec![ext];
+            out.extend(rings.filter_map(|r| simplify_ring(r, tol2)));
+            Some(out)
+        })
+        .collect();
+    (!out.is_empty()).then_some(out)
 }
 
 fn simplify_ring<T>(ring: &[[T; 2]], tol2: f64) -> Option<Vec<[T; 2]>>

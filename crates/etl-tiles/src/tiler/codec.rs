@@ -202,6 +202,25 @@ pub(crate) enum GeomRef<'a> {
     Tile(&'a TileGeom),
 }
 
+fn put_lines<T: Copy + Into<i64>>(out: &mut Vec<u8>, ls: &[Vec<[T; 2]>], c: &mut [i64; 2]) {
+    out.push(KIND_LINES);
+    put_varint(out, ls.len() as u64);
+    for l in ls {
+        put_coords(out, l, c);
+    }
+}
+
+fn put_polygons<T: Copy + Into<i64>>(out: &mut Vec<u8>, ps: &[Vec<Vec<[T; 2]>>], c: &mut [i64; 2]) {
+    out.push(KIND_POLYGONS);
+    put_varint(out, ps.len() as u64);
+    for p in ps {
+        put_varint(out, p.len() as u64);
+        for ring in p {
+            put_coords(out, ring, c);
+        }
+    }
+}
+
 /// Appends a geometry (kind byte first).
 pub(crate) fn put_geom(out: &mut Vec<u8>, g: GeomRef<'_>) {
     let mut c = [0i64; 2];
@@ -214,40 +233,10 @@ pub(crate) fn put_geom(out: &mut Vec<u8>, g: GeomRef<'_>) {
             out.push(KIND_POINTS);
             put_coords(out, p, &mut c);
         }
-        GeomRef::World(WorldGeom::Lines(ls)) => {
-            out.push(KIND_LINES);
-            put_varint(out, ls.len() as u64);
-            for l in ls {
-                put_coords(out, l, &mut c);
-            }
-        }
-        GeomRef::Tile(TileGeom::Lines(ls)) => {
-            out.push(KIND_LINES);
-            put_varint(out, ls.len() as u64);
-            for l in ls {
-                put_coords(out, l, &mut c);
-            }
-        }
-        GeomRef::World(WorldGeom::Polygons(ps)) => {
-            out.push(KIND_POLYGONS);
-            put_varint(out, ps.len() as u64);
-            for p in ps {
-                put_varint(out, p.len() as u64);
-                for ring in p {
-                    put_coords(out, ring, &mut c);
-                }
-            }
-        }
-        GeomRef::Tile(TileGeom::Polygons(ps)) => {
-            out.push(KIND_POLYGONS);
-            put_varint(out, ps.len() as u64);
-            for p in ps {
-                put_varint(out, p.len() as u64);
-                for ring in p {
-                    put_coords(out, ring, &mut c);
-                }
-            }
-        }
+        GeomRef::World(WorldGeom::Lines(ls)) => put_lines(out, ls, &mut c),
+        GeomRef::Tile(TileGeom::Lines(ls)) => put_lines(out, ls, &mut c),
+        GeomRef::World(WorldGeom::Polygons(ps)) => put_polygons(out, ps, &mut c),
+        GeomRef::Tile(TileGeom::Polygons(ps)) => put_polygons(out, ps, &mut c),
     }
 }
 
@@ -259,17 +248,24 @@ fn same(v: i64) -> i64 {
     v
 }
 
-pub(crate) fn get_world_geom(r: &mut Reader<'_>) -> Result<WorldGeom, Truncated> {
+/// A decoded geometry before it is wrapped in its coordinate type's enum.
+enum Parts<T> {
+    Points(Vec<[T; 2]>),
+    Lines(Vec<Vec<[T; 2]>>),
+    Polygons(Vec<Vec<Vec<[T; 2]>>>),
+}
+
+fn get_parts<T>(r: &mut Reader<'_>, conv: fn(i64) -> T) -> Result<Parts<T>, Truncated> {
     let mut c = [0i64; 2];
     Ok(match r.u8()? {
-        KIND_POINTS => WorldGeom::Points(get_coords(r, &mut c, same)?),
+        KIND_POINTS => Parts::Points(get_coords(r, &mut c, conv)?),
         KIND_LINES => {
             let n = r.len()?;
             let mut ls = Vec::with_capacity(n);
             for _ in 0..n {
-                ls.push(get_coords(r, &mut c, same)?);
+                ls.push(get_coords(r, &mut c, conv)?);
             }
-            WorldGeom::Lines(ls)
+            Parts::Lines(ls)
         }
         KIND_POLYGONS => {
             let n = r.len()?;
@@ -278,42 +274,29 @@ pub(crate) fn get_world_geom(r: &mut Reader<'_>) -> Result<WorldGeom, Truncated>
                 let nr = r.len()?;
                 let mut rings = Vec::with_capacity(nr);
                 for _ in 0..nr {
-                    rings.push(get_coords(r, &mut c, same)?);
+                    rings.push(get_coords(r, &mut c, conv)?);
                 }
                 ps.push(rings);
             }
-            WorldGeom::Polygons(ps)
+            Parts::Polygons(ps)
         }
         _ => return Err(Truncated),
     })
 }
 
+pub(crate) fn get_world_geom(r: &mut Reader<'_>) -> Result<WorldGeom, Truncated> {
+    Ok(match get_parts(r, same)? {
+        Parts::Points(p) => WorldGeom::Points(p),
+        Parts::Lines(l) => WorldGeom::Lines(l),
+        Parts::Polygons(p) => WorldGeom::Polygons(p),
+    })
+}
+
 pub(crate) fn get_tile_geom(r: &mut Reader<'_>) -> Result<TileGeom, Truncated> {
-    let mut c = [0i64; 2];
-    Ok(match r.u8()? {
-        KIND_POINTS => TileGeom::Points(get_coords(r, &mut c, to_i32)?),
-        KIND_LINES => {
-            let n = r.len()?;
-            let mut ls = Vec::with_capacity(n);
-            for _ in 0..n {
-                ls.push(get_coords(r, &mut c, to_i32)?);
-            }
-            TileGeom::Lines(ls)
-        }
-        KIND_POLYGONS => {
-            let n = r.len()?;
-            let mut ps = Vec::with_capacity(n);
-            for _ in 0..n {
-                let nr = r.len()?;
-                let mut rings = Vec::with_capacity(nr);
-                for _ in 0..nr {
-                    rings.push(get_coords(r, &mut c, to_i32)?);
-                }
-                ps.push(rings);
-            }
-            TileGeom::Polygons(ps)
-        }
-        _ => return Err(Truncated),
+    Ok(match get_parts(r, to_i32)? {
+        Parts::Points(p) => TileGeom::Points(p),
+        Parts::Lines(l) => TileGeom::Lines(l),
+        Parts::Polygons(p) => TileGeom::Polygons(p),
     })
 }
 

@@ -91,8 +91,8 @@ fn first_point(g: &WorldGeom) -> [i64; 2] {
     .unwrap_or([0, 0])
 }
 
-fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
-    let mut b = [i64::MAX, i64::MAX, i64::MIN, i64::MIN];
+/// Grows `b` (`[min_x, min_y, max_x, max_y]`) to cover `g`.
+pub(crate) fn extend_bounds(b: &mut [i64; 4], g: &WorldGeom) {
     let mut add = |p: &[i64; 2]| {
         b[0] = b[0].min(p[0]);
         b[1] = b[1].min(p[1]);
@@ -104,6 +104,11 @@ fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
         WorldGeom::Lines(ls) => ls.iter().flatten().for_each(&mut add),
         WorldGeom::Polygons(ps) => ps.iter().flatten().flatten().for_each(&mut add),
     }
+}
+
+fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
+    let mut b = [i64::MAX, i64::MAX, i64::MIN, i64::MIN];
+    extend_bounds(&mut b, g);
     (b[0] <= b[2]).then_some(b)
 }
 

@@ -310,7 +310,7 @@ impl Tiler {
             &self.props,
             &w,
         );
-        extend_bounds(&mut self.bounds, &w);
+        cut::extend_bounds(&mut self.bounds, &w);
         self.guesser.add(&w);
         if self.buf.len() >= 1 << 16 {
             self.stage.write_all(&self.buf)?;
@@ -588,21 +588,6 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-fn extend_bounds(b: &mut [i64; 4], g: &crate::geom::WorldGeom) {
-    use crate::geom::WorldGeom;
-    let mut add = |p: &[i64; 2]| {
-        b[0] = b[0].min(p[0]);
-        b[1] = b[1].min(p[1]);
-        b[2] = b[2].max(p[0]);
-        b[3] = b[3].max(p[1]);
-    };
-    match g {
-        WorldGeom::Points(ps) => ps.iter().for_each(&mut add),
-        WorldGeom::Lines(ls) => ls.iter().flatten().for_each(&mut add),
-        WorldGeom::Polygons(ps) => ps.iter().flatten().flatten().for_each(&mut add),
-    }
 }
 
 /// True when a finite coordinate lies outside Web Mercator's range (and will be clamped).

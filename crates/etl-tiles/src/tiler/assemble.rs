@@ -64,8 +64,10 @@ pub(crate) struct AssembleCtx<'a> {
 /// One assembled tile.
 pub(crate) struct Assembled {
     pub tile: TileCoord,
-    /// Gzipped MVT; `None` when no feature survived (nothing to store).
+    /// The MVT; `None` when no feature survived (nothing to store).
     pub data: Option<Vec<u8>>,
+    /// Whether `data` is gzipped already (else it is raw and within the limits).
+    pub gz: bool,
     /// Layers present (indices into the layer names).
     pub layers: Vec<u32>,
     /// Features dropped / coalesced to meet the limits.
@@ -91,6 +93,7 @@ pub(crate) fn assemble(
     frags: &[FragRef],
     ctx: &AssembleCtx<'_>,
     min_gap: u64,
+    defer_gzip: bool,
 ) -> Result<Assembled, TileLimitError> {
     let (layer_names, keys, extent, limits) = (ctx.layers, ctx.keys, ctx.extent, ctx.limits);
     let mut feats = Vec::with_capacity(frags.len());
@@ -119,8 +122,26 @@ pub(crate) fn assemble(
         kept -= d + c;
         gap = min_gap;
     }
-    let (mut bytes, mut layers) = encode(&feats, &keep, layer_names, keys, extent)
+    let (raw, mut layers) = encode(&feats, &keep, layer_names, keys, extent)
         .map_err(|_| TileLimitError::Damaged(tile))?;
+    // A raw tile that fits with room for gzip's framing fits compressed too: when the caller
+    // may still drop this result (a zoom held for respacing), the gzip is left for later.
+    if defer_gzip
+        && kept <= limits.max_features
+        && raw.len() + raw.len() / 1000 + 64 <= limits.max_bytes
+    {
+        return Ok(Assembled {
+            tile,
+            data: (kept > 0 && !layers.is_empty()).then_some(raw),
+            gz: false,
+            layers,
+            dropped,
+            coalesced,
+            gap,
+        });
+    }
+    let mut bytes = gzip(&raw);
+    drop(raw);
     let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
     if over(bytes.len(), kept) {
         if !limits.drop_densest && !limits.coalesce_densest {
@@ -156,13 +177,16 @@ pub(crate) fn assemble(
             dropped += removed.0;
             coalesced += removed.1;
             kept -= removed.0 + removed.1;
-            (bytes, layers) = encode(&feats, &keep, layer_names, keys, extent)
+            let (raw, l) = encode(&feats, &keep, layer_names, keys, extent)
                 .map_err(|_| TileLimitError::Damaged(tile))?;
+            bytes = gzip(&raw);
+            layers = l;
         }
     }
     Ok(Assembled {
         tile,
         data: (kept > 0 && !layers.is_empty()).then_some(bytes),
+        gz: true,
         layers,
         dropped,
         coalesced,
@@ -264,7 +288,7 @@ fn merge_into(feats: &mut [Feat<'_>], into: usize, from: usize) -> bool {
     true
 }
 
-/// Encodes the kept features and gzips the tile. Returns the bytes and the layers present.
+/// Encodes the kept features. Returns the raw MVT bytes and the layers present.
 fn encode(
     feats: &[Feat<'_>],
     keep: &[bool],
@@ -295,7 +319,7 @@ fn encode(
     let layers: Vec<u32> = builders.iter().map(|(l, _)| *l).collect();
     let built: Vec<LayerBuilder> = builders.into_iter().map(|(_, b)| b).collect();
     let raw = encode_tile(&built);
-    Ok((gzip(&raw), layers))
+    Ok((raw, layers))
 }
 
 /// Gzip at zlib's default level, as tippecanoe writes tiles (zlib-rs backend: a fresh encoder
@@ -315,6 +339,7 @@ pub(crate) fn assemble_batch(
     batch: &TileBatch,
     ctx: &AssembleCtx<'_>,
     min_gap: u64,
+    defer_gzip: bool,
 ) -> Vec<Result<Assembled, TileLimitError>> {
     use rayon::prelude::*;
     batch
@@ -323,9 +348,22 @@ pub(crate) fn assemble_batch(
         .map(|(id, r)| {
             let tile = crate::tile::tile_coord(*id).unwrap_or(TileCoord { z: 0, x: 0, y: 0 });
             let frags = batch.frags.get(r.clone()).unwrap_or(&[]);
-            assemble(tile, batch, frags, ctx, min_gap)
+            assemble(tile, batch, frags, ctx, min_gap, defer_gzip)
         })
         .collect()
+}
+
+/// Gzips, in parallel, the tiles whose data was left raw.
+pub(crate) fn gzip_deferred<'a>(
+    tiles: impl rayon::iter::IntoParallelIterator<Item = &'a mut Assembled>,
+) {
+    use rayon::prelude::*;
+    tiles.into_par_iter().for_each(|a| {
+        if !a.gz {
+            a.data = a.data.as_deref().map(gzip);
+            a.gz = true;
+        }
+    });
 }
 
 #[cfg(test)]

@@ -440,7 +440,7 @@ struct PassCtx<'a> {
 /// Staged bytes read per chunk; each chunk is cut in parallel.
 const STAGE_CHUNK: usize = 1 << 20;
 /// Fragment bytes per batch of tiles assembled in parallel.
-const TILE_BATCH: usize = 16 << 20;
+const TILE_BATCH: usize = 8 << 20;
 
 impl PassCtx<'_> {
     /// Cuts every staged feature for the zooms of `p`, sorts, assembles and writes the tiles.
@@ -518,7 +518,7 @@ impl PassCtx<'_> {
             if (self.cancel)() {
                 return Err(TilerError::Cancelled);
             }
-            let done = assemble::assemble_batch(&batch, &ctx, 0);
+            let done = assemble::assemble_batch(&batch, &ctx, 0, stage.is_some());
             for (a, (_, range)) in done.into_iter().zip(&batch.tiles) {
                 let a = a?;
                 match &mut stage {

@@ -122,6 +122,7 @@ impl ZoomStage {
             put_u32(&mut self.pending, *l)?;
         }
         let data = a.data.as_deref().unwrap_or(&[]);
+        self.pending.write_all(&[u8::from(a.gz)])?;
         put_u32(&mut self.pending, len32(data.len())?)?;
         self.pending.write_all(data)?;
         self.gap = self.gap.max(a.gap);
@@ -183,7 +184,12 @@ impl ZoomStage {
                     held = 0;
                 }
             } else {
-                write_tile(&a, sink.writer, sink.run)?;
+                held += a.data.as_ref().map_or(0, Vec::len);
+                slots.push(Slot::Ready(a));
+                if held >= sink.ctx.batch_bytes {
+                    self.flush(&mut slots, &mut batch, sink)?;
+                    held = 0;
+                }
             }
         }
         self.flush(&mut slots, &mut batch, sink)?;
@@ -206,11 +212,20 @@ impl ZoomStage {
         let mut done: Vec<Option<Result<Assembled, _>>> = if batch.tiles.is_empty() {
             Vec::new()
         } else {
-            assemble::assemble_batch(batch, sink.ctx, self.gap)
+            assemble::assemble_batch(batch, sink.ctx, self.gap, false)
                 .into_iter()
                 .map(Some)
                 .collect()
         };
+        assemble::gzip_deferred(
+            slots
+                .iter_mut()
+                .filter_map(|s| match s {
+                    Slot::Ready(a) => Some(a),
+                    Slot::Again(_) => None,
+                })
+                .collect::<Vec<_>>(),
+        );
         for slot in slots.drain(..) {
             match slot {
                 Slot::Ready(a) => write_tile(&a, sink.writer, sink.run)?,
@@ -256,12 +271,15 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
     for _ in 0..n {
         layers.push(get_u32(r)?);
     }
+    let mut gz = [0u8; 1];
+    r.read_exact(&mut gz)?;
     let len = get_u32(r)? as usize;
     let mut data = vec![0u8; len];
     r.read_exact(&mut data)?;
     Ok(Some(Assembled {
         tile,
         data: (len > 0).then_some(data),
+        gz: gz[0] != 0,
         layers,
         dropped,
         coalesced,
@@ -291,8 +309,11 @@ pub(crate) fn write_tile<W: Write + Seek>(
     run: &mut Run,
 ) -> Result<(), TilerError> {
     run.record(a);
-    if let Some(data) = &a.data {
-        writer.add_tile(tile_id(a.tile), data)?;
+    match (&a.data, a.gz) {
+        (Some(data), true) => writer.add_tile(tile_id(a.tile), data)?,
+        // Deferred tiles are gzipped in parallel before they get here; this is the safety net.
+        (Some(data), false) => writer.add_tile(tile_id(a.tile), &assemble::gzip(data))?,
+        (None, _) => {}
     }
     Ok(())
 }

@@ -1,4 +1,8 @@
-//! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...` (local files).
+//! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...`. Every FILE, PART and OUT
+//! may be a local path or an `s3://` URL (S3 settings from the environment, as for the jobs:
+//! `AWS_ENDPOINT_URL[_S3]`, `ETL_S3_ENDPOINT`, `ETL_SSE_KMS_KEY_ID`, the AWS credential chain).
+//! S3 inputs are downloaded to temporary files first (archives are read with seeks); an S3
+//! output is built locally and uploaded whole.
 //!
 //! Exit codes: 0 success; 65 the archive is invalid (verify: the first problem, in one line;
 //! merge: a part is invalid or the parts overlap); 66 a file does not exist; 64 bad usage;
@@ -10,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use etl_core::store::{Location, S3Config, Store, StoreError};
 use etl_tiles::archive::{Archive, MergeError, merge, summarize, verify};
+use tempfile::NamedTempFile;
 
 #[derive(Parser)]
 #[command(name = "etl-pmtiles", about = "PMTiles archive tools")]
@@ -23,14 +29,14 @@ struct Cli {
 enum Cmd {
     /// Check header, directories, offsets and lengths, clustered order, zooms, bounds and
     /// vector_layers; exit 0 when valid, 65 with the first problem.
-    Verify { file: PathBuf },
+    Verify { file: String },
     /// Print header and metadata as JSON, with tiles per zoom and the largest tile.
-    Show { file: PathBuf },
+    Show { file: String },
     /// Merge disjoint archives (e.g. the shards of a sharded run) into one clustered archive.
     Merge {
-        out: PathBuf,
+        out: String,
         #[arg(required = true)]
-        parts: Vec<PathBuf>,
+        parts: Vec<String>,
         /// Overwrite an existing OUT.
         #[arg(short = 'f', long)]
         force: bool,
@@ -41,24 +47,132 @@ const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 const EX_IOERR: u8 = 74;
 const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_TEMPFAIL: u8 = 75;
+
+/// S3 settings from the environment, as the runner reads them for the jobs.
+fn s3_config() -> S3Config {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    S3Config {
+        endpoint: env("ETL_S3_ENDPOINT")
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL")),
+        region: None,
+        force_path_style: env("ETL_S3_PATH_STYLE").is_some_and(|v| v == "true" || v == "1"),
+        sse_kms_key_id: env("ETL_SSE_KMS_KEY_ID"),
+        part_size: 0,
+    }
+}
+
+/// Maps a store error to an exit code: missing → 66, bad URL → 64, unreachable → 69, else 75.
+fn store_fail(what: &str, e: &StoreError) -> ExitCode {
+    let code = match e {
+        StoreError::NotFound(_) => EX_NOINPUT,
+        StoreError::InvalidUrl(_) | StoreError::Config(_) => EX_USAGE,
+        StoreError::S3 { status: None, .. } => EX_UNAVAILABLE,
+        StoreError::S3 {
+            status: Some(404), ..
+        } => EX_NOINPUT,
+        _ => EX_TEMPFAIL,
+    };
+    fail(code, format!("{what}: {e}"))
+}
+
+/// S3 access for the tools: a runtime and a store, made on first use.
+struct Remote {
+    rt: Option<(tokio::runtime::Runtime, Store)>,
+}
+
+impl Remote {
+    fn get(&mut self) -> Result<&(tokio::runtime::Runtime, Store), ExitCode> {
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| fail(EX_TEMPFAIL, format!("cannot start the runtime: {e}")))?;
+            self.rt = Some((rt, Store::new(s3_config())));
+        }
+        self.rt
+            .as_ref()
+            .ok_or_else(|| fail(EX_TEMPFAIL, "no runtime"))
+    }
+
+    /// A local path for `arg`: the file itself, or a downloaded copy of an `s3://` object.
+    fn local(&mut self, arg: &str) -> Result<(PathBuf, Option<NamedTempFile>), ExitCode> {
+        if !arg.starts_with("s3://") {
+            return Ok((PathBuf::from(arg), None));
+        }
+        let loc = Location::parse(arg).map_err(|e| store_fail(arg, &e))?;
+        let (rt, store) = self.get()?;
+        let tmp =
+            NamedTempFile::new().map_err(|e| fail(EX_IOERR, format!("temporary file: {e}")))?;
+        let file = tmp
+            .reopen()
+            .map_err(|e| fail(EX_IOERR, format!("temporary file: {e}")))?;
+        rt.block_on(async {
+            let meta = store.head(&loc).await.map_err(|e| store_fail(arg, &e))?;
+            let mut reader = store.reader(&meta).await.map_err(|e| store_fail(arg, &e))?;
+            let mut out = tokio::fs::File::from_std(file);
+            tokio::io::copy(&mut reader, &mut out)
+                .await
+                .map_err(|e| fail(EX_TEMPFAIL, format!("{arg}: download: {e}")))?;
+            Ok::<(), ExitCode>(())
+        })?;
+        Ok((tmp.path().to_path_buf(), Some(tmp)))
+    }
+
+    /// Uploads the finished local archive `file` to `out`.
+    fn upload(&mut self, file: &NamedTempFile, out: &str) -> Result<(), ExitCode> {
+        let loc = Location::parse(out).map_err(|e| store_fail(out, &e))?;
+        let (rt, store) = self.get()?;
+        let mut writer = rt
+            .block_on(store.writer(&loc))
+            .map_err(|e| store_fail(out, &e))?;
+        let mut f = file
+            .reopen()
+            .map_err(|e| fail(EX_IOERR, format!("temporary file: {e}")))?;
+        // The writer drives its own uploads on the runtime; dropping it unfinished aborts.
+        let _guard = rt.enter();
+        std::io::copy(&mut f, &mut writer)
+            .map_err(|e| fail(EX_TEMPFAIL, format!("{out}: upload: {e}")))?;
+        writer.commit().map_err(|e| store_fail(out, &e))?;
+        Ok(())
+    }
+
+    /// Whether `out` exists (an S3 object or a local path).
+    fn exists(&mut self, out: &str) -> Result<bool, ExitCode> {
+        if !out.starts_with("s3://") {
+            return Ok(Path::new(out).exists());
+        }
+        let loc = Location::parse(out).map_err(|e| store_fail(out, &e))?;
+        let (rt, store) = self.get()?;
+        match rt.block_on(store.head(&loc)) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(store_fail(out, &e)),
+        }
+    }
+}
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("etl-pmtiles: {msg}");
     ExitCode::from(code)
 }
 
-fn open(path: &Path) -> Result<(BufReader<File>, u64), ExitCode> {
+/// Opens a local archive; `name` is what the user gave (a path or the S3 URL it came from).
+fn open(path: &Path, name: &str) -> Result<(BufReader<File>, u64), ExitCode> {
     let f = File::open(path).map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
             EX_NOINPUT
         } else {
             EX_IOERR
         };
-        fail(code, format!("{}: {e}", path.display()))
+        fail(code, format!("{name}: {e}"))
     })?;
     let len = f
         .metadata()
-        .map_err(|e| fail(EX_IOERR, format!("{}: {e}", path.display())))?
+        .map_err(|e| fail(EX_IOERR, format!("{name}: {e}")))?
         .len();
     Ok((BufReader::with_capacity(1 << 16, f), len))
 }
@@ -76,139 +190,127 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    match cli.cmd {
-        Cmd::Verify { file } => {
-            let (r, len) = match open(&file) {
-                Ok(x) => x,
-                Err(c) => return c,
+    let mut remote = Remote { rt: None };
+    let result = match cli.cmd {
+        Cmd::Verify { file } => verify_cmd(&mut remote, &file),
+        Cmd::Show { file } => show_cmd(&mut remote, &file),
+        Cmd::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+fn verify_cmd(remote: &mut Remote, arg: &str) -> Result<ExitCode, ExitCode> {
+    let (path, _tmp) = remote.local(arg)?;
+    let (r, len) = open(&path, arg)?;
+    match verify(r, len) {
+        Ok(rep) => {
+            let zooms = match (
+                rep.tiles_per_zoom.keys().next(),
+                rep.tiles_per_zoom.keys().last(),
+            ) {
+                (Some(a), Some(b)) => format!("z{a}-z{b}"),
+                _ => "no tiles".into(),
             };
-            match verify(r, len) {
-                Ok(rep) => {
-                    let zooms = match (
-                        rep.tiles_per_zoom.keys().next(),
-                        rep.tiles_per_zoom.keys().last(),
-                    ) {
-                        (Some(a), Some(b)) => format!("z{a}-z{b}"),
-                        _ => "no tiles".into(),
-                    };
-                    let _ = writeln!(
-                        std::io::stdout(),
-                        "{}: valid: {} tiles ({} entries, {} distinct), {zooms}, {} bytes",
-                        file.display(),
-                        rep.addressed_tiles,
-                        rep.tile_entries,
-                        rep.unique_tiles,
-                        rep.total_size
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(EX_DATAERR, format!("{}: {e}", file.display())),
-            }
+            let _ = writeln!(
+                std::io::stdout(),
+                "{arg}: valid: {} tiles ({} entries, {} distinct), {zooms}, {} bytes",
+                rep.addressed_tiles,
+                rep.tile_entries,
+                rep.unique_tiles,
+                rep.total_size
+            );
+            Ok(ExitCode::SUCCESS)
         }
-        Cmd::Show { file } => {
-            let (r, _) = match open(&file) {
-                Ok(x) => x,
-                Err(c) => return c,
-            };
-            let mut a = match Archive::open(r) {
-                Ok(a) => a,
-                Err(e) => return fail(EX_DATAERR, format!("{}: {e}", file.display())),
-            };
-            let header = a.header().clone();
-            let metadata = a.metadata().clone();
-            match summarize(&mut a) {
-                Ok(s) => {
-                    let v = s.to_json(&header, &metadata);
-                    match serde_json::to_string_pretty(&v) {
-                        Ok(t) => {
-                            // A closed pipe (`show | head`) is not an error worth a panic.
-                            let _ = writeln!(std::io::stdout(), "{t}");
-                            ExitCode::SUCCESS
-                        }
-                        Err(e) => fail(EX_IOERR, e),
-                    }
-                }
-                Err(e) => fail(EX_DATAERR, format!("{}: {e}", file.display())),
-            }
-        }
-        Cmd::Merge { out, parts, force } => merge_cmd(&out, &parts, force),
+        Err(e) => Err(fail(EX_DATAERR, format!("{arg}: {e}"))),
     }
 }
 
-fn merge_cmd(out: &Path, parts: &[PathBuf], force: bool) -> ExitCode {
-    if out.exists() && !force {
-        return fail(
+fn show_cmd(remote: &mut Remote, arg: &str) -> Result<ExitCode, ExitCode> {
+    let (path, _tmp) = remote.local(arg)?;
+    let (r, _) = open(&path, arg)?;
+    let mut a = Archive::open(r).map_err(|e| fail(EX_DATAERR, format!("{arg}: {e}")))?;
+    let header = a.header().clone();
+    let metadata = a.metadata().clone();
+    let s = summarize(&mut a).map_err(|e| fail(EX_DATAERR, format!("{arg}: {e}")))?;
+    let text = serde_json::to_string_pretty(&s.to_json(&header, &metadata))
+        .map_err(|e| fail(EX_IOERR, e))?;
+    // A closed pipe (`show | head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge_cmd(
+    remote: &mut Remote,
+    out: &str,
+    parts: &[String],
+    force: bool,
+) -> Result<ExitCode, ExitCode> {
+    if !force && remote.exists(out)? {
+        return Err(fail(
             EX_USAGE,
-            format!("{}: already exists; use -f to overwrite", out.display()),
-        );
+            format!("{out}: already exists; use -f to overwrite"),
+        ));
     }
+    // Downloaded copies of S3 parts live until the merge is done.
+    let mut held = Vec::with_capacity(parts.len());
     let mut archives = Vec::with_capacity(parts.len());
     for p in parts {
-        let (r, _) = match open(p) {
-            Ok(x) => x,
-            Err(c) => return c,
-        };
-        match Archive::open(r) {
-            Ok(a) => archives.push(a),
-            Err(e) => return fail(EX_DATAERR, format!("{}: {e}", p.display())),
-        }
+        let (path, tmp) = remote.local(p)?;
+        let (r, _) = open(&path, p)?;
+        archives.push(Archive::open(r).map_err(|e| fail(EX_DATAERR, format!("{p}: {e}")))?);
+        held.push(tmp);
     }
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let tmp = match tempfile::Builder::new()
+    let s3_out = out.starts_with("s3://");
+    let dir = if s3_out {
+        std::env::temp_dir()
+    } else {
+        Path::new(out)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    let tmp = tempfile::Builder::new()
         .prefix(".etl-pmtiles-merge-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
-    {
-        Ok(t) => t,
-        Err(e) => return fail(EX_IOERR, format!("{}: {e}", dir.display())),
-    };
-    let file = match tmp.as_file().try_clone() {
-        Ok(f) => f,
-        Err(e) => return fail(EX_IOERR, e),
-    };
-    let (w, report) = match merge(archives, BufWriter::with_capacity(1 << 20, file)) {
-        Ok(x) => x,
-        Err(e) => {
-            let code = match &e {
-                MergeError::Write(_) => EX_IOERR,
-                _ => EX_DATAERR,
-            };
-            let named = match &e {
-                MergeError::Part { part, .. }
-                | MergeError::NotMvt { part, .. }
-                | MergeError::UnsupportedCompression { part, .. }
-                | MergeError::CompressionMismatch { part, .. }
-                | MergeError::Metadata { part, .. } => parts
-                    .get(*part)
-                    .map(|p| format!("{}: ", p.display()))
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
-            return fail(code, format!("merge: {named}{e}"));
-        }
-    };
-    let flushed = w
-        .into_inner()
+        .map_err(|e| fail(EX_IOERR, format!("{}: {e}", dir.display())))?;
+    let file = tmp.as_file().try_clone().map_err(|e| fail(EX_IOERR, e))?;
+    let (w, report) = merge(archives, BufWriter::with_capacity(1 << 20, file)).map_err(|e| {
+        let code = match &e {
+            MergeError::Write(_) => EX_IOERR,
+            _ => EX_DATAERR,
+        };
+        let named = match &e {
+            MergeError::Part { part, .. }
+            | MergeError::NotMvt { part, .. }
+            | MergeError::UnsupportedCompression { part, .. }
+            | MergeError::CompressionMismatch { part, .. }
+            | MergeError::Metadata { part, .. } => parts
+                .get(*part)
+                .map(|p| format!("{p}: "))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        fail(code, format!("merge: {named}{e}"))
+    })?;
+    w.into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all());
-    if let Err(e) = flushed {
-        return fail(EX_IOERR, format!("{}: {e}", out.display()));
-    }
-    if let Err(e) = tmp.persist(out) {
-        return fail(EX_IOERR, format!("{}: {}", out.display(), e.error));
+        .and_then(|f| f.sync_all())
+        .map_err(|e| fail(EX_IOERR, format!("{out}: {e}")))?;
+    if s3_out {
+        remote.upload(&tmp, out)?;
+    } else {
+        tmp.persist(out)
+            .map_err(|e| fail(EX_IOERR, format!("{out}: {}", e.error)))?;
     }
     let _ = writeln!(
         std::io::stdout(),
-        "{}: merged {} parts: {} tiles ({} distinct), {} bytes",
-        out.display(),
+        "{out}: merged {} parts: {} tiles ({} distinct), {} bytes",
         report.parts,
         report.tiles,
         report.tile_contents,
         report.bytes
     );
     let _ = std::io::stdout().flush();
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -694,3 +694,48 @@ fn sigterm_while_the_query_waits_stops_the_job() {
         r.error()
     );
 }
+
+/// `verify`, `show` and `merge` take `s3://` archives: parts made by two zoom ranges of one run
+/// merge on S3 into an archive that verifies and equals a single run tile by tile.
+#[test]
+fn archive_tools_read_and_write_s3() {
+    let rt = rt();
+    let store = store();
+    let b = rt.block_on(bucket(&store, &unique("pmtiles-tools")));
+    let input = fixture("sites.geojson");
+    let low = format!("s3://{b}/parts/low.pmtiles");
+    let high = format!("s3://{b}/parts/high.pmtiles");
+    let whole = format!("s3://{b}/whole.pmtiles");
+    // The same base zoom as the whole run, so points thin the same way below it.
+    run(&["-o", &low, "-Z0", "-z3", "-B6", &input]).assert_code(0);
+    run(&["-o", &high, "-Z4", "-z6", &input]).assert_code(0);
+    run(&["-o", &whole, "-Z0", "-z6", &input]).assert_code(0);
+
+    let merged = format!("s3://{b}/merged.pmtiles");
+    let r = run(&["merge", &merged, &low, &high]);
+    r.assert_code(0);
+    let r = run(&["verify", &merged]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("valid"), "{}", r.stdout);
+    let shown: Value = serde_json::from_str(&run(&["show", &merged]).stdout).unwrap();
+    assert_eq!(shown["header"]["min_zoom"], 0);
+    assert_eq!(shown["header"]["max_zoom"], 6);
+    let merged_bytes = rt
+        .block_on(download(&store, &merged))
+        .expect("merged object");
+    let whole_bytes = rt.block_on(download(&store, &whole)).expect("whole object");
+    assert_eq!(decode_archive(&merged_bytes), decode_archive(&whole_bytes));
+
+    // An existing output needs -f; a missing part is 66 and writes nothing.
+    let before = merged_bytes.len();
+    run(&["merge", &merged, &low]).assert_code(64);
+    assert_eq!(
+        rt.block_on(download(&store, &merged)).map(|b| b.len()),
+        Some(before)
+    );
+    let missing = format!("s3://{b}/parts/nope.pmtiles");
+    let out2 = format!("s3://{b}/never.pmtiles");
+    run(&["merge", &out2, &low, &missing]).assert_code(66);
+    assert!(rt.block_on(download(&store, &out2)).is_none());
+    run(&["verify", &missing]).assert_code(66);
+}

@@ -1,0 +1,1 @@
+//! Embedded preview assets (written by the web helper).

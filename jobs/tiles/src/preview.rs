@@ -1,0 +1,1 @@
+//! Preview pages (written by the web helper).

@@ -18,6 +18,7 @@ use clap::{Args, FromArgMatches};
 use tokio_util::sync::CancellationToken;
 
 pub use args::{CommonArgs, LogFormat};
+pub use logging::init as init_logging;
 pub use summary::{RunStatus, RunSummary};
 
 use crate::batch::BatchEnv;

@@ -19,7 +19,7 @@ mod write;
 use std::io::Read;
 
 pub use merge::{MergeError, MergeReport, merge};
-pub use read::{Archive, Entries};
+pub use read::{Archive, Entries, find_entry};
 pub use summary::{Summary, summarize};
 pub use verify::{VerifyError, VerifyReport, verify};
 pub use write::{ArchiveMeta, ArchiveWriter};
@@ -418,8 +418,8 @@ pub(crate) fn gzip(data: &[u8]) -> Result<Vec<u8>, ArchiveError> {
     Ok(enc.finish()?)
 }
 
-/// Decompresses an internal (directory/metadata) blob, refusing outputs over `limit` bytes.
-pub(crate) fn decompress(
+/// Decompresses a directory, metadata or tile, refusing output larger than `limit` bytes.
+pub fn decompress(
     data: &[u8],
     compression: Compression,
     limit: u64,

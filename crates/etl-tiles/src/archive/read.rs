@@ -121,7 +121,7 @@ impl<R: Read + Seek> Archive<R> {
     }
 
     pub fn get_tile_by_id(&mut self, id: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
-        let Some(mut entry) = find(&self.root, id) else {
+        let Some(mut entry) = find_entry(&self.root, id) else {
             return Ok(None);
         };
         let mut depth = 0;
@@ -142,7 +142,7 @@ impl<R: Read + Seek> Archive<R> {
                 .as_ref()
                 .map(|(_, l)| l.as_slice())
                 .unwrap_or(&[]);
-            match find(leaf, id) {
+            match find_entry(leaf, id) {
                 Some(e) => entry = e,
                 None => return Ok(None),
             }
@@ -265,7 +265,9 @@ impl<R: Read + Seek> Iterator for Entries<'_, R> {
 
 /// The entry covering `id`: the last entry whose tile id is <= `id` (a leaf pointer or a
 /// run that may or may not reach `id`).
-fn find(entries: &[Entry], id: u64) -> Option<Entry> {
+/// The entry of a sorted directory that covers tile `id`: the last one with a tile id at or
+/// below it. The caller checks the run length (tile) or descends (leaf).
+pub fn find_entry(entries: &[Entry], id: u64) -> Option<Entry> {
     let n = entries.partition_point(|e| e.tile_id <= id);
     n.checked_sub(1).and_then(|i| entries.get(i)).copied()
 }

@@ -1,0 +1,202 @@
+//! Access to archives with an HS256 JWT: `Authorization: Bearer T` or `?token=T`. The token must
+//! carry an `exp` (honoured) and a claim (default `archives`) listing the archives it opens:
+//! names, or patterns with `*` (`"team-a-*"`, `"*"`). A token without the claim opens nothing.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// 401: no token, or one that is not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a valid token that does not open this archive.
+    #[error("the token does not grant access to archive {0:?}")]
+    Forbidden(String),
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    key: DecodingKey,
+    validation: Validation,
+    claim: String,
+}
+
+/// What a valid token opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    patterns: Vec<String>,
+}
+
+impl Grant {
+    /// Everything (auth is off).
+    pub fn all() -> Grant {
+        Grant {
+            patterns: vec!["*".to_string()],
+        }
+    }
+
+    pub fn allows(&self, archive: &str) -> bool {
+        self.patterns.iter().any(|p| matches_pattern(p, archive))
+    }
+
+    pub fn check(&self, archive: &str) -> Result<(), Denied> {
+        if self.allows(archive) {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden(archive.to_string()))
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No '*' at all: exact match.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+impl Auth {
+    pub fn new(secret: &[u8], claim: &str) -> Result<Auth, String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_exp = true;
+        validation.validate_aud = false;
+        // A little clock skew between the issuer and this server is normal; an hour is not.
+        validation.leeway = 30;
+        let key = DecodingKey::from_secret(secret).map_err(|e| format!("JWT secret: {e}"))?;
+        Ok(Auth {
+            key,
+            validation,
+            claim: claim.to_string(),
+        })
+    }
+
+    /// Checks a token and returns what it opens.
+    pub fn verify(&self, token: Option<&str>) -> Result<Grant, Denied> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(Denied::Unauthorized(
+                "a token is required: send Authorization: Bearer <jwt> or ?token=<jwt>".into(),
+            ));
+        };
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(
+            token,
+            &self.key,
+            &self.validation,
+        )
+        .map_err(|e| {
+            Denied::Unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                ErrorKind::InvalidSignature => "the token's signature is not valid".to_string(),
+                ErrorKind::InvalidAlgorithm => "the token is not signed with HS256".to_string(),
+                ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c:?} claim"),
+                _ => format!("the token is not valid: {e}"),
+            })
+        })?;
+        let patterns = match data.claims.get(&self.claim) {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Grant { patterns })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn token(secret: &[u8], claims: Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(matches_pattern("*", "anything"));
+        assert!(matches_pattern("roads", "roads"));
+        assert!(!matches_pattern("roads", "roads2"));
+        assert!(matches_pattern("team-a-*", "team-a-roads"));
+        assert!(!matches_pattern("team-a-*", "team-b-roads"));
+        assert!(matches_pattern("*-2024", "roads-2024"));
+        assert!(matches_pattern("a*c*e", "abcde"));
+        assert!(!matches_pattern("a*c*e", "abde"));
+        assert!(!matches_pattern("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn tokens() {
+        let auth = Auth::new(b"secret", "archives").unwrap();
+        let good = token(
+            b"secret",
+            serde_json::json!({"exp": now() + 600, "archives": ["roads", "team-*"]}),
+        );
+        let g = auth.verify(Some(&good)).unwrap();
+        assert!(g.allows("roads") && g.allows("team-x") && !g.allows("rivers"));
+        assert_eq!(
+            g.check("rivers"),
+            Err(Denied::Forbidden("rivers".to_string()))
+        );
+
+        let expired = token(
+            b"secret",
+            serde_json::json!({"exp": now() - 3600, "archives": "*"}),
+        );
+        assert_eq!(
+            auth.verify(Some(&expired)),
+            Err(Denied::Unauthorized("the token has expired".into()))
+        );
+        let wrong = token(
+            b"other",
+            serde_json::json!({"exp": now() + 600, "archives": "*"}),
+        );
+        assert!(
+            matches!(auth.verify(Some(&wrong)), Err(Denied::Unauthorized(m)) if m.contains("signature"))
+        );
+        let no_exp = token(b"secret", serde_json::json!({"archives": "*"}));
+        assert!(
+            matches!(auth.verify(Some(&no_exp)), Err(Denied::Unauthorized(m)) if m.contains("exp"))
+        );
+        assert!(matches!(auth.verify(None), Err(Denied::Unauthorized(_))));
+        assert!(matches!(
+            auth.verify(Some("garbage")),
+            Err(Denied::Unauthorized(_))
+        ));
+        let no_claim = token(b"secret", serde_json::json!({"exp": now() + 600}));
+        assert!(!auth.verify(Some(&no_claim)).unwrap().allows("roads"));
+    }
+}

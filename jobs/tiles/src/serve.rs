@@ -1,0 +1,130 @@
+//! Start-up: flags and environment to a running server, or to a Lambda handler when the Lambda
+//! runtime's environment is present. Exit codes: 0 after a clean stop, 64 for a bad setting,
+//! 66 when the root does not exist, 69 when the address cannot be bound or S3 is unreachable.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::app::{AppState, router};
+use crate::archives::Archives;
+use crate::config::{Cli, Command, ServeArgs};
+use crate::source::{Source, SourceError};
+
+/// After SIGTERM, in-flight requests get this long before the process exits anyway (ECS sends
+/// SIGKILL 30 s after SIGTERM).
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 64 } else { 0 };
+        }
+    };
+    let args = match cli.command {
+        Some(Command::Serve(a)) => a,
+        None => cli.serve,
+    };
+    let format = args.log_format.unwrap_or_else(|| {
+        use std::io::IsTerminal;
+        if args.profile == etl_core::Profile::Prod || !std::io::stderr().is_terminal() {
+            etl_core::runner::LogFormat::Json
+        } else {
+            etl_core::runner::LogFormat::Text
+        }
+    });
+    etl_core::runner::init_logging(format, args.profile);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("etl-tiles: cannot start the async runtime: {e}");
+            return 71;
+        }
+    };
+    rt.block_on(run(args))
+}
+
+async fn run(args: ServeArgs) -> u8 {
+    let fail = |code: u8, msg: String| {
+        tracing::error!("{msg}");
+        eprintln!("etl-tiles: {msg}");
+        code
+    };
+    let (root, settings, cache) = match (args.root(), args.settings(), args.cache_settings()) {
+        (Ok(r), Ok(s), Ok(c)) => (r.to_string(), s, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(64, e.to_string()),
+    };
+    let source = match Source::open(&root, args.s3_endpoint().as_deref()).await {
+        Ok(s) => s,
+        Err(e @ SourceError::Io { .. }) => return fail(66, format!("--root {root}: {e}")),
+        Err(e) => return fail(69, format!("--root {root}: {e}")),
+    };
+    let described = source.describe();
+    let state = Arc::new(AppState {
+        archives: Archives::new(source, cache),
+        settings,
+    });
+    let app = router(state);
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        tracing::info!(root = %described, "running as a Lambda handler");
+        return match crate::lambda::run(app).await {
+            Ok(()) => 0,
+            Err(e) => fail(69, format!("the Lambda runtime failed: {e}")),
+        };
+    }
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
+    };
+    // Tests and scripts read the bound address (the port may have been 0) from this line.
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, root = %described, profile = %args.profile, "serving tiles");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    let signal = stop_signal().await;
+    tracing::info!(signal, "stopping: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(DRAIN_LIMIT, server).await {
+        Ok(Ok(Ok(()))) => 0,
+        Ok(Ok(Err(e))) => fail(74, format!("server error: {e}")),
+        Ok(Err(e)) => fail(70, format!("server task failed: {e}")),
+        Err(_) => {
+            tracing::warn!("requests still running after {DRAIN_LIMIT:?}; exiting");
+            0
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}

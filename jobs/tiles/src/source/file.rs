@@ -1,0 +1,158 @@
+//! Archives in a local directory, read with positioned reads (`pread`) on an open file: the
+//! open handle keeps reading the version it opened even when the path is replaced.
+
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{ARCHIVE_EXT, Handle, Listed, SourceError, Version};
+
+#[derive(Clone)]
+pub struct DirSource {
+    root: PathBuf,
+}
+
+fn io_err(name: &str, source: std::io::Error) -> SourceError {
+    SourceError::Io {
+        name: name.to_string(),
+        source,
+    }
+}
+
+/// A strong identity for a file: a replaced or rewritten file gets a new inode, size or
+/// modification time (nanoseconds).
+fn fingerprint(m: &std::fs::Metadata) -> String {
+    format!(
+        "{:x}-{:x}-{:x}-{:x}.{:x}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec()
+    )
+}
+
+impl DirSource {
+    pub fn new(root: &str) -> Result<DirSource, SourceError> {
+        let root = PathBuf::from(root);
+        let meta = std::fs::metadata(&root).map_err(|e| io_err(&root.display().to_string(), e))?;
+        if !meta.is_dir() {
+            return Err(io_err(
+                &root.display().to_string(),
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        Ok(DirSource { root })
+    }
+
+    pub fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{name}{ARCHIVE_EXT}"))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Listed>, SourceError> {
+        let root = self.root.clone();
+        let describe = self.describe();
+        blocking(move || {
+            let mut out = Vec::new();
+            let dir = std::fs::read_dir(&root).map_err(|e| io_err(&describe, e))?;
+            for entry in dir {
+                let entry = entry.map_err(|e| io_err(&describe, e))?;
+                let file_name = entry.file_name();
+                let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(ARCHIVE_EXT))
+                else {
+                    continue;
+                };
+                if crate::request::archive_name(name).is_err() {
+                    continue;
+                }
+                // Follows symlinks: a link to an archive elsewhere is served like a file.
+                match std::fs::metadata(entry.path()) {
+                    Ok(m) if m.is_file() => out.push(Listed {
+                        name: name.to_string(),
+                        bytes: m.len(),
+                    }),
+                    _ => continue,
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn etag(&self, name: &str) -> Result<Option<String>, SourceError> {
+        let path = self.path(name);
+        let name = name.to_string();
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(fingerprint(&m))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&name, e)),
+        })
+        .await
+    }
+
+    pub async fn open_version(&self, name: &str) -> Result<Option<Version>, SourceError> {
+        let path = self.path(name);
+        let name = name.to_string();
+        blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&name, e)),
+            };
+            // The identity of what was opened, not of what the path points at by now.
+            let m = file.metadata().map_err(|e| io_err(&name, e))?;
+            if !m.is_file() {
+                return Ok(None);
+            }
+            Ok(Some(Version {
+                name: name.as_str().into(),
+                etag: fingerprint(&m).into(),
+                len: m.len(),
+                handle: Handle::File(Arc::new(file)),
+            }))
+        })
+        .await
+    }
+}
+
+/// Reads a range of an open file on the blocking pool (a page-cache hit takes microseconds, a
+/// cold disk read must not stall the async workers).
+pub(super) async fn read_at(
+    name: &str,
+    file: Arc<std::fs::File>,
+    offset: u64,
+    length: u64,
+) -> Result<Bytes, SourceError> {
+    let name = name.to_string();
+    blocking(move || {
+        let len = usize::try_from(length).map_err(|_| {
+            io_err(
+                &name,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large"),
+            )
+        })?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| io_err(&name, e))?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SourceError::Io {
+            name: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}

@@ -1,0 +1,237 @@
+//! The binary as a Lambda: started with the Lambda runtime's environment, it must take API
+//! Gateway v2 events (fixtures/tiles/lambda/*.json, in the documented payload format 2.0) from
+//! the Runtime API and post API Gateway responses back. The Runtime API here is a loopback
+//! stand-in that speaks the documented protocol (next / response / error); AWS's emulator is
+//! not installable on this machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use base64::Engine;
+use serde_json::Value;
+use support::*;
+use tokio::sync::mpsc;
+
+struct Runtime {
+    queue: Mutex<VecDeque<(String, Value)>>,
+    done: mpsc::UnboundedSender<(String, &'static str, Value)>,
+}
+
+async fn next(State(rt): State<Arc<Runtime>>) -> axum::response::Response {
+    let item = rt.queue.lock().unwrap().pop_front();
+    let Some((id, event)) = item else {
+        // No more work: hold the poll open, as Lambda does between invocations.
+        std::future::pending::<()>().await;
+        unreachable!();
+    };
+    let mut h = HeaderMap::new();
+    h.insert(
+        "lambda-runtime-aws-request-id",
+        HeaderValue::from_str(&id).unwrap(),
+    );
+    h.insert(
+        "lambda-runtime-deadline-ms",
+        HeaderValue::from_static("4102444800000"),
+    );
+    h.insert(
+        "lambda-runtime-invoked-function-arn",
+        HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:tiles"),
+    );
+    h.insert(
+        "lambda-runtime-trace-id",
+        HeaderValue::from_static("Root=1-0-0;Sampled=0"),
+    );
+    (StatusCode::OK, h, event.to_string()).into_response()
+}
+
+async fn response(
+    State(rt): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+    body: String,
+) -> StatusCode {
+    let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    rt.done.send((id, "response", v)).unwrap();
+    StatusCode::ACCEPTED
+}
+
+async fn error(State(rt): State<Arc<Runtime>>, Path(id): Path<String>, body: String) -> StatusCode {
+    rt.done.send((id, "error", Value::String(body))).unwrap();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(rt): State<Arc<Runtime>>, body: String) -> StatusCode {
+    rt.done
+        .send(("init".into(), "error", Value::String(body)))
+        .unwrap();
+    StatusCode::ACCEPTED
+}
+
+fn event(name: &str) -> Value {
+    let p = fixtures().join("tiles/lambda").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// Runs the events through the binary in Lambda mode; the API Gateway responses by event name.
+async fn invoke(events: Vec<(&str, Value)>) -> Vec<(String, Value)> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let n = events.len();
+    let rt = Arc::new(Runtime {
+        queue: Mutex::new(
+            events
+                .into_iter()
+                .map(|(name, e)| (name.to_string(), e))
+                .collect(),
+        ),
+        done: tx,
+    });
+    let app = Router::new()
+        .route(
+            "/2018-06-01/runtime/invocation/next",
+            axum::routing::get(next),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state(rt);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let root: PathBuf = fixtures().join("tiles");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl-tiles"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "tiles")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/04/[$LATEST]0123")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tiles")
+        .env("AWS_REGION", "us-east-1")
+        .env("ETL_TILES_ROOT", &root)
+        .env("ETL_PROFILE", "dev-test")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let (id, kind, v) = tokio::select! {
+            got = rx.recv() => got.unwrap(),
+            status = child.wait() => panic!("the Lambda process exited: {status:?}"),
+        };
+        assert_eq!(kind, "response", "{id}: {v}");
+        out.push((id, v));
+    }
+    child.kill().await.unwrap();
+    out
+}
+
+fn body_bytes(resp: &Value) -> Vec<u8> {
+    let body = resp["body"].as_str().unwrap_or("");
+    if resp["isBase64Encoded"].as_bool() == Some(true) {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    }
+}
+
+fn header<'a>(resp: &'a Value, name: &str) -> Option<&'a str> {
+    resp["headers"][name]
+        .as_str()
+        .or_else(|| resp["multiValueHeaders"][name][0].as_str())
+}
+
+#[tokio::test]
+async fn api_gateway_v2_events_in_responses_out() {
+    let names = [
+        "health",
+        "tilejson-default-stage",
+        "tilejson-named-stage",
+        "tile-gzip",
+        "tile-identity",
+        "tile-missing",
+        "tile-outside-zooms",
+        "tile-bad-name",
+        "view-named-stage",
+        "cors-preflight",
+    ];
+    let responses = invoke(names.iter().map(|n| (*n, event(n))).collect()).await;
+    let by = |name: &str| -> &Value { &responses.iter().find(|(id, _)| id == name).unwrap().1 };
+
+    assert_eq!(by("health")["statusCode"], 200);
+
+    let r = by("tilejson-default-stage");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let tj: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
+    assert_eq!(
+        tj["tiles"][0],
+        "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/tiles/fixtures/{z}/{x}/{y}.pbf"
+    );
+    assert_eq!(tj["maxzoom"], 12);
+
+    // A named stage stays in the URLs the API hands out.
+    let r = by("tilejson-named-stage");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let tj: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
+    assert_eq!(
+        tj["tiles"][0],
+        "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod/tiles/fixtures/{z}/{x}/{y}.pbf?token=abc"
+    );
+
+    let local = std::fs::read(fixtures().join("tiles/fixtures.pmtiles")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fixtures.pmtiles"), &local).unwrap();
+    let (app, _) = dir_app(dir.path(), dev_settings());
+    let direct = support::get(
+        &app,
+        "/tiles/fixtures/0/0/0.pbf",
+        &[("accept-encoding", "gzip")],
+    )
+    .await;
+
+    let r = by("tile-gzip");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(r["isBase64Encoded"], true);
+    assert_eq!(header(r, "content-encoding"), Some("gzip"));
+    assert_eq!(header(r, "etag"), direct.header("etag"));
+    assert_eq!(
+        body_bytes(r),
+        direct.body.to_vec(),
+        "the same bytes as the server"
+    );
+
+    let r = by("tile-identity");
+    assert_eq!(r["statusCode"], 200);
+    assert_eq!(header(r, "content-encoding"), None);
+    assert_eq!(body_bytes(r), gunzip(&direct.body));
+
+    assert_eq!(by("tile-missing")["statusCode"], 204);
+    assert_eq!(by("tile-outside-zooms")["statusCode"], 404);
+    assert_eq!(by("tile-bad-name")["statusCode"], 400);
+
+    let r = by("view-named-stage");
+    assert_eq!(r["statusCode"], 200);
+    let html = String::from_utf8(body_bytes(r)).unwrap();
+    assert!(html.contains("/prod/assets/preview.js"), "{html}");
+
+    let r = by("cors-preflight");
+    assert!(r["statusCode"].as_u64().unwrap() < 300, "{r}");
+    assert_eq!(header(r, "access-control-allow-origin"), Some("*"));
+}

@@ -1,0 +1,111 @@
+//! The preview page in Debian's headless Chromium, driven by web/test/check-preview.mjs
+//! (playwright-core): the map must draw the fixture archive's features (read back as pixels from
+//! the WebGL canvas, not only found in the DOM), show the metadata the pmtiles library read from
+//! the raw archive, and leave the console free of errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use support::fixtures;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `etl-tiles serve` on a free port; returns it with its base URL.
+fn serve(root: &Path, extra: &[&str]) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etl-tiles"))
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_remove("ETL_PROFILE")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (Server(child), url)
+}
+
+fn chromium() -> String {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
+    assert!(
+        Path::new(&path).exists(),
+        "{path} not found: run the tests through scripts/test.sh (it installs Debian's chromium)"
+    );
+    path
+}
+
+fn check(url: &str, screenshot: Option<&Path>) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/test/check-preview.mjs");
+    let mut cmd = Command::new("node");
+    cmd.arg(&script)
+        .arg(url)
+        .env("CHROMIUM", chromium())
+        .env("ETL_TILES_WEB_DIR", env!("ETL_TILES_WEB_DIR"));
+    if let Some(p) = screenshot {
+        cmd.arg("--screenshot").arg(p);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check-preview failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn preview_draws_the_archive_in_headless_chromium() {
+    let (_server, base) = serve(&fixtures().join("tiles"), &[]);
+    let shot = std::env::temp_dir().join(format!("etl-tiles-preview-{}.png", std::process::id()));
+    let r = check(&format!("{base}/view/fixtures"), Some(&shot));
+    assert_eq!(r["state"], "ready", "{r}");
+    assert_eq!(r["consoleErrors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["failedRequests"], serde_json::json!([]), "{r}");
+    let drawn = r["drawnPixels"].as_u64().unwrap();
+    let total = r["totalPixels"].as_u64().unwrap();
+    assert!(drawn > 500, "features drawn on the canvas: {r}");
+    assert!(drawn < total, "not the whole canvas in one colour: {r}");
+    assert!(r["renderedFeatures"].as_u64().unwrap() > 0, "{r}");
+    let layers: Vec<&str> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for source_layer in ["sites", "tracks"] {
+        assert!(
+            layers.iter().any(|l| l.contains(source_layer)),
+            "{source_layer} drawn: {layers:?}"
+        );
+    }
+    assert_eq!(r["metadataShown"], true, "{r}");
+    let _ = std::fs::remove_file(&shot);
+}

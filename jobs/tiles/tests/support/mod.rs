@@ -1,0 +1,241 @@
+//! Shared test scaffolding: archives with known tiles, the app over a directory or S3 prefix,
+//! requests through the router in-process, tokens.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use bytes::Bytes;
+use etl_tiles::archive::{ArchiveMeta, ArchiveWriter, Compression, HEADER_LEN, Header, TileType};
+use etl_tiles::tile::{TileCoord, tile_id};
+use etl_tileserver::app::{AppState, Cors, Settings, router};
+use etl_tileserver::archives::{Archives, CacheSettings};
+use etl_tileserver::auth::Auth;
+use etl_tileserver::source::{DirSource, Source};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The plain payload stored for a tile by [`write_archive`]: distinct per tile and per `tag`.
+pub fn payload(tag: &str, z: u8, x: u32, y: u32) -> Vec<u8> {
+    format!("{tag}:{z}/{x}/{y}").into_bytes()
+}
+
+/// Writes an archive holding `tiles` (gzip of [`payload`]) with zooms `minz..=maxz` in the
+/// header, as `tile_type` (raster types are stored uncompressed).
+pub fn write_archive(
+    path: &Path,
+    tag: &str,
+    tiles: &[(u8, u32, u32)],
+    minz: u8,
+    maxz: u8,
+    tile_type: TileType,
+) {
+    let tmp = path.with_extension("tmp");
+    let raster = tile_type != TileType::Mvt;
+    let mut ids: Vec<(u64, Vec<u8>)> = tiles
+        .iter()
+        .map(|&(z, x, y)| {
+            let p = payload(tag, z, x, y);
+            (
+                tile_id(TileCoord { z, x, y }),
+                if raster { p } else { gzip(&p) },
+            )
+        })
+        .collect();
+    ids.sort_by_key(|(id, _)| *id);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .unwrap();
+    let mut w = ArchiveWriter::new(std::io::BufWriter::new(f)).unwrap();
+    for (id, data) in &ids {
+        w.add_tile(*id, data).unwrap();
+    }
+    let meta = ArchiveMeta {
+        min_zoom: minz,
+        max_zoom: maxz,
+        bounds: [-10.0, -10.0, 10.0, 10.0],
+        center: (0.0, 0.0, minz),
+        metadata: serde_json::json!({
+            "name": tag,
+            "attribution": "test data",
+            "vector_layers": [{"id": "things", "fields": {"kind": "String"}, "minzoom": minz, "maxzoom": maxz}],
+        }),
+    };
+    let mut f = w.finish(&meta).unwrap().into_inner().unwrap();
+    // The writer records the zooms of the tiles; the tests want the header's range as given,
+    // and raster archives are rewritten as such.
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut head = [0u8; HEADER_LEN];
+    f.read_exact(&mut head).unwrap();
+    let mut h = Header::from_bytes(&head).unwrap();
+    h.min_zoom = minz;
+    h.max_zoom = maxz;
+    if raster {
+        h.tile_type = tile_type;
+        h.tile_compression = Compression::None;
+    }
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&h.to_bytes()).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A block of `side`² tiles at zoom `z`, enough (side ≥ 120) for the writer to use leaf
+/// directories.
+pub fn block(z: u8, side: u32) -> Vec<(u8, u32, u32)> {
+    let mut v = Vec::new();
+    for x in 0..side {
+        for y in 0..side {
+            v.push((z, x, y));
+        }
+    }
+    v
+}
+
+/// `n` distinct tiles scattered over zoom `z` (a fixed pseudo-random pattern): irregular tile
+/// ids do not compress, so a few thousand need leaf directories.
+pub fn scatter(z: u8, n: usize) -> Vec<(u8, u32, u32)> {
+    let side = 1u64 << z;
+    let mut seen = std::collections::HashSet::new();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    while seen.len() < n {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let v = state >> 16;
+        seen.insert(((v % side) as u32, ((v / side) % side) as u32));
+    }
+    let mut v: Vec<(u8, u32, u32)> = seen.into_iter().map(|(x, y)| (z, x, y)).collect();
+    v.sort();
+    v
+}
+
+pub fn dev_settings() -> Settings {
+    Settings {
+        cache_control: "public, max-age=86400".parse().unwrap(),
+        public_url: None,
+        cors: Cors::Any,
+        auth: None,
+    }
+}
+
+pub fn prod_settings() -> Settings {
+    Settings {
+        cache_control: "private, max-age=86400".parse().unwrap(),
+        public_url: None,
+        cors: Cors::Off,
+        auth: Some(Auth::new(SECRET.as_bytes(), "archives").unwrap()),
+    }
+}
+
+pub fn app_with(
+    source: Source,
+    settings: Settings,
+    cache: CacheSettings,
+) -> (Router, Arc<AppState>) {
+    let state = Arc::new(AppState {
+        archives: Archives::new(source, cache),
+        settings,
+    });
+    (router(state.clone()), state)
+}
+
+pub fn dir_app(dir: &Path, settings: Settings) -> (Router, Arc<AppState>) {
+    let source = Source::Dir(DirSource::new(dir.to_str().unwrap()).unwrap());
+    app_with(source, settings, CacheSettings::default())
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET `uri` with `headers` through the router.
+pub async fn get(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Reply {
+    request(app, "GET", uri, headers).await
+}
+
+pub async fn request(app: &Router, method: &str, uri: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut b = Request::builder().method(method).uri(uri);
+    let mut has_host = false;
+    for (k, v) in headers {
+        has_host |= k.eq_ignore_ascii_case("host");
+        b = b.header(*k, *v);
+    }
+    if !has_host {
+        b = b.header("host", "tiles.test:8080");
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn token(secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The repository's fixtures directory.
+pub fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}

@@ -3,9 +3,24 @@
 # entrypoint, `etl JOB ARGS...`. Build with BuildKit (default in current Docker):
 #   docker build -t tak-etl .
 #   docker run --rm tak-etl data --input s3://bucket/key.geojson --output "$DATABASE_URL" --table t
+#   docker run --rm -p 8080:8080 -v "$PWD/out:/data:ro" tak-etl tiles serve --root /data --listen 0.0.0.0:8080
+# As a Lambda container image, `etl tiles` runs the tile API as the handler (AWS_LAMBDA_RUNTIME_API
+# is set by Lambda; configure with ETL_TILES_ROOT=s3://bucket/prefix/ and ETL_PROFILE=prod).
+
+# The map preview of etl-tiles (maplibre-gl + pmtiles from npm, bundled by esbuild); the Rust
+# stage embeds the result through ETL_TILES_WEB_DIST instead of running npm itself.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY jobs/tiles/web/package.json jobs/tiles/web/package-lock.json jobs/tiles/web/.npmrc ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY jobs/tiles/web/src ./src
+COPY jobs/tiles/web/build.mjs ./
+RUN node build.mjs --out /web-dist --modules /web/node_modules
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+COPY --from=web /web-dist /web-dist
+ENV ETL_TILES_WEB_DIST=/web-dist
 COPY . .
 # The registry and target dirs are BuildKit cache mounts, so rebuilds only compile what changed.
 # A cache mount is not part of the layer, so the binaries are copied out in the same RUN.

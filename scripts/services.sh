@@ -63,6 +63,16 @@ apt_install_quiet() {
   rm -f "$log"
 }
 
+# ensure_browser_tools: Debian's chromium (the preview test drives it headless) and node/npm
+# (jobs/tiles/build.rs bundles the preview's JavaScript with them), installed when missing.
+ensure_browser_tools() {
+  local -a pkgs=()
+  command -v "${CHROMIUM:-/usr/bin/chromium}" >/dev/null 2>&1 || pkgs+=(chromium)
+  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+  ((${#pkgs[@]} == 0)) || apt_install_quiet "${pkgs[@]}"
+}
+
 # _svc_tools: makes sure python3 (with venv and ensurepip, for the moto venv and free ports) and
 # curl (readiness probes) exist, installing the Debian packages only for what is missing. A
 # pyenv or other python3 that already has venv is used as it is.

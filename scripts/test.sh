@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: starts throwaway PostGIS and S3 (moto) servers on loopback, runs the
-# workspace tests against them, stops them again. Extra arguments go to `cargo test`, e.g.
+# The test command: installs Chromium and Node when missing, starts throwaway PostGIS and S3
+# (moto) servers on loopback, runs the workspace tests against them, stops them again. Extra
+# arguments go to `cargo test`, e.g.
 #   bash scripts/test.sh -p etl-core -- checkpoint
 # Tests read DATABASE_URL, S3_ENDPOINT and AWS_* from the environment set here.
 set -euo pipefail
@@ -14,6 +15,7 @@ trap 'exit 143' TERM
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/tak-etl-target}
 
+ensure_browser_tools
 start_postgis
 start_s3
 echo "test services: DATABASE_URL=$DATABASE_URL S3_ENDPOINT=$S3_ENDPOINT (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"

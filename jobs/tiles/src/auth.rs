@@ -196,6 +196,20 @@ mod tests {
             auth.verify(Some("garbage")),
             Err(Denied::Unauthorized(_))
         ));
+        // An unsigned token (alg "none") is never accepted, whatever it claims.
+        let b64 = |v: serde_json::Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let unsigned = format!(
+            "{}.{}.",
+            b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(serde_json::json!({"exp": now() + 600, "archives": "*"}))
+        );
+        assert!(matches!(
+            auth.verify(Some(&unsigned)),
+            Err(Denied::Unauthorized(_))
+        ));
         let no_claim = token(b"secret", serde_json::json!({"exp": now() + 600}));
         assert!(!auth.verify(Some(&no_claim)).unwrap().allows("roads"));
     }

@@ -155,4 +155,16 @@ mod tests {
         assert_eq!(range(Some("items=0-1"), 100), Whole);
         assert_eq!(range(Some("bytes=x-1"), 100), Whole);
     }
+
+    proptest::proptest! {
+        // Any Range header resolves to a part inside the resource, the whole, or a 416.
+        #[test]
+        fn ranges_stay_inside(h in ".{0,30}", total in 0u64..10_000) {
+            if let RangeRequest::Part { start, len } = range(Some(&h), total) {
+                proptest::prop_assert!(len > 0 && start + len <= total);
+            }
+            let _ = accepts(Some(&h), "gzip");
+            let _ = none_match(&h, "\"x\"");
+        }
+    }
 }

@@ -232,4 +232,19 @@ mod tests {
         assert!(TileExt::Pbf.check(TileType::Png).is_err());
         assert!(TileExt::Webp.check(TileType::Webp).is_ok());
     }
+
+    proptest::proptest! {
+        // Whatever a URL holds, parsing answers Ok or a 400, never panics, and an Ok is a tile
+        // that exists.
+        #[test]
+        fn parsing_never_panics(z in ".{0,12}", x in ".{0,12}", y in ".{0,16}", name in ".{0,40}") {
+            if let Ok(t) = TileRequest::parse(&z, &x, &y) {
+                proptest::prop_assert!(t.z <= MAX_ZOOM);
+                proptest::prop_assert!(u64::from(t.x) < 1u64 << t.z && u64::from(t.y) < 1u64 << t.z);
+            }
+            if let Ok(n) = archive_name(&name) {
+                proptest::prop_assert!(!n.contains('/') && !n.contains(".."));
+            }
+        }
+    }
 }

@@ -329,10 +329,6 @@ async fn not_found(req: Request<Body>) -> Failure {
     Failure::new(StatusCode::NOT_FOUND, format!("no route for {path}"))
 }
 
-fn tile_type_of(a: &OpenArchive) -> TileType {
-    a.header.tile_type
-}
-
 async fn tilejson(
     State(state): State<Shared>,
     Path(name): Path<String>,
@@ -344,7 +340,7 @@ async fn tilejson(
     authorize(&state, &headers, query.as_deref(), name)?;
     let a = archive(&state, name).await?;
     let base = base_url(&state, &headers, &base_of(base));
-    let ext = match tile_type_of(&a) {
+    let ext = match a.header.tile_type {
         TileType::Mvt => "pbf",
         t => request::tile_type_name(t),
     };

@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::process::Command;
 
-use support::fixtures;
+use support::{fixtures, spawn_server};
 
 fn etl_tiles(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_etl-tiles"));
@@ -54,26 +54,8 @@ fn bad_settings_exit_with_a_reason() {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let root = fixtures().join("tiles");
-    let mut child = etl_tiles(&[
-        "serve",
-        "--root",
-        root.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_string();
+    let (mut server, url) = spawn_server(&root, &[], true);
+    let addr = url.strip_prefix("http://").unwrap().to_string();
     // A keep-alive connection is open and idle when the signal arrives: it must not hold the
     // server up.
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
@@ -86,14 +68,15 @@ fn sigterm_stops_the_server_cleanly() {
     conn.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"HTTP/1.1 200");
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let code = child.wait().unwrap().code();
+    let code = server.0.wait().unwrap().code();
     assert_eq!(code, Some(0));
     let mut err = String::new();
-    child
+    server
+        .0
         .stderr
         .take()
         .unwrap()

@@ -6,48 +6,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
-use support::fixtures;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `etl-tiles serve` on a free port; returns it with its base URL.
-fn serve(root: &Path, extra: &[&str]) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etl-tiles"))
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .env_remove("ETL_PROFILE")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
-    (Server(child), url)
-}
+use support::{fixtures, spawn_server};
 
 fn chromium() -> String {
     let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
@@ -82,7 +45,7 @@ fn check(url: &str, screenshot: Option<&Path>) -> Value {
 
 #[test]
 fn preview_draws_the_archive_in_headless_chromium() {
-    let (_server, base) = serve(&fixtures().join("tiles"), &[]);
+    let (_server, base) = spawn_server(&fixtures().join("tiles"), &[], false);
     let shot = std::env::temp_dir().join(format!("etl-tiles-preview-{}.png", std::process::id()));
     let r = check(&format!("{base}/view/fixtures"), Some(&shot));
     assert_eq!(r["state"], "ready", "{r}");

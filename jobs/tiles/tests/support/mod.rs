@@ -239,3 +239,48 @@ pub fn token(secret: &str, claims: serde_json::Value) -> String {
 pub fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
+
+/// A running `etl-tiles serve`, killed when dropped.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `etl-tiles serve --root ROOT` on a free loopback port; returns it with its base URL
+/// (read from the `listening on` line). Stderr is piped when `capture_stderr`, else inherited.
+pub fn spawn_server(root: &Path, extra: &[&str], capture_stderr: bool) -> (Server, String) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etl-tiles"))
+        .arg("serve")
+        .arg("--root")
+        .arg(root)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_remove("ETL_PROFILE")
+        .env_remove("ETL_TILES_JWT_SECRET")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (Server(child), url)
+}

@@ -69,6 +69,9 @@ pub struct RuntimeSettings {
     pub lease_ttl: Duration,
     /// This worker's identity in leases: Batch job id and attempt, or host and pid.
     pub owner: String,
+    /// The tick of a scheduled run (`--logical-time` / `ETL_LOGICAL_TIME`); `None` for runs
+    /// fired by data or by hand.
+    pub logical_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a job gets from the runner.
@@ -100,6 +103,7 @@ impl JobContext {
                 checkpoint: None,
                 lease_ttl: Duration::from_secs(30),
                 owner: format!("test-{}", std::process::id()),
+                logical_time: None,
             },
         }
     }

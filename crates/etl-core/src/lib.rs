@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod profile;
 pub mod runkey;
 pub mod runner;
+pub mod schedule;
 pub mod store;
 
 pub use error::{ExitKind, JobError};

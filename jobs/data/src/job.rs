@@ -122,13 +122,24 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
     })
 }
 
-/// The run key: job, config identity, this shard of the array, the versions of the inputs.
+/// The run key: job, config identity, this shard of the array, and either the versions of the
+/// inputs or, for a scheduled run, its logical time: a tick is one run whatever the inputs
+/// hold by the time it is delivered (again).
 fn key_for(ctx: &JobContext, config: &DataConfig, found: &[ObjectMeta]) -> String {
     let mut identity = config.identity();
     if let (Some(obj), Some((i, n))) = (identity.as_object_mut(), ctx.batch.shard()) {
         obj.insert("shard".into(), json!([i, n]));
     }
-    run_key(DataJob::NAME, &identity, &inputs::versions(found))
+    match (&ctx.settings.logical_time, identity.as_object_mut()) {
+        (Some(t), Some(obj)) => {
+            obj.insert(
+                "logical_time".into(),
+                json!(etl_core::schedule::canonical(t)),
+            );
+            run_key(DataJob::NAME, &identity, &[])
+        }
+        _ => run_key(DataJob::NAME, &identity, &inputs::versions(found)),
+    }
 }
 
 /// Scope of the per-table ledger of loaded input versions: one ledger per table, whatever the

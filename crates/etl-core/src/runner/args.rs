@@ -49,6 +49,11 @@ pub struct CommonArgs {
     #[arg(long, env = "ETL_SSE_KMS_KEY_ID", global = true)]
     pub sse_kms_key_id: Option<String>,
 
+    /// The logical time of a scheduled run (RFC 3339, or the rule event as JSON): the run key is
+    /// made from it, so a tick delivered twice runs once; set it by hand to backfill a tick.
+    #[arg(long, env = "ETL_LOGICAL_TIME", global = true)]
+    pub logical_time: Option<String>,
+
     /// Multipart part size in bytes (minimum 5 MiB).
     #[arg(long, env = "ETL_S3_PART_SIZE", default_value_t = 8 * 1024 * 1024, global = true)]
     pub s3_part_size: usize,

@@ -159,10 +159,24 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
     let shutdown = CancellationToken::new();
     signals::listen(shutdown.clone());
     let batch = BatchEnv::from_env();
-    let batch_error = batch
+    let mut batch_error = batch
         .validate()
         .err()
         .map(|m| JobError::config(format!("AWS Batch array: {m}")));
+    let logical_time = match common
+        .logical_time
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => None,
+        Some(v) => match crate::schedule::parse_logical_time(v) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                batch_error = batch_error.or(Some(JobError::config(m)));
+                None
+            }
+        },
+    };
     let ctx = JobContext {
         job: J::NAME,
         profile: common.profile,
@@ -172,6 +186,7 @@ async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {
             checkpoint: common.checkpoint.clone(),
             lease_ttl: common.lease_ttl.into(),
             owner: owner_id(&batch),
+            logical_time,
         },
         batch,
         stats: Arc::new(Stats::default()),

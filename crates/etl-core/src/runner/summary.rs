@@ -39,6 +39,8 @@ pub struct RunSummary {
     pub summary: &'static str,
     pub job: &'static str,
     pub run_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_time: Option<String>,
     pub status: RunStatus,
     pub exit_code: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +67,11 @@ impl RunSummary {
             summary: "run",
             job,
             run_key: s.run_key(),
+            logical_time: ctx
+                .settings
+                .logical_time
+                .as_ref()
+                .map(crate::schedule::canonical),
             status,
             exit_code,
             error,

@@ -47,6 +47,7 @@ pub fn etl_data() -> Command {
     cmd.env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env_remove("ETL_CHECKPOINT")
+        .env_remove("ETL_LOGICAL_TIME")
         .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
         .env_remove("AWS_BATCH_JOB_ARRAY_SIZE");
     if let Ok(ep) = std::env::var("S3_ENDPOINT") {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod job;
 pub mod rejects;
+pub mod retention;
 pub mod sink;
 pub mod state;
 
@@ -11,3 +12,4 @@ pub use etl_sources::{inputs, read};
 
 pub use config::{DataConfig, Mode};
 pub use job::DataJob;
+pub use retention::RetentionJob;

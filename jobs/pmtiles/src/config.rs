@@ -191,6 +191,26 @@ pub struct PmtilesConfig {
     /// CSV WKT geometry column (default: detected).
     #[arg(long, env = "ETL_CSV_WKT")]
     pub csv_wkt: Option<String>,
+
+    /// Make shard I (0-based) of N of the tile set: every shard reads all inputs and writes the tiles of its share of the map (balanced by staged features) to an output with {shard} in its name; `etl-pmtiles merge` joins the parts. Default in an AWS Batch array job: the array index and size.
+    #[arg(long, env = "ETL_SHARD", value_name = "I/N")]
+    pub shard: Option<String>,
+}
+
+/// Parses `--shard I/N` into (index, count).
+pub fn parse_shard(v: &str) -> Result<(u32, u32), JobError> {
+    let bad = || {
+        JobError::usage(format!(
+            "--shard {v:?}: expected I/N with 0 <= I < N, e.g. 0/4"
+        ))
+    };
+    let (i, n) = v.trim().split_once('/').ok_or_else(bad)?;
+    let i: u32 = i.trim().parse().map_err(|_| bad())?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 /// `-z`: a zoom, or `g` for a guess.
@@ -255,5 +275,10 @@ mod tests {
         assert_eq!(parse_bytes("1000").unwrap(), 1000);
         assert!(parse_bytes("12Q").is_err());
         assert!(parse_bytes("").is_err());
+        assert_eq!(parse_shard("2/7").unwrap(), (2, 7));
+        assert_eq!(parse_shard(" 0 / 1 ").unwrap(), (0, 1));
+        for bad in ["7/7", "1/0", "1", "-1/3", "a/b", ""] {
+            assert_eq!(parse_shard(bad).unwrap_err().kind.code(), 64, "{bad}");
+        }
     }
 }

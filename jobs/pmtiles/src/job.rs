@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::config::{MaxZoom, PmtilesConfig, parse_bytes, parse_max_zoom};
+use crate::config::{MaxZoom, PmtilesConfig, parse_bytes, parse_max_zoom, parse_shard};
 use crate::{output, sql};
 
 pub struct PmtilesJob;
@@ -43,18 +43,42 @@ struct Plan {
     format: Option<Format>,
     read_options: ReadOptions,
     sql: Option<(String, String)>,
+    /// `--shard` or the Batch array position: (index, count).
+    shard: Option<(u32, u32)>,
 }
 
 fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<Plan, JobError> {
-    // Array children share one config and each tiles its shard of the inputs: each must write
-    // its own part (`etl-pmtiles merge` joins them).
-    if let Some((index, _)) = batch.shard() {
+    // --shard I/N, or an array child's position: each shard reads every input and makes its
+    // share of the tile set, so each must write its own part (`etl-pmtiles merge` joins them).
+    let shard = match &config.shard {
+        Some(v) => Some(parse_shard(v)?),
+        None => batch.shard(),
+    };
+    if let Some((index, count)) = shard {
         if !config.output.contains("{shard}") {
             return Err(JobError::usage(
-                "an output in an array job needs {shard} in its name, so each child writes its own part",
+                "a sharded run (--shard or an array job) needs {shard} in the output's name, so \
+                 each shard writes its own part",
             ));
         }
         config.output = config.output.replace("{shard}", &index.to_string());
+        let zoom_wide = [
+            (config.drop_densest_as_needed, "--drop-densest-as-needed"),
+            (
+                config.coalesce_densest_as_needed,
+                "--coalesce-densest-as-needed",
+            ),
+            (
+                config.extend_zooms_if_still_dropping,
+                "--extend-zooms-if-still-dropping",
+            ),
+        ];
+        if let Some((_, flag)) = zoom_wide.iter().find(|(on, _)| *on) {
+            return Err(JobError::usage(format!(
+                "{flag} cannot be used with shard {index}/{count}: it decides from the tiles of \
+                 a whole zoom, which other shards make; tile unsharded, or without it"
+            )));
+        }
     }
     let max_zoom = match parse_max_zoom(config.maximum_zoom.as_deref())? {
         MaxZoom::Fixed(z) => Some(z),
@@ -155,6 +179,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         description: config.description.clone().unwrap_or(name),
         attribution: config.attribution.clone(),
         generator: concat!("etl-pmtiles ", env!("CARGO_PKG_VERSION")).to_owned(),
+        shard,
     };
     let read_options = ReadOptions {
         csv: CsvOptions {
@@ -173,6 +198,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         format,
         read_options,
         sql,
+        shard,
     })
 }
 
@@ -206,9 +232,14 @@ async fn expand(plan: &Plan, ctx: &JobContext) -> Result<Inputs, JobError> {
     };
     let mut objects = Vec::new();
     for (name, pattern) in &plan.sources {
-        let found =
-            etl_sources::inputs::expand(&ctx.store, std::slice::from_ref(pattern), &ctx.batch)
-                .await?;
+        // Every shard (and every array child) reads all inputs: shards split the tile set,
+        // not the files.
+        let found = etl_sources::inputs::expand(
+            &ctx.store,
+            std::slice::from_ref(pattern),
+            &etl_core::batch::BatchEnv::default(),
+        )
+        .await?;
         for meta in found {
             let layer = match (name, &plan.config.layer) {
                 (Some(n), _) => n.clone(),
@@ -227,7 +258,7 @@ async fn expand(plan: &Plan, ctx: &JobContext) -> Result<Inputs, JobError> {
         layer_of(&name)
     });
     if objects.is_empty() && sql_layer.is_none() {
-        return Err(JobError::config("no input files (this shard owns none)"));
+        return Err(JobError::config("no input files"));
     }
     Ok(Inputs {
         layers,
@@ -294,6 +325,7 @@ impl Job for PmtilesJob {
             "sql": plan.sql.is_some(),
             "min_zoom": plan.opts.min_zoom,
             "max_zoom": plan.opts.max_zoom.map_or(json!("guess"), |z| json!(z)),
+            "shard": plan.shard.map(|(i, n)| json!([i, n])),
         }))
     }
 
@@ -409,6 +441,20 @@ impl Job for PmtilesJob {
             assemble_secs = report.assemble_time.as_secs_f64(),
             "archive written"
         );
+        if let Some(s) = &report.shard {
+            tracing::info!(
+                shard = s.index,
+                shards = s.count,
+                partition_zoom = s.partition_zoom,
+                first_cell = s.cells.0,
+                end_cell = s.cells.1,
+                weight = s.weight,
+                weights = ?s.weights,
+                tiles = report.tiles,
+                fragments = report.fragments,
+                "shard written"
+            );
+        }
         if let Some(z) = report.guessed_zoom {
             tracing::info!("Choosing a maxzoom of -z{z}");
         }

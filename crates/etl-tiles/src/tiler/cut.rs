@@ -10,6 +10,7 @@
 //!   costs `O(V log T)` clipping rather than `O(V · T)`.
 
 use super::codec::{Staged, put_fragment};
+use super::shard::ShardRange;
 use super::sort::FragBuf;
 use crate::geom::{TileGeom, WorldGeom, clip, simplify_world, to_tile};
 use crate::tile::{TileCoord, WORLD_BITS, tile_id};
@@ -27,6 +28,8 @@ pub(crate) struct CutParams {
     pub buffer: u32,
     /// `-S`: simplification tolerance in tile units.
     pub simplification: f64,
+    /// With a shard: the tiles to emit (others are skipped).
+    pub owned: Option<ShardRange>,
 }
 
 /// Bit-interleaves world x and y (y in the odd bits): a Z-order key that keeps neighbours close.
@@ -106,7 +109,7 @@ pub(crate) fn extend_bounds(b: &mut [i64; 4], g: &WorldGeom) {
     }
 }
 
-fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
+pub(crate) fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
     let mut b = [i64::MAX, i64::MAX, i64::MIN, i64::MIN];
     extend_bounds(&mut b, g);
     (b[0] <= b[2]).then_some(b)
@@ -117,9 +120,11 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
     let seq = f.seq;
     let order = order_key(f.layer, spatial_key(first_point(&f.geom)));
     let emit = |out: &mut FragBuf, tile: TileCoord, g: &TileGeom| {
-        out.push(tile_id(tile), order, seq, |a| {
-            put_fragment(a, f.id, f.props, g)
-        });
+        let id = tile_id(tile);
+        if p.owned.is_some_and(|o| !o.owns_id(id)) {
+            return;
+        }
+        out.push(id, order, seq, |a| put_fragment(a, f.id, f.props, g));
     };
     match &f.geom {
         WorldGeom::Points(pts) => {
@@ -152,6 +157,7 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
                     size,
                     grow,
                     extent: p.extent,
+                    owned: p.owned,
                 };
                 cut.split(&g, range, &mut |t, tg| emit(out, t, tg));
             }
@@ -200,6 +206,7 @@ struct Cut {
     size: i64,
     grow: i64,
     extent: u32,
+    owned: Option<ShardRange>,
 }
 
 impl Cut {
@@ -214,6 +221,11 @@ impl Cut {
     }
 
     fn split(&self, g: &WorldGeom, r: [i64; 4], emit: &mut dyn FnMut(TileCoord, &TileGeom)) {
+        // Another shard's tiles only: nothing here to clip (the owned tiles' pieces do not
+        // depend on this range, each is clipped from the feature down its own halvings).
+        if self.owned.is_some_and(|o| o.none_owned(self.z, r)) {
+            return;
+        }
         let Some(g) = clip(g, self.bounds(r)) else {
             return;
         };

@@ -13,12 +13,17 @@
 //!    written in order to the [`ArchiveWriter`], which deduplicates and run-lengths them.
 //!
 //! Memory is bounded by the sort budget plus one batch of tiles, whatever the input size.
+//!
+//! With [`TilerOptions::shard`], a run makes one disjoint share of the tile set (see `shard`):
+//! the partition comes from staged statistics, and tiles of other shards are skipped as they
+//! are cut, so the sort and the assembly only see this shard's tiles.
 
 mod assemble;
 mod attrs;
 mod codec;
 mod cut;
 mod meta;
+mod shard;
 mod sort;
 mod zoom;
 
@@ -82,6 +87,12 @@ pub struct TilerOptions {
     pub attribution: Option<String>,
     /// The `generator` metadata value.
     pub generator: String,
+    /// `--shard I/N`: make only shard `I` (0-based) of `N` of the tile set. Every shard must
+    /// stage the same features; the shards' archives are disjoint and together hold exactly
+    /// the tiles of an unsharded run (join them with [`crate::archive::merge`]). The
+    /// zoom-wide strategies (`drop_densest`, `coalesce_densest`, `extend_zooms`) decide from
+    /// tiles of other shards, so they are refused with a shard.
+    pub shard: Option<(u32, u32)>,
 }
 
 impl Default for TilerOptions {
@@ -105,6 +116,7 @@ impl Default for TilerOptions {
             description: String::new(),
             attribution: None,
             generator: concat!("etl-tiles ", env!("CARGO_PKG_VERSION")).to_owned(),
+            shard: None,
         }
     }
 }
@@ -174,6 +186,23 @@ pub struct TileReport {
     /// Time spent cutting and sorting, and assembling and writing tiles.
     pub cut_time: std::time::Duration,
     pub assemble_time: std::time::Duration,
+    /// With [`TilerOptions::shard`]: the part of the tile set this run made.
+    pub shard: Option<ShardReport>,
+}
+
+/// The tiles one shard made; see [`TilerOptions::shard`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardReport {
+    pub index: u32,
+    pub count: u32,
+    /// The partition zoom: shards own runs of its cells in Hilbert order.
+    pub partition_zoom: u8,
+    /// This shard's run of Hilbert indices at the partition zoom, `[start, end)`.
+    pub cells: (u64, u64),
+    /// The estimated work (sixteenths of a tile fragment, from the staged features) of this
+    /// shard's run, and of every shard's run.
+    pub weight: u64,
+    pub weights: Vec<u64>,
 }
 
 /// Streams features into a PMTiles archive.
@@ -191,6 +220,8 @@ pub struct Tiler {
     /// World bbox of everything staged.
     bounds: [i64; 4],
     guesser: ZoomGuesser,
+    /// With a shard: staged weight per cell, to partition the tile set.
+    weights: Option<shard::Weights>,
 }
 
 impl Tiler {
@@ -230,11 +261,29 @@ impl Tiler {
         if opts.max_tile_bytes == 0 || opts.max_tile_features == 0 {
             return Err(TilerError::Options("tile limits must be above zero".into()));
         }
+        if let Some((i, n)) = opts.shard {
+            if n == 0 || i >= n {
+                return Err(TilerError::Options(format!(
+                    "shard {i}/{n}: the index must be below the count"
+                )));
+            }
+            if opts.drop_densest || opts.coalesce_densest || opts.extend_zooms {
+                return Err(TilerError::Options(
+                    "a shard cannot use --drop-densest-as-needed, --coalesce-densest-as-needed \
+                     or --extend-zooms-if-still-dropping (they decide from the tiles of a whole \
+                     zoom, which other shards make)"
+                        .into(),
+                ));
+            }
+        }
         let file = match &opts.tmp_dir {
             Some(d) => tempfile::tempfile_in(d)?,
             None => tempfile::tempfile()?,
         };
         Ok(Tiler {
+            weights: opts
+                .shard
+                .map(|_| shard::Weights::new(opts.drop_rate, opts.min_zoom, opts.max_zoom)),
             attrs: attrs::Attributes::new(layers.len()),
             filter: attrs::CompiledFilter::new(&opts.attrs),
             opts,
@@ -312,6 +361,9 @@ impl Tiler {
         );
         cut::extend_bounds(&mut self.bounds, &w);
         self.guesser.add(&w);
+        if let (Some(weights), Some(b)) = (&mut self.weights, cut::bbox(&w)) {
+            weights.add(b, shard::Shape::of(&w));
+        }
         if self.buf.len() >= 1 << 16 {
             self.stage.write_all(&self.buf)?;
             self.buf.clear();
@@ -354,6 +406,11 @@ impl Tiler {
             drop_densest: self.opts.drop_densest,
             coalesce_densest: self.opts.coalesce_densest,
         };
+        let partition = match (&self.weights, self.opts.shard) {
+            (Some(w), Some((i, n))) => Some((i, n, shard::Partition::new(w, max_zoom, n))),
+            _ => None,
+        };
+        let owned = partition.as_ref().map(|(i, _, part)| part.range(*i));
         let mut writer = ArchiveWriter::new(out)?;
         let mut run = Run {
             report: TileReport {
@@ -362,6 +419,17 @@ impl Tiler {
                 min_zoom,
                 max_zoom,
                 guessed_zoom: guessed,
+                shard: partition.as_ref().map(|(i, n, part)| {
+                    let r = part.range(*i);
+                    ShardReport {
+                        index: *i,
+                        count: *n,
+                        partition_zoom: part.p,
+                        cells: (r.start, r.end),
+                        weight: part.weights.get(*i as usize).copied().unwrap_or(0),
+                        weights: part.weights.clone(),
+                    }
+                }),
                 ..TileReport::default()
             },
             layer_zooms: vec![None; self.layers.len()],
@@ -384,6 +452,7 @@ impl Tiler {
             extent: EXTENT,
             buffer: self.opts.buffer.saturating_mul(EXTENT / 256),
             simplification: self.opts.simplification,
+            owned,
         };
         ctx.pass(&mut stage, &params, &mut writer, &mut run)?;
         // tippecanoe's --extend-zooms-if-still-dropping: while the deepest zoom still had to

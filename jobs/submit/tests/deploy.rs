@@ -156,6 +156,32 @@ fn broken_job_definitions_are_rejected() {
     assert_rejected(f, "no prod profile", |v| {
         v["profiles"].as_object_mut().unwrap().remove("prod");
     });
+    assert_rejected(f, "literal secret ARN", |v| {
+        v["containerProperties"]["secrets"][0]["valueFrom"] =
+            json!("arn:aws:secretsmanager:us-east-1:123456789012:secret:etl-db-AbCdEf")
+    });
+    assert_rejected(f, "secret without valueFrom", |v| {
+        v["containerProperties"]["secrets"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("valueFrom");
+    });
+    assert_rejected(f, "secret with a bad env name", |v| {
+        v["containerProperties"]["secrets"][0]["name"] = json!("ETL-DATABASE-SECRET")
+    });
+    assert_rejected(f, "literal execution role ARN", |v| {
+        v["containerProperties"]["executionRoleArn"] =
+            json!("arn:aws:iam::123456789012:role/etl-execution")
+    });
+    assert_rejected(f, "literal job role ARN", |v| {
+        v["containerProperties"]["jobRoleArn"] = json!("arn:aws:iam::123456789012:role/etl-job")
+    });
+    assert_rejected(f, "secrets without an execution role", |v| {
+        v["containerProperties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("executionRoleArn");
+    });
     assert_rejected(f, "unknown field", |v| v["privileged"] = json!(true));
     assert_rejected(f, "no timeout", |v| {
         v.as_object_mut().unwrap().remove("timeout");
@@ -237,6 +263,9 @@ fn etl_submit(args: &[&str], env: &[(&str, &str)]) -> Output {
         "ETL_JOB_QUEUE",
         "ETL_UPLOAD_BUCKET",
         "ETL_EVENTS_ROLE_ARN",
+        "ETL_DATABASE_SECRET_ARN",
+        "ETL_EXECUTION_ROLE_ARN",
+        "ETL_JOB_ROLE_ARN",
     ] {
         cmd.env_remove(var);
     }
@@ -262,6 +291,9 @@ fn text(out: &Output) -> String {
 
 const QUEUE: &str = "arn:aws:batch:us-east-1:123456789012:job-queue/etl";
 const ROLE: &str = "arn:aws:iam::123456789012:role/etl-events";
+const DATABASE_SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:etl-db-AbCdEf";
+const EXECUTION_ROLE: &str = "arn:aws:iam::123456789012:role/etl-execution";
+const JOB_ROLE: &str = "arn:aws:iam::123456789012:role/etl-job";
 
 fn full_args<'a>(prefix: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
@@ -273,6 +305,12 @@ fn full_args<'a>(prefix: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "tak-uploads",
         "--events-role-arn",
         ROLE,
+        "--database-secret-arn",
+        DATABASE_SECRET,
+        "--execution-role-arn",
+        EXECUTION_ROLE,
+        "--job-role-arn",
+        JOB_ROLE,
         "--name-prefix",
         prefix,
     ];
@@ -294,12 +332,32 @@ fn usage_and_artefact_errors_have_their_exit_codes() {
             "b",
             "--events-role-arn",
             ROLE,
+            "--database-secret-arn",
+            DATABASE_SECRET,
+            "--execution-role-arn",
+            EXECUTION_ROLE,
+            "--job-role-arn",
+            JOB_ROLE,
         ],
         &[],
     );
     assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--image"),
+        "{}",
+        text(&out)
+    );
+    // So is a missing --database-secret-arn (every other flag given).
+    let mut args = full_args("x-", &["--dry-run"]);
+    let at = args
+        .iter()
+        .position(|a| *a == "--database-secret-arn")
+        .unwrap();
+    args.drain(at..at + 2);
+    let out = etl_submit(&args, &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--database-secret-arn"),
         "{}",
         text(&out)
     );
@@ -363,6 +421,17 @@ fn dry_run_prints_requests_without_aws() {
     assert_eq!(
         req["containerProperties"]["environment"],
         json!([{"name": "ETL_PROFILE", "value": "prod"}])
+    );
+    assert_eq!(
+        req["containerProperties"]["executionRoleArn"],
+        EXECUTION_ROLE
+    );
+    assert_eq!(req["containerProperties"]["jobRoleArn"], JOB_ROLE);
+    assert!(req["containerProperties"].get("secrets").is_none(), "{req}");
+    let data = lines.iter().find(|l| l["name"] == "dry-etl-data").unwrap();
+    assert_eq!(
+        data["request"]["RegisterJobDefinition"]["containerProperties"]["secrets"],
+        json!([{"name": "ETL_DATABASE_SECRET", "valueFrom": DATABASE_SECRET}])
     );
     let import = lines
         .iter()
@@ -565,6 +634,28 @@ fn deploy_is_idempotent_and_profiles_register_new_revisions() {
         .map(|j| aws.revisions(&format!("{prefix}etl-{j}")))
         .collect();
     assert!(revisions.iter().all(|r| r.len() == 1), "{revisions:?}");
+    // The database secret and both roles arrived (moto returns them in DescribeJobDefinitions).
+    for (job, has_secret) in [
+        ("data", true),
+        ("pmtiles", false),
+        ("events", true),
+        ("retention", true),
+    ] {
+        let jd = aws.latest(&format!("{prefix}etl-{job}"));
+        let cp = jd.container_properties().unwrap();
+        assert_eq!(cp.execution_role_arn(), Some(EXECUTION_ROLE), "{job}");
+        assert_eq!(cp.job_role_arn(), Some(JOB_ROLE), "{job}");
+        let secrets: Vec<_> = cp
+            .secrets()
+            .iter()
+            .map(|s| (s.name().unwrap(), s.value_from().unwrap()))
+            .collect();
+        if has_secret {
+            assert_eq!(secrets, [("ETL_DATABASE_SECRET", DATABASE_SECRET)], "{job}");
+        } else {
+            assert!(secrets.is_empty(), "{job}: {secrets:?}");
+        }
+    }
     let rules = aws.rules(&prefix);
     assert_eq!(rules.len(), 3, "{rules:#?}");
     let import = rules

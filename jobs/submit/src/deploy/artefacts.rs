@@ -23,13 +23,22 @@ const RETRIED_EXIT_CODES: [&str; 3] = ["69", "75", "143"];
 /// Batch accepts at most this many `evaluateOnExit` rules.
 const MAX_RETRY_RULES: usize = 5;
 /// Placeholders an artefact may use.
-pub const PLACEHOLDERS: [&str; 5] = [
+pub const PLACEHOLDERS: [&str; 8] = [
     "IMAGE",
     "PROFILE",
     "UPLOAD_BUCKET",
     "JOB_QUEUE_ARN",
     "EVENTS_ROLE_ARN",
+    "DATABASE_SECRET_ARN",
+    "EXECUTION_ROLE_ARN",
+    "JOB_ROLE_ARN",
 ];
+/// The placeholders a `containerProperties.secrets[].valueFrom` may be (never a literal ARN).
+pub const SECRET_PLACEHOLDERS: [&str; 1] = ["${DATABASE_SECRET_ARN}"];
+/// What `containerProperties.executionRoleArn` must be, if present.
+const EXECUTION_ROLE_PLACEHOLDER: &str = "${EXECUTION_ROLE_ARN}";
+/// What `containerProperties.jobRoleArn` must be, if present.
+const JOB_ROLE_PLACEHOLDER: &str = "${JOB_ROLE_ARN}";
 
 // ---------------------------------------------------------------------------------------------
 // Job definitions
@@ -75,6 +84,15 @@ pub struct ContainerProperties {
     pub image: String,
     pub command: Vec<String>,
     pub environment: Vec<KeyValue>,
+    /// Secrets Manager / SSM values ECS puts in the environment (fetched with the execution role).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<Secret>,
+    /// The role ECS uses to pull the image and fetch `secrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// The role the job's own AWS calls (S3, ...) run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_role_arn: Option<String>,
     pub user: String,
     pub readonly_root_filesystem: bool,
     pub volumes: Vec<Volume>,
@@ -88,6 +106,14 @@ pub struct ContainerProperties {
 pub struct KeyValue {
     pub name: String,
     pub value: String,
+}
+
+/// One of `containerProperties.secrets`: the env var `name` gets the value of `valueFrom`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Secret {
+    pub name: String,
+    pub value_from: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,9 +190,11 @@ pub struct JobDefinitionRequest {
 }
 
 impl JobDefinitionRequest {
-    /// The form two requests are compared in: environment sorted, actions upper-case.
+    /// The form two requests are compared in: environment and secrets sorted, actions
+    /// upper-case.
     pub fn normalized(mut self) -> Self {
         self.container_properties.environment.sort();
+        self.container_properties.secrets.sort();
         for rule in &mut self.retry_strategy.evaluate_on_exit {
             rule.action = rule.action.to_ascii_uppercase();
         }
@@ -221,6 +249,44 @@ fn check_job_definition(jd: &JobDefinitionFile) -> Result<(), String> {
     {
         return Err(
             "containerProperties.environment must set ETL_PROFILE to the ${PROFILE} placeholder"
+                .into(),
+        );
+    }
+    for (i, secret) in cp.secrets.iter().enumerate() {
+        if !is_env_name(&secret.name) {
+            return Err(format!(
+                "containerProperties.secrets[{i}].name {:?} must match ^[A-Za-z_][A-Za-z0-9_]*$",
+                secret.name
+            ));
+        }
+        if !SECRET_PLACEHOLDERS.contains(&secret.value_from.as_str()) {
+            return Err(format!(
+                "containerProperties.secrets[{i}].valueFrom must be one of the placeholders {} (never a literal ARN)",
+                SECRET_PLACEHOLDERS.join(", ")
+            ));
+        }
+    }
+    if cp
+        .execution_role_arn
+        .as_deref()
+        .is_some_and(|r| r != EXECUTION_ROLE_PLACEHOLDER)
+    {
+        return Err(format!(
+            "containerProperties.executionRoleArn must be the {EXECUTION_ROLE_PLACEHOLDER} placeholder"
+        ));
+    }
+    if cp
+        .job_role_arn
+        .as_deref()
+        .is_some_and(|r| r != JOB_ROLE_PLACEHOLDER)
+    {
+        return Err(format!(
+            "containerProperties.jobRoleArn must be the {JOB_ROLE_PLACEHOLDER} placeholder"
+        ));
+    }
+    if !cp.secrets.is_empty() && cp.execution_role_arn.is_none() {
+        return Err(
+            "containerProperties.secrets needs containerProperties.executionRoleArn (ECS fetches secrets with it)"
                 .into(),
         );
     }
@@ -289,6 +355,15 @@ fn check_job_definition(jd: &JobDefinitionFile) -> Result<(), String> {
         return Err(format!("profiles has unknown profile {other:?}"));
     }
     Ok(())
+}
+
+/// An environment variable name: `^[A-Za-z_][A-Za-z0-9_]*$`.
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn check_retry(rs: &RetryStrategy) -> Result<(), String> {

@@ -12,7 +12,7 @@ use super::DeployError;
 use super::artefacts::{
     BatchParameters, ContainerProperties, EvaluateOnExit, InputTransformerRequest,
     JobDefinitionRequest, KeyValue, MountPoint, PutRuleRequest, PutTargetsRequest,
-    ResourceRequirement, RetryStrategy, TargetRequest, Timeout, Volume,
+    ResourceRequirement, RetryStrategy, Secret, TargetRequest, Timeout, Volume,
 };
 
 pub(super) struct Clients {
@@ -334,6 +334,19 @@ fn container_to_sdk(cp: &ContainerProperties) -> bt::ContainerProperties {
                 })
                 .collect(),
         ))
+        .set_secrets((!cp.secrets.is_empty()).then(|| {
+            cp.secrets
+                .iter()
+                .map(|s| {
+                    bt::Secret::builder()
+                        .name(&s.name)
+                        .value_from(&s.value_from)
+                        .build()
+                })
+                .collect()
+        }))
+        .set_execution_role_arn(cp.execution_role_arn.clone())
+        .set_job_role_arn(cp.job_role_arn.clone())
         .user(&cp.user)
         .readonly_root_filesystem(cp.readonly_root_filesystem)
         .set_volumes(Some(
@@ -402,6 +415,22 @@ fn from_sdk(jd: &bt::JobDefinition) -> Option<JobDefinitionRequest> {
                     value: kv.value().unwrap_or("").to_string(),
                 })
                 .collect(),
+            secrets: cp
+                .secrets()
+                .iter()
+                .map(|s| Secret {
+                    name: s.name().unwrap_or("").to_string(),
+                    value_from: s.value_from().unwrap_or("").to_string(),
+                })
+                .collect(),
+            execution_role_arn: cp
+                .execution_role_arn()
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
+            job_role_arn: cp
+                .job_role_arn()
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
             user: cp.user().unwrap_or("").to_string(),
             readonly_root_filesystem: cp.readonly_root_filesystem().unwrap_or(false),
             volumes,

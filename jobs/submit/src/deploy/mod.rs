@@ -94,6 +94,16 @@ struct Args {
     /// The IAM role EventBridge assumes to submit Batch jobs, for ${EVENTS_ROLE_ARN}.
     #[arg(long, env = "ETL_EVENTS_ROLE_ARN")]
     events_role_arn: Option<String>,
+    /// The Secrets Manager secret (JSON) the jobs reach the database with, for
+    /// ${DATABASE_SECRET_ARN} (ECS passes it to the job as ETL_DATABASE_SECRET).
+    #[arg(long, env = "ETL_DATABASE_SECRET_ARN")]
+    database_secret_arn: Option<String>,
+    /// The IAM role ECS pulls the image and fetches the secrets with, for ${EXECUTION_ROLE_ARN}.
+    #[arg(long, env = "ETL_EXECUTION_ROLE_ARN")]
+    execution_role_arn: Option<String>,
+    /// The IAM role the jobs' own AWS calls (S3) run as, for ${JOB_ROLE_ARN}.
+    #[arg(long, env = "ETL_JOB_ROLE_ARN")]
+    job_role_arn: Option<String>,
     /// Prepended to every job definition and rule name (e.g. `staging-`, or a test namespace).
     #[arg(long, default_value = "", value_parser = parse_prefix)]
     name_prefix: String,
@@ -119,6 +129,9 @@ fn flag_for(placeholder: &str) -> String {
         "UPLOAD_BUCKET" => "--upload-bucket (or ETL_UPLOAD_BUCKET)".into(),
         "JOB_QUEUE_ARN" => "--queue (or ETL_JOB_QUEUE)".into(),
         "EVENTS_ROLE_ARN" => "--events-role-arn (or ETL_EVENTS_ROLE_ARN)".into(),
+        "DATABASE_SECRET_ARN" => "--database-secret-arn (or ETL_DATABASE_SECRET_ARN)".into(),
+        "EXECUTION_ROLE_ARN" => "--execution-role-arn (or ETL_EXECUTION_ROLE_ARN)".into(),
+        "JOB_ROLE_ARN" => "--job-role-arn (or ETL_JOB_ROLE_ARN)".into(),
         other => format!("a value for {other}"),
     }
 }
@@ -171,6 +184,9 @@ fn plan(
         ("UPLOAD_BUCKET", non_empty(&args.upload_bucket)),
         ("JOB_QUEUE_ARN", non_empty(&queue_arn)),
         ("EVENTS_ROLE_ARN", non_empty(&args.events_role_arn)),
+        ("DATABASE_SECRET_ARN", non_empty(&args.database_secret_arn)),
+        ("EXECUTION_ROLE_ARN", non_empty(&args.execution_role_arn)),
+        ("JOB_ROLE_ARN", non_empty(&args.job_role_arn)),
     ]);
     let mut out = Plan {
         job_definitions: Vec::new(),

@@ -26,6 +26,10 @@ pub enum ReadError {
         column: u64,
         message: String,
     },
+    /// The input as a whole is refused, at no particular line: an unsupported format,
+    /// a hostile archive (zip slip, symlink, bomb), a size limit, no features at all.
+    #[error("{0}")]
+    Refused(String),
     /// The input is well-formed but cannot be read as features: wrong document type,
     /// no geometry column, or a nesting or size limit exceeded.
     #[error("{line}:{column}: {message}")]
@@ -40,7 +44,7 @@ impl ReadError {
     /// Line and column of the problem, `None` for I/O errors.
     pub fn position(&self) -> Option<(u64, u64)> {
         match self {
-            ReadError::Io(_) => None,
+            ReadError::Io(_) | ReadError::Refused(_) => None,
             ReadError::Syntax { line, column, .. } | ReadError::Invalid { line, column, .. } => {
                 Some((*line, *column))
             }

@@ -11,7 +11,18 @@ pub enum Format {
     GeoJsonSeq,
     /// CSV or TSV with longitude/latitude or WKT columns.
     Csv,
+    /// KML (the `kml` root element).
+    Kml,
+    /// GPX 1.0/1.1: layers `waypoints`, `routes`, `tracks`.
+    Gpx,
+    /// TAK Cursor-on-Target XML: one `event` or several (an `events` root or a sequence).
+    Cot,
+    /// FlatGeobuf.
+    FlatGeobuf,
 }
+
+/// The layer names of formats with fixed layers, in [`Record::layer`](crate::Record) order.
+pub const GPX_LAYERS: [&str; 3] = ["waypoints", "routes", "tracks"];
 
 const RS: u8 = 0x1E;
 
@@ -23,6 +34,10 @@ impl Format {
             "geojson" | "json" => Format::GeoJson,
             "geojsonl" | "geojsonld" | "ndjson" | "geojsons" | "jsonl" => Format::GeoJsonSeq,
             "csv" | "tsv" => Format::Csv,
+            "kml" => Format::Kml,
+            "gpx" => Format::Gpx,
+            "cot" => Format::Cot,
+            "fgb" => Format::FlatGeobuf,
             _ => return None,
         })
     }
@@ -34,12 +49,16 @@ impl Format {
     /// that is the whole prefix is one document; a header line with
     /// longitude/latitude or WKT columns is CSV.
     pub fn sniff(prefix: &[u8]) -> Option<Format> {
+        if prefix.starts_with(b"fgb\x03") {
+            return Some(Format::FlatGeobuf);
+        }
         let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
         let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
         let text = text.get(start..)?;
         match text.first()? {
             &RS => Some(Format::GeoJsonSeq),
             b'{' => Some(sniff_json_object(text)),
+            b'<' => sniff_xml(text),
             _ => sniff_csv(text),
         }
     }
@@ -49,6 +68,19 @@ impl Format {
             Format::GeoJson => "geojson",
             Format::GeoJsonSeq => "geojsonseq",
             Format::Csv => "csv",
+            Format::Kml => "kml",
+            Format::Gpx => "gpx",
+            Format::Cot => "cot",
+            Format::FlatGeobuf => "flatgeobuf",
+        }
+    }
+
+    /// The layers a reader of this format declares, when fixed by the format; empty means
+    /// one layer named after the input.
+    pub fn layers(&self) -> &'static [&'static str] {
+        match self {
+            Format::Gpx => &GPX_LAYERS,
+            _ => &[],
         }
     }
 }
@@ -167,6 +199,95 @@ impl<'a> FirstObject<'a> {
         }
         found
     }
+}
+
+/// The root element of an XML document decides: `kml`, `gpx`, `event`/`events` (CoT).
+/// Only the prolog (declaration, comments, processing instructions, a DOCTYPE) may come
+/// before it; a DOCTYPE is allowed here so that the reader, not the sniffer, refuses it by name.
+fn sniff_xml(text: &[u8]) -> Option<Format> {
+    let mut rest = text;
+    loop {
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        rest = rest.get(start..)?;
+        if rest.starts_with(b"<?") {
+            let end = find(rest, b"?>")?;
+            rest = rest.get(end.saturating_add(2)..)?;
+        } else if rest.starts_with(b"<!--") {
+            let end = find(rest, b"-->")?;
+            rest = rest.get(end.saturating_add(3)..)?;
+        } else if rest.starts_with(b"<!") {
+            // A DOCTYPE, possibly with an internal subset in brackets.
+            let end = match (
+                rest.iter().position(|&b| b == b'['),
+                rest.iter().position(|&b| b == b'>'),
+            ) {
+                (Some(open), Some(gt)) if open < gt => find(rest, b"]>")?.saturating_add(2),
+                (_, Some(gt)) => gt.saturating_add(1),
+                _ => return None,
+            };
+            rest = rest.get(end..)?;
+        } else {
+            let name = rest.get(1..)?;
+            let len = name
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || matches!(b, b'>' | b'/'))
+                .unwrap_or(name.len());
+            let qname = name.get(..len)?;
+            let local = qname.rsplit(|&b| b == b':').next().unwrap_or(qname);
+            return match local {
+                b"kml" => Some(Format::Kml),
+                b"gpx" => Some(Format::Gpx),
+                b"event" | b"events" => Some(Format::Cot),
+                _ => None,
+            };
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What the start of an input that no reader recognises looks like, for the
+/// "unsupported input format: …" message.
+pub fn describe_unknown(prefix: &[u8]) -> String {
+    let text = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    let start = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
+    let text = text.get(start..).unwrap_or_default();
+    if text.is_empty() {
+        return "an empty file".to_owned();
+    }
+    if text.first() == Some(&b'<') {
+        let name: String = text
+            .iter()
+            .skip(1)
+            .take_while(|b| !b.is_ascii_whitespace() && !matches!(b, b'>' | b'/'))
+            .take(40)
+            .map(|&b| char::from(b))
+            .collect();
+        return format!("XML with root element <{name}>");
+    }
+    if text.first() == Some(&b'{') || text.first() == Some(&b'[') {
+        return "JSON that is not GeoJSON".to_owned();
+    }
+    let head = text.get(..text.len().min(16)).unwrap_or_default();
+    if head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b',' || *b == b'\t')
+    {
+        let line: String = text
+            .iter()
+            .take_while(|&&b| b != b'\n' && b != b'\r')
+            .take(60)
+            .map(|&b| char::from(b))
+            .collect();
+        return format!("text starting {line:?}");
+    }
+    let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("binary data starting with bytes {}", hex.join(" "))
 }
 
 fn sniff_csv(text: &[u8]) -> Option<Format> {

@@ -95,6 +95,7 @@ pub async fn stream(
         batch.push(Record {
             line: ordinal,
             ordinal,
+            layer: 0,
             feature,
         });
         if batch.len() >= etl_sources::read::READ_BATCH {

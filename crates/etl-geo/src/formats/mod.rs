@@ -1,7 +1,13 @@
 //! Reading features from an input, one reader per format, behind one iterator type.
 
+pub(crate) mod cot;
 pub(crate) mod csv;
+pub(crate) mod flatgeobuf;
 pub(crate) mod geojson;
+pub(crate) mod gpx;
+pub(crate) mod kml;
+pub(crate) mod shapefile;
+pub(crate) mod xml;
 
 use std::fmt;
 use std::io::BufRead;
@@ -24,6 +30,9 @@ pub struct Record {
     /// 0-based index among all records of the input, accepted and rejected alike, so
     /// that a resumed run can skip ordinals below its checkpoint.
     pub ordinal: u64,
+    /// Index of the record's layer among the layers its reader declares (0 for
+    /// single-layer formats; GPX has waypoints, routes and tracks).
+    pub layer: u32,
     pub feature: Result<Feature, Rejection>,
 }
 
@@ -100,6 +109,10 @@ pub fn open(
             MAX_RECORD_BYTES,
         )),
         Format::Csv => Box::new(csv::CsvReader::open(input, opts, MAX_RECORD_BYTES)?),
+        Format::Kml => kml::open(input, opts)?,
+        Format::Gpx => gpx::open(input, opts)?,
+        Format::Cot => cot::open(input, opts)?,
+        Format::FlatGeobuf => flatgeobuf::open(input, opts)?,
     })
 }
 

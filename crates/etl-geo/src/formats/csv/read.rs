@@ -353,6 +353,7 @@ impl Iterator for CsvReader {
         Some(Ok(Record {
             line,
             ordinal,
+            layer: 0,
             feature: self.feature(),
         }))
     }

@@ -237,6 +237,7 @@ impl GeoJsonReader {
         Record {
             line: origin.line,
             ordinal,
+            layer: 0,
             feature,
         }
     }

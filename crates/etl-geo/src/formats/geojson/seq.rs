@@ -124,6 +124,7 @@ impl GeoJsonSeqReader {
                 return Ok(Some(Record {
                     line: origin.line,
                     ordinal,
+                    layer: 0,
                     feature,
                 }));
             }

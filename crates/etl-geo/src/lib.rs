@@ -12,12 +12,14 @@
 
 pub use geo_types;
 
+pub mod archive;
 mod error;
 mod ewkb;
 mod feature;
 mod format;
 mod formats;
 mod pgcopy;
+pub mod upload;
 mod validate;
 
 pub use error::ReadError;
@@ -32,4 +34,5 @@ pub use pgcopy::{
     COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, Conflict, CopyColumn,
     CopyEncoder,
 };
+pub use upload::{Asset, Upload, UploadFormat, UploadOptions};
 pub use validate::validate;

@@ -62,7 +62,7 @@ impl<R: BufRead> XmlReader<R> {
             Err(e) => {
                 return Err(ReadError::syntax(
                     Position { line, column: 1 },
-                    format!("XML: {e}"),
+                    one_line(&format!("XML: {e}")),
                 ));
             }
         };
@@ -155,6 +155,12 @@ pub(crate) fn push_ref(out: &mut String, r: &BytesRef<'_>, at: Position) -> Resu
         }
     });
     Ok(())
+}
+
+/// `text` with line breaks folded to spaces, for one-line error messages (parser errors
+/// may quote input that spans lines).
+pub(crate) fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
 }
 
 fn push_limited(out: &mut String, text: &str, at: Position) -> Result<(), ReadError> {

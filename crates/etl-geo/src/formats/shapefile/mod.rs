@@ -1,13 +1,240 @@
-//! PLACEHOLDER: being written (issue 4).
+//! Reads one ESRI Shapefile layer (`NAME.shp` with `NAME.dbf`, `NAME.prj`,
+//! `NAME.cpg` beside it; the extensions in any case) record by record.
+//!
+//! - **Geometry** (`.shp`): Point, MultiPoint, PolyLine (one part → LineString,
+//!   several → MultiLineString), Polygon (rings grouped by winding order: clockwise
+//!   rings are shells, counter-clockwise rings holes of the smallest shell that
+//!   contains them; one shell → Polygon, several → MultiPolygon) and their Z and M
+//!   variants, whose Z and M are dropped. Null shapes and shapes without parts give a
+//!   null geometry. MultiPatch and unknown shape types, unclosed rings and parts
+//!   that point outside their record reject that record.
+//! - **`.shx`** is not needed and not read: records are read in file order.
+//! - **Attributes** (`.dbf`): see [`dbf`] for the field types. A missing `.dbf`
+//!   gives features without properties. Records marked deleted in the `.dbf` are
+//!   skipped with their shape. The `.dbf` and `.shp` must hold the same number of
+//!   records, else reading fails where they part.
+//! - **Encoding**: from the `.cpg` (UTF-8, ISO-8859-1/Latin-1, Windows-1252; any
+//!   other code page is refused, naming it); without one, from the DBF language
+//!   driver id (Windows-1252 for 0x03/0x57), else UTF-8, where a value that is not
+//!   valid UTF-8 is read as Windows-1252.
+//! - **Coordinate system** (`.prj`): WGS 84 geographic is used as is; Web Mercator
+//!   (`Mercator_Auxiliary_Sphere`, `Popular Visualisation Pseudo Mercator`,
+//!   `WGS_1984_Web_Mercator`, EPSG 3857/900913/102100) is converted with the inverse
+//!   spherical Mercator; anything else is refused, naming it. **Without a `.prj`
+//!   (or with an empty one) the coordinates are assumed to be WGS 84.**
+//! - **Records**: [`Record::line`] is the 1-based record number in the `.shp`.
+//!   Features have no id. A truncated `.shp` or `.dbf` is a fatal [`ReadError`].
 
-use std::path::Path;
+pub(crate) mod crs;
+mod dbf;
+mod shp;
 
-use crate::error::ReadError;
-use crate::formats::{FeatureSource, ReadOptions};
+use std::fs::{self, File};
+use std::io::{BufReader, ErrorKind};
+use std::path::{Path, PathBuf};
+
+use serde_json::Map;
+
+use self::crs::Crs;
+use self::dbf::{DbfReader, Encoding};
+use self::shp::ShpReader;
+use crate::error::{Position, ReadError};
+use crate::feature::Feature;
+use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept};
+
+const BUFFER: usize = 256 * 1024;
 
 /// Opens the layer whose `.shp` is at `shp` (siblings `.shx`, `.dbf`, `.prj`, `.cpg` beside it).
-pub(crate) fn open_layer(_shp: &Path, _opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
-    Err(ReadError::Refused(
-        "shapefile reader not written yet".into(),
-    ))
+pub(crate) fn open_layer(shp: &Path, _opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
+    let crs = match sibling(shp, "prj") {
+        None => Crs::Wgs84,
+        Some(prj) => {
+            let text = read_small_text(&prj)?;
+            if text.trim().is_empty() {
+                Crs::Wgs84
+            } else {
+                crs::from_wkt(&text).map_err(|name| {
+                    ReadError::Refused(format!(
+                        "unsupported coordinate system in {}: {name} (only WGS 84 and Web Mercator are supported)",
+                        file_name(&prj)
+                    ))
+                })?
+            }
+        }
+    };
+    let encoding = match sibling(shp, "cpg") {
+        None => None,
+        Some(cpg) => {
+            let text = read_small_text(&cpg)?;
+            Some(Encoding::from_cpg(&text).ok_or_else(|| {
+                ReadError::Refused(format!(
+                    "unsupported code page in {}: {} (supported: UTF-8, ISO-8859-1, Windows-1252)",
+                    file_name(&cpg),
+                    crate::formats::excerpt(text.trim())
+                ))
+            })?)
+        }
+    };
+    let dbf = match sibling(shp, "dbf") {
+        None => None,
+        Some(path) => {
+            let file = File::open(&path)?;
+            let reader = DbfReader::open(
+                Box::new(BufReader::with_capacity(BUFFER, file)),
+                &file_name(&path),
+                encoding,
+            )
+            .map_err(ReadError::Refused)?;
+            Some(reader)
+        }
+    };
+    let file = File::open(shp)?;
+    let shp_reader = ShpReader::open(Box::new(BufReader::with_capacity(BUFFER, file)))
+        .map_err(ReadError::Refused)?;
+    Ok(Box::new(ShapefileReader {
+        shp: shp_reader,
+        dbf,
+        crs,
+        number: 0,
+        ordinal: 0,
+        done: false,
+    }))
+}
+
+struct ShapefileReader {
+    shp: ShpReader,
+    dbf: Option<DbfReader>,
+    crs: Crs,
+    /// Records read from the `.shp` so far, deleted ones included.
+    number: u64,
+    /// Records returned so far.
+    ordinal: u64,
+    done: bool,
+}
+
+impl ShapefileReader {
+    /// Ends reading with an error at record `line` (1-based).
+    fn fail(&mut self, line: u64, message: String) -> Option<Result<Record, ReadError>> {
+        self.done = true;
+        Some(Err(ReadError::invalid(
+            Position {
+                line: line.max(1),
+                column: 1,
+            },
+            message,
+        )))
+    }
+}
+
+impl Iterator for ShapefileReader {
+    type Item = Result<Record, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let crs = self.crs;
+            let geometry = match self.shp.next_record() {
+                Err(message) => return self.fail(self.number + 1, message),
+                Ok(None) => {
+                    self.done = true;
+                    if let Some(dbf) = &mut self.dbf
+                        && !matches!(dbf.next_record(), Ok(None))
+                    {
+                        let (count, number) = (dbf.record_count(), self.number);
+                        return self.fail(
+                            number + 1,
+                            format!("the .dbf has {count} records but the .shp only {number}"),
+                        );
+                    }
+                    return None;
+                }
+                Ok(Some(record)) => shp::geometry(record.content, crs),
+            };
+            self.number += 1;
+            let properties = match &mut self.dbf {
+                None => Map::new(),
+                Some(dbf) => match dbf.next_record() {
+                    Err(message) => return self.fail(self.number, message),
+                    Ok(None) => {
+                        let count = dbf.record_count();
+                        return self.fail(
+                            self.number,
+                            format!("the .shp has more records than the {count} of the .dbf"),
+                        );
+                    }
+                    Ok(Some(None)) => continue, // deleted
+                    Ok(Some(Some(properties))) => properties,
+                },
+            };
+            let feature = geometry.map_err(Rejection::new).and_then(|geometry| {
+                accept(Feature {
+                    id: None,
+                    geometry,
+                    properties,
+                })
+            });
+            let record = Record {
+                line: self.number,
+                ordinal: self.ordinal,
+                layer: 0,
+                feature,
+            };
+            self.ordinal += 1;
+            return Some(Ok(record));
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The file beside `shp` with the same stem and extension `ext` in any case (the
+/// stem compared exactly first, then ignoring case).
+fn sibling(shp: &Path, ext: &str) -> Option<PathBuf> {
+    let stem = shp.file_stem()?.to_string_lossy().into_owned();
+    let dir = match shp.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut loose = None;
+    for entry in fs::read_dir(&dir).ok()?.flatten() {
+        let path = entry.path();
+        let (Some(s), Some(e)) = (path.file_stem(), path.extension()) else {
+            continue;
+        };
+        if !e.to_string_lossy().eq_ignore_ascii_case(ext) || !path.is_file() {
+            continue;
+        }
+        let s = s.to_string_lossy();
+        if s == stem {
+            return Some(path);
+        }
+        if loose.is_none() && s.to_lowercase() == stem.to_lowercase() {
+            loose = Some(path);
+        }
+    }
+    loose
+}
+
+/// Reads a `.prj` or `.cpg` (at most 64 KiB; longer is refused).
+fn read_small_text(path: &Path) -> Result<String, ReadError> {
+    const MAX: u64 = 64 * 1024;
+    let len = fs::metadata(path)?.len();
+    if len > MAX {
+        return Err(ReadError::Refused(format!(
+            "{} is {len} bytes long, more than a coordinate system or code page file can be",
+            file_name(path)
+        )));
+    }
+    match fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -1,0 +1,543 @@
+//! An uploaded file as a whole: its format found by content, unpacked when it is an
+//! archive (KMZ, zipped Shapefiles, TAK data packages), and read as one stream of records
+//! over named layers.
+//!
+//! Detection never trusts the extension: SQLite's header is MBTiles; a zip is a data package
+//! when it holds `MANIFEST/manifest.xml`, a Shapefile set when it holds a `.shp`, a KMZ when it
+//! holds a `.kml`; anything else goes to [`Format::sniff`] (JSON shape, XML root element,
+//! FlatGeobuf magic, CSV header).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::archive::{self, ArchiveLimits, Entry};
+use crate::error::ReadError;
+use crate::format::{Format, describe_unknown};
+use crate::formats::xml::XmlReader;
+use crate::formats::{FeatureSource, ReadOptions, Record};
+
+/// How much of a file detection looks at.
+const SNIFF_BYTES: usize = 64 * 1024;
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+const READ_BUFFER: usize = 256 * 1024;
+
+/// What an upload turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadFormat {
+    /// A single file of a feature format.
+    Plain(Format),
+    /// A zip holding `doc.kml` (or another `.kml`) and its icons.
+    Kmz,
+    /// A zip holding one or more Shapefile sets.
+    ShapefileZip,
+    /// A TAK data package: a zip with `MANIFEST/manifest.xml`.
+    DataPackage,
+    /// An MBTiles (SQLite) tile set: converted to PMTiles, not read as features.
+    MBTiles,
+}
+
+impl UploadFormat {
+    pub fn name(&self) -> &'static str {
+        match self {
+            UploadFormat::Plain(f) => f.name(),
+            UploadFormat::Kmz => "kmz",
+            UploadFormat::ShapefileZip => "shapefile",
+            UploadFormat::DataPackage => "datapackage",
+            UploadFormat::MBTiles => "mbtiles",
+        }
+    }
+}
+
+/// Limits and reader settings for one upload.
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    pub read: ReadOptions,
+    pub archive: ArchiveLimits,
+}
+
+/// A file inside an archive upload that is not read as features: a KMZ's icons, a data
+/// package's attachments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asset {
+    /// Its name inside the archive.
+    pub name: String,
+    pub bytes: u64,
+    /// The CoT `uid` a data package's manifest attaches it to.
+    pub uid: Option<String>,
+}
+
+/// One readable file of the upload.
+#[derive(Debug)]
+struct Part {
+    /// Its name inside the archive, or `None` for a plain upload.
+    label: Option<String>,
+    path: PathBuf,
+    kind: PartKind,
+    /// Index of its first layer in [`Upload::layers`].
+    layer_base: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PartKind {
+    Plain(Format),
+    Shapefile,
+}
+
+/// An opened upload. Iterating yields its records in order, with `layer` indexing
+/// [`Upload::layers`] and `ordinal` counting across all parts; a fatal error names the
+/// archive entry it happened in.
+pub struct Upload {
+    pub format: UploadFormat,
+    pub layers: Vec<String>,
+    pub assets: Vec<Asset>,
+    /// A data package's `<Configuration>` parameters (uid, name, …).
+    pub package: Map<String, Value>,
+    parts: VecDeque<Part>,
+    current: Option<(FeatureSource, Option<String>, u32)>,
+    opts: UploadOptions,
+    ordinal: u64,
+    failed: bool,
+    path: PathBuf,
+    // Extracted files live here until the upload is dropped.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("format", &self.format)
+            .field("layers", &self.layers)
+            .field("assets", &self.assets.len())
+            .finish()
+    }
+}
+
+impl Upload {
+    /// Detects and opens the upload at `path`. `stem` names the layer of a single-layer
+    /// upload; archives are extracted under a new directory in `scratch`.
+    pub fn open(
+        path: &Path,
+        stem: &str,
+        scratch: &Path,
+        opts: &UploadOptions,
+    ) -> Result<Upload, ReadError> {
+        let prefix = read_prefix(path)?;
+        let mut upload = Upload {
+            format: UploadFormat::MBTiles,
+            layers: Vec::new(),
+            assets: Vec::new(),
+            package: Map::new(),
+            parts: VecDeque::new(),
+            current: None,
+            opts: opts.clone(),
+            ordinal: 0,
+            failed: false,
+            path: path.to_path_buf(),
+            _scratch: None,
+        };
+        if prefix.starts_with(SQLITE_MAGIC) {
+            return Ok(upload);
+        }
+        if archive::is_zip(&prefix) {
+            let names = archive::list(path, &opts.archive)?;
+            let dir = tempfile::Builder::new()
+                .prefix("upload-")
+                .tempdir_in(scratch)?;
+            let has = |suffix: &str| {
+                names
+                    .iter()
+                    .any(|n| n.to_ascii_lowercase().ends_with(suffix))
+            };
+            if names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("MANIFEST/manifest.xml"))
+            {
+                upload.format = UploadFormat::DataPackage;
+                let entries = archive::extract(path, dir.path(), &opts.archive)?;
+                upload.add_package(stem, &entries, dir.path())?;
+            } else if has(".shp") {
+                upload.format = UploadFormat::ShapefileZip;
+                let entries = archive::extract(path, dir.path(), &opts.archive)?;
+                upload.add_shapefiles(&entries, "");
+            } else if has(".kml") {
+                upload.format = UploadFormat::Kmz;
+                let entries = archive::extract(path, dir.path(), &opts.archive)?;
+                upload.add_kmz(stem, None, &entries)?;
+            } else {
+                let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+                return Err(ReadError::Refused(format!(
+                    "unsupported input format: a zip archive without MANIFEST/manifest.xml, a .shp or a .kml (it holds {}{})",
+                    if shown.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        shown.join(", ")
+                    },
+                    if names.len() > 5 { ", …" } else { "" }
+                )));
+            }
+            upload._scratch = Some(dir);
+            return Ok(upload);
+        }
+        let format = Format::sniff(&prefix).ok_or_else(|| {
+            ReadError::Refused(format!(
+                "unsupported input format: {}",
+                describe_unknown(&prefix)
+            ))
+        })?;
+        upload.format = UploadFormat::Plain(format);
+        upload.push_plain(None, path.to_path_buf(), format, stem);
+        Ok(upload)
+    }
+
+    /// The path of an MBTiles upload, to convert as tiles.
+    pub fn mbtiles(&self) -> Option<&Path> {
+        (self.format == UploadFormat::MBTiles).then_some(self.path.as_path())
+    }
+
+    fn push_plain(&mut self, label: Option<String>, path: PathBuf, format: Format, stem: &str) {
+        let layer_base = self.layers.len() as u32;
+        match format.layers() {
+            [] => self.add_layer(stem),
+            fixed => {
+                let single = self.parts.is_empty() && label.is_none();
+                for layer in fixed {
+                    if single {
+                        self.add_layer(layer);
+                    } else {
+                        self.add_layer(&format!("{stem}-{layer}"));
+                    }
+                }
+            }
+        }
+        self.parts.push_back(Part {
+            label,
+            path,
+            kind: PartKind::Plain(format),
+            layer_base,
+        });
+    }
+
+    /// Adds a layer, or a numbered one when the name is taken.
+    fn add_layer(&mut self, name: &str) {
+        let name = if name.is_empty() { "layer" } else { name };
+        let mut candidate = name.to_owned();
+        let mut n = 2;
+        while self.layers.contains(&candidate) {
+            candidate = format!("{name}-{n}");
+            n += 1;
+        }
+        self.layers.push(candidate);
+    }
+
+    fn add_shapefiles(&mut self, entries: &[Entry], label_prefix: &str) {
+        for e in entries {
+            if e.name.to_ascii_lowercase().ends_with(".shp") {
+                let layer_base = self.layers.len() as u32;
+                self.add_layer(file_stem(&e.name));
+                self.parts.push_back(Part {
+                    label: Some(format!("{label_prefix}{}", e.name)),
+                    path: e.path.clone(),
+                    kind: PartKind::Shapefile,
+                    layer_base,
+                });
+            }
+        }
+    }
+
+    /// A KMZ: `doc.kml` at the root, else the first `.kml` at the root, else the first
+    /// `.kml` anywhere; every other entry is an asset.
+    fn add_kmz(
+        &mut self,
+        stem: &str,
+        label_prefix: Option<&str>,
+        entries: &[Entry],
+    ) -> Result<(), ReadError> {
+        let is_kml = |e: &&Entry| e.name.to_ascii_lowercase().ends_with(".kml");
+        let doc = entries
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case("doc.kml"))
+            .or_else(|| {
+                entries
+                    .iter()
+                    .filter(is_kml)
+                    .find(|e| !e.name.contains('/'))
+            })
+            .or_else(|| entries.iter().find(is_kml))
+            .ok_or_else(|| ReadError::Refused("KMZ without a .kml document".to_owned()))?;
+        let prefix = label_prefix.map(|p| format!("{p}/")).unwrap_or_default();
+        for e in entries {
+            if e.name != doc.name {
+                self.assets.push(Asset {
+                    name: format!("{prefix}{}", e.name),
+                    bytes: e.bytes,
+                    uid: None,
+                });
+            }
+        }
+        self.push_plain(
+            Some(format!("{prefix}{}", doc.name)),
+            doc.path.clone(),
+            Format::Kml,
+            stem,
+        );
+        Ok(())
+    }
+
+    /// A TAK data package: every CoT event becomes a feature of the layer `stem`, files of
+    /// other feature formats are read by their own format into layers named after them
+    /// (KMZ and zipped Shapefiles included), and everything else is an attachment.
+    fn add_package(&mut self, stem: &str, entries: &[Entry], dir: &Path) -> Result<(), ReadError> {
+        let manifest = entries
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case("MANIFEST/manifest.xml"))
+            .ok_or_else(|| {
+                ReadError::Refused("data package without MANIFEST/manifest.xml".into())
+            })?;
+        let parsed =
+            read_manifest(&manifest.path).map_err(|e| in_part("MANIFEST/manifest.xml", e))?;
+        self.package = parsed.settings;
+        let mut cot_layer: Option<u32> = None;
+        for e in entries {
+            if e.name == manifest.name {
+                continue;
+            }
+            let content = parsed.contents.iter().find(|c| c.entry == e.name);
+            if content.is_some_and(|c| c.ignore) {
+                continue;
+            }
+            let uid = content.and_then(|c| c.uid.clone());
+            let prefix = read_prefix(&e.path)?;
+            let name = file_stem(&e.name).to_owned();
+            if archive::is_zip(&prefix) {
+                let names = archive::list(&e.path, &self.opts.archive)
+                    .map_err(|err| in_part(&e.name, err))?;
+                let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+                let nested = tempfile::Builder::new().prefix("nested-").tempdir_in(dir)?;
+                let inner = if lower.iter().any(|n| n.ends_with(".shp")) {
+                    let inner = archive::extract(&e.path, nested.path(), &self.opts.archive)
+                        .map_err(|err| in_part(&e.name, err))?;
+                    self.add_shapefiles(&inner, &format!("{}/", e.name));
+                    true
+                } else if lower.iter().any(|n| n.ends_with(".kml")) {
+                    let inner = archive::extract(&e.path, nested.path(), &self.opts.archive)
+                        .map_err(|err| in_part(&e.name, err))?;
+                    self.add_kmz(&name, Some(&e.name), &inner)?;
+                    true
+                } else {
+                    false
+                };
+                if inner {
+                    // Kept until the package's scratch directory goes.
+                    let _kept = nested.keep();
+                    continue;
+                }
+            } else if let Some(format) = Format::sniff(&prefix) {
+                if format == Format::Cot {
+                    let base = match cot_layer {
+                        Some(base) => base,
+                        None => {
+                            let base = self.layers.len() as u32;
+                            self.add_layer(stem);
+                            cot_layer = Some(base);
+                            base
+                        }
+                    };
+                    self.parts.push_back(Part {
+                        label: Some(e.name.clone()),
+                        path: e.path.clone(),
+                        kind: PartKind::Plain(Format::Cot),
+                        layer_base: base,
+                    });
+                } else {
+                    self.push_plain(Some(e.name.clone()), e.path.clone(), format, &name);
+                }
+                continue;
+            }
+            self.assets.push(Asset {
+                name: e.name.clone(),
+                bytes: e.bytes,
+                uid,
+            });
+        }
+        Ok(())
+    }
+
+    fn open_part(&self, part: &Part) -> Result<FeatureSource, ReadError> {
+        match part.kind {
+            PartKind::Plain(format) => {
+                let file = File::open(&part.path)?;
+                crate::formats::open(
+                    format,
+                    Box::new(BufReader::with_capacity(READ_BUFFER, file)),
+                    &self.opts.read,
+                )
+            }
+            PartKind::Shapefile => {
+                crate::formats::shapefile::open_layer(&part.path, &self.opts.read)
+            }
+        }
+    }
+}
+
+impl Iterator for Upload {
+    type Item = Result<Record, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some((source, label, base)) = &mut self.current {
+                match source.next() {
+                    Some(Ok(mut record)) => {
+                        record.layer = record.layer.saturating_add(*base);
+                        record.ordinal = self.ordinal;
+                        self.ordinal = self.ordinal.saturating_add(1);
+                        return Some(Ok(record));
+                    }
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        return Some(Err(match label {
+                            Some(label) => in_part(label, e),
+                            None => e,
+                        }));
+                    }
+                    None => self.current = None,
+                }
+            }
+            let part = self.parts.pop_front()?;
+            match self.open_part(&part) {
+                Ok(source) => self.current = Some((source, part.label, part.layer_base)),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(match &part.label {
+                        Some(label) => in_part(label, e),
+                        None => e,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Prefixes an error with the archive entry it happened in.
+fn in_part(label: &str, e: ReadError) -> ReadError {
+    match e {
+        ReadError::Io(e) => ReadError::Io(e),
+        e if e.position().is_some() => ReadError::Refused(format!("{label}:{e}")),
+        e => ReadError::Refused(format!("{label}: {e}")),
+    }
+}
+
+fn read_prefix(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let mut prefix = Vec::with_capacity(SNIFF_BYTES);
+    File::open(path)?
+        .take(SNIFF_BYTES as u64)
+        .read_to_end(&mut prefix)?;
+    Ok(prefix)
+}
+
+fn file_stem(name: &str) -> &str {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    file.rsplit_once('.').map_or(file, |(stem, _)| stem)
+}
+
+/// What a data package's `MANIFEST/manifest.xml` says.
+#[derive(Debug, Default)]
+struct Manifest {
+    settings: Map<String, Value>,
+    contents: Vec<Content>,
+}
+
+#[derive(Debug)]
+struct Content {
+    entry: String,
+    ignore: bool,
+    uid: Option<String>,
+}
+
+/// Reads `<Configuration><Parameter name value/>` into settings and each
+/// `<Contents><Content zipEntry ignore><Parameter name="uid" value/>` into contents.
+fn read_manifest(path: &Path) -> Result<Manifest, ReadError> {
+    use quick_xml::events::Event;
+    let file = File::open(path)?;
+    let mut xml = XmlReader::new(BufReader::new(file));
+    let mut buf = Vec::new();
+    let mut manifest = Manifest::default();
+    let mut section = String::new();
+    let mut root_seen = false;
+    loop {
+        let at = xml.position();
+        match xml.next(&mut buf)? {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.local_name().as_ref().to_owned();
+                let attr = |key: &str| -> Option<String> {
+                    e.attributes().flatten().find_map(|a| {
+                        (a.key.local_name().as_ref() == key)
+                            .then(|| {
+                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                    .ok()
+                                    .map(|v| v.into_owned())
+                            })
+                            .flatten()
+                    })
+                };
+                if !root_seen {
+                    root_seen = true;
+                    if name != "MissionPackageManifest" {
+                        return Err(ReadError::invalid(
+                            at,
+                            format!("not a data package manifest: root element <{name}>"),
+                        ));
+                    }
+                    continue;
+                }
+                match name.as_str() {
+                    "Configuration" | "Contents" => section = name,
+                    "Content" if section == "Contents" => manifest.contents.push(Content {
+                        entry: attr("zipEntry").unwrap_or_default().replace('\\', "/"),
+                        ignore: attr("ignore").is_some_and(|v| v == "true"),
+                        uid: None,
+                    }),
+                    "Parameter" => {
+                        let (Some(key), Some(value)) = (attr("name"), attr("value")) else {
+                            continue;
+                        };
+                        if section == "Configuration" {
+                            let value = match value.as_str() {
+                                "true" => Value::Bool(true),
+                                "false" => Value::Bool(false),
+                                _ => Value::String(value),
+                            };
+                            manifest.settings.insert(key, value);
+                        } else if let Some(content) = manifest.contents.last_mut()
+                            && key == "uid"
+                        {
+                            content.uid = Some(value);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                if matches!(e.local_name().as_ref(), "Configuration" | "Contents") {
+                    section.clear();
+                }
+            }
+            Event::Eof => {
+                if xml.depth() > 0 {
+                    return Err(ReadError::syntax(at, "unexpected end of the manifest"));
+                }
+                if !root_seen {
+                    return Err(ReadError::syntax(at, "empty manifest"));
+                }
+                return Ok(manifest);
+            }
+            _ => {}
+        }
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod geom;
+pub mod mbtiles;
 pub mod mvt;
 pub mod tile;
 pub mod tiler;

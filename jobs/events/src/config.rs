@@ -1,0 +1,277 @@
+//! The etl-events config: flags, `ETL_*` env vars, JSON Schema (`schemas/etl-events.json`).
+
+use std::path::PathBuf;
+
+use etl_core::JobError;
+use etl_geo::archive::ArchiveLimits;
+use etl_geo::{ReadOptions, UploadOptions};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::convert::ConvertOptions;
+
+/// Import uploads (GeoJSON, CSV, KML, KMZ, GPX, Shapefile zip, FlatGeobuf, CoT, TAK data packages,
+/// MBTiles) into PREFIX/NAME.geojsonl + PREFIX/NAME.pmtiles + PREFIX/NAME.json, from a file, an S3
+/// event, or the imports queue (--serve).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, clap::Args)]
+pub struct EventsConfig {
+    /// The upload to import: a path or s3:// URL (the local run).
+    #[arg(long, env = "ETL_INPUT")]
+    pub input: Option<String>,
+
+    /// Where outputs go: a directory or s3://bucket/prefix/. Event runs write under the object
+    /// key's folder below it.
+    #[arg(short = 'o', long, env = "ETL_OUTPUT")]
+    pub output: Option<String>,
+
+    /// Output NAME (default: the upload's file name without its extension).
+    #[arg(long, env = "ETL_NAME")]
+    pub name: Option<String>,
+
+    /// An S3 notification, EventBridge or SQS-wrapped event: a file, or - for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub event: Option<String>,
+
+    /// The event itself as JSON (what an EventBridge input transformer or a Lambda sets).
+    #[arg(long = "event-json", env = "ETL_EVENT", hide_env_values = true)]
+    pub event_json: Option<String>,
+
+    /// One object by its parts (Batch parameters): bucket …
+    #[arg(long, env = "ETL_BUCKET")]
+    pub bucket: Option<String>,
+    /// … key (not URL-encoded) …
+    #[arg(long, env = "ETL_KEY")]
+    pub key: Option<String>,
+    /// … ETag …
+    #[arg(long, env = "ETL_ETAG")]
+    pub etag: Option<String>,
+    /// … version id …
+    #[arg(long = "version-id", env = "ETL_VERSION_ID")]
+    pub version_id: Option<String>,
+    /// … and the event's sequencer (orders events on one key).
+    #[arg(long, env = "ETL_SEQUENCER")]
+    pub sequencer: Option<String>,
+
+    /// Run as a service: take imports from the `imports` table until SIGTERM.
+    #[arg(long, env = "ETL_SERVE")]
+    #[serde(default)]
+    pub serve: bool,
+
+    /// Imports processed at once by --serve (default: the number of cores).
+    #[arg(long, env = "ETL_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// PostgreSQL URL for --serve (default: DATABASE_URL, or the ETL_DATABASE_SECRET JSON).
+    #[arg(long, env = "ETL_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// How long --serve waits before looking for work again when the queue is empty.
+    #[arg(
+        long = "poll-interval",
+        env = "ETL_POLL_INTERVAL",
+        default_value = "1s"
+    )]
+    pub poll_interval: String,
+
+    /// Failed attempts after which a queued import is marked Fail even if the error was temporary.
+    #[arg(long = "max-attempts", env = "ETL_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+
+    /// Outputs to write: geojsonl, pmtiles (the manifest is always written).
+    #[arg(long, env = "ETL_OUTPUTS", value_delimiter = ',', default_values_t = [String::from("geojsonl"), String::from("pmtiles")])]
+    pub outputs: Vec<String>,
+
+    /// Highest zoom of the PMTiles output, or g to guess it from the features' spacing (-zg).
+    #[arg(
+        short = 'z',
+        long = "maximum-zoom",
+        env = "ETL_MAXIMUM_ZOOM",
+        default_value = "14",
+        value_name = "N|g"
+    )]
+    pub maximum_zoom: String,
+
+    /// Lowest zoom of the PMTiles output.
+    #[arg(
+        short = 'Z',
+        long = "minimum-zoom",
+        env = "ETL_MINIMUM_ZOOM",
+        default_value_t = 0
+    )]
+    pub minimum_zoom: u8,
+
+    /// Largest upload accepted, in bytes; refused before it is read.
+    #[arg(long = "max-bytes", env = "ETL_MAX_BYTES", default_value_t = 2 << 30)]
+    pub max_bytes: u64,
+
+    /// Most bytes an archive upload (KMZ, zip, data package) may expand to.
+    #[arg(long = "max-unzipped-bytes", env = "ETL_MAX_UNZIPPED_BYTES", default_value_t = 4 << 30)]
+    pub max_unzipped_bytes: u64,
+
+    /// Largest ratio of expanded to compressed bytes an archive may have.
+    #[arg(
+        long = "max-zip-ratio",
+        env = "ETL_MAX_ZIP_RATIO",
+        default_value_t = 100
+    )]
+    pub max_zip_ratio: u64,
+
+    /// Most entries an archive may list.
+    #[arg(
+        long = "max-zip-entries",
+        env = "ETL_MAX_ZIP_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub max_zip_entries: usize,
+
+    /// Deepest JSON nesting accepted in GeoJSON uploads.
+    #[arg(
+        long = "max-json-depth",
+        env = "ETL_MAX_JSON_DEPTH",
+        default_value_t = 64
+    )]
+    pub max_json_depth: usize,
+
+    /// Bytes the tiler may sort in memory before spilling to the scratch directory.
+    #[arg(long = "tiler-memory", env = "ETL_TILER_MEMORY", default_value_t = 32 << 20)]
+    pub tiler_memory: usize,
+
+    /// Scratch directory for downloads, unpacked archives and temporary outputs (default: TMPDIR).
+    #[arg(long, env = "ETL_SCRATCH")]
+    pub scratch: Option<String>,
+}
+
+/// What a run is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Local { input: String },
+    Event { json: String },
+    Object(crate::event::ObjectRef),
+    Serve,
+}
+
+impl EventsConfig {
+    /// The run's mode; exactly one way of naming work must be used.
+    pub fn mode(&self) -> Result<Mode, JobError> {
+        let bucket = self.bucket.as_deref().filter(|s| !s.is_empty());
+        let key = self.key.as_deref().filter(|s| !s.is_empty());
+        let mut modes = Vec::new();
+        if self.serve {
+            modes.push("--serve");
+        }
+        if self.input.is_some() {
+            modes.push("--input");
+        }
+        if self.event.is_some() || self.event_json.is_some() {
+            modes.push("--event");
+        }
+        if bucket.is_some() || key.is_some() {
+            modes.push("--bucket/--key");
+        }
+        if modes.len() > 1 {
+            return Err(JobError::usage(format!(
+                "choose one of {}: they name work in different ways",
+                modes.join(", ")
+            )));
+        }
+        if self.serve {
+            return Ok(Mode::Serve);
+        }
+        if let Some(input) = &self.input {
+            return Ok(Mode::Local {
+                input: input.clone(),
+            });
+        }
+        if let Some(json) = &self.event_json {
+            return Ok(Mode::Event { json: json.clone() });
+        }
+        if let Some(path) = &self.event {
+            let json = if path == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| JobError::usage(format!("--event -: cannot read stdin: {e}")))?
+            } else {
+                std::fs::read_to_string(path)
+                    .map_err(|e| JobError::usage(format!("--event {path}: {e}")))?
+            };
+            return Ok(Mode::Event { json });
+        }
+        match (bucket, key) {
+            (Some(bucket), Some(key)) => {
+                let opt = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+                Ok(Mode::Object(crate::event::ObjectRef {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    size: None,
+                    etag: opt(&self.etag).map(|e| e.trim_matches('"').to_owned()),
+                    version_id: opt(&self.version_id),
+                    sequencer: opt(&self.sequencer),
+                }))
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                Err(JobError::usage("--bucket and --key go together"))
+            }
+            (None, None) => Err(JobError::usage(
+                "nothing to import: give --input FILE --output DIR, --event FILE|- (or ETL_EVENT), --bucket B --key K, or --serve",
+            )),
+        }
+    }
+
+    /// --poll-interval as a duration.
+    pub fn poll_interval(&self) -> Result<std::time::Duration, JobError> {
+        humantime::parse_duration(&self.poll_interval)
+            .map_err(|e| JobError::usage(format!("--poll-interval {:?}: {e}", self.poll_interval)))
+    }
+
+    /// The conversion settings.
+    pub fn convert_options(&self) -> Result<ConvertOptions, JobError> {
+        let mut geojsonl = false;
+        let mut pmtiles = false;
+        for o in &self.outputs {
+            match o.trim() {
+                "geojsonl" => geojsonl = true,
+                "pmtiles" => pmtiles = true,
+                other => {
+                    return Err(JobError::usage(format!(
+                        "--outputs: unknown output {other:?} (geojsonl, pmtiles)"
+                    )));
+                }
+            }
+        }
+        let max_zoom = match self.maximum_zoom.as_str() {
+            "g" => None,
+            z => Some(
+                z.parse::<u8>()
+                    .ok()
+                    .filter(|z| *z <= etl_tiles::tiler::MAX_TILER_ZOOM)
+                    .ok_or_else(|| {
+                        JobError::usage(format!("--maximum-zoom {z}: a zoom 0..=24 or g"))
+                    })?,
+            ),
+        };
+        if max_zoom.is_some_and(|z| z < self.minimum_zoom) {
+            return Err(JobError::usage("--minimum-zoom is above --maximum-zoom"));
+        }
+        Ok(ConvertOptions {
+            upload: UploadOptions {
+                read: ReadOptions {
+                    max_json_depth: self.max_json_depth,
+                    ..ReadOptions::default()
+                },
+                archive: ArchiveLimits {
+                    max_total_bytes: self.max_unzipped_bytes,
+                    max_ratio: self.max_zip_ratio,
+                    max_entries: self.max_zip_entries,
+                },
+            },
+            max_zoom,
+            min_zoom: self.minimum_zoom,
+            geojsonl,
+            pmtiles,
+            tiler_memory: self.tiler_memory,
+            scratch: self
+                .scratch
+                .as_ref()
+                .map_or_else(std::env::temp_dir, PathBuf::from),
+        })
+    }
+}

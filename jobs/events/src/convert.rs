@@ -1,0 +1,518 @@
+//! One upload, converted: its records streamed once into a GeoJSON sequence and into the tiler,
+//! which then writes the PMTiles archive; an MBTiles upload is converted to PMTiles directly.
+//! Everything lands in temporary files; [`crate::publish`] makes them appear.
+
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use etl_core::{ExitKind, JobError};
+use etl_geo::{FeatureId, FeatureWriter, OutputFormat, ReadError, Upload, UploadOptions};
+use etl_tiles::tiler::{Tiler, TilerError, TilerOptions};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+/// Rejected records the manifest quotes (the count covers all).
+const QUOTED_REJECTIONS: usize = 20;
+
+/// What to make of an upload.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub upload: UploadOptions,
+    /// Highest zoom; `None` guesses it (`-zg`).
+    pub max_zoom: Option<u8>,
+    pub min_zoom: u8,
+    /// Write the GeoJSON sequence / the PMTiles archive.
+    pub geojsonl: bool,
+    pub pmtiles: bool,
+    /// Bytes the tiler's sort may hold before spilling to `scratch`.
+    pub tiler_memory: usize,
+    /// Where archives are unpacked and temporary outputs are built.
+    pub scratch: PathBuf,
+}
+
+/// A finished conversion: temporary files and the manifest's facts about them.
+#[derive(Debug)]
+pub struct Converted {
+    /// Detected format, layers, counts, bounds, assets (no `source` or `outputs` yet).
+    pub manifest: Map<String, Value>,
+    pub geojsonl: Option<Artifact>,
+    pub pmtiles: Option<Artifact>,
+}
+
+/// A temporary output file with its size and SHA-256.
+#[derive(Debug)]
+pub struct Artifact {
+    pub file: NamedTempFile,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Converts the upload at `input`, named `name`. `cancel` is polled while reading and tiling.
+pub fn convert(
+    input: &Path,
+    name: &str,
+    opts: &ConvertOptions,
+    cancel: &(dyn Fn() -> bool + Sync),
+) -> Result<Converted, JobError> {
+    let shown = input.display().to_string();
+    let upload = Upload::open(input, name, &opts.scratch, &opts.upload)
+        .map_err(|e| read_error(&shown, e))?;
+    let mut manifest = Map::new();
+    manifest.insert("name".into(), json!(name));
+    manifest.insert("format".into(), json!(upload.format.name()));
+    if let Some(path) = upload.mbtiles() {
+        let path = path.to_path_buf();
+        return convert_mbtiles(&path, &shown, opts, manifest);
+    }
+    convert_features(upload, &shown, name, opts, cancel, manifest)
+}
+
+fn convert_features(
+    mut upload: Upload,
+    shown: &str,
+    name: &str,
+    opts: &ConvertOptions,
+    cancel: &(dyn Fn() -> bool + Sync),
+    mut manifest: Map<String, Value>,
+) -> Result<Converted, JobError> {
+    let layers = upload.layers.clone();
+    if layers.is_empty() {
+        let held: Vec<&str> = upload
+            .assets
+            .iter()
+            .take(5)
+            .map(|a| a.name.as_str())
+            .collect();
+        return Err(JobError::bad_input(format!(
+            "{shown}: no features found: nothing in it is a feature format (it holds {})",
+            if held.is_empty() {
+                "nothing".to_owned()
+            } else {
+                held.join(", ")
+            }
+        )));
+    }
+    let multi_layer = layers.len() > 1;
+    let mut per_layer = vec![0u64; layers.len()];
+    let mut geojsonl = if opts.geojsonl {
+        let file = temp_in(&opts.scratch, ".geojsonl")?;
+        let out = HashingWriter::new(BufWriter::with_capacity(
+            1 << 20,
+            file.reopen().map_err(temp_err)?,
+        ));
+        Some((file, FeatureWriter::new(OutputFormat::GeoJsonSeq, out)))
+    } else {
+        None
+    };
+    let mut tiler = if opts.pmtiles {
+        let tiler_opts = TilerOptions {
+            min_zoom: opts.min_zoom,
+            max_zoom: opts.max_zoom,
+            memory: opts.tiler_memory,
+            tmp_dir: Some(opts.scratch.clone()),
+            name: name.to_owned(),
+            description: format!("{name}, imported by etl-events"),
+            generator: concat!("etl-events ", env!("CARGO_PKG_VERSION")).to_owned(),
+            ..TilerOptions::default()
+        };
+        Some(Tiler::new(tiler_opts, layers.clone()).map_err(tiler_error)?)
+    } else {
+        None
+    };
+    let mut features = 0u64;
+    let mut with_geometry = 0u64;
+    let mut rejected = 0u64;
+    let mut rejections = Vec::new();
+    let mut bounds: Option<[f64; 4]> = None;
+    let mut since_check = 0u32;
+    for record in upload.by_ref() {
+        since_check += 1;
+        if since_check >= 4096 {
+            since_check = 0;
+            if cancel() {
+                return Err(stopped());
+            }
+        }
+        let record = record.map_err(|e| read_error(shown, e))?;
+        let layer = record.layer as usize;
+        let mut feature = match record.feature {
+            Ok(f) => f,
+            Err(r) => {
+                rejected += 1;
+                if rejections.len() < QUOTED_REJECTIONS {
+                    rejections.push(json!({
+                        "layer": layers.get(layer),
+                        "line": record.line,
+                        "reason": r.reason,
+                    }));
+                }
+                continue;
+            }
+        };
+        features += 1;
+        if let Some(n) = per_layer.get_mut(layer) {
+            *n += 1;
+        }
+        if let Some(g) = &feature.geometry {
+            with_geometry += 1;
+            extend_bounds(g, &mut bounds);
+        }
+        if let Some(tiler) = &mut tiler {
+            tiler
+                .add(
+                    layer,
+                    record.ordinal,
+                    tile_id(feature.id.as_ref()),
+                    feature.geometry.as_ref(),
+                    &feature.properties,
+                )
+                .map_err(tiler_error)?;
+        }
+        if let Some((_, writer)) = &mut geojsonl {
+            if multi_layer && !feature.properties.contains_key("layer") {
+                if let Some(l) = layers.get(layer) {
+                    feature.properties.insert("layer".into(), json!(l));
+                }
+            }
+            writer
+                .write(&feature)
+                .map_err(|e| JobError::temporary(format!("temporary GeoJSON output: {e}")))?;
+        }
+    }
+    if features == 0 {
+        return Err(JobError::bad_input(format!(
+            "{shown}: no features found{}",
+            if rejected > 0 {
+                format!(
+                    " ({rejected} records rejected, first: {})",
+                    first_reason(&rejections)
+                )
+            } else {
+                String::new()
+            }
+        )));
+    }
+    if with_geometry == 0 && tiler.is_some() {
+        return Err(JobError::bad_input(format!(
+            "{shown}: no features with a geometry found ({features} features, none with a geometry)"
+        )));
+    }
+    let geojsonl = match geojsonl {
+        Some((file, writer)) => {
+            let hashing = writer
+                .finish()
+                .map_err(|e| JobError::temporary(format!("temporary GeoJSON output: {e}")))?;
+            let (bytes, sha256) = hashing
+                .finish()
+                .map_err(|e| JobError::temporary(format!("temporary GeoJSON output: {e}")))?;
+            Some(Artifact {
+                file,
+                bytes,
+                sha256,
+            })
+        }
+        None => None,
+    };
+    let pmtiles = match tiler {
+        Some(tiler) => {
+            let file = temp_in(&opts.scratch, ".pmtiles")?;
+            let out = BufWriter::with_capacity(1 << 20, file.reopen().map_err(temp_err)?);
+            let (mut out, report) = tiler.finish(out, cancel).map_err(tiler_error)?;
+            out.flush().map_err(temp_err)?;
+            drop(out);
+            manifest.insert(
+                "tiles".into(),
+                json!({
+                    "min_zoom": report.min_zoom,
+                    "max_zoom": report.max_zoom,
+                    "tiles": report.tiles,
+                    "guessed_zoom": report.guessed_zoom,
+                }),
+            );
+            Some(artifact(file)?)
+        }
+        None => None,
+    };
+    manifest.insert(
+        "layers".into(),
+        Value::Array(
+            layers
+                .iter()
+                .zip(&per_layer)
+                .map(|(name, n)| json!({"name": name, "features": n}))
+                .collect(),
+        ),
+    );
+    manifest.insert("features".into(), json!(features));
+    manifest.insert(
+        "features_without_geometry".into(),
+        json!(features - with_geometry),
+    );
+    manifest.insert("rejected".into(), json!(rejected));
+    if !rejections.is_empty() {
+        manifest.insert("rejections".into(), Value::Array(rejections));
+    }
+    manifest.insert("bounds".into(), json!(bounds));
+    if !upload.assets.is_empty() {
+        manifest.insert(
+            "assets".into(),
+            Value::Array(
+                upload
+                    .assets
+                    .iter()
+                    .map(|a| {
+                        let mut m = json!({"name": a.name, "bytes": a.bytes});
+                        if let (Some(uid), Some(obj)) = (&a.uid, m.as_object_mut()) {
+                            obj.insert("uid".into(), json!(uid));
+                        }
+                        m
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    if !upload.package.is_empty() {
+        manifest.insert("package".into(), Value::Object(upload.package.clone()));
+    }
+    Ok(Converted {
+        manifest,
+        geojsonl,
+        pmtiles,
+    })
+}
+
+fn convert_mbtiles(
+    path: &Path,
+    shown: &str,
+    opts: &ConvertOptions,
+    mut manifest: Map<String, Value>,
+) -> Result<Converted, JobError> {
+    if !opts.pmtiles {
+        return Err(JobError::usage(format!(
+            "{shown}: an MBTiles upload only converts to PMTiles, and --outputs leaves PMTiles out"
+        )));
+    }
+    let file = temp_in(&opts.scratch, ".pmtiles")?;
+    let out = BufWriter::with_capacity(1 << 20, file.reopen().map_err(temp_err)?);
+    let (mut out, report) =
+        etl_tiles::mbtiles::convert(path, out, &etl_tiles::mbtiles::MbtilesOptions::default())
+            .map_err(|e| mbtiles_error(shown, e))?;
+    out.flush().map_err(temp_err)?;
+    drop(out);
+    manifest.insert("tiles".into(), mbtiles_report(&report));
+    manifest.insert("bounds".into(), json!(report.bounds));
+    manifest.insert("layers".into(), json!([]));
+    manifest.insert("features".into(), json!(0));
+    manifest.insert("rejected".into(), json!(0));
+    Ok(Converted {
+        manifest,
+        geojsonl: None,
+        pmtiles: Some(artifact(file)?),
+    })
+}
+
+fn mbtiles_report(r: &etl_tiles::mbtiles::MbtilesReport) -> Value {
+    json!({
+        "format": r.format.name(),
+        "min_zoom": r.min_zoom,
+        "max_zoom": r.max_zoom,
+        "tiles": r.tiles_written,
+        "tiles_read": r.tiles_read,
+        "duplicates_skipped": r.duplicates_skipped,
+        "bounds": r.bounds,
+        "warnings": r.warnings,
+    })
+}
+
+fn mbtiles_error(shown: &str, e: etl_tiles::mbtiles::MbtilesError) -> JobError {
+    JobError::bad_input(format!("{shown}: {e}"))
+}
+
+/// The exit kind of a read error: I/O may go away on retry, everything else is the input's fault.
+pub fn read_error(shown: &str, e: ReadError) -> JobError {
+    match &e {
+        ReadError::Io(_) => JobError::temporary(format!("{shown}: {e}")),
+        ReadError::Syntax { .. } | ReadError::Invalid { .. } => {
+            JobError::bad_input(format!("{shown}:{e}"))
+        }
+        ReadError::Refused(_) => JobError::bad_input(format!("{shown}: {e}")),
+    }
+}
+
+fn first_reason(rejections: &[Value]) -> String {
+    rejections
+        .first()
+        .and_then(|r| r.get("reason"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn tiler_error(e: TilerError) -> JobError {
+    let msg = e.to_string();
+    match e {
+        TilerError::Options(_) => JobError::usage(msg),
+        TilerError::NoFeatures | TilerError::Tile(_) => JobError::bad_input(msg),
+        TilerError::Cancelled => stopped(),
+        TilerError::Temp(_) | TilerError::Damaged(_) | TilerError::Archive(_) => {
+            JobError::temporary(msg)
+        }
+    }
+}
+
+/// SIGTERM while converting: nothing was published; a rerun starts over.
+pub fn stopped() -> JobError {
+    JobError::new(
+        ExitKind::Stopped,
+        "stopped by SIGTERM; no output was written and a rerun starts over",
+    )
+}
+
+/// tippecanoe keeps a feature id when it is a non-negative integer.
+fn tile_id(id: Option<&FeatureId>) -> Option<u64> {
+    match id? {
+        FeatureId::Int(i) => u64::try_from(*i).ok(),
+        FeatureId::Str(_) => None,
+    }
+}
+
+fn temp_in(dir: &Path, suffix: &str) -> Result<NamedTempFile, JobError> {
+    tempfile::Builder::new()
+        .prefix(".etl-events-")
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(|e| {
+            JobError::temporary(format!(
+                "{}: cannot create a temporary file: {e}",
+                dir.display()
+            ))
+        })
+}
+
+fn temp_err(e: io::Error) -> JobError {
+    JobError::temporary(format!("temporary output: {e}"))
+}
+
+/// Size and SHA-256 of a finished temporary file.
+fn artifact(file: NamedTempFile) -> Result<Artifact, JobError> {
+    let mut f = file.reopen().map_err(temp_err)?;
+    f.rewind().map_err(temp_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(temp_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+        bytes += n as u64;
+    }
+    Ok(Artifact {
+        file,
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Counts and hashes what passes through.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(mut self) -> io::Result<(u64, String)> {
+        self.inner.flush()?;
+        Ok((self.bytes, hex::encode(self.hasher.finalize())))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let written = buf.get(..n).unwrap_or_default();
+        self.hasher.update(written);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Grows `[west, south, east, north]` by a geometry's coordinates.
+fn extend_bounds(g: &etl_geo::geo_types::Geometry<f64>, b: &mut Option<[f64; 4]>) {
+    use etl_geo::geo_types::{Coord, Geometry};
+    fn add(c: Coord<f64>, b: &mut Option<[f64; 4]>) {
+        let [w, s, e, n] = b.get_or_insert([c.x, c.y, c.x, c.y]);
+        *w = w.min(c.x);
+        *s = s.min(c.y);
+        *e = e.max(c.x);
+        *n = n.max(c.y);
+    }
+    match g {
+        Geometry::Point(p) => add(p.0, b),
+        Geometry::Line(l) => {
+            add(l.start, b);
+            add(l.end, b);
+        }
+        Geometry::LineString(ls) => ls.0.iter().for_each(|c| add(*c, b)),
+        Geometry::Polygon(p) => p.exterior().0.iter().for_each(|c| add(*c, b)),
+        Geometry::MultiPoint(mp) => mp.0.iter().for_each(|p| add(p.0, b)),
+        Geometry::MultiLineString(ml) => ml.0.iter().flat_map(|l| &l.0).for_each(|c| add(*c, b)),
+        Geometry::MultiPolygon(mp) => {
+            mp.0.iter()
+                .flat_map(|p| &p.exterior().0)
+                .for_each(|c| add(*c, b))
+        }
+        Geometry::GeometryCollection(gc) => gc.0.iter().for_each(|g| extend_bounds(g, b)),
+        Geometry::Rect(r) => {
+            add(r.min(), b);
+            add(r.max(), b);
+        }
+        Geometry::Triangle(t) => [t.v1(), t.v2(), t.v3()].into_iter().for_each(|c| add(c, b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use etl_geo::geo_types::{Geometry, LineString, Point};
+
+    #[test]
+    fn bounds_cover_every_coordinate() {
+        let mut b = None;
+        extend_bounds(&Geometry::Point(Point::new(1.0, 2.0)), &mut b);
+        extend_bounds(
+            &Geometry::LineString(LineString::from(vec![(-3.0, 5.0), (4.0, -1.0)])),
+            &mut b,
+        );
+        assert_eq!(b, Some([-3.0, -1.0, 4.0, 5.0]));
+    }
+
+    #[test]
+    fn hashing_writer_counts_and_hashes() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"abc").unwrap();
+        let (n, h) = w.finish().unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

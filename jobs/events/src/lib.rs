@@ -1,0 +1,14 @@
+//! etl-events: the import worker. An upload (a file, an S3 object named by an event, or a row
+//! of the `imports` queue) becomes PREFIX/NAME.geojsonl, PREFIX/NAME.pmtiles and a
+//! PREFIX/NAME.json manifest, all or nothing.
+
+pub mod config;
+pub mod convert;
+pub mod event;
+pub mod import;
+pub mod job;
+pub mod publish;
+pub mod serve;
+
+pub use config::EventsConfig;
+pub use job::EventsJob;

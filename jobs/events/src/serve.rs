@@ -202,7 +202,7 @@ impl Worker {
             convert: self.importer.convert.clone(),
             max_bytes: self.importer.max_bytes,
         };
-        tracing::info!(id = row.id, source = %row.source, attempt = row.attempts, "import claimed");
+        tracing::info!(id = row.id, source = %row.source, attempt = row.attempts, worker = %self.owner, "import claimed");
         let result = self.import(&importer, &row).await;
         heartbeat.abort();
         let (status, error, manifest) = match &result {

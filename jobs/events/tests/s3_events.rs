@@ -18,7 +18,10 @@ struct S3 {
 
 impl S3 {
     fn new() -> S3 {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let client = rt.block_on(async {
             S3Store::connect(S3Config {
                 endpoint: Some(s3_endpoint()),
@@ -30,7 +33,8 @@ impl S3 {
             .clone()
         });
         let bucket = unique("uploads");
-        rt.block_on(client.create_bucket().bucket(&bucket).send()).unwrap();
+        rt.block_on(client.create_bucket().bucket(&bucket).send())
+            .unwrap();
         S3 { client, rt, bucket }
     }
 
@@ -38,7 +42,14 @@ impl S3 {
     fn put(&self, key: &str, bytes: Vec<u8>) -> String {
         let out = self
             .rt
-            .block_on(self.client.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send())
+            .block_on(
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(bytes.into())
+                    .send(),
+            )
             .unwrap();
         out.e_tag().unwrap().trim_matches('"').to_owned()
     }
@@ -46,20 +57,40 @@ impl S3 {
     fn get(&self, key: &str) -> Option<(Vec<u8>, String)> {
         let out = self
             .rt
-            .block_on(self.client.get_object().bucket(&self.bucket).key(key).send())
+            .block_on(
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send(),
+            )
             .ok()?;
         let etag = out.e_tag().unwrap_or_default().to_owned();
-        let bytes = self.rt.block_on(out.body.collect()).unwrap().into_bytes().to_vec();
+        let bytes = self
+            .rt
+            .block_on(out.body.collect())
+            .unwrap()
+            .into_bytes()
+            .to_vec();
         Some((bytes, etag))
     }
 
     fn keys(&self, prefix: &str) -> Vec<String> {
         let out = self
             .rt
-            .block_on(self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).send())
+            .block_on(
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .send(),
+            )
             .unwrap();
-        let mut keys: Vec<String> =
-            out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+        let mut keys: Vec<String> = out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
         keys.sort();
         keys
     }
@@ -113,16 +144,26 @@ fn the_same_event_twice_and_events_out_of_order() {
     let etag1 = s3.put(KEY, kml("first"));
 
     // 1. The notification imports it.
-    let r = run_event_file(&notification(&s3.bucket, RAW_KEY, &etag1, "0055AED6DCD90281A0"), &output);
+    let r = run_event_file(
+        &notification(&s3.bucket, RAW_KEY, &etag1, "0055AED6DCD90281A0"),
+        &output,
+    );
     r.assert_code(0);
     assert_eq!(r.status(), "succeeded");
     assert_eq!(
         s3.keys("processed/import/"),
-        [format!("{OUT}.geojsonl"), format!("{OUT}.json"), format!("{OUT}.pmtiles")]
+        [
+            format!("{OUT}.geojsonl"),
+            format!("{OUT}.json"),
+            format!("{OUT}.pmtiles")
+        ]
     );
     let (manifest_bytes, manifest_etag) = s3.get(&format!("{OUT}.json")).unwrap();
     let manifest: Value = serde_json::from_slice(&manifest_bytes).unwrap();
-    assert_eq!(manifest["source"]["url"], format!("s3://{}/{KEY}", s3.bucket));
+    assert_eq!(
+        manifest["source"]["url"],
+        format!("s3://{}/{KEY}", s3.bucket)
+    );
     assert_eq!(manifest["source"]["etag"], etag1);
     assert_eq!(manifest["format"], "kml");
     assert_eq!(manifest["features"], 1);
@@ -136,7 +177,10 @@ fn the_same_event_twice_and_events_out_of_order() {
     let (_, pmtiles_etag) = s3.get(&format!("{OUT}.pmtiles")).unwrap();
 
     // 2. Delivered again: nothing is rewritten.
-    let again = run_event_file(&notification(&s3.bucket, RAW_KEY, &etag1, "0055AED6DCD90281A0"), &output);
+    let again = run_event_file(
+        &notification(&s3.bucket, RAW_KEY, &etag1, "0055AED6DCD90281A0"),
+        &output,
+    );
     again.assert_code(0);
     assert_eq!(again.status(), "skipped");
     assert!(again.stderr.contains("unchanged"), "{}", again.stderr);
@@ -147,7 +191,10 @@ fn the_same_event_twice_and_events_out_of_order() {
     let etag2 = s3.put(KEY, kml("second"));
     let r = Run::from_output(
         etl_events()
-            .env("ETL_EVENT", eventbridge(&s3.bucket, KEY, &etag2, "0055AED6DCD90281B0"))
+            .env(
+                "ETL_EVENT",
+                eventbridge(&s3.bucket, KEY, &etag2, "0055AED6DCD90281B0"),
+            )
             .args(["--output", &output])
             .output()
             .unwrap(),
@@ -161,23 +208,41 @@ fn the_same_event_twice_and_events_out_of_order() {
     assert!(String::from_utf8(lines).unwrap().contains("second"));
 
     // 4. The first event arrives late: older by sequencer, it changes nothing.
-    let late = run_event_file(&notification(&s3.bucket, RAW_KEY, &etag1, "0055AED6DCD90281A0"), &output);
+    let late = run_event_file(
+        &notification(&s3.bucket, RAW_KEY, &etag1, "0055AED6DCD90281A0"),
+        &output,
+    );
     late.assert_code(0);
     assert_eq!(late.status(), "skipped");
     assert!(late.stderr.contains("stale"), "{}", late.stderr);
-    assert_eq!(s3.get(&format!("{OUT}.json")).unwrap().1, newer_manifest_etag);
+    assert_eq!(
+        s3.get(&format!("{OUT}.json")).unwrap().1,
+        newer_manifest_etag
+    );
 
     // 5. The Batch job definition's parameters name the same object: a no-op.
     let r = Run::from_output(
         etl_events()
-            .args(["--bucket", &s3.bucket, "--key", KEY, "--etag", &etag2, "--sequencer", "0055AED6DCD90281B0"])
+            .args([
+                "--bucket",
+                &s3.bucket,
+                "--key",
+                KEY,
+                "--etag",
+                &etag2,
+                "--sequencer",
+                "0055AED6DCD90281B0",
+            ])
             .args(["--output", &output])
             .output()
             .unwrap(),
     );
     r.assert_code(0);
     assert_eq!(r.status(), "skipped");
-    assert_eq!(s3.get(&format!("{OUT}.json")).unwrap().1, newer_manifest_etag);
+    assert_eq!(
+        s3.get(&format!("{OUT}.json")).unwrap().1,
+        newer_manifest_etag
+    );
 }
 
 #[test]
@@ -197,18 +262,38 @@ fn several_records_bad_data_and_size_limits() {
     // The bad upload fails the run (65: no retry), the good one is imported anyway.
     let r = run_event_file(&event, &output);
     r.assert_code(65);
-    assert!(r.error().contains("notes.txt") && r.error().contains("unsupported input format"), "{}", r.error());
+    assert!(
+        r.error().contains("notes.txt") && r.error().contains("unsupported input format"),
+        "{}",
+        r.error()
+    );
     assert_eq!(
         s3.keys("out/"),
-        ["out/import/run.geojsonl", "out/import/run.json", "out/import/run.pmtiles"]
+        [
+            "out/import/run.geojsonl",
+            "out/import/run.json",
+            "out/import/run.pmtiles"
+        ]
     );
 
     // Over the limit: refused from HEAD's size, nothing written.
     let big = s3.put("import/big.kml", kml("big"));
     let r = Run::from_output(
         etl_events()
-            .args(["--bucket", &s3.bucket, "--key", "import/big.kml", "--etag", &big])
-            .args(["--output", &format!("s3://{}/limited/", s3.bucket), "--max-bytes", "64"])
+            .args([
+                "--bucket",
+                &s3.bucket,
+                "--key",
+                "import/big.kml",
+                "--etag",
+                &big,
+            ])
+            .args([
+                "--output",
+                &format!("s3://{}/limited/", s3.bucket),
+                "--max-bytes",
+                "64",
+            ])
             .output()
             .unwrap(),
     );
@@ -219,7 +304,14 @@ fn several_records_bad_data_and_size_limits() {
     // An object overwritten since its event is left to the newer event.
     let r = Run::from_output(
         etl_events()
-            .args(["--bucket", &s3.bucket, "--key", "import/big.kml", "--etag", "0123456789abcdef"])
+            .args([
+                "--bucket",
+                &s3.bucket,
+                "--key",
+                "import/big.kml",
+                "--etag",
+                "0123456789abcdef",
+            ])
             .args(["--output", &format!("s3://{}/changed/", s3.bucket)])
             .output()
             .unwrap(),

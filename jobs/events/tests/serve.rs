@@ -1,0 +1,334 @@
+//! `etl-events --serve` against PostGIS (scripts/test.sh): three workers take twenty queued
+//! imports, each exactly once; SIGTERM mid-run returns the imports in flight to Pending, exits
+//! 143 within ECS's 30 s, and a restarted service finishes them; a Fail is retried by setting
+//! the row back to Pending. Each test gets a database of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+use support::{database_url, files_in, spawn, unique};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fresh database; returns its URL and a pool on it.
+async fn fresh_database() -> (String, PgPool) {
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&database_url())
+        .await
+        .expect("connect to DATABASE_URL");
+    let name = unique("events").replace('-', "_");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = database_url();
+    let cut = base.rfind('/').unwrap();
+    let url = format!("{}/{name}", &base[..cut]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
+    (url, pool)
+}
+
+/// Creates the queue table the way the service does (its migrations), then queues sources.
+async fn queue(pool: &PgPool, sources: &[String]) {
+    etl_core::imports::migrate(pool).await.unwrap();
+    for s in sources {
+        sqlx::query("INSERT INTO imports (source) VALUES ($1)")
+            .bind(s)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+}
+
+async fn count(pool: &PgPool, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM imports WHERE status = $1")
+        .bind(status)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Polls `cond` until it holds or `limit` passes (then panics naming `what`).
+fn wait_until(
+    rt: &tokio::runtime::Runtime,
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut(&tokio::runtime::Runtime) -> bool,
+) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond(rt) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+/// Waits for exit; a service still running after `limit` is killed and the test fails.
+fn exit_within(mut child: Child, limit: Duration) -> (i32, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the service did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn serve(url: &str, out: &Path, workers: &str) -> Child {
+    serve_with(url, out, workers, &[])
+}
+
+fn serve_with(url: &str, out: &Path, workers: &str, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "--serve",
+        "--concurrency",
+        workers,
+        "--database",
+        url,
+        "--output",
+        out.to_str().unwrap(),
+        "--poll-interval",
+        "50ms",
+        "--lease-ttl",
+        "10s",
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args)
+}
+
+fn kml(path: &Path, i: usize) {
+    std::fs::write(
+        path,
+        format!(
+            r#"<kml xmlns="http://www.opengis.net/kml/2.2"><Placemark><name>p{i}</name><Point><coordinates>{},{}</coordinates></Point></Placemark></kml>"#,
+            -100.0 + i as f64,
+            40.0 + i as f64 / 10.0
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn three_workers_take_twenty_imports_each_exactly_once() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let sources: Vec<String> = (0..20)
+        .map(|i| {
+            let p = tmp.path().join(format!("upload-{i:02}.kml"));
+            kml(&p, i);
+            p.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let (url, pool) = rt.block_on(fresh_database());
+    rt.block_on(queue(&pool, &sources));
+    let child = serve(&url, &out, "3");
+    wait_until(
+        &rt,
+        "20 imports to succeed",
+        Duration::from_secs(120),
+        |rt| rt.block_on(count(&pool, "Success")) == 20,
+    );
+    sigterm(&child);
+    let (code, stderr) = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code, 143, "{stderr}");
+    // Exactly once: one attempt each, one claim each in the log, three outputs each.
+    let rows = rt
+        .block_on(
+            sqlx::query("SELECT source, attempts, result, lease_owner FROM imports ORDER BY id")
+                .fetch_all(&pool),
+        )
+        .unwrap();
+    for r in &rows {
+        let source: String = r.get("source");
+        let attempts: i32 = r.get("attempts");
+        let result: Value = r.get("result");
+        let owner: Option<String> = r.get("lease_owner");
+        assert_eq!(attempts, 1, "{source}");
+        assert!(owner.is_none(), "{source}: lease kept");
+        let urls = etl_core::imports::output_urls(&result);
+        assert_eq!(urls.len(), 3, "{source}: {result}");
+        for u in urls {
+            assert!(Path::new(&u).exists(), "{u}");
+        }
+    }
+    let claims = stderr
+        .lines()
+        .filter(|l| l.contains("import claimed"))
+        .count();
+    assert_eq!(claims, 20, "{stderr}");
+    assert_eq!(files_in(&out).len(), 60);
+    // A claim is made by one of the three workers, and more than one of them worked.
+    let owners: std::collections::BTreeSet<String> = stderr
+        .lines()
+        .filter(|l| l.contains("import claimed"))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["worker"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!owners.is_empty() && owners.len() <= 3, "{owners:?}");
+}
+
+/// Big enough that a debug build takes a while to convert it.
+fn slow_input(path: &Path, n: usize, seed: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(
+            f,
+            r#"{{"type":"Feature","properties":{{"i":{i},"s":{seed}}},"geometry":{{"type":"Point","coordinates":[{},{}]}}}}"#,
+            -120.0 + (i % 1000) as f64 * 0.05,
+            30.0 + (i / 1000) as f64 * 0.05
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn sigterm_returns_imports_in_flight_to_pending() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let sources: Vec<String> = (0..5)
+        .map(|i| {
+            let p = tmp.path().join(format!("big-{i}.geojsonl"));
+            slow_input(&p, 40_000, i);
+            p.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let (url, pool) = rt.block_on(fresh_database());
+    rt.block_on(queue(&pool, &sources));
+    let child = serve_with(&url, &out, "2", &["-z", "8"]);
+    wait_until(&rt, "two imports running", Duration::from_secs(60), |rt| {
+        rt.block_on(count(&pool, "Running")) == 2
+    });
+    sigterm(&child);
+    let (code, stderr) = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code, 143, "{stderr}");
+    assert_eq!(rt.block_on(count(&pool, "Running")), 0);
+    let rows = rt
+        .block_on(
+            sqlx::query("SELECT source, status, attempts, lease_owner FROM imports ORDER BY id")
+                .fetch_all(&pool),
+        )
+        .unwrap();
+    let mut done = 0;
+    for r in &rows {
+        let source: String = r.get("source");
+        let status: String = r.get("status");
+        let attempts: i32 = r.get("attempts");
+        let owner: Option<String> = r.get("lease_owner");
+        assert!(owner.is_none(), "{source}");
+        let stem = Path::new(&source)
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let outputs: Vec<String> = files_in(&out)
+            .into_iter()
+            .filter(|f| f.starts_with(&format!("{stem}.")))
+            .collect();
+        match status.as_str() {
+            // Returned without counting the attempt, and nothing half-written.
+            "Pending" => {
+                assert_eq!(attempts, 0, "{source}");
+                assert!(outputs.is_empty(), "{source}: {outputs:?}");
+            }
+            "Success" => {
+                done += 1;
+                assert_eq!(outputs.len(), 3, "{source}: {outputs:?}");
+            }
+            other => panic!("{source}: {other}"),
+        }
+    }
+    assert!(done < 5, "SIGTERM came after everything was done");
+    // A restarted service finishes the rest.
+    let child = serve_with(&url, &out, "2", &["-z", "8"]);
+    wait_until(
+        &rt,
+        "all imports to succeed",
+        Duration::from_secs(300),
+        |rt| rt.block_on(count(&pool, "Success")) == 5,
+    );
+    sigterm(&child);
+    let (code, stderr) = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code, 143, "{stderr}");
+    assert_eq!(files_in(&out).len(), 15);
+}
+
+#[test]
+fn a_failed_import_is_retried_by_setting_it_back_to_pending() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let upload = tmp.path().join("later.kml");
+    std::fs::write(&upload, "not a geodata file\n").unwrap();
+    let (url, pool) = rt.block_on(fresh_database());
+    rt.block_on(queue(&pool, &[upload.to_str().unwrap().to_owned()]));
+    let child = serve(&url, &out, "1");
+    wait_until(&rt, "the import to fail", Duration::from_secs(60), |rt| {
+        rt.block_on(count(&pool, "Fail")) == 1
+    });
+    let error: String = rt
+        .block_on(sqlx::query_scalar("SELECT error FROM imports").fetch_one(&pool))
+        .unwrap();
+    assert!(error.contains("unsupported input format"), "{error}");
+    assert!(files_in(&out).is_empty());
+    // Fixed upload, row set back to Pending: the running service picks it up.
+    kml(&upload, 1);
+    rt.block_on(sqlx::query("UPDATE imports SET status = 'Pending'").execute(&pool))
+        .unwrap();
+    wait_until(
+        &rt,
+        "the retried import to succeed",
+        Duration::from_secs(60),
+        |rt| rt.block_on(count(&pool, "Success")) == 1,
+    );
+    sigterm(&child);
+    let (code, _) = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code, 143);
+    let (error, attempts): (Option<String>, i32) = rt
+        .block_on(sqlx::query_as("SELECT error, attempts FROM imports").fetch_one(&pool))
+        .unwrap();
+    assert_eq!(error, None);
+    assert_eq!(attempts, 2);
+    assert_eq!(
+        files_in(&out),
+        ["later.geojsonl", "later.json", "later.pmtiles"]
+    );
+}

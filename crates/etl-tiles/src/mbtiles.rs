@@ -29,7 +29,7 @@
 //! header bytes are patched after [`ArchiveWriter::finish`] (the header layout is fixed by the
 //! spec), see [`convert`].
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,6 @@ use crate::tile::{MAX_LAT, TileCoord, tile_id};
 
 /// The deepest zoom accepted (PMTiles allows 31; MBTiles tiles that deep do not exist).
 pub const MAX_MBTILES_ZOOM: u8 = 30;
-/// Byte offset of the tile compression in the PMTiles v3 header (tile type follows it).
-const HEADER_TILE_COMPRESSION: u64 = 98;
 /// Metadata rows beyond this many are refused (real files have a dozen).
 const MAX_METADATA_ROWS: usize = 10_000;
 /// One metadata value (the `json` row with tilestats can be a few MiB).
@@ -291,7 +289,7 @@ pub fn convert<W: Write + Seek>(
 
 fn run<W: Write + Seek>(
     conn: &Connection,
-    mut out: W,
+    out: W,
     opts: &MbtilesOptions,
     deadline: Option<(Instant, Duration)>,
 ) -> Result<(W, MbtilesReport), MbtilesError> {
@@ -320,7 +318,6 @@ fn run<W: Write + Seek>(
     }
 
     // Pass 2: tile data in tile-id order, straight to the archive.
-    let base = out.stream_position()?;
     let mut writer = ArchiveWriter::new(out)?;
     let mut fetch = Fetcher::new(conn, lookup, opts.max_tile_bytes)?;
     let mut written = 0u64;
@@ -422,16 +419,9 @@ fn run<W: Write + Seek>(
         center,
         metadata: serde_json::Value::Object(meta.json),
     };
-    let mut out = writer.finish(&archive_meta)?;
-    // The writer's header says mvt/gzip; rasters need their own type and no compression.
     let (tile_type, tile_compression) = (format.tile_type(), format.tile_compression());
-    if (tile_type, tile_compression) != (TileType::Mvt, Compression::Gzip) {
-        let end = out.stream_position()?;
-        out.seek(SeekFrom::Start(base + HEADER_TILE_COMPRESSION))?;
-        out.write_all(&[tile_compression.to_byte(), tile_type.to_byte()])?;
-        out.seek(SeekFrom::Start(end))?;
-        out.flush()?;
-    }
+    writer.set_tile_format(tile_type, tile_compression);
+    let out = writer.finish(&archive_meta)?;
     if scan.duplicates > 0 {
         warnings.push(format!(
             "{} rows repeat a tile already read; the first of each was kept",

@@ -56,6 +56,8 @@ pub struct ArchiveWriter<W: Write + Seek> {
     seen_bytes: usize,
     addressed: u64,
     contents: u64,
+    tile_type: TileType,
+    tile_compression: Compression,
 }
 
 impl<W: Write + Seek> ArchiveWriter<W> {
@@ -74,7 +76,21 @@ impl<W: Write + Seek> ArchiveWriter<W> {
             seen_bytes: 0,
             addressed: 0,
             contents: 0,
+            tile_type: TileType::Mvt,
+            tile_compression: Compression::Gzip,
         })
+    }
+
+    /// Declares what the tiles are (default: gzip-compressed MVT), e.g. PNG tiles stored
+    /// without compression when converting a raster tileset.
+    pub fn set_tile_format(&mut self, tile_type: TileType, tile_compression: Compression) {
+        self.tile_type = tile_type;
+        self.tile_compression = tile_compression;
+    }
+
+    /// Distinct tile contents stored so far (after deduplication).
+    pub fn contents(&self) -> u64 {
+        self.contents
     }
 
     /// Adds one tile. Tiles MUST come in increasing tile id (that is what makes the archive
@@ -182,8 +198,8 @@ impl<W: Write + Seek> ArchiveWriter<W> {
             tile_contents: self.contents,
             clustered: true,
             internal_compression: Compression::Gzip,
-            tile_compression: Compression::Gzip,
-            tile_type: TileType::Mvt,
+            tile_compression: self.tile_compression,
+            tile_type: self.tile_type,
             min_zoom,
             max_zoom,
             bounds: meta.bounds,

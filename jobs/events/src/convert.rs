@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
+/// Records handed from the reader thread at a time.
+const READ_BATCH: usize = 1024;
 /// Rejected records the manifest quotes (the count covers all).
 const QUOTED_REJECTIONS: usize = 20;
 
@@ -125,8 +127,42 @@ fn convert_features(
     let mut rejected = 0u64;
     let mut rejections = Vec::new();
     let mut bounds: Option<[f64; 4]> = None;
+    let assets = std::mem::take(&mut upload.assets);
+    let package = std::mem::take(&mut upload.package);
+    // Parsing runs on a thread of its own, writing GeoJSON and staging tiles on this one: on
+    // two cores that overlaps the two halves of the work. Batches keep the hand-over cheap;
+    // the bounded channel keeps memory bounded.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<etl_geo::Record, ReadError>>>(4);
+    let reader = std::thread::Builder::new()
+        .name("etl-events-read".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            for record in upload {
+                let fatal = record.is_err();
+                batch.push(record);
+                if batch.len() >= READ_BATCH || fatal {
+                    if tx
+                        .send(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(READ_BATCH),
+                        ))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    if fatal {
+                        return;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+        })
+        .map_err(|e| JobError::temporary(format!("cannot start the reader thread: {e}")))?;
+    let records = rx.into_iter().flatten();
     let mut since_check = 0u32;
-    for record in upload.by_ref() {
+    for record in records {
         since_check += 1;
         if since_check >= 4096 {
             since_check = 0;
@@ -180,6 +216,8 @@ fn convert_features(
                 .map_err(|e| JobError::temporary(format!("temporary GeoJSON output: {e}")))?;
         }
     }
+    // Every record was received, so the reader has finished.
+    let _ = reader.join();
     if features == 0 {
         return Err(JobError::bad_input(format!(
             "{shown}: no features found{}",
@@ -254,12 +292,11 @@ fn convert_features(
         manifest.insert("rejections".into(), Value::Array(rejections));
     }
     manifest.insert("bounds".into(), json!(bounds));
-    if !upload.assets.is_empty() {
+    if !assets.is_empty() {
         manifest.insert(
             "assets".into(),
             Value::Array(
-                upload
-                    .assets
+                assets
                     .iter()
                     .map(|a| {
                         let mut m = json!({"name": a.name, "bytes": a.bytes});
@@ -272,8 +309,8 @@ fn convert_features(
             ),
         );
     }
-    if !upload.package.is_empty() {
-        manifest.insert("package".into(), Value::Object(upload.package.clone()));
+    if !package.is_empty() {
+        manifest.insert("package".into(), Value::Object(package));
     }
     Ok(Converted {
         manifest,

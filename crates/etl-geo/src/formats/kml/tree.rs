@@ -17,6 +17,9 @@ use crate::formats::xml::{XmlReader, one_line, push_ref};
 pub(super) struct Node {
     /// Qualified element name; empty for a text node.
     pub name: String,
+    /// The KML local name when the element is in KML's namespace (unprefixed or a KML
+    /// prefix), else empty: `is` compares this, once per lookup, without re-splitting.
+    local: String,
     pub attrs: Vec<(String, String)>,
     /// Text of a text node (character data, CDATA and resolved references).
     pub text: String,
@@ -129,9 +132,14 @@ impl Tree {
     ) -> Result<(), ReadError> {
         self.len = 0;
         self.bytes = 0;
+        let kml_local = self.kml_local(name).map(str::to_owned);
         let root = self.slot();
         root.name.clear();
         root.name.push_str(name);
+        root.local.clear();
+        if let Some(l) = &kml_local {
+            root.local.push_str(l);
+        }
         root.attrs = attrs;
         root.text.clear();
         root.parent = 0;
@@ -215,9 +223,14 @@ impl Tree {
             at,
         )?;
         let i = self.len;
+        let in_kml = self.kml_local(name).is_some();
         let node = self.slot();
         node.name.clear();
         node.name.push_str(name);
+        node.local.clear();
+        if in_kml {
+            node.local.push_str(local_name(name));
+        }
         node.attrs = attrs;
         node.text.clear();
         node.parent = parent;
@@ -241,6 +254,7 @@ impl Tree {
         let i = self.len;
         let node = self.slot();
         node.name.clear();
+        node.local.clear();
         node.attrs.clear();
         node.text.clear();
         node.text.push_str(text);
@@ -263,7 +277,15 @@ impl Tree {
     }
 
     pub(super) fn is(&self, i: usize, local: &str) -> bool {
-        self.name_is(self.name(i), local)
+        !local.is_empty() && self.node(i).is_some_and(|n| n.local == local)
+    }
+
+    /// The local name of `qname` if it is a KML element (unprefixed or a KML prefix).
+    fn kml_local<'a>(&self, qname: &'a str) -> Option<&'a str> {
+        match qname.split_once(':') {
+            None => Some(qname),
+            Some((prefix, rest)) => self.prefixes.iter().any(|p| p == prefix).then_some(rest),
+        }
     }
 
     pub(super) fn attr(&self, i: usize, key: &str) -> Option<&str> {

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Whole-process import benchmark: etl-events vs GDAL's ogr2ogr converting the same KML, GPX and
+# Shapefile to a GeoJSON sequence, in one run; then etl-events' full import (GeoJSON sequence +
+# PMTiles + manifest); then the 1 MB KML event path against the loopback S3 server.
+#
+#   bash benches/events.sh                 # RUNS=3
+#   RUNS=1 bash benches/events.sh          # quick check
+#   ETL_EVENTS_BIN=path/to/etl-events bash benches/events.sh   # that binary, no build
+#
+# Inputs are made once from the synthetic set (../shared/bench/gen_synthetic.py, scale 0.25: the
+# first 200k points and the 50k lines) by ogr2ogr itself: points.kml, tracks.gpx (a tracks layer),
+# points.shp (zipped for etl-events, which takes a Shapefile as a zip). Like for like: both tools
+# write one Feature per line; ogr2ogr reads the GPX `tracks` layer only, etl-events reads every
+# layer (the other two are empty). Each conversion's output is checked: same feature count.
+# Wall time is the whole process; peak RSS from `/usr/bin/time -v`. Tools alternate order.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+RUNS=${RUNS:-3}
+SHARED_DIR=${TAK_SHARED_DIR:-$ROOT/../shared}
+BENCH_DIR=$(realpath -m "${TAK_BENCH_DIR:-/var/tmp/tak-etl-bench}")
+SYN=$BENCH_DIR/synthetic-0.25
+DATA=$BENCH_DIR/events
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/tak-etl-target}
+
+say() { echo "bench: $*" >&2; }
+die() {
+  echo "bench: ERROR: $*" >&2
+  exit 1
+}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
+command -v ogr2ogr >/dev/null || die "ogr2ogr not found: apt-get install -y gdal-bin"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install -y time"
+
+if [[ -n ${ETL_EVENTS_BIN:-} ]]; then
+  BIN=$ETL_EVENTS_BIN
+else
+  say "building etl-events (release)"
+  cargo build --release -q -p etl-events
+  BIN=$CARGO_TARGET_DIR/release/etl-events
+fi
+
+# --- inputs -----------------------------------------------------------------------------------
+if [[ ! -f $SYN/.complete ]]; then
+  say "generating the synthetic set at scale 0.25 in $SYN"
+  mkdir -p "$SYN"
+  python3 "$SHARED_DIR/bench/gen_synthetic.py" "$SYN" 0.25
+  touch "$SYN/.complete"
+fi
+if [[ ! -f $DATA/.complete ]]; then
+  say "making KML, GPX and Shapefile inputs with ogr2ogr in $DATA"
+  rm -rf "$DATA" && mkdir -p "$DATA"
+  head -n 200000 "$SYN/points.geojsonl" >"$DATA/points.geojsonl"
+  ogr2ogr -f KML "$DATA/points.kml" "$DATA/points.geojsonl"
+  ogr2ogr -f GPX "$DATA/tracks.gpx" "$SYN/lines.geojsonl" -nlt MULTILINESTRING -lco FORCE_GPX_TRACK=YES -dsco GPX_USE_EXTENSIONS=YES
+  ogr2ogr -f "ESRI Shapefile" "$DATA/points.shp" "$DATA/points.geojsonl"
+  (cd "$DATA" && zip -q points.zip points.shp points.shx points.dbf points.prj)
+  # A 1 MB KML for the event path.
+  head -n 3000 "$DATA/points.geojsonl" >"$DATA/small.geojsonl"
+  ogr2ogr -f KML "$DATA/small.kml" "$DATA/small.geojsonl"
+  touch "$DATA/.complete"
+fi
+ls -l "$DATA"/points.kml "$DATA"/tracks.gpx "$DATA"/points.zip "$DATA"/small.kml >&2
+
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
+trap 'rm -rf "$OUT"' EXIT
+RESULTS=$BENCH_DIR/results/events-$(date -u +%Y%m%dT%H%M%SZ).tsv
+mkdir -p "$(dirname "$RESULTS")"
+printf 'case\ttool\trun\tseconds\tpeak_rss_mb\tfeatures\n' >"$RESULTS"
+
+# timed CASE TOOL RUN CMD...: runs CMD under /usr/bin/time, records wall seconds and peak RSS.
+timed() {
+  local case=$1 tool=$2 run=$3
+  shift 3
+  local log=$OUT/time.log
+  /usr/bin/time -v -o "$log" "$@" >/dev/null 2>"$OUT/stderr.log" || {
+    cat "$OUT/stderr.log" >&2
+    die "$case/$tool failed"
+  }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$log")
+  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$log")
+  LAST_WALL=$wall
+  LAST_RSS=$rss
+}
+
+convert_case() {
+  local case=$1 input=$2 ogr_input=$3 ogr_layer=$4
+  for run in $(seq 1 "$RUNS"); do
+    local order=(etl-events ogr2ogr)
+    ((run % 2 == 0)) && order=(ogr2ogr etl-events)
+    for tool in "${order[@]}"; do
+      rm -rf "$OUT/o" && mkdir -p "$OUT/o"
+      if [[ $tool == etl-events ]]; then
+        timed "$case" "$tool" "$run" "$BIN" --input "$input" --output "$OUT/o" --name out --outputs geojsonl
+      else
+        # shellcheck disable=SC2086
+        timed "$case" "$tool" "$run" ogr2ogr -f GeoJSONSeq "$OUT/o/out.geojsonl" "$ogr_input" $ogr_layer
+      fi
+      local n
+      n=$(wc -l <"$OUT/o/out.geojsonl")
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$tool" "$run" "$LAST_WALL" "$LAST_RSS" "$n" | tee -a "$RESULTS" >&2
+    done
+  done
+}
+
+convert_case kml-200k-points "$DATA/points.kml" "$DATA/points.kml" ""
+convert_case gpx-50k-tracks "$DATA/tracks.gpx" "$DATA/tracks.gpx" "tracks"
+convert_case shapefile-200k-points "$DATA/points.zip" "$DATA/points.shp" ""
+
+# Full imports (GeoJSON sequence + PMTiles z0-14 + manifest): no peer does this in one step.
+for input in points.kml tracks.gpx points.zip; do
+  for run in $(seq 1 "$RUNS"); do
+    rm -rf "$OUT/o" && mkdir -p "$OUT/o"
+    timed "import-$input" etl-events "$run" "$BIN" --input "$DATA/$input" --output "$OUT/o" --name out
+    n=$(wc -l <"$OUT/o/out.geojsonl")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "import-$input" etl-events "$run" "$LAST_WALL" "$LAST_RSS" "$n" | tee -a "$RESULTS" >&2
+  done
+done
+
+# The event path: S3 GET, convert, GeoJSON + PMTiles + manifest PUT, on the loopback S3 server.
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+trap 'stop_services; rm -rf "$OUT"' EXIT
+start_s3
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+python3 - "$S3_ENDPOINT" "$DATA/small.kml" <<'EOF'
+import sys, urllib.request
+ep, path = sys.argv[1], sys.argv[2]
+urllib.request.urlopen(urllib.request.Request(f"{ep}/bench", method="PUT")).read()
+data = open(path, "rb").read()
+urllib.request.urlopen(urllib.request.Request(f"{ep}/bench/import/small.kml", data=data, method="PUT")).read()
+EOF
+for run in $(seq 1 "$RUNS"); do
+  # A fresh output prefix each run, so every run imports (a repeated event would be a no-op).
+  timed event-1mb-kml etl-events "$run" "$BIN" --bucket bench --key import/small.kml \
+    --output "s3://bench/run-$run/" --s3-endpoint "$S3_ENDPOINT"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' event-1mb-kml etl-events "$run" "$LAST_WALL" "$LAST_RSS" - | tee -a "$RESULTS" >&2
+done
+
+say "results in $RESULTS"
+python3 - "$RESULTS" <<'EOF'
+import csv, sys, statistics as st
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+by = {}
+for r in rows:
+    by.setdefault((r["case"], r["tool"]), []).append(r)
+print("| case | tool | median s | peak RSS MB | features |")
+print("|---|---|---|---|---|")
+for (case, tool), rs in by.items():
+    print(f"| {case} | {tool} | {st.median(float(r['seconds']) for r in rs):.2f} | {max(float(r['peak_rss_mb']) for r in rs):.0f} | {rs[0]['features']} |")
+for case in sorted({c for c, _ in by}):
+    a, b = by.get((case, "ogr2ogr")), by.get((case, "etl-events"))
+    if a and b:
+        ratio = st.median(float(r["seconds"]) for r in a) / st.median(float(r["seconds"]) for r in b)
+        print(f"{case}: etl-events is {ratio:.1f}x faster than ogr2ogr")
+EOF

@@ -206,10 +206,11 @@ fn convert_features(
                 .map_err(tiler_error)?;
         }
         if let Some((_, writer)) = &mut geojsonl {
-            if multi_layer && !feature.properties.contains_key("layer") {
-                if let Some(l) = layers.get(layer) {
-                    feature.properties.insert("layer".into(), json!(l));
-                }
+            if multi_layer
+                && !feature.properties.contains_key("layer")
+                && let Some(l) = layers.get(layer)
+            {
+                feature.properties.insert("layer".into(), json!(l));
             }
             writer
                 .write(&feature)

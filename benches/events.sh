@@ -30,8 +30,11 @@ die() {
   exit 1
 }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
-command -v ogr2ogr >/dev/null || die "ogr2ogr not found: apt-get install -y gdal-bin"
-[[ -x /usr/bin/time ]] || die "/usr/bin/time not found: apt-get install -y time"
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+command -v ogr2ogr >/dev/null || apt_install_quiet gdal-bin || die "could not install gdal-bin"
+[[ -x /usr/bin/time ]] || apt_install_quiet time || die "could not install time"
+command -v zip >/dev/null || apt_install_quiet zip || die "could not install zip"
 
 if [[ -n ${ETL_EVENTS_BIN:-} ]]; then
   BIN=$ETL_EVENTS_BIN
@@ -44,6 +47,7 @@ fi
 # --- inputs -----------------------------------------------------------------------------------
 if [[ ! -f $SYN/.complete ]]; then
   say "generating the synthetic set at scale 0.25 in $SYN"
+  pip_install_quiet numpy numpy || die "could not install numpy"
   mkdir -p "$SYN"
   python3 "$SHARED_DIR/bench/gen_synthetic.py" "$SYN" 0.25
   touch "$SYN/.complete"
@@ -120,8 +124,6 @@ for input in points.kml tracks.gpx points.zip; do
 done
 
 # The event path: S3 GET, convert, GeoJSON + PMTiles + manifest PUT, on the loopback S3 server.
-# shellcheck source=scripts/services.sh
-source "$ROOT/scripts/services.sh"
 trap 'stop_services; rm -rf "$OUT"' EXIT
 start_s3
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true

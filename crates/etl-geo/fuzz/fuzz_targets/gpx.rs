@@ -1,19 +1,9 @@
 //! Any bytes fed to the gpx reader: no panic, and reading terminates.
 #![no_main]
 
+use etl_geo::Format;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(source) = etl_geo::open(
-        etl_geo::Format::Gpx,
-        Box::new(std::io::Cursor::new(data.to_vec())),
-        &etl_geo::ReadOptions::default(),
-    ) else {
-        return;
-    };
-    for r in source {
-        if r.is_err() {
-            break;
-        }
-    }
+    etl_geo_fuzz::drain(Format::Gpx, data);
 });

@@ -37,7 +37,8 @@ fuzz_target!(|input: &[u8]| {
     let mut data = input;
     let len = |d: &mut &[u8]| {
         let b = take(d, 2);
-        usize::from(b.first().copied().unwrap_or(0)) << 8 | usize::from(b.get(1).copied().unwrap_or(0))
+        usize::from(b.first().copied().unwrap_or(0)) << 8
+            | usize::from(b.get(1).copied().unwrap_or(0))
     };
     let shp_len = len(&mut data);
     let dbf_len = len(&mut data);
@@ -49,7 +50,8 @@ fuzz_target!(|input: &[u8]| {
     {
         let file = std::fs::File::create(&path).expect("create input");
         let mut zip = zip::ZipWriter::new(file);
-        let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let stored =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
         for (name, bytes) in [("x.shp", shp), ("x.dbf", dbf), ("x.prj", prj)] {
             zip.start_file(name, stored).expect("zip entry");
             zip.write_all(bytes).expect("zip write");

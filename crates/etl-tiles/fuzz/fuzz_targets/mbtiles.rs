@@ -22,10 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let path = scratch().join(format!("input-{n}.mbtiles"));
     std::fs::write(&path, data).expect("write input");
-    let _ = etl_tiles::mbtiles::convert(
-        &path,
-        std::io::Cursor::new(Vec::new()),
-        &Default::default(),
-    );
+    let _ =
+        etl_tiles::mbtiles::convert(&path, std::io::Cursor::new(Vec::new()), &Default::default());
     let _ = std::fs::remove_file(&path);
 });

@@ -8,13 +8,11 @@
 //! so readers never see a manifest that disagrees with the data.
 
 use std::io;
-use std::path::PathBuf;
 
 use etl_core::JobError;
-use etl_core::store::{Location, ObjectMeta, Precondition, Store, StoreError};
+use etl_core::store::{Location, Precondition, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tempfile::NamedTempFile;
 
 use crate::convert::{Artifact, Converted};
 use crate::event::sequencer_cmp;
@@ -137,7 +135,7 @@ pub async fn publish(
             else {
                 continue;
             };
-            put_file(store, file, &loc).await?;
+            etl_core::store::publish_file(store, file, &loc).await?;
             written.push(loc.clone());
             outputs.push(
                 json!({"url": loc.to_string(), "kind": kind, "bytes": bytes, "sha256": sha256}),
@@ -195,82 +193,6 @@ pub async fn publish(
                 let _ = store.delete(&target.manifest()).await;
             }
             Err(e)
-        }
-    }
-}
-
-/// Makes a finished temporary file appear at `loc`, whole.
-pub async fn put_file(store: &Store, file: NamedTempFile, loc: &Location) -> Result<(), JobError> {
-    match loc {
-        Location::File(p) => {
-            let p: PathBuf = p.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), JobError> {
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        JobError::config(format!("{}: cannot create directory: {e}", dir.display()))
-                    })?;
-                }
-                file.as_file()
-                    .sync_all()
-                    .map_err(|e| JobError::temporary(format!("{}: fsync: {e}", p.display())))?;
-                // Temporary files are 0600; outputs are read by servers under other users.
-                let _ = std::fs::set_permissions(
-                    file.path(),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
-                );
-                // The temporary file may sit on another file system (the scratch directory):
-                // persist fails there, so copy next to the target first.
-                let tmp = match file.persist(&p) {
-                    Ok(_) => return Ok(()),
-                    Err(e) => e.file,
-                };
-                let dir = p
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
-                let mut near = tempfile::Builder::new()
-                    .prefix(".etl-events-")
-                    .tempfile_in(&dir)
-                    .map_err(|e| JobError::temporary(format!("{}: {e}", dir.display())))?;
-                let mut src = tmp
-                    .reopen()
-                    .map_err(|e| JobError::temporary(format!("temporary output: {e}")))?;
-                io::copy(&mut src, near.as_file_mut())
-                    .map_err(|e| JobError::temporary(format!("{}: {e}", p.display())))?;
-                near.as_file()
-                    .sync_all()
-                    .map_err(|e| JobError::temporary(format!("{}: fsync: {e}", p.display())))?;
-                let _ = std::fs::set_permissions(
-                    near.path(),
-                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
-                );
-                near.persist(&p).map_err(|e| {
-                    JobError::temporary(format!(
-                        "{}: cannot move the output in place: {}",
-                        p.display(),
-                        e.error
-                    ))
-                })?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| JobError::temporary(format!("publish task failed: {e}")))?
-        }
-        Location::S3 { .. } => {
-            let mut writer = store.writer(loc).await.map_err(JobError::from)?;
-            let url = loc.to_string();
-            let _: ObjectMeta =
-                tokio::task::spawn_blocking(move || -> Result<ObjectMeta, JobError> {
-                    let mut f = file
-                        .reopen()
-                        .map_err(|e| JobError::temporary(format!("temporary output: {e}")))?;
-                    io::copy(&mut f, &mut writer)
-                        .map_err(|e| JobError::temporary(format!("{url}: upload: {e}")))?;
-                    writer.commit().map_err(JobError::from)
-                })
-                .await
-                .map_err(|e| JobError::temporary(format!("upload task failed: {e}")))??;
-            Ok(())
         }
     }
 }

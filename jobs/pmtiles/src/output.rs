@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use etl_core::JobError;
-use etl_core::store::{Location, ObjectMeta, Store, StoreError};
+use etl_core::store::{Location, Store, StoreError};
 use tempfile::NamedTempFile;
 
 /// Whether something already exists at `loc`.
@@ -55,53 +55,7 @@ pub fn temp_for(loc: &Location, tmp_dir: Option<&Path>) -> Result<NamedTempFile,
         })
 }
 
-/// Makes the finished archive appear at `loc`.
+/// Makes the finished archive appear at `loc`, whole; returns its size.
 pub async fn publish(store: &Store, file: NamedTempFile, loc: &Location) -> Result<u64, JobError> {
-    let size = file
-        .as_file()
-        .metadata()
-        .map_err(|e| JobError::temporary(format!("temporary archive: {e}")))?
-        .len();
-    match loc {
-        Location::File(p) => {
-            let p = p.clone();
-            tokio::task::spawn_blocking(move || -> Result<(), JobError> {
-                file.as_file()
-                    .sync_all()
-                    .map_err(|e| JobError::temporary(format!("{}: fsync: {e}", p.display())))?;
-                file.persist(&p).map_err(|e| {
-                    JobError::temporary(format!(
-                        "{}: cannot move the archive in place: {}",
-                        p.display(),
-                        e.error
-                    ))
-                })?;
-                // The rename is durable once the directory is synced.
-                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty())
-                    && let Ok(d) = std::fs::File::open(dir)
-                {
-                    let _ = d.sync_all();
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| JobError::temporary(format!("publish task failed: {e}")))??;
-        }
-        Location::S3 { .. } => {
-            let mut writer = store.writer(loc).await.map_err(JobError::from)?;
-            let url = loc.to_string();
-            let _: ObjectMeta =
-                tokio::task::spawn_blocking(move || -> Result<ObjectMeta, JobError> {
-                    let mut f = file
-                        .reopen()
-                        .map_err(|e| JobError::temporary(format!("temporary archive: {e}")))?;
-                    io::copy(&mut f, &mut writer)
-                        .map_err(|e| JobError::temporary(format!("{url}: upload: {e}")))?;
-                    writer.commit().map_err(JobError::from)
-                })
-                .await
-                .map_err(|e| JobError::temporary(format!("upload task failed: {e}")))??;
-        }
-    }
-    Ok(size)
+    etl_core::store::publish_file(store, file, loc).await
 }

@@ -5,6 +5,7 @@
 
 mod file;
 mod location;
+mod publish;
 mod s3;
 
 use std::io;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 
 pub use location::{Location, has_glob};
+pub use publish::publish_file;
 pub use s3::{S3Config, S3Store};
 
 use crate::error::JobError;

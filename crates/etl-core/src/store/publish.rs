@@ -1,0 +1,127 @@
+//! Making a finished temporary file appear at a location, whole or not at all: a local target
+//! gets the file fsynced and renamed over it (copied next to it first when the temporary file
+//! sits on another file system), then its directory fsynced; an S3 target gets it through the
+//! store's atomic writer (a single PUT, or a multipart upload whose completion is the only
+//! moment the object appears).
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use super::{Location, ObjectMeta, Store};
+use crate::error::JobError;
+
+/// Published files are read by servers under other users; temporary files are 0600.
+const MODE: u32 = 0o644;
+
+/// Publishes `file` at `loc`; returns its size in bytes.
+pub async fn publish_file(
+    store: &Store,
+    file: NamedTempFile,
+    loc: &Location,
+) -> Result<u64, JobError> {
+    let size = file
+        .as_file()
+        .metadata()
+        .map_err(|e| JobError::temporary(format!("temporary output: {e}")))?
+        .len();
+    match loc {
+        Location::File(p) => {
+            let p = p.clone();
+            tokio::task::spawn_blocking(move || persist_local(file, &p))
+                .await
+                .map_err(|e| JobError::temporary(format!("publish task failed: {e}")))??;
+        }
+        Location::S3 { .. } => {
+            let mut writer = store.writer(loc).await.map_err(JobError::from)?;
+            let url = loc.to_string();
+            let _: ObjectMeta = tokio::task::spawn_blocking(move || {
+                let mut f = file
+                    .reopen()
+                    .map_err(|e| JobError::temporary(format!("temporary output: {e}")))?;
+                io::copy(&mut f, &mut writer)
+                    .map_err(|e| JobError::temporary(format!("{url}: upload: {e}")))?;
+                writer.commit().map_err(JobError::from)
+            })
+            .await
+            .map_err(|e| JobError::temporary(format!("upload task failed: {e}")))??;
+        }
+    }
+    Ok(size)
+}
+
+fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        JobError::config(format!("{}: cannot create directory: {e}", dir.display()))
+    })?;
+    let fsync_err = |e: io::Error| JobError::temporary(format!("{}: fsync: {e}", p.display()));
+    file.as_file().sync_all().map_err(fsync_err)?;
+    let _ = std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(MODE));
+    let tmp = match file.persist(p) {
+        Ok(_) => None,
+        // Another file system (a scratch volume): rename cannot cross it.
+        Err(e) if e.error.raw_os_error() == Some(18) => Some(e.file),
+        Err(e) => {
+            return Err(JobError::temporary(format!(
+                "{}: cannot move the output in place: {}",
+                p.display(),
+                e.error
+            )));
+        }
+    };
+    if let Some(tmp) = tmp {
+        let mut near = tempfile::Builder::new()
+            .prefix(".etl-publish-")
+            .tempfile_in(&dir)
+            .map_err(|e| JobError::temporary(format!("{}: {e}", dir.display())))?;
+        let mut src = tmp
+            .reopen()
+            .map_err(|e| JobError::temporary(format!("temporary output: {e}")))?;
+        io::copy(&mut src, near.as_file_mut())
+            .map_err(|e| JobError::temporary(format!("{}: {e}", p.display())))?;
+        near.as_file().sync_all().map_err(fsync_err)?;
+        let _ = std::fs::set_permissions(near.path(), std::fs::Permissions::from_mode(MODE));
+        near.persist(p).map_err(|e| {
+            JobError::temporary(format!(
+                "{}: cannot move the output in place: {}",
+                p.display(),
+                e.error
+            ))
+        })?;
+    }
+    // The rename is durable once the directory is synced.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::io::Write;
+
+    #[tokio::test]
+    async fn a_local_file_appears_whole_and_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tmp = NamedTempFile::new_in(dir.path()).unwrap();
+        tmp.write_all(b"hello").unwrap();
+        let target = dir.path().join("sub/out.txt");
+        let store = Store::new(super::super::S3Config::default());
+        let n = publish_file(&store, tmp, &Location::File(target.clone()))
+            .await
+            .unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, MODE);
+    }
+}

@@ -2,27 +2,39 @@
 //! listed and extracted under limits.
 //!
 //! Refused, before anything is written: entries whose names climb out of the archive
-//! (`..`, absolute paths, drive letters, backslash tricks), symlinks, encrypted entries,
-//! more entries than allowed. While extracting, the bytes actually inflated are counted (the
-//! sizes a zip declares can lie): past the total limit, or past the ratio limit of inflated
-//! to compressed bytes, extraction stops and everything extracted is removed with the
-//! caller's scratch directory.
+//! (`..`, absolute paths, drive letters, backslash tricks), names the file system cannot hold
+//! or that collide (a file listed twice, a name that is both a file and a folder), symlinks,
+//! encrypted entries, more entries than allowed. While extracting, the bytes actually inflated
+//! are counted (the sizes a zip declares can lie): past the total limit, or past the ratio
+//! limit of inflated to compressed bytes, extraction stops and everything extracted is removed
+//! with the caller's scratch directory. One [`Budget`] can be shared by every archive of an
+//! upload, nested ones included, so that nesting does not multiply the limits.
+//!
+//! Every way an archive's own structure can fail (hostile names, corrupt or truncated data, a
+//! limit) is [`ReadError::Refused`]; only failures of the local disk are [`ReadError::Io`].
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::ReadError;
 
-/// Limits on what one archive may expand to.
+/// The longest name part most file systems hold (ext4, XFS, tmpfs: 255 bytes).
+const MAX_NAME_PART_BYTES: usize = 255;
+/// The longest entry name extracted; the scratch path comes on top, below `PATH_MAX`.
+const MAX_NAME_BYTES: usize = 3072;
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Limits on what one upload's archives may expand to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ArchiveLimits {
-    /// Total bytes all extracted entries may hold.
+    /// Total bytes all extracted entries may hold (of all archives sharing a [`Budget`]).
     pub max_total_bytes: u64,
     /// Largest ratio of inflated to compressed bytes for the archive and for any entry
     /// larger than 1 MiB (small entries compress well legitimately).
     pub max_ratio: u64,
-    /// Most entries an archive may list.
+    /// Most entries an archive may list (and all archives sharing a [`Budget`] together).
     pub max_entries: usize,
 }
 
@@ -33,6 +45,40 @@ impl Default for ArchiveLimits {
             max_ratio: 100,
             max_entries: 10_000,
         }
+    }
+}
+
+/// One upload's expansion allowance: the bytes inflated and the entries listed by every
+/// archive extracted with it ([`extract_within`]), nested archives at any depth included,
+/// count against one [`ArchiveLimits::max_total_bytes`] and [`ArchiveLimits::max_entries`].
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limits: ArchiveLimits,
+    bytes: u64,
+    entries: usize,
+}
+
+impl Budget {
+    pub fn new(limits: &ArchiveLimits) -> Self {
+        Budget {
+            limits: *limits,
+            bytes: 0,
+            entries: 0,
+        }
+    }
+
+    /// Bytes inflated so far by all archives extracted with this budget.
+    pub fn bytes_used(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Entries listed so far by all archives extracted with this budget.
+    pub fn entries_used(&self) -> usize {
+        self.entries
+    }
+
+    pub fn limits(&self) -> &ArchiveLimits {
+        &self.limits
     }
 }
 
@@ -71,17 +117,42 @@ pub fn list(zip: &Path, limits: &ArchiveLimits) -> Result<Vec<String>, ReadError
 /// names and limits; returns the entries in archive order. On error, files already
 /// extracted stay in `into`: the caller owns that directory and removes it.
 pub fn extract(zip: &Path, into: &Path, limits: &ArchiveLimits) -> Result<Vec<Entry>, ReadError> {
+    extract_within(zip, into, &mut Budget::new(limits))
+}
+
+/// [`extract`], counting the inflated bytes and listed entries against `budget`, which the
+/// other archives of the same upload (nested ones) share.
+pub fn extract_within(
+    zip: &Path,
+    into: &Path,
+    budget: &mut Budget,
+) -> Result<Vec<Entry>, ReadError> {
+    let limits = budget.limits;
     let compressed_total = fs::metadata(zip)?.len().max(1);
     let mut archive = open(zip)?;
-    check_count(&archive, limits)?;
+    check_count(&archive, &limits)?;
+    let entries_after = budget.entries.saturating_add(archive.len());
+    if entries_after > limits.max_entries {
+        return Err(ReadError::Refused(format!(
+            "zip archives nested in the upload list more than {} entries together ({} with this one)",
+            limits.max_entries, entries_after
+        )));
+    }
+    budget.entries = entries_after;
     // Check every name before writing a byte.
     let mut names = Vec::with_capacity(archive.len());
+    let mut files = HashSet::new();
+    let mut folders = HashSet::new();
     for i in 0..archive.len() {
         let file = archive.by_index_raw(i).map_err(zip_error)?;
-        names.push(checked_name(&file)?);
+        let name = checked_name(&file)?;
+        if let Some(name) = &name {
+            check_collision(name, &mut files, &mut folders)?;
+        }
+        names.push(name);
     }
     let ratio_budget = compressed_total.saturating_mul(limits.max_ratio);
-    let budget = limits.max_total_bytes.min(ratio_budget);
+    let nested = budget.bytes > 0;
     let mut total = 0u64;
     let mut entries = Vec::new();
     for (i, name) in names.into_iter().enumerate() {
@@ -91,21 +162,24 @@ pub fn extract(zip: &Path, into: &Path, limits: &ArchiveLimits) -> Result<Vec<En
             .split('/')
             .fold(into.to_path_buf(), |p, part| p.join(part));
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        if path.exists() {
-            return Err(refused(&name, "listed twice in the archive"));
+            fs::create_dir_all(parent).map_err(|e| name_io(&name, e))?;
         }
         let compressed = file.compressed_size().max(1);
-        let mut out = File::create_new(&path)?;
-        let remaining = budget.saturating_sub(total);
-        let written = copy_limited(&mut file, &mut out, remaining.saturating_add(1))
-            .map_err(|e| entry_io(&name, e))?;
+        let mut out = File::create_new(&path).map_err(|e| name_io(&name, e))?;
+        let by_total = limits.max_total_bytes.saturating_sub(budget.bytes);
+        let by_ratio = ratio_budget.saturating_sub(total);
+        let remaining = by_total.min(by_ratio);
+        let written = copy_limited(&mut file, &mut out, remaining.saturating_add(1), &name)?;
         if written > remaining {
-            return Err(if limits.max_total_bytes <= ratio_budget {
+            return Err(if by_total <= by_ratio {
                 ReadError::Refused(format!(
-                    "zip bomb: entries expand to more than {} bytes in total (entry {name})",
-                    limits.max_total_bytes
+                    "zip bomb: entries expand to more than {} bytes in total{} (entry {name})",
+                    limits.max_total_bytes,
+                    if nested {
+                        ", counting every archive of the upload"
+                    } else {
+                        ""
+                    }
                 ))
             } else {
                 ReadError::Refused(format!(
@@ -122,6 +196,7 @@ pub fn extract(zip: &Path, into: &Path, limits: &ArchiveLimits) -> Result<Vec<En
             )));
         }
         total = total.saturating_add(written);
+        budget.bytes = budget.bytes.saturating_add(written);
         entries.push(Entry {
             name,
             path,
@@ -132,7 +207,15 @@ pub fn extract(zip: &Path, into: &Path, limits: &ArchiveLimits) -> Result<Vec<En
 }
 
 fn open(zip: &Path) -> Result<zip::ZipArchive<File>, ReadError> {
-    zip::ZipArchive::new(File::open(zip)?).map_err(zip_error)
+    let archive = zip::ZipArchive::new(File::open(zip)?).map_err(zip_error)?;
+    // The library keeps one of several entries of the same name: which one is ambiguous
+    // (other tools may pick another), so such an archive is refused.
+    if archive.has_duplicate_names() {
+        return Err(ReadError::Refused(
+            "zip archive has an entry name listed twice in its central directory".to_owned(),
+        ));
+    }
+    Ok(archive)
 }
 
 fn check_count(archive: &zip::ZipArchive<File>, limits: &ArchiveLimits) -> Result<(), ReadError> {
@@ -142,6 +225,35 @@ fn check_count(archive: &zip::ZipArchive<File>, limits: &ArchiveLimits) -> Resul
             archive.len(),
             limits.max_entries
         )));
+    }
+    Ok(())
+}
+
+/// Refuses a file listed twice, or a name that is a file and also a folder of another entry
+/// (`a` and `a/b`): extracting either would fail on the file system.
+fn check_collision(
+    name: &str,
+    files: &mut HashSet<String>,
+    folders: &mut HashSet<String>,
+) -> Result<(), ReadError> {
+    if folders.contains(name) {
+        return Err(refused(name, "is both a file and a folder in the archive"));
+    }
+    let mut end = 0;
+    while let Some(slash) = name.get(end..).and_then(|rest| rest.find('/')) {
+        end += slash;
+        let folder = name.get(..end).unwrap_or(name);
+        if files.contains(folder) {
+            return Err(refused(
+                name,
+                "is inside a name that is a file in the archive",
+            ));
+        }
+        folders.insert(folder.to_owned());
+        end += 1;
+    }
+    if !files.insert(name.to_owned()) {
+        return Err(refused(name, "listed twice in the archive"));
     }
     Ok(())
 }
@@ -160,12 +272,24 @@ fn checked_name<R: Read>(file: &zip::read::ZipFile<'_, R>) -> Result<Option<Stri
     if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
         return Err(refused(&shown, "has an absolute path"));
     }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(refused(
+            &shown,
+            &format!("has a name longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
     let mut parts = Vec::new();
     for part in name.split('/') {
         match part {
             "" | "." => {}
             ".." => return Err(refused(&shown, "climbs out of the archive (..)")),
             p if p.contains('\0') => return Err(refused(&shown, "has a NUL byte in its name")),
+            p if p.len() > MAX_NAME_PART_BYTES => {
+                return Err(refused(
+                    &shown,
+                    &format!("has a name part longer than {MAX_NAME_PART_BYTES} bytes"),
+                ));
+            }
             p => parts.push(p),
         }
     }
@@ -182,8 +306,27 @@ fn checked_name<R: Read>(file: &zip::read::ZipFile<'_, R>) -> Result<Option<Stri
     Ok(Some(parts.join("/")))
 }
 
-fn copy_limited(from: &mut impl Read, to: &mut File, limit: u64) -> io::Result<u64> {
-    let written = io::copy(&mut from.take(limit), to)?;
+/// Copies at most `limit` bytes. A failure to read (inflate) the entry is the archive's
+/// fault unless the disk reported it; a failure to write is the local disk's.
+fn copy_limited(
+    from: &mut impl Read,
+    to: &mut File,
+    limit: u64,
+    name: &str,
+) -> Result<u64, ReadError> {
+    let mut from = from.take(limit);
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut written = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(archive_io(e, || format!("zip entry {name:?} is corrupt"))),
+        };
+        to.write_all(buf.get(..n).unwrap_or_default())?;
+        written = written.saturating_add(n as u64);
+    }
     to.flush()?;
     Ok(written)
 }
@@ -192,19 +335,37 @@ fn refused(name: &str, why: &str) -> ReadError {
     ReadError::Refused(format!("zip entry {name:?} {why}"))
 }
 
-fn entry_io(name: &str, e: io::Error) -> ReadError {
-    if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
-        ReadError::Refused(format!("zip entry {name:?} is corrupt: {e}"))
-    } else {
-        ReadError::Io(e)
+/// An error creating an entry's file or folders. The scratch directory is fresh and empty,
+/// so a name that exists already, is not a folder, or is not a valid file name comes from
+/// the archive; anything else (no space, permissions, a failing disk) is the local disk's.
+fn name_io(name: &str, e: io::Error) -> ReadError {
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::AlreadyExists
+        | K::NotADirectory
+        | K::IsADirectory
+        | K::InvalidFilename
+        | K::InvalidInput => refused(
+            crate::formats::excerpt(name),
+            &format!("cannot be extracted under its name: {e}"),
+        ),
+        _ => ReadError::Io(e),
+    }
+}
+
+/// An I/O error while reading an archive. What the disk reports (an OS error) is the local
+/// disk's and may go away; what the zip and inflate code reports (corrupt or truncated data,
+/// an impossible offset) is the archive's.
+fn archive_io(e: io::Error, what: impl FnOnce() -> String) -> ReadError {
+    match e.raw_os_error() {
+        Some(_) if e.kind() != io::ErrorKind::InvalidInput => ReadError::Io(e),
+        _ => ReadError::Refused(format!("{}: {e}", what())),
     }
 }
 
 fn zip_error(e: zip::result::ZipError) -> ReadError {
     match e {
-        zip::result::ZipError::Io(e) if e.kind() != io::ErrorKind::UnexpectedEof => {
-            ReadError::Io(e)
-        }
+        zip::result::ZipError::Io(e) => archive_io(e, || "corrupt zip archive".to_owned()),
         other => ReadError::Refused(format!("corrupt zip archive: {other}")),
     }
 }
@@ -278,6 +439,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("zip bomb") && err.contains("100x"), "{err}");
+    }
+
+    #[test]
+    fn one_budget_spans_several_archives() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = dir.path().join("in.zip");
+        fs::write(&zip, make(&[("a.bin", &[7u8; 600])])).unwrap();
+        let mut n = 0;
+        let mut fresh = || {
+            n += 1;
+            let out = dir.path().join(n.to_string());
+            fs::create_dir(&out).unwrap();
+            out
+        };
+        let limits = ArchiveLimits {
+            max_total_bytes: 1000,
+            max_ratio: 1_000_000,
+            max_entries: 3,
+        };
+        let mut budget = Budget::new(&limits);
+        assert_eq!(
+            extract_within(&zip, &fresh(), &mut budget).unwrap().len(),
+            1
+        );
+        assert_eq!((budget.bytes_used(), budget.entries_used()), (600, 1));
+        // Alone, the same archive fits again; after the first, with the same budget, not.
+        assert!(extract(&zip, &fresh(), &limits).is_ok());
+        let err = extract_within(&zip, &fresh(), &mut budget).unwrap_err();
+        assert!(matches!(err, ReadError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("counting every archive"), "{err}");
+        // Entries likewise.
+        let mut entries = Budget::new(&ArchiveLimits {
+            max_entries: 1,
+            ..limits
+        });
+        assert!(extract_within(&zip, &fresh(), &mut entries).is_ok());
+        let err = extract_within(&zip, &fresh(), &mut entries).unwrap_err();
+        assert!(err.to_string().contains("entries together"), "{err}");
+    }
+
+    #[test]
+    fn colliding_names_are_refused_before_writing() {
+        for names in [["a", "a/b"], ["a/b", "a"], ["x/a", "x/a/b"]] {
+            let bytes = make(&[(names[0], b"1"), (names[1], b"2")]);
+            let dir = tempfile::tempdir().unwrap();
+            let zip = dir.path().join("in.zip");
+            fs::write(&zip, bytes).unwrap();
+            let out = dir.path().join("out");
+            fs::create_dir(&out).unwrap();
+            let err = extract(&zip, &out, &ArchiveLimits::default()).unwrap_err();
+            assert!(matches!(err, ReadError::Refused(_)), "{names:?}: {err}");
+            assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn disk_errors_stay_io_archive_errors_do_not() {
+        let disk = archive_io(io::Error::from_raw_os_error(5), || "x".to_owned());
+        assert!(disk.is_io(), "EIO: {disk}");
+        let seek = archive_io(io::Error::from_raw_os_error(22), || "x".to_owned());
+        assert!(matches!(seek, ReadError::Refused(_)), "EINVAL: {seek}");
+        let data = archive_io(io::Error::new(io::ErrorKind::InvalidData, "bad"), || {
+            "x".to_owned()
+        });
+        assert!(matches!(data, ReadError::Refused(_)), "{data}");
+        let full = name_io("a", io::Error::from_raw_os_error(28));
+        assert!(full.is_io(), "ENOSPC: {full}");
+        let taken = name_io("a", io::Error::from(io::ErrorKind::AlreadyExists));
+        assert!(matches!(taken, ReadError::Refused(_)), "{taken}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub use geo_types;
 
 pub mod archive;
+mod cancel;
 mod error;
 mod ewkb;
 mod feature;
@@ -22,6 +23,7 @@ mod pgcopy;
 pub mod upload;
 mod validate;
 
+pub use cancel::Cancel;
 pub use error::ReadError;
 pub use ewkb::{EwkbError, read_ewkb, write_ewkb};
 pub use feature::{Feature, FeatureId};

@@ -9,16 +9,19 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::archive::{self, ArchiveLimits, Entry};
+use crate::archive::{self, ArchiveLimits, Budget, Entry};
 use crate::error::ReadError;
 use crate::format::{Format, describe_unknown};
-use crate::formats::xml::XmlReader;
 use crate::formats::{FeatureSource, ReadOptions, Record};
+
+mod manifest;
+
+use manifest::read_manifest;
 
 /// How much of a file detection looks at.
 const SNIFF_BYTES: usize = 64 * 1024;
@@ -56,6 +59,8 @@ impl UploadFormat {
 #[derive(Debug, Clone, Default)]
 pub struct UploadOptions {
     pub read: ReadOptions,
+    /// One allowance for the whole upload: the archive and every archive nested in it, at
+    /// any depth, share its total bytes and entry count.
     pub archive: ArchiveLimits,
 }
 
@@ -90,6 +95,12 @@ enum PartKind {
 /// An opened upload. Iterating yields its records in order, with `layer` indexing
 /// [`Upload::layers`] and `ordinal` counting across all parts; a fatal error names the
 /// archive entry it happened in.
+///
+/// An archive is extracted into a new `upload-*` folder of the scratch directory, which the
+/// upload owns: it is removed before a fatal error is returned (from [`Upload::open`] or from
+/// iterating), when the last record has been returned, and when the upload is dropped (an
+/// early return, a panic unwinding), so nothing is left behind even if the caller exits
+/// without dropping the upload.
 pub struct Upload {
     pub format: UploadFormat,
     pub layers: Vec<String>,
@@ -100,10 +111,34 @@ pub struct Upload {
     current: Option<(FeatureSource, Option<String>, u32)>,
     opts: UploadOptions,
     ordinal: u64,
-    failed: bool,
+    /// No more records: the last was returned, or a fatal error.
+    done: bool,
     path: PathBuf,
-    // Extracted files live here until the upload is dropped.
-    _scratch: Option<tempfile::TempDir>,
+    /// Extracted files live here until the upload ends.
+    scratch: Scratch,
+}
+
+/// The upload's folder in the scratch directory, removed by [`Scratch::remove`] or, on any
+/// other path (an early return, a panic unwinding), when dropped.
+#[derive(Default)]
+struct Scratch(Option<tempfile::TempDir>);
+
+impl Scratch {
+    /// Removes the folder and everything in it; a no-op when there is none or it is gone.
+    fn remove(&mut self) -> io::Result<()> {
+        match self.0.take() {
+            None => Ok(()),
+            Some(dir) => {
+                let shown = dir.path().display().to_string();
+                dir.close().map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("removing the scratch folder {shown}: {e}"),
+                    )
+                })
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Upload {
@@ -135,9 +170,9 @@ impl Upload {
             current: None,
             opts: opts.clone(),
             ordinal: 0,
-            failed: false,
+            done: false,
             path: path.to_path_buf(),
-            _scratch: None,
+            scratch: Scratch::default(),
         };
         if prefix.starts_with(SQLITE_MAGIC) {
             return Ok(upload);
@@ -147,40 +182,13 @@ impl Upload {
             let dir = tempfile::Builder::new()
                 .prefix("upload-")
                 .tempdir_in(scratch)?;
-            let has = |suffix: &str| {
-                names
-                    .iter()
-                    .any(|n| n.to_ascii_lowercase().ends_with(suffix))
+            let into = dir.path().to_path_buf();
+            // From here on the upload owns the folder: any error removes it.
+            upload.scratch = Scratch(Some(dir));
+            return match upload.add_archive(path, stem, &names, &into) {
+                Ok(()) => Ok(upload),
+                Err(e) => Err(upload.fail(e)),
             };
-            if names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case("MANIFEST/manifest.xml"))
-            {
-                upload.format = UploadFormat::DataPackage;
-                let entries = archive::extract(path, dir.path(), &opts.archive)?;
-                upload.add_package(stem, &entries, dir.path())?;
-            } else if has(".shp") {
-                upload.format = UploadFormat::ShapefileZip;
-                let entries = archive::extract(path, dir.path(), &opts.archive)?;
-                upload.add_shapefiles(&entries, "");
-            } else if has(".kml") {
-                upload.format = UploadFormat::Kmz;
-                let entries = archive::extract(path, dir.path(), &opts.archive)?;
-                upload.add_kmz(stem, None, &entries)?;
-            } else {
-                let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-                return Err(ReadError::Refused(format!(
-                    "unsupported input format: a zip archive without MANIFEST/manifest.xml, a .shp or a .kml (it holds {}{})",
-                    if shown.is_empty() {
-                        "nothing".to_owned()
-                    } else {
-                        shown.join(", ")
-                    },
-                    if names.len() > 5 { ", …" } else { "" }
-                )));
-            }
-            upload._scratch = Some(dir);
-            return Ok(upload);
         }
         let format = Format::sniff(&prefix).ok_or_else(|| {
             ReadError::Refused(format!(
@@ -196,6 +204,64 @@ impl Upload {
     /// The path of an MBTiles upload, to convert as tiles.
     pub fn mbtiles(&self) -> Option<&Path> {
         (self.format == UploadFormat::MBTiles).then_some(self.path.as_path())
+    }
+
+    /// Ends the upload on the fatal error `e`: closes the part being read and removes the
+    /// scratch folder before `e` is handed on; a failure to remove it is added to `e`.
+    fn fail(&mut self, e: ReadError) -> ReadError {
+        self.done = true;
+        self.current = None;
+        self.parts.clear();
+        match self.scratch.remove() {
+            Ok(()) => e,
+            Err(cleanup) => with_cleanup_error(e, &cleanup),
+        }
+    }
+
+    /// Extracts the zip at `path` (whose checked file names are `names`) into the scratch
+    /// folder `dir` and adds its parts, with one expansion budget for it and any archive
+    /// nested in it.
+    fn add_archive(
+        &mut self,
+        path: &Path,
+        stem: &str,
+        names: &[String],
+        dir: &Path,
+    ) -> Result<(), ReadError> {
+        let mut budget = Budget::new(&self.opts.archive);
+        let has = |suffix: &str| {
+            names
+                .iter()
+                .any(|n| n.to_ascii_lowercase().ends_with(suffix))
+        };
+        if names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("MANIFEST/manifest.xml"))
+        {
+            self.format = UploadFormat::DataPackage;
+            let entries = archive::extract_within(path, dir, &mut budget)?;
+            self.add_package(stem, &entries, dir, &mut budget)?;
+        } else if has(".shp") {
+            self.format = UploadFormat::ShapefileZip;
+            let entries = archive::extract_within(path, dir, &mut budget)?;
+            self.add_shapefiles(&entries, "");
+        } else if has(".kml") {
+            self.format = UploadFormat::Kmz;
+            let entries = archive::extract_within(path, dir, &mut budget)?;
+            self.add_kmz(stem, None, &entries)?;
+        } else {
+            let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+            return Err(ReadError::Refused(format!(
+                "unsupported input format: a zip archive without MANIFEST/manifest.xml, a .shp or a .kml (it holds {}{})",
+                if shown.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    shown.join(", ")
+                },
+                if names.len() > 5 { ", …" } else { "" }
+            )));
+        }
+        Ok(())
     }
 
     fn push_plain(&mut self, label: Option<String>, path: PathBuf, format: Format, stem: &str) {
@@ -290,15 +356,21 @@ impl Upload {
     /// A TAK data package: every CoT event becomes a feature of the layer `stem`, files of
     /// other feature formats are read by their own format into layers named after them
     /// (KMZ and zipped Shapefiles included), and everything else is an attachment.
-    fn add_package(&mut self, stem: &str, entries: &[Entry], dir: &Path) -> Result<(), ReadError> {
+    fn add_package(
+        &mut self,
+        stem: &str,
+        entries: &[Entry],
+        dir: &Path,
+        budget: &mut Budget,
+    ) -> Result<(), ReadError> {
         let manifest = entries
             .iter()
             .find(|e| e.name.eq_ignore_ascii_case("MANIFEST/manifest.xml"))
             .ok_or_else(|| {
                 ReadError::Refused("data package without MANIFEST/manifest.xml".into())
             })?;
-        let parsed =
-            read_manifest(&manifest.path).map_err(|e| in_part("MANIFEST/manifest.xml", e))?;
+        let parsed = read_manifest(&manifest.path, self.opts.read.max_xml_text)
+            .map_err(|e| in_part("MANIFEST/manifest.xml", e))?;
         self.package = parsed.settings;
         let mut cot_layer: Option<u32> = None;
         for e in entries {
@@ -316,23 +388,20 @@ impl Upload {
                 let names = archive::list(&e.path, &self.opts.archive)
                     .map_err(|err| in_part(&e.name, err))?;
                 let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
-                let nested = tempfile::Builder::new().prefix("nested-").tempdir_in(dir)?;
-                let inner = if lower.iter().any(|n| n.ends_with(".shp")) {
-                    let inner = archive::extract(&e.path, nested.path(), &self.opts.archive)
+                let shapefiles = lower.iter().any(|n| n.ends_with(".shp"));
+                if shapefiles || lower.iter().any(|n| n.ends_with(".kml")) {
+                    // Inside the upload's scratch folder: removed with it.
+                    let nested = tempfile::Builder::new()
+                        .prefix("nested-")
+                        .tempdir_in(dir)?
+                        .keep();
+                    let inner = archive::extract_within(&e.path, &nested, budget)
                         .map_err(|err| in_part(&e.name, err))?;
-                    self.add_shapefiles(&inner, &format!("{}/", e.name));
-                    true
-                } else if lower.iter().any(|n| n.ends_with(".kml")) {
-                    let inner = archive::extract(&e.path, nested.path(), &self.opts.archive)
-                        .map_err(|err| in_part(&e.name, err))?;
-                    self.add_kmz(&name, Some(&e.name), &inner)?;
-                    true
-                } else {
-                    false
-                };
-                if inner {
-                    // Kept until the package's scratch directory goes.
-                    let _kept = nested.keep();
+                    if shapefiles {
+                        self.add_shapefiles(&inner, &format!("{}/", e.name));
+                    } else {
+                        self.add_kmz(&name, Some(&e.name), &inner)?;
+                    }
                     continue;
                 }
             } else if let Some(format) = Format::sniff(&prefix) {
@@ -387,7 +456,7 @@ impl Iterator for Upload {
     type Item = Result<Record, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
+        if self.done {
             return None;
         }
         loop {
@@ -400,27 +469,57 @@ impl Iterator for Upload {
                         return Some(Ok(record));
                     }
                     Some(Err(e)) => {
-                        self.failed = true;
-                        return Some(Err(match label {
+                        let e = match label {
                             Some(label) => in_part(label, e),
                             None => e,
-                        }));
+                        };
+                        return Some(Err(self.fail(e)));
                     }
                     None => self.current = None,
                 }
             }
-            let part = self.parts.pop_front()?;
+            let Some(part) = self.parts.pop_front() else {
+                // The last record has been returned: the extracted files are not needed.
+                self.done = true;
+                return self.scratch.remove().err().map(|e| Err(ReadError::Io(e)));
+            };
             match self.open_part(&part) {
                 Ok(source) => self.current = Some((source, part.label, part.layer_base)),
                 Err(e) => {
-                    self.failed = true;
-                    return Some(Err(match &part.label {
+                    let e = match &part.label {
                         Some(label) => in_part(label, e),
                         None => e,
-                    }));
+                    };
+                    return Some(Err(self.fail(e)));
                 }
             }
         }
+    }
+}
+
+/// `e` with the failure to remove the scratch folder added to its message, its kind kept.
+fn with_cleanup_error(e: ReadError, cleanup: &io::Error) -> ReadError {
+    match e {
+        ReadError::Io(e) => ReadError::Io(io::Error::new(e.kind(), format!("{e}; and {cleanup}"))),
+        ReadError::Refused(m) => ReadError::Refused(format!("{m}; and {cleanup}")),
+        ReadError::Syntax {
+            line,
+            column,
+            message,
+        } => ReadError::Syntax {
+            line,
+            column,
+            message: format!("{message}; and {cleanup}"),
+        },
+        ReadError::Invalid {
+            line,
+            column,
+            message,
+        } => ReadError::Invalid {
+            line,
+            column,
+            message: format!("{message}; and {cleanup}"),
+        },
     }
 }
 
@@ -444,100 +543,4 @@ fn read_prefix(path: &Path) -> Result<Vec<u8>, ReadError> {
 fn file_stem(name: &str) -> &str {
     let file = name.rsplit('/').next().unwrap_or(name);
     file.rsplit_once('.').map_or(file, |(stem, _)| stem)
-}
-
-/// What a data package's `MANIFEST/manifest.xml` says.
-#[derive(Debug, Default)]
-struct Manifest {
-    settings: Map<String, Value>,
-    contents: Vec<Content>,
-}
-
-#[derive(Debug)]
-struct Content {
-    entry: String,
-    ignore: bool,
-    uid: Option<String>,
-}
-
-/// Reads `<Configuration><Parameter name value/>` into settings and each
-/// `<Contents><Content zipEntry ignore><Parameter name="uid" value/>` into contents.
-fn read_manifest(path: &Path) -> Result<Manifest, ReadError> {
-    use quick_xml::events::Event;
-    let file = File::open(path)?;
-    let mut xml = XmlReader::new(BufReader::new(file));
-    let mut buf = Vec::new();
-    let mut manifest = Manifest::default();
-    let mut section = String::new();
-    let mut root_seen = false;
-    loop {
-        let at = xml.position();
-        match xml.next(&mut buf)? {
-            Event::Start(e) | Event::Empty(e) => {
-                let name = e.local_name().as_ref().to_owned();
-                let attr = |key: &str| -> Option<String> {
-                    e.attributes().flatten().find_map(|a| {
-                        (a.key.local_name().as_ref() == key)
-                            .then(|| {
-                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                                    .ok()
-                                    .map(|v| v.into_owned())
-                            })
-                            .flatten()
-                    })
-                };
-                if !root_seen {
-                    root_seen = true;
-                    if name != "MissionPackageManifest" {
-                        return Err(ReadError::invalid(
-                            at,
-                            format!("not a data package manifest: root element <{name}>"),
-                        ));
-                    }
-                    continue;
-                }
-                match name.as_str() {
-                    "Configuration" | "Contents" => section = name,
-                    "Content" if section == "Contents" => manifest.contents.push(Content {
-                        entry: attr("zipEntry").unwrap_or_default().replace('\\', "/"),
-                        ignore: attr("ignore").is_some_and(|v| v == "true"),
-                        uid: None,
-                    }),
-                    "Parameter" => {
-                        let (Some(key), Some(value)) = (attr("name"), attr("value")) else {
-                            continue;
-                        };
-                        if section == "Configuration" {
-                            let value = match value.as_str() {
-                                "true" => Value::Bool(true),
-                                "false" => Value::Bool(false),
-                                _ => Value::String(value),
-                            };
-                            manifest.settings.insert(key, value);
-                        } else if let Some(content) = manifest.contents.last_mut()
-                            && key == "uid"
-                        {
-                            content.uid = Some(value);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::End(e) => {
-                if matches!(e.local_name().as_ref(), "Configuration" | "Contents") {
-                    section.clear();
-                }
-            }
-            Event::Eof => {
-                if xml.depth() > 0 {
-                    return Err(ReadError::syntax(at, "unexpected end of the manifest"));
-                }
-                if !root_seen {
-                    return Err(ReadError::syntax(at, "empty manifest"));
-                }
-                return Ok(manifest);
-            }
-            _ => {}
-        }
-    }
 }

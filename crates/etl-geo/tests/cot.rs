@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -94,8 +96,6 @@ fn golden_fixtures() {
 
 // ---------------------------------------------------------------------------------------
 // node-CoT peer fixtures
-
-const PEER: &str = "/work/shared/peer-fixtures/node-cot";
 
 /// The properties we map the node-CoT way and therefore compare. Other properties (node-CoT's
 /// `metadata`, `path`, `fileshare`, `mission`, `video`, `sensor`…, and our generic detail
@@ -231,11 +231,10 @@ fn peer_differences(got: &Value, want: &Value, flow_deleted: bool) -> BTreeMap<S
 
 #[test]
 fn node_cot_peer_fixtures() {
-    let dir = Path::new(PEER);
-    let Ok(index) = std::fs::read_to_string(dir.join("index.json")) else {
-        eprintln!("peer fixtures not present, skipped");
-        return;
-    };
+    let dir = common::peer_fixtures("node-cot");
+    let dir = dir.as_path();
+    let index = std::fs::read_to_string(dir.join("index.json"))
+        .unwrap_or_else(|e| panic!("peer fixture {}/index.json: {e}", dir.display()));
     let index: Vec<Value> = serde_json::from_str(&index).unwrap();
     assert!(index.len() >= 40);
     let mut failures = Vec::new();
@@ -425,14 +424,9 @@ fn drain(bytes: &[u8]) {
 #[test]
 fn mutated_fixtures_never_panic() {
     let mut inputs: Vec<Vec<u8>> = Vec::new();
-    for dir in [
-        fixtures(),
-        PathBuf::from(PEER).join("xml"),
-        PathBuf::from(PEER).join("xmljs"),
-    ] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
+    let peer = common::peer_fixtures("node-cot");
+    for dir in [fixtures(), peer.join("xml"), peer.join("xmljs")] {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         for e in entries {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|e| e == "cot" || e == "xml") {

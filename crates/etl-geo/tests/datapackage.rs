@@ -9,7 +9,11 @@ use std::path::Path;
 use etl_geo::{Upload, UploadFormat, UploadOptions};
 use serde_json::Value;
 
-const PACKAGES: &str = "/work/shared/peer-fixtures/node-cot/packages";
+mod common;
+
+fn packages() -> std::path::PathBuf {
+    common::peer_fixtures("node-cot/packages")
+}
 
 fn open(path: &Path) -> Result<Upload, etl_geo::ReadError> {
     let scratch = tempfile::tempdir().unwrap();
@@ -38,16 +42,15 @@ fn read_all(upload: Upload) -> (Vec<(String, usize)>, Option<String>) {
 
 #[test]
 fn node_cot_packages() {
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{PACKAGES}/expected.json")).unwrap(),
-    )
-    .unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(packages().join("expected.json")).unwrap())
+            .unwrap();
     for p in expected["packages"].as_array().unwrap() {
         let file = p["file"].as_str().unwrap();
         let Some(cots) = p["cots"].as_u64() else {
             continue;
         };
-        let path = Path::new(PACKAGES).join(file);
+        let path = packages().join(file);
         // An iconset is not a data package (no MANIFEST/manifest.xml): refused by name.
         if file == "Iconset-FalconView.zip" {
             let err = open(&path).unwrap_err().to_string();
@@ -82,7 +85,7 @@ fn node_cot_packages() {
 
 #[test]
 fn kmz_inside_a_package_is_read_as_kml() {
-    let upload = open(&Path::new(PACKAGES).join("COMilePosts.zip")).unwrap();
+    let upload = open(&packages().join("COMilePosts.zip")).unwrap();
     let (layers, error) = read_all(upload);
     assert_eq!(error, None);
     assert_eq!(layers.len(), 1, "{layers:?}");

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
@@ -13,15 +15,10 @@ use flatgeobuf::geozero::{ColumnValue, FeatureProcessor, GeomProcessor, Property
 use flatgeobuf::{ColumnType, FgbCrs, FgbWriter, FgbWriterOptions, GeometryType};
 use serde_json::{Value, json};
 
-const PEER: &str = "/work/shared/peer-fixtures/flatgeobuf";
-
-fn peer(name: &str) -> Option<Vec<u8>> {
-    let path = Path::new(PEER).join(name);
-    if !path.exists() {
-        eprintln!("peer fixture {name} not present, skipped");
-        return None;
-    }
-    Some(std::fs::read(path).unwrap())
+/// A peer fixture's bytes; a missing one fails the test.
+fn peer(name: &str) -> Vec<u8> {
+    let path = common::peer_fixtures("flatgeobuf").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("peer fixture {}: {e}", path.display()))
 }
 
 /// All records, and the fatal error if reading stopped on one.
@@ -106,9 +103,7 @@ fn rings_close(a: &Value, b: &Value, either_direction: bool) -> bool {
 
 #[test]
 fn countries_match_the_geojson() {
-    let (Some(fgb), Some(geojson)) = (peer("countries.fgb"), peer("countries.geojson")) else {
-        return;
-    };
+    let (fgb, geojson) = (peer("countries.fgb"), peer("countries.geojson"));
     let (records, error) = read(&fgb);
     assert!(error.is_none(), "{error:?}");
     let ours = accepted(&records);
@@ -183,7 +178,7 @@ const PEER_OUTCOMES: &[(&str, Result<usize, &str>)] = &[
 fn every_peer_file_converts_or_fails_clearly() {
     let mut report = Vec::new();
     for (name, expected) in PEER_OUTCOMES {
-        let Some(bytes) = peer(name) else { continue };
+        let bytes = peer(name);
         let (records, error) = read(&bytes);
         let rejected: Vec<String> = records
             .iter()
@@ -258,9 +253,7 @@ fn small_peer_files_match_golden() {
         "no_properties",
         "binary_wkb",
     ] {
-        let Some(bytes) = peer(&format!("{name}.fgb")) else {
-            continue;
-        };
+        let bytes = peer(&format!("{name}.fgb"));
         let (records, error) = read(&bytes);
         assert!(error.is_none(), "{name}: {error:?}");
         golden(name, &collection(&records));
@@ -406,9 +399,7 @@ fn truncated_copies_are_read_errors() {
 }
 
 fn truncated(name: &str, step: usize) {
-    let Some(bytes) = peer(name) else {
-        return;
-    };
+    let bytes = peer(name);
     let (records, error) = read(&bytes);
     assert!(error.is_none());
     let full = records.len();
@@ -427,9 +418,7 @@ fn truncated(name: &str, step: usize) {
 #[test]
 fn corrupt_copies_are_read_errors_not_panics() {
     // No index and a feature count of 0 (read to the end).
-    let Some(bytes) = peer("unknown_feature_count.fgb") else {
-        return;
-    };
+    let bytes = peer("unknown_feature_count.fgb");
     // A feature size far past the data.
     let mut big = bytes.clone();
     let (_, _) = read(&big);
@@ -478,7 +467,7 @@ fn random_mutations_never_panic() {
         "poly01.fgb",
         "countries_nogeo.fgb",
     ] {
-        let Some(bytes) = peer(name) else { continue };
+        let bytes = peer(name);
         for _ in 0..300 {
             let mut m = bytes.clone();
             for _ in 0..1 + rng.below(8) {

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -97,8 +99,6 @@ fn golden_fixtures() {
 
 // ---------------------------------------------------------------------------------------
 // togeojson peer fixtures
-
-const PEER: &str = "/work/shared/peer-fixtures/togeojson/data";
 
 /// Deliberate differences from togeojson: (fixture, aspect, reason). An aspect is `count`,
 /// `geometry` or `properties.KEY`. Rules applied to every fixture: our tracks are always
@@ -314,11 +314,8 @@ fn peer_differences(name: &str, ours: &[Record], want: &Value) -> BTreeMap<Strin
 
 #[test]
 fn togeojson_peer_fixtures() {
-    let dir = Path::new(PEER);
-    if !dir.is_dir() {
-        eprintln!("peer fixtures not present, skipped");
-        return;
-    }
+    let dir = common::peer_fixtures("togeojson/data");
+    let dir = dir.as_path();
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -462,10 +459,8 @@ fn drain(bytes: &[u8]) {
 #[test]
 fn mutated_fixtures_never_panic() {
     let mut inputs: Vec<Vec<u8>> = Vec::new();
-    for dir in [fixtures(), PathBuf::from(PEER)] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
+    for dir in [fixtures(), common::peer_fixtures("togeojson/data")] {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         for e in entries {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|e| e == "gpx") && p.metadata().unwrap().len() < 40_000 {

@@ -3,6 +3,8 @@
 //! peer fixtures with a table of deliberate differences, hostile inputs, and a
 //! random-mutation no-panic loop.
 
+mod common;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -90,8 +92,6 @@ fn golden_fixtures() {
 
 // ---------------------------------------------------------------------------------------
 // togeojson peer fixtures
-
-const PEER_DIR: &str = "/work/shared/peer-fixtures/togeojson/data";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Diff {
@@ -272,11 +272,8 @@ fn normalize_ours(f: &Value, expected: &Value) -> Value {
 
 #[test]
 fn togeojson_peer_fixtures() {
-    let dir = Path::new(PEER_DIR);
-    if !dir.is_dir() {
-        eprintln!("{PEER_DIR} not present: peer comparison skipped");
-        return;
-    }
+    let dir = common::peer_fixtures("togeojson/data");
+    let dir = dir.as_path();
     let files = kml_files(dir);
     assert!(files.len() >= 30);
     let mut failures = Vec::new();
@@ -552,11 +549,11 @@ fn random_mutations_never_panic() {
         .iter()
         .map(|p| std::fs::read(p).unwrap())
         .collect();
-    let peer = Path::new(PEER_DIR);
-    if peer.is_dir() {
-        for p in kml_files(peer).into_iter().take(12) {
-            seeds.push(std::fs::read(p).unwrap());
-        }
+    let peer = common::peer_fixtures("togeojson/data");
+    let peer_seeds = kml_files(&peer);
+    assert!(peer_seeds.len() >= 12, "{}: {peer_seeds:?}", peer.display());
+    for p in peer_seeds.into_iter().take(12) {
+        seeds.push(std::fs::read(p).unwrap());
     }
     for round in 0..3000 {
         let mut doc = seeds[round % seeds.len()].clone();

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -603,11 +605,13 @@ fn record_counts_must_agree() {
 
 #[test]
 fn countries_match_the_peer_geojson() {
-    let dir = Path::new("/work/shared/peer-fixtures/flatgeobuf");
-    if !dir.join("countries.shp").exists() {
-        eprintln!("peer fixtures not present, skipped");
-        return;
-    }
+    let dir = common::peer_fixtures("flatgeobuf");
+    let dir = dir.as_path();
+    assert!(
+        dir.join("countries.shp").is_file(),
+        "peer fixture {}/countries.shp missing",
+        dir.display()
+    );
     let names = [
         "countries.shp",
         "countries.shx",

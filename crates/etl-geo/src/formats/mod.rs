@@ -12,6 +12,7 @@ pub(crate) mod xml;
 use std::fmt;
 use std::io::BufRead;
 
+use crate::cancel::Cancel;
 use crate::error::ReadError;
 use crate::feature::Feature;
 use crate::format::Format;
@@ -70,6 +71,14 @@ pub struct ReadOptions {
     /// serde_json's own limit of 128 applies on top.
     pub max_json_depth: usize,
     pub csv: CsvOptions,
+    /// The longest text one XML element may hold (KML, GPX, CoT, data package manifests).
+    /// It also bounds every single XML event (a text node, a tag with its attributes, a
+    /// comment, CDATA) to this plus 64 KiB: past that reading stops with an error at the
+    /// event's line, before the event is buffered whole. Default 256 MiB.
+    pub max_xml_text: usize,
+    /// Polled inside long loops within one record (Shapefile ring assembly), so a caller
+    /// can stop a read that would otherwise not return for a long time.
+    pub cancel: Cancel,
 }
 
 impl Default for ReadOptions {
@@ -77,6 +86,8 @@ impl Default for ReadOptions {
         ReadOptions {
             max_json_depth: 64,
             csv: CsvOptions::default(),
+            max_xml_text: xml::MAX_XML_TEXT,
+            cancel: Cancel::default(),
         }
     }
 }

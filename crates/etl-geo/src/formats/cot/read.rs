@@ -316,9 +316,9 @@ pub(super) struct CotReader {
 }
 
 impl CotReader {
-    pub(super) fn new(input: Input) -> Self {
+    pub(super) fn new(input: Input, max_xml_text: usize) -> Self {
         CotReader {
-            xml: XmlReader::new(input),
+            xml: XmlReader::new(input, max_xml_text),
             buf: Vec::new(),
             ordinal: 0,
             done: false,

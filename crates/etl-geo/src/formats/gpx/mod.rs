@@ -32,9 +32,9 @@ use crate::formats::{FeatureSource, ReadOptions};
 
 pub(crate) fn open(
     input: Box<dyn BufRead + Send>,
-    _opts: &ReadOptions,
+    opts: &ReadOptions,
 ) -> Result<FeatureSource, ReadError> {
-    let mut reader = read::GpxReader::new(input);
+    let mut reader = read::GpxReader::new(input, opts.max_xml_text);
     reader.read_root()?;
     Ok(Box::new(reader))
 }

@@ -421,9 +421,9 @@ fn truncated(at: Position) -> ReadError {
 }
 
 impl GpxReader {
-    pub(super) fn new(input: Input) -> Self {
+    pub(super) fn new(input: Input, max_xml_text: usize) -> Self {
         GpxReader {
-            xml: XmlReader::new(input),
+            xml: XmlReader::new(input, max_xml_text),
             buf: Vec::new(),
             prefixes: vec!["gpxx".to_owned()],
             ordinal: 0,

@@ -73,7 +73,7 @@ use crate::formats::{FeatureSource, ReadOptions};
 /// Opens a streaming KML reader over `input` (one layer, `layer: 0`).
 pub(crate) fn open(
     input: Box<dyn BufRead + Send>,
-    _opts: &ReadOptions,
+    opts: &ReadOptions,
 ) -> Result<FeatureSource, ReadError> {
-    Ok(Box::new(read::KmlReader::new(input)))
+    Ok(Box::new(read::KmlReader::new(input, opts.max_xml_text)))
 }

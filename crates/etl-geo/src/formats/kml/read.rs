@@ -47,9 +47,9 @@ pub(super) struct KmlReader<R: BufRead> {
 }
 
 impl<R: BufRead> KmlReader<R> {
-    pub(super) fn new(input: R) -> Self {
+    pub(super) fn new(input: R, max_xml_text: usize) -> Self {
         KmlReader {
-            xml: XmlReader::new(input),
+            xml: XmlReader::new(input, max_xml_text),
             buf: Vec::with_capacity(8 * 1024),
             stack: Vec::new(),
             root_seen: false,

@@ -27,6 +27,7 @@
 
 pub(crate) mod crs;
 mod dbf;
+mod rings;
 mod shp;
 
 use std::fs::{self, File};
@@ -37,7 +38,9 @@ use serde_json::Map;
 
 use self::crs::Crs;
 use self::dbf::{DbfReader, Encoding};
-use self::shp::ShpReader;
+use self::rings::Ticker;
+use self::shp::{ShapeError, ShpReader};
+use crate::cancel::{Cancel, cancelled};
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
 use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept};
@@ -45,7 +48,7 @@ use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept};
 const BUFFER: usize = 256 * 1024;
 
 /// Opens the layer whose `.shp` is at `shp` (siblings `.shx`, `.dbf`, `.prj`, `.cpg` beside it).
-pub(crate) fn open_layer(shp: &Path, _opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
+pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
     let crs = match sibling(shp, "prj") {
         None => Crs::Wgs84,
         Some(prj) => {
@@ -95,6 +98,7 @@ pub(crate) fn open_layer(shp: &Path, _opts: &ReadOptions) -> Result<FeatureSourc
         shp: shp_reader,
         dbf,
         crs,
+        cancel: opts.cancel.clone(),
         number: 0,
         ordinal: 0,
         done: false,
@@ -105,6 +109,8 @@ struct ShapefileReader {
     shp: ShpReader,
     dbf: Option<DbfReader>,
     crs: Crs,
+    /// Polled while a record's rings are assembled.
+    cancel: Cancel,
     /// Records read from the `.shp` so far, deleted ones included.
     number: u64,
     /// Records returned so far.
@@ -150,7 +156,16 @@ impl Iterator for ShapefileReader {
                     }
                     return None;
                 }
-                Ok(Some(record)) => shp::geometry(record.content, crs),
+                Ok(Some(record)) => {
+                    match shp::geometry(record.content, crs, &mut Ticker::new(&self.cancel)) {
+                        Ok(geometry) => Ok(geometry),
+                        Err(ShapeError::Reject(reason)) => Err(reason),
+                        Err(ShapeError::Cancelled) => {
+                            self.done = true;
+                            return Some(Err(cancelled()));
+                        }
+                    }
+                }
             };
             self.number += 1;
             let properties = match &mut self.dbf {

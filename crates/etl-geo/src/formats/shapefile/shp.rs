@@ -3,13 +3,26 @@
 
 use std::io::{self, BufRead, Read};
 
-use geo_types::{
-    Coord, Geometry, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon,
-};
+use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPoint, Point};
 
 use super::crs::Crs;
+use super::rings::{Ticker, polygons};
 use crate::formats::MAX_RECORD_BYTES;
-use crate::validate::check_ring_closed;
+
+/// Why a record's shape gives no geometry.
+#[derive(Debug)]
+pub(crate) enum ShapeError {
+    /// The record is rejected for this one-line reason; reading goes on.
+    Reject(String),
+    /// The caller's cancel token stopped the work: reading ends.
+    Cancelled,
+}
+
+impl From<String> for ShapeError {
+    fn from(reason: String) -> Self {
+        ShapeError::Reject(reason)
+    }
+}
 
 pub(crate) struct ShpReader {
     input: Box<dyn BufRead + Send>,
@@ -149,8 +162,13 @@ fn short() -> String {
     "record content is shorter than its shape needs".to_owned()
 }
 
-/// The geometry of one record's content; `Err` is a one-line reason to reject the record.
-pub(crate) fn geometry(content: &[u8], crs: Crs) -> Result<Option<Geometry<f64>>, String> {
+/// The geometry of one record's content; `Err(Reject)` is a one-line reason to reject the
+/// record. `ticker` is polled while parts are assembled.
+pub(crate) fn geometry(
+    content: &[u8],
+    crs: Crs,
+    ticker: &mut Ticker<'_>,
+) -> Result<Option<Geometry<f64>>, ShapeError> {
     let c = Content(content);
     let shape_type = c.i32(0)?;
     match shape_type {
@@ -176,13 +194,14 @@ pub(crate) fn geometry(content: &[u8], crs: Crs) -> Result<Option<Geometry<f64>>
                     .filter(|&s| s < points)
                     .ok_or_else(|| format!("part {i} starts at point {s} of {points}"))?;
                 if starts.last().is_some_and(|&prev| s < prev) {
-                    return Err(format!("part {i} starts before the part before it"));
+                    return Err(format!("part {i} starts before the part before it").into());
                 }
                 starts.push(s);
             }
             let mut lines = Vec::with_capacity(parts);
             for (i, &start) in starts.iter().enumerate() {
                 let end = starts.get(i + 1).copied().unwrap_or(points);
+                ticker.tick(end - start)?;
                 let mut coords = Vec::with_capacity(end - start);
                 for p in start..end {
                     coords.push(c.coord(first_point + 16 * p, crs)?);
@@ -199,115 +218,10 @@ pub(crate) fn geometry(content: &[u8], crs: Crs) -> Result<Option<Geometry<f64>>
                     Ok(Some(Geometry::MultiLineString(MultiLineString(lines))))
                 }
             } else {
-                polygons(lines).map(Some)
+                polygons(lines, ticker).map(Some)
             }
         }
-        31 => Err("MultiPatch shapes are not supported".to_owned()),
-        t => Err(format!("unknown shape type {t}")),
-    }
-}
-
-/// Twice the signed area of a ring: negative when clockwise.
-fn signed_area2(ring: &[Coord<f64>]) -> f64 {
-    let mut sum = 0.0;
-    for w in ring.windows(2) {
-        sum += w[0].x * w[1].y - w[1].x * w[0].y;
-    }
-    sum
-}
-
-/// Ray-casting point-in-ring test.
-fn contains(ring: &[Coord<f64>], p: Coord<f64>) -> bool {
-    let mut inside = false;
-    for w in ring.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        if (a.y > p.y) != (b.y > p.y) {
-            let x = a.x + (p.y - a.y) * (b.x - a.x) / (b.y - a.y);
-            if p.x < x {
-                inside = !inside;
-            }
-        }
-    }
-    inside
-}
-
-/// Groups shapefile rings into polygons: clockwise rings are shells, counter-clockwise
-/// rings holes of the smallest shell that contains them. A hole inside no shell, or
-/// rings that are all counter-clockwise, become shells of their own.
-fn polygons(rings: Vec<LineString<f64>>) -> Result<Geometry<f64>, String> {
-    for (i, ring) in rings.iter().enumerate() {
-        check_ring_closed(&ring.0, i)?;
-    }
-    let areas: Vec<f64> = rings.iter().map(|r| signed_area2(&r.0)).collect();
-    let any_clockwise = areas.iter().any(|&a| a < 0.0);
-    let mut shells: Vec<(LineString<f64>, f64, Vec<LineString<f64>>)> = Vec::new();
-    let mut holes = Vec::new();
-    for (ring, area) in rings.into_iter().zip(areas) {
-        if area < 0.0 || !any_clockwise {
-            shells.push((ring, area.abs(), Vec::new()));
-        } else {
-            holes.push(ring);
-        }
-    }
-    for hole in holes {
-        // A vertex of the hole that is not on the shell decides; the first is good
-        // enough for well-formed data (holes touch their shell at most at points).
-        let probe = hole.0.first().copied();
-        let owner = probe.and_then(|p| {
-            shells
-                .iter()
-                .enumerate()
-                .filter(|(_, (shell, _, _))| contains(&shell.0, p))
-                .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
-                .map(|(i, _)| i)
-        });
-        match owner.and_then(|i| shells.get_mut(i)) {
-            Some(shell) => shell.2.push(hole),
-            None => {
-                let area = signed_area2(&hole.0).abs();
-                shells.push((hole, area, Vec::new()));
-            }
-        }
-    }
-    let mut polygons: Vec<Polygon<f64>> = shells
-        .into_iter()
-        .map(|(shell, _, holes)| Polygon::new(shell, holes))
-        .collect();
-    if polygons.len() == 1 {
-        Ok(polygons.pop().map_or(
-            Geometry::MultiPolygon(MultiPolygon(vec![])),
-            Geometry::Polygon,
-        ))
-    } else {
-        Ok(Geometry::MultiPolygon(MultiPolygon(polygons)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ring(points: &[(f64, f64)]) -> LineString<f64> {
-        LineString(points.iter().map(|&(x, y)| Coord { x, y }).collect())
-    }
-
-    #[test]
-    fn holes_go_to_their_shell() {
-        // Two clockwise shells, a counter-clockwise hole inside the second.
-        let a = ring(&[(0., 0.), (0., 1.), (1., 1.), (1., 0.), (0., 0.)]);
-        let b = ring(&[(10., 0.), (10., 10.), (20., 10.), (20., 0.), (10., 0.)]);
-        let h = ring(&[(12., 2.), (14., 2.), (14., 4.), (12., 4.), (12., 2.)]);
-        let Geometry::MultiPolygon(mp) = polygons(vec![a, b, h]).unwrap() else {
-            panic!("expected a multipolygon");
-        };
-        assert_eq!(mp.0.len(), 2);
-        assert!(mp.0[0].interiors().is_empty());
-        assert_eq!(mp.0[1].interiors().len(), 1);
-    }
-
-    #[test]
-    fn open_ring_is_rejected() {
-        let a = ring(&[(0., 0.), (0., 1.), (1., 1.), (1., 0.)]);
-        assert!(polygons(vec![a]).is_err());
+        31 => Err("MultiPatch shapes are not supported".to_owned().into()),
+        t => Err(format!("unknown shape type {t}").into()),
     }
 }

@@ -1,6 +1,7 @@
 //! Open archives and their directories, cached and bounded. An open archive is one version of
-//! the file or object (header, metadata, root directory); leaf directories sit in a shared LRU
-//! keyed by that version, so a replaced archive can never be read through an old directory.
+//! the file or object its name resolved to (header, metadata, root directory); leaf directories
+//! sit in a shared LRU keyed by that file and version, so a replaced or swapped archive can never
+//! be read through an old directory.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use etl_tiles::archive::{
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use crate::source::{Source, SourceError, Version};
+use crate::source::{Lookup, Resolved, Source, SourceError, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -37,6 +38,10 @@ pub struct OpenArchive {
     pub version: Version,
     pub header: Header,
     pub metadata: serde_json::Value,
+    /// How the name resolved (manifest or plain file), re-checked to see a swap.
+    pub lookup: Lookup,
+    /// The manifest's `version` when the name resolved through a manifest that has one.
+    pub manifest_version: Option<String>,
     root: Vec<Entry>,
     /// When the version was last confirmed current.
     checked: Mutex<Instant>,
@@ -46,11 +51,12 @@ impl std::fmt::Debug for OpenArchive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenArchive")
             .field("version", &self.version)
+            .field("lookup", &self.lookup)
             .finish()
     }
 }
 
-/// A leaf directory: the archive version's ETag and the leaf's offset in the file.
+/// A leaf directory: the file read, its version's ETag and the leaf's offset in the file.
 type DirKey = (Arc<str>, Arc<str>, u64);
 
 #[derive(Clone)]
@@ -72,6 +78,10 @@ pub struct CacheSettings {
     /// How long an S3 archive's ETag is trusted before a HEAD checks it again (local files are
     /// checked on every request; a `stat` is cheap).
     pub revalidate: Duration,
+    /// How long an S3 manifest's ETag is trusted before a HEAD checks it again; a read of the
+    /// versioned object that fails (404/412) checks it at once. Local manifests are checked on
+    /// every request.
+    pub manifest_recheck: Duration,
 }
 
 impl Default for CacheSettings {
@@ -80,6 +90,7 @@ impl Default for CacheSettings {
             directory_bytes: 64 << 20,
             archives: 256,
             revalidate: Duration::from_secs(5),
+            manifest_recheck: Duration::from_secs(10),
         }
     }
 }
@@ -130,32 +141,31 @@ impl Archives {
     /// is no archive of that name.
     pub async fn get(&self, name: &str) -> Result<Option<Arc<OpenArchive>>, ServeError> {
         if let Some(a) = self.open.get(name) {
+            let interval = if a.lookup.via_manifest() {
+                self.settings.manifest_recheck
+            } else {
+                self.settings.revalidate
+            };
             let stale = self.source.cheap_revalidation()
                 || a.checked
                     .lock()
-                    .map(|t| t.elapsed() >= self.settings.revalidate)
+                    .map(|t| t.elapsed() >= interval)
                     .unwrap_or(true);
             if !stale {
                 return Ok(Some(a));
             }
-            match self.source.etag(name).await? {
-                Some(etag) if *etag == *a.version.etag => {
-                    if let Ok(mut t) = a.checked.lock() {
-                        *t = Instant::now();
-                    }
-                    return Ok(Some(a));
+            if self.source.unchanged(name, &a.lookup).await? {
+                if let Ok(mut t) = a.checked.lock() {
+                    *t = Instant::now();
                 }
-                Some(_) => self.forget(name),
-                None => {
-                    self.forget(name);
-                    return Ok(None);
-                }
+                return Ok(Some(a));
             }
+            self.forget(name);
         }
-        let Some(version) = self.source.open_version(name).await? else {
+        let Some(resolved) = self.source.resolve(name).await? else {
             return Ok(None);
         };
-        let archive = Arc::new(self.load(version).await?);
+        let archive = Arc::new(self.load(resolved).await?);
         self.open.insert(name.into(), archive.clone());
         Ok(Some(archive))
     }
@@ -166,7 +176,12 @@ impl Archives {
         self.open.remove(name);
     }
 
-    async fn load(&self, version: Version) -> Result<OpenArchive, ServeError> {
+    async fn load(&self, resolved: Resolved) -> Result<OpenArchive, ServeError> {
+        let Resolved {
+            version,
+            lookup,
+            manifest_version,
+        } = resolved;
         let name = version.name.clone();
         let corrupt = |e| ServeError::corrupt(&name, e);
         // Header and root directory share the first 16 KiB: one read gets both when the root
@@ -244,6 +259,8 @@ impl Archives {
             version,
             header,
             metadata,
+            lookup,
+            manifest_version,
             root,
             checked: Mutex::new(Instant::now()),
         })
@@ -316,7 +333,7 @@ impl Archives {
                 )),
             ));
         }
-        let key: DirKey = (a.version.name.clone(), a.version.etag.clone(), e.offset);
+        let key: DirKey = (a.version.file.clone(), a.version.etag.clone(), e.offset);
         self.dirs
             .get_or_insert_async(&key, async {
                 let raw = self

@@ -1,6 +1,7 @@
 //! Access to archives with an HS256 JWT: `Authorization: Bearer T` or `?token=T`. The token must
-//! carry an `exp` (honoured) and a claim (default `archives`) listing the archives it opens:
-//! names, or patterns with `*` (`"team-a-*"`, `"*"`). A token without the claim opens nothing.
+//! carry an `exp` (honoured); an `nbf` is honoured too. A claim (default `archives`) lists the
+//! archives it opens: names, or patterns with `*` (`"team-a-*"`, `"*"`). A token without the
+//! claim opens nothing.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -79,6 +80,7 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         // A little clock skew between the issuer and this server is normal; an hour is not.
         validation.leeway = 30;
@@ -105,6 +107,9 @@ impl Auth {
         .map_err(|e| {
             Denied::Unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                ErrorKind::ImmatureSignature => {
+                    "the token is not valid yet (its nbf is in the future)".to_string()
+                }
                 ErrorKind::InvalidSignature => "the token's signature is not valid".to_string(),
                 ErrorKind::InvalidAlgorithm => "the token is not signed with HS256".to_string(),
                 ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c:?} claim"),
@@ -210,6 +215,24 @@ mod tests {
             auth.verify(Some(&unsigned)),
             Err(Denied::Unauthorized(_))
         ));
+        // nbf: honoured, with the same 30 s leeway as exp.
+        let early = token(
+            b"secret",
+            serde_json::json!({"exp": now() + 7200, "nbf": now() + 3600, "archives": "*"}),
+        );
+        assert!(
+            matches!(auth.verify(Some(&early)), Err(Denied::Unauthorized(m)) if m.contains("not valid yet"))
+        );
+        let started = token(
+            b"secret",
+            serde_json::json!({"exp": now() + 600, "nbf": now() - 60, "archives": "*"}),
+        );
+        assert!(auth.verify(Some(&started)).unwrap().allows("roads"));
+        let skewed = token(
+            b"secret",
+            serde_json::json!({"exp": now() + 600, "nbf": now() + 5, "archives": "*"}),
+        );
+        assert!(auth.verify(Some(&skewed)).is_ok(), "within the leeway");
         let no_claim = token(b"secret", serde_json::json!({"exp": now() + 600}));
         assert!(!auth.verify(Some(&no_claim)).unwrap().allows("roads"));
     }

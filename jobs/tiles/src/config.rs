@@ -1,6 +1,7 @@
 //! `etl-tiles serve` flags and environment (the Lambda takes the same settings from the
 //! environment alone), and how they become the app's settings.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -40,25 +41,35 @@ pub struct ServeArgs {
     #[arg(long, env = "ETL_TILES_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
-    /// Named defaults: dev-test (no auth, CORS *) or prod (JWT auth, no CORS unless configured).
+    /// Named defaults: dev-test or prod. Only the log format follows it (json in prod); auth and
+    /// CORS do not (auth is on unless --no-auth, CORS is off unless --cors-origins).
     #[arg(long, env = "ETL_PROFILE", default_value = "dev-test")]
     pub profile: Profile,
 
-    /// Browser origins allowed by CORS: "*", "none" or a comma-separated list (default: * in dev-test, none in prod).
+    /// Run without JWT auth. Refused (exit 64) unless the listener is loopback (127.0.0.1,
+    /// [::1]), and always refused in Lambda mode.
+    #[arg(
+        long,
+        env = "ETL_TILES_NO_AUTH",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        action = clap::ArgAction::SetTrue
+    )]
+    pub no_auth: bool,
+
+    /// Browser origins allowed by CORS: "*", "none" or a comma-separated list (default: none).
     #[arg(long, env = "ETL_TILES_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
 
-    /// Cache-Control of tiles (default "public, max-age=86400"; "private, max-age=86400" when auth is on).
+    /// Cache-Control of tiles (default "private, max-age=86400"; "public, max-age=86400" with --no-auth).
     #[arg(long, env = "ETL_TILES_CACHE_CONTROL")]
     pub cache_control: Option<String>,
 
-    /// Absolute URL the API is reached at, for TileJSON tile URLs (default: from Host / X-Forwarded-*).
+    /// Absolute URL the API is reached at (https://tiles.example.com/prod); every URL the API
+    /// hands out is built from it, never from Host / X-Forwarded-* headers. Required with auth;
+    /// with --no-auth the default is http://LISTEN-ADDRESS.
     #[arg(long, env = "ETL_TILES_PUBLIC_URL")]
     pub public_url: Option<String>,
-
-    /// JWT auth: on or off (default: off in dev-test, on in prod).
-    #[arg(long, env = "ETL_TILES_AUTH")]
-    pub auth: Option<OnOff>,
 
     /// HS256 secret for JWT auth.
     #[arg(long, env = "ETL_TILES_JWT_SECRET", hide_env_values = true)]
@@ -81,6 +92,17 @@ pub struct ServeArgs {
     #[arg(long, env = "ETL_TILES_REVALIDATE", default_value = "5s")]
     pub revalidate: humantime::Duration,
 
+    /// How long an S3 manifest (NAME.json) is trusted before it is checked again for a swap; a
+    /// read of the version it named that fails (404/412) checks it at once. Local manifests are
+    /// checked on every request.
+    #[arg(long, env = "ETL_TILES_MANIFEST_RECHECK", default_value = "10s")]
+    pub manifest_recheck: humantime::Duration,
+
+    /// Tiles decompressed at once for clients that refuse gzip (default: 4 x CPU cores); more
+    /// get 503 with Retry-After. Each may take up to 64 MiB.
+    #[arg(long, env = "ETL_TILES_INFLATE_LIMIT")]
+    pub inflate_limit: Option<usize>,
+
     /// S3 endpoint for S3-compatible servers; also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL.
     #[arg(long, env = "ETL_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -90,10 +112,11 @@ pub struct ServeArgs {
     pub log_format: Option<etl_core::runner::LogFormat>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnOff {
-    On,
-    Off,
+/// Where the router answers: a Lambda handler, or a socket listening on an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Lambda,
+    Socket(SocketAddr),
 }
 
 /// A setting that cannot work; the server does not start (exit 64).
@@ -146,21 +169,32 @@ impl ServeArgs {
                 .map_err(|e| ConfigError(format!("--directory-cache {e}")))?,
             archives: self.archive_cache.max(1),
             revalidate: Duration::from(self.revalidate),
+            manifest_recheck: Duration::from(self.manifest_recheck),
         })
     }
 
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let auth_on = match self.auth {
-            Some(OnOff::On) => true,
-            Some(OnOff::Off) => false,
-            None => self.profile == Profile::Prod,
-        };
-        let auth = if auth_on {
+    /// The app's settings for a router answering on `listener`. Fails closed: auth is on
+    /// unless `--no-auth` on a loopback listener, and then a secret and a public URL are needed.
+    pub fn settings(&self, listener: Listener) -> Result<Settings, ConfigError> {
+        let auth = if self.no_auth {
+            match listener {
+                Listener::Lambda => {
+                    return Err(ConfigError(
+                        "--no-auth (ETL_TILES_NO_AUTH) is refused in Lambda mode: the Lambda always checks tokens".into(),
+                    ));
+                }
+                Listener::Socket(a) if !a.ip().is_loopback() => {
+                    return Err(ConfigError(format!(
+                        "--no-auth (ETL_TILES_NO_AUTH) is refused on {a}: only a loopback listener (127.0.0.1, [::1]) may run without auth"
+                    )));
+                }
+                Listener::Socket(_) => None,
+            }
+        } else {
             let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
-                ConfigError(format!(
-                    "auth is on (profile {}) but no JWT secret is set: set ETL_TILES_JWT_SECRET, or --auth off",
-                    self.profile
-                ))
+                ConfigError(
+                    "auth is on (it is off only with --no-auth on a loopback listener) but no JWT secret is set: set ETL_TILES_JWT_SECRET".into(),
+                )
             })?;
             if secret.len() < 32 {
                 return Err(ConfigError(
@@ -168,13 +202,19 @@ impl ServeArgs {
                 ));
             }
             Some(Auth::new(secret.as_bytes(), &self.jwt_claim).map_err(ConfigError)?)
-        } else {
-            None
+        };
+        let public_url = match (&self.public_url, listener) {
+            (Some(u), _) => public_url(u)?,
+            (None, Listener::Socket(a)) if auth.is_none() => format!("http://{a}"),
+            (None, _) => {
+                return Err(ConfigError(
+                    "--public-url (ETL_TILES_PUBLIC_URL) is required when auth is on: TileJSON and the pages hand out URLs built from it, never from the request's Host header".into(),
+                ));
+            }
         };
         let cors = match self.cors_origins.as_deref().map(str::trim) {
-            None if self.profile == Profile::Prod => Cors::Off,
-            None | Some("*") => Cors::Any,
-            Some("none") | Some("") => Cors::Off,
+            None | Some("none") | Some("") => Cors::Off,
+            Some("*") => Cors::Any,
             Some(list) => {
                 let origins: Vec<String> = list
                     .split(',')
@@ -204,20 +244,37 @@ impl ServeArgs {
                 "--cache-control {cache_control:?} is not a header value"
             ))
         })?;
-        if let Some(u) = &self.public_url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            return Err(ConfigError(format!(
-                "--public-url {u:?}: expected an absolute http(s) URL"
-            )));
-        }
+        let inflate_limit = match self.inflate_limit {
+            Some(0) => {
+                return Err(ConfigError("--inflate-limit must be at least 1".into()));
+            }
+            Some(n) => n,
+            None => 4 * std::thread::available_parallelism().map_or(1, usize::from),
+        };
         Ok(Settings {
             cache_control,
-            public_url: self.public_url.clone(),
+            public_url,
             cors,
             auth,
+            inflate_limit,
         })
     }
+}
+
+/// An absolute http(s) URL with a host, no query or fragment; returned without a trailing `/`.
+fn public_url(u: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError(format!("--public-url {u:?}: {why}"));
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or_else(|| bad("expected an absolute http(s) URL"))?;
+    if rest.starts_with('/') || rest.is_empty() {
+        return Err(bad("no host"));
+    }
+    if u.contains(['?', '#']) || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("expected no query, fragment or spaces"));
+    }
+    Ok(u.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -244,42 +301,112 @@ mod tests {
         assert!(parse_bytes("M").is_err());
     }
 
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn local(port: u16) -> Listener {
+        Listener::Socket(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     #[test]
-    fn profiles() {
-        let dev = args(&["--root", "/tmp", "--profile", "dev-test"])
-            .settings()
+    fn auth_is_on_unless_turned_off_on_loopback() {
+        // Whatever the profile, no secret: no start.
+        for profile in ["dev-test", "prod"] {
+            let err = args(&["--root", "/tmp", "--profile", profile])
+                .settings(local(8080))
+                .err()
+                .unwrap();
+            assert!(err.0.contains("ETL_TILES_JWT_SECRET"), "{err}");
+        }
+        let err = args(&["--jwt-secret", SECRET])
+            .settings(local(8080))
+            .err()
             .unwrap();
-        assert!(dev.auth.is_none());
-        assert_eq!(dev.cors, Cors::Any);
-        assert_eq!(dev.cache_control, "public, max-age=86400");
-        let err = args(&["--root", "/tmp", "--profile", "prod"]).settings();
-        assert!(err.is_err());
-        let prod = args(&[
-            "--profile",
-            "prod",
+        assert!(err.0.contains("--public-url"), "{err}");
+        let on = args(&[
             "--jwt-secret",
-            "0123456789abcdef0123456789abcdef",
+            SECRET,
+            "--public-url",
+            "https://t.example/prod/",
         ])
-        .settings()
+        .settings(local(8080))
         .unwrap();
-        assert!(prod.auth.is_some());
-        assert_eq!(prod.cors, Cors::Off);
-        assert_eq!(prod.cache_control, "private, max-age=86400");
-        let short = args(&["--auth", "on", "--jwt-secret", "short"]).settings();
+        assert!(on.auth.is_some());
+        assert_eq!(on.public_url, "https://t.example/prod");
+        assert_eq!(on.cors, Cors::Off);
+        assert_eq!(on.cache_control, "private, max-age=86400");
+        assert!(on.inflate_limit >= 4);
+        let short = args(&["--jwt-secret", "short", "--public-url", "https://t.example"])
+            .settings(local(8080));
         assert!(short.is_err());
-        let cors = args(&[
-            "--cors-origins",
-            "https://a.example, http://b.example:8080/",
-        ])
-        .settings()
-        .unwrap();
+
+        let off = args(&["--no-auth"]).settings(local(8080)).unwrap();
+        assert!(off.auth.is_none());
+        assert_eq!(off.public_url, "http://127.0.0.1:8080");
+        assert_eq!(off.cors, Cors::Off);
+        assert_eq!(off.cache_control, "public, max-age=86400");
+        let v6 = args(&["--no-auth"])
+            .settings(Listener::Socket("[::1]:9000".parse().unwrap()))
+            .unwrap();
+        assert_eq!(v6.public_url, "http://[::1]:9000");
+        for refused in [
+            Listener::Lambda,
+            Listener::Socket("0.0.0.0:8080".parse().unwrap()),
+            Listener::Socket("[::]:8080".parse().unwrap()),
+            Listener::Socket("192.0.2.7:8080".parse().unwrap()),
+        ] {
+            let err = args(&["--no-auth", "--public-url", "https://t.example"])
+                .settings(refused)
+                .err()
+                .unwrap();
+            assert!(err.0.contains("--no-auth"), "{refused:?}: {err}");
+        }
+        // In Lambda mode a secret and a public URL make it start.
+        let lambda = args(&["--jwt-secret", SECRET, "--public-url", "https://t.example"])
+            .settings(Listener::Lambda)
+            .unwrap();
+        assert!(lambda.auth.is_some());
+    }
+
+    #[test]
+    fn cors_and_public_url() {
+        let base = ["--no-auth"];
+        let with = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            args(&a).settings(local(1))
+        };
+        assert_eq!(with(&["--cors-origins", "*"]).unwrap().cors, Cors::Any);
+        assert_eq!(with(&["--cors-origins", "none"]).unwrap().cors, Cors::Off);
         assert_eq!(
-            cors.cors,
+            with(&[
+                "--cors-origins",
+                "https://a.example, http://b.example:8080/"
+            ])
+            .unwrap()
+            .cors,
             Cors::Origins(vec![
                 "https://a.example".into(),
                 "http://b.example:8080".into()
             ])
         );
-        assert!(args(&["--cors-origins", "a.example"]).settings().is_err());
+        assert!(with(&["--cors-origins", "a.example"]).is_err());
+        assert_eq!(
+            with(&["--public-url", "http://localhost:9999/"])
+                .unwrap()
+                .public_url,
+            "http://localhost:9999"
+        );
+        for bad in [
+            "tiles.example",
+            "https://",
+            "https:///x",
+            "https://t.example/?a=b",
+            "https://t.example/#x",
+            "https://t .example",
+        ] {
+            assert!(with(&["--public-url", bad]).is_err(), "{bad}");
+        }
+        assert!(with(&["--inflate-limit", "0"]).is_err());
+        assert_eq!(with(&["--inflate-limit", "3"]).unwrap().inflate_limit, 3);
     }
 }

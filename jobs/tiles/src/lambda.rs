@@ -1,6 +1,7 @@
 //! The router as an AWS Lambda handler behind API Gateway (HTTP API v2 or REST v1) or an ALB.
 //! lambda_http keeps a named stage in the path (`/prod/tiles/…`); the stage is taken off before
-//! routing and remembered as the base path, so TileJSON and the preview link back through it.
+//! routing. The URLs the API hands out come from `ETL_TILES_PUBLIC_URL` (required: auth is always
+//! on here), which names the stage when there is one (`https://…amazonaws.com/prod`).
 
 use axum::Router;
 use lambda_http::request::RequestContext;

@@ -1,8 +1,10 @@
 //! Start-up: flags and environment to a running server, or to a Lambda handler when the Lambda
-//! runtime's environment is present. Exit codes: 0 after a clean stop, 64 for a bad setting,
-//! 66 when the root does not exist, 69 when the address cannot be bound or S3 is unreachable.
+//! runtime's environment is present. Exit codes: 0 after a clean stop, 64 for a bad setting
+//! (including --no-auth on a listener that is not loopback, or in Lambda mode), 66 when the root
+//! does not exist, 69 when the address cannot be bound or S3 is unreachable.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use clap::Parser;
 
 use crate::app::{AppState, router};
 use crate::archives::Archives;
-use crate::config::{Cli, Command, ServeArgs};
+use crate::config::{Cli, Command, Listener, ServeArgs};
 use crate::source::{Source, SourceError};
 
 /// After SIGTERM, in-flight requests get this long before the process exits anyway (ECS sends
@@ -57,9 +59,31 @@ async fn run(args: ServeArgs) -> u8 {
         eprintln!("etl-tiles: {msg}");
         code
     };
-    let (root, settings, cache) = match (args.root(), args.settings(), args.cache_settings()) {
-        (Ok(r), Ok(s), Ok(c)) => (r.to_string(), s, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(64, e.to_string()),
+    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let (root, cache) = match (args.root(), args.cache_settings()) {
+        (Ok(r), Ok(c)) => (r.to_string(), c),
+        (Err(e), _) | (_, Err(e)) => return fail(64, e.to_string()),
+    };
+    // Every setting is checked before the root is opened or an address bound; the addresses
+    // `--listen` names decide whether running without auth is allowed.
+    let addrs: Vec<SocketAddr> = if lambda {
+        Vec::new()
+    } else {
+        match tokio::net::lookup_host(&args.listen).await {
+            Ok(a) => a.collect(),
+            Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
+        }
+    };
+    let listener = match (lambda, addrs.first()) {
+        (true, _) => Listener::Lambda,
+        (false, Some(a)) => Listener::Socket(*a),
+        (false, None) => {
+            return fail(69, format!("cannot listen on {}: no address", args.listen));
+        }
+    };
+    let settings = match args.settings(listener) {
+        Ok(s) => s,
+        Err(e) => return fail(64, e.to_string()),
     };
     let source = match Source::open(&root, args.s3_endpoint().as_deref()).await {
         Ok(s) => s,
@@ -67,19 +91,23 @@ async fn run(args: ServeArgs) -> u8 {
         Err(e) => return fail(69, format!("--root {root}: {e}")),
     };
     let described = source.describe();
-    let state = Arc::new(AppState {
-        archives: Archives::new(source, cache),
-        settings,
-    });
-    let app = router(state);
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        tracing::info!(root = %described, "running as a Lambda handler");
+    let archives = Archives::new(source, cache);
+    if lambda {
+        tracing::info!(root = %described, public_url = %settings.public_url, "running as a Lambda handler");
+        let app = router(Arc::new(AppState::new(archives, settings)));
         return match crate::lambda::run(app).await {
             Ok(()) => 0,
             Err(e) => fail(69, format!("the Lambda runtime failed: {e}")),
         };
     }
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+    let mut bound = Err(std::io::Error::other("no address"));
+    for a in &addrs {
+        bound = tokio::net::TcpListener::bind(a).await;
+        if bound.is_ok() {
+            break;
+        }
+    }
+    let listener = match bound {
         Ok(l) => l,
         Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
     };
@@ -87,10 +115,19 @@ async fn run(args: ServeArgs) -> u8 {
         Ok(a) => a,
         Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
     };
+    // Again with the address actually bound: its port (when 0 was asked for) goes into the
+    // default public URL, and a name that resolved to several addresses may have bound another.
+    let settings = match args.settings(Listener::Socket(addr)) {
+        Ok(s) => s,
+        Err(e) => return fail(64, e.to_string()),
+    };
+    let auth = settings.auth.is_some();
+    let public_url = settings.public_url.clone();
+    let app = router(Arc::new(AppState::new(archives, settings)));
     // Tests and scripts read the bound address (the port may have been 0) from this line.
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, root = %described, profile = %args.profile, "serving tiles");
+    tracing::info!(%addr, root = %described, %public_url, auth, "serving tiles");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut rx = stop_rx;

@@ -81,7 +81,12 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
-/// Runs the events through the binary in Lambda mode; the API Gateway responses by event name.
+/// The public URL the Lambda under test is configured with: the API's stage URL. Deliberately
+/// not the `Host` the events carry, so a URL built from the request would show.
+const PUBLIC_URL: &str = "https://tiles.example.com/prod";
+
+/// Runs the events through the binary in Lambda mode (auth on, as it always is there); the API
+/// Gateway responses by event name.
 async fn invoke(events: Vec<(&str, Value)>) -> Vec<(String, Value)> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let n = events.len();
@@ -122,7 +127,10 @@ async fn invoke(events: Vec<(&str, Value)>) -> Vec<(String, Value)> {
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tiles")
         .env("AWS_REGION", "us-east-1")
         .env("ETL_TILES_ROOT", &root)
-        .env("ETL_PROFILE", "dev-test")
+        .env("ETL_PROFILE", "prod")
+        .env("ETL_TILES_JWT_SECRET", SECRET)
+        .env("ETL_TILES_PUBLIC_URL", PUBLIC_URL)
+        .env("ETL_TILES_CORS_ORIGINS", "https://tak.example.org")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -158,43 +166,87 @@ fn header<'a>(resp: &'a Value, name: &str) -> Option<&'a str> {
         .or_else(|| resp["multiValueHeaders"][name][0].as_str())
 }
 
+/// An event carrying `Authorization: Bearer TOKEN`.
+fn with_bearer(mut e: Value, token: &str) -> Value {
+    e["headers"]["authorization"] = Value::String(format!("Bearer {token}"));
+    e
+}
+
+/// An event carrying `?token=TOKEN` (instead of whatever query it had).
+fn with_query_token(mut e: Value, token: &str) -> Value {
+    e["rawQueryString"] = Value::String(format!("token={token}"));
+    e["queryStringParameters"] = serde_json::json!({ "token": token });
+    e
+}
+
 #[tokio::test]
 async fn api_gateway_v2_events_in_responses_out() {
-    let names = [
-        "health",
-        "tilejson-default-stage",
-        "tilejson-named-stage",
-        "tile-gzip",
-        "tile-identity",
-        "tile-missing",
-        "tile-outside-zooms",
-        "tile-bad-name",
-        "view-named-stage",
-        "cors-preflight",
+    let t = token(
+        SECRET,
+        serde_json::json!({"exp": now() + 600, "archives": ["fixtures"]}),
+    );
+    let early = token(
+        SECRET,
+        serde_json::json!({"exp": now() + 7200, "nbf": now() + 3600, "archives": "*"}),
+    );
+    let mut spoofed = event("tilejson-default-stage");
+    spoofed["headers"]["host"] = Value::String("evil.example".into());
+    spoofed["headers"]["x-forwarded-host"] = Value::String("attacker.example".into());
+    let events: Vec<(&str, Value)> = vec![
+        ("health", event("health")),
+        (
+            "tilejson-default-stage",
+            with_bearer(event("tilejson-default-stage"), &t),
+        ),
+        (
+            "tilejson-named-stage",
+            with_query_token(event("tilejson-named-stage"), &t),
+        ),
+        ("tilejson-spoofed-host", with_bearer(spoofed, &t)),
+        ("tile-gzip", with_bearer(event("tile-gzip"), &t)),
+        ("tile-identity", with_bearer(event("tile-identity"), &t)),
+        ("tile-missing", with_bearer(event("tile-missing"), &t)),
+        (
+            "tile-outside-zooms",
+            with_bearer(event("tile-outside-zooms"), &t),
+        ),
+        ("tile-bad-name", with_bearer(event("tile-bad-name"), &t)),
+        ("tile-no-token", event("tile-gzip")),
+        (
+            "tile-not-yet-valid",
+            with_bearer(event("tile-gzip"), &early),
+        ),
+        (
+            "view-named-stage",
+            with_query_token(event("view-named-stage"), &t),
+        ),
+        ("cors-preflight", event("cors-preflight")),
     ];
-    let responses = invoke(names.iter().map(|n| (*n, event(n))).collect()).await;
+    let responses = invoke(events).await;
     let by = |name: &str| -> &Value { &responses.iter().find(|(id, _)| id == name).unwrap().1 };
 
     assert_eq!(by("health")["statusCode"], 200);
 
-    let r = by("tilejson-default-stage");
-    assert_eq!(r["statusCode"], 200, "{r}");
-    let tj: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
-    assert_eq!(
-        tj["tiles"][0],
-        "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/tiles/fixtures/{z}/{x}/{y}.pbf"
-    );
-    assert_eq!(tj["maxzoom"], 12);
-
-    // A named stage stays in the URLs the API hands out.
+    // Every TileJSON points at the public URL, whatever the stage or Host of the request.
+    for name in ["tilejson-default-stage", "tilejson-spoofed-host"] {
+        let r = by(name);
+        assert_eq!(r["statusCode"], 200, "{name}: {r}");
+        let tj: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
+        assert_eq!(
+            tj["tiles"][0],
+            format!("{PUBLIC_URL}/tiles/fixtures/{{z}}/{{x}}/{{y}}.pbf"),
+            "{name}"
+        );
+        assert_eq!(tj["maxzoom"], 12);
+    }
+    // A token that came in the query goes out on the tile URLs.
     let r = by("tilejson-named-stage");
     assert_eq!(r["statusCode"], 200, "{r}");
     let tj: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
     assert_eq!(
         tj["tiles"][0],
-        "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod/tiles/fixtures/{z}/{x}/{y}.pbf?token=abc"
+        format!("{PUBLIC_URL}/tiles/fixtures/{{z}}/{{x}}/{{y}}.pbf?token={t}")
     );
-
     let local = std::fs::read(fixtures().join("tiles/fixtures.pmtiles")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("fixtures.pmtiles"), &local).unwrap();
@@ -225,6 +277,8 @@ async fn api_gateway_v2_events_in_responses_out() {
     assert_eq!(by("tile-missing")["statusCode"], 204);
     assert_eq!(by("tile-outside-zooms")["statusCode"], 404);
     assert_eq!(by("tile-bad-name")["statusCode"], 400);
+    assert_eq!(by("tile-no-token")["statusCode"], 401);
+    assert_eq!(by("tile-not-yet-valid")["statusCode"], 401);
 
     let r = by("view-named-stage");
     assert_eq!(r["statusCode"], 200);
@@ -233,5 +287,8 @@ async fn api_gateway_v2_events_in_responses_out() {
 
     let r = by("cors-preflight");
     assert!(r["statusCode"].as_u64().unwrap() < 300, "{r}");
-    assert_eq!(header(r, "access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        header(r, "access-control-allow-origin"),
+        Some("https://tak.example.org")
+    );
 }

@@ -45,7 +45,7 @@ fn check(url: &str, screenshot: Option<&Path>) -> Value {
 
 #[test]
 fn preview_draws_the_archive_in_headless_chromium() {
-    let (_server, base) = spawn_server(&fixtures().join("tiles"), &[], false);
+    let (_server, base) = spawn_server(&fixtures().join("tiles"), &["--no-auth"], false);
     let shot = std::env::temp_dir().join(format!("etl-tiles-preview-{}.png", std::process::id()));
     let r = check(&format!("{base}/view/fixtures"), Some(&shot));
     assert_eq!(r["state"], "ready", "{r}");

@@ -1,6 +1,8 @@
 //! The S3 source against the S3 server started by scripts/test.sh: TileJSON, tiles, 204s,
 //! listing and ranged archive reads out of a bucket prefix, and an object replaced while
-//! serving (noticed by the `If-Match` on the next ranged read, not by waiting for a HEAD).
+//! serving (noticed by the `If-Match` on the next ranged read, not by waiting for a HEAD);
+//! archives resolved through manifests, a manifest swapped by PUT (seen at the next re-check)
+//! and a collected version (seen at the failed read).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -185,4 +187,179 @@ async fn unreachable_bucket_is_a_gateway_error() {
     // A missing object in a missing bucket is simply not there.
     let r = get(&app, "/tiles/a/0/0/0.pbf", &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+}
+
+async fn put_json(c: &aws_sdk_s3::Client, bucket: &str, key: &str, doc: &serde_json::Value) {
+    put(c, bucket, key, doc.to_string().into_bytes()).await;
+}
+
+async fn listed_names(app: &axum::Router) -> Vec<String> {
+    listed(app, &[]).await
+}
+
+const V1: &str = "v20261206T221500Z-1a2b3c4d";
+const V2: &str = "v20261207T080000Z-00ff00ff";
+const V3: &str = "v20261208T093000Z-0123abcd";
+
+#[tokio::test]
+async fn manifests_on_s3_resolve_and_swap() {
+    let c = client().await;
+    let b = bucket(&c).await;
+    let gz = [("accept-encoding", "gzip")];
+    let v1 = format!("roads.{V1}.pmtiles");
+    put(
+        &c,
+        &b,
+        &format!("out/{v1}"),
+        archive_bytes("v1", &[(0, 0, 0), (1, 1, 1)], 1),
+    )
+    .await;
+    put_json(&c, &b, "out/roads.json", &manifest("roads", V1, &v1)).await;
+    // Loses to the manifest; an orphan and other JSON are not archives; a plain archive is.
+    put(
+        &c,
+        &b,
+        "out/roads.pmtiles",
+        archive_bytes("plain", &[(0, 0, 0)], 0),
+    )
+    .await;
+    put(
+        &c,
+        &b,
+        &format!("out/roads.{V3}.pmtiles"),
+        archive_bytes("orphan", &[(0, 0, 0)], 0),
+    )
+    .await;
+    put(&c, &b, "out/settings.json", br#"{"zoom": 3}"#.to_vec()).await;
+    put(
+        &c,
+        &b,
+        "out/rivers.pmtiles",
+        archive_bytes("rivers", &[(0, 0, 0)], 0),
+    )
+    .await;
+    // Manifests pointing outside the folder or at another archive: ignored.
+    for (name, bad) in [
+        ("up", "../x.pmtiles"),
+        ("abs", "/etc/passwd"),
+        ("other", "rivers.pmtiles"),
+    ] {
+        put_json(
+            &c,
+            &b,
+            &format!("out/{name}.json"),
+            &manifest(name, V1, bad),
+        )
+        .await;
+    }
+    put(
+        &c,
+        &b,
+        "x.pmtiles",
+        archive_bytes("outside", &[(0, 0, 0)], 0),
+    )
+    .await;
+    // A manifest whose file was never written.
+    put_json(
+        &c,
+        &b,
+        "out/lost.json",
+        &manifest("lost", V1, &format!("lost.{V1}.pmtiles")),
+    )
+    .await;
+
+    let source = Source::open(&format!("s3://{b}/out/"), Some(&s3_endpoint()))
+        .await
+        .unwrap();
+    // Plain archives revalidated hourly; manifests re-checked on every request.
+    let cache = CacheSettings {
+        revalidate: Duration::from_secs(3600),
+        manifest_recheck: Duration::ZERO,
+        ..CacheSettings::default()
+    };
+    let (app, _) = app_with(source, dev_settings(), cache);
+    assert_eq!(listed_names(&app).await, ["lost", "rivers", "roads"]);
+    let r = get(&app, "/", &[("accept", "application/json")]).await;
+    assert!(
+        r.json()["archives"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("lost.json")
+    );
+    let r = get(&app, "/tiles/roads/1/1/1.pbf", &gz).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(gunzip(&r.body), payload("v1", 1, 1, 1));
+    for uri in [
+        format!("/tiles/roads.{V1}/0/0/0.pbf"),
+        format!("/archives/roads.{V3}.pmtiles"),
+        "/tiles/settings".to_string(),
+        "/tiles/up/0/0/0.pbf".to_string(),
+        "/tiles/abs".to_string(),
+        "/tiles/other".to_string(),
+    ] {
+        assert_eq!(
+            get(&app, &uri, &gz).await.status,
+            StatusCode::NOT_FOUND,
+            "{uri}"
+        );
+    }
+    let r = get(&app, "/tiles/lost/0/0/0.pbf", &gz).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("lost.{V1}.pmtiles"))
+    );
+
+    // Swap: the new version first, then the manifest replaced by PUT; seen on the next request.
+    let v2 = format!("roads.{V2}.pmtiles");
+    put(
+        &c,
+        &b,
+        &format!("out/{v2}"),
+        archive_bytes("v2", &[(0, 0, 0), (2, 3, 3)], 2),
+    )
+    .await;
+    put_json(&c, &b, "out/roads.json", &manifest("roads", V2, &v2)).await;
+    let r = get(&app, "/tiles/roads/0/0/0.pbf", &gz).await;
+    assert_eq!(gunzip(&r.body), payload("v2", 0, 0, 0));
+    assert_eq!(get(&app, "/tiles/roads", &[]).await.json()["maxzoom"], 2);
+    assert_eq!(listed_names(&app).await, ["lost", "rivers", "roads"]);
+}
+
+#[tokio::test]
+async fn a_collected_version_makes_s3_recheck_the_manifest_at_once() {
+    let c = client().await;
+    let b = bucket(&c).await;
+    let gz = [("accept-encoding", "gzip")];
+    let (v1, v2) = (format!("roads.{V1}.pmtiles"), format!("roads.{V2}.pmtiles"));
+    put(&c, &b, &v1, archive_bytes("v1", &[(0, 0, 0), (1, 1, 1)], 1)).await;
+    put_json(&c, &b, "roads.json", &manifest("roads", V1, &v1)).await;
+    let source = Source::open(&format!("s3://{b}"), Some(&s3_endpoint()))
+        .await
+        .unwrap();
+    // An hour between manifest checks: what is seen below comes from the failed read.
+    let cache = CacheSettings {
+        manifest_recheck: Duration::from_secs(3600),
+        ..CacheSettings::default()
+    };
+    let (app, _) = app_with(source, dev_settings(), cache);
+    let r = get(&app, "/tiles/roads/1/1/1.pbf", &gz).await;
+    assert_eq!(gunzip(&r.body), payload("v1", 1, 1, 1));
+
+    put(&c, &b, &v2, archive_bytes("v2", &[(0, 0, 0), (1, 1, 1)], 1)).await;
+    put_json(&c, &b, "roads.json", &manifest("roads", V2, &v2)).await;
+    // Within the interval the version opened is still served: it still exists, unchanged.
+    let r = get(&app, "/tiles/roads/1/1/1.pbf", &gz).await;
+    assert_eq!(gunzip(&r.body), payload("v1", 1, 1, 1));
+    // Collected: the read answers 404, the manifest is read again, the new version served.
+    c.delete_object().bucket(&b).key(&v1).send().await.unwrap();
+    let r = get(&app, "/tiles/roads/1/1/1.pbf", &gz).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(gunzip(&r.body), payload("v2", 1, 1, 1));
+    assert_eq!(
+        get(&app, "/tiles/roads/0/0/0.pbf", &gz).await.status,
+        StatusCode::OK
+    );
 }

@@ -1,13 +1,15 @@
 //! Archives in a local directory, read with positioned reads (`pread`) on an open file: the
 //! open handle keeps reading the version it opened even when the path is replaced.
 
+use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ARCHIVE_EXT, Handle, Listed, SourceError, Version};
+use super::manifest::MANIFEST_EXT;
+use super::{ARCHIVE_EXT, Handle, SourceError, Version};
 
 #[derive(Clone)]
 pub struct DirSource {
@@ -51,11 +53,12 @@ impl DirSource {
         self.root.display().to_string()
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.join(format!("{name}{ARCHIVE_EXT}"))
+    fn path(&self, file: &str) -> PathBuf {
+        self.root.join(file)
     }
 
-    pub async fn list(&self) -> Result<Vec<Listed>, SourceError> {
+    /// The names of the regular files (or links to them) directly in the root.
+    pub async fn list(&self) -> Result<Vec<String>, SourceError> {
         let root = self.root.clone();
         let describe = self.describe();
         blocking(move || {
@@ -63,20 +66,15 @@ impl DirSource {
             let dir = std::fs::read_dir(&root).map_err(|e| io_err(&describe, e))?;
             for entry in dir {
                 let entry = entry.map_err(|e| io_err(&describe, e))?;
-                let file_name = entry.file_name();
-                let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(ARCHIVE_EXT))
-                else {
+                let Ok(file_name) = entry.file_name().into_string() else {
                     continue;
                 };
-                if crate::request::archive_name(name).is_err() {
+                if !(file_name.ends_with(ARCHIVE_EXT) || file_name.ends_with(MANIFEST_EXT)) {
                     continue;
                 }
                 // Follows symlinks: a link to an archive elsewhere is served like a file.
                 match std::fs::metadata(entry.path()) {
-                    Ok(m) if m.is_file() => out.push(Listed {
-                        name: name.to_string(),
-                        bytes: m.len(),
-                    }),
+                    Ok(m) if m.is_file() => out.push(file_name),
                     _ => continue,
                 }
             }
@@ -88,34 +86,74 @@ impl DirSource {
     /// Runs on every request, so it is a plain `stat` on the async worker: the inode of a
     /// file just served is in the kernel's cache, and a round trip through the blocking pool
     /// costs more than the call (measured: wrk throughput up by a fifth).
-    pub async fn etag(&self, name: &str) -> Result<Option<String>, SourceError> {
-        match std::fs::metadata(self.path(name)) {
+    pub fn identity(&self, file: &str) -> Result<Option<String>, SourceError> {
+        match std::fs::metadata(self.path(file)) {
             Ok(m) if m.is_file() => Ok(Some(fingerprint(&m))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(name, e)),
+            Err(e) => Err(io_err(file, e)),
         }
     }
 
-    pub async fn open_version(&self, name: &str) -> Result<Option<Version>, SourceError> {
-        let path = self.path(name);
-        let name = name.to_string();
+    /// A whole small file and the identity of exactly what was read; empty bytes when it is
+    /// larger than `limit`.
+    pub async fn read_small(
+        &self,
+        file: &str,
+        limit: u64,
+    ) -> Result<Option<(Bytes, String)>, SourceError> {
+        let path = self.path(file);
+        let file = file.to_string();
         blocking(move || {
-            let file = match std::fs::File::open(&path) {
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err(&file, e)),
+            };
+            let m = f.metadata().map_err(|e| io_err(&file, e))?;
+            if !m.is_file() {
+                return Ok(None);
+            }
+            let mut bytes = Vec::new();
+            if m.len() <= limit {
+                std::io::Read::take(&mut f, limit + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| io_err(&file, e))?;
+                if bytes.len() as u64 > limit {
+                    bytes.clear();
+                }
+            }
+            Ok(Some((Bytes::from(bytes), fingerprint(&m))))
+        })
+        .await
+    }
+
+    /// Opens the current version of `file` as archive `name`.
+    pub async fn open_version(
+        &self,
+        name: &str,
+        file: &str,
+    ) -> Result<Option<Version>, SourceError> {
+        let path = self.path(file);
+        let name = name.to_string();
+        let file = file.to_string();
+        blocking(move || {
+            let f = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(io_err(&name, e)),
             };
             // The identity of what was opened, not of what the path points at by now.
-            let m = file.metadata().map_err(|e| io_err(&name, e))?;
+            let m = f.metadata().map_err(|e| io_err(&name, e))?;
             if !m.is_file() {
                 return Ok(None);
             }
             Ok(Some(Version {
                 name: name.as_str().into(),
+                file: file.as_str().into(),
                 etag: fingerprint(&m).into(),
                 len: m.len(),
-                handle: Handle::File(Arc::new(file)),
+                handle: Handle::File(Arc::new(f)),
             }))
         })
         .await

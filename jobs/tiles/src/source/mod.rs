@@ -1,8 +1,10 @@
-//! Where archives live: a local directory or an S3 prefix. A source lists archives, opens one
-//! version of an archive and reads byte ranges of exactly that version, so a directory read
-//! never mixes two versions of a replaced archive.
+//! Where archives live: a local directory or an S3 prefix. A source resolves an archive name to
+//! one version of one file (through the import's manifest `NAME.json` when there is one, else the
+//! plain `NAME.pmtiles`) and reads byte ranges of exactly that version, so a directory read never
+//! mixes two versions of a replaced archive.
 
 mod file;
+pub mod manifest;
 mod s3;
 
 use std::sync::Arc;
@@ -12,14 +14,29 @@ use bytes::Bytes;
 pub use file::DirSource;
 pub use s3::S3Source;
 
+use manifest::{MANIFEST_EXT, Manifest};
+
 /// The file extension of archives; the archive name is the file name without it.
 pub const ARCHIVE_EXT: &str = ".pmtiles";
 
+/// A manifest that names a missing file is re-read this many times before giving up (it may have
+/// been swapped, and the file it named collected, between reading it and opening the file).
+const DANGLING_RETRIES: usize = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The archive changed since this version was opened (S3 `If-Match` failed); reopen it.
+    /// The archive changed since this version was opened (S3 `If-Match` failed, or the
+    /// versioned object is gone); resolve it again.
     #[error("archive {0} changed while it was read")]
     Changed(String),
+    /// The current manifest names a file that does not exist: the publish order (outputs first,
+    /// manifest last, nothing the manifest names deleted) was broken.
+    #[error("archive {name}: its manifest {manifest} names {file}, which does not exist")]
+    Dangling {
+        name: String,
+        manifest: String,
+        file: String,
+    },
     #[error("archive {name}: {source}")]
     Io {
         name: String,
@@ -41,18 +58,14 @@ pub enum SourceError {
     },
 }
 
-/// One archive as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    pub name: String,
-    pub bytes: u64,
-}
-
 /// One version of one archive: its identity (strong, changes whenever the bytes may have) and
 /// the handle that reads exactly that version.
 #[derive(Clone)]
 pub struct Version {
+    /// The archive name (`NAME`), for messages.
     pub name: Arc<str>,
+    /// The file read, relative to the root (`NAME.pmtiles` or `NAME.<VERSION>.pmtiles`).
+    pub file: Arc<str>,
     /// S3 ETag, or a fingerprint of device, inode, size and modification time.
     pub etag: Arc<str>,
     pub len: u64,
@@ -69,10 +82,40 @@ impl std::fmt::Debug for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Version")
             .field("name", &self.name)
+            .field("file", &self.file)
             .field("etag", &self.etag)
             .field("len", &self.len)
             .finish()
     }
+}
+
+/// How a name was resolved, by the identities that decide it: while they stay the same, the
+/// name resolves to the same file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Through the manifest `NAME.json` with this identity (its ETag or fingerprint).
+    Manifest { manifest: Arc<str> },
+    /// To the plain `NAME.pmtiles` with identity `file`; `json` is the identity of a `NAME.json`
+    /// that is not a manifest to follow, if there is one (should it become one, it wins).
+    Plain {
+        json: Option<Arc<str>>,
+        file: Arc<str>,
+    },
+}
+
+impl Lookup {
+    pub fn via_manifest(&self) -> bool {
+        matches!(self, Lookup::Manifest { .. })
+    }
+}
+
+/// An archive name resolved to one version of one file.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub version: Version,
+    pub lookup: Lookup,
+    /// The manifest's `version`, when resolved through a manifest that has one.
+    pub manifest_version: Option<String>,
 }
 
 /// The archive store the server reads from.
@@ -105,30 +148,134 @@ impl Source {
         matches!(self, Source::Dir(_))
     }
 
-    /// The archives under the root, by name.
-    pub async fn list(&self) -> Result<Vec<Listed>, SourceError> {
-        let mut all = match self {
+    /// The names that may be archives: every `X.pmtiles` that is not a versioned output
+    /// (`X.<VERSION>.pmtiles`) and every `X.json`, sorted. Which of them are archives is
+    /// decided by [`Source::resolve`].
+    pub async fn list(&self) -> Result<Vec<String>, SourceError> {
+        let files = match self {
             Source::Dir(d) => d.list().await?,
             Source::S3(s) => s.list().await?,
         };
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(all)
+        let mut names: Vec<String> = files
+            .iter()
+            .filter_map(|f| {
+                let name = f
+                    .strip_suffix(ARCHIVE_EXT)
+                    .or_else(|| f.strip_suffix(MANIFEST_EXT))?;
+                let ok = crate::request::archive_name(name).is_ok()
+                    && !manifest::is_versioned_name(name);
+                ok.then(|| name.to_string())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
-    /// The current identity of an archive (`None` when it does not exist), without opening it.
-    pub async fn etag(&self, name: &str) -> Result<Option<String>, SourceError> {
+    /// The identity of a file under the root (`None` when it does not exist), without opening it.
+    async fn identity(&self, file: &str) -> Result<Option<String>, SourceError> {
         match self {
-            Source::Dir(d) => d.etag(name).await,
-            Source::S3(s) => s.head(name).await.map(|v| v.map(|v| v.etag.to_string())),
+            Source::Dir(d) => d.identity(file),
+            Source::S3(s) => s.head(file).await.map(|v| v.map(|v| v.etag.to_string())),
         }
     }
 
-    /// Opens the current version of an archive; `None` when it does not exist.
-    pub async fn open_version(&self, name: &str) -> Result<Option<Version>, SourceError> {
+    /// The bytes and identity of a manifest file, `None` when there is none. A file over
+    /// [`manifest::MAX_MANIFEST_BYTES`] comes back empty (it is not a manifest).
+    async fn read_manifest(&self, file: &str) -> Result<Option<(Bytes, String)>, SourceError> {
         match self {
-            Source::Dir(d) => d.open_version(name).await,
-            Source::S3(s) => s.head(name).await,
+            Source::Dir(d) => d.read_small(file, manifest::MAX_MANIFEST_BYTES).await,
+            Source::S3(s) => s.read_small(file, manifest::MAX_MANIFEST_BYTES).await,
         }
+    }
+
+    /// Opens the current version of a file as archive `name`; `None` when it does not exist.
+    async fn open_file(&self, name: &str, file: &str) -> Result<Option<Version>, SourceError> {
+        match self {
+            Source::Dir(d) => d.open_version(name, file).await,
+            Source::S3(s) => s.head(file).await.map(|v| {
+                v.map(|mut v| {
+                    v.name = name.into();
+                    v
+                })
+            }),
+        }
+    }
+
+    /// Whether `name` still resolves as `lookup` says (same manifest, or same plain file and
+    /// still no manifest to follow).
+    pub async fn unchanged(&self, name: &str, lookup: &Lookup) -> Result<bool, SourceError> {
+        let json = self.identity(&format!("{name}{MANIFEST_EXT}")).await?;
+        Ok(match lookup {
+            Lookup::Manifest { manifest } => json.as_deref() == Some(&**manifest),
+            Lookup::Plain { json: was, file } => {
+                json.as_deref() == was.as_deref()
+                    && self
+                        .identity(&format!("{name}{ARCHIVE_EXT}"))
+                        .await?
+                        .as_deref()
+                        == Some(&**file)
+            }
+        })
+    }
+
+    /// Resolves archive `name`: the file its manifest `NAME.json` names, or else the plain
+    /// `NAME.pmtiles`; `None` when it is neither. A versioned output name (`X.<VERSION>`) is
+    /// never an archive of its own.
+    pub async fn resolve(&self, name: &str) -> Result<Option<Resolved>, SourceError> {
+        if crate::request::archive_name(name).is_err() || manifest::is_versioned_name(name) {
+            return Ok(None);
+        }
+        let json_file = format!("{name}{MANIFEST_EXT}");
+        let mut json = self.read_manifest(&json_file).await?;
+        let mut tries = 0;
+        let json_id = loop {
+            let Some((bytes, id)) = &json else {
+                break None;
+            };
+            match manifest::parse(name, bytes) {
+                Manifest::Archive { file, version } => {
+                    if let Some(v) = self.open_file(name, &file).await? {
+                        return Ok(Some(Resolved {
+                            version: v,
+                            lookup: Lookup::Manifest {
+                                manifest: id.as_str().into(),
+                            },
+                            manifest_version: version,
+                        }));
+                    }
+                    // Swapped meanwhile, and the file it named already collected? Read again.
+                    let again = self.read_manifest(&json_file).await?;
+                    tries += 1;
+                    if again.as_ref().map(|(_, i)| i) == Some(id) || tries >= DANGLING_RETRIES {
+                        return Err(SourceError::Dangling {
+                            name: name.to_string(),
+                            manifest: json_file,
+                            file,
+                        });
+                    }
+                    json = again;
+                }
+                Manifest::NotAnArchive => break Some(id.as_str().into()),
+                Manifest::Refused(why) => {
+                    tracing::warn!(
+                        manifest = %json_file,
+                        root = %self.describe(),
+                        "manifest {json_file} ignored, not followed: {why}"
+                    );
+                    break Some(id.as_str().into());
+                }
+            }
+        };
+        let plain = format!("{name}{ARCHIVE_EXT}");
+        Ok(self.open_file(name, &plain).await?.map(|v| Resolved {
+            lookup: Lookup::Plain {
+                json: json_id,
+                file: v.etag.clone(),
+            },
+            version: v,
+            manifest_version: None,
+        }))
     }
 
     /// `length` bytes at `offset` of exactly `version`.

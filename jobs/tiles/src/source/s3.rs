@@ -7,7 +7,8 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use etl_core::store::{S3Config, S3Store};
 
-use super::{ARCHIVE_EXT, Handle, Listed, SourceError, Version};
+use super::manifest::MANIFEST_EXT;
+use super::{ARCHIVE_EXT, Handle, SourceError, Version};
 
 #[derive(Clone)]
 pub struct S3Source {
@@ -35,6 +36,21 @@ where
 
 fn status<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// An object's ETag: it is what every later read is checked against (`If-Match`) and what a
+/// swap is seen by, so an answer without one is an error, not an identity that never changes.
+fn need_etag<'a>(
+    file: &str,
+    operation: &'static str,
+    etag: Option<&'a str>,
+) -> Result<&'a str, SourceError> {
+    etag.filter(|e| !e.is_empty())
+        .ok_or_else(|| SourceError::S3 {
+            name: file.to_string(),
+            operation,
+            message: "the response has no ETag".into(),
+        })
 }
 
 impl S3Source {
@@ -73,11 +89,12 @@ impl S3Source {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
-    fn key(&self, name: &str) -> String {
-        format!("{}{name}{ARCHIVE_EXT}", self.prefix)
+    fn key(&self, file: &str) -> String {
+        format!("{}{file}", self.prefix)
     }
 
-    pub async fn list(&self) -> Result<Vec<Listed>, SourceError> {
+    /// The names of the objects directly under the prefix that may be archives or manifests.
+    pub async fn list(&self) -> Result<Vec<String>, SourceError> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -90,28 +107,22 @@ impl S3Source {
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| s3_err(&self.describe(), "ListObjectsV2", &e))?;
             for obj in page.contents() {
-                let Some(name) = obj
-                    .key()
-                    .and_then(|k| k.strip_prefix(self.prefix.as_str()))
-                    .and_then(|k| k.strip_suffix(ARCHIVE_EXT))
+                let Some(file) = obj.key().and_then(|k| k.strip_prefix(self.prefix.as_str()))
                 else {
                     continue;
                 };
-                if crate::request::archive_name(name).is_err() {
-                    continue;
+                if file.ends_with(ARCHIVE_EXT) || file.ends_with(MANIFEST_EXT) {
+                    out.push(file.to_string());
                 }
-                out.push(Listed {
-                    name: name.to_string(),
-                    bytes: obj.size().map_or(0, |s| s.max(0) as u64),
-                });
             }
         }
         Ok(out)
     }
 
-    /// The current version of an archive, `None` when there is no such object.
-    pub async fn head(&self, name: &str) -> Result<Option<Version>, SourceError> {
-        let key = self.key(name);
+    /// The current version of object `file` under the prefix, `None` when there is no such
+    /// object. The version is named after the file; the caller renames it to its archive.
+    pub async fn head(&self, file: &str) -> Result<Option<Version>, SourceError> {
+        let key = self.key(file);
         let out = match self
             .client
             .head_object()
@@ -122,15 +133,55 @@ impl S3Source {
         {
             Ok(out) => out,
             Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(s3_err(name, "HeadObject", &e)),
+            Err(e) => return Err(s3_err(file, "HeadObject", &e)),
         };
-        let etag = out.e_tag().unwrap_or_default();
+        let etag = need_etag(file, "HeadObject", out.e_tag())?;
         Ok(Some(Version {
-            name: name.into(),
+            name: file.into(),
+            file: file.into(),
             etag: etag.into(),
             len: out.content_length().map_or(0, |l| l.max(0) as u64),
             handle: Handle::S3 { key: key.into() },
         }))
+    }
+
+    /// A whole small object and its ETag; empty bytes when it is larger than `limit`.
+    pub async fn read_small(
+        &self,
+        file: &str,
+        limit: u64,
+    ) -> Result<Option<(Bytes, String)>, SourceError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(file))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(s3_err(file, "GetObject", &e)),
+        };
+        let etag = need_etag(file, "GetObject", out.e_tag())?.to_string();
+        if out
+            .content_length()
+            .is_none_or(|l| l < 0 || l as u64 > limit)
+        {
+            // Not read: the connection is dropped with the unread body.
+            return Ok(Some((Bytes::new(), etag)));
+        }
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| SourceError::S3 {
+                name: file.to_string(),
+                operation: "GetObject",
+                message: format!("reading the body: {e}"),
+            })?
+            .into_bytes();
+        Ok(Some((body, etag)))
     }
 
     pub async fn read(
@@ -142,15 +193,13 @@ impl S3Source {
         length: u64,
     ) -> Result<Bytes, SourceError> {
         let last = offset + length - 1;
-        let mut req = self
+        let req = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .range(format!("bytes={offset}-{last}"));
-        if !etag.is_empty() {
-            req = req.if_match(etag);
-        }
+            .range(format!("bytes={offset}-{last}"))
+            .if_match(etag);
         let out = match req.send().await {
             Ok(out) => out,
             // Replaced (412) or deleted (404) since it was opened.

@@ -135,21 +135,52 @@ pub fn scatter(z: u8, n: usize) -> Vec<(u8, u32, u32)> {
     v
 }
 
+/// The public URL of the apps under test (also the `Host` [`request`] sends by default).
+pub const PUBLIC_URL: &str = "http://tiles.test:8080";
+
+/// `vec` (vector, z0-3, tiles at z0, z1 and a z3 block) and `img` (png, z2-4).
+pub fn vec_and_img() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tiles = vec![(0, 0, 0), (1, 0, 0), (1, 1, 1)];
+    tiles.extend(block(3, 4));
+    write_archive(
+        &dir.path().join("vec.pmtiles"),
+        "vec",
+        &tiles,
+        0,
+        3,
+        TileType::Mvt,
+    );
+    write_archive(
+        &dir.path().join("img.pmtiles"),
+        "img",
+        &[(2, 1, 1), (3, 2, 2)],
+        2,
+        4,
+        TileType::Png,
+    );
+    dir
+}
+
+/// What `--no-auth` on a loopback listener gives: no auth, no CORS, public caching.
 pub fn dev_settings() -> Settings {
     Settings {
         cache_control: "public, max-age=86400".parse().unwrap(),
-        public_url: None,
-        cors: Cors::Any,
+        public_url: PUBLIC_URL.into(),
+        cors: Cors::Off,
         auth: None,
+        inflate_limit: 4,
     }
 }
 
+/// The default: JWT auth, no CORS, private caching.
 pub fn prod_settings() -> Settings {
     Settings {
         cache_control: "private, max-age=86400".parse().unwrap(),
-        public_url: None,
+        public_url: PUBLIC_URL.into(),
         cors: Cors::Off,
         auth: Some(Auth::new(SECRET.as_bytes(), "archives").unwrap()),
+        inflate_limit: 4,
     }
 }
 
@@ -158,10 +189,7 @@ pub fn app_with(
     settings: Settings,
     cache: CacheSettings,
 ) -> (Router, Arc<AppState>) {
-    let state = Arc::new(AppState {
-        archives: Archives::new(source, cache),
-        settings,
-    });
+    let state = Arc::new(AppState::new(Archives::new(source, cache), settings));
     (router(state.clone()), state)
 }
 
@@ -250,8 +278,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts `etl-tiles serve --root ROOT` on a free loopback port; returns it with its base URL
-/// (read from the `listening on` line). Stderr is piped when `capture_stderr`, else inherited.
+/// Starts `etl-tiles serve --root ROOT` on a free loopback port (add `--no-auth` to `extra` for
+/// no auth); returns it with its base URL (read from the `listening on` line). Stderr is piped
+/// when `capture_stderr`, else inherited.
 pub fn spawn_server(root: &Path, extra: &[&str], capture_stderr: bool) -> (Server, String) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
@@ -264,6 +293,9 @@ pub fn spawn_server(root: &Path, extra: &[&str], capture_stderr: bool) -> (Serve
         .env_remove("AWS_LAMBDA_RUNTIME_API")
         .env_remove("ETL_PROFILE")
         .env_remove("ETL_TILES_JWT_SECRET")
+        .env_remove("ETL_TILES_NO_AUTH")
+        .env_remove("ETL_TILES_PUBLIC_URL")
+        .env_remove("ETL_TILES_CORS_ORIGINS")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(if capture_stderr {
@@ -283,4 +315,55 @@ pub fn spawn_server(root: &Path, extra: &[&str], capture_stderr: bool) -> (Serve
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_string();
     (Server(child), url)
+}
+
+/// Publishes version `version` of archive `name` in `dir` as the import worker does: the
+/// versioned file `NAME.VERSION.pmtiles` (tiles tagged `tag`), then the manifest `NAME.json`
+/// replaced by rename. Returns the versioned file's name.
+pub fn publish_local(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    tag: &str,
+    tiles: &[(u8, u32, u32)],
+    maxz: u8,
+) -> String {
+    let file = format!("{name}.{version}.pmtiles");
+    write_archive(&dir.join(&file), tag, tiles, 0, maxz, TileType::Mvt);
+    write_manifest(dir, name, &manifest(name, version, &file));
+    file
+}
+
+/// A manifest of version `version` whose pmtiles output is `file`.
+pub fn manifest(name: &str, version: &str, file: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "version": version,
+        "outputs": [
+            {"url": format!("file:///out/{name}.{version}.geojsonl"), "file": format!("{name}.{version}.geojsonl"),
+             "kind": "geojsonl", "bytes": 10, "sha256": "00"},
+            {"url": format!("file:///out/{file}"), "file": file, "kind": "pmtiles", "bytes": 20, "sha256": "11"},
+        ],
+    })
+}
+
+/// Writes `NAME.json` in `dir` by rename of a temporary file (a new inode, as a swap makes).
+pub fn write_manifest(dir: &Path, name: &str, doc: &serde_json::Value) {
+    let tmp = dir.join(format!(".{name}.json.tmp"));
+    std::fs::write(&tmp, doc.to_string()).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{name}.json"))).unwrap();
+}
+
+/// Names listed by `GET /` (JSON).
+pub async fn listed(app: &Router, headers: &[(&str, &str)]) -> Vec<String> {
+    let mut h = vec![("accept", "application/json")];
+    h.extend_from_slice(headers);
+    let r = get(app, "/", &h).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect()
 }

@@ -21,6 +21,9 @@ pub enum ExitKind {
     Config,
     /// Stopped by SIGTERM after a checkpoint; a retry resumes.
     Stopped,
+    /// A bug: a worker thread panicked or ended without saying so (EX_SOFTWARE). Nothing was
+    /// published; a retry runs the same code on the same input, so it is not retried.
+    Internal,
 }
 
 impl ExitKind {
@@ -32,6 +35,7 @@ impl ExitKind {
             ExitKind::Temporary => 75,
             ExitKind::Config => 78,
             ExitKind::Stopped => 143,
+            ExitKind::Internal => 70,
         }
     }
 
@@ -73,11 +77,24 @@ impl JobError {
     pub fn config(message: impl Into<String>) -> Self {
         Self::new(ExitKind::Config, message)
     }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ExitKind::Internal, message)
+    }
     pub fn stopped() -> Self {
         Self::new(
             ExitKind::Stopped,
             "stopped by SIGTERM after committing a checkpoint; a rerun resumes",
         )
+    }
+
+    /// A worker thread that panicked: a bug, exit 70, never a result.
+    pub fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Self::internal(format!("{what} panicked ({text}); nothing was published"))
     }
 
     /// Prefixes the message with context (a file name, a table), keeping the kind.
@@ -109,6 +126,8 @@ mod tests {
         assert_eq!(ExitKind::Temporary.code(), 75);
         assert_eq!(ExitKind::Config.code(), 78);
         assert_eq!(ExitKind::Stopped.code(), 143);
+        assert_eq!(ExitKind::Internal.code(), 70);
+        assert!(!ExitKind::Internal.retryable());
         assert!(!ExitKind::BadInput.retryable());
         assert!(!ExitKind::Config.retryable());
         assert!(ExitKind::Stopped.retryable());

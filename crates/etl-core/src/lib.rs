@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod error;
+pub mod fault;
 pub mod imports;
 pub mod job;
 pub mod metrics;

@@ -139,15 +139,60 @@ pub struct EventsConfig {
     /// Scratch directory for downloads, unpacked archives and temporary outputs (default: TMPDIR).
     #[arg(long, env = "ETL_SCRATCH")]
     pub scratch: Option<String>,
+
+    /// Where event and queue imports may read from: s3://bucket/prefix/ (repeatable, or
+    /// comma-separated in the env var). Required in those modes; local paths are never allowed
+    /// there. The local run (--input) is not limited.
+    #[arg(long = "allow-source", env = "ETL_ALLOW_SOURCE", value_delimiter = ',')]
+    #[serde(default)]
+    pub allow_source: Vec<String>,
+
+    /// Longest one import may take, every phase included (download, unpacking, reading,
+    /// tiling, MBTiles conversion, publishing); past it the import fails as a temporary error
+    /// and, under --serve, its row is left for another worker.
+    #[arg(
+        long = "import-timeout",
+        env = "ETL_IMPORT_TIMEOUT",
+        default_value = "15m"
+    )]
+    #[serde(default = "default_import_timeout")]
+    pub import_timeout: String,
+
+    /// Garbage-collect the output prefix (--output) and exit: delete output versions no
+    /// manifest names once they are older than --gc-grace. Imports do this for their own
+    /// output after each success.
+    #[arg(long, env = "ETL_GC")]
+    #[serde(default)]
+    pub gc: bool,
+
+    /// How long an output version no manifest names (superseded, or left by a failed attempt)
+    /// stays readable before gc deletes it. At least twice --import-timeout.
+    #[arg(long = "gc-grace", env = "ETL_GC_GRACE", default_value = "1h")]
+    #[serde(default = "default_gc_grace")]
+    pub gc_grace: String,
+}
+
+fn default_import_timeout() -> String {
+    "15m".into()
+}
+
+fn default_gc_grace() -> String {
+    "1h".into()
 }
 
 /// What a run is asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
-    Local { input: String },
-    Event { json: String },
+    Local {
+        input: String,
+    },
+    Event {
+        json: String,
+    },
     Object(crate::event::ObjectRef),
     Serve,
+    /// Garbage-collect the output prefix.
+    Gc,
 }
 
 impl EventsConfig {
@@ -158,6 +203,9 @@ impl EventsConfig {
         let mut modes = Vec::new();
         if self.serve {
             modes.push("--serve");
+        }
+        if self.gc {
+            modes.push("--gc");
         }
         if self.input.is_some() {
             modes.push("--input");
@@ -176,6 +224,9 @@ impl EventsConfig {
         }
         if self.serve {
             return Ok(Mode::Serve);
+        }
+        if self.gc {
+            return Ok(Mode::Gc);
         }
         if let Some(input) = &self.input {
             return Ok(Mode::Local {
@@ -220,6 +271,43 @@ impl EventsConfig {
     pub fn poll_interval(&self) -> Result<std::time::Duration, JobError> {
         humantime::parse_duration(&self.poll_interval)
             .map_err(|e| JobError::usage(format!("--poll-interval {:?}: {e}", self.poll_interval)))
+    }
+
+    /// --import-timeout and --gc-grace, checked against each other.
+    pub fn durations(&self) -> Result<(std::time::Duration, std::time::Duration), JobError> {
+        let timeout = humantime::parse_duration(&self.import_timeout).map_err(|e| {
+            JobError::usage(format!("--import-timeout {:?}: {e}", self.import_timeout))
+        })?;
+        let grace = humantime::parse_duration(&self.gc_grace)
+            .map_err(|e| JobError::usage(format!("--gc-grace {:?}: {e}", self.gc_grace)))?;
+        if timeout.is_zero() {
+            return Err(JobError::usage("--import-timeout must be more than 0"));
+        }
+        // An explicit `--gc` run may use a shorter grace (0 s deletes every unreferenced
+        // version at once): the operator says no import is in flight.
+        if !self.gc && grace < timeout * 2 {
+            return Err(JobError::usage(format!(
+                "--gc-grace ({}) must be at least twice --import-timeout ({}): gc must never take an import in flight for an orphan",
+                self.gc_grace, self.import_timeout
+            )));
+        }
+        Ok((timeout, grace))
+    }
+
+    /// The --allow-source prefixes, parsed: each an s3://bucket/prefix (a bucket alone allows
+    /// the whole bucket).
+    pub fn allowed_sources(&self) -> Result<Vec<(String, String)>, JobError> {
+        self.allow_source
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(|a| match etl_core::store::Location::parse(a) {
+                Ok(etl_core::store::Location::S3 { bucket, key }) => Ok((bucket, key)),
+                _ => Err(JobError::usage(format!(
+                    "--allow-source {a:?}: give s3://bucket/prefix/ (local paths are never allowed for event and queue imports)"
+                ))),
+            })
+            .collect()
     }
 
     /// The conversion settings.

@@ -17,6 +17,99 @@ const READ_BATCH: usize = 1024;
 /// Rejected records the manifest quotes (the count covers all).
 const QUOTED_REJECTIONS: usize = 20;
 
+/// What the reader thread hands over.
+enum ReadMsg {
+    Batch(Vec<Result<etl_geo::Record, ReadError>>),
+    /// Every record was sent (or a fatal error was the last one).
+    End,
+}
+
+/// The reader thread's body: batches, then `End`. Returns early when the receiver is gone.
+fn read_all(upload: Upload, tx: &std::sync::mpsc::SyncSender<ReadMsg>) {
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    for record in upload {
+        let fatal = record.is_err();
+        batch.push(record);
+        if etl_core::fault::hit("events.read_panic") {
+            panic!("fault injected: the reader panics mid-input");
+        }
+        if batch.len() >= READ_BATCH || fatal {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+            if tx.send(ReadMsg::Batch(full)).is_err() {
+                return;
+            }
+            if fatal {
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() && tx.send(ReadMsg::Batch(batch)).is_err() {
+        return;
+    }
+    // A closed receiver means the converter stopped first: nobody is left to tell.
+    if tx.send(ReadMsg::End).is_err() {
+        tracing::debug!("the converter stopped before the end of the input");
+    }
+}
+
+/// The consuming side of the reader thread; dropping it stops and joins the thread.
+struct Reader {
+    rx: Option<std::sync::mpsc::Receiver<ReadMsg>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reader {
+    /// The next batch; `None` after `End`. A reader that vanished without `End` is a bug.
+    fn next(
+        &mut self,
+        shown: &str,
+    ) -> Result<Option<Vec<Result<etl_geo::Record, ReadError>>>, JobError> {
+        let Some(rx) = &self.rx else {
+            return Ok(None);
+        };
+        match rx.recv() {
+            Ok(ReadMsg::Batch(b)) => Ok(Some(b)),
+            Ok(ReadMsg::End) => Ok(None),
+            Err(_) => Err(self.join_failure(shown)),
+        }
+    }
+
+    /// Joins the thread after `End`; a panic there is still a failure.
+    fn finish(mut self, shown: &str) -> Result<(), JobError> {
+        self.rx = None;
+        match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Err(payload)) => Err(JobError::panicked(
+                &format!("reading {shown}"),
+                payload.as_ref(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn join_failure(&mut self, shown: &str) -> JobError {
+        self.rx = None;
+        match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Err(payload)) => JobError::panicked(&format!("reading {shown}"), payload.as_ref()),
+            _ => JobError::internal(format!(
+                "reading {shown}: the reader stopped before the end of the input; nothing was published"
+            )),
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Closing the channel makes the thread's next send fail, so it returns and drops the
+        // upload (and its unpacked files) before this returns.
+        self.rx = None;
+        if let Some(h) = self.handle.take()
+            && h.join().is_err()
+        {
+            tracing::error!("the reader thread panicked while the conversion was already failing");
+        }
+    }
+}
+
 /// What to make of an upload.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
@@ -56,6 +149,7 @@ pub fn convert(
     name: &str,
     opts: &ConvertOptions,
     cancel: &(dyn Fn() -> bool + Sync),
+    deadline: std::time::Instant,
 ) -> Result<Converted, JobError> {
     let shown = input.display().to_string();
     let upload = Upload::open(input, name, &opts.scratch, &opts.upload)
@@ -65,7 +159,7 @@ pub fn convert(
     manifest.insert("format".into(), json!(upload.format.name()));
     if let Some(path) = upload.mbtiles() {
         let path = path.to_path_buf();
-        return convert_mbtiles(&path, &shown, opts, manifest);
+        return convert_mbtiles(&path, &shown, opts, manifest, deadline);
     }
     convert_features(upload, &shown, name, opts, cancel, manifest)
 }
@@ -131,94 +225,82 @@ fn convert_features(
     let package = std::mem::take(&mut upload.package);
     // Parsing runs on a thread of its own, writing GeoJSON and staging tiles on this one: on
     // two cores that overlaps the two halves of the work. Batches keep the hand-over cheap;
-    // the bounded channel keeps memory bounded.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<etl_geo::Record, ReadError>>>(4);
-    let reader = std::thread::Builder::new()
+    // the bounded channel keeps memory bounded. The end of the input is a message of its own:
+    // a reader that stops without sending it (a panic) is a failure, never a short result.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<ReadMsg>(4);
+    let handle = std::thread::Builder::new()
         .name("etl-events-read".into())
-        .spawn(move || {
-            let mut batch = Vec::with_capacity(READ_BATCH);
-            for record in upload {
-                let fatal = record.is_err();
-                batch.push(record);
-                if batch.len() >= READ_BATCH || fatal {
-                    if tx
-                        .send(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(READ_BATCH),
-                        ))
-                        .is_err()
-                    {
-                        return;
-                    }
-                    if fatal {
-                        return;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
-            }
-        })
+        .spawn(move || read_all(upload, &tx))
         .map_err(|e| JobError::temporary(format!("cannot start the reader thread: {e}")))?;
-    let records = rx.into_iter().flatten();
+    // Joined on every way out of this function, so the upload's unpacked files are gone
+    // before it returns.
+    let mut reader = Reader {
+        rx: Some(rx),
+        handle: Some(handle),
+    };
     let mut since_check = 0u32;
-    for record in records {
-        since_check += 1;
-        if since_check >= 4096 {
-            since_check = 0;
-            if cancel() {
-                return Err(stopped());
-            }
-        }
-        let record = record.map_err(|e| read_error(shown, e))?;
-        let layer = record.layer as usize;
-        let mut feature = match record.feature {
-            Ok(f) => f,
-            Err(r) => {
-                rejected += 1;
-                if rejections.len() < QUOTED_REJECTIONS {
-                    rejections.push(json!({
-                        "layer": layers.get(layer),
-                        "line": record.line,
-                        "reason": r.reason,
-                    }));
-                }
-                continue;
-            }
+    loop {
+        let batch = match reader.next(shown)? {
+            Some(batch) => batch,
+            None => break,
         };
-        features += 1;
-        if let Some(n) = per_layer.get_mut(layer) {
-            *n += 1;
-        }
-        if let Some(g) = &feature.geometry {
-            with_geometry += 1;
-            extend_bounds(g, &mut bounds);
-        }
-        if let Some(tiler) = &mut tiler {
-            tiler
-                .add(
-                    layer,
-                    record.ordinal,
-                    tile_id(feature.id.as_ref()),
-                    feature.geometry.as_ref(),
-                    &feature.properties,
-                )
-                .map_err(tiler_error)?;
-        }
-        if let Some((_, writer)) = &mut geojsonl {
-            if multi_layer
-                && !feature.properties.contains_key("layer")
-                && let Some(l) = layers.get(layer)
-            {
-                feature.properties.insert("layer".into(), json!(l));
+        for record in batch {
+            since_check += 1;
+            if since_check >= 4096 {
+                since_check = 0;
+                if cancel() {
+                    return Err(stopped());
+                }
             }
-            writer
-                .write(&feature)
-                .map_err(|e| JobError::temporary(format!("temporary GeoJSON output: {e}")))?;
+            let record = record.map_err(|e| read_error(shown, e))?;
+            let layer = record.layer as usize;
+            let mut feature = match record.feature {
+                Ok(f) => f,
+                Err(r) => {
+                    rejected += 1;
+                    if rejections.len() < QUOTED_REJECTIONS {
+                        rejections.push(json!({
+                            "layer": layers.get(layer),
+                            "line": record.line,
+                            "reason": r.reason,
+                        }));
+                    }
+                    continue;
+                }
+            };
+            features += 1;
+            if let Some(n) = per_layer.get_mut(layer) {
+                *n += 1;
+            }
+            if let Some(g) = &feature.geometry {
+                with_geometry += 1;
+                extend_bounds(g, &mut bounds);
+            }
+            if let Some(tiler) = &mut tiler {
+                tiler
+                    .add(
+                        layer,
+                        record.ordinal,
+                        tile_id(feature.id.as_ref()),
+                        feature.geometry.as_ref(),
+                        &feature.properties,
+                    )
+                    .map_err(tiler_error)?;
+            }
+            if let Some((_, writer)) = &mut geojsonl {
+                if multi_layer
+                    && !feature.properties.contains_key("layer")
+                    && let Some(l) = layers.get(layer)
+                {
+                    feature.properties.insert("layer".into(), json!(l));
+                }
+                writer
+                    .write(&feature)
+                    .map_err(|e| JobError::temporary(format!("temporary GeoJSON output: {e}")))?;
+            }
         }
     }
-    // Every record was received, so the reader has finished.
-    let _ = reader.join();
+    reader.finish(shown)?;
     if features == 0 {
         return Err(JobError::bad_input(format!(
             "{shown}: no features found{}",
@@ -325,6 +407,7 @@ fn convert_mbtiles(
     shown: &str,
     opts: &ConvertOptions,
     mut manifest: Map<String, Value>,
+    deadline: std::time::Instant,
 ) -> Result<Converted, JobError> {
     if !opts.pmtiles {
         return Err(JobError::usage(format!(
@@ -333,9 +416,14 @@ fn convert_mbtiles(
     }
     let file = temp_in(&opts.scratch, ".pmtiles")?;
     let out = BufWriter::with_capacity(1 << 20, file.reopen().map_err(temp_err)?);
+    let limits = etl_tiles::mbtiles::MbtilesOptions {
+        // The import's deadline bounds the conversion too (a recursive `tiles` view would
+        // otherwise loop for ever inside SQLite).
+        max_duration: Some(deadline.saturating_duration_since(std::time::Instant::now())),
+        ..etl_tiles::mbtiles::MbtilesOptions::default()
+    };
     let (mut out, report) =
-        etl_tiles::mbtiles::convert(path, out, &etl_tiles::mbtiles::MbtilesOptions::default())
-            .map_err(|e| mbtiles_error(shown, e))?;
+        etl_tiles::mbtiles::convert(path, out, &limits).map_err(|e| mbtiles_error(shown, e))?;
     out.flush().map_err(temp_err)?;
     drop(out);
     manifest.insert("tiles".into(), mbtiles_report(&report));
@@ -364,7 +452,12 @@ fn mbtiles_report(r: &etl_tiles::mbtiles::MbtilesReport) -> Value {
 }
 
 fn mbtiles_error(shown: &str, e: etl_tiles::mbtiles::MbtilesError) -> JobError {
-    JobError::bad_input(format!("{shown}: {e}"))
+    match e {
+        etl_tiles::mbtiles::MbtilesError::TimedOut { .. } => JobError::temporary(format!(
+            "{shown}: {e}: the import took longer than --import-timeout"
+        )),
+        e => JobError::bad_input(format!("{shown}: {e}")),
+    }
 }
 
 /// The exit kind of a read error: I/O may go away on retry, everything else is the input's fault.

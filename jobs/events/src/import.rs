@@ -6,14 +6,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use etl_core::checkpoint::Checkpoints;
-use etl_core::store::{Location, ObjectMeta, Precondition, StoreError};
+use etl_core::store::{Location, ObjectMeta, StoreError};
 use etl_core::{JobContext, JobError};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use crate::convert::{ConvertOptions, convert, stopped};
-use crate::publish::{Decision, Source, Target, current, decide, publish, source_of};
+use crate::publish::{Decision, Publish, Source, Target, current, decide, source_of};
 
 /// How an import ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +36,9 @@ impl Imported {
     }
 }
 
-/// Where one source's outputs go: `output` + (for an S3 key) the key's folder, and the file
-/// name without its extension (or `name`).
+/// Where one source's outputs go: `output`, then (for an S3 object) its bucket and its key's
+/// folder, then the file name without its extension (or `name`). The bucket is part of the
+/// layout so that the same key in two buckets never shares outputs.
 pub fn target_for(output: &str, source: &Location, name: Option<&str>) -> Result<Target, JobError> {
     let root = Location::parse(output).map_err(|e| JobError::usage(format!("--output: {e}")))?;
     let root = match &root {
@@ -48,22 +49,33 @@ pub fn target_for(output: &str, source: &Location, name: Option<&str>) -> Result
         },
         _ => root,
     };
+    if let Location::S3 { bucket, key } = source {
+        check_key(bucket, key)?;
+    }
     let file = source.file_name();
     let stem = match file.rsplit_once('.') {
         Some((stem, _)) if !stem.is_empty() => stem,
         _ => file,
     };
     let name = name.unwrap_or(stem);
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+    if name.is_empty()
+        || name.contains(['/', '\\', '\0'])
+        || name == "."
+        || name == ".."
+        || name.starts_with('.')
+    {
         return Err(JobError::usage(format!(
             "cannot name outputs after {source}: give --name"
         )));
     }
     let prefix = match source {
-        Location::S3 { key, .. } => match key.rfind('/') {
-            Some(i) => root.join(&key[..=i]),
-            None => root,
-        },
+        Location::S3 { bucket, key } => {
+            let folder = match key.rfind('/') {
+                Some(i) => &key[..=i],
+                None => "",
+            };
+            root.join(&format!("{bucket}/")).join(folder)
+        }
         Location::File(_) => root,
     };
     Ok(Target {
@@ -72,16 +84,96 @@ pub fn target_for(output: &str, source: &Location, name: Option<&str>) -> Result
     })
 }
 
+/// Refuses keys that could climb out of an output folder or name nothing: `.`/`..` segments,
+/// a leading `/`, empty segments, NUL, a "folder" key ending in `/`.
+pub fn check_key(bucket: &str, key: &str) -> Result<(), JobError> {
+    let bad = |why: &str| {
+        Err(JobError::bad_input(format!(
+            "s3://{bucket}/{key}: {why}; nothing was imported"
+        )))
+    };
+    if key.is_empty() || key.ends_with('/') {
+        return bad("the key names a folder, not an object");
+    }
+    if key.contains('\0') {
+        return bad("the key contains NUL");
+    }
+    if key.starts_with('/') {
+        return bad("the key starts with /");
+    }
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad("the key has an empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// Whether event and queue imports may read `source`: only S3 objects under one of the
+/// `allowed` (bucket, key prefix) pairs; never a local path; never a hostile key.
+pub fn check_source(allowed: &[(String, String)], source: &Location) -> Result<(), JobError> {
+    let Location::S3 { bucket, key } = source else {
+        return Err(JobError::bad_input(format!(
+            "{source}: event and queue imports read only s3:// objects, never local paths"
+        )));
+    };
+    if allowed.is_empty() {
+        return Err(JobError::config(
+            "event and queue imports need --allow-source s3://bucket/prefix/ (ETL_ALLOW_SOURCE): the buckets they may read",
+        ));
+    }
+    check_key(bucket, key)?;
+    let ok = allowed.iter().any(|(b, prefix)| {
+        let folder = if prefix.is_empty() || prefix.ends_with('/') {
+            prefix.clone()
+        } else {
+            format!("{prefix}/")
+        };
+        b == bucket && key.starts_with(&folder)
+    });
+    if !ok {
+        return Err(JobError::bad_input(format!(
+            "{source}: outside the allowed sources (--allow-source); nothing was imported"
+        )));
+    }
+    Ok(())
+}
+
 /// Everything an import needs besides the source.
 pub struct Importer {
     pub ctx: JobContext,
     pub convert: ConvertOptions,
     pub max_bytes: u64,
+    /// Who takes the per-output lease: unique per process and per concurrent slot, so two
+    /// `--serve` workers of one process exclude each other.
+    pub owner: String,
+    /// How long unreferenced output versions stay readable before gc deletes them.
+    pub gc_grace: std::time::Duration,
+    /// Longest one import may take, every phase included.
+    pub timeout: std::time::Duration,
 }
 
 impl Importer {
-    /// Imports `source` into `target`.
-    pub async fn import(&self, mut source: Source, target: &Target) -> Result<Imported, JobError> {
+    /// Imports `source` into `target`, within the import timeout.
+    pub async fn import(&self, source: Source, target: &Target) -> Result<Imported, JobError> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        let url = source.url.clone();
+        match tokio::time::timeout(self.timeout, self.import_by(source, target, deadline)).await {
+            Ok(r) => r,
+            Err(_) => Err(JobError::temporary(format!(
+                "{url}: the import took longer than --import-timeout ({} s); nothing was swapped",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
+    async fn import_by(
+        &self,
+        mut source: Source,
+        target: &Target,
+        deadline: std::time::Instant,
+    ) -> Result<Imported, JobError> {
         let store = &self.ctx.store;
         // 1. A cheap decision before any download.
         let existing = current(store, target).await?;
@@ -135,35 +227,66 @@ impl Importer {
             }
         };
         let converted = {
-            let opts = self.convert.clone();
+            let mut opts = self.convert.clone();
+            // Readers busy inside one record (a shapefile polygon of many rings) poll this.
+            let read_cancel = etl_geo::Cancel::new().with_deadline(deadline);
+            opts.upload.read.cancel = read_cancel.clone();
+            let on_stop = {
+                let shutdown = self.ctx.shutdown.clone();
+                tokio::spawn(async move {
+                    shutdown.cancelled().await;
+                    read_cancel.cancel();
+                })
+            };
+            let _stop_watch = AbortOnDrop(on_stop);
             let name = target.name.clone();
             let shutdown = self.ctx.shutdown.clone();
             let shown = source.url.clone();
             let path: PathBuf = path.clone();
             tokio::task::spawn_blocking(move || {
-                let cancel = || shutdown.is_cancelled();
-                convert(&path, &name, &opts, &cancel).map_err(|mut e| {
+                let cancel = || shutdown.is_cancelled() || std::time::Instant::now() >= deadline;
+                convert(&path, &name, &opts, &cancel, deadline).map_err(|mut e| {
                     // Errors name the local download; the user knows the upload by its URL.
                     e.message = e.message.replace(&path.display().to_string(), &shown);
                     e
                 })
             })
             .await
-            .map_err(|e| JobError::temporary(format!("conversion task failed: {e}")))??
+            .map_err(|e| JobError::temporary(format!("conversion task failed: {e}")))?
+            .map_err(|e| {
+                // A read cancelled by SIGTERM ends as an interrupted read: it is a stop.
+                if self.ctx.shutdown.is_cancelled() && e.kind.retryable() {
+                    return stopped();
+                }
+                // The converter says "stopped" for the deadline too.
+                if e.kind == etl_core::ExitKind::Stopped
+                    && !self.ctx.shutdown.is_cancelled()
+                    && std::time::Instant::now() >= deadline
+                {
+                    JobError::temporary(format!(
+                        "{}: the import took longer than --import-timeout; nothing was swapped",
+                        source.url
+                    ))
+                } else {
+                    e
+                }
+            })?
         };
         if self.ctx.shutdown.is_cancelled() {
             return Err(stopped());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(JobError::temporary(format!(
+                "{}: the import took longer than --import-timeout; nothing was swapped",
+                source.url
+            )));
         }
         // 4. Publish under the target's lease, deciding again: another worker may have
         // imported a newer version meanwhile.
         let locks = lock_store(&self.ctx, target).await?;
         let scope = lock_scope(target);
         let lease = match locks
-            .acquire(
-                &scope,
-                &self.ctx.settings.owner,
-                self.ctx.settings.lease_ttl,
-            )
+            .acquire(&scope, &self.owner, self.ctx.settings.lease_ttl)
             .await
             .map_err(JobError::from)?
         {
@@ -183,24 +306,24 @@ impl Importer {
         ) {
             Decision::Unchanged => Ok(Imported::Unchanged),
             Decision::Stale => Ok(Imported::Stale(stale_reason(existing.as_ref()))),
-            Decision::Import => {
-                let cond = match &existing {
-                    Some((_, etag)) => Precondition::IfMatch(etag.clone()),
-                    None => Precondition::IfAbsent,
-                };
-                publish(
-                    store,
-                    target,
-                    converted,
-                    &source,
-                    existing.as_ref().map(|(m, _)| m),
-                    cond,
-                )
-                .await
-                .map(Imported::Done)
+            Decision::Import => Publish {
+                store,
+                target,
+                lease: &lease,
+                grace: self.gc_grace,
             }
+            .run(converted, &source, existing.as_ref())
+            .await
+            .map(Imported::Done),
         };
         lease.release().await;
+        if matches!(outcome, Ok(Imported::Done(_))) {
+            // Superseded versions past their grace and orphans of dead attempts. A failure
+            // here leaves them for the next import or an `etl-events --gc` run.
+            if let Err(e) = crate::gc::collect(store, target, self.gc_grace).await {
+                tracing::warn!(manifest = %target.manifest(), error = %e.message, "gc after the import failed");
+            }
+        }
         outcome
     }
 
@@ -245,6 +368,15 @@ impl Importer {
             .bytes_in
             .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
         Ok(file)
+    }
+}
+
+/// Stops a helper task when the import is done with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -300,22 +432,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_follow_the_key_folder() {
+    fn targets_follow_the_bucket_and_key_folder() {
         let src = Location::parse("s3://up/import/team alpha/route 1.kml").unwrap();
         let t = target_for("s3://out/processed", &src, None).unwrap();
         assert_eq!(
             t.manifest().to_string(),
-            "s3://out/processed/import/team alpha/route 1.json"
+            "s3://out/processed/up/import/team alpha/route 1.json"
         );
+        // The same key in another bucket gets its own outputs.
+        let other = target_for(
+            "s3://out/processed",
+            &Location::parse("s3://up2/import/team alpha/route 1.kml").unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_ne!(other.manifest(), t.manifest());
         let t = target_for(
             "s3://out/",
             &Location::parse("s3://up/x.gpx").unwrap(),
             None,
         )
         .unwrap();
-        assert_eq!(t.geojsonl().to_string(), "s3://out/x.geojsonl");
+        assert_eq!(t.manifest().to_string(), "s3://out/up/x.json");
         let t = target_for("out", &Location::parse("/data/a/b.tar.kmz").unwrap(), None).unwrap();
-        assert_eq!(t.pmtiles().to_string(), "out/b.tar.pmtiles");
+        assert_eq!(t.manifest().to_string(), "out/b.tar.json");
         let t = target_for(
             "out",
             &Location::parse("/data/noext").unwrap(),
@@ -324,5 +464,71 @@ mod tests {
         .unwrap();
         assert_eq!(t.manifest().to_string(), "out/mine.json");
         assert!(target_for("out", &Location::parse("/data/x.kml").unwrap(), Some("a/b")).is_err());
+        assert!(
+            target_for(
+                "out",
+                &Location::parse("/data/x.kml").unwrap(),
+                Some(".hidden")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn hostile_keys_are_refused() {
+        for key in [
+            "import/../../etc/x.kml",
+            "../x.kml",
+            "/abs.kml",
+            "import//x.kml",
+            "import/./x.kml",
+            "import/x\0.kml",
+            "import/",
+            "",
+        ] {
+            let e = target_for(
+                "out",
+                &Location::S3 {
+                    bucket: "b".into(),
+                    key: key.to_owned(),
+                },
+                None,
+            )
+            .unwrap_err();
+            assert_eq!(e.kind, etl_core::ExitKind::BadInput, "{key:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn sources_must_be_allowed() {
+        let allowed = vec![
+            ("up".to_owned(), "import/".to_owned()),
+            ("all".to_owned(), String::new()),
+        ];
+        let ok = |u: &str| check_source(&allowed, &Location::parse(u).unwrap());
+        assert!(ok("s3://up/import/a.kml").is_ok());
+        assert!(ok("s3://all/any/where.kml").is_ok());
+        for refused in [
+            "s3://up/importx/a.kml",
+            "s3://up/a.kml",
+            "s3://other/import/a.kml",
+            "/etc/passwd",
+            "s3://up/import/../a.kml",
+        ] {
+            let e = ok(refused).unwrap_err();
+            assert_eq!(e.kind, etl_core::ExitKind::BadInput, "{refused}: {e}");
+        }
+        // A prefix given without a trailing slash still names a folder.
+        let no_slash = vec![("up".to_owned(), "import".to_owned())];
+        assert!(
+            check_source(
+                &no_slash,
+                &Location::parse("s3://up/importx/a.kml").unwrap()
+            )
+            .is_err()
+        );
+        // Nothing allowed: a configuration error, never an open door.
+        let e = check_source(&[], &Location::parse("s3://up/import/a.kml").unwrap()).unwrap_err();
+        assert_eq!(e.kind, etl_core::ExitKind::Config);
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::config::{EventsConfig, Mode};
 use crate::event::{self, ObjectRef};
-use crate::import::{Imported, Importer, local_source, report, target_for};
+use crate::import::{Imported, Importer, check_source, local_source, report, target_for};
 use crate::publish::Source;
 
 pub struct EventsJob;
@@ -35,6 +35,7 @@ impl Job for EventsJob {
                 json!({"mode": "event", "objects": objects})
             }
             Mode::Object(o) => json!({"mode": "object", "objects": [o]}),
+            Mode::Gc => json!({"mode": "gc", "grace": config.gc_grace}),
         };
         Ok(json!({
             "plan": plan,
@@ -54,13 +55,39 @@ impl Job for EventsJob {
                 convert.scratch.display()
             ))
         })?;
+        let (timeout, gc_grace) = config.durations()?;
         let importer = Importer {
+            owner: format!("{}/0", ctx.settings.owner),
             ctx: ctx.clone(),
             convert,
             max_bytes: config.max_bytes,
+            gc_grace,
+            timeout,
         };
         match mode {
             Mode::Serve => crate::serve::run(&config, importer).await,
+            Mode::Gc => {
+                let output = config.output.as_deref().ok_or_else(|| {
+                    JobError::usage("--gc needs --output DIR|s3://bucket/prefix/")
+                })?;
+                let prefix = Location::parse(output)
+                    .map_err(|e| JobError::usage(format!("--output: {e}")))?;
+                let report = crate::gc::collect_prefix(&ctx.store, &prefix, gc_grace).await?;
+                tracing::info!(
+                    targets = report.targets,
+                    deleted = report.deleted.len(),
+                    kept = report.kept,
+                    "gc finished"
+                );
+                for d in &report.deleted {
+                    ctx.stats.add_output(d.clone());
+                }
+                Ok(if report.deleted.is_empty() {
+                    Outcome::Skipped
+                } else {
+                    Outcome::Succeeded
+                })
+            }
             Mode::Local { input } => {
                 let output = config.output.as_deref().ok_or_else(|| {
                     JobError::usage("--input needs --output DIR|s3://bucket/prefix/")
@@ -108,6 +135,7 @@ async fn import_objects(
             "--name names one output, and the event names several objects",
         ));
     }
+    let allowed = config.allowed_sources()?;
     let mut done = Vec::new();
     let mut worst: Option<JobError> = None;
     for o in objects {
@@ -118,7 +146,6 @@ async fn import_objects(
             bucket: o.bucket.clone(),
             key: o.key.clone(),
         };
-        let target = target_for(output, &loc, config.name.as_deref())?;
         let source = Source {
             url: o.url(),
             etag: o.etag.clone(),
@@ -126,9 +153,21 @@ async fn import_objects(
             sequencer: o.sequencer.clone(),
             bytes: o.size,
         };
-        match importer.import(source.clone(), &target).await {
-            Ok(outcome) => done.push((source, target, outcome)),
+        // One object's bad key or refused bucket does not stop the others.
+        let result = match check_source(&allowed, &loc)
+            .and_then(|()| target_for(output, &loc, config.name.as_deref()))
+        {
+            Ok(target) => importer
+                .import(source.clone(), &target)
+                .await
+                .map(|outcome| (target, outcome)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((target, outcome)) => done.push((source, target, outcome)),
             Err(e) if e.kind == ExitKind::Stopped => return Err(e),
+            // No object can be imported without it: stop at once.
+            Err(e) if e.kind == ExitKind::Config => return Err(e),
             Err(e) => {
                 tracing::error!(source = %source.url, error = %e.message, "import failed");
                 worst = Some(match worst {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod convert;
 pub mod event;
+pub mod gc;
 pub mod import;
 pub mod job;
 pub mod publish;

@@ -1,16 +1,28 @@
-//! Making an import's outputs appear, and deciding whether an import should happen at all.
+//! Making an import's outputs appear — one commit point per import — and deciding whether an
+//! import should happen at all.
 //!
-//! The manifest `PREFIX/NAME.json` is written last and names the source object version it was
-//! made from; it is what makes a repeated event a no-op and an older event harmless. The data
-//! outputs are written first, each whole (atomic file rename, or a single PUT / a multipart
-//! upload whose completion is the only moment the object appears); if anything fails after the
-//! first of them was written, the outputs of this import and the previous manifest are deleted,
-//! so readers never see a manifest that disagrees with the data.
+//! Outputs are immutable and versioned: `PREFIX/NAME.<VERSION>.geojsonl` and
+//! `PREFIX/NAME.<VERSION>.pmtiles`, where VERSION (`v20261206T221500Z-1a2b3c4d`) is new for every
+//! attempt. The only mutable object is the manifest `PREFIX/NAME.json`, replaced by
+//! compare-and-swap (S3 `If-Match`/`If-None-Match`, or a local rename under the output's lease);
+//! it names the source object version and the outputs with their sizes and SHA-256. So:
+//!
+//! - readers resolve NAME through the manifest and see the previous complete version until the
+//!   swap, the new complete version after it;
+//! - a failure before the swap deletes only this attempt's own objects, which nothing names;
+//!   after the swap was attempted nothing is deleted inline (the swap may have happened even if
+//!   its answer was lost) and [`crate::gc`] removes what no manifest names once it is older than
+//!   the grace period;
+//! - the previous version's outputs are listed under `superseded` with the time until which they
+//!   stay readable, so a reader holding the old manifest can finish.
 
-use std::io;
+use std::time::Duration;
 
-use etl_core::JobError;
+use chrono::{DateTime, SecondsFormat, Utc};
+use etl_core::checkpoint::Lease;
+use etl_core::fault;
 use etl_core::store::{Location, Precondition, Store, StoreError};
+use etl_core::{ExitKind, JobError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -77,16 +89,62 @@ pub struct Target {
     pub name: String,
 }
 
+/// The kinds of versioned output, by file extension.
+pub const OUTPUT_KINDS: [&str; 2] = ["geojsonl", "pmtiles"];
+
 impl Target {
-    pub fn geojsonl(&self) -> Location {
-        self.prefix.join(&format!("{}.geojsonl", self.name))
-    }
-    pub fn pmtiles(&self) -> Location {
-        self.prefix.join(&format!("{}.pmtiles", self.name))
-    }
+    /// The mutable manifest, the import's commit point.
     pub fn manifest(&self) -> Location {
         self.prefix.join(&format!("{}.json", self.name))
     }
+
+    /// The file name of one immutable output of one version.
+    pub fn file(&self, version: &str, kind: &str) -> String {
+        format!("{}.{version}.{kind}", self.name)
+    }
+
+    /// Where that output lives.
+    pub fn output(&self, version: &str, kind: &str) -> Location {
+        self.prefix.join(&self.file(version, kind))
+    }
+
+    /// The version and kind of a file name that is one of this target's versioned outputs.
+    pub fn parse_file<'a>(&self, file: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = file.strip_prefix(self.name.as_str())?.strip_prefix('.')?;
+        let (version, kind) = rest.split_once('.')?;
+        (is_version(version) && OUTPUT_KINDS.contains(&kind)).then_some((version, kind))
+    }
+}
+
+/// A new output version: the UTC second it was made and 32 random bits.
+pub fn new_version(now: DateTime<Utc>) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one((now, std::process::id())) as u32;
+    format!("v{}-{random:08x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Whether `s` is a version as [`new_version`] makes them (`v20261206T221500Z-1a2b3c4d`).
+pub fn is_version(s: &str) -> bool {
+    version_time(s).is_some()
+}
+
+/// When a version was made.
+pub fn version_time(s: &str) -> Option<DateTime<Utc>> {
+    let rest = s.strip_prefix('v')?;
+    let (stamp, random) = rest.split_once('-')?;
+    if random.len() != 8
+        || !random
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    if stamp.len() != 16 {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// The manifest at the target now: its source and its ETag (for the compare-and-swap).
@@ -94,12 +152,18 @@ pub async fn current(store: &Store, target: &Target) -> Result<Option<(Value, St
     let loc = target.manifest();
     match store.get(&loc).await {
         Ok(Some((bytes, etag))) => {
-            let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                JobError::config(format!(
+                    "{loc}: the manifest is not JSON ({e}); it is the commit point of this output and is left for an operator"
+                ))
+            })?;
             Ok(Some((value, etag)))
         }
         Ok(None) => Ok(None),
         Err(StoreError::NotFound(_)) => Ok(None),
-        Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -109,24 +173,146 @@ pub fn source_of(manifest: &Value) -> Option<Source> {
     serde_json::from_value(manifest.get("source")?.clone()).ok()
 }
 
-/// Publishes the converted outputs and then the manifest (under `manifest_cond`); returns the
-/// manifest written. `previous` is the manifest being replaced, if any.
-pub async fn publish(
-    store: &Store,
-    target: &Target,
-    converted: Converted,
-    source: &Source,
-    previous: Option<&Value>,
-    manifest_cond: Precondition,
-) -> Result<Value, JobError> {
-    let mut manifest: Map<String, Value> = converted.manifest;
-    let mut outputs = Vec::new();
-    let mut written: Vec<Location> = Vec::new();
-    let result = async {
-        for (artifact, loc, kind) in [
-            (converted.geojsonl, target.geojsonl(), "geojsonl"),
-            (converted.pmtiles, target.pmtiles(), "pmtiles"),
-        ] {
+/// How a publication is carried out.
+pub struct Publish<'a> {
+    pub store: &'a Store,
+    pub target: &'a Target,
+    /// The output's lease: checked before each output and before the swap.
+    pub lease: &'a Lease,
+    /// How long unreferenced outputs stay readable ([`crate::gc`]).
+    pub grace: Duration,
+}
+
+/// The outputs of one manifest as (file, kind), for [`crate::gc`] and for `superseded`.
+pub fn manifest_files(manifest: &Value) -> Vec<(String, String)> {
+    manifest
+        .get("outputs")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|o| {
+                    Some((
+                        o.get("file")?.as_str()?.to_owned(),
+                        o.get("kind")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Publish<'_> {
+    /// Writes this import's outputs under a new version, then swaps the manifest
+    /// (`previous` is the manifest there now and its ETag). Returns the manifest written.
+    pub async fn run(
+        &self,
+        converted: Converted,
+        source: &Source,
+        previous: Option<&(Value, String)>,
+    ) -> Result<Value, JobError> {
+        let started = Utc::now();
+        let version = new_version(started);
+        let mut written: Vec<Location> = Vec::new();
+        let outputs = match self
+            .write_outputs(
+                converted.geojsonl,
+                converted.pmtiles,
+                &version,
+                &mut written,
+            )
+            .await
+        {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                // No manifest names these objects: removing them is safe. What cannot be
+                // removed now is an orphan that gc removes after the grace period.
+                for loc in &written {
+                    if let Err(d) = self.store.delete(loc).await {
+                        tracing::warn!(object = %loc, error = %d, "cannot remove an output of a failed import; gc removes it after the grace period");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        fault::point("publish.after_outputs");
+        let now = Utc::now();
+        let doc = manifest(
+            converted.manifest,
+            source,
+            &version,
+            outputs,
+            previous.map(|(m, _)| m),
+            self.target,
+            now,
+            self.grace,
+        )?;
+        let mut bytes = serde_json::to_vec_pretty(&doc)
+            .map_err(|e| JobError::internal(format!("manifest: {e}")))?;
+        bytes.push(b'\n');
+        self.check_lease()?;
+        // gc deletes an unreferenced version once it is older than the grace period: the swap
+        // must come well inside it, or gc could take this version's outputs as orphans.
+        // A clock that stepped back counts as no time spent.
+        let age = (now - started).to_std().unwrap_or(Duration::ZERO);
+        if age > self.grace / 2 {
+            return Err(JobError::temporary(format!(
+                "{}: publishing took {} s, over half the gc grace period; a retry publishes again",
+                self.target.manifest(),
+                age.as_secs()
+            )));
+        }
+        let cond = match previous {
+            Some((_, etag)) => Precondition::IfMatch(etag.clone()),
+            None => Precondition::IfAbsent,
+        };
+        fault::point("publish.before_swap");
+        match self.store.put(&self.target.manifest(), bytes, cond).await {
+            Ok(_) => {
+                fault::point("publish.after_swap");
+                Ok(doc)
+            }
+            Err(e) => {
+                // The answer may have been lost after the swap happened (and the client's retry
+                // of it then failed its own precondition): look before deciding.
+                match current(self.store, self.target).await {
+                    Ok(Some((m, _)))
+                        if m.get("version").and_then(Value::as_str) == Some(version.as_str()) =>
+                    {
+                        tracing::warn!(manifest = %self.target.manifest(), error = %e, "the manifest write reported an error but took effect");
+                        Ok(m)
+                    }
+                    _ => Err(match e {
+                        StoreError::PreconditionFailed(_) => JobError::temporary(format!(
+                            "{}: another import replaced the manifest meanwhile; a retry decides again",
+                            self.target.manifest()
+                        )),
+                        e => JobError::from(e),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn check_lease(&self) -> Result<(), JobError> {
+        if self.lease.is_lost() {
+            return Err(JobError::temporary(format!(
+                "{}: the publish lease was lost (another worker may hold it now); nothing was swapped",
+                self.target.manifest()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn write_outputs(
+        &self,
+        geojsonl: Option<Artifact>,
+        pmtiles: Option<Artifact>,
+        version: &str,
+        written: &mut Vec<Location>,
+    ) -> Result<Vec<Value>, JobError> {
+        let mut outputs = Vec::new();
+        for (artifact, kind) in [(geojsonl, "geojsonl"), (pmtiles, "pmtiles")] {
             let Some(Artifact {
                 file,
                 bytes,
@@ -135,66 +321,88 @@ pub async fn publish(
             else {
                 continue;
             };
-            etl_core::store::publish_file(store, file, &loc).await?;
+            self.check_lease()?;
+            let loc = self.target.output(version, kind);
+            // Recorded before the write: a write whose answer was lost may still have landed.
             written.push(loc.clone());
-            outputs.push(
-                json!({"url": loc.to_string(), "kind": kind, "bytes": bytes, "sha256": sha256}),
-            );
-        }
-        manifest.insert(
-            "source".into(),
-            serde_json::to_value(source).unwrap_or(Value::Null),
-        );
-        manifest.insert("outputs".into(), Value::Array(outputs.clone()));
-        manifest.insert(
-            "imported_at".into(),
-            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        );
-        let doc = Value::Object(manifest.clone());
-        let mut bytes = serde_json::to_vec_pretty(&doc)
-            .map_err(|e| JobError::temporary(format!("manifest: {e}")))?;
-        bytes.push(b'\n');
-        store
-            .put(&target.manifest(), bytes, manifest_cond)
-            .await
-            .map_err(|e| match e {
-                StoreError::PreconditionFailed(_) => JobError::temporary(format!(
-                    "{}: another import replaced the manifest meanwhile; a retry decides again",
-                    target.manifest()
-                )),
-                e => e.into(),
-            })?;
-        Ok::<Value, JobError>(doc)
-    }
-    .await;
-    match result {
-        Ok(doc) => {
-            // Outputs of the previous import this one did not replace (say, a GeoJSON sequence
-            // when an MBTiles upload replaced a KML) would be orphans.
-            if let Some(prev) = previous {
-                for url in etl_core::imports::output_urls(prev) {
-                    if !outputs
-                        .iter()
-                        .any(|o| o.get("url").and_then(Value::as_str) == Some(&url))
-                        && let Ok(loc) = Location::parse(&url)
-                        && loc.parent() == target.prefix
-                    {
-                        let _ = store.delete(&loc).await;
-                    }
-                }
+            etl_core::store::publish_file(self.store, file, &loc).await?;
+            let meta = self.store.head(&loc).await.map_err(JobError::from)?;
+            if meta.size != bytes {
+                return Err(JobError::temporary(format!(
+                    "{loc}: {} bytes stored, {bytes} written",
+                    meta.size
+                )));
             }
-            Ok(doc)
+            fault::point("publish.after_output");
+            outputs.push(json!({
+                "url": loc.to_string(),
+                "file": self.target.file(version, kind),
+                "kind": kind,
+                "bytes": bytes,
+                "sha256": sha256,
+            }));
         }
-        Err(e) => {
-            if !written.is_empty() {
-                for loc in &written {
-                    let _ = store.delete(loc).await;
-                }
-                let _ = store.delete(&target.manifest()).await;
+        Ok(outputs)
+    }
+}
+
+/// Pure: the manifest of a new version. The previous version's outputs (and any superseded
+/// ones still inside their grace period) are listed under `superseded` until `now + grace`.
+#[allow(clippy::too_many_arguments)]
+pub fn manifest(
+    mut doc: Map<String, Value>,
+    source: &Source,
+    version: &str,
+    outputs: Vec<Value>,
+    previous: Option<&Value>,
+    target: &Target,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> Result<Value, JobError> {
+    let until = now + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::hours(1));
+    let mut superseded: Vec<Value> = Vec::new();
+    if let Some(prev) = previous {
+        for (file, kind) in manifest_files(prev) {
+            if target.parse_file(&file).is_some() {
+                superseded.push(json!({"file": file, "kind": kind, "until": stamp(until)}));
             }
-            Err(e)
+        }
+        for s in prev
+            .get("superseded")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let live = s
+                .get("until")
+                .and_then(Value::as_str)
+                .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                .is_some_and(|u| u > now);
+            if live {
+                superseded.push(s.clone());
+            }
         }
     }
+    doc.insert(
+        "source".into(),
+        serde_json::to_value(source).map_err(|e| JobError::internal(format!("manifest: {e}")))?,
+    );
+    doc.insert("version".into(), json!(version));
+    doc.insert("outputs".into(), Value::Array(outputs));
+    if !superseded.is_empty() {
+        doc.insert("superseded".into(), Value::Array(superseded));
+    }
+    doc.insert("imported_at".into(), json!(stamp(now)));
+    Ok(Value::Object(doc))
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Whether an error means "another worker got there first" rather than a failure of this one.
+pub fn lost_race(e: &JobError) -> bool {
+    e.kind == ExitKind::Temporary && e.message.contains("another import replaced the manifest")
 }
 
 #[cfg(test)]
@@ -243,6 +451,88 @@ mod tests {
             name: "route 1".into(),
         };
         assert_eq!(t.manifest().to_string(), "s3://b/out/import/route 1.json");
-        assert_eq!(t.pmtiles().to_string(), "s3://b/out/import/route 1.pmtiles");
+        let v = "v20261206T221500Z-1a2b3c4d";
+        assert_eq!(
+            t.output(v, "pmtiles").to_string(),
+            "s3://b/out/import/route 1.v20261206T221500Z-1a2b3c4d.pmtiles"
+        );
+        assert_eq!(
+            t.parse_file("route 1.v20261206T221500Z-1a2b3c4d.geojsonl"),
+            Some((v, "geojsonl"))
+        );
+        // Another name's outputs, foreign files and malformed versions are not ours.
+        for other in [
+            "route 1.json",
+            "route 10.v20261206T221500Z-1a2b3c4d.pmtiles",
+            "route 1.v20261206T221500Z-1a2b3c4d.v20261206T221500Z-1a2b3c4d.pmtiles",
+            "route 1.v20261206T221500Z-1A2B3C4D.pmtiles",
+            "route 1.v2026120T221500Z-1a2b3c4d.pmtiles",
+            "route 1.v20261206T221500Z-1a2b3c4d.json",
+            "route 1.pmtiles",
+        ] {
+            assert_eq!(t.parse_file(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn versions_are_new_and_dated() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T22:15:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let a = new_version(now);
+        assert!(a.starts_with("v20261206T221500Z-"), "{a}");
+        assert!(is_version(&a));
+        assert_eq!(version_time(&a), Some(now));
+        assert!(!is_version("v20261306T221500Z-1a2b3c4d"), "month 13");
+    }
+
+    #[test]
+    fn manifests_list_what_they_supersede() {
+        let t = Target {
+            prefix: Location::File("out".into()),
+            name: "a".into(),
+        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T22:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let prev = json!({
+            "version": "v20261206T210000Z-00000001",
+            "outputs": [
+                {"file": "a.v20261206T210000Z-00000001.pmtiles", "kind": "pmtiles"},
+                {"file": "../elsewhere.pmtiles", "kind": "pmtiles"},
+            ],
+            "superseded": [
+                {"file": "a.v20261206T200000Z-00000002.pmtiles", "kind": "pmtiles", "until": "2026-12-06T22:30:00.000Z"},
+                {"file": "a.v20261206T190000Z-00000003.pmtiles", "kind": "pmtiles", "until": "2026-12-06T21:00:00.000Z"},
+            ],
+        });
+        let doc = manifest(
+            Map::new(),
+            &src("s3://b/a.kml", None, None, None),
+            "v20261206T220000Z-00000004",
+            vec![json!({"file": "a.v20261206T220000Z-00000004.pmtiles", "kind": "pmtiles"})],
+            Some(&prev),
+            &t,
+            now,
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let files: Vec<&str> = doc["superseded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["file"].as_str().unwrap())
+            .collect();
+        // The previous version until now + grace, the still-live older one; not the expired
+        // one, and never a file outside this target.
+        assert_eq!(
+            files,
+            [
+                "a.v20261206T210000Z-00000001.pmtiles",
+                "a.v20261206T200000Z-00000002.pmtiles"
+            ]
+        );
+        assert_eq!(doc["superseded"][0]["until"], "2026-12-06T23:00:00.000Z");
+        assert_eq!(doc["version"], "v20261206T220000Z-00000004");
     }
 }

@@ -16,7 +16,7 @@ use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EventsConfig;
-use crate::import::{Imported, Importer, target_for};
+use crate::import::{Imported, Importer, check_source, target_for};
 use crate::publish::Source;
 
 /// Claims the oldest row that is Pending, or Running under an expired lease.
@@ -101,6 +101,12 @@ pub async fn run(config: &EventsConfig, importer: Importer) -> Result<Outcome, J
         JobError::usage("--serve needs --output DIR|s3://bucket/prefix/ (or ETL_OUTPUT)")
     })?;
     let n = workers(config)?;
+    let allowed = Arc::new(config.allowed_sources()?);
+    if allowed.is_empty() {
+        return Err(JobError::config(
+            "--serve needs --allow-source s3://bucket/prefix/ (ETL_ALLOW_SOURCE): the buckets queued imports may read",
+        ));
+    }
     let pool = connect(config, n).await?;
     let shutdown = importer.ctx.shutdown.clone();
     let importer = Arc::new(importer);
@@ -115,6 +121,7 @@ pub async fn run(config: &EventsConfig, importer: Importer) -> Result<Outcome, J
             poll: config.poll_interval()?,
             max_attempts: config.max_attempts,
             ttl: importer.ctx.settings.lease_ttl,
+            allowed: allowed.clone(),
         };
         tasks.spawn(async move { w.run().await });
     }
@@ -146,6 +153,7 @@ struct Worker {
     poll: Duration,
     max_attempts: u32,
     ttl: Duration,
+    allowed: Arc<Vec<(String, String)>>,
 }
 
 struct Claimed {
@@ -194,13 +202,19 @@ impl Worker {
     async fn process(&self, row: Claimed) -> Result<(), JobError> {
         // This import stops on SIGTERM and when its lease is lost.
         let cancel = self.importer.ctx.shutdown.child_token();
-        let heartbeat = self.heartbeat(row.id, cancel.clone());
+        // Past its deadline (plus a lease of slack for the timeout to take effect) a row's lease
+        // is no longer renewed, so a hung import is reclaimed by another worker.
+        let deadline = tokio::time::Instant::now() + self.importer.timeout + self.ttl;
+        let heartbeat = self.heartbeat(row.id, cancel.clone(), deadline);
         let mut ctx = self.importer.ctx.clone();
         ctx.shutdown = cancel.clone();
         let importer = Importer {
             ctx,
             convert: self.importer.convert.clone(),
             max_bytes: self.importer.max_bytes,
+            owner: self.owner.clone(),
+            gc_grace: self.importer.gc_grace,
+            timeout: self.importer.timeout,
         };
         tracing::info!(id = row.id, source = %row.source, attempt = row.attempts, worker = %self.owner, "import claimed");
         let result = self.import(&importer, &row).await;
@@ -277,6 +291,8 @@ impl Worker {
                 row.id, row.source
             ))
         })?;
+        check_source(&self.allowed, &loc)
+            .map_err(|e| e.context(format!("imports row {}", row.id)))?;
         let target = target_for(&self.output, &loc, None)?;
         let source = Source {
             url: row.source.clone(),
@@ -290,7 +306,12 @@ impl Worker {
     }
 
     /// Renews the row's lease until aborted; cancels the import if the lease is gone.
-    fn heartbeat(&self, id: i64, cancel: CancellationToken) -> tokio::task::AbortHandle {
+    fn heartbeat(
+        &self,
+        id: i64,
+        cancel: CancellationToken,
+        deadline: tokio::time::Instant,
+    ) -> tokio::task::AbortHandle {
         let pool = self.pool.clone();
         let owner = self.owner.clone();
         let ttl = self.ttl;
@@ -299,6 +320,14 @@ impl Worker {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        id,
+                        "import past its deadline: its lease is no longer renewed"
+                    );
+                    cancel.cancel();
+                    return;
+                }
                 let r = sqlx::query(HEARTBEAT_SQL)
                     .bind(id)
                     .bind(&owner)

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{PEER, check_outputs, files_in, repo, run};
+use support::{PEER, check_outputs, files_in, layout, output_path, repo, run};
 
 fn import(input: &Path, out: &Path, extra: &[&str]) -> support::Run {
     let mut args = vec![
@@ -111,7 +111,10 @@ fn zip_limits_are_configurable() {
         r.error()
     );
     import(&kmz, &out, &[]).assert_code(0);
-    assert_eq!(files_in(&out), ["big.geojsonl", "big.json", "big.pmtiles"]);
+    assert_eq!(
+        layout(&files_in(&out)),
+        ["big.V.geojsonl", "big.V.pmtiles", "big.json"]
+    );
 }
 
 /// A KML run: outputs whole and consistent; a rerun rewrites nothing; a changed input is
@@ -129,18 +132,13 @@ fn kml_import_then_rerun_is_a_no_op() {
     assert_eq!(manifest["format"], "kml");
     assert_eq!(manifest["layers"][0]["name"], "route");
     assert!(manifest["features"].as_u64().unwrap() > 0);
-    let before = std::fs::metadata(out.join("route.pmtiles"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let archive = output_path(&out, "route", "pmtiles");
+    let before = std::fs::metadata(&archive).unwrap().modified().unwrap();
 
     let again = import(&input, &out, &[]);
     again.assert_code(0);
     assert_eq!(again.status(), "skipped", "{}", again.stdout);
-    let after = std::fs::metadata(out.join("route.pmtiles"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let after = std::fs::metadata(&archive).unwrap().modified().unwrap();
     assert_eq!(before, after, "a repeated import rewrote the archive");
 
     // Touching the content makes it another version.

@@ -6,95 +6,8 @@
 
 mod support;
 
-use etl_core::store::{S3Config, S3Store};
 use serde_json::{Value, json};
-use support::{PEER, Run, etl_events, s3_endpoint, sha256_hex, unique};
-
-struct S3 {
-    client: aws_sdk_s3::Client,
-    rt: tokio::runtime::Runtime,
-    bucket: String,
-}
-
-impl S3 {
-    fn new() -> S3 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = rt.block_on(async {
-            S3Store::connect(S3Config {
-                endpoint: Some(s3_endpoint()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .client()
-            .clone()
-        });
-        let bucket = unique("uploads");
-        rt.block_on(client.create_bucket().bucket(&bucket).send())
-            .unwrap();
-        S3 { client, rt, bucket }
-    }
-
-    /// Puts an object; returns its ETag without quotes.
-    fn put(&self, key: &str, bytes: Vec<u8>) -> String {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .put_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .body(bytes.into())
-                    .send(),
-            )
-            .unwrap();
-        out.e_tag().unwrap().trim_matches('"').to_owned()
-    }
-
-    fn get(&self, key: &str) -> Option<(Vec<u8>, String)> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .send(),
-            )
-            .ok()?;
-        let etag = out.e_tag().unwrap_or_default().to_owned();
-        let bytes = self
-            .rt
-            .block_on(out.body.collect())
-            .unwrap()
-            .into_bytes()
-            .to_vec();
-        Some((bytes, etag))
-    }
-
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let out = self
-            .rt
-            .block_on(
-                self.client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .prefix(prefix)
-                    .send(),
-            )
-            .unwrap();
-        let mut keys: Vec<String> = out
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect();
-        keys.sort();
-        keys
-    }
-}
+use support::{PEER, Run, S3, bucket_of, etl_events, layout, sha256_hex};
 
 fn notification(bucket: &str, raw_key: &str, etag: &str, sequencer: &str) -> String {
     json!({"Records": [{
@@ -120,6 +33,7 @@ fn run_event_file(event: &str, output: &str) -> Run {
     std::fs::write(&path, event).unwrap();
     Run::from_output(
         etl_events()
+            .env("ETL_ALLOW_SOURCE", bucket_of(output))
             .args(["--event", path.to_str().unwrap(), "--output", output])
             .output()
             .unwrap(),
@@ -135,12 +49,35 @@ fn kml(name: &str) -> Vec<u8> {
 
 const KEY: &str = "import/team alpha/route 1.kml";
 const RAW_KEY: &str = "import/team+alpha/route+1.kml";
-const OUT: &str = "processed/import/team alpha/route 1";
+/// The output name of KEY, below `processed/` and the bucket.
+fn out_of(s3: &S3) -> String {
+    format!("processed/{}/import/team alpha/route 1", s3.bucket)
+}
+
+/// The key of the output of `kind` that the manifest `out.json` names.
+fn output_key(s3: &S3, out: &str, kind: &str) -> String {
+    let (bytes, _) = s3.get(&format!("{out}.json")).unwrap();
+    let m: Value = serde_json::from_slice(&bytes).unwrap();
+    let url = m["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    url.strip_prefix(&format!("s3://{}/", s3.bucket))
+        .unwrap()
+        .to_owned()
+}
 
 #[test]
 fn the_same_event_twice_and_events_out_of_order() {
     let s3 = S3::new();
     let output = format!("s3://{}/processed/", s3.bucket);
+    #[allow(non_snake_case)]
+    let OUT = out_of(&s3);
     let etag1 = s3.put(KEY, kml("first"));
 
     // 1. The notification imports it.
@@ -151,11 +88,11 @@ fn the_same_event_twice_and_events_out_of_order() {
     r.assert_code(0);
     assert_eq!(r.status(), "succeeded");
     assert_eq!(
-        s3.keys("processed/import/"),
+        layout(&s3.keys("processed/")),
         [
-            format!("{OUT}.geojsonl"),
+            format!("{OUT}.V.geojsonl"),
+            format!("{OUT}.V.pmtiles"),
             format!("{OUT}.json"),
-            format!("{OUT}.pmtiles")
         ]
     );
     let (manifest_bytes, manifest_etag) = s3.get(&format!("{OUT}.json")).unwrap();
@@ -174,7 +111,8 @@ fn the_same_event_twice_and_events_out_of_order() {
         assert_eq!(sha256_hex(&bytes), o["sha256"].as_str().unwrap(), "{url}");
         assert_eq!(bytes.len() as u64, o["bytes"].as_u64().unwrap());
     }
-    let (_, pmtiles_etag) = s3.get(&format!("{OUT}.pmtiles")).unwrap();
+    let pmtiles_key = output_key(&s3, &OUT, "pmtiles");
+    let (_, pmtiles_etag) = s3.get(&pmtiles_key).unwrap();
 
     // 2. Delivered again: nothing is rewritten.
     let again = run_event_file(
@@ -185,12 +123,13 @@ fn the_same_event_twice_and_events_out_of_order() {
     assert_eq!(again.status(), "skipped");
     assert!(again.stderr.contains("unchanged"), "{}", again.stderr);
     assert_eq!(s3.get(&format!("{OUT}.json")).unwrap().1, manifest_etag);
-    assert_eq!(s3.get(&format!("{OUT}.pmtiles")).unwrap().1, pmtiles_etag);
+    assert_eq!(s3.get(&pmtiles_key).unwrap().1, pmtiles_etag);
 
     // 3. A new version, announced by EventBridge through ETL_EVENT.
     let etag2 = s3.put(KEY, kml("second"));
     let r = Run::from_output(
         etl_events()
+            .env("ETL_ALLOW_SOURCE", bucket_of(&output))
             .env(
                 "ETL_EVENT",
                 eventbridge(&s3.bucket, KEY, &etag2, "0055AED6DCD90281B0"),
@@ -204,8 +143,19 @@ fn the_same_event_twice_and_events_out_of_order() {
     let (bytes, newer_manifest_etag) = s3.get(&format!("{OUT}.json")).unwrap();
     let newer: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(newer["source"]["etag"], etag2);
-    let (lines, _) = s3.get(&format!("{OUT}.geojsonl")).unwrap();
+    let (lines, _) = s3.get(&output_key(&s3, &OUT, "geojsonl")).unwrap();
     assert!(String::from_utf8(lines).unwrap().contains("second"));
+    // The first version stays readable for the grace period, listed as superseded.
+    assert_eq!(
+        newer["superseded"][1]["file"]
+            .as_str()
+            .map(|f| f.ends_with(".pmtiles")),
+        Some(true)
+    );
+    assert!(
+        s3.get(&pmtiles_key).is_some(),
+        "the superseded archive was deleted at once"
+    );
 
     // 4. The first event arrives late: older by sequencer, it changes nothing.
     let late = run_event_file(
@@ -223,6 +173,7 @@ fn the_same_event_twice_and_events_out_of_order() {
     // 5. The Batch job definition's parameters name the same object: a no-op.
     let r = Run::from_output(
         etl_events()
+            .env("ETL_ALLOW_SOURCE", format!("s3://{}/", s3.bucket))
             .args([
                 "--bucket",
                 &s3.bucket,
@@ -267,12 +218,13 @@ fn several_records_bad_data_and_size_limits() {
         "{}",
         r.error()
     );
+    let b = &s3.bucket;
     assert_eq!(
-        s3.keys("out/"),
+        layout(&s3.keys("out/")),
         [
-            "out/import/run.geojsonl",
-            "out/import/run.json",
-            "out/import/run.pmtiles"
+            format!("out/{b}/import/run.V.geojsonl"),
+            format!("out/{b}/import/run.V.pmtiles"),
+            format!("out/{b}/import/run.json"),
         ]
     );
 
@@ -280,6 +232,7 @@ fn several_records_bad_data_and_size_limits() {
     let big = s3.put("import/big.kml", kml("big"));
     let r = Run::from_output(
         etl_events()
+            .env("ETL_ALLOW_SOURCE", format!("s3://{}/", s3.bucket))
             .args([
                 "--bucket",
                 &s3.bucket,
@@ -304,6 +257,7 @@ fn several_records_bad_data_and_size_limits() {
     // An object overwritten since its event is left to the newer event.
     let r = Run::from_output(
         etl_events()
+            .env("ETL_ALLOW_SOURCE", format!("s3://{}/", s3.bucket))
             .args([
                 "--bucket",
                 &s3.bucket,

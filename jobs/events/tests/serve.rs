@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::{PgPool, Row};
-use support::{database_url, files_in, spawn, unique};
+use support::{S3, database_url, files_in, layout, spawn, unique};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -109,12 +109,16 @@ fn exit_within(mut child: Child, limit: Duration) -> (i32, String) {
     }
 }
 
-fn serve(url: &str, out: &Path, workers: &str) -> Child {
-    serve_with(url, out, workers, &[])
+fn serve(url: &str, out: &Path, workers: &str, s3: &S3) -> Child {
+    serve_with(url, out, workers, s3, &[])
 }
 
-fn serve_with(url: &str, out: &Path, workers: &str, extra: &[&str]) -> Child {
+/// The service, allowed to read the test bucket only.
+fn serve_with(url: &str, out: &Path, workers: &str, s3: &S3, extra: &[&str]) -> Child {
+    let allow = format!("s3://{}/import/", s3.bucket);
     let mut args = vec![
+        "--allow-source",
+        allow.as_str(),
         "--serve",
         "--concurrency",
         workers,
@@ -131,16 +135,18 @@ fn serve_with(url: &str, out: &Path, workers: &str, extra: &[&str]) -> Child {
     spawn(&args)
 }
 
-fn kml(path: &Path, i: usize) {
-    std::fs::write(
-        path,
-        format!(
-            r#"<kml xmlns="http://www.opengis.net/kml/2.2"><Placemark><name>p{i}</name><Point><coordinates>{},{}</coordinates></Point></Placemark></kml>"#,
-            -100.0 + i as f64,
-            40.0 + i as f64 / 10.0
-        ),
+fn kml(i: usize) -> Vec<u8> {
+    format!(
+        r#"<kml xmlns="http://www.opengis.net/kml/2.2"><Placemark><name>p{i}</name><Point><coordinates>{},{}</coordinates></Point></Placemark></kml>"#,
+        -100.0 + i as f64,
+        40.0 + i as f64 / 10.0
     )
-    .unwrap();
+    .into_bytes()
+}
+
+/// Where the service puts the outputs of `s3://BUCKET/import/…` below `out`.
+fn out_dir(out: &Path, s3: &S3) -> std::path::PathBuf {
+    out.join(&s3.bucket).join("import")
 }
 
 #[test]
@@ -148,16 +154,17 @@ fn three_workers_take_twenty_imports_each_exactly_once() {
     let rt = rt();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
+    let s3 = S3::new();
     let sources: Vec<String> = (0..20)
         .map(|i| {
-            let p = tmp.path().join(format!("upload-{i:02}.kml"));
-            kml(&p, i);
-            p.to_str().unwrap().to_owned()
+            let key = format!("import/upload-{i:02}.kml");
+            s3.put(&key, kml(i));
+            format!("s3://{}/{key}", s3.bucket)
         })
         .collect();
     let (url, pool) = rt.block_on(fresh_database());
     rt.block_on(queue(&pool, &sources));
-    let child = serve(&url, &out, "3");
+    let child = serve(&url, &out, "3", &s3);
     wait_until(
         &rt,
         "20 imports to succeed",
@@ -192,7 +199,7 @@ fn three_workers_take_twenty_imports_each_exactly_once() {
         .filter(|l| l.contains("import claimed"))
         .count();
     assert_eq!(claims, 20, "{stderr}");
-    assert_eq!(files_in(&out).len(), 60);
+    assert_eq!(files_in(&out_dir(&out, &s3)).len(), 60);
     // A claim is made by one of the three workers, and more than one of them worked.
     let owners: std::collections::BTreeSet<String> = stderr
         .lines()
@@ -204,9 +211,9 @@ fn three_workers_take_twenty_imports_each_exactly_once() {
 }
 
 /// Big enough that a debug build takes a while to convert it.
-fn slow_input(path: &Path, n: usize, seed: usize) {
+fn slow_input(n: usize, seed: usize) -> Vec<u8> {
     use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut f = Vec::new();
     for i in 0..n {
         writeln!(
             f,
@@ -216,6 +223,7 @@ fn slow_input(path: &Path, n: usize, seed: usize) {
         )
         .unwrap();
     }
+    f
 }
 
 #[test]
@@ -223,16 +231,17 @@ fn sigterm_returns_imports_in_flight_to_pending() {
     let rt = rt();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
+    let s3 = S3::new();
     let sources: Vec<String> = (0..5)
         .map(|i| {
-            let p = tmp.path().join(format!("big-{i}.geojsonl"));
-            slow_input(&p, 40_000, i);
-            p.to_str().unwrap().to_owned()
+            let key = format!("import/big-{i}.geojsonl");
+            s3.put(&key, slow_input(40_000, i));
+            format!("s3://{}/{key}", s3.bucket)
         })
         .collect();
     let (url, pool) = rt.block_on(fresh_database());
     rt.block_on(queue(&pool, &sources));
-    let child = serve_with(&url, &out, "2", &["-z", "8"]);
+    let child = serve_with(&url, &out, "2", &s3, &["-z", "8"]);
     wait_until(&rt, "two imports running", Duration::from_secs(60), |rt| {
         rt.block_on(count(&pool, "Running")) == 2
     });
@@ -259,7 +268,7 @@ fn sigterm_returns_imports_in_flight_to_pending() {
             .to_str()
             .unwrap()
             .to_owned();
-        let outputs: Vec<String> = files_in(&out)
+        let outputs: Vec<String> = files_in(&out_dir(&out, &s3))
             .into_iter()
             .filter(|f| f.starts_with(&format!("{stem}.")))
             .collect();
@@ -278,7 +287,7 @@ fn sigterm_returns_imports_in_flight_to_pending() {
     }
     assert!(done < 5, "SIGTERM came after everything was done");
     // A restarted service finishes the rest.
-    let child = serve_with(&url, &out, "2", &["-z", "8"]);
+    let child = serve_with(&url, &out, "2", &s3, &["-z", "8"]);
     wait_until(
         &rt,
         "all imports to succeed",
@@ -288,7 +297,7 @@ fn sigterm_returns_imports_in_flight_to_pending() {
     sigterm(&child);
     let (code, stderr) = exit_within(child, Duration::from_secs(30));
     assert_eq!(code, 143, "{stderr}");
-    assert_eq!(files_in(&out).len(), 15);
+    assert_eq!(files_in(&out_dir(&out, &s3)).len(), 15);
 }
 
 #[test]
@@ -296,11 +305,14 @@ fn a_failed_import_is_retried_by_setting_it_back_to_pending() {
     let rt = rt();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let upload = tmp.path().join("later.kml");
-    std::fs::write(&upload, "not a geodata file\n").unwrap();
+    let s3 = S3::new();
+    s3.put("import/later.kml", b"not a geodata file\n".to_vec());
     let (url, pool) = rt.block_on(fresh_database());
-    rt.block_on(queue(&pool, &[upload.to_str().unwrap().to_owned()]));
-    let child = serve(&url, &out, "1");
+    rt.block_on(queue(
+        &pool,
+        &[format!("s3://{}/import/later.kml", s3.bucket)],
+    ));
+    let child = serve(&url, &out, "1", &s3);
     wait_until(&rt, "the import to fail", Duration::from_secs(60), |rt| {
         rt.block_on(count(&pool, "Fail")) == 1
     });
@@ -308,9 +320,9 @@ fn a_failed_import_is_retried_by_setting_it_back_to_pending() {
         .block_on(sqlx::query_scalar("SELECT error FROM imports").fetch_one(&pool))
         .unwrap();
     assert!(error.contains("unsupported input format"), "{error}");
-    assert!(files_in(&out).is_empty());
+    assert!(files_in(&out_dir(&out, &s3)).is_empty());
     // Fixed upload, row set back to Pending: the running service picks it up.
-    kml(&upload, 1);
+    s3.put("import/later.kml", kml(1));
     rt.block_on(sqlx::query("UPDATE imports SET status = 'Pending'").execute(&pool))
         .unwrap();
     wait_until(
@@ -328,7 +340,7 @@ fn a_failed_import_is_retried_by_setting_it_back_to_pending() {
     assert_eq!(error, None);
     assert_eq!(attempts, 2);
     assert_eq!(
-        files_in(&out),
-        ["later.geojsonl", "later.json", "later.pmtiles"]
+        layout(&files_in(&out_dir(&out, &s3))),
+        ["later.V.geojsonl", "later.V.pmtiles", "later.json"]
     );
 }

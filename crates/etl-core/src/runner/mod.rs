@@ -151,7 +151,13 @@ fn owner_id(batch: &BatchEnv) -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    // Two containers can share a host name and a pid (pid 1 in each): a random part makes the
+    // owner unique per process, so one process never mistakes another's lease for its own.
+    let nonce = {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
+    };
+    format!("{host}:{}:{:08x}", std::process::id(), nonce as u32)
 }
 
 async fn execute<J: Job>(config: J::Config, common: CommonArgs) -> i32 {

@@ -140,11 +140,44 @@ fn rand_nonce() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
-fn sync_dir(dir: &Path) {
-    // Durability of the rename itself; failure here is not fatal (some filesystems refuse).
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+/// Makes a rename in `dir` durable. Some file systems refuse to fsync a directory (EINVAL);
+/// that is logged, not fatal, because the rename itself already happened.
+pub(super) fn sync_dir(dir: &Path) {
+    let result = File::open(dir).and_then(|d| d.sync_all());
+    if let Err(e) = result {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot fsync the directory after a rename");
     }
+}
+
+/// The files directly in a directory whose names start with `prefix` (hidden ones skipped).
+pub(super) fn list_prefix(dir: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io(dir.display(), e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir.display(), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.starts_with(prefix) {
+            continue;
+        }
+        let p = entry.path();
+        let ft = entry
+            .file_type()
+            .map_err(|e| StoreError::io(p.display(), e))?;
+        if ft.is_file() {
+            match head(&p) {
+                Ok(meta) => out.push(meta),
+                // Deleted between the listing and the stat: not there any more.
+                Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Write for AtomicFile {

@@ -9,6 +9,7 @@ mod publish;
 mod s3;
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::io::AsyncRead;
@@ -230,6 +231,32 @@ impl Store {
             Location::File(p) => file::put(p, &bytes, &cond),
             Location::S3 { bucket, key } => self.s3().await?.put(bucket, key, bytes, &cond).await,
         }
+    }
+
+    /// The objects whose location starts with `loc` taken as a raw prefix: for S3 every key that
+    /// starts with the key (no delimiter), for a local path the files in its directory whose
+    /// names start with its file name. Sorted by location.
+    pub async fn list_prefix(&self, loc: &Location) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut found = match loc {
+            Location::File(p) => {
+                let (dir, prefix) = if p.as_os_str().to_string_lossy().ends_with('/') {
+                    (p.clone(), String::new())
+                } else {
+                    (
+                        p.parent()
+                            .filter(|d| !d.as_os_str().is_empty())
+                            .map_or_else(|| std::path::PathBuf::from("."), Path::to_path_buf),
+                        p.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                    )
+                };
+                file::list_prefix(&dir, &prefix)?
+            }
+            Location::S3 { bucket, key } => self.s3().await?.list_prefix(bucket, key).await?,
+        };
+        found.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(found)
     }
 
     /// Deletes an object; deleting a missing object is not an error.

@@ -62,7 +62,7 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
     })?;
     let fsync_err = |e: io::Error| JobError::temporary(format!("{}: fsync: {e}", p.display()));
     file.as_file().sync_all().map_err(fsync_err)?;
-    let _ = std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(MODE));
+    readable(file.path())?;
     let tmp = match file.persist(p) {
         Ok(_) => None,
         // Another file system (a scratch volume): rename cannot cross it.
@@ -86,7 +86,7 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
         io::copy(&mut src, near.as_file_mut())
             .map_err(|e| JobError::temporary(format!("{}: {e}", p.display())))?;
         near.as_file().sync_all().map_err(fsync_err)?;
-        let _ = std::fs::set_permissions(near.path(), std::fs::Permissions::from_mode(MODE));
+        readable(near.path())?;
         near.persist(p).map_err(|e| {
             JobError::temporary(format!(
                 "{}: cannot move the output in place: {}",
@@ -96,10 +96,15 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
         })?;
     }
     // The rename is durable once the directory is synced.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    super::file::sync_dir(&dir);
     Ok(())
+}
+
+/// Gives a finished temporary file the mode of a published one.
+fn readable(path: &Path) -> Result<(), JobError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(MODE)).map_err(|e| {
+        JobError::temporary(format!("{}: cannot set permissions: {e}", path.display()))
+    })
 }
 
 #[cfg(test)]

@@ -73,6 +73,25 @@ where
     }
 }
 
+/// An ETag the service must send: without it no later `If-Match` could protect the object, so
+/// an answer that lacks one is an error, never an empty string that silently matches nothing.
+fn required_etag(
+    location: &str,
+    operation: &'static str,
+    etag: Option<&str>,
+) -> Result<String, StoreError> {
+    match etag.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) => Ok(e.to_owned()),
+        None => Err(StoreError::S3 {
+            location: location.to_owned(),
+            operation,
+            message: "the answer carries no ETag".into(),
+            status: None,
+            code: Some("MissingETag".into()),
+        }),
+    }
+}
+
 fn url(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
 }
@@ -261,7 +280,7 @@ impl S3Store {
                 };
             }
         };
-        let etag = out.e_tag().unwrap_or_default().to_string();
+        let etag = required_etag(&url(bucket, key), "GetObject", out.e_tag())?;
         let bytes = out.body.collect().await.map_err(|e| StoreError::S3 {
             location: url(bucket, key),
             operation: "GetObject",
@@ -306,7 +325,16 @@ impl S3Store {
                 other => other,
             }
         })?;
-        Ok(out.e_tag().unwrap_or_default().to_string())
+        required_etag(&url(bucket, key), "PutObject", out.e_tag())
+    }
+
+    /// Every object directly or indirectly below a raw key prefix (which need not end in `/`).
+    pub(super) async fn list_prefix(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.list(bucket, prefix, None).await
     }
 
     pub(super) async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
@@ -514,7 +542,7 @@ impl S3Writer {
             .block_on(req.send())
             .map_err(|e| s3_err(&loc, "CompleteMultipartUpload", e))?;
         self.upload_id = None;
-        let etag = out.e_tag().unwrap_or_default().to_string();
+        let etag = required_etag(&loc, "CompleteMultipartUpload", out.e_tag())?;
         let head = self
             .handle
             .block_on(self.store.head(&self.bucket, &self.key))?;

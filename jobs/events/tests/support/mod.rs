@@ -135,8 +135,16 @@ pub fn check_outputs(dir: &Path, name: &str) -> Value {
         serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     let outputs = manifest["outputs"].as_array().unwrap();
     assert!(!outputs.is_empty(), "{manifest}");
+    let version = manifest["version"].as_str().unwrap();
     for o in outputs {
         let path = PathBuf::from(o["url"].as_str().unwrap());
+        // Every output is an immutable file of this version, beside the manifest.
+        let file = o["file"].as_str().unwrap();
+        assert_eq!(
+            file,
+            format!("{name}.{version}.{}", o["kind"].as_str().unwrap())
+        );
+        assert_eq!(path, dir.join(file));
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(
             bytes.len() as u64,
@@ -170,4 +178,142 @@ pub fn check_outputs(dir: &Path, name: &str) -> Value {
         }
     }
     manifest
+}
+
+/// Whether a dot-separated part of a name is an output version (`v20261206T221500Z-1a2b3c4d`).
+pub fn is_version(part: &str) -> bool {
+    part.len() == 26
+        && part.starts_with('v')
+        && part.as_bytes().get(9) == Some(&b'T')
+        && part.as_bytes().get(16) == Some(&b'Z')
+        && part.as_bytes().get(17) == Some(&b'-')
+}
+
+/// Names with each output version replaced by `V`, so layouts can be compared:
+/// `a.v20261206T221500Z-1a2b3c4d.pmtiles` → `a.V.pmtiles`.
+pub fn layout<S: AsRef<str>>(names: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .iter()
+        .map(|n| {
+            n.as_ref()
+                .split('.')
+                .map(|p| if is_version(p) { "V" } else { p })
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The local file a manifest in `dir` names for output `kind`.
+pub fn output_path(dir: &Path, name: &str, kind: &str) -> PathBuf {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+    let file = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} output in {manifest}"))["file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    dir.join(file)
+}
+
+/// `s3://BUCKET/` of an `s3://BUCKET/…` output URL, for --allow-source.
+pub fn bucket_of(url: &str) -> String {
+    let bucket = url
+        .strip_prefix("s3://")
+        .and_then(|r| r.split('/').next())
+        .unwrap();
+    format!("s3://{bucket}/")
+}
+
+/// A bucket of its own on the test S3 server, with blocking helpers.
+pub struct S3 {
+    pub client: aws_sdk_s3::Client,
+    pub rt: tokio::runtime::Runtime,
+    pub bucket: String,
+}
+
+impl S3 {
+    pub fn new() -> S3 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            etl_core::store::S3Store::connect(etl_core::store::S3Config {
+                endpoint: Some(s3_endpoint()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .client()
+            .clone()
+        });
+        let bucket = unique("uploads");
+        rt.block_on(client.create_bucket().bucket(&bucket).send())
+            .unwrap();
+        S3 { client, rt, bucket }
+    }
+
+    /// Puts an object; returns its ETag without quotes.
+    pub fn put(&self, key: &str, bytes: Vec<u8>) -> String {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(bytes.into())
+                    .send(),
+            )
+            .unwrap();
+        out.e_tag().unwrap().trim_matches('"').to_owned()
+    }
+
+    pub fn get(&self, key: &str) -> Option<(Vec<u8>, String)> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send(),
+            )
+            .ok()?;
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let bytes = self
+            .rt
+            .block_on(out.body.collect())
+            .unwrap()
+            .into_bytes()
+            .to_vec();
+        Some((bytes, etag))
+    }
+
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .send(),
+            )
+            .unwrap();
+        let mut keys: Vec<String> = out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        keys.sort();
+        keys
+    }
 }

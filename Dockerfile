@@ -3,9 +3,11 @@
 # entrypoint, `etl JOB ARGS...`. Build with BuildKit (default in current Docker):
 #   docker build -t tak-etl .
 #   docker run --rm tak-etl data --input s3://bucket/key.geojson --output "$DATABASE_URL" --table t
-#   docker run --rm -p 8080:8080 -v "$PWD/out:/data:ro" tak-etl tiles serve --root /data --listen 0.0.0.0:8080
+#   docker run --rm -p 8080:8080 -v "$PWD/out:/data:ro" -e ETL_TILES_JWT_SECRET=... \
+#     tak-etl tiles serve --root /data --listen 0.0.0.0:8080 --public-url https://tiles.example.org
 # As a Lambda container image, `etl tiles` runs the tile API as the handler (AWS_LAMBDA_RUNTIME_API
-# is set by Lambda; configure with ETL_TILES_ROOT=s3://bucket/prefix/ and ETL_PROFILE=prod).
+# is set by Lambda; configure ETL_TILES_ROOT=s3://bucket/prefix/, ETL_TILES_JWT_SECRET and
+# ETL_TILES_PUBLIC_URL: auth is always on there).
 
 # The map preview of etl-tiles (maplibre-gl + pmtiles from npm, bundled by esbuild); the Rust
 # stage embeds the result through ETL_TILES_WEB_DIST instead of running npm itself.

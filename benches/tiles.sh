@@ -260,7 +260,7 @@ start_server() { # SERVER: sets SERVER_PID, BASE, ROUTE, PREFIX, SUFFIX, HEALTH
   local log=$WORK/$1.log port line i
   case $1 in
   etl-tiles)
-    "$ETL_TILES_BIN" serve --root "$WORK/root" --listen 127.0.0.1:0 >"$log.out" 2>"$log" &
+    "$ETL_TILES_BIN" serve --root "$WORK/root" --listen 127.0.0.1:0 --no-auth >"$log.out" 2>"$log" &
     SERVER_PID=$!
     for ((i = 0; i < 100; i++)); do
       line=$(head -n 1 "$log.out" 2>/dev/null || true)
@@ -433,7 +433,7 @@ echo
 echo "tiles: $(basename "$ARCHIVE") ($n_paths tiles, z0-$max_zoom, $(du -h "$ARCHIVE" | cut -f1)), paths shuffled with a fixed seed"
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency (after ${WARMUP}s warm-up), Accept-Encoding: gzip;" \
   "$(nproc) cores shared by wrk and the server; $idle_busy cores busy before the servers started, load average at the end:$(uptime | sed 's/.*load average://')"
-wants etl-tiles && echo "etl-tiles: $ETL_TILES_BIN serve --root DIR --listen 127.0.0.1:0  (GET /tiles/$NAME/{z}/{x}/{y}.pbf;" \
+wants etl-tiles && echo "etl-tiles: $ETL_TILES_BIN serve --root DIR --listen 127.0.0.1:0 --no-auth  (GET /tiles/$NAME/{z}/{x}/{y}.pbf;" \
   "built $(date -r "$ETL_TILES_BIN" '+%F %T'), tree $(git describe --always --dirty 2>/dev/null || echo '?'))"
 wants martin && echo "martin: $martin_version, $MARTIN_BIN --listen-addresses 127.0.0.1:PORT DIR/$NAME.pmtiles  (GET /$NAME/{z}/{x}/{y})"
 printf '  %-10s %9s %8s %8s %8s %8s %7s %10s %11s %8s %10s\n' server req/s p50_ms p90_ms p99_ms max_ms MB/s non200/err server_cpu wrk_cpu other_cpu

@@ -5,6 +5,13 @@
 //! an error): resumable and idempotent. Rows being imported (`Running`) are never touched. A
 //! scheduled run measures the age from its logical time, so a redelivered tick deletes the same
 //! set.
+//!
+//! What it deletes is limited twice over. Only objects under `--output-prefix`: a row that
+//! lists anything else stops the run with a configuration error before anything of its batch
+//! is deleted. And never an object that a newer row lists or that the current manifest of its
+//! output names (re-imports of one key share the manifest `NAME.json`, and a superseded version
+//! stays while the manifest lists it as superseded); a manifest itself goes only when it is
+//! still this row's version, and then by compare-and-swap, so a concurrent import wins.
 
 use std::time::Duration;
 
@@ -34,6 +41,17 @@ pub struct RetentionConfig {
     /// Imports per batch (one transaction each).
     #[arg(long, env = "ETL_RETENTION_BATCH", default_value_t = 100)]
     pub batch: u32,
+
+    /// Where import outputs live (a directory or s3://bucket/prefix/; repeatable, or
+    /// comma-separated in the env var). Retention deletes nothing outside these; a row listing
+    /// anything else is a configuration error.
+    #[arg(
+        long = "output-prefix",
+        env = "ETL_OUTPUT_PREFIX",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub output_prefix: Vec<String>,
 }
 
 pub struct RetentionJob;
@@ -43,6 +61,7 @@ struct Plan {
     table: TableName,
     cutoff: DateTime<Utc>,
     batch: i64,
+    prefixes: Vec<Location>,
 }
 
 fn plan(config: &RetentionConfig, ctx: &JobContext) -> Result<Plan, JobError> {
@@ -61,11 +80,28 @@ fn plan(config: &RetentionConfig, ctx: &JobContext) -> Result<Plan, JobError> {
     let table = TableName::parse(&config.table)
         .map_err(|e| JobError::usage(format!("--table {:?}: {e}", config.table)))?;
     let url = postgres::resolve_url(config.database.as_deref(), |k| std::env::var(k).ok())?;
+    let prefixes = config
+        .output_prefix
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let loc = Location::parse(p)
+                .map_err(|e| JobError::usage(format!("--output-prefix {p:?}: {e}")))?;
+            Ok(folder(loc))
+        })
+        .collect::<Result<Vec<_>, JobError>>()?;
+    if prefixes.is_empty() {
+        return Err(JobError::usage(
+            "--output-prefix is required: where import outputs live",
+        ));
+    }
     Ok(Plan {
         url,
         table,
         cutoff,
         batch: i64::from(config.batch),
+        prefixes,
     })
 }
 
@@ -92,6 +128,152 @@ fn select_sql(table: &TableName) -> String {
          ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
         table.quoted()
     )
+}
+
+/// A location taken as a folder: S3 keys end with `/`.
+fn folder(loc: Location) -> Location {
+    match loc {
+        Location::S3 { bucket, key } if !key.is_empty() && !key.ends_with('/') => Location::S3 {
+            bucket,
+            key: format!("{key}/"),
+        },
+        other => other,
+    }
+}
+
+/// Whether `loc` lies below the folder `prefix` (no `..` climbing out of it).
+fn under(prefix: &Location, loc: &Location) -> bool {
+    match (prefix, loc) {
+        (
+            Location::S3 {
+                bucket: pb,
+                key: pk,
+            },
+            Location::S3 { bucket, key },
+        ) => {
+            pb == bucket
+                && key.starts_with(pk.as_str())
+                && !key.split('/').any(|s| s == ".." || s == ".")
+        }
+        (Location::File(p), Location::File(f)) => {
+            !f.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+                && f.starts_with(p)
+                && f != p
+        }
+        _ => false,
+    }
+}
+
+/// Pure: whether the current manifest `current` (of the output `manifest_url`) still needs
+/// `url` — it names it as an output or as a superseded version not yet past its `until`.
+pub fn manifest_needs(current: &serde_json::Value, url: &str, now: DateTime<Utc>) -> bool {
+    let file = url.rsplit('/').next().unwrap_or(url);
+    let listed = |key: &str, live_only: bool| {
+        current
+            .get(key)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .any(|o| {
+                let same = o.get("url").and_then(|u| u.as_str()) == Some(url)
+                    || o.get("file").and_then(|f| f.as_str()) == Some(file);
+                let live = !live_only
+                    || o.get("until")
+                        .and_then(|u| u.as_str())
+                        .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                        .is_none_or(|u| u > now);
+                same && live
+            })
+    };
+    listed("outputs", false) || listed("superseded", true)
+}
+
+/// Deletes what one old row lists and nothing anyone still needs; returns how many objects.
+async fn delete_outputs(
+    ctx: &JobContext,
+    tx: &mut sqlx::PgConnection,
+    table: &TableName,
+    batch: &[i64],
+    id: i64,
+    result: &serde_json::Value,
+) -> Result<u64, JobError> {
+    let now = Utc::now();
+    let urls = imports::output_urls(result);
+    // The row's manifest (the shared commit point of its output), read once.
+    let manifest_url = result
+        .get("outputs")
+        .and_then(|o| o.as_array())
+        .into_iter()
+        .flatten()
+        .find(|o| o.get("kind").and_then(|k| k.as_str()) == Some("manifest"))
+        .and_then(|o| o.get("url").and_then(|u| u.as_str()))
+        .map(str::to_owned);
+    let current = match &manifest_url {
+        Some(u) => {
+            let loc = Location::parse(u)
+                .map_err(|e| JobError::config(format!("import {id}: {u}: {e}")))?;
+            match ctx.store.get(&loc).await? {
+                Some((bytes, etag)) => {
+                    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                        JobError::config(format!(
+                            "import {id}: the manifest {u} is not JSON ({e}); nothing of it was deleted"
+                        ))
+                    })?;
+                    Some((doc, etag))
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let newer_sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE id <> ALL($1) AND (result->'outputs' @> \
+         jsonb_build_array(jsonb_build_object('url', $2::text)) OR result->'outputs' ? $2::text))",
+        table.quoted()
+    );
+    let mut deleted = 0u64;
+    for url in urls {
+        let referenced: bool = sqlx::query_scalar(AssertSqlSafe(newer_sql.clone()))
+            .bind(batch)
+            .bind(&url)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql_err("looking for newer imports of an output"))?;
+        if referenced {
+            tracing::info!(import = id, object = %url, "kept: a newer import lists it");
+            continue;
+        }
+        let loc = Location::parse(&url)
+            .map_err(|e| JobError::config(format!("import {id}: {url}: {e}")))?;
+        if Some(&url) == manifest_url.as_ref() {
+            // The manifest goes only while it is still this row's version, and only if nobody
+            // swapped it meanwhile.
+            if let Some((doc, etag)) = &current {
+                if doc.get("version") != result.get("version") {
+                    tracing::info!(import = id, object = %url, "kept: the manifest is another import's version");
+                    continue;
+                }
+                match ctx.store.delete_if_match(&loc, etag).await {
+                    Ok(()) => deleted += 1,
+                    Err(etl_core::store::StoreError::PreconditionFailed(_)) => {
+                        tracing::info!(import = id, object = %url, "kept: the manifest changed meanwhile");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            continue;
+        }
+        if let Some((doc, _)) = &current
+            && manifest_needs(doc, &url, now)
+        {
+            tracing::info!(import = id, object = %url, "kept: the current manifest names it");
+            continue;
+        }
+        ctx.store.delete(&loc).await?;
+        deleted += 1;
+    }
+    Ok(deleted)
 }
 
 impl Job for RetentionJob {
@@ -164,23 +346,33 @@ impl Job for RetentionJob {
                 break;
             }
             let mut ids = Vec::with_capacity(rows.len());
+            let mut doomed: Vec<(i64, Option<serde_json::Value>)> = Vec::new();
             for r in &rows {
-                ids.push(r.get::<i64, _>("id"));
-                let result: Option<serde_json::Value> = r.get("result");
+                let id = r.get::<i64, _>("id");
+                ids.push(id);
+                doomed.push((id, r.get("result")));
+            }
+            // Every listed object is checked against the prefixes before any is deleted.
+            for (id, result) in &doomed {
                 for url in result
                     .as_ref()
                     .map(imports::output_urls)
                     .unwrap_or_default()
                 {
                     let loc = Location::parse(&url).map_err(|e| {
-                        JobError::bad_input(format!(
-                            "import {}: output {url:?} is not a location: {e}",
-                            r.get::<i64, _>("id")
-                        ))
+                        JobError::config(format!("import {id}: output {url:?} is not a location: {e}; nothing of this batch was deleted"))
                     })?;
-                    ctx.store.delete(&loc).await?;
-                    objects_deleted += 1;
+                    if !plan.prefixes.iter().any(|p| under(p, &loc)) {
+                        return Err(JobError::config(format!(
+                            "import {id}: output {url} is outside --output-prefix; nothing of this batch was deleted"
+                        )));
+                    }
                 }
+            }
+            for (id, result) in &doomed {
+                let Some(result) = result else { continue };
+                objects_deleted +=
+                    delete_outputs(&ctx, &mut tx, &plan.table, &ids, *id, result).await?;
             }
             sqlx::query(AssertSqlSafe(delete.clone()))
                 .bind(&ids)

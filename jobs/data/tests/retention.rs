@@ -133,6 +133,8 @@ fn old_imports_go_with_their_outputs_resumably_and_idempotently() {
             &env.table,
             "--database",
             &url,
+            "--output-prefix",
+            &format!("s3://{}/out/", env.bucket),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -204,6 +206,147 @@ fn old_imports_go_with_their_outputs_resumably_and_idempotently() {
     );
 }
 
+impl Env {
+    async fn put(&self, key: &str, body: &[u8]) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// A row as etl-events --serve records it: the manifest doc with its versioned outputs
+    /// and the manifest itself listed last.
+    async fn row(&self, age_days: i32, doc: &serde_json::Value) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {} (source, status, result, created_at) \
+             VALUES ($1, 'Success', $2::jsonb, now() - make_interval(days => $3::int))",
+            self.table
+        )))
+        .bind(format!("s3://{}/import/a.kml", self.bucket))
+        .bind(doc.to_string())
+        .bind(age_days)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// Re-imports of one key: the 40-day-old and 35-day-old rows go, with the versions only they
+/// name; the manifest and the current version (named by a 1-day-old row) stay; so does a
+/// superseded version the manifest still promises to keep. A row listing an object outside
+/// --output-prefix stops the run before anything of its batch is deleted.
+#[test]
+fn retention_after_reimports_keeps_the_current_outputs() {
+    let rt = rt();
+    let env = rt.block_on(setup());
+    let b = env.bucket.clone();
+    let manifest_key = "out/a.json".to_owned();
+    let version = |v: &str| {
+        let key = format!("out/a.{v}.pmtiles");
+        (key.clone(), format!("s3://{b}/{key}"))
+    };
+    let (k1, u1) = version("v20261001T000000Z-00000001");
+    let (k2, u2) = version("v20261101T000000Z-00000002");
+    let (k3, u3) = version("v20261205T000000Z-00000003");
+    let manifest_url = format!("s3://{b}/{manifest_key}");
+    let doc = |v: &str, url: &str, superseded: serde_json::Value| {
+        serde_json::json!({
+            "version": v,
+            "outputs": [
+                {"url": url, "file": url.rsplit('/').next().unwrap(), "kind": "pmtiles"},
+                {"url": manifest_url, "kind": "manifest"},
+            ],
+            "superseded": superseded,
+        })
+    };
+    let far = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let current = doc(
+        "v20261205T000000Z-00000003",
+        &u3,
+        serde_json::json!([{"file": k2.rsplit('/').next().unwrap(), "until": far}]),
+    );
+    rt.block_on(async {
+        for k in [&k1, &k2, &k3] {
+            env.put(k, b"tiles").await;
+        }
+        env.put(&manifest_key, current.to_string().as_bytes()).await;
+        env.row(
+            40,
+            &doc("v20261001T000000Z-00000001", &u1, serde_json::json!([])),
+        )
+        .await;
+        env.row(
+            35,
+            &doc("v20261101T000000Z-00000002", &u2, serde_json::json!([])),
+        )
+        .await;
+        env.row(1, &current).await;
+    });
+    let url = database_url();
+    let r = run(&[
+        "retention",
+        "--older-than",
+        "30d",
+        "--table",
+        &env.table,
+        "--database",
+        &url,
+        "--output-prefix",
+        &format!("s3://{b}/out/"),
+    ]);
+    r.assert_code(0);
+    assert_eq!(rt.block_on(env.rows()), 1);
+    assert!(
+        !rt.block_on(env.exists(&k1)),
+        "a version only an old row names goes"
+    );
+    assert!(
+        rt.block_on(env.exists(&k2)),
+        "a superseded version still promised stays"
+    );
+    assert!(rt.block_on(env.exists(&k3)), "the current version stays");
+    assert!(rt.block_on(env.exists(&manifest_key)), "the manifest stays");
+
+    // An old row naming an object outside the prefix: refused, nothing of it deleted.
+    let (k4, _) = version("v20260901T000000Z-00000004");
+    rt.block_on(async {
+        env.put(&k4, b"tiles").await;
+        env.put("elsewhere/precious.txt", b"keep").await;
+        let bad = serde_json::json!({"outputs": [
+            {"url": format!("s3://{b}/{k4}")},
+            {"url": format!("s3://{b}/elsewhere/precious.txt")},
+        ]});
+        env.row(50, &bad).await;
+    });
+    let r = run(&[
+        "retention",
+        "--older-than",
+        "30d",
+        "--table",
+        &env.table,
+        "--database",
+        &url,
+        "--output-prefix",
+        &format!("s3://{b}/out/"),
+    ]);
+    r.assert_code(78);
+    assert!(
+        r.error().contains("outside --output-prefix"),
+        "{}",
+        r.error()
+    );
+    assert!(rt.block_on(env.exists("elsewhere/precious.txt")));
+    assert!(
+        rt.block_on(env.exists(&k4)),
+        "nothing of the batch was deleted"
+    );
+    assert_eq!(rt.block_on(env.rows()), 2);
+}
+
 #[test]
 fn bad_retention_settings_are_usage_errors() {
     let r = run(&[
@@ -212,6 +355,8 @@ fn bad_retention_settings_are_usage_errors() {
         "a while",
         "--database",
         &database_url(),
+        "--output-prefix",
+        "s3://b/out/",
     ]);
     r.assert_code(64);
     assert!(r.error().contains("--older-than"), "{}", r.error());

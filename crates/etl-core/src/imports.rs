@@ -10,6 +10,20 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
 }
 
+/// The lease that serialises every change of one output's manifest (an import's swap, a
+/// retention delete): the checkpoint store URL (a `.etl-events/` folder beside the manifest)
+/// and the scope within it.
+pub fn manifest_lease(manifest: &crate::store::Location) -> (String, String) {
+    use sha2::Digest;
+    let url = manifest.parent().join(".etl-events/").to_string();
+    let digest = sha2::Sha256::digest(manifest.to_string().as_bytes());
+    let scope = format!(
+        "publish-{}",
+        hex::encode(digest.get(..12).unwrap_or_default())
+    );
+    (url, scope)
+}
+
 /// The output URLs an import's `result` manifest lists: `outputs` items given as `{"url": …}`
 /// objects or as plain strings. Anything else is ignored, so a malformed manifest never makes
 /// retention delete something it was not pointed at.

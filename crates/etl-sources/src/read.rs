@@ -24,8 +24,57 @@ pub struct ReadBatch {
     pub bytes: u64,
 }
 
+/// What the reading thread sends: batches, then `End` — or an error.
+enum Msg {
+    Batch(ReadBatch),
+    End,
+    Failed(JobError),
+}
+
+/// The receiving end of one input's reader. The end of the input is a message of its own: a
+/// reader that stops without it (a panic) is reported as a failure, never as a short input.
 pub struct InputReader {
-    pub rx: mpsc::Receiver<Result<ReadBatch, JobError>>,
+    rx: mpsc::Receiver<Msg>,
+    url: String,
+    ended: bool,
+}
+
+impl InputReader {
+    /// The next batch; `None` once the whole input was read.
+    pub async fn recv(&mut self) -> Option<Result<ReadBatch, JobError>> {
+        let msg = self.rx.recv().await;
+        self.take(msg)
+    }
+
+    /// [`InputReader::recv`] for blocking threads.
+    pub fn blocking_recv(&mut self) -> Option<Result<ReadBatch, JobError>> {
+        let msg = self.rx.blocking_recv();
+        self.take(msg)
+    }
+
+    fn take(&mut self, msg: Option<Msg>) -> Option<Result<ReadBatch, JobError>> {
+        if self.ended {
+            return None;
+        }
+        match msg {
+            Some(Msg::Batch(b)) => Some(Ok(b)),
+            Some(Msg::End) => {
+                self.ended = true;
+                None
+            }
+            Some(Msg::Failed(e)) => {
+                self.ended = true;
+                Some(Err(e))
+            }
+            None => {
+                self.ended = true;
+                Some(Err(JobError::internal(format!(
+                    "{}: the reader stopped before the end of the input (it panicked); nothing was published",
+                    self.url
+                ))))
+            }
+        }
+    }
 }
 
 /// Counts bytes as they are read, for progress and the run summary.
@@ -102,6 +151,7 @@ pub fn spawn(
 ) -> InputReader {
     let (tx, rx) = mpsc::channel(4);
     let handle = tokio::runtime::Handle::current();
+    let shown = meta.location.to_string();
     tokio::task::spawn_blocking(move || {
         let url = meta.location.to_string();
         let result = (|| -> Result<(), JobError> {
@@ -154,12 +204,15 @@ pub fn spawn(
                     continue;
                 }
                 batch.push(rec);
+                if etl_core::fault::hit("sources.read_panic") {
+                    panic!("fault injected: the reader panics mid-input");
+                }
                 if batch.len() >= READ_BATCH {
                     let msg = ReadBatch {
                         records: std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)),
                         bytes: bytes_read.load(Ordering::Relaxed),
                     };
-                    if tx.blocking_send(Ok(msg)).is_err() {
+                    if tx.blocking_send(Msg::Batch(msg)).is_err() {
                         // The consumer stopped (error or shutdown): stop reading.
                         return Ok(());
                     }
@@ -170,15 +223,27 @@ pub fn spawn(
                     records: batch,
                     bytes: bytes_read.load(Ordering::Relaxed),
                 };
-                let _ = tx.blocking_send(Ok(msg));
+                if tx.blocking_send(Msg::Batch(msg)).is_err() {
+                    return Ok(());
+                }
+            }
+            if tx.blocking_send(Msg::End).is_err() {
+                tracing::debug!(input = %url, "the consumer stopped before the end of the input");
             }
             Ok(())
         })();
-        if let Err(e) = result {
-            let _ = tx.blocking_send(Err(e));
+        // A closed channel means the consumer stopped first: nobody is left to tell.
+        if let Err(e) = result
+            && tx.blocking_send(Msg::Failed(e)).is_err()
+        {
+            tracing::debug!("the consumer stopped before a read error could be reported");
         }
     });
-    InputReader { rx }
+    InputReader {
+        rx,
+        url: shown,
+        ended: false,
+    }
 }
 
 #[cfg(test)]

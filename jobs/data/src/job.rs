@@ -680,7 +680,7 @@ impl LoadStep<'_> {
             Arc::new(AtomicU64::new(0)),
         );
         // The first batch decides the columns of a table this run creates.
-        let mut pending = match reader.rx.recv().await {
+        let mut pending = match reader.recv().await {
             Some(batch) => Some(batch?),
             None => None,
         };
@@ -831,7 +831,7 @@ impl LoadStep<'_> {
                 Some(b) => b,
                 None => {
                     let msg = tokio::select! {
-                        m = reader.rx.recv() => m,
+                        m = reader.recv() => m,
                         _ = ctx.shutdown.cancelled() => break CopyEnd::Stopped,
                         _ = lost.cancelled() => break CopyEnd::LeaseLost,
                     };

@@ -124,7 +124,7 @@ async fn connect(plan: &Plan) -> Result<sqlx::PgPool, JobError> {
 /// The rows a batch takes: old enough, not being imported, oldest first.
 fn select_sql(table: &TableName) -> String {
     format!(
-        "SELECT id, result FROM {} WHERE created_at < $1::timestamptz AND status <> 'Running' \
+        "SELECT id, result FROM {} WHERE created_at < $1::timestamptz AND status IN ('Success', 'Fail') \
          ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
         table.quoted()
     )
@@ -194,6 +194,7 @@ async fn delete_outputs(
     ctx: &JobContext,
     tx: &mut sqlx::PgConnection,
     table: &TableName,
+    prefixes: &[Location],
     batch: &[i64],
     id: i64,
     result: &serde_json::Value,
@@ -201,6 +202,8 @@ async fn delete_outputs(
     let now = Utc::now();
     let urls = imports::output_urls(result);
     // The row's manifest (the shared commit point of its output), read once.
+    // An imported row lists it among its outputs; a row that found the same version already
+    // there (unchanged) names it as `manifest`.
     let manifest_url = result
         .get("outputs")
         .and_then(|o| o.as_array())
@@ -208,7 +211,14 @@ async fn delete_outputs(
         .flatten()
         .find(|o| o.get("kind").and_then(|k| k.as_str()) == Some("manifest"))
         .and_then(|o| o.get("url").and_then(|u| u.as_str()))
+        .or_else(|| result.get("manifest").and_then(|m| m.as_str()))
         .map(str::to_owned);
+    let mut urls = urls;
+    if let Some(m) = &manifest_url
+        && !urls.contains(m)
+    {
+        urls.push(m.clone());
+    }
     let current = match &manifest_url {
         Some(u) => {
             let loc = Location::parse(u)
@@ -229,7 +239,8 @@ async fn delete_outputs(
     };
     let newer_sql = format!(
         "SELECT EXISTS (SELECT 1 FROM {} WHERE id <> ALL($1) AND (result->'outputs' @> \
-         jsonb_build_array(jsonb_build_object('url', $2::text)) OR result->'outputs' ? $2::text))",
+         jsonb_build_array(jsonb_build_object('url', $2::text)) OR result->'outputs' ? $2::text \
+         OR result->>'manifest' = $2::text))",
         table.quoted()
     );
     let mut deleted = 0u64;
@@ -247,20 +258,8 @@ async fn delete_outputs(
         let loc = Location::parse(&url)
             .map_err(|e| JobError::config(format!("import {id}: {url}: {e}")))?;
         if Some(&url) == manifest_url.as_ref() {
-            // The manifest goes only while it is still this row's version, and only if nobody
-            // swapped it meanwhile.
             if let Some((doc, etag)) = &current {
-                if doc.get("version") != result.get("version") {
-                    tracing::info!(import = id, object = %url, "kept: the manifest is another import's version");
-                    continue;
-                }
-                match ctx.store.delete_if_match(&loc, etag).await {
-                    Ok(()) => deleted += 1,
-                    Err(etl_core::store::StoreError::PreconditionFailed(_)) => {
-                        tracing::info!(import = id, object = %url, "kept: the manifest changed meanwhile");
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                deleted += delete_manifest(ctx, prefixes, id, result, &loc, doc, etag).await?;
             }
             continue;
         }
@@ -272,6 +271,81 @@ async fn delete_outputs(
         }
         ctx.store.delete(&loc).await?;
         deleted += 1;
+    }
+    Ok(deleted)
+}
+
+/// The manifest of an old row's output, when no newer row lists it: it goes only while it is
+/// still that row's version (both versioned and equal), under the same lease imports take to
+/// swap it and by compare-and-swap, and then the objects it still named go too (no later
+/// manifest can name them: versions are never reused). Returns how many objects went.
+async fn delete_manifest(
+    ctx: &JobContext,
+    prefixes: &[Location],
+    id: i64,
+    result: &serde_json::Value,
+    loc: &Location,
+    doc: &serde_json::Value,
+    etag: &str,
+) -> Result<u64, JobError> {
+    let version = result.get("version").and_then(|v| v.as_str());
+    if version.is_none() || doc.get("version").and_then(|v| v.as_str()) != version {
+        tracing::info!(import = id, object = %loc, "kept: the manifest is another import's version");
+        return Ok(0);
+    }
+    let (url, scope) = imports::manifest_lease(loc);
+    let locks = etl_core::checkpoint::Checkpoints::open(&url, &ctx.store, None)
+        .await
+        .map_err(JobError::from)?;
+    let owner = format!("{}/retention", ctx.settings.owner);
+    let lease = match locks
+        .acquire(&scope, &owner, ctx.settings.lease_ttl)
+        .await
+        .map_err(JobError::from)?
+    {
+        Ok(lease) => lease,
+        Err(holder) => {
+            return Err(JobError::temporary(format!(
+                "import {id}: {loc} is being published by {}; a rerun finishes",
+                holder.owner
+            )));
+        }
+    };
+    let result = match ctx.store.delete_if_match(loc, etag).await {
+        Ok(()) => Ok(true),
+        Err(etl_core::store::StoreError::PreconditionFailed(_)) => {
+            tracing::info!(import = id, object = %loc, "kept: the manifest changed meanwhile");
+            Ok(false)
+        }
+        Err(e) => Err(JobError::from(e)),
+    };
+    lease.release().await;
+    if !result? {
+        return Ok(0);
+    }
+    let mut deleted = 1;
+    let mut named: Vec<String> = Vec::new();
+    for key in ["outputs", "superseded"] {
+        for o in doc
+            .get(key)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(f) = o.get("file").and_then(|f| f.as_str()) {
+                named.push(f.to_owned());
+            }
+        }
+    }
+    for file in &named {
+        if file.contains(['/', '\\']) || file.starts_with('.') {
+            continue;
+        }
+        let obj = loc.parent().join(file);
+        if prefixes.iter().any(|p| under(p, &obj)) {
+            ctx.store.delete(&obj).await?;
+            deleted += 1;
+        }
     }
     Ok(deleted)
 }
@@ -289,7 +363,7 @@ impl Job for RetentionJob {
         let plan = plan(&config, &ctx)?;
         let pool = connect(&plan).await?;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, result FROM {} WHERE created_at < $1::timestamptz AND status <> 'Running' \
+            "SELECT id, result FROM {} WHERE created_at < $1::timestamptz AND status IN ('Success', 'Fail') \
              ORDER BY created_at, id LIMIT 1000",
             plan.table.quoted()
         )))
@@ -298,7 +372,7 @@ impl Job for RetentionJob {
         .await
         .map_err(sql_err("listing old imports"))?;
         let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM {} WHERE created_at < $1::timestamptz AND status <> 'Running'",
+            "SELECT count(*) FROM {} WHERE created_at < $1::timestamptz AND status IN ('Success', 'Fail')",
             plan.table.quoted()
         )))
         .bind(plan.cutoff.to_rfc3339())
@@ -356,7 +430,15 @@ impl Job for RetentionJob {
             for (id, result) in &doomed {
                 for url in result
                     .as_ref()
-                    .map(imports::output_urls)
+                    .map(|r| {
+                        let mut urls = imports::output_urls(r);
+                        urls.extend(
+                            r.get("manifest")
+                                .and_then(|m| m.as_str())
+                                .map(str::to_owned),
+                        );
+                        urls
+                    })
                     .unwrap_or_default()
                 {
                     let loc = Location::parse(&url).map_err(|e| {
@@ -371,8 +453,16 @@ impl Job for RetentionJob {
             }
             for (id, result) in &doomed {
                 let Some(result) = result else { continue };
-                objects_deleted +=
-                    delete_outputs(&ctx, &mut tx, &plan.table, &ids, *id, result).await?;
+                objects_deleted += delete_outputs(
+                    &ctx,
+                    &mut tx,
+                    &plan.table,
+                    &plan.prefixes,
+                    &ids,
+                    *id,
+                    result,
+                )
+                .await?;
             }
             sqlx::query(AssertSqlSafe(delete.clone()))
                 .bind(&ids)

@@ -347,6 +347,70 @@ fn retention_after_reimports_keeps_the_current_outputs() {
     assert_eq!(rt.block_on(env.rows()), 2);
 }
 
+/// The last import of a key, old now: its manifest goes (by compare-and-swap, under the
+/// publish lease) together with the outputs it named. A younger row that only saw the
+/// manifest (an unchanged re-delivery) keeps it.
+#[test]
+fn retention_of_the_last_import_takes_its_manifest_and_outputs() {
+    let rt = rt();
+    let env = rt.block_on(setup());
+    let b = env.bucket.clone();
+    let v = "v20261001T000000Z-00000001";
+    let (kp, kg) = (format!("out/a.{v}.pmtiles"), format!("out/a.{v}.geojsonl"));
+    let manifest_url = format!("s3://{b}/out/a.json");
+    let doc = serde_json::json!({
+        "version": v,
+        "outputs": [
+            {"url": format!("s3://{b}/{kp}"), "file": format!("a.{v}.pmtiles"), "kind": "pmtiles"},
+            {"url": format!("s3://{b}/{kg}"), "file": format!("a.{v}.geojsonl"), "kind": "geojsonl"},
+            {"url": manifest_url, "kind": "manifest"},
+        ],
+    });
+    rt.block_on(async {
+        env.put(&kp, b"tiles").await;
+        env.put(&kg, b"lines").await;
+        env.put("out/a.json", doc.to_string().as_bytes()).await;
+        env.row(40, &doc).await;
+        // A re-delivery 1 day ago found the same version: its result names only the manifest.
+        env.row(
+            1,
+            &serde_json::json!({"status": "unchanged", "manifest": manifest_url, "version": v}),
+        )
+        .await;
+    });
+    let url = database_url();
+    let prefix = format!("s3://{b}/out/");
+    let args = [
+        "retention",
+        "--older-than",
+        "30d",
+        "--table",
+        &env.table,
+        "--database",
+        &url,
+        "--output-prefix",
+        &prefix,
+    ];
+    run(&args).assert_code(0);
+    assert!(
+        rt.block_on(env.exists("out/a.json")),
+        "a younger row still names the manifest"
+    );
+    assert!(
+        rt.block_on(env.exists(&kp)),
+        "the current manifest names it"
+    );
+    // The younger row ages too: everything goes.
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(60)).to_rfc3339();
+    let mut later: Vec<&str> = args.to_vec();
+    later.extend(["--logical-time", &ahead]);
+    run(&later).assert_code(0);
+    assert!(!rt.block_on(env.exists("out/a.json")));
+    assert!(!rt.block_on(env.exists(&kp)));
+    assert!(!rt.block_on(env.exists(&kg)));
+    assert_eq!(rt.block_on(env.rows()), 0);
+}
+
 #[test]
 fn bad_retention_settings_are_usage_errors() {
     let r = run(&[

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::convert::ConvertOptions;
 
 /// Import uploads (GeoJSON, CSV, KML, KMZ, GPX, Shapefile zip, FlatGeobuf, CoT, TAK data packages,
-/// MBTiles) into PREFIX/NAME.geojsonl + PREFIX/NAME.pmtiles + PREFIX/NAME.json, from a file, an S3
-/// event, or the imports queue (--serve).
+/// MBTiles) into immutable PREFIX/NAME.<VERSION>.geojsonl + .pmtiles outputs and the manifest
+/// PREFIX/NAME.json that commits them, from a file, an S3 event, or the imports queue (--serve).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, clap::Args)]
 pub struct EventsConfig {
     /// The upload to import: a path or s3:// URL (the local run).
@@ -170,6 +170,13 @@ pub struct EventsConfig {
     #[arg(long = "gc-grace", env = "ETL_GC_GRACE", default_value = "1h")]
     #[serde(default = "default_gc_grace")]
     pub gc_grace: String,
+
+    /// With --gc: delete every output version no manifest names as current, now — ignoring
+    /// the grace period and the superseded versions manifests promise to keep. Only when no
+    /// import is running and no reader holds an older manifest.
+    #[arg(long = "gc-now", env = "ETL_GC_NOW", requires = "gc")]
+    #[serde(default)]
+    pub gc_now: bool,
 }
 
 fn default_import_timeout() -> String {
@@ -283,9 +290,9 @@ impl EventsConfig {
         if timeout.is_zero() {
             return Err(JobError::usage("--import-timeout must be more than 0"));
         }
-        // An explicit `--gc` run may use a shorter grace (0 s deletes every unreferenced
-        // version at once): the operator says no import is in flight.
-        if !self.gc && grace < timeout * 2 {
+        // A --gc run's grace must cover the imports' too (use the same settings as the
+        // workers); --gc-now is the operator's word that no import is in flight.
+        if !self.gc_now && grace < timeout * 2 {
             return Err(JobError::usage(format!(
                 "--gc-grace ({}) must be at least twice --import-timeout ({}): gc must never take an import in flight for an orphan",
                 self.gc_grace, self.import_timeout

@@ -27,6 +27,17 @@ pub struct GcReport {
     pub kept: usize,
 }
 
+/// How a collection treats what is not named as a current output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Versions younger than the grace period (an import may be about to swap them in) and
+    /// superseded versions whose manifest promises them until a time still to come.
+    Grace(Duration),
+    /// Nothing but the current outputs: only when no import is running and no reader holds an
+    /// older manifest (`etl-events --gc --gc-now`, an operator's clean-up).
+    Nothing,
+}
+
 /// Pure: which of `files` (names in the target's folder) to delete, given the manifest there
 /// (read after `now` was taken).
 pub fn plan(
@@ -34,35 +45,27 @@ pub fn plan(
     manifest: Option<&Value>,
     files: &[String],
     now: DateTime<Utc>,
-    grace: Duration,
+    keep_rule: Keep,
 ) -> Vec<String> {
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let mut keep: BTreeSet<String> = BTreeSet::new();
     if let Some(m) = manifest {
         keep.extend(manifest_files(m).into_iter().map(|(f, _)| f));
-        // Superseded outputs stay until the manifest's promise (`until`) and this run's grace
-        // since the swap have both passed.
-        let swapped = m
-            .get("imported_at")
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let within_grace = swapped
-            .and_then(|t| t.checked_add_signed(grace))
-            .is_none_or(|t| t > now);
-        for s in m
-            .get("superseded")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let live = within_grace
-                && s.get("until")
+        if let Keep::Grace(_) = keep_rule {
+            for s in m
+                .get("superseded")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                // A promise that cannot be read is kept: deleting is the step that loses data.
+                let live = s
+                    .get("until")
                     .and_then(Value::as_str)
                     .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
                     .is_none_or(|u| u > now);
-            if live && let Some(f) = s.get("file").and_then(Value::as_str) {
-                keep.insert(f.to_owned());
+                if live && let Some(f) = s.get("file").and_then(Value::as_str) {
+                    keep.insert(f.to_owned());
+                }
             }
         }
     }
@@ -70,21 +73,25 @@ pub fn plan(
         .iter()
         .filter(|f| !keep.contains(f.as_str()))
         .filter(|f| {
-            target
-                .parse_file(f)
-                .and_then(|(version, _)| version_time(version))
-                .is_some_and(|made| made.checked_add_signed(grace).is_some_and(|t| t <= now))
+            let Some((version, _)) = target.parse_file(f) else {
+                return false;
+            };
+            match keep_rule {
+                Keep::Nothing => true,
+                Keep::Grace(grace) => {
+                    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+                    version_time(version).is_some_and(|made| {
+                        made.checked_add_signed(grace).is_some_and(|t| t <= now)
+                    })
+                }
+            }
         })
         .cloned()
         .collect()
 }
 
 /// Collects one target's unreferenced versions.
-pub async fn collect(
-    store: &Store,
-    target: &Target,
-    grace: Duration,
-) -> Result<GcReport, JobError> {
+pub async fn collect(store: &Store, target: &Target, keep: Keep) -> Result<GcReport, JobError> {
     let now = Utc::now();
     let manifest = current(store, target).await?.map(|(m, _)| m);
     let listed = store
@@ -96,7 +103,7 @@ pub async fn collect(
         .map(|o| o.location.file_name().to_owned())
         .filter(|f| target.parse_file(f).is_some())
         .collect();
-    let doomed = plan(target, manifest.as_ref(), &files, now, grace);
+    let doomed = plan(target, manifest.as_ref(), &files, now, keep);
     let mut report = GcReport {
         targets: 1,
         kept: files.len() - doomed.len(),
@@ -120,19 +127,29 @@ pub async fn collect(
 }
 
 /// Collects every target below an output prefix (a directory or `s3://bucket/prefix/`): each
-/// folder and name that has versioned outputs, whether or not it has a manifest.
+/// folder and name that has versioned outputs, whether or not it has a manifest. One target's
+/// failure (a manifest that is not JSON) does not stop the others; the first error is returned
+/// after all were tried.
 pub async fn collect_prefix(
     store: &Store,
     prefix: &Location,
-    grace: Duration,
+    keep: Keep,
 ) -> Result<GcReport, JobError> {
+    // A prefix names a folder, with or without its trailing slash.
+    let prefix = match prefix {
+        Location::S3 { bucket, key } if !key.is_empty() && !key.ends_with('/') => Location::S3 {
+            bucket: bucket.clone(),
+            key: format!("{key}/"),
+        },
+        other => other.clone(),
+    };
     let objects = store
         .expand(&prefix.to_string())
         .await
         .map_err(JobError::from)?;
     let mut targets: BTreeMap<(Location, String), ()> = BTreeMap::new();
     for o in &objects {
-        if hidden(prefix, &o.location) {
+        if hidden(&prefix, &o.location) {
             continue;
         }
         let file = o.location.file_name();
@@ -150,13 +167,24 @@ pub async fn collect_prefix(
         }
     }
     let mut total = GcReport::default();
+    let mut first_error = None;
     for (prefix, name) in targets.into_keys() {
-        let r = collect(store, &Target { prefix, name }, grace).await?;
-        total.targets += r.targets;
-        total.kept += r.kept;
-        total.deleted.extend(r.deleted);
+        match collect(store, &Target { prefix, name }, keep).await {
+            Ok(r) => {
+                total.targets += r.targets;
+                total.kept += r.kept;
+                total.deleted.extend(r.deleted);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "gc of one output failed; going on with the others");
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(total)
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
 }
 
 /// Leases and other bookkeeping live in folders whose names start with a dot; only the part
@@ -216,7 +244,7 @@ mod tests {
             ],
         });
         let now = at("2026-12-06T12:00:00Z");
-        let hour = Duration::from_secs(3600);
+        let hour = Keep::Grace(Duration::from_secs(3600));
         assert_eq!(
             plan(&t(), Some(&m), &files, now, hour),
             [
@@ -234,10 +262,15 @@ mod tests {
                 "a.v20261206T070000Z-00000004.geojsonl"
             ]
         );
-        // Grace zero: every unreferenced version, never the current one.
-        let all = plan(&t(), Some(&m), &files, now, Duration::ZERO);
+        // Grace zero: a promised superseded version still stays.
+        let zero = plan(&t(), Some(&m), &files, now, Keep::Grace(Duration::ZERO));
+        assert!(!zero.contains(&"a.v20261206T090000Z-00000002.pmtiles".to_owned()));
+        assert!(zero.contains(&"a.v20261206T115900Z-00000005.pmtiles".to_owned()));
+        // Keep nothing: every unreferenced version, never the current one.
+        let all = plan(&t(), Some(&m), &files, now, Keep::Nothing);
         assert!(!all.contains(&"a.v20261206T100000Z-00000001.pmtiles".to_owned()));
-        assert!(all.contains(&"a.v20261206T115900Z-00000005.pmtiles".to_owned()));
+        assert!(all.contains(&"a.v20261206T090000Z-00000002.pmtiles".to_owned()));
+        assert_eq!(all.len(), 4);
     }
 
     #[test]

@@ -9,10 +9,9 @@ use etl_core::checkpoint::Checkpoints;
 use etl_core::store::{Location, ObjectMeta, StoreError};
 use etl_core::{JobContext, JobError};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::convert::{ConvertOptions, convert, stopped};
+use crate::convert::{ConvertOptions, Converted, convert, stopped};
 use crate::publish::{Decision, Publish, Source, Target, current, decide, source_of};
 
 /// How an import ended, when it did not fail.
@@ -21,7 +20,8 @@ pub enum Imported {
     /// Outputs written; the manifest.
     Done(Value),
     /// The outputs already come from this object version.
-    Unchanged,
+    /// The outputs already come from this object version; the version of those outputs.
+    Unchanged(Option<String>),
     /// A newer event's outputs are there (or the object changed since the event).
     Stale(String),
 }
@@ -30,7 +30,7 @@ impl Imported {
     pub fn status(&self) -> &'static str {
         match self {
             Imported::Done(_) => "imported",
-            Imported::Unchanged => "unchanged",
+            Imported::Unchanged(_) => "unchanged",
             Imported::Stale(_) => "stale",
         }
     }
@@ -57,6 +57,7 @@ pub fn target_for(output: &str, source: &Location, name: Option<&str>) -> Result
         Some((stem, _)) if !stem.is_empty() => stem,
         _ => file,
     };
+    let given = name;
     let name = name.unwrap_or(stem);
     if name.is_empty()
         || name.contains(['/', '\\', '\0'])
@@ -64,9 +65,12 @@ pub fn target_for(output: &str, source: &Location, name: Option<&str>) -> Result
         || name == ".."
         || name.starts_with('.')
     {
-        return Err(JobError::usage(format!(
-            "cannot name outputs after {source}: give --name"
-        )));
+        let why = format!("cannot name outputs after {source}");
+        return Err(match given {
+            Some(_) => JobError::usage(format!("--name: {why}")),
+            None if source.is_s3() => JobError::bad_input(why),
+            None => JobError::usage(format!("{why}: give --name")),
+        });
     }
     let prefix = match source {
         Location::S3 { bucket, key } => {
@@ -103,9 +107,10 @@ pub fn check_key(bucket: &str, key: &str) -> Result<(), JobError> {
     }
     if key
         .split('/')
-        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        .any(|seg| seg.is_empty() || seg.starts_with('.'))
     {
-        return bad("the key has an empty, '.' or '..' segment");
+        // `.`/`..` climb; other dot-names would land in hidden folders gc and leases use.
+        return bad("the key has an empty segment or one starting with '.'");
     }
     Ok(())
 }
@@ -154,26 +159,118 @@ pub struct Importer {
     pub timeout: std::time::Duration,
 }
 
+/// What the phases before publishing leave.
+enum Prepared {
+    /// Nothing to publish (same version, or a newer one is there).
+    Settled(Imported),
+    Converted(Box<(Source, Converted)>),
+}
+
 impl Importer {
-    /// Imports `source` into `target`, within the import timeout.
+    /// Imports `source` into `target`. `--import-timeout` bounds everything up to the swap:
+    /// fetching and converting are abandoned when it passes, and the swap is not attempted
+    /// after it; once the swap is under way it is finished (a swap cut short could not say
+    /// whether it happened).
     pub async fn import(&self, source: Source, target: &Target) -> Result<Imported, JobError> {
         let deadline = std::time::Instant::now() + self.timeout;
         let url = source.url.clone();
-        match tokio::time::timeout(self.timeout, self.import_by(source, target, deadline)).await {
-            Ok(r) => r,
-            Err(_) => Err(JobError::temporary(format!(
-                "{url}: the import took longer than --import-timeout ({} s); nothing was swapped",
-                self.timeout.as_secs()
-            ))),
+        let prepared =
+            match tokio::time::timeout_at(deadline.into(), self.prepare(source, target, deadline))
+                .await
+            {
+                Ok(r) => r?,
+                Err(_) => return Err(timed_out(&url)),
+            };
+        let (source, converted) = match prepared {
+            Prepared::Settled(outcome) => return Ok(outcome),
+            Prepared::Converted(both) => *both,
+        };
+        let outcome = self.publish(source, target, converted, deadline).await?;
+        if matches!(outcome, Imported::Done(_)) {
+            // Superseded versions past their grace and orphans of dead attempts. A failure
+            // here leaves them for the next import or an `etl-events --gc` run; the import
+            // itself is done.
+            if let Err(e) = crate::gc::collect(
+                &self.ctx.store,
+                target,
+                crate::gc::Keep::Grace(self.gc_grace),
+            )
+            .await
+            {
+                tracing::warn!(manifest = %target.manifest(), error = %e.message, "gc after the import failed");
+            }
         }
+        Ok(outcome)
     }
 
-    async fn import_by(
+    /// Under the target's lease (waited for until the deadline), decides again — another
+    /// worker may have imported a newer version meanwhile — and publishes.
+    async fn publish(
+        &self,
+        source: Source,
+        target: &Target,
+        converted: Converted,
+        deadline: std::time::Instant,
+    ) -> Result<Imported, JobError> {
+        let store = &self.ctx.store;
+        let locks = lock_store(&self.ctx, target).await?;
+        let scope = lock_scope(target);
+        let mut pause = std::time::Duration::from_millis(100);
+        let lease = loop {
+            match locks
+                .acquire(&scope, &self.owner, self.ctx.settings.lease_ttl)
+                .await
+                .map_err(JobError::from)?
+            {
+                Ok(lease) => break lease,
+                Err(holder) => {
+                    if std::time::Instant::now() + pause >= deadline {
+                        return Err(JobError::temporary(format!(
+                            "{}: another worker ({}) held the publish lease until this import's deadline; retry later",
+                            target.manifest(),
+                            holder.owner
+                        )));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = self.ctx.shutdown.cancelled() => return Err(stopped()),
+                    }
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        };
+        let existing = current(store, target).await;
+        let outcome = match existing {
+            Err(e) => Err(e),
+            Ok(existing) => match decide(
+                existing.as_ref().and_then(|(m, _)| source_of(m)).as_ref(),
+                &source,
+            ) {
+                Decision::Unchanged => Ok(Imported::Unchanged(version_of(existing.as_ref()))),
+                Decision::Stale => Ok(Imported::Stale(stale_reason(existing.as_ref()))),
+                Decision::Import => Publish {
+                    store,
+                    target,
+                    lease: &lease,
+                    grace: self.gc_grace,
+                    deadline,
+                }
+                .run(converted, &source, existing.as_ref())
+                .await
+                .map(Imported::Done),
+            },
+        };
+        lease.release().await;
+        outcome
+    }
+
+    /// Everything before publishing: the cheap decision, HEAD, download and conversion.
+    async fn prepare(
         &self,
         mut source: Source,
         target: &Target,
         deadline: std::time::Instant,
-    ) -> Result<Imported, JobError> {
+    ) -> Result<Prepared, JobError> {
         let store = &self.ctx.store;
         // 1. A cheap decision before any download.
         let existing = current(store, target).await?;
@@ -182,28 +279,33 @@ impl Importer {
             &source,
         ) {
             Decision::Import => {}
-            Decision::Unchanged => return Ok(Imported::Unchanged),
-            Decision::Stale => return Ok(Imported::Stale(stale_reason(existing.as_ref()))),
+            Decision::Unchanged => {
+                return Ok(Prepared::Settled(Imported::Unchanged(version_of(
+                    existing.as_ref(),
+                ))));
+            }
+            Decision::Stale => {
+                return Ok(Prepared::Settled(Imported::Stale(stale_reason(
+                    existing.as_ref(),
+                ))));
+            }
         }
         // 2. The object as it is now; refused by size before it is read.
         let loc = Location::parse(&source.url)
             .map_err(|e| JobError::usage(format!("{}: {e}", source.url)))?;
-        let meta = store.head(&loc).await.map_err(|e| match e {
-            StoreError::NotFound(_) => JobError::bad_input(format!("{}: not found", source.url)),
-            StoreError::Io { source: io, .. } if io.kind() == std::io::ErrorKind::NotFound => {
-                JobError::bad_input(format!("{}: not found", source.url))
-            }
-            e => e.into(),
-        })?;
+        let meta = store
+            .head(&loc)
+            .await
+            .map_err(|e| source_error(&source.url, e))?;
         if loc.is_s3()
             && let (Some(want), Some(have)) = (&source.etag, &meta.etag)
             && want.trim_matches('"') != have.trim_matches('"')
         {
             // Overwritten since the event: that write has its own event, which imports it.
-            return Ok(Imported::Stale(format!(
+            return Ok(Prepared::Settled(Imported::Stale(format!(
                 "{} changed since the event (ETag {have}, event {want})",
                 source.url
-            )));
+            ))));
         }
         if source.etag.is_none() {
             source.etag = meta.etag.clone().map(|e| e.trim_matches('"').to_owned());
@@ -252,7 +354,7 @@ impl Importer {
                 })
             })
             .await
-            .map_err(|e| JobError::temporary(format!("conversion task failed: {e}")))?
+            .map_err(|e| task_failed("conversion", e))?
             .map_err(|e| {
                 // A read cancelled by SIGTERM ends as an interrupted read: it is a stop.
                 if self.ctx.shutdown.is_cancelled() && e.kind.retryable() {
@@ -263,10 +365,7 @@ impl Importer {
                     && !self.ctx.shutdown.is_cancelled()
                     && std::time::Instant::now() >= deadline
                 {
-                    JobError::temporary(format!(
-                        "{}: the import took longer than --import-timeout; nothing was swapped",
-                        source.url
-                    ))
+                    timed_out(&source.url)
                 } else {
                     e
                 }
@@ -276,55 +375,9 @@ impl Importer {
             return Err(stopped());
         }
         if std::time::Instant::now() >= deadline {
-            return Err(JobError::temporary(format!(
-                "{}: the import took longer than --import-timeout; nothing was swapped",
-                source.url
-            )));
+            return Err(timed_out(&source.url));
         }
-        // 4. Publish under the target's lease, deciding again: another worker may have
-        // imported a newer version meanwhile.
-        let locks = lock_store(&self.ctx, target).await?;
-        let scope = lock_scope(target);
-        let lease = match locks
-            .acquire(&scope, &self.owner, self.ctx.settings.lease_ttl)
-            .await
-            .map_err(JobError::from)?
-        {
-            Ok(lease) => lease,
-            Err(holder) => {
-                return Err(JobError::temporary(format!(
-                    "{}: another worker ({}) is publishing this output; retry later",
-                    target.manifest(),
-                    holder.owner
-                )));
-            }
-        };
-        let existing = current(store, target).await?;
-        let outcome = match decide(
-            existing.as_ref().and_then(|(m, _)| source_of(m)).as_ref(),
-            &source,
-        ) {
-            Decision::Unchanged => Ok(Imported::Unchanged),
-            Decision::Stale => Ok(Imported::Stale(stale_reason(existing.as_ref()))),
-            Decision::Import => Publish {
-                store,
-                target,
-                lease: &lease,
-                grace: self.gc_grace,
-            }
-            .run(converted, &source, existing.as_ref())
-            .await
-            .map(Imported::Done),
-        };
-        lease.release().await;
-        if matches!(outcome, Ok(Imported::Done(_))) {
-            // Superseded versions past their grace and orphans of dead attempts. A failure
-            // here leaves them for the next import or an `etl-events --gc` run.
-            if let Err(e) = crate::gc::collect(store, target, self.gc_grace).await {
-                tracing::warn!(manifest = %target.manifest(), error = %e.message, "gc after the import failed");
-            }
-        }
-        outcome
+        Ok(Prepared::Converted(Box::new((source, converted))))
     }
 
     /// Streams an S3 object into the scratch directory, pinned to the version HEAD saw, and
@@ -335,7 +388,12 @@ impl Importer {
             .prefix(".etl-events-download-")
             .tempfile_in(&dir)
             .map_err(|e| JobError::temporary(format!("{}: {e}", dir.display())))?;
-        let mut reader = self.ctx.store.reader(meta).await.map_err(JobError::from)?;
+        let mut reader = self
+            .ctx
+            .store
+            .reader(meta)
+            .await
+            .map_err(|e| source_error(&meta.location.to_string(), e))?;
         let mut out = std::io::BufWriter::with_capacity(
             1 << 20,
             file.reopen()
@@ -371,6 +429,50 @@ impl Importer {
     }
 }
 
+/// The output version a manifest names.
+fn version_of(existing: Option<&(Value, String)>) -> Option<String> {
+    existing
+        .and_then(|(m, _)| m.get("version"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn timed_out(url: &str) -> JobError {
+    JobError::temporary(format!(
+        "{url}: the import took longer than --import-timeout; nothing was swapped"
+    ))
+}
+
+/// A blocking task that did not finish: a panic is a bug (exit 70), anything else (the
+/// runtime shutting down) is worth a retry.
+pub(crate) fn task_failed(what: &str, e: tokio::task::JoinError) -> JobError {
+    if e.is_panic() {
+        JobError::panicked(what, e.into_panic().as_ref())
+    } else {
+        JobError::temporary(format!("{what} task failed: {e}"))
+    }
+}
+
+/// Reading the upload failed. What cannot be read for good (not found, access denied — an
+/// upload encrypted with a key the worker may not use) is that object's problem, not the
+/// worker's: bad input for it alone, so the other objects of an event go on.
+fn source_error(url: &str, e: StoreError) -> JobError {
+    match e {
+        StoreError::NotFound(_) => JobError::bad_input(format!("{url}: not found")),
+        StoreError::Io { source: io, .. } if io.kind() == std::io::ErrorKind::NotFound => {
+            JobError::bad_input(format!("{url}: not found"))
+        }
+        e => {
+            let job = JobError::from(e);
+            if job.kind == etl_core::ExitKind::Config {
+                JobError::bad_input(format!("cannot read the upload: {}", job.message))
+            } else {
+                job
+            }
+        }
+    }
+}
+
 /// Stops a helper task when the import is done with it.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -388,20 +490,16 @@ fn stale_reason(existing: Option<&(Value, String)>) -> String {
     format!("the outputs come from a newer event (sequencer {seq})")
 }
 
-/// Per-output leases live beside the outputs, under `.etl-events/`.
+/// Per-output leases live beside the outputs, under `.etl-events/` (shared with retention).
 async fn lock_store(ctx: &JobContext, target: &Target) -> Result<Checkpoints, JobError> {
-    let url = target.prefix.join(".etl-events/").to_string();
+    let (url, _) = etl_core::imports::manifest_lease(&target.manifest());
     Checkpoints::open(&url, &ctx.store, None)
         .await
         .map_err(JobError::from)
 }
 
 fn lock_scope(target: &Target) -> String {
-    let digest = Sha256::digest(target.manifest().to_string().as_bytes());
-    format!(
-        "publish-{}",
-        hex::encode(digest.get(..12).unwrap_or_default())
-    )
+    etl_core::imports::manifest_lease(&target.manifest()).1
 }
 
 /// A local source: its path, size and a fingerprint for `--input` runs.
@@ -482,6 +580,8 @@ mod tests {
             "/abs.kml",
             "import//x.kml",
             "import/./x.kml",
+            "import/.x/a.kml",
+            "import/.hidden.kml",
             "import/x\0.kml",
             "import/",
             "",

@@ -72,7 +72,12 @@ impl Job for EventsJob {
                 })?;
                 let prefix = Location::parse(output)
                     .map_err(|e| JobError::usage(format!("--output: {e}")))?;
-                let report = crate::gc::collect_prefix(&ctx.store, &prefix, gc_grace).await?;
+                let keep = if config.gc_now {
+                    crate::gc::Keep::Nothing
+                } else {
+                    crate::gc::Keep::Grace(gc_grace)
+                };
+                let report = crate::gc::collect_prefix(&ctx.store, &prefix, keep).await?;
                 tracing::info!(
                     targets = report.targets,
                     deleted = report.deleted.len(),

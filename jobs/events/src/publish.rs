@@ -19,10 +19,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use etl_core::JobError;
 use etl_core::checkpoint::Lease;
 use etl_core::fault;
 use etl_core::store::{Location, Precondition, Store, StoreError};
-use etl_core::{ExitKind, JobError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -181,6 +181,8 @@ pub struct Publish<'a> {
     pub lease: &'a Lease,
     /// How long unreferenced outputs stay readable ([`crate::gc`]).
     pub grace: Duration,
+    /// The import's deadline: the swap is not attempted after it.
+    pub deadline: std::time::Instant,
 }
 
 /// The outputs of one manifest as (file, kind), for [`crate::gc`] and for `superseded`.
@@ -255,6 +257,12 @@ impl Publish<'_> {
         // must come well inside it, or gc could take this version's outputs as orphans.
         // A clock that stepped back counts as no time spent.
         let age = (now - started).to_std().unwrap_or(Duration::ZERO);
+        if std::time::Instant::now() >= self.deadline {
+            return Err(JobError::temporary(format!(
+                "{}: the import took longer than --import-timeout; nothing was swapped",
+                self.target.manifest()
+            )));
+        }
         if age > self.grace / 2 {
             return Err(JobError::temporary(format!(
                 "{}: publishing took {} s, over half the gc grace period; a retry publishes again",
@@ -398,11 +406,6 @@ pub fn manifest(
 
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Whether an error means "another worker got there first" rather than a failure of this one.
-pub fn lost_race(e: &JobError) -> bool {
-    e.kind == ExitKind::Temporary && e.message.contains("another import replaced the manifest")
 }
 
 #[cfg(test)]

@@ -231,6 +231,11 @@ impl Worker {
                         }
                         m
                     }
+                    // Retention reads `manifest` and `version` to know whether the manifest is
+                    // still the one this row saw.
+                    Imported::Unchanged(version) => {
+                        json!({"status": "unchanged", "manifest": manifest_url, "version": version})
+                    }
                     other => json!({"status": other.status(), "manifest": manifest_url}),
                 };
                 (

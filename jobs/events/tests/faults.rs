@@ -175,16 +175,31 @@ fn local_outputs_survive_a_kill_at_every_point() {
         assert_ne!(v2, v1, "{point}: the rerun imports v2");
         let m = State::local(&out, "sites").manifest.unwrap();
         assert_eq!(m["features"], 300, "{point}");
+        // gc with the workers' settings keeps the superseded version the manifest promises.
+        let superseded: Vec<String> = m["superseded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["file"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!superseded.is_empty(), "{point}: {m}");
+        Run::from_output(
+            etl_events()
+                .args(["--gc", "--output", out.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        )
+        .assert_code(0);
+        for f in &superseded {
+            assert!(
+                out.join(f).exists(),
+                "{point}: {f} deleted inside its grace"
+            );
+        }
 
         let gc = Run::from_output(
             etl_events()
-                .args([
-                    "--gc",
-                    "--gc-grace",
-                    "0s",
-                    "--output",
-                    out.to_str().unwrap(),
-                ])
+                .args(["--gc", "--gc-now", "--output", out.to_str().unwrap()])
                 .output()
                 .unwrap(),
         );
@@ -195,13 +210,7 @@ fn local_outputs_survive_a_kill_at_every_point() {
         // gc again: nothing to do, nothing broken.
         Run::from_output(
             etl_events()
-                .args([
-                    "--gc",
-                    "--gc-grace",
-                    "0s",
-                    "--output",
-                    out.to_str().unwrap(),
-                ])
+                .args(["--gc", "--gc-now", "--output", out.to_str().unwrap()])
                 .output()
                 .unwrap(),
         )
@@ -210,6 +219,31 @@ fn local_outputs_survive_a_kill_at_every_point() {
         covered += 1;
     }
     assert_eq!(covered, KILL_POINTS.len());
+}
+
+/// A gc grace shorter than twice the import timeout could take an import in flight for an
+/// orphan: refused, unless --gc-now says no import runs.
+#[test]
+fn a_short_gc_grace_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Run::from_output(
+        etl_events()
+            .args([
+                "--gc",
+                "--gc-grace",
+                "10m",
+                "--output",
+                tmp.path().to_str().unwrap(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    r.assert_code(64);
+    assert!(
+        r.error().contains("twice --import-timeout"),
+        "{}",
+        r.error()
+    );
 }
 
 /// A reader that dies mid-input: exit 70, nothing published, the previous version stands,
@@ -480,7 +514,7 @@ fn s3_outputs_survive_failed_cut_and_killed_requests() {
         );
         let gc = Run::from_output(
             etl_events()
-                .args(["--gc", "--gc-grace", "0s", "--output", &output])
+                .args(["--gc", "--gc-now", "--output", &output])
                 .output()
                 .unwrap(),
         );

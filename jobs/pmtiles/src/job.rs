@@ -361,7 +361,7 @@ impl Job for PmtilesJob {
                         async move {
                             let url = meta.location.to_string();
                             let mut r = etl_sources::read::spawn(store, meta, format, ro, 0, br);
-                            while let Some(b) = r.rx.recv().await {
+                            while let Some(b) = r.recv().await {
                                 let m = b.map(|b| Msg {
                                     layer,
                                     input: i as u64,

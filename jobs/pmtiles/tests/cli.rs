@@ -845,3 +845,37 @@ fn feature_ids_are_kept_when_non_negative_integers() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// A reader that panics mid-input (a test-only fault point) ends the run with exit 70 and
+/// publishes nothing: an existing archive stays as it was, no temporary file is left.
+#[test]
+fn a_panicking_reader_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("points.geojsonl");
+    let mut text = String::new();
+    for i in 0..5000 {
+        text.push_str(&format!(
+            "{{\"type\":\"Feature\",\"properties\":{{\"i\":{i}}},\"geometry\":{{\"type\":\"Point\",\"coordinates\":[{},{}]}}}}\n",
+            (i % 100) as f64 * 0.1,
+            (i / 100) as f64 * 0.1
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("o.pmtiles");
+    std::fs::write(&out, b"old contents").unwrap();
+    let r = Run::from_output(
+        etl_pmtiles()
+            .env("ETL_FAULT", "sources.read_panic@3000")
+            .args(["-o", s(&out), "-z5", "-f", s(&input)])
+            .output()
+            .unwrap(),
+    );
+    r.assert_code(70);
+    assert!(r.error().contains("panicked"), "{}", r.error());
+    assert_eq!(std::fs::read(&out).unwrap(), b"old contents");
+    assert!(
+        temp_files(dir.path()).is_empty(),
+        "{:?}",
+        temp_files(dir.path())
+    );
+}

@@ -32,7 +32,7 @@ pub async fn publish_file(
             let p = p.clone();
             tokio::task::spawn_blocking(move || persist_local(file, &p))
                 .await
-                .map_err(|e| JobError::temporary(format!("publish task failed: {e}")))??;
+                .map_err(|e| join_error("publish", e))??;
         }
         Location::S3 { .. } => {
             let mut writer = store.writer(loc).await.map_err(JobError::from)?;
@@ -46,10 +46,20 @@ pub async fn publish_file(
                 writer.commit().map_err(JobError::from)
             })
             .await
-            .map_err(|e| JobError::temporary(format!("upload task failed: {e}")))??;
+            .map_err(|e| join_error("upload", e))??;
         }
     }
     Ok(size)
+}
+
+/// A blocking task that did not finish: a panic is a bug (exit 70), a cancelled task (the
+/// runtime shutting down) is worth a retry.
+fn join_error(what: &str, e: tokio::task::JoinError) -> JobError {
+    if e.is_panic() {
+        JobError::panicked(&format!("the {what} task"), e.into_panic().as_ref())
+    } else {
+        JobError::temporary(format!("{what} task failed: {e}"))
+    }
 }
 
 fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {

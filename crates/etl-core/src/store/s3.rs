@@ -314,6 +314,7 @@ impl S3Store {
                 .server_side_encryption(ServerSideEncryption::AwsKms)
                 .ssekms_key_id(kms);
         }
+        let conditional = matches!(cond, Precondition::IfMatch(_));
         let out = req.send().await.map_err(|e| {
             match s3_err(&url(bucket, key), "PutObject", e) {
                 // 409 ConditionalRequestConflict: a concurrent conditional write won.
@@ -322,6 +323,19 @@ impl S3Store {
                     location,
                     ..
                 } => StoreError::PreconditionFailed(location),
+                // If-Match on an object deleted meanwhile: S3 answers 404 NoSuchKey. The
+                // object is not the one the caller saw, which is what a failed precondition
+                // says; a retry decides again.
+                StoreError::S3 {
+                    status: Some(404),
+                    location,
+                    ..
+                }
+                | StoreError::NotFound(location)
+                    if conditional =>
+                {
+                    StoreError::PreconditionFailed(location)
+                }
                 other => other,
             }
         })?;

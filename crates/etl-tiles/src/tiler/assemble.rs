@@ -140,7 +140,7 @@ pub(crate) fn assemble(
             gap,
         });
     }
-    let mut bytes = gzip(&raw);
+    let mut bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
     drop(raw);
     let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
     if over(bytes.len(), kept) {
@@ -179,7 +179,7 @@ pub(crate) fn assemble(
             kept -= removed.0 + removed.1;
             let (raw, l) = encode(&feats, &keep, layer_names, keys, extent)
                 .map_err(|_| TileLimitError::Damaged(tile))?;
-            bytes = gzip(&raw);
+            bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
             layers = l;
         }
     }
@@ -324,14 +324,13 @@ fn encode(
 
 /// Gzip at zlib's default level, as tippecanoe writes tiles (zlib-rs backend: a fresh encoder
 /// per tile measured faster, and flatter in memory, than one reset and reused per thread).
-pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(data.len() / 3 + 64),
         flate2::Compression::default(),
     );
-    // Writing to a Vec cannot fail.
-    let _ = enc.write_all(data);
-    enc.finish().unwrap_or_default()
+    enc.write_all(data)?;
+    enc.finish()
 }
 
 /// Assembles every tile of a batch in parallel, keeping tile order.
@@ -360,8 +359,15 @@ pub(crate) fn gzip_deferred<'a>(
     use rayon::prelude::*;
     tiles.into_par_iter().for_each(|a| {
         if !a.gz {
-            a.data = a.data.as_deref().map(gzip);
-            a.gz = true;
+            match a.data.as_deref().map(gzip) {
+                Some(Ok(z)) => {
+                    a.data = Some(z);
+                    a.gz = true;
+                }
+                // Left raw: `write_tile` compresses it again and reports the error there.
+                Some(Err(_)) => {}
+                None => a.gz = true,
+            }
         }
     });
 }
@@ -381,7 +387,7 @@ mod tests {
                 .collect(),
         ] {
             for _ in 0..2 {
-                let z = gzip(&data);
+                let z = gzip(&data).unwrap();
                 let mut back = Vec::new();
                 flate2::read::GzDecoder::new(&z[..])
                     .read_to_end(&mut back)

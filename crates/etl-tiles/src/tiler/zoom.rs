@@ -312,7 +312,7 @@ pub(crate) fn write_tile<W: Write + Seek>(
     match (&a.data, a.gz) {
         (Some(data), true) => writer.add_tile(tile_id(a.tile), data)?,
         // Deferred tiles are gzipped in parallel before they get here; this is the safety net.
-        (Some(data), false) => writer.add_tile(tile_id(a.tile), &assemble::gzip(data))?,
+        (Some(data), false) => writer.add_tile(tile_id(a.tile), &assemble::gzip(data)?)?,
         (None, _) => {}
     }
     Ok(())

@@ -65,7 +65,7 @@ fn write_blocking(
             bytes.clone(),
         );
         let mut last_bytes = 0;
-        while let Some(msg) = reader.rx.blocking_recv() {
+        while let Some(msg) = reader.blocking_recv() {
             if ctx.shutdown.is_cancelled() {
                 // A file output has no partial checkpoint: dropping the writer discards it,
                 // and the rerun writes the whole object again.

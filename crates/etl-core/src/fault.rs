@@ -42,6 +42,50 @@ pub fn point(name: &str) {
     }
 }
 
+/// Waits at `name` when `ETL_FAULT` holds `name=GATE`: the `n`-th hit creates `GATE.n.reached`
+/// and waits (up to two minutes) until a test creates `GATE.n`. Lets a test hold two workers at
+/// the same point and release them in the order it chooses, with no sleeps on its side.
+#[cfg(feature = "fault-injection")]
+pub async fn pause(name: &str) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static HITS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+    let Ok(spec) = std::env::var("ETL_FAULT") else {
+        return;
+    };
+    let Some(gate) = spec.split(',').find_map(|item| {
+        let (point, gate) = item.split_once('=')?;
+        (point.trim() == name).then(|| gate.trim().to_owned())
+    }) else {
+        return;
+    };
+    let n = match HITS.lock() {
+        Ok(mut guard) => {
+            let count = guard
+                .get_or_insert_with(HashMap::new)
+                .entry(name.to_owned())
+                .or_insert(0);
+            *count += 1;
+            *count
+        }
+        Err(_) => return,
+    };
+    let open = std::path::PathBuf::from(format!("{gate}.{n}"));
+    if let Err(e) = std::fs::write(format!("{gate}.{n}.reached"), b"") {
+        eprintln!("fault pause at {name}: cannot mark the point reached: {e}");
+        return;
+    }
+    let start = std::time::Instant::now();
+    while !open.exists() && start.elapsed() < std::time::Duration::from_secs(120) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Without the feature nothing ever waits.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub async fn pause(_name: &str) {}
+
 /// Pure: whether `spec` (`a,b@2,…`) arms the `n`-th hit of `name`.
 pub fn armed(spec: &str, name: &str, n: u64) -> bool {
     spec.split(',')

@@ -172,7 +172,7 @@ fn kml_2gib_text_node_is_refused_within_100_mb() {
 fn kml_2gib_text_node_with_the_default_limit_stops_at_the_limit() {
     let r = run_child("child_kml_2gib_text_node", &[]);
     let limit = r["limit"];
-    assert_eq!(limit, 64 * MIB);
+    assert_eq!(limit, 15 * MIB);
     let served = r["served"];
     assert!(
         served <= limit + 64 * 1024 + 2 * 64 * 1024 + HEAD.len() as u64,
@@ -181,7 +181,7 @@ fn kml_2gib_text_node_with_the_default_limit_stops_at_the_limit() {
     // The event buffer holds at most the limit: far below the 2 GiB of the node.
     let rss = r["peak_rss"];
     eprintln!(
-        "2 GiB text node, default 64 MiB text limit: peak RSS {} MiB",
+        "2 GiB text node, default 15 MiB text limit: peak RSS {} MiB",
         rss / MIB
     );
     assert!(rss < 100 * MIB, "peak RSS {rss} bytes");

@@ -132,8 +132,15 @@ pub struct EventsConfig {
     )]
     pub max_json_depth: usize,
 
+    /// Longest text one XML element (a KML `<coordinates>` or `<description>`, a GPX
+    /// extension) may hold, in bytes (15 MiB: about half a million coordinates). What a
+    /// single hostile text node can cost in memory: about 4x this.
+    #[arg(long = "max-xml-text", env = "ETL_MAX_XML_TEXT", default_value_t = 15 << 20)]
+    #[serde(default = "default_max_xml_text")]
+    pub max_xml_text: usize,
+
     /// Bytes the tiler may sort in memory before spilling to the scratch directory.
-    #[arg(long = "tiler-memory", env = "ETL_TILER_MEMORY", default_value_t = 32 << 20)]
+    #[arg(long = "tiler-memory", env = "ETL_TILER_MEMORY", default_value_t = 15 << 20)]
     pub tiler_memory: usize,
 
     /// Scratch directory for downloads, unpacked archives and temporary outputs (default: TMPDIR).
@@ -177,6 +184,10 @@ pub struct EventsConfig {
     #[arg(long = "gc-now", env = "ETL_GC_NOW", requires = "gc")]
     #[serde(default)]
     pub gc_now: bool,
+}
+
+fn default_max_xml_text() -> usize {
+    15 << 20
 }
 
 fn default_import_timeout() -> String {
@@ -350,6 +361,7 @@ impl EventsConfig {
             upload: UploadOptions {
                 read: ReadOptions {
                     max_json_depth: self.max_json_depth,
+                    max_xml_text: self.max_xml_text,
                     ..ReadOptions::default()
                 },
                 archive: ArchiveLimits {

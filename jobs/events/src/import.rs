@@ -213,6 +213,7 @@ impl Importer {
         deadline: std::time::Instant,
     ) -> Result<Imported, JobError> {
         let store = &self.ctx.store;
+        etl_core::fault::pause("events.before_lease").await;
         let locks = lock_store(&self.ctx, target).await?;
         let scope = lock_scope(target);
         let mut pause = std::time::Duration::from_millis(100);

@@ -49,8 +49,37 @@ pub struct RunSummary {
     pub counts: Counts,
     pub bytes: Bytes,
     pub duration_ms: u64,
+    /// The process's peak resident memory (Linux `VmHWM`), so a run says what it cost; absent
+    /// where /proc cannot tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     pub outputs: Vec<String>,
     pub batch: BatchEnv,
+}
+
+/// `VmHWM` of /proc/self/status in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = match std::fs::read_to_string("/proc/self/status") {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "no /proc/self/status: peak memory not reported");
+            return None;
+        }
+    };
+    parse_vm_hwm(&status)
+}
+
+/// Pure: the `VmHWM:  1234 kB` line of a /proc status file, in bytes.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 impl RunSummary {
@@ -87,6 +116,7 @@ impl RunSummary {
                 output: Stats::get(&s.bytes_out),
             },
             duration_ms: elapsed.as_millis() as u64,
+            peak_rss_bytes: peak_rss(),
             outputs: s.outputs(),
             batch: ctx.batch.clone(),
         }
@@ -94,5 +124,20 @@ impl RunSummary {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_hwm() {
+        assert_eq!(
+            parse_vm_hwm("Name:\tx\nVmPeak:\t  10 kB\nVmHWM:\t    2048 kB\n"),
+            Some(2048 * 1024)
+        );
+        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        assert!(peak_rss().is_some_and(|b| b > 0));
     }
 }

@@ -209,6 +209,7 @@ impl ObjectWriter for AtomicFile {
         file.sync_all()
             .map_err(|e| StoreError::io(tmp.display(), e))?;
         drop(file);
+        crate::fault::point("store.file.before_rename");
         if let Err(e) = fs::rename(&tmp, &self.dest) {
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::io(self.dest.display(), e));

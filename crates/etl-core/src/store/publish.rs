@@ -73,6 +73,7 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
     let fsync_err = |e: io::Error| JobError::temporary(format!("{}: fsync: {e}", p.display()));
     file.as_file().sync_all().map_err(fsync_err)?;
     readable(file.path())?;
+    crate::fault::point("store.publish.before_rename");
     let tmp = match file.persist(p) {
         Ok(_) => None,
         // Another file system (a scratch volume): rename cannot cross it.
@@ -107,6 +108,7 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
     }
     // The rename is durable once the directory is synced.
     super::file::sync_dir(&dir);
+    crate::fault::point("store.publish.after_rename");
     Ok(())
 }
 

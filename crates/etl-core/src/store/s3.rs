@@ -479,6 +479,7 @@ impl S3Writer {
         }
         let part_number = (self.done.len() + self.in_flight.len() + 1) as i32;
         let body = std::mem::take(&mut self.buf);
+        crate::fault::point("store.s3.part");
         let req = self
             .store
             .client
@@ -523,6 +524,7 @@ impl S3Writer {
         if self.upload_id.is_none() {
             let bytes = std::mem::take(&mut self.buf);
             let size = bytes.len() as u64;
+            crate::fault::point("store.s3.before_put");
             let etag = self.handle.block_on(self.store.put(
                 &self.bucket,
                 &self.key,
@@ -551,11 +553,13 @@ impl S3Writer {
                     .set_parts(Some(parts))
                     .build(),
             );
+        crate::fault::point("store.s3.before_complete");
         let out = self
             .handle
             .block_on(req.send())
             .map_err(|e| s3_err(&loc, "CompleteMultipartUpload", e))?;
         self.upload_id = None;
+        crate::fault::point("store.s3.after_complete");
         let etag = required_etag(&loc, "CompleteMultipartUpload", out.e_tag())?;
         let head = self
             .handle

@@ -14,6 +14,7 @@ pub mod profile;
 pub mod runkey;
 pub mod runner;
 pub mod schedule;
+pub mod scratch;
 pub mod store;
 
 pub use error::{ExitKind, JobError};

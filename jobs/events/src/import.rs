@@ -159,6 +159,9 @@ pub struct Importer {
     pub timeout: std::time::Duration,
 }
 
+/// The per-import work directories in the scratch directory.
+const WORK_PREFIX: &str = ".etl-events-import-";
+
 /// What the phases before publishing leave.
 enum Prepared {
     /// Nothing to publish (same version, or a newer one is there).
@@ -174,13 +177,25 @@ impl Importer {
     pub async fn import(&self, source: Source, target: &Target) -> Result<Imported, JobError> {
         let deadline = std::time::Instant::now() + self.timeout;
         let url = source.url.clone();
-        let prepared =
-            match tokio::time::timeout_at(deadline.into(), self.prepare(source, target, deadline))
-                .await
-            {
-                Ok(r) => r?,
-                Err(_) => return Err(timed_out(&url)),
-            };
+        // Everything this import unpacks or builds lives in a locked work directory, removed
+        // when the import ends; what a killed import left is swept by a later one.
+        let scratch = &self.convert.scratch;
+        etl_core::scratch::sweep(scratch, WORK_PREFIX);
+        let work = etl_core::scratch::WorkDir::new_in(scratch, WORK_PREFIX).map_err(|e| {
+            JobError::temporary(format!(
+                "{}: cannot create a work directory: {e}",
+                scratch.display()
+            ))
+        })?;
+        let prepared = match tokio::time::timeout_at(
+            deadline.into(),
+            self.prepare(source, target, deadline, work.path()),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(timed_out(&url)),
+        };
         let (source, converted) = match prepared {
             Prepared::Settled(outcome) => return Ok(outcome),
             Prepared::Converted(both) => *both,
@@ -271,6 +286,7 @@ impl Importer {
         mut source: Source,
         target: &Target,
         deadline: std::time::Instant,
+        work: &Path,
     ) -> Result<Prepared, JobError> {
         let store = &self.ctx.store;
         // 1. A cheap decision before any download.
@@ -325,12 +341,13 @@ impl Importer {
         let (path, _download) = match &loc {
             Location::File(p) => (p.clone(), None),
             Location::S3 { .. } => {
-                let file = self.download(&meta).await?;
+                let file = self.download(&meta, work).await?;
                 (file.path().to_path_buf(), Some(file))
             }
         };
         let converted = {
             let mut opts = self.convert.clone();
+            opts.scratch = work.to_path_buf();
             // Readers busy inside one record (a shapefile polygon of many rings) poll this.
             let read_cancel = etl_geo::Cancel::new().with_deadline(deadline);
             opts.upload.read.cancel = read_cancel.clone();
@@ -383,11 +400,14 @@ impl Importer {
 
     /// Streams an S3 object into the scratch directory, pinned to the version HEAD saw, and
     /// never past the size limit.
-    async fn download(&self, meta: &ObjectMeta) -> Result<tempfile::NamedTempFile, JobError> {
-        let dir = self.convert.scratch.clone();
+    async fn download(
+        &self,
+        meta: &ObjectMeta,
+        dir: &Path,
+    ) -> Result<tempfile::NamedTempFile, JobError> {
         let file = tempfile::Builder::new()
             .prefix(".etl-events-download-")
-            .tempfile_in(&dir)
+            .tempfile_in(dir)
             .map_err(|e| JobError::temporary(format!("{}: {e}", dir.display())))?;
         let mut reader = self
             .ctx

@@ -9,7 +9,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 
-use support::{Run, etl_events, files_in};
+use support::{Run, entries_in, etl_events, files_in};
 
 const MIB: u64 = 1 << 20;
 
@@ -41,9 +41,9 @@ fn refused_whole(r: &Run, expected: &str, out: &Path, scratch: &Path) {
     );
     assert!(files_in(out).is_empty(), "published: {:?}", files_in(out));
     assert!(
-        files_in(scratch).is_empty(),
+        entries_in(scratch).is_empty(),
         "scratch left: {:?}",
-        files_in(scratch)
+        entries_in(scratch)
     );
     let peak = r.summary["peak_rss_bytes"].as_u64().unwrap();
     eprintln!("peak RSS {} MiB", peak / MIB);

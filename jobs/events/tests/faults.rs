@@ -138,6 +138,7 @@ fn local_outputs_survive_a_kill_at_every_point() {
         let tmp = tempfile::tempdir().unwrap();
         let input = tmp.path().join("sites.kml");
         let out = tmp.path().join("out");
+        let scratch = tmp.path().join("scratch");
         let import = |fault: Option<&str>| {
             let mut cmd = etl_events();
             cmd.args([
@@ -145,6 +146,8 @@ fn local_outputs_survive_a_kill_at_every_point() {
                 input.to_str().unwrap(),
                 "--output",
                 out.to_str().unwrap(),
+                "--scratch",
+                scratch.to_str().unwrap(),
                 "-z",
                 "6",
             ]);
@@ -167,8 +170,18 @@ fn local_outputs_survive_a_kill_at_every_point() {
             assert_eq!(after, v1, "{point}: the previous version must stand");
         }
 
+        // The killed import's work directory stays behind; once it looks abandoned (old,
+        // unlocked), the next import removes it.
+        let left = support::entries_in(&scratch);
+        assert_eq!(left.len(), 1, "{point}: {left:?}");
+        support::age_entries(&scratch);
         let r = import(None);
         r.assert_code(0);
+        assert!(
+            support::entries_in(&scratch).is_empty(),
+            "{point}: {:?}",
+            support::entries_in(&scratch)
+        );
         let v2 = State::local(&out, "sites")
             .complete(&format!("{point}, rerun"))
             .unwrap();
@@ -288,9 +301,9 @@ fn a_panicking_reader_publishes_nothing() {
         s.objects.keys()
     );
     assert!(
-        support::files_in(&scratch).is_empty(),
+        support::entries_in(&scratch).is_empty(),
         "{:?}",
-        support::files_in(&scratch)
+        support::entries_in(&scratch)
     );
 }
 

@@ -41,7 +41,8 @@ pub fn temp_for(loc: &Location, tmp_dir: Option<&Path>) -> Result<NamedTempFile,
         }
         Location::S3 { .. } => tmp_dir.map_or_else(std::env::temp_dir, Path::to_path_buf),
     };
-    sweep_stale(&dir);
+    // Temporary archives of runs killed with -9 (unlocked, and old enough).
+    etl_core::scratch::sweep(&dir, TEMP_PREFIX);
     let file = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .suffix(".tmp")
@@ -55,7 +56,7 @@ pub fn temp_for(loc: &Location, tmp_dir: Option<&Path>) -> Result<NamedTempFile,
             ))
         })?;
     // Held until the file is published or dropped: a later run knows a live one by it.
-    file.as_file().try_lock().map_err(|e| {
+    etl_core::scratch::lock_file(file.as_file()).map_err(|e| {
         JobError::temporary(format!(
             "{}: cannot lock the temporary archive: {e}",
             file.path().display()
@@ -65,55 +66,6 @@ pub fn temp_for(loc: &Location, tmp_dir: Option<&Path>) -> Result<NamedTempFile,
 }
 
 const TEMP_PREFIX: &str = ".etl-pmtiles-";
-
-/// Removes temporary archives that runs killed with -9 left in `dir`: ones whose lock nobody
-/// holds (the kernel drops it with the process) and which are old enough that their creator
-/// had long taken its lock. A live run's file is always locked, so it is never touched.
-fn sweep_stale(dir: &Path) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for stale temporary archives");
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !name.starts_with(TEMP_PREFIX) || !name.ends_with(".tmp") {
-            continue;
-        }
-        let path = entry.path();
-        let old_enough = entry.metadata().and_then(|m| m.modified()).map(|t| {
-            t.elapsed()
-                .is_ok_and(|age| age > std::time::Duration::from_secs(10))
-        });
-        if !matches!(old_enough, Ok(true)) {
-            continue;
-        }
-        let file = match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot open a stale temporary archive");
-                continue;
-            }
-        };
-        match file.try_lock() {
-            Ok(()) => match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(file = %path.display(), "removed a temporary archive a killed run left")
-                }
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot remove a stale temporary archive")
-                }
-            },
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot lock a temporary archive to check it");
-            }
-        }
-    }
-}
 
 /// Makes the finished archive appear at `loc`, whole; returns its size.
 pub async fn publish(store: &Store, file: NamedTempFile, loc: &Location) -> Result<u64, JobError> {

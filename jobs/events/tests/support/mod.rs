@@ -317,3 +317,31 @@ impl S3 {
         keys
     }
 }
+
+/// Every name in `dir`, hidden ones included (work directories and temporaries are hidden).
+pub fn entries_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Sets the modification time of every entry of `dir` a minute back, so a later run takes
+/// what a killed one left for abandoned.
+pub fn age_entries(dir: &Path) {
+    for name in entries_in(dir) {
+        let p = dir.join(name);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .or_else(|_| std::fs::File::open(&p))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
+    }
+}

@@ -73,6 +73,57 @@ impl Rule {
     }
 }
 
+/// One fault case of an output written by multipart upload: what it is, the proxy rules, and
+/// the `ETL_FAULT` kill point (if any).
+pub type OutputFault = (&'static str, Vec<Rule>, Option<&'static str>);
+
+/// The faults every multipart-uploaded output must survive (old or absent, or complete): a
+/// part failed or cut, Complete failed or its answer lost after it took effect, and the
+/// process killed between parts, before and after Complete (etl-core's store fault points).
+pub fn multipart_faults() -> Vec<OutputFault> {
+    vec![
+        (
+            "an UploadPart fails",
+            vec![Rule::sticky(Kind::UploadPart, 2, Action::Fail)],
+            None,
+        ),
+        (
+            "an UploadPart is cut",
+            vec![Rule::sticky(Kind::UploadPart, 1, Action::CutBefore)],
+            None,
+        ),
+        (
+            "Complete fails",
+            vec![Rule::sticky(Kind::CompleteMultipartUpload, 1, Action::Fail)],
+            None,
+        ),
+        (
+            "Complete's answer is lost after it took effect",
+            vec![Rule {
+                times: 1,
+                ..Rule::sticky(Kind::CompleteMultipartUpload, 1, Action::CutAfter)
+            }],
+            None,
+        ),
+        ("killed between parts", vec![], Some("store.s3.part@2")),
+        (
+            "killed before Complete",
+            vec![],
+            Some("store.s3.before_complete"),
+        ),
+        (
+            "killed after Complete",
+            vec![],
+            Some("store.s3.after_complete"),
+        ),
+    ]
+}
+
+/// Whether a fault case may leave the new output in place (it took effect before the fault).
+pub fn may_complete(what: &str) -> bool {
+    what.contains("after it took effect") || what.contains("after Complete")
+}
+
 #[derive(Default)]
 struct State {
     rules: Vec<(Rule, u32)>,

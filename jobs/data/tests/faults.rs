@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 
 use etl_core::store::{Location, S3Config, Store};
-use etl_testkit::{Action, FaultProxy, Kind, Rule};
+use etl_testkit::FaultProxy;
 use support::*;
 
 fn killed(r: &Run) -> bool {
@@ -97,42 +97,8 @@ fn an_s3_output_is_absent_or_complete() {
     let n = 90_000;
     write_points(&input, n);
     let proxy = FaultProxy::start(&s3_endpoint()).unwrap();
-    let cases: Vec<(&str, Vec<Rule>, Option<&str>)> = vec![
-        (
-            "an UploadPart fails",
-            vec![Rule::sticky(Kind::UploadPart, 2, Action::Fail)],
-            None,
-        ),
-        (
-            "an UploadPart is cut",
-            vec![Rule::sticky(Kind::UploadPart, 1, Action::CutBefore)],
-            None,
-        ),
-        (
-            "Complete fails",
-            vec![Rule::sticky(Kind::CompleteMultipartUpload, 1, Action::Fail)],
-            None,
-        ),
-        (
-            "Complete's answer is lost after it took effect",
-            vec![Rule {
-                times: 1,
-                ..Rule::sticky(Kind::CompleteMultipartUpload, 1, Action::CutAfter)
-            }],
-            None,
-        ),
-        ("killed between parts", vec![], Some("store.s3.part@2")),
-        (
-            "killed before Complete",
-            vec![],
-            Some("store.s3.before_complete"),
-        ),
-        (
-            "killed after Complete",
-            vec![],
-            Some("store.s3.after_complete"),
-        ),
-    ];
+    let cases = etl_testkit::multipart_faults();
+    let count = cases.len();
     let mut covered = 0;
     for (i, (what, rules, fault)) in cases.into_iter().enumerate() {
         let url = format!("s3://{bucket}/case{i}.geojsonl");
@@ -182,5 +148,5 @@ fn an_s3_output_is_absent_or_complete() {
         complete(&bytes, n, &format!("{what}, rerun"));
         covered += 1;
     }
-    assert_eq!(covered, 7);
+    assert_eq!(covered, count);
 }

@@ -15,7 +15,9 @@ use etl_core::JobError;
 use etl_core::store::{Location, Store};
 use serde_json::Value;
 
-use crate::publish::{Target, current, manifest_files, version_time};
+use crate::publish::{
+    Target, current, manifest_files, promised_until, superseded_entries, version_time,
+};
 
 /// What one collection did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -51,18 +53,9 @@ pub fn plan(
     if let Some(m) = manifest {
         keep.extend(manifest_files(m).into_iter().map(|(f, _)| f));
         if let Keep::Grace(_) = keep_rule {
-            for s in m
-                .get("superseded")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for s in superseded_entries(m) {
                 // A promise that cannot be read is kept: deleting is the step that loses data.
-                let live = s
-                    .get("until")
-                    .and_then(Value::as_str)
-                    .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
-                    .is_none_or(|u| u > now);
+                let live = promised_until(s).is_none_or(|u| u > now);
                 if live && let Some(f) = s.get("file").and_then(Value::as_str) {
                     keep.insert(f.to_owned());
                 }

@@ -375,18 +375,8 @@ pub fn manifest(
                 superseded.push(json!({"file": file, "kind": kind, "until": stamp(until)}));
             }
         }
-        for s in prev
-            .get("superseded")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let live = s
-                .get("until")
-                .and_then(Value::as_str)
-                .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
-                .is_some_and(|u| u > now);
-            if live {
+        for s in superseded_entries(prev) {
+            if promised_until(s).is_some_and(|u| u > now) {
                 superseded.push(s.clone());
             }
         }
@@ -402,6 +392,24 @@ pub fn manifest(
     }
     doc.insert("imported_at".into(), json!(stamp(now)));
     Ok(Value::Object(doc))
+}
+
+/// A manifest's `superseded` entries.
+pub fn superseded_entries(manifest: &Value) -> impl Iterator<Item = &Value> {
+    manifest
+        .get("superseded")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// Until when a `superseded` entry promises its file stays readable (None: unreadable).
+pub fn promised_until(entry: &Value) -> Option<DateTime<Utc>> {
+    entry
+        .get("until")
+        .and_then(Value::as_str)
+        .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+        .map(|u| u.with_timezone(&Utc))
 }
 
 fn stamp(t: DateTime<Utc>) -> String {

@@ -125,6 +125,51 @@ impl State {
     }
 }
 
+/// A local import of `input` into `out` with its own scratch directory, optionally with a
+/// fault armed.
+struct Local {
+    _tmp: tempfile::TempDir,
+    input: std::path::PathBuf,
+    out: std::path::PathBuf,
+    scratch: std::path::PathBuf,
+}
+
+impl Local {
+    fn new() -> Local {
+        let tmp = tempfile::tempdir().unwrap();
+        let (input, out, scratch) = (
+            tmp.path().join("sites.kml"),
+            tmp.path().join("out"),
+            tmp.path().join("scratch"),
+        );
+        std::fs::create_dir_all(&scratch).unwrap();
+        Local {
+            _tmp: tmp,
+            input,
+            out,
+            scratch,
+        }
+    }
+
+    fn import(&self, zoom: &str, fault: Option<&str>) -> Run {
+        let mut cmd = etl_events();
+        cmd.args([
+            "--input",
+            self.input.to_str().unwrap(),
+            "--output",
+            self.out.to_str().unwrap(),
+            "--scratch",
+            self.scratch.to_str().unwrap(),
+            "-z",
+            zoom,
+        ]);
+        if let Some(f) = fault {
+            cmd.env("ETL_FAULT", f);
+        }
+        Run::from_output(cmd.output().unwrap())
+    }
+}
+
 fn killed(r: &Run) -> bool {
     r.code == -1 && r.stderr.contains("fault injected at")
 }
@@ -135,27 +180,9 @@ fn killed(r: &Run) -> bool {
 fn local_outputs_survive_a_kill_at_every_point() {
     let mut covered = 0;
     for point in KILL_POINTS {
-        let tmp = tempfile::tempdir().unwrap();
-        let input = tmp.path().join("sites.kml");
-        let out = tmp.path().join("out");
-        let scratch = tmp.path().join("scratch");
-        let import = |fault: Option<&str>| {
-            let mut cmd = etl_events();
-            cmd.args([
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                out.to_str().unwrap(),
-                "--scratch",
-                scratch.to_str().unwrap(),
-                "-z",
-                "6",
-            ]);
-            if let Some(f) = fault {
-                cmd.env("ETL_FAULT", f);
-            }
-            Run::from_output(cmd.output().unwrap())
-        };
+        let l = Local::new();
+        let (input, out, scratch) = (&l.input, &l.out, &l.scratch);
+        let import = |fault: Option<&str>| l.import("6", fault);
         std::fs::write(&input, kml("one", 200)).unwrap();
         import(None).assert_code(0);
         let v1 = State::local(&out, "sites").complete("v1").unwrap();
@@ -263,28 +290,9 @@ fn a_short_gc_grace_is_refused() {
 /// the scratch directory is left empty.
 #[test]
 fn a_panicking_reader_publishes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("sites.kml");
-    let out = tmp.path().join("out");
-    let scratch = tmp.path().join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let import = |fault: Option<&str>| {
-        let mut cmd = etl_events();
-        cmd.args([
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--scratch",
-            scratch.to_str().unwrap(),
-            "-z",
-            "4",
-        ]);
-        if let Some(f) = fault {
-            cmd.env("ETL_FAULT", f);
-        }
-        Run::from_output(cmd.output().unwrap())
-    };
+    let l = Local::new();
+    let (input, out, scratch) = (&l.input, &l.out, &l.scratch);
+    let import = |fault: Option<&str>| l.import("4", fault);
     std::fs::write(&input, kml("one", 100)).unwrap();
     import(None).assert_code(0);
     let v1 = State::local(&out, "sites").complete("v1").unwrap();

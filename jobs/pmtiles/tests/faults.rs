@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use etl_core::store::{Location, S3Config, Store};
-use etl_testkit::{Action, FaultProxy, Kind, Rule};
+use etl_testkit::FaultProxy;
 
 fn etl_pmtiles() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"));
@@ -171,43 +171,8 @@ fn an_s3_archive_is_old_or_new_whatever_fails() {
             .unwrap()
             .map(|(b, _)| b)
     };
-    // (what, rules, kill point); each case writes its own key.
-    let cases: Vec<(&str, Vec<Rule>, Option<&str>)> = vec![
-        (
-            "an UploadPart fails",
-            vec![Rule::sticky(Kind::UploadPart, 1, Action::Fail)],
-            None,
-        ),
-        (
-            "an UploadPart is cut",
-            vec![Rule::sticky(Kind::UploadPart, 1, Action::CutBefore)],
-            None,
-        ),
-        (
-            "Complete fails",
-            vec![Rule::sticky(Kind::CompleteMultipartUpload, 1, Action::Fail)],
-            None,
-        ),
-        (
-            "Complete's answer is lost after it took effect",
-            vec![Rule {
-                times: 1,
-                ..Rule::sticky(Kind::CompleteMultipartUpload, 1, Action::CutAfter)
-            }],
-            None,
-        ),
-        (
-            "killed before Complete",
-            vec![],
-            Some("store.s3.before_complete"),
-        ),
-        (
-            "killed after Complete",
-            vec![],
-            Some("store.s3.after_complete"),
-        ),
-        ("killed between parts", vec![], Some("store.s3.part@2")),
-    ];
+    let cases = etl_testkit::multipart_faults();
+    let count = cases.len();
     let mut covered = 0;
     let mut seed: Option<Vec<u8>> = None;
     for (i, (what, rules, fault)) in cases.into_iter().enumerate() {
@@ -275,7 +240,7 @@ fn an_s3_archive_is_old_or_new_whatever_fails() {
         );
         let now = get(&key).unwrap();
         verify_bytes(now.clone());
-        if !(what.contains("after it took effect") || what.contains("after Complete")) {
+        if !etl_testkit::may_complete(what) {
             assert_eq!(now, old, "{what}: the old archive stands");
             assert!(!r.status.success(), "{what}: the run must fail");
         }
@@ -285,5 +250,5 @@ fn an_s3_archive_is_old_or_new_whatever_fails() {
         verify_bytes(fresh);
         covered += 1;
     }
-    assert_eq!(covered, 7);
+    assert_eq!(covered, count);
 }

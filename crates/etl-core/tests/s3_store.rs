@@ -592,3 +592,47 @@ async fn sse_kms_key_is_requested_for_single_puts_and_multipart_uploads() {
         assert_eq!(head.ssekms_key_id(), Some(key_id), "{name}");
     }
 }
+
+/// `writer_new` never replaces an object: a single PUT and a multipart upload onto an
+/// existing key fail their precondition and leave the object as it was (no upload left open);
+/// onto a free key they write normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_only_writers_never_replace_an_object() {
+    let store = Store::new(S3Config {
+        part_size: 5 * MIB,
+        ..s3_config()
+    });
+    let bucket = new_bucket(&store, "newonly").await;
+    let at = loc(&bucket, "v/a.v1.pmtiles");
+    store
+        .put(&at, b"first".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+    for (what, data) in [("small", pattern(1000)), ("multipart", pattern(11 * MIB))] {
+        let mut w = store.writer_new(&at).await.unwrap();
+        let w = tokio::task::spawn_blocking(move || {
+            w.write_all(&data).unwrap();
+            w
+        })
+        .await
+        .unwrap();
+        let r = commit(w).await;
+        assert!(
+            matches!(r, Err(StoreError::PreconditionFailed(_))),
+            "{what}: {r:?}"
+        );
+        let (bytes, _) = store.get(&at).await.unwrap().unwrap();
+        assert_eq!(bytes, b"first", "{what}: the object was replaced");
+    }
+    assert!(multipart_uploads(&store, &bucket).await.is_empty());
+    let free = loc(&bucket, "v/a.v2.pmtiles");
+    let mut w = store.writer_new(&free).await.unwrap();
+    let w = tokio::task::spawn_blocking(move || {
+        w.write_all(b"second").unwrap();
+        w
+    })
+    .await
+    .unwrap();
+    commit(w).await.unwrap();
+    assert_eq!(store.get(&free).await.unwrap().unwrap().0, b"second");
+}

@@ -22,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use etl_core::JobError;
 use etl_core::checkpoint::Lease;
 use etl_core::fault;
-use etl_core::store::{Location, Precondition, Store, StoreError};
+use etl_core::store::{Location, Precondition, PublishError, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -333,7 +333,18 @@ impl Publish<'_> {
             let loc = self.target.output(version, kind);
             // Recorded before the write: a write whose answer was lost may still have landed.
             written.push(loc.clone());
-            etl_core::store::publish_file(self.store, file, &loc).await?;
+            // Versioned names are new: never replace an object that is there. If one is (two
+            // attempts drew the same version), it is not ours to clean up.
+            match etl_core::store::publish_new_file(self.store, file, &loc).await {
+                Ok(_) => {}
+                Err(PublishError::Exists(what)) => {
+                    written.pop();
+                    return Err(JobError::temporary(format!(
+                        "{what}: another attempt published this version name; a retry draws a new one"
+                    )));
+                }
+                Err(PublishError::Failed(e)) => return Err(e),
+            }
             let meta = self.store.head(&loc).await.map_err(JobError::from)?;
             if meta.size != bytes {
                 return Err(JobError::temporary(format!(

@@ -181,7 +181,7 @@ fn local_outputs_survive_a_kill_at_every_point() {
     let mut covered = 0;
     for point in KILL_POINTS {
         let l = Local::new();
-        let (input, out, scratch) = (&l.input, &l.out, &l.scratch);
+        let (input, out, scratch) = (l.input.clone(), l.out.clone(), l.scratch.clone());
         let import = |fault: Option<&str>| l.import("6", fault);
         std::fs::write(&input, kml("one", 200)).unwrap();
         import(None).assert_code(0);
@@ -291,7 +291,7 @@ fn a_short_gc_grace_is_refused() {
 #[test]
 fn a_panicking_reader_publishes_nothing() {
     let l = Local::new();
-    let (input, out, scratch) = (&l.input, &l.out, &l.scratch);
+    let (input, out, scratch) = (l.input.clone(), l.out.clone(), l.scratch.clone());
     let import = |fault: Option<&str>| l.import("4", fault);
     std::fs::write(&input, kml("one", 100)).unwrap();
     import(None).assert_code(0);

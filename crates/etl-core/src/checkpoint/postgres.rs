@@ -165,6 +165,26 @@ impl PostgresCheckpoints {
         Ok(written.rows_affected() == 1)
     }
 
+    /// Whether a worker holds the lease of run `scope` right now, read from `pg_locks` without
+    /// taking the lock (so asking can never keep that worker from its own lease). The lease
+    /// dies with its connection, so a `kill -9`ed worker stops holding it at once.
+    pub async fn lease_held(conn: &mut PgConnection, scope: &str) -> Result<bool, CheckpointError> {
+        let key = lock_key(scope);
+        // A bigint advisory key shows in pg_locks as classid = high half, objid = low half,
+        // objsubid = 1.
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND objsubid = 1 AND classid = (($1 >> 32) & 4294967295)::oid \
+             AND objid = ($1 & 4294967295)::oid \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        )
+        .bind(key)
+        .fetch_one(conn)
+        .await
+        .map_err(|e| PgError::sql("checking a run's lease", e))?;
+        Ok(held)
+    }
+
     pub async fn clear(&self, scope: &str) -> Result<(), CheckpointError> {
         sqlx::query("DELETE FROM etl_checkpoint WHERE scope = $1")
             .bind(scope)

@@ -99,9 +99,20 @@ pub(super) struct AtomicFile {
     dest: PathBuf,
     tmp: Option<PathBuf>,
     file: Option<io::BufWriter<File>>,
+    /// Fail instead of replacing an existing file.
+    no_clobber: bool,
 }
 
 impl AtomicFile {
+    /// Like [`AtomicFile::create`], but the commit fails with
+    /// [`StoreError::PreconditionFailed`] if `dest` exists by then (a hard link, which cannot
+    /// replace, instead of a rename).
+    pub(super) fn create_new(dest: &Path) -> Result<Self, StoreError> {
+        let mut f = Self::create(dest)?;
+        f.no_clobber = true;
+        Ok(f)
+    }
+
     pub(super) fn create(dest: &Path) -> Result<Self, StoreError> {
         let dir = parent_dir(dest);
         fs::create_dir_all(&dir).map_err(|e| StoreError::io(dir.display(), e))?;
@@ -115,6 +126,7 @@ impl AtomicFile {
             dest: dest.to_path_buf(),
             tmp: Some(tmp),
             file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
+            no_clobber: false,
         })
     }
 }
@@ -210,9 +222,25 @@ impl ObjectWriter for AtomicFile {
             .map_err(|e| StoreError::io(tmp.display(), e))?;
         drop(file);
         crate::fault::point("store.file.before_rename");
-        if let Err(e) = fs::rename(&tmp, &self.dest) {
-            let _ = fs::remove_file(&tmp);
-            return Err(StoreError::io(self.dest.display(), e));
+        let placed = if self.no_clobber {
+            match fs::hard_link(&tmp, &self.dest) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(
+                    StoreError::PreconditionFailed(self.dest.display().to_string()),
+                ),
+                other => other
+                    .and_then(|()| fs::remove_file(&tmp))
+                    .map_err(|e| StoreError::io(self.dest.display(), e)),
+            }
+        } else {
+            fs::rename(&tmp, &self.dest).map_err(|e| StoreError::io(self.dest.display(), e))
+        };
+        if let Err(e) = placed {
+            if let Err(rm) = fs::remove_file(&tmp)
+                && rm.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %tmp.display(), error = %rm, "cannot remove a temporary file");
+            }
+            return Err(e);
         }
         sync_dir(&parent_dir(&self.dest));
         head(&self.dest)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 
 pub use location::{Location, has_glob};
-pub use publish::publish_file;
+pub use publish::{PublishError, publish_file, publish_new_file};
 pub use s3::{S3Config, S3Store};
 
 use crate::error::JobError;
@@ -209,6 +209,15 @@ impl Store {
         match loc {
             Location::File(p) => Ok(Box::new(file::AtomicFile::create(p)?)),
             Location::S3 { bucket, key } => Ok(Box::new(self.s3().await?.writer(bucket, key)?)),
+        }
+    }
+
+    /// Like [`Store::writer`], but the commit fails with [`StoreError::PreconditionFailed`]
+    /// instead of replacing an object that exists (for immutable, versioned outputs).
+    pub async fn writer_new(&self, loc: &Location) -> Result<Box<dyn ObjectWriter>, StoreError> {
+        match loc {
+            Location::File(p) => Ok(Box::new(file::AtomicFile::create_new(p)?)),
+            Location::S3 { bucket, key } => Ok(Box::new(self.s3().await?.writer_new(bucket, key)?)),
         }
     }
 

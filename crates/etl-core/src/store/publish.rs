@@ -10,11 +10,36 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use super::{Location, ObjectMeta, Store};
+use super::{Location, ObjectMeta, Store, StoreError};
 use crate::error::JobError;
 
 /// Published files are read by servers under other users; temporary files are 0600.
 const MODE: u32 = 0o644;
+
+/// Why a publication did not happen.
+#[derive(Debug)]
+pub enum PublishError {
+    /// `publish_new_file` found an object at the location (it was left as it was).
+    Exists(String),
+    Failed(JobError),
+}
+
+impl From<JobError> for PublishError {
+    fn from(e: JobError) -> Self {
+        PublishError::Failed(e)
+    }
+}
+
+impl From<PublishError> for JobError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Exists(loc) => JobError::temporary(format!(
+                "{loc}: already exists; an immutable output is never replaced"
+            )),
+            PublishError::Failed(e) => e,
+        }
+    }
+}
 
 /// Publishes `file` at `loc`; returns its size in bytes.
 pub async fn publish_file(
@@ -22,6 +47,28 @@ pub async fn publish_file(
     file: NamedTempFile,
     loc: &Location,
 ) -> Result<u64, JobError> {
+    publish(store, file, loc, false)
+        .await
+        .map_err(JobError::from)
+}
+
+/// Publishes `file` at `loc` only if nothing is there: an existing object (an immutable
+/// output of another run that chose the same name) is never replaced, and the error says so
+/// ([`PublishError::Exists`]), so the caller knows the object there is not its own.
+pub async fn publish_new_file(
+    store: &Store,
+    file: NamedTempFile,
+    loc: &Location,
+) -> Result<u64, PublishError> {
+    publish(store, file, loc, true).await
+}
+
+async fn publish(
+    store: &Store,
+    file: NamedTempFile,
+    loc: &Location,
+    new_only: bool,
+) -> Result<u64, PublishError> {
     let size = file
         .as_file()
         .metadata()
@@ -30,12 +77,17 @@ pub async fn publish_file(
     match loc {
         Location::File(p) => {
             let p = p.clone();
-            tokio::task::spawn_blocking(move || persist_local(file, &p))
+            tokio::task::spawn_blocking(move || persist_local(file, &p, new_only))
                 .await
                 .map_err(|e| join_error("publish", e))??;
         }
         Location::S3 { .. } => {
-            let mut writer = store.writer(loc).await.map_err(JobError::from)?;
+            let mut writer = if new_only {
+                store.writer_new(loc).await
+            } else {
+                store.writer(loc).await
+            }
+            .map_err(JobError::from)?;
             let url = loc.to_string();
             let _: ObjectMeta = tokio::task::spawn_blocking(move || {
                 let mut f = file
@@ -43,7 +95,10 @@ pub async fn publish_file(
                     .map_err(|e| JobError::temporary(format!("temporary output: {e}")))?;
                 io::copy(&mut f, &mut writer)
                     .map_err(|e| JobError::temporary(format!("{url}: upload: {e}")))?;
-                writer.commit().map_err(JobError::from)
+                writer.commit().map_err(|e| match e {
+                    StoreError::PreconditionFailed(_) if new_only => PublishError::Exists(url),
+                    e => PublishError::Failed(JobError::from(e)),
+                })
             })
             .await
             .map_err(|e| join_error("upload", e))??;
@@ -62,7 +117,7 @@ fn join_error(what: &str, e: tokio::task::JoinError) -> JobError {
     }
 }
 
-fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
+fn persist_local(file: NamedTempFile, p: &Path, new_only: bool) -> Result<(), PublishError> {
     let dir = p
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -74,16 +129,24 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
     file.as_file().sync_all().map_err(fsync_err)?;
     readable(file.path())?;
     crate::fault::point("store.publish.before_rename");
-    let tmp = match file.persist(p) {
+    let persisted = if new_only {
+        file.persist_noclobber(p)
+    } else {
+        file.persist(p)
+    };
+    let tmp = match persisted {
         Ok(_) => None,
         // Another file system (a scratch volume): rename cannot cross it.
         Err(e) if e.error.raw_os_error() == Some(18) => Some(e.file),
+        Err(e) if new_only && e.error.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(PublishError::Exists(p.display().to_string()));
+        }
         Err(e) => {
-            return Err(JobError::temporary(format!(
+            return Err(PublishError::Failed(JobError::temporary(format!(
                 "{}: cannot move the output in place: {}",
                 p.display(),
                 e.error
-            )));
+            ))));
         }
     };
     if let Some(tmp) = tmp {
@@ -98,12 +161,20 @@ fn persist_local(file: NamedTempFile, p: &Path) -> Result<(), JobError> {
             .map_err(|e| JobError::temporary(format!("{}: {e}", p.display())))?;
         near.as_file().sync_all().map_err(fsync_err)?;
         readable(near.path())?;
-        near.persist(p).map_err(|e| {
-            JobError::temporary(format!(
+        let placed = if new_only {
+            near.persist_noclobber(p)
+        } else {
+            near.persist(p)
+        };
+        placed.map_err(|e| {
+            if new_only && e.error.kind() == io::ErrorKind::AlreadyExists {
+                return PublishError::Exists(p.display().to_string());
+            }
+            PublishError::Failed(JobError::temporary(format!(
                 "{}: cannot move the output in place: {}",
                 p.display(),
                 e.error
-            ))
+            )))
         })?;
     }
     // The rename is durable once the directory is synced.
@@ -125,6 +196,26 @@ mod tests {
 
     use super::*;
     use std::io::Write;
+
+    #[tokio::test]
+    async fn a_new_only_publish_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.v1.pmtiles");
+        std::fs::write(&target, b"first").unwrap();
+        let mut tmp = NamedTempFile::new_in(dir.path()).unwrap();
+        tmp.write_all(b"second").unwrap();
+        let store = Store::new(super::super::S3Config::default());
+        let r = publish_new_file(&store, tmp, &Location::File(target.clone())).await;
+        assert!(matches!(r, Err(PublishError::Exists(_))), "{r:?}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        let free = dir.path().join("a.v2.pmtiles");
+        let mut tmp = NamedTempFile::new_in(dir.path()).unwrap();
+        tmp.write_all(b"second").unwrap();
+        publish_new_file(&store, tmp, &Location::File(free.clone()))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&free).unwrap(), b"second");
+    }
 
     #[tokio::test]
     async fn a_local_file_appears_whole_and_readable() {

@@ -399,6 +399,14 @@ impl S3Store {
         }
     }
 
+    /// A writer whose commit fails with [`StoreError::PreconditionFailed`] when the key exists
+    /// (`If-None-Match: *` on the PUT or on CompleteMultipartUpload).
+    pub(super) fn writer_new(&self, bucket: &str, key: &str) -> Result<S3Writer, StoreError> {
+        let mut w = self.writer(bucket, key)?;
+        w.if_absent = true;
+        Ok(w)
+    }
+
     pub(super) fn writer(&self, bucket: &str, key: &str) -> Result<S3Writer, StoreError> {
         let handle = Handle::try_current().map_err(|e| {
             StoreError::Config(format!("{}: no async runtime: {e}", url(bucket, key)))
@@ -414,6 +422,7 @@ impl S3Store {
             in_flight: Vec::new(),
             done: Vec::new(),
             committed: false,
+            if_absent: false,
         })
     }
 }
@@ -430,6 +439,8 @@ pub struct S3Writer {
     in_flight: Vec<JoinHandle<Result<CompletedPart, StoreError>>>,
     done: Vec<CompletedPart>,
     committed: bool,
+    /// Never replace an existing object.
+    if_absent: bool,
 }
 
 impl S3Writer {
@@ -525,12 +536,14 @@ impl S3Writer {
             let bytes = std::mem::take(&mut self.buf);
             let size = bytes.len() as u64;
             crate::fault::point("store.s3.before_put");
-            let etag = self.handle.block_on(self.store.put(
-                &self.bucket,
-                &self.key,
-                bytes,
-                &Precondition::None,
-            ))?;
+            let cond = if self.if_absent {
+                Precondition::IfAbsent
+            } else {
+                Precondition::None
+            };
+            let etag =
+                self.handle
+                    .block_on(self.store.put(&self.bucket, &self.key, bytes, &cond))?;
             return Ok(self.meta(size, etag));
         }
         if !self.buf.is_empty() || self.done.is_empty() && self.in_flight.is_empty() {
@@ -541,7 +554,7 @@ impl S3Writer {
         }
         let upload_id = self.upload_id.clone().unwrap_or_default();
         let parts = std::mem::take(&mut self.done);
-        let req = self
+        let mut req = self
             .store
             .client
             .complete_multipart_upload()
@@ -553,6 +566,9 @@ impl S3Writer {
                     .set_parts(Some(parts))
                     .build(),
             );
+        if self.if_absent {
+            req = req.if_none_match("*");
+        }
         crate::fault::point("store.s3.before_complete");
         let out = self
             .handle

@@ -344,3 +344,99 @@ fn a_failed_import_is_retried_by_setting_it_back_to_pending() {
         ["later.V.geojsonl", "later.V.pmtiles", "later.json"]
     );
 }
+
+/// An import that hangs (held at the test-only `events.before_lease` point) stops being
+/// heartbeated once past --import-timeout plus a lease: another service takes the row over and
+/// finishes it, and the hung one, released, does not publish after its deadline.
+#[test]
+fn a_hung_import_is_taken_over_after_its_deadline() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let s3 = S3::new();
+    s3.put("import/hung.kml", kml(7));
+    let (url, pool) = rt.block_on(fresh_database());
+    rt.block_on(queue(
+        &pool,
+        &[format!("s3://{}/import/hung.kml", s3.bucket)],
+    ));
+    let gate = tmp.path().join("gate");
+    let allow = format!("s3://{}/import/", s3.bucket);
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--allow-source",
+            allow.as_str(),
+            "--serve",
+            "--concurrency",
+            "1",
+            "--database",
+            url.as_str(),
+            "--output",
+            out.to_str().unwrap(),
+            "--poll-interval",
+            "50ms",
+            "--lease-ttl",
+            "1s",
+            "--import-timeout",
+            "2s",
+            "--gc-grace",
+            "4s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let hung = support::etl_events()
+        .env(
+            "ETL_FAULT",
+            format!("events.before_lease={}", gate.display()),
+        )
+        .args(args(&[]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = gate.with_extension("1.reached");
+    wait_until(&rt, "the import to hang", Duration::from_secs(60), |_| {
+        reached.exists()
+    });
+    // A second service takes the row once its lease is no longer renewed.
+    let rescuer = support::etl_events()
+        .args(args(&[]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        &rt,
+        "the other service to finish the import",
+        Duration::from_secs(60),
+        |rt| rt.block_on(count(&pool, "Success")) == 1,
+    );
+    let attempts: i32 = rt
+        .block_on(sqlx::query_scalar("SELECT attempts FROM imports").fetch_one(&pool))
+        .unwrap();
+    assert_eq!(attempts, 2, "claimed again after the lease expired");
+    let manifest_path = out_dir(&out, &s3).join("hung.json");
+    let before = std::fs::read(&manifest_path).unwrap();
+    // Released now, the hung import is past its deadline: it must not swap anything.
+    std::fs::write(gate.with_extension("1"), b"").unwrap();
+    for child in [&hung, &rescuer] {
+        sigterm(child);
+    }
+    let (code, stderr) = exit_within(hung, Duration::from_secs(30));
+    assert_eq!(code, 143, "{stderr}");
+    assert!(
+        stderr.contains("no longer renewed"),
+        "the hung import's lease was still renewed: {stderr}"
+    );
+    let (code, _) = exit_within(rescuer, Duration::from_secs(30));
+    assert_eq!(code, 143);
+    assert_eq!(std::fs::read(&manifest_path).unwrap(), before);
+    let status: String = rt
+        .block_on(sqlx::query_scalar("SELECT status FROM imports").fetch_one(&pool))
+        .unwrap();
+    assert_eq!(status, "Success");
+}

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Whole-process load benchmark: etl-data vs GDAL's ogr2ogr vs a bare COPY (the floor), loading the
+# Whole-process load benchmark: etl-data (--mode replace, and the default --mode append into a
+# new and into an existing table) vs GDAL's ogr2ogr vs a bare COPY (the floors), loading the
 # synthetic points set (1M points at SCALE=1.0) into a throwaway PostGIS, in one run.
 #
-#   bash benches/load_points.sh                     # SCALE=1.0 RUNS=3, all three tools
+#   bash benches/load_points.sh                     # SCALE=1.0 RUNS=3, every tool
 #   SCALE=0.1 RUNS=1 bash benches/load_points.sh    # quick check
 #   TOOLS=ogr2ogr,floor bash benches/load_points.sh # without etl-data (no cargo build)
 #   ETL_DATA_BIN=path/to/etl-data bash benches/load_points.sh   # use that binary, no build
 #
-# Each tool loads into its own fresh table, with a primary key on id and a GIST index on geom;
-# the tools alternate order between runs. Every load is checked (row count, PK, GIST index, SRID,
-# and a fingerprint of ids and coordinates) and the bench fails if the tables differ.
+# Each tool loads into its own fresh table with an index on id (a primary key where the tool
+# makes one) and a GIST index on geom; the "existing" cases load into an empty table that has
+# both indexes already. The tools alternate order between runs. Every load is checked (row
+# count, index on id, GIST index, SRID, and a fingerprint of ids and coordinates) and the bench
+# fails if the tables differ.
 # Wall time is the whole process; peak RSS is the client process's (`/usr/bin/time -v`), so the
 # server's own memory is not in it. See benches/README.md.
 set -euo pipefail
@@ -18,7 +21,7 @@ cd "$ROOT"
 
 SCALE=${SCALE:-1.0}
 RUNS=${RUNS:-3}
-TOOLS=${TOOLS:-etl-data,ogr2ogr,floor}
+TOOLS=${TOOLS:-etl-data,etl-append,etl-append-existing,ogr2ogr,floor,floor-existing}
 SHARED_DIR=${TAK_SHARED_DIR:-$ROOT/../shared}
 BENCH_DIR=$(realpath -m "${TAK_BENCH_DIR:-/var/tmp/tak-etl-bench}")
 DATA=$BENCH_DIR/synthetic-$SCALE
@@ -33,9 +36,13 @@ die() {
 
 IFS=, read -r -a tools <<<"$TOOLS"
 for t in "${tools[@]}"; do
-  case $t in etl-data | ogr2ogr | floor) ;; *) die "unknown tool '$t' in TOOLS (etl-data, ogr2ogr, floor)" ;; esac
+  case $t in
+  etl-data | etl-append | etl-append-existing | ogr2ogr | floor | floor-existing) ;;
+  *) die "unknown tool '$t' in TOOLS (etl-data, etl-append, etl-append-existing, ogr2ogr, floor, floor-existing)" ;;
+  esac
 done
 wants() { [[ ,$TOOLS, == *,$1,* ]]; }
+wants_etl() { wants etl-data || wants etl-append || wants etl-append-existing; }
 
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
@@ -50,7 +57,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- 1. etl-data first, so a broken build fails before minutes of data generation ----
-if wants etl-data; then
+if wants_etl; then
   if [[ -n ${ETL_DATA_BIN:-} ]]; then
     [[ -x $ETL_DATA_BIN ]] || die "ETL_DATA_BIN=$ETL_DATA_BIN is not an executable"
   else
@@ -129,26 +136,69 @@ CREATE TABLE points_floor ($FLOOR_COLUMNS);
 ALTER TABLE points_floor ADD PRIMARY KEY (id);
 CREATE INDEX points_floor_geom_idx ON points_floor USING gist (geom);
 EOF
+# The floor of appending into an existing table: the same COPY into an empty table that has its
+# indexes already (a plain one on id, as etl-data gives an appended table, and GIST on geom), so
+# every row is inserted into both indexes one by one instead of them being built at the end.
+cat >"$WORK/floor_existing_setup.sql" <<EOF
+CREATE TABLE points_floor_existing ($FLOOR_COLUMNS);
+CREATE INDEX points_floor_existing_id_idx ON points_floor_existing (id);
+CREATE INDEX points_floor_existing_geom_idx ON points_floor_existing USING gist (geom);
+EOF
+cat >"$WORK/floor_existing.sql" <<EOF
+\\copy points_floor_existing FROM '$FLOOR_FILE'
+EOF
+# etl-data's existing table: made by etl-data itself from the first 1000 features (its own
+# column types, a plain index on id, GIST on geom), then emptied, outside the timing.
+SEED=$WORK/seed.geojsonl
+head -n 1000 "$INPUT" >"$SEED"
 
 # ---- 4. timed runs ----
 table_of() {
-  case $1 in etl-data) echo points_etl ;; ogr2ogr) echo points_ogr ;; floor) echo points_floor ;; esac
+  case $1 in
+  etl-data) echo points_etl ;;
+  etl-append) echo points_etl_append ;;
+  etl-append-existing) echo points_etl_existing ;;
+  ogr2ogr) echo points_ogr ;;
+  floor) echo points_floor ;;
+  floor-existing) echo points_floor_existing ;;
+  esac
+}
+# What a tool needs before the timed load (untimed): the existing tables.
+tool_setup() { # TOOL RUNDIR
+  case $1 in
+  etl-append-existing)
+    (cd "$2" && "$ETL_DATA_BIN" --input "$SEED" --output "$DATABASE_URL" --table points_etl_existing) \
+      >"$WORK/setup.log" 2>&1 || {
+      tail -n 20 "$WORK/setup.log" >&2
+      die "could not create etl-data's existing table"
+    }
+    sql "TRUNCATE points_etl_existing"
+    ;;
+  floor-existing) "${PSQL[@]}" -f "$WORK/floor_existing_setup.sql" >/dev/null ;;
+  esac
+  admin "CHECKPOINT"
 }
 tool_cmd() { # TOOL: sets cmd
   case $1 in
   etl-data) cmd=("$ETL_DATA_BIN" --input "$INPUT" --output "$DATABASE_URL" --table points_etl --mode replace) ;;
+  # The default flags (--mode append): into a missing table, then into the existing one.
+  etl-append) cmd=("$ETL_DATA_BIN" --input "$INPUT" --output "$DATABASE_URL" --table points_etl_append) ;;
+  etl-append-existing) cmd=("$ETL_DATA_BIN" --input "$INPUT" --output "$DATABASE_URL" --table points_etl_existing) ;;
   ogr2ogr) ogr_cmd points_ogr ;;
   floor) cmd=("${PSQL[@]}" -f "$WORK/floor.sql") ;;
+  floor-existing) cmd=("${PSQL[@]}" -f "$WORK/floor_existing.sql") ;;
   esac
 }
 
 # Prints "rows fingerprint" for TABLE after checking it has what every tool must produce.
 verify_table() { # TOOL TABLE
-  local tool=$1 t=$2 pk gist srid
+  local tool=$1 t=$2 pk gist srid want=indisprimary what="primary key"
+  # An appended table has a plain index on id (later appends may repeat ids), not a key.
+  case $tool in etl-append* | floor-existing) want=true what="index" ;; esac
   pk=$(sql "SELECT count(*) FROM pg_index i JOIN pg_attribute a
       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-      WHERE i.indrelid = '$t'::regclass AND i.indisprimary AND i.indnatts = 1 AND a.attname = 'id'")
-  [[ $pk == 1 ]] || die "$tool: table $t has no primary key on (id)"
+      WHERE i.indrelid = '$t'::regclass AND $want AND i.indnatts = 1 AND a.attname = 'id'")
+  [[ $pk == 1 ]] || die "$tool: table $t has no $what on (id)"
   gist=$(sql "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
       JOIN pg_am am ON am.oid = c.relam JOIN pg_attribute a
       ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -175,6 +225,7 @@ for ((r = 1; r <= RUNS; r++)); do
     # earlier run is not found either.
     rundir=$WORK/cwd.$tool.$r
     mkdir -p "$rundir"
+    tool_setup "$tool" "$rundir"
     tool_cmd "$tool"
     t0=$(date +%s.%N)
     if ! (cd "$rundir" && /usr/bin/time -v -o "$WORK/time.txt" "${cmd[@]}") >"$log" 2>&1; then
@@ -218,25 +269,31 @@ gdal_version=$(ogr2ogr --version)
 echo
 echo "load_points: SCALE=$SCALE, $EXPECTED_ROWS points ($(du -h "$INPUT" | cut -f1) GeoJSONSeq), RUNS=$RUNS"
 echo "server: PostgreSQL $pg_version on 127.0.0.1, fsync=off; $gdal_version; $(nproc) cores"
-printf '%-10s %10s %10s %12s %10s\n' tool best_s median_s peak_rss_mb rows
+printf '%-20s %10s %10s %12s %10s\n' tool best_s median_s peak_rss_mb rows
 for tool in "${tools[@]}"; do
   read -r b m rss rows < <(stats "$tool")
   best[$tool]=$b
-  printf '%-10s %10s %10s %12s %10s\n' "$tool" "$b" "$m" "$rss" "$rows"
+  printf '%-20s %10s %10s %12s %10s\n' "$tool" "$b" "$m" "$rss" "$rows"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-if wants etl-data && wants ogr2ogr; then
-  echo "ogr2ogr/etl-data (best wall): $(ratio "${best[ogr2ogr]}" "${best[etl-data]}")x"
-fi
-if wants etl-data && wants floor; then
-  echo "etl-data/floor (best wall): $(ratio "${best[etl-data]}" "${best[floor]}")x"
-fi
-if wants ogr2ogr && wants floor; then
-  echo "ogr2ogr/floor (best wall): $(ratio "${best[ogr2ogr]}" "${best[floor]}")x"
-fi
+# A/B by best wall time, when both ran, with what the pair compares.
+show_ratio() { # A B TEXT
+  if wants "$1" && wants "$2"; then
+    echo "$1/$2 (best wall): $(ratio "${best[$1]}" "${best[$2]}")x  $3"
+  fi
+}
+show_ratio ogr2ogr etl-data "(--mode replace; above 1: etl-data is faster)"
+show_ratio ogr2ogr etl-append "(default flags, new table)"
+show_ratio ogr2ogr etl-append-existing "(default flags, existing table)"
+show_ratio etl-append etl-data "(default flags into a new table, against replace)"
+show_ratio etl-append-existing etl-data "(default flags into an existing table, against replace)"
+show_ratio etl-data floor "(replace, against its floor)"
+show_ratio etl-append-existing floor-existing "(existing table, against its floor)"
+show_ratio floor-existing floor "(indexes kept up row by row, against built at the end)"
+show_ratio ogr2ogr floor ""
 echo "tables (first run):"
 for tool in "${tools[@]}"; do
-  printf '  %-10s %s\n' "$tool" "$(cat "$WORK/$tool.columns")"
+  printf '  %-20s %s\n' "$tool" "$(cat "$WORK/$tool.columns")"
 done
 mkdir -p "$BENCH_DIR/results"
 out=$BENCH_DIR/results/load_points-$(date +%Y%m%dT%H%M%S)-scale$SCALE.tsv

@@ -57,6 +57,24 @@ pub struct DataConfig {
     #[arg(long, env = "ETL_CHECKPOINT_EVERY", default_value_t = 50_000)]
     pub checkpoint_every: u64,
 
+    /// Longest wait for a lock on the live table (the swap of --mode replace, a column added to
+    /// it, the merge of upsert), e.g. 5s; readers queue behind a waiting swap, so it gives up,
+    /// lets them through and tries again.
+    #[arg(long, env = "ETL_LOCK_TIMEOUT", default_value = "5s")]
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: String,
+
+    /// Tries of a step that needs a lock on the live table before the run gives up with exit 75.
+    #[arg(long, env = "ETL_LOCK_RETRIES", default_value_t = 5)]
+    #[serde(default = "default_lock_retries")]
+    pub lock_retries: u32,
+
+    /// Columns one run may add to an existing table for new properties; past it the run fails
+    /// with exit 65 and publishes nothing.
+    #[arg(long, env = "ETL_MAX_NEW_COLUMNS", default_value_t = 64)]
+    #[serde(default = "default_max_new_columns")]
+    pub max_new_columns: usize,
+
     /// Input format, when neither the extension nor the content tells: geojson, geojsonseq, csv.
     #[arg(long, env = "ETL_FORMAT")]
     pub format: Option<String>,
@@ -72,6 +90,18 @@ pub struct DataConfig {
     /// CSV WKT geometry column (default: detected from wkt, geometry, geom, the_geom).
     #[arg(long, env = "ETL_CSV_WKT")]
     pub csv_wkt: Option<String>,
+}
+
+fn default_lock_timeout() -> String {
+    "5s".into()
+}
+
+fn default_lock_retries() -> u32 {
+    5
+}
+
+fn default_max_new_columns() -> usize {
+    64
 }
 
 /// Where the features go.
@@ -100,6 +130,9 @@ impl DataConfig {
             obj.insert("output".into(), redact_url(&self.output).into());
             // Tuning, not identity: a rerun with another batch size must still resume.
             obj.remove("checkpoint_every");
+            obj.remove("lock_timeout");
+            obj.remove("lock_retries");
+            obj.remove("max_new_columns");
             obj.remove("max_rejects");
             obj.remove("rejects");
         }

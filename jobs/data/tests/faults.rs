@@ -2,7 +2,7 @@
 //! local rename, before and after the multipart Complete and between parts; S3 requests failed,
 //! cut, or answered after they took effect (through the fault proxy). After each fault the
 //! output is absent or complete (every input line once), and a rerun writes it complete.
-//! (PostGIS loads have their own kill -9 tests in postgres_load.rs.)
+//! (PostGIS loads have their own kill -9 tests in postgres_resume.rs and postgres_append.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

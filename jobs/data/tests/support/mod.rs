@@ -209,3 +209,18 @@ pub async fn column_types(
     .into_iter()
     .collect()
 }
+
+/// Creates an empty table shaped like what [`write_points`] holds, without a key on id (so a
+/// row loaded twice shows as a duplicate instead of failing), with a GIST index on geom.
+pub fn create_points_table(table: &str) {
+    rt().block_on(async {
+        let pool = pool().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE \"{table}\" (id bigint, name text, n bigint, v double precision, ok boolean, geom geometry(Geometry,4326));
+             CREATE INDEX ON \"{table}\" USING gist (geom);"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    });
+}

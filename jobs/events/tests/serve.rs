@@ -440,3 +440,60 @@ fn a_hung_import_is_taken_over_after_its_deadline() {
         .unwrap();
     assert_eq!(status, "Success");
 }
+
+/// Queue rows are untrusted: a local path, another bucket and a key climbing out of its
+/// folder all end Fail with a one-line reason, nothing is read or written for them, and the
+/// allowed row beside them imports.
+#[test]
+fn queued_sources_outside_the_allow_list_fail_and_read_nothing() {
+    let rt = rt();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let s3 = S3::new();
+    s3.put("import/ok.kml", kml(3));
+    let secret = tmp.path().join("secret.kml");
+    std::fs::write(&secret, kml(4)).unwrap();
+    let (url, pool) = rt.block_on(fresh_database());
+    let b = &s3.bucket;
+    rt.block_on(queue(
+        &pool,
+        &[
+            secret.to_str().unwrap().to_owned(),
+            format!("s3://{b}-other/import/x.kml"),
+            format!("s3://{b}/import/../private/x.kml"),
+            format!("s3://{b}/private/x.kml"),
+            format!("s3://{b}/import/ok.kml"),
+        ],
+    ));
+    let child = serve(&url, &out, "1", &s3);
+    wait_until(&rt, "every row to end", Duration::from_secs(60), |rt| {
+        rt.block_on(count(&pool, "Fail")) + rt.block_on(count(&pool, "Success")) == 5
+    });
+    sigterm(&child);
+    let (code, _) = exit_within(child, Duration::from_secs(30));
+    assert_eq!(code, 143);
+    let rows: Vec<(String, String, Option<String>)> = rt
+        .block_on(
+            sqlx::query_as("SELECT source, status, error FROM imports ORDER BY id")
+                .fetch_all(&pool),
+        )
+        .unwrap();
+    for (source, status, error) in &rows[..4] {
+        assert_eq!(status, "Fail", "{source}");
+        let error = error.as_deref().unwrap();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(
+            error.contains("never local paths")
+                || error.contains("outside the allowed sources")
+                || error.contains("starting with '.'"),
+            "{source}: {error}"
+        );
+    }
+    assert_eq!(rows[4].1, "Success");
+    // Only the allowed upload has outputs; nothing else under the output root.
+    assert_eq!(
+        layout(&files_in(&out_dir(&out, &s3))),
+        ["ok.V.geojsonl", "ok.V.pmtiles", "ok.json"]
+    );
+    assert_eq!(files_in(&out), [s3.bucket.clone()]);
+}

@@ -662,6 +662,20 @@ impl Drop for S3Writer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_missing_etag_is_an_error_not_an_empty_string() {
+        assert_eq!(
+            required_etag("s3://b/k", "PutObject", Some("\"abc\"")).unwrap(),
+            "\"abc\""
+        );
+        for missing in [None, Some(""), Some("  ")] {
+            let e = required_etag("s3://b/k", "PutObject", missing).unwrap_err();
+            assert!(e.to_string().contains("no ETag"), "{e}");
+            // Retryable: another answer may carry it.
+            assert_eq!(crate::JobError::from(e).kind, crate::ExitKind::Unavailable);
+        }
+    }
+
     #[tokio::test]
     async fn client_has_connect_and_read_timeouts() {
         let store = S3Store::connect(S3Config {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-process import benchmark: etl-events vs GDAL's ogr2ogr converting the same KML, GPX and
 # Shapefile to a GeoJSON sequence, in one run; then etl-events' full import (GeoJSON sequence +
-# PMTiles + manifest); then the 1 MB KML event path against the loopback S3 server.
+# PMTiles + manifest); then the 1 MB KML event path against the loopback S3 server. Every
+# etl-events run uses its default flags and no environment variable.
 #
 #   bash benches/events.sh                 # RUNS=3
 #   RUNS=1 bash benches/events.sh          # quick check
@@ -89,6 +90,19 @@ timed() {
   LAST_RSS=$rss
 }
 
+# features DIR: lines of the GeoJSON sequence in DIR: ogr2ogr's out.geojsonl, or the one
+# etl-events' manifest out.json names (its outputs are versioned, out.vTIME-ID.geojsonl).
+features() {
+  local dir=$1 file
+  if [[ -f $dir/out.json ]]; then
+    file=$(python3 -c 'import json, sys; print(next(o["file"] for o in json.load(open(sys.argv[1]))["outputs"] if o["kind"] == "geojsonl"))' "$dir/out.json") ||
+      die "no GeoJSON sequence in $dir/out.json"
+  else
+    file=out.geojsonl
+  fi
+  wc -l <"$dir/$file"
+}
+
 convert_case() {
   local case=$1 input=$2 ogr_input=$3 ogr_layer=$4
   for run in $(seq 1 "$RUNS"); do
@@ -103,7 +117,7 @@ convert_case() {
         timed "$case" "$tool" "$run" ogr2ogr -f GeoJSONSeq "$OUT/o/out.geojsonl" "$ogr_input" $ogr_layer
       fi
       local n
-      n=$(wc -l <"$OUT/o/out.geojsonl")
+      n=$(features "$OUT/o")
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$tool" "$run" "$LAST_WALL" "$LAST_RSS" "$n" | tee -a "$RESULTS" >&2
     done
   done
@@ -114,22 +128,13 @@ convert_case gpx-50k-tracks "$DATA/tracks.gpx" "$DATA/tracks.gpx" "tracks"
 convert_case shapefile-200k-points "$DATA/points.zip" "$DATA/points.shp" ""
 
 # Full imports (GeoJSON sequence + PMTiles z0-14 + manifest): no peer does this in one step.
-# Run twice: with mimalloc's defaults, and with MIMALLOC_PURGE_DELAY=0 as the events job
-# definition sets it (freed memory goes back to the OS at once; the tiler frees a lot).
+# Default flags and no environment, as the events job runs it.
 for input in points.kml tracks.gpx points.zip; do
-  for purge in default 0; do
-    for run in $(seq 1 "$RUNS"); do
-      rm -rf "$OUT/o" && mkdir -p "$OUT/o"
-      if [[ $purge == default ]]; then
-        timed "import-$input" etl-events "$run" "$BIN" --input "$DATA/$input" --output "$OUT/o" --name out
-      else
-        timed "import-$input-purge0" etl-events "$run" env MIMALLOC_PURGE_DELAY=0 "$BIN" --input "$DATA/$input" --output "$OUT/o" --name out
-      fi
-      n=$(wc -l <"$OUT/o/out.geojsonl")
-      label=import-$input
-      [[ $purge == default ]] || label=$label-purge0
-      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" etl-events "$run" "$LAST_WALL" "$LAST_RSS" "$n" | tee -a "$RESULTS" >&2
-    done
+  for run in $(seq 1 "$RUNS"); do
+    rm -rf "$OUT/o" && mkdir -p "$OUT/o"
+    timed "import-$input" etl-events "$run" "$BIN" --input "$DATA/$input" --output "$OUT/o" --name out
+    n=$(features "$OUT/o")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "import-$input" etl-events "$run" "$LAST_WALL" "$LAST_RSS" "$n" | tee -a "$RESULTS" >&2
   done
 done
 
@@ -147,8 +152,8 @@ s3.put_object(Bucket="bench", Key="import/small.kml", Body=open(path, "rb").read
 EOF
 for run in $(seq 1 "$RUNS"); do
   # A fresh output prefix each run, so every run imports (a repeated event would be a no-op).
-  timed event-1mb-kml etl-events "$run" env MIMALLOC_PURGE_DELAY=0 "$BIN" --bucket bench --key import/small.kml \
-    --output "s3://bench/run-$run/" --s3-endpoint "$S3_ENDPOINT"
+  timed event-1mb-kml etl-events "$run" "$BIN" --bucket bench --key import/small.kml \
+    --allow-source s3://bench/import/ --output "s3://bench/run-$run/" --s3-endpoint "$S3_ENDPOINT"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' event-1mb-kml etl-events "$run" "$LAST_WALL" "$LAST_RSS" - | tee -a "$RESULTS" >&2
 done
 

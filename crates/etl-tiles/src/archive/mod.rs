@@ -22,7 +22,7 @@ pub use merge::{MergeError, MergeReport, merge};
 pub use read::{Archive, Entries, find_entry};
 pub use summary::{Summary, summarize};
 pub use verify::{VerifyError, VerifyReport, verify};
-pub use write::{ArchiveMeta, ArchiveWriter};
+pub use write::{ArchiveMeta, ArchiveWriter, DEDUP_CACHE_BYTES};
 
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 127;

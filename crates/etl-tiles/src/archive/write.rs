@@ -14,9 +14,13 @@ use crate::tile::{TILE_ID_END, tile_zoom};
 /// small (ocean, land fill, empty-ish edges); large tiles are almost never byte-identical, so
 /// remembering them would spend memory for nothing.
 const DEDUP_MAX_TILE_BYTES: usize = 4 << 10;
-/// Total bytes of tile content the dedup cache may hold; once full, new contents are written
-/// without being remembered (correct, just less deduplicated). Bounds memory on huge runs.
-const DEDUP_CACHE_BYTES: usize = 16 << 20;
+/// Default bytes the dedup cache may hold (tile contents plus [`DEDUP_ENTRY_OVERHEAD`] each);
+/// once full, new contents are written without being remembered (correct, just less
+/// deduplicated). Bounds memory on huge runs; see [`ArchiveWriter::set_dedup_cache_bytes`].
+pub const DEDUP_CACHE_BYTES: usize = 16 << 20;
+/// What one remembered content costs besides its bytes: the key's `Vec`, the location and the
+/// hash table's slot at its load factor.
+const DEDUP_ENTRY_OVERHEAD: usize = 64;
 
 /// What the archive header and metadata say about the tileset.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +58,7 @@ pub struct ArchiveWriter<W: Write + Seek> {
     /// match, so a hash collision can never alias two different tiles.
     seen: HashMap<Vec<u8>, Location>,
     seen_bytes: usize,
+    seen_limit: usize,
     addressed: u64,
     contents: u64,
     tile_type: TileType,
@@ -74,6 +79,7 @@ impl<W: Write + Seek> ArchiveWriter<W> {
             prev: Vec::new(),
             seen: HashMap::new(),
             seen_bytes: 0,
+            seen_limit: DEDUP_CACHE_BYTES,
             addressed: 0,
             contents: 0,
             tile_type: TileType::Mvt,
@@ -86,6 +92,13 @@ impl<W: Write + Seek> ArchiveWriter<W> {
     pub fn set_tile_format(&mut self, tile_type: TileType, tile_compression: Compression) {
         self.tile_type = tile_type;
         self.tile_compression = tile_compression;
+    }
+
+    /// Sets the memory the dedup cache may hold (default [`DEDUP_CACHE_BYTES`]); 0 turns
+    /// deduplication of non-consecutive tiles off (runs of identical consecutive tiles are still
+    /// one entry). Contents already remembered stay.
+    pub fn set_dedup_cache_bytes(&mut self, bytes: usize) {
+        self.seen_limit = bytes;
     }
 
     /// Distinct tile contents stored so far (after deduplication).
@@ -129,11 +142,10 @@ impl<W: Write + Seek> ArchiveWriter<W> {
                 self.out.write_all(data)?;
                 self.data_len += u64::from(length);
                 self.contents += 1;
-                if data.len() <= DEDUP_MAX_TILE_BYTES
-                    && self.seen_bytes + data.len() <= DEDUP_CACHE_BYTES
-                {
+                let cost = data.len() + DEDUP_ENTRY_OVERHEAD;
+                if data.len() <= DEDUP_MAX_TILE_BYTES && self.seen_bytes + cost <= self.seen_limit {
                     self.seen.insert(data.to_vec(), loc);
-                    self.seen_bytes += data.len();
+                    self.seen_bytes += cost;
                 }
                 loc
             }

@@ -12,7 +12,10 @@
 //!    tiles are encoded, held to the size limits and gzipped in parallel ([`assemble`]), then
 //!    written in order to the [`ArchiveWriter`], which deduplicates and run-lengths them.
 //!
-//! Memory is bounded by the sort budget plus one batch of tiles, whatever the input size.
+//! Memory is bounded whatever the input size: the sort's run holds the memory budget
+//! ([`TilerOptions::memory`]); the fragments of the chunk being cut, one batch of tiles and the
+//! archive writer's dedup cache a quarter of it each. These buffers are allocated once and
+//! reused, so the allocator is not left holding memory they freed.
 //!
 //! With [`TilerOptions::shard`], a run makes one disjoint share of the tile set (see `shard`):
 //! the partition comes from staged statistics, and tiles of other shards are skipped as they
@@ -23,25 +26,26 @@ mod attrs;
 mod codec;
 mod cut;
 mod meta;
+mod pass;
 mod shard;
 mod sort;
 mod zoom;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::path::PathBuf;
 
 use geo_types::{Coord, Geometry};
-use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 pub use assemble::TileLimitError;
 pub use attrs::{AttrFilter, mvt_value};
 
-use crate::archive::{ArchiveError, ArchiveWriter};
+use crate::archive::{ArchiveError, ArchiveWriter, DEDUP_CACHE_BYTES};
 use crate::geom::project;
 use crate::tile::{MAX_LAT, TileCoord};
 use crate::zoom_guess::ZoomGuesser;
+use pass::{PassCtx, Run, quarter};
 
 /// Tile extent (tippecanoe's default detail of 12 bits).
 pub const EXTENT: u32 = 4096;
@@ -75,7 +79,9 @@ pub struct TilerOptions {
     pub extend_zooms: bool,
     /// `-y/-x/-X`.
     pub attrs: AttrFilter,
-    /// `--memory`: bytes the fragment sort may hold before spilling to disk.
+    /// `--memory`: bytes the fragment sort may hold before spilling to disk (at least 1 MiB).
+    /// The fragments being cut, a batch of tiles being assembled and the archive writer's
+    /// dedup cache take up to a quarter of it more each.
     pub memory: usize,
     /// Where spill files go (default: the system temp dir).
     pub tmp_dir: Option<PathBuf>,
@@ -360,7 +366,9 @@ impl Tiler {
             &w,
         );
         cut::extend_bounds(&mut self.bounds, &w);
-        self.guesser.add(&w);
+        if self.opts.max_zoom.is_none() {
+            self.guesser.add(&w);
+        }
         if let (Some(weights), Some(b)) = (&mut self.weights, cut::bbox(&w)) {
             weights.add(b, shard::Shape::of(&w));
         }
@@ -412,6 +420,7 @@ impl Tiler {
         };
         let owned = partition.as_ref().map(|(i, _, part)| part.range(*i));
         let mut writer = ArchiveWriter::new(out)?;
+        writer.set_dedup_cache_bytes(quarter(self.opts.memory).min(DEDUP_CACHE_BYTES));
         let mut run = Run {
             report: TileReport {
                 features: self.features,
@@ -485,178 +494,6 @@ impl Tiler {
         let out = writer.finish(&meta)?;
         Ok((out, run.report))
     }
-}
-
-struct Run {
-    report: TileReport,
-    /// Per layer: (min zoom, max zoom) of the tiles it appears in.
-    layer_zooms: Vec<Option<(u8, u8)>>,
-    /// Per zoom: tiles that had to drop or coalesce features.
-    reduced_at: Vec<u64>,
-    /// Zooms assembled again with a zoom-wide spacing.
-    zooms_respaced: u64,
-}
-
-struct PassCtx<'a> {
-    layers: &'a [String],
-    keys: &'a [String],
-    limits: &'a assemble::Limits,
-    memory: usize,
-    tmp_dir: Option<PathBuf>,
-    cancel: &'a (dyn Fn() -> bool + Sync),
-}
-
-/// Staged bytes read per chunk; each chunk is cut in parallel.
-const STAGE_CHUNK: usize = 1 << 20;
-/// Fragment bytes per batch of tiles assembled in parallel.
-const TILE_BATCH: usize = 8 << 20;
-
-impl PassCtx<'_> {
-    /// Cuts every staged feature for the zooms of `p`, sorts, assembles and writes the tiles.
-    fn pass<W: Write + Seek>(
-        &self,
-        stage: &mut File,
-        p: &cut::CutParams,
-        writer: &mut ArchiveWriter<W>,
-        run: &mut Run,
-    ) -> Result<(), TilerError> {
-        let started = std::time::Instant::now();
-        stage.seek(SeekFrom::Start(0))?;
-        let mut sorter = sort::Sorter::new(self.memory, self.tmp_dir.clone());
-        let mut buf: Vec<u8> = Vec::with_capacity(STAGE_CHUNK * 2);
-        let mut seq: u64 = 0;
-        loop {
-            if (self.cancel)() {
-                return Err(TilerError::Cancelled);
-            }
-            let old = buf.len();
-            buf.resize(old + STAGE_CHUNK, 0);
-            let n = read_full(stage, &mut buf[old..])?;
-            buf.truncate(old + n);
-            let (records, used) = codec::split_records(&buf);
-            if records.is_empty() {
-                if n == 0 {
-                    if !buf.is_empty() {
-                        return Err(TilerError::Damaged(seq));
-                    }
-                    break;
-                }
-                continue;
-            }
-            let base = seq;
-            let bufs: Vec<Result<sort::FragBuf, TilerError>> = records
-                .par_chunks(256)
-                .enumerate()
-                .map(|(ci, chunk)| {
-                    let mut fb = sort::FragBuf::default();
-                    for (j, body) in chunk.iter().enumerate() {
-                        let s = base + (ci * 256 + j) as u64;
-                        let f = codec::get_staged(body).map_err(|_| TilerError::Damaged(s))?;
-                        cut::cut_feature(&f, p, &mut fb);
-                    }
-                    Ok(fb)
-                })
-                .collect();
-            seq += records.len() as u64;
-            for b in bufs {
-                sorter.add(b?)?;
-            }
-            buf.drain(..used);
-        }
-        run.report.fragments += sorter.fragments;
-        let runs_before = sorter.spilled_bytes;
-        let mut stream = sorter.finish(TILE_BATCH)?;
-        run.report.spilled_bytes += runs_before;
-        run.report.cut_time += started.elapsed();
-        let started = std::time::Instant::now();
-        let ctx = assemble::AssembleCtx {
-            layers: self.layers,
-            keys: self.keys,
-            extent: EXTENT,
-            limits: self.limits,
-            batch_bytes: TILE_BATCH,
-        };
-        // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
-        // applies to the whole zoom; without one there is nothing to apply.
-        let mut stage = if self.limits.drop_densest || self.limits.coalesce_densest {
-            Some(zoom::ZoomStage::new(self.tmp_dir.as_deref())?)
-        } else {
-            None
-        };
-        while let Some(batch) = stream.next_batch()? {
-            if (self.cancel)() {
-                return Err(TilerError::Cancelled);
-            }
-            let done = assemble::assemble_batch(&batch, &ctx, 0, stage.is_some());
-            for (a, (_, range)) in done.into_iter().zip(&batch.tiles) {
-                let a = a?;
-                match &mut stage {
-                    Some(st) => st.push(
-                        &a,
-                        &batch,
-                        range.clone(),
-                        &mut zoom::Sink {
-                            ctx: &ctx,
-                            writer: &mut *writer,
-                            run: &mut *run,
-                            cancel: self.cancel,
-                        },
-                    )?,
-                    None => zoom::write_tile(&a, writer, run)?,
-                }
-            }
-        }
-        if let Some(st) = &mut stage {
-            st.finish(&mut zoom::Sink {
-                ctx: &ctx,
-                writer: &mut *writer,
-                run: &mut *run,
-                cancel: self.cancel,
-            })?;
-        }
-        run.report.assemble_time += started.elapsed();
-        Ok(())
-    }
-}
-
-impl Run {
-    fn record(&mut self, a: &assemble::Assembled) {
-        let r = &mut self.report;
-        r.dropped += a.dropped as u64;
-        r.coalesced += a.coalesced as u64;
-        if a.dropped + a.coalesced > 0 {
-            r.tiles_reduced += 1;
-            if let Some(c) = self.reduced_at.get_mut(usize::from(a.tile.z)) {
-                *c += 1;
-            }
-        }
-        let Some(data) = &a.data else { return };
-        r.tiles += 1;
-        r.tile_bytes += data.len() as u64;
-        if r.largest.is_none_or(|(_, n)| data.len() > n) {
-            r.largest = Some((a.tile, data.len()));
-        }
-        for &l in &a.layers {
-            if let Some(z) = self.layer_zooms.get_mut(l as usize) {
-                let t = a.tile.z;
-                *z = Some(z.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
-            }
-        }
-    }
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// True when a finite coordinate lies outside Web Mercator's range (and will be clamped).

@@ -2,9 +2,14 @@
 //!
 //! Fragments accumulate in memory (an arena of payload bytes plus a 32-byte index entry each)
 //! until the memory budget is reached; then the index is sorted in parallel and the run is
-//! written to a temporary file. At the end the runs are merged with a heap, so the tiles come
-//! out in tile-id order (the clustered order of the archive) whatever the input size. A run
-//! that fits in memory is never written to disk.
+//! written to a temporary file, and the same buffer takes the next run. At the end the runs are
+//! merged with a heap, so the tiles come out in tile-id order (the clustered order of the
+//! archive) whatever the input size; the runs' read buffers share the budget. A run that fits in
+//! memory is never written to disk.
+//!
+//! Buffers are allocated once and reused (the run, the batches of tiles handed out): memory a
+//! buffer frees is memory the allocator may keep, so churning through fresh buffers costs RSS
+//! well beyond what is live.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -44,6 +49,11 @@ pub(crate) struct FragBuf {
 
 /// Arenas are indexed by `u32`; a buffer is flushed well before that.
 const ARENA_LIMIT: usize = 3 << 30;
+/// Write buffer of a spill file.
+const SPILL_WRITE_BUFFER: usize = 256 << 10;
+/// Read buffer of each run while merging: the budget divided by the runs, within these.
+const MIN_RUN_READ_BUFFER: usize = 16 << 10;
+const MAX_RUN_READ_BUFFER: usize = 256 << 10;
 
 impl FragBuf {
     /// Appends a fragment whose payload `write` appends to the arena.
@@ -73,10 +83,22 @@ impl FragBuf {
         });
     }
 
-    fn append(&mut self, other: FragBuf) {
+    /// Empties the buffer, keeping its allocations for the next use.
+    pub(crate) fn clear(&mut self) {
+        self.arena.clear();
+        self.index.clear();
+    }
+
+    /// Payload bytes plus index bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.arena.len() + self.index.len() * std::mem::size_of::<FragIdx>()
+    }
+
+    fn append(&mut self, other: &FragBuf) {
         let base = self.arena.len();
         self.arena.extend_from_slice(&other.arena);
-        self.index.extend(other.index.into_iter().map(|mut f| {
+        self.index.extend(other.index.iter().map(|&f| {
+            let mut f = f;
             // `base + off` fits: the sorter spills before the arena reaches ARENA_LIMIT.
             f.off = u32::try_from(base + f.off as usize).unwrap_or(u32::MAX);
             f
@@ -107,6 +129,13 @@ pub(crate) struct TileBatch {
 }
 
 impl TileBatch {
+    /// Empties the batch, keeping its allocations for the next one.
+    pub(crate) fn clear(&mut self) {
+        self.arena.clear();
+        self.frags.clear();
+        self.tiles.clear();
+    }
+
     pub(crate) fn push(&mut self, tile_id: u64, order: u64, payload: &[u8]) {
         let off = self.arena.len();
         self.arena.extend_from_slice(payload);
@@ -158,20 +187,27 @@ impl Sorter {
         self.runs.len()
     }
 
-    /// Adds a worker's fragments. The in-memory run is reserved once at the budget (70% payload,
-    /// 30% index) and spilled before an append would outgrow it: a doubling `Vec` would
-    /// otherwise hold twice the budget, and briefly three times while it reallocates.
-    pub(crate) fn add(&mut self, b: FragBuf) -> io::Result<()> {
+    /// Payload bytes and index entries of the in-memory run (70% and 30% of the budget).
+    fn caps(&self) -> (usize, usize) {
+        (
+            (self.budget / 10 * 7).min(ARENA_LIMIT),
+            (self.budget / 10 * 3).min(ARENA_LIMIT) / std::mem::size_of::<FragIdx>(),
+        )
+    }
+
+    /// Adds (copies) a worker's fragments. The in-memory run is reserved once at the budget
+    /// and spilled before an append would outgrow it: a doubling `Vec` would otherwise hold
+    /// twice the budget, and briefly three times while it reallocates.
+    pub(crate) fn add(&mut self, b: &FragBuf) -> io::Result<()> {
         self.fragments += b.index.len() as u64;
-        let arena_cap = (self.budget / 10 * 7).min(ARENA_LIMIT);
-        let index_cap = (self.budget / 10 * 3).min(ARENA_LIMIT) / std::mem::size_of::<FragIdx>();
+        let (arena_cap, index_cap) = self.caps();
         if !self.buf.index.is_empty()
             && (self.buf.arena.len() + b.arena.len() > arena_cap
                 || self.buf.index.len() + b.index.len() > index_cap)
         {
             self.spill()?;
         }
-        if self.buf.index.is_empty() && self.buf.arena.capacity() == 0 {
+        if self.buf.index.is_empty() && self.buf.arena.capacity() < arena_cap {
             // Pages are only touched as they fill, so a large budget costs nothing up front.
             // A budget the allocator refuses (`--memory` beyond the address space) is not
             // fatal: the run then grows as needed and still spills at the budget.
@@ -196,13 +232,13 @@ impl Sorter {
         if self.buf.index.is_empty() {
             return Ok(());
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        Self::sort(&mut buf);
+        Self::sort(&mut self.buf);
         let file = match &self.tmp_dir {
             Some(d) => tempfile::tempfile_in(d)?,
             None => tempfile::tempfile()?,
         };
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let mut w = BufWriter::with_capacity(SPILL_WRITE_BUFFER, file);
+        let buf = &self.buf;
         for f in &buf.index {
             let p = buf.payload(f);
             w.write_all(&f.tile_id.to_le_bytes())?;
@@ -215,6 +251,13 @@ impl Sorter {
         let mut file = w.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
         self.runs.push(file);
+        // The next run reuses the buffer, unless one oversized append grew it past the budget.
+        let (arena_cap, index_cap) = self.caps();
+        if self.buf.arena.capacity() > arena_cap || self.buf.index.capacity() > index_cap {
+            self.buf = FragBuf::default();
+        } else {
+            self.buf.clear();
+        }
         Ok(())
     }
 
@@ -229,11 +272,14 @@ impl Sorter {
             });
         }
         self.spill()?;
+        // The run buffer is free now; the runs' read buffers share its budget.
+        self.buf = FragBuf::default();
+        let read_buffer = run_read_buffer(self.budget, self.runs.len());
         let mut runs = Vec::with_capacity(self.runs.len());
         let mut heap = BinaryHeap::new();
         for (i, f) in self.runs.drain(..).enumerate() {
             let mut r = RunReader {
-                r: BufReader::with_capacity(256 << 10, f),
+                r: BufReader::with_capacity(read_buffer, f),
                 head: None,
                 payload: Vec::new(),
             };
@@ -248,6 +294,12 @@ impl Sorter {
             batch_bytes,
         })
     }
+}
+
+/// The read buffer of each of `runs` runs while merging: together they take the budget, within
+/// 16-256 KiB each.
+fn run_read_buffer(budget: usize, runs: usize) -> usize {
+    (budget / runs.max(1)).clamp(MIN_RUN_READ_BUFFER, MAX_RUN_READ_BUFFER)
 }
 
 struct RunReader {
@@ -301,10 +353,10 @@ pub(crate) struct TileStream {
 }
 
 impl TileStream {
-    /// The next batch of whole tiles (about `batch_bytes`, one tile at least), `None` at the
-    /// end.
-    pub(crate) fn next_batch(&mut self) -> io::Result<Option<TileBatch>> {
-        let mut batch = TileBatch::default();
+    /// Fills `batch` (emptied first; its allocations are reused) with the next whole tiles:
+    /// about `batch_bytes`, one tile at least. False at the end, with `batch` empty.
+    pub(crate) fn next_batch(&mut self, batch: &mut TileBatch) -> io::Result<bool> {
+        batch.clear();
         let limit = self.batch_bytes;
         // A batch closes only between tiles.
         let full = |b: &TileBatch, tile_id: u64| {
@@ -313,7 +365,7 @@ impl TileStream {
         match &mut self.source {
             Source::Memory { buf, pos } => {
                 while let Some(f) = buf.index.get(*pos) {
-                    if full(&batch, f.tile_id) {
+                    if full(batch, f.tile_id) {
                         break;
                     }
                     batch.push(f.tile_id, f.order, buf.payload(f));
@@ -322,7 +374,7 @@ impl TileStream {
             }
             Source::Runs { runs, heap } => {
                 while let Some(&Reverse((k, i))) = heap.peek() {
-                    if full(&batch, k.0) {
+                    if full(batch, k.0) {
                         break;
                     }
                     heap.pop();
@@ -335,7 +387,7 @@ impl TileStream {
                 }
             }
         }
-        Ok((!batch.tiles.is_empty()).then_some(batch))
+        Ok(!batch.tiles.is_empty())
     }
 }
 
@@ -345,7 +397,8 @@ mod tests {
 
     fn collect(mut s: TileStream) -> Vec<(u64, Vec<Vec<u8>>)> {
         let mut out: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
-        while let Some(b) = s.next_batch().unwrap() {
+        let mut b = TileBatch::default();
+        while s.next_batch(&mut b).unwrap() {
             for (id, r) in &b.tiles {
                 assert!(out.last().is_none_or(|(l, _)| l < id), "tiles in order");
                 out.push((
@@ -370,8 +423,71 @@ mod tests {
                     a.extend_from_slice(&seq.to_le_bytes())
                 });
             }
-            s.add(b).unwrap();
+            s.add(&b).unwrap();
         }
+    }
+
+    #[test]
+    fn the_run_buffer_is_allocated_once_and_stays_within_the_budget() {
+        let mut s = Sorter::new(1 << 20, None);
+        let (arena_cap, index_cap) = s.caps();
+        let mut arena = None;
+        for chunk in 0..40u64 {
+            let mut b = FragBuf::default();
+            for i in 0..2000 {
+                let seq = chunk * 2000 + i;
+                b.push(seq % 97, 0, seq, |a| a.extend_from_slice(&[7u8; 40]));
+            }
+            s.add(&b).unwrap();
+            assert!(
+                s.buf.arena.capacity() <= arena_cap,
+                "{}",
+                s.buf.arena.capacity()
+            );
+            assert!(
+                s.buf.index.capacity() <= index_cap,
+                "{}",
+                s.buf.index.capacity()
+            );
+            // The same allocation from the first fragment to the last run.
+            let at = *arena.get_or_insert(s.buf.arena.as_ptr());
+            assert_eq!(
+                at,
+                s.buf.arena.as_ptr(),
+                "a new run buffer after {} runs",
+                s.runs()
+            );
+        }
+        assert!(s.runs() >= 5, "{} runs", s.runs());
+        let tiles = collect(s.finish(1 << 16).unwrap());
+        assert_eq!(tiles.iter().map(|t| t.1.len()).sum::<usize>(), 80_000);
+    }
+
+    #[test]
+    fn merge_read_buffers_share_the_budget() {
+        assert_eq!(run_read_buffer(15 << 20, 10), MAX_RUN_READ_BUFFER);
+        assert_eq!(run_read_buffer(15 << 20, 200), (15 << 20) / 200);
+        assert!(run_read_buffer(15 << 20, 200) * 200 <= 15 << 20);
+        assert_eq!(run_read_buffer(1 << 20, 1000), MIN_RUN_READ_BUFFER);
+        assert_eq!(run_read_buffer(1 << 20, 0), MAX_RUN_READ_BUFFER);
+    }
+
+    #[test]
+    fn batches_reuse_their_buffers() {
+        let mut s = Sorter::new(usize::MAX, None);
+        fill(&mut s, 5_000);
+        let mut stream = s.finish(4096).unwrap();
+        let mut batch = TileBatch::default();
+        let (mut batches, mut seen) = (0, 0);
+        while stream.next_batch(&mut batch).unwrap() {
+            batches += 1;
+            seen += batch.tiles.len();
+        }
+        assert!(batches > 3, "{batches} batches");
+        assert_eq!(seen, 97);
+        assert!(batch.tiles.is_empty() && batch.frags.is_empty() && batch.arena.is_empty());
+        // Emptied, not replaced: the allocations stay for the next batch.
+        assert!(batch.arena.capacity() > 0 && batch.frags.capacity() > 0);
     }
 
     #[test]

@@ -238,7 +238,7 @@ impl ZoomStage {
                 }
             }
         }
-        *batch = TileBatch::default();
+        batch.clear();
         Ok(())
     }
 }

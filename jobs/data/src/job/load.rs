@@ -347,6 +347,7 @@ impl LoadStep<'_> {
                 .await?;
             tracing::debug!(input = %url, next = st.next, "checkpoint");
             // Test builds only: holds the run here until the test lets it go.
+            etl_core::fault::point("data.batch_committed");
             etl_core::fault::pause("data.batch_committed").await;
             match end {
                 CopyEnd::Full => continue,

@@ -351,7 +351,9 @@ impl Finish<'_> {
             &json!({"status": "done", "table": self.table.to_string(), "rows": written}),
         )
         .await?;
+        etl_core::fault::point("data.publish.before_commit");
         tx.commit().await.map_err(pg_err("publishing"))?;
+        etl_core::fault::point("data.publish.after_commit");
         tracing::info!(table = %self.table, rows = written, mode = ?self.plan.config.mode, "published");
         self.ctx
             .stats
@@ -469,7 +471,9 @@ impl Finish<'_> {
             &json!({"status": "done", "table": self.table.to_string(), "rows": rows}),
         )
         .await?;
+        etl_core::fault::point("data.publish.before_commit");
         tx.commit().await.map_err(pg_err("publishing"))?;
+        etl_core::fault::point("data.publish.after_commit");
         Ok(published)
     }
 }

@@ -79,7 +79,7 @@ fn a_killed_load_leaves_the_old_or_the_new_table_and_the_rerun_finishes() {
                 "replace" => assert_eq!((rows, distinct), (OLD, OLD), "{mode} {point}"),
                 // Committed batches are visible; none twice.
                 _ => {
-                    assert!(rows >= OLD && rows <= OLD + NEW, "{mode} {point}: {rows}");
+                    assert!((OLD..=OLD + NEW).contains(&rows), "{mode} {point}: {rows}");
                     let new_rows = rows - OLD;
                     assert!(
                         new_rows % 1000 == 0 || new_rows == NEW,

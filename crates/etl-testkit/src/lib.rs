@@ -124,6 +124,25 @@ pub fn may_complete(what: &str) -> bool {
     what.contains("after it took effect") || what.contains("after Complete")
 }
 
+/// A store on the test S3 server at `endpoint` with a new bucket named `name` (lower case, `_`
+/// turned into `-`); returns both. Panics when the server cannot be reached: a test that needs
+/// it must fail, never skip.
+pub async fn store_with_bucket(endpoint: &str, name: &str) -> (etl_core::store::Store, String) {
+    let store = etl_core::store::Store::new(etl_core::store::S3Config {
+        endpoint: Some(endpoint.to_owned()),
+        ..Default::default()
+    });
+    let bucket = name.replace('_', "-").to_lowercase();
+    let client = match store.s3().await {
+        Ok(s3) => s3.client().clone(),
+        Err(e) => panic!("S3 server at {endpoint}: {e} (run the tests through scripts/test.sh)"),
+    };
+    if let Err(e) = client.create_bucket().bucket(&bucket).send().await {
+        panic!("creating bucket {bucket} at {endpoint}: {e:?}");
+    }
+    (store, bucket)
+}
+
 #[derive(Default)]
 struct State {
     rules: Vec<(Rule, u32)>,

@@ -9,7 +9,7 @@ mod support;
 
 use std::path::Path;
 
-use etl_core::store::{Location, S3Config, Store};
+use etl_core::store::Location;
 use etl_testkit::FaultProxy;
 use support::*;
 
@@ -74,23 +74,10 @@ fn a_local_output_is_absent_or_complete() {
 #[test]
 fn an_s3_output_is_absent_or_complete() {
     let rt = rt();
-    let store = Store::new(S3Config {
-        endpoint: Some(s3_endpoint()),
-        ..Default::default()
-    });
-    let bucket = unique("data-faults").replace('_', "-");
-    rt.block_on(async {
-        store
-            .s3()
-            .await
-            .unwrap()
-            .client()
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap()
-    });
+    let (store, bucket) = rt.block_on(etl_testkit::store_with_bucket(
+        &s3_endpoint(),
+        &unique("data-faults"),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.geojsonl");
     // About 12 MB of output: three 5 MiB parts.

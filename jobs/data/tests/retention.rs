@@ -207,6 +207,25 @@ fn old_imports_go_with_their_outputs_resumably_and_idempotently() {
 }
 
 impl Env {
+    /// `etl-data retention --older-than 30d` on this env's table and bucket, plus `extra`.
+    fn retention(&self, extra: &[&str]) -> Run {
+        let url = database_url();
+        let prefix = format!("s3://{}/out/", self.bucket);
+        let mut args = vec![
+            "retention",
+            "--older-than",
+            "30d",
+            "--table",
+            &self.table,
+            "--database",
+            &url,
+            "--output-prefix",
+            &prefix,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
     async fn put(&self, key: &str, body: &[u8]) {
         self.s3
             .put_object()
@@ -286,18 +305,7 @@ fn retention_after_reimports_keeps_the_current_outputs() {
         .await;
         env.row(1, &current).await;
     });
-    let url = database_url();
-    let r = run(&[
-        "retention",
-        "--older-than",
-        "30d",
-        "--table",
-        &env.table,
-        "--database",
-        &url,
-        "--output-prefix",
-        &format!("s3://{b}/out/"),
-    ]);
+    let r = env.retention(&[]);
     r.assert_code(0);
     assert_eq!(rt.block_on(env.rows()), 1);
     assert!(
@@ -322,17 +330,7 @@ fn retention_after_reimports_keeps_the_current_outputs() {
         ]});
         env.row(50, &bad).await;
     });
-    let r = run(&[
-        "retention",
-        "--older-than",
-        "30d",
-        "--table",
-        &env.table,
-        "--database",
-        &url,
-        "--output-prefix",
-        &format!("s3://{b}/out/"),
-    ]);
+    let r = env.retention(&[]);
     r.assert_code(78);
     assert!(
         r.error().contains("outside --output-prefix"),
@@ -378,20 +376,7 @@ fn retention_of_the_last_import_takes_its_manifest_and_outputs() {
         )
         .await;
     });
-    let url = database_url();
-    let prefix = format!("s3://{b}/out/");
-    let args = [
-        "retention",
-        "--older-than",
-        "30d",
-        "--table",
-        &env.table,
-        "--database",
-        &url,
-        "--output-prefix",
-        &prefix,
-    ];
-    run(&args).assert_code(0);
+    env.retention(&[]).assert_code(0);
     assert!(
         rt.block_on(env.exists("out/a.json")),
         "a younger row still names the manifest"
@@ -402,9 +387,7 @@ fn retention_of_the_last_import_takes_its_manifest_and_outputs() {
     );
     // The younger row ages too: everything goes.
     let ahead = (chrono::Utc::now() + chrono::Duration::days(60)).to_rfc3339();
-    let mut later: Vec<&str> = args.to_vec();
-    later.extend(["--logical-time", &ahead]);
-    run(&later).assert_code(0);
+    env.retention(&["--logical-time", &ahead]).assert_code(0);
     assert!(!rt.block_on(env.exists("out/a.json")));
     assert!(!rt.block_on(env.exists(&kp)));
     assert!(!rt.block_on(env.exists(&kg)));

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use etl_core::store::{Location, S3Config, Store};
+use etl_core::store::Location;
 use etl_testkit::FaultProxy;
 
 fn etl_pmtiles() -> Command {
@@ -141,23 +141,10 @@ fn an_s3_archive_is_old_or_new_whatever_fails() {
         .enable_all()
         .build()
         .unwrap();
-    let store = Store::new(S3Config {
-        endpoint: Some(s3_endpoint()),
-        ..Default::default()
-    });
-    let bucket = format!("pmtiles-faults-{}", std::process::id());
-    rt.block_on(async {
-        store
-            .s3()
-            .await
-            .unwrap()
-            .client()
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap()
-    });
+    let (store, bucket) = rt.block_on(etl_testkit::store_with_bucket(
+        &s3_endpoint(),
+        &format!("pmtiles-faults-{}", std::process::id()),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let (old_in, new_in) = (
         dir.path().join("old.geojsonl"),

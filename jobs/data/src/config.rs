@@ -17,6 +17,22 @@ pub enum Mode {
     Upsert,
 }
 
+/// How `--mode append` puts rows into a table that exists.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AppendPath {
+    /// `swap` when the table is small beside the input and a plain table, else `direct`.
+    #[default]
+    Auto,
+    /// COPY straight into the table (its indexes are kept up row by row).
+    Direct,
+    /// Build a copy of the table with the new rows, index it, and swap it in (falls back to
+    /// `direct` for a table with triggers, views, foreign keys or other things a copy would lose).
+    Swap,
+}
+
 /// Load geospatial files (GeoJSON, GeoJSON sequences, CSV) into PostGIS, a GeoJSON file, or S3.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, clap::Args)]
 pub struct DataConfig {
@@ -35,6 +51,12 @@ pub struct DataConfig {
     /// append, replace or upsert (PostGIS outputs).
     #[arg(long, env = "ETL_MODE", value_enum, default_value = "append")]
     pub mode: Mode,
+
+    /// How append reaches an existing table: auto, direct or swap (see the README). Only speed
+    /// differs; every path is exactly-once and readers never see half a run.
+    #[arg(long, env = "ETL_APPEND_PATH", value_enum, default_value = "auto")]
+    #[serde(default)]
+    pub append_path: AppendPath,
 
     /// Property (or `id`) that identifies a row for --mode upsert.
     #[arg(long, env = "ETL_KEY")]
@@ -133,6 +155,7 @@ impl DataConfig {
             obj.remove("lock_timeout");
             obj.remove("lock_retries");
             obj.remove("max_new_columns");
+            obj.remove("append_path");
             obj.remove("max_rejects");
             obj.remove("rejects");
         }

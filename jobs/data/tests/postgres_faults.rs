@@ -1,7 +1,7 @@
 //! PostGIS loads killed at named points (test-only `ETL_FAULT`): after a batch commit, just
-//! before and just after the final commit. For `replace` the table is the old one or the new
-//! one, whole; for the default `append` (into an existing table) it holds the old rows plus a
-//! committed prefix of the input, never a row twice. The rerun ends with exactly the rows of
+//! before and just after the final commit. For `replace`, and for `append` by swap, the table
+//! is the old one or the new one, whole; for `append` straight into an existing table it holds
+//! the old rows plus a committed prefix of the input, never a row twice. The rerun ends with exactly the rows of
 //! one clean run, and a third run is a no-op.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,8 +23,14 @@ fn counts(rt: &tokio::runtime::Runtime, table: &str) -> (i64, i64) {
     })
 }
 
+/// `mode` is `replace`, `append` (by swap: the table is small) or `direct` (append with
+/// `--append-path direct`).
 fn load(input: &std::path::Path, table: &str, mode: &str, fault: Option<&str>) -> Run {
     let mut cmd = etl_data();
+    let (mode, path) = match mode {
+        "direct" => ("append", "direct"),
+        m => (m, "auto"),
+    };
     cmd.args([
         "--input",
         input.to_str().unwrap(),
@@ -36,6 +42,8 @@ fn load(input: &std::path::Path, table: &str, mode: &str, fault: Option<&str>) -
         mode,
         "--checkpoint-every",
         "1000",
+        "--append-path",
+        path,
     ]);
     if let Some(f) = fault {
         cmd.env("ETL_FAULT", f);
@@ -61,7 +69,7 @@ fn a_killed_load_leaves_the_old_or_the_new_table_and_the_rerun_finishes() {
         "data.publish.after_commit",
     ];
     let mut covered = 0;
-    for mode in ["replace", "append"] {
+    for mode in ["replace", "append", "direct"] {
         for point in points {
             let table = unique(&format!("faults_{mode}")).replace('-', "_");
             // Built by the same mode (append into a missing table builds it, with a plain
@@ -77,6 +85,10 @@ fn a_killed_load_leaves_the_old_or_the_new_table_and_the_rerun_finishes() {
                     assert_eq!((rows, distinct), (NEW, NEW), "{mode} {point}")
                 }
                 "replace" => assert_eq!((rows, distinct), (OLD, OLD), "{mode} {point}"),
+                "append" if point == "data.publish.after_commit" => {
+                    assert_eq!((rows, distinct), (OLD + NEW, NEW), "{mode} {point}")
+                }
+                "append" => assert_eq!((rows, distinct), (OLD, OLD), "{mode} {point}"),
                 // Committed batches are visible; none twice.
                 _ => {
                     assert!((OLD..=OLD + NEW).contains(&rows), "{mode} {point}: {rows}");
@@ -106,5 +118,5 @@ fn a_killed_load_leaves_the_old_or_the_new_table_and_the_rerun_finishes() {
             covered += 1;
         }
     }
-    assert_eq!(covered, 6);
+    assert_eq!(covered, 9);
 }

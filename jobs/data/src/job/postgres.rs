@@ -101,7 +101,38 @@ pub(super) async fn run(
         .await
         .map_err(pg_err("looking up the stage table"))?;
     let progress = decoded.values().any(|s| s.next > 0);
-    let strategy = Strategy::choose(cfg.mode, stage_exists && progress, table_exists);
+    let resumed = if stage_exists && progress {
+        Some(if sink::is_swap_stage(&pool, &stage).await? {
+            Strategy::Swap
+        } else {
+            Strategy::Build
+        })
+    } else {
+        None
+    };
+    let scope = ledger_scope(table);
+    let mut ledger: BTreeMap<String, LoadedVersion> = BTreeMap::new();
+    if cfg.mode != Mode::Replace && table_exists {
+        for (name, v) in cps.load(&scope).await.map_err(JobError::from)? {
+            let entry = LoadedVersion::decode(&scope, &name, &v)?;
+            ledger.insert(name, entry);
+        }
+    }
+    let unchanged = |meta: &ObjectMeta| {
+        let url = meta.location.to_string();
+        state::unchanged(ledger.get(&url), meta.etag.as_deref(), meta.size, table_oid)
+    };
+    // What this run will read: the inputs the table does not hold already.
+    let input_bytes: u64 = found
+        .iter()
+        .filter(|m| !unchanged(m))
+        .map(|m| m.size)
+        .sum();
+    let swap = cfg.mode == Mode::Append
+        && table_exists
+        && resumed.is_none()
+        && sink::choose_swap(&pool, table, cfg.append_path, input_bytes).await?;
+    let strategy = Strategy::choose(cfg.mode, resumed, table_exists, swap);
     if stage_exists && !progress {
         drop_stage(&pool, table, key).await;
     } else if strategy.staged() && !stage_exists && progress {
@@ -111,14 +142,6 @@ pub(super) async fn run(
         decoded.clear();
     }
     tracing::info!(run_key = key, table = %table, ?strategy, "loading");
-    let scope = ledger_scope(table);
-    let mut ledger: BTreeMap<String, LoadedVersion> = BTreeMap::new();
-    if cfg.mode != Mode::Replace && table_exists {
-        for (name, v) in cps.load(&scope).await.map_err(JobError::from)? {
-            let entry = LoadedVersion::decode(&scope, &name, &v)?;
-            ledger.insert(name, entry);
-        }
-    }
     let added_before: Vec<String> = decoded
         .values()
         .flat_map(|s| s.columns_added.iter().cloned())
@@ -133,7 +156,7 @@ pub(super) async fn run(
     let mut already_there = 0usize;
     for (index, meta) in found.iter().enumerate() {
         let url = meta.location.to_string();
-        if state::unchanged(ledger.get(&url), meta.etag.as_deref(), meta.size, table_oid) {
+        if unchanged(meta) {
             tracing::info!(input = %url, "unchanged since the last successful load; skipped");
             Stats::add(&ctx.stats.skipped_inputs, 1);
             continue;
@@ -221,13 +244,25 @@ pub(super) async fn run(
         },
         limits,
     };
+    let added = match &target {
+        Some(t) => t.added().to_vec(),
+        None => added_before.clone(),
+    };
     let result = if strategy == Strategy::Direct {
         finish.direct(already_there == staged.len()).await
     } else {
         finish.staged(target, strategy, &staged).await
     };
-    if result.is_ok() {
-        lease.release().await;
+    match &result {
+        Ok(_) => lease.release().await,
+        // A publish that cannot succeed by retrying (a key the rows break) leaves nothing
+        // either: a rerun would only fail the same way.
+        Err(e) => {
+            undo_after(
+                e, strategy, None, &pool, table, &scope, key, &added, &limits, &cps,
+            )
+            .await
+        }
     }
     result
 }
@@ -414,7 +449,10 @@ impl Finish<'_> {
         match published {
             Published::Done { rows, .. } => {
                 tracing::info!(table = %self.table, rows, mode = ?cfg.mode, "published");
-                if matches!(strategy, Strategy::Replace | Strategy::Build) {
+                if matches!(
+                    strategy,
+                    Strategy::Replace | Strategy::Build | Strategy::Swap
+                ) {
                     target.analyze().await;
                 }
                 self.ctx
@@ -424,10 +462,18 @@ impl Finish<'_> {
             }
             Published::Restage { reason } => {
                 target.discard().await?;
-                Err(JobError::temporary(format!(
-                    "table {} was created by another run while run {} was building it, and {reason}: this run's stage was dropped; a retry appends into the existing table",
-                    self.table, self.key
-                )))
+                let text = if strategy == Strategy::Swap {
+                    format!(
+                        "table {} changed while run {} staged its rows: {reason}; this run's stage was dropped and a retry loads again",
+                        self.table, self.key
+                    )
+                } else {
+                    format!(
+                        "table {} was created by another run while run {} was building it, and {reason}: this run's stage was dropped; a retry appends into the existing table",
+                        self.table, self.key
+                    )
+                };
+                Err(JobError::temporary(text))
             }
         }
     }

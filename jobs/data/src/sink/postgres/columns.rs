@@ -126,7 +126,7 @@ impl PgTarget {
         if new.is_empty() {
             return Ok(());
         }
-        if self.strategy == Strategy::Merge
+        if matches!(self.strategy, Strategy::Merge | Strategy::Swap)
             && let Some(target) = &self.target_columns
         {
             // Columns the merge will add to the live table: at most --max-new-columns.
@@ -152,7 +152,7 @@ impl PgTarget {
             let sql_type = self
                 .target_columns
                 .as_ref()
-                .filter(|_| self.strategy == Strategy::Merge)
+                .filter(|_| matches!(self.strategy, Strategy::Merge | Strategy::Swap))
                 .and_then(|t| t.iter().find(|c| c.name == col))
                 .map(|c| c.sql_type.clone())
                 .unwrap_or_else(|| kind.sql_type().to_string());

@@ -36,6 +36,8 @@ pub enum LockMode {
     RowExclusive,
     /// Creating an index: blocks writers, not readers.
     ShareRowExclusive,
+    /// Copying the table for a swap: blocks writers (and row locks), not plain readers.
+    Exclusive,
     /// Adding a column, dropping or renaming the table: blocks readers too.
     AccessExclusive,
 }
@@ -45,6 +47,7 @@ impl LockMode {
         match self {
             LockMode::RowExclusive => "ROW EXCLUSIVE",
             LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockMode::Exclusive => "EXCLUSIVE",
             LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
         }
     }

@@ -12,6 +12,9 @@
 //!   table's ledger ([`Ledger`]) records in the same transactions which run loads which input
 //!   and which transactions inserted its rows, so a run that fails for good, or that is
 //!   abandoned and then superseded by another run, is undone row for row.
+//! - `append` into an existing table that is small beside the input ([`Strategy::Swap`], see
+//!   [`swap`]): into a stage shaped like the table, indexed once, then in one transaction the
+//!   table's rows are copied in and the stage swapped into place, as for `replace`.
 //! - `upsert` ([`Strategy::Merge`]): into a stage, merged with `INSERT … ON CONFLICT` at the
 //!   end (the last occurrence of a key in input order wins).
 //!
@@ -27,6 +30,7 @@ mod names;
 mod publish;
 mod rejects;
 mod schema;
+mod swap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -48,6 +52,7 @@ pub use ledger::{Ledger, Version};
 pub use lock::{Attempt, LockMode, LockPolicy, Retry, lock_table, with_retries};
 pub use names::{column_for, derived_name, stage_name};
 pub use publish::{Published, StagedInput};
+pub use swap::{choose_swap, is_swap_stage};
 pub use rejects::{clear_input_rejects, clear_run, ensure_reject_table, write_rejects};
 
 use schema::{
@@ -65,18 +70,28 @@ pub enum Strategy {
     Replace,
     Build,
     Direct,
+    Swap,
     Merge,
 }
 
 impl Strategy {
-    /// The strategy of a run. A run that has a stage with committed progress goes on with it,
-    /// even if the table appeared meanwhile (it is merged in at the end).
-    pub fn choose(mode: Mode, staged_progress: bool, table_exists: bool) -> Strategy {
-        match mode {
-            Mode::Replace => Strategy::Replace,
-            Mode::Upsert => Strategy::Merge,
-            Mode::Append if staged_progress || !table_exists => Strategy::Build,
-            Mode::Append => Strategy::Direct,
+    /// The strategy of a run. A run that has a stage with committed progress (`resumed`: a
+    /// swap stage or another) goes on with it, even if the table appeared meanwhile (it is
+    /// merged in at the end). `swap`: an append into the existing table goes by swap.
+    pub fn choose(
+        mode: Mode,
+        resumed: Option<Strategy>,
+        table_exists: bool,
+        swap: bool,
+    ) -> Strategy {
+        match (mode, resumed) {
+            (Mode::Replace, _) => Strategy::Replace,
+            (Mode::Upsert, _) => Strategy::Merge,
+            (Mode::Append, Some(Strategy::Swap)) => Strategy::Swap,
+            (Mode::Append, Some(_)) => Strategy::Build,
+            (Mode::Append, None) if !table_exists => Strategy::Build,
+            (Mode::Append, None) if swap => Strategy::Swap,
+            (Mode::Append, None) => Strategy::Direct,
         }
     }
 
@@ -169,7 +184,7 @@ impl PgTarget {
             }
         });
         let target_columns = table_columns(&mut tx, &table).await?;
-        if strategy == Strategy::Direct && target_columns.is_none() {
+        if matches!(strategy, Strategy::Direct | Strategy::Swap) && target_columns.is_none() {
             return Err(JobError::temporary(format!(
                 "table {table} disappeared before run {} could load into it; a rerun creates it",
                 opts.run_key
@@ -195,22 +210,26 @@ impl PgTarget {
             _ => match table_columns(&mut tx, &stage).await? {
                 Some(cols) => cols,
                 None => {
-                    create_stage(
-                        &mut tx,
-                        &stage,
-                        strategy,
-                        target_columns.as_deref(),
-                        &opts.select,
-                        sample,
-                    )
-                    .await?;
+                    if strategy == Strategy::Swap {
+                        swap::create_stage(&mut tx, &stage, &table).await?;
+                    } else {
+                        create_stage(
+                            &mut tx,
+                            &stage,
+                            strategy,
+                            target_columns.as_deref(),
+                            &opts.select,
+                            sample,
+                        )
+                        .await?;
+                    }
                     table_columns(&mut tx, &stage).await?.unwrap_or_default()
                 }
             },
         };
         // The table whose geometry column decides what fits: the target when there is one.
         let defining = match (&target_columns, strategy) {
-            (Some(_), Strategy::Direct | Strategy::Merge) => &table,
+            (Some(_), Strategy::Direct | Strategy::Swap | Strategy::Merge) => &table,
             _ => &stage,
         };
         let defining_cols = if defining == &table {

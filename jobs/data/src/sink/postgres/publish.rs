@@ -84,6 +84,9 @@ impl PgTarget {
     /// transaction, so readers of the old table are not blocked meanwhile; rerunnable after a
     /// crash (IF NOT EXISTS).
     pub async fn prepare_publish(&self) -> Result<(), JobError> {
+        if self.strategy == Strategy::Swap {
+            return self.prepare_swap().await;
+        }
         if !self.strategy.own_types() {
             return Ok(());
         }
@@ -181,6 +184,29 @@ impl PgTarget {
                 }
                 let rows = self.merge(conn, &cols).await?;
                 let oid = table_oid(conn, &self.table).await?;
+                self.record(conn, ledger, inputs, oid, Some(rows)).await
+            }
+            (Strategy::Swap, None) => Ok(Published::Restage {
+                reason: format!("{} was dropped while this run staged its rows", self.table),
+            }),
+            (Strategy::Swap, Some(cols)) => {
+                for input in inputs {
+                    match ledger.check_staged(conn, &version(input)).await? {
+                        StagedCheck::Publish => {}
+                        StagedCheck::Busy { run } => {
+                            return Err(busy(&input.url, &self.table, &run));
+                        }
+                        StagedCheck::AlreadyThere => {
+                            return Ok(Published::Restage {
+                                reason: format!(
+                                    "another run loaded {} into {} meanwhile",
+                                    input.url, self.table
+                                ),
+                            });
+                        }
+                    }
+                }
+                let (rows, oid) = self.publish_swap(conn, ledger.scope, &cols).await?;
                 self.record(conn, ledger, inputs, oid, Some(rows)).await
             }
             (Strategy::Merge, None) => {
@@ -281,7 +307,11 @@ impl PgTarget {
 
     /// Moves the stage's rows into the table: new columns first (at most `--max-new-columns`),
     /// then, for upsert, the unique index on the key, then `INSERT`; the stage is dropped.
-    async fn merge(&self, conn: &mut PgConnection, target: &[TableColumn]) -> Result<u64, Attempt> {
+    pub(super) async fn merge(
+        &self,
+        conn: &mut PgConnection,
+        target: &[TableColumn],
+    ) -> Result<u64, Attempt> {
         let stage_cols: Vec<&TableColumn> =
             self.copy_columns.iter().filter(|c| c.name != SEQ).collect();
         let adds: Vec<&TableColumn> = stage_cols

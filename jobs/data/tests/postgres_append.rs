@@ -248,6 +248,8 @@ fn an_append_that_fails_for_good_leaves_no_rows_and_no_columns() {
         "1000",
         "--max-rejects",
         "10",
+        "--append-path",
+        "direct",
     ]);
     r.assert_code(65);
     assert!(r.error().contains("--max-rejects"), "{}", r.error());

@@ -243,6 +243,8 @@ fn concurrent_runs_sharing_an_input(table_exists: bool) {
         "append",
         "--checkpoint-every",
         "5000",
+        "--append-path",
+        "direct",
     ];
     // Run X: the whole directory, the small input first (inputs load in name order).
     let x = spawn(&x_args);
@@ -256,6 +258,8 @@ fn concurrent_runs_sharing_an_input(table_exists: bool) {
         &table,
         "--mode",
         "append",
+        "--append-path",
+        "direct",
     ]);
     y.assert_code(0);
     let x = Run::from_output(x.wait_with_output().unwrap());

@@ -178,15 +178,16 @@ fn append_into_a_small_table_swaps_it_in_with_everything_it_had() {
     assert_eq!(r.count("skipped_inputs"), 1, "{}", r.stderr);
     assert_eq!(r.count("written"), 10);
     assert_eq!(counts(&table), (4210, 4210));
-    exec(&format!(
-        "DROP TABLE \"{table}\"; DROP ROLE {role}; "
-    ));
+    exec(&format!("DROP TABLE \"{table}\"; DROP ROLE {role}; "));
 }
 
 #[test]
 fn a_key_and_a_unique_index_come_back_and_still_refuse_repeated_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (dir.path().join("old.geojsonl"), dir.path().join("new.geojsonl"));
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
     write_points_from(&old, 0, 100);
     write_points_from(&new, 100, 3000);
     let table = unique("swap_key");
@@ -222,11 +223,17 @@ fn a_key_and_a_unique_index_come_back_and_still_refuse_repeated_ids() {
 #[test]
 fn a_table_a_copy_would_lose_something_of_is_appended_directly() {
     let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (dir.path().join("old.geojsonl"), dir.path().join("new.geojsonl"));
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
     write_points_from(&old, 0, 50);
     write_points_from(&new, 50, 2000);
     for (what, ddl) in [
-        ("view", "CREATE VIEW \"{t}_v\" AS SELECT id, name FROM \"{t}\""),
+        (
+            "view",
+            "CREATE VIEW \"{t}_v\" AS SELECT id, name FROM \"{t}\"",
+        ),
         (
             "trigger",
             "CREATE TABLE \"{t}_log\" (n bigint);
@@ -234,7 +241,16 @@ fn a_table_a_copy_would_lose_something_of_is_appended_directly() {
                $$ BEGIN INSERT INTO \"{t}_log\" VALUES (NEW.id); RETURN NEW; END $$;
              CREATE TRIGGER tr AFTER INSERT ON \"{t}\" FOR EACH ROW EXECUTE FUNCTION \"{t}_f\"()",
         ),
-        ("default", "ALTER TABLE \"{t}\" ALTER COLUMN n SET DEFAULT 7"),
+        (
+            "default",
+            "ALTER TABLE \"{t}\" ALTER COLUMN n SET DEFAULT 7",
+        ),
+        (
+            "forced row-level security",
+            "ALTER TABLE \"{t}\" ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE \"{t}\" FORCE ROW LEVEL SECURITY;
+             CREATE POLICY everything ON \"{t}\" USING (true)",
+        ),
         ("two-column index", "CREATE INDEX ON \"{t}\" (n, v)"),
         (
             "foreign key",
@@ -250,7 +266,8 @@ fn a_table_a_copy_would_lose_something_of_is_appended_directly() {
         let r = load(&new, &table, &["--append-path", "swap"]);
         r.assert_code(0);
         assert!(
-            r.stderr.contains("appending directly: a copy of the table would lose something"),
+            r.stderr
+                .contains("appending directly: a copy of the table would lose something"),
             "{what}: {}",
             r.stderr
         );
@@ -264,7 +281,10 @@ fn a_table_a_copy_would_lose_something_of_is_appended_directly() {
             );
         }
         if what == "view" {
-            assert_eq!(sql_i64(&format!("SELECT count(*) FROM \"{table}_v\"")), 2050);
+            assert_eq!(
+                sql_i64(&format!("SELECT count(*) FROM \"{table}_v\"")),
+                2050
+            );
         }
     }
 }
@@ -316,7 +336,8 @@ fn a_swap_that_finds_another_runs_unpublished_direct_load_appends_instead() {
     let r = load(&b, &table, &["--append-path", "swap"]);
     r.assert_code(0);
     assert!(
-        r.stderr.contains("appending the staged rows into the table instead of swapping"),
+        r.stderr
+            .contains("appending the staged rows into the table instead of swapping"),
         "{}",
         r.stderr
     );
@@ -333,7 +354,10 @@ fn a_swap_that_finds_another_runs_unpublished_direct_load_appends_instead() {
 #[test]
 fn a_swap_run_killed_at_any_point_publishes_each_row_once_on_rerun() {
     let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (dir.path().join("old.geojsonl"), dir.path().join("new.geojsonl"));
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
     write_points_from(&old, 0, 100);
     write_points_from(&new, 100, 5000);
     let mut covered = 0;
@@ -394,7 +418,10 @@ fn a_swap_run_killed_at_any_point_publishes_each_row_once_on_rerun() {
 #[test]
 fn auto_appends_directly_into_a_table_that_is_not_small_beside_the_input() {
     let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (dir.path().join("old.geojsonl"), dir.path().join("new.geojsonl"));
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
     write_points_from(&old, 0, 5000);
     write_points_from(&new, 5000, 1000);
     let table = unique("swap_big");
@@ -403,7 +430,8 @@ fn auto_appends_directly_into_a_table_that_is_not_small_beside_the_input() {
     let r = load(&new, &table, &[]);
     r.assert_code(0);
     assert!(
-        r.stderr.contains("appending directly: the table is not small beside the input"),
+        r.stderr
+            .contains("appending directly: the table is not small beside the input"),
         "{}",
         r.stderr
     );

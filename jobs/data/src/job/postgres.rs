@@ -123,11 +123,7 @@ pub(super) async fn run(
         state::unchanged(ledger.get(&url), meta.etag.as_deref(), meta.size, table_oid)
     };
     // What this run will read: the inputs the table does not hold already.
-    let input_bytes: u64 = found
-        .iter()
-        .filter(|m| !unchanged(m))
-        .map(|m| m.size)
-        .sum();
+    let input_bytes: u64 = found.iter().filter(|m| !unchanged(m)).map(|m| m.size).sum();
     let swap = cfg.mode == Mode::Append
         && table_exists
         && resumed.is_none()

@@ -52,8 +52,8 @@ pub use ledger::{Ledger, Version};
 pub use lock::{Attempt, LockMode, LockPolicy, Retry, lock_table, with_retries};
 pub use names::{column_for, derived_name, stage_name};
 pub use publish::{Published, StagedInput};
-pub use swap::{choose_swap, is_swap_stage};
 pub use rejects::{clear_input_rejects, clear_run, ensure_reject_table, write_rejects};
+pub use swap::{choose_swap, is_swap_stage};
 
 use schema::{
     GEOM, ID, SEQ, SRID, TableColumn, discover, geometry_constraint, id_kind, sql_err,

@@ -23,11 +23,11 @@ use etl_core::JobError;
 use etl_core::postgres::{TableName, quote_ident};
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 
+use super::PgTarget;
 use super::carry::carry_over;
 use super::lock::{Attempt, LockMode, lock_table};
 use super::names::derived_name;
 use super::schema::{TableColumn, sql_err};
-use super::PgTarget;
 use crate::config::AppendPath;
 use crate::state::LoadedVersion;
 
@@ -81,6 +81,8 @@ UNION ALL SELECT 'another role owns it' FROM t
 UNION ALL SELECT 'it has storage options or its own tablespace' FROM t
  WHERE reloptions IS NOT NULL OR reltablespace <> 0
 UNION ALL SELECT 'it has a replica identity' FROM t WHERE relreplident <> 'd'
+UNION ALL SELECT 'it forces row-level security (a copy could miss rows)' FROM t
+ WHERE relforcerowsecurity
 UNION ALL SELECT 'it has triggers' FROM t WHERE relhastriggers
 UNION ALL SELECT 'it has rules' FROM t WHERE relhasrules
 UNION ALL SELECT 'it inherits or is inherited' FROM t
@@ -190,10 +192,7 @@ pub async fn choose_swap(
     if path == AppendPath::Direct {
         return Ok(false);
     }
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(sql_err("reading the table"))?;
+    let mut conn = pool.acquire().await.map_err(sql_err("reading the table"))?;
     if path == AppendPath::Auto {
         let heap: i64 = sqlx::query_scalar("SELECT pg_relation_size(to_regclass($1))")
             .bind(table.quoted())
@@ -316,7 +315,13 @@ impl PgTarget {
             }
         };
         // Before the savepoint: a lock timeout rolls back the whole attempt, to be retried.
-        lock_table(conn, &self.table, LockMode::AccessExclusive, &self.limits.lock).await?;
+        lock_table(
+            conn,
+            &self.table,
+            LockMode::AccessExclusive,
+            &self.limits.lock,
+        )
+        .await?;
         savepoint(conn, "SAVEPOINT etl_swap").await?;
         match self.swap_in(conn, cols, &shapes).await {
             Ok((rows, new_oid)) => {
@@ -407,6 +412,12 @@ impl PgTarget {
     ) -> Result<(u64, i64), JobError> {
         let list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
         let list = list.join(", ");
+        // Every row or an error: a policy that would hide rows from the copy makes it fail
+        // (and the run append instead) rather than lose them.
+        sqlx::query("SET LOCAL row_security = off")
+            .execute(&mut *conn)
+            .await
+            .map_err(sql_err("copying the table's rows"))?;
         let copied = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {} ({list}) SELECT {list} FROM {}",
             self.stage.quoted(),

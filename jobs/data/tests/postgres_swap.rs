@@ -253,6 +253,22 @@ fn a_table_a_copy_would_lose_something_of_is_appended_directly() {
         ),
         ("two-column index", "CREATE INDEX ON \"{t}\" (n, v)"),
         (
+            "publication",
+            "CREATE PUBLICATION \"{t}_pub\" FOR TABLE \"{t}\"",
+        ),
+        (
+            "column storage",
+            "ALTER TABLE \"{t}\" ALTER COLUMN name SET STORAGE EXTERNAL",
+        ),
+        (
+            "index comment",
+            "COMMENT ON INDEX \"{t}_geom_idx\" IS 'the spatial index'",
+        ),
+        (
+            "cluster index",
+            "ALTER TABLE \"{t}\" CLUSTER ON \"{t}_geom_idx\"",
+        ),
+        (
             "foreign key",
             "ALTER TABLE \"{t}\" ADD PRIMARY KEY (id);
              CREATE TABLE \"{t}_ref\" (x bigint REFERENCES \"{t}\" (id))",
@@ -289,34 +305,26 @@ fn a_table_a_copy_would_lose_something_of_is_appended_directly() {
     }
 }
 
-#[test]
-fn a_swap_that_finds_another_runs_unpublished_direct_load_appends_instead() {
-    let dir = tempfile::tempdir().unwrap();
-    let (seed, a, b) = (
-        dir.path().join("seed.geojsonl"),
-        dir.path().join("a.geojsonl"),
-        dir.path().join("b.geojsonl"),
-    );
-    write_points_from(&seed, 0, 10);
-    write_points_from(&a, 10, 30_000);
-    write_points_from(&b, 30_010, 3000);
-    let table = unique("swap_busy");
-    load(&seed, &table, &[]).assert_code(0);
-    let url = database_url();
-    // A appends directly and stops after its first committed batch until the gate opens.
-    let gate = dir.path().join("gate");
-    let a_run = etl_data()
+/// Starts a direct append of `input` that stops after its first committed batch until
+/// `gate.N` files appear; returns it once that batch is in.
+fn direct_paused_after_a_batch(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    table: &str,
+    gate: &str,
+) -> std::process::Child {
+    let child = etl_data()
         .env(
             "ETL_FAULT",
-            format!("data.batch_committed={}", gate.display()),
+            format!("data.batch_committed={}", dir.join(gate).display()),
         )
         .args([
             "--input",
-            a.to_str().unwrap(),
+            input.to_str().unwrap(),
             "--output",
-            &url,
+            &database_url(),
             "--table",
-            &table,
+            table,
             "--checkpoint-every",
             "5000",
             "--append-path",
@@ -326,28 +334,83 @@ fn a_swap_that_finds_another_runs_unpublished_direct_load_appends_instead() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("A's first batch", Duration::from_secs(120), || {
-        dir.path().join("gate.1.reached").exists()
-    });
+    wait_for(
+        "the direct run's first batch",
+        Duration::from_secs(120),
+        || dir.join(format!("{gate}.1.reached")).exists(),
+    );
+    child
+}
+
+fn open_gates(dir: &std::path::Path, gate: &str) {
+    for i in 1..=100 {
+        std::fs::write(dir.join(format!("{gate}.{i}")), b"").unwrap();
+    }
+}
+
+#[test]
+fn another_runs_unpublished_direct_load_keeps_a_swap_from_copying_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seed, a, b) = (
+        dir.path().join("seed.geojsonl"),
+        dir.path().join("a.geojsonl"),
+        dir.path().join("b.geojsonl"),
+    );
+    write_points_from(&seed, 0, 10);
+    write_points_from(&a, 10, 30_000);
+    write_points_from(&b, 30_010, 3000);
+
+    // A is half way when B starts: B appends directly from the start.
+    let table = unique("swap_busy");
+    load(&seed, &table, &[]).assert_code(0);
+    let a_run = direct_paused_after_a_batch(dir.path(), &a, &table, "a1");
     let held = counts(&table).0;
     assert!(held > 10 && held < 30_010, "A is half way: {held}");
     let before = oid(&table);
-    // B swaps by choice, and finds A's rows in the table, which A may still have to undo.
     let r = load(&b, &table, &["--append-path", "swap"]);
     r.assert_code(0);
     assert!(
         r.stderr
-            .contains("appending the staged rows into the table instead of swapping"),
+            .contains("appending directly: the table holds loads not yet published"),
         "{}",
         r.stderr
     );
     assert_eq!(oid(&table), before, "not swapped");
     assert_eq!(counts(&table).0, held + 3000);
-    for i in 1..=100 {
-        std::fs::write(dir.path().join(format!("gate.{i}")), b"").unwrap();
-    }
-    let a_done = Run::from_output(a_run.wait_with_output().unwrap());
-    a_done.assert_code(0);
+    open_gates(dir.path(), "a1");
+    Run::from_output(a_run.wait_with_output().unwrap()).assert_code(0);
+    assert_eq!(counts(&table), (33_010, 33_010));
+
+    // B staged first and A committed a batch before B's final transaction: B finds A's
+    // unpublished rows under the lock and appends its staged rows instead of swapping.
+    let table = unique("swap_busy");
+    load(&seed, &table, &[]).assert_code(0);
+    let gate = dir.path().join("b2");
+    let b_run = spawn_paused(
+        &b,
+        &table,
+        format!("data.swap.before_lock={}", gate.display()),
+    );
+    wait_for("B to reach its lock", Duration::from_secs(120), || {
+        dir.path().join("b2.1.reached").exists()
+    });
+    let a_run = direct_paused_after_a_batch(dir.path(), &a, &table, "a2");
+    let held = counts(&table).0;
+    let before = oid(&table);
+    std::fs::write(dir.path().join("b2.1"), b"").unwrap();
+    let r = Run::from_output(b_run.wait_with_output().unwrap());
+    r.assert_code(0);
+    assert!(
+        r.stderr
+            .contains("appending the staged rows into the table instead of swapping")
+            && r.stderr.contains("has an unpublished load of"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(oid(&table), before, "not swapped");
+    assert_eq!(counts(&table).0, held + 3000);
+    open_gates(dir.path(), "a2");
+    Run::from_output(a_run.wait_with_output().unwrap()).assert_code(0);
     assert_eq!(counts(&table), (33_010, 33_010));
 }
 
@@ -438,4 +501,184 @@ fn auto_appends_directly_into_a_table_that_is_not_small_beside_the_input() {
     assert!(r.stderr.contains("\"strategy\":\"Direct\""), "{}", r.stderr);
     assert_eq!(oid(&table), before);
     assert_eq!(counts(&table), (6000, 6000));
+}
+
+/// Runs etl-data in the background with a pause point; returns the child.
+fn spawn_paused(input: &std::path::Path, table: &str, fault: String) -> std::process::Child {
+    etl_data()
+        .env("ETL_FAULT", fault)
+        .args([
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            &database_url(),
+            "--table",
+            table,
+            "--checkpoint-every",
+            "1000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn changes_to_the_table_while_a_swap_run_stages_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
+    write_points_from(&old, 0, 100);
+    write_points_from(&new, 100, 3000);
+    // A column added and filled meanwhile: the swap would lose it, so the rows are appended.
+    let table = unique("swap_col");
+    load(&old, &table, &[]).assert_code(0);
+    let gate = dir.path().join("col");
+    let child = spawn_paused(
+        &new,
+        &table,
+        format!("data.swap.before_lock={}", gate.display()),
+    );
+    wait_for(
+        "the swap to reach its lock",
+        Duration::from_secs(120),
+        || dir.path().join("col.1.reached").exists(),
+    );
+    exec(&format!(
+        "ALTER TABLE \"{table}\" ADD COLUMN note text; UPDATE \"{table}\" SET note = 'kept'"
+    ));
+    std::fs::write(dir.path().join("col.1"), b"").unwrap();
+    let r = Run::from_output(child.wait_with_output().unwrap());
+    r.assert_code(0);
+    assert!(
+        r.stderr
+            .contains("its columns changed while this run staged its rows"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(counts(&table), (3100, 3100));
+    assert_eq!(
+        sql_i64(&format!(
+            "SELECT count(*) FROM \"{table}\" WHERE note = 'kept'"
+        )),
+        100
+    );
+    // An index dropped meanwhile: the copy built for it does not come back.
+    let table = unique("swap_idx");
+    load(&old, &table, &[]).assert_code(0);
+    let gate = dir.path().join("idx");
+    let child = spawn_paused(
+        &new,
+        &table,
+        format!("data.swap.before_lock={}", gate.display()),
+    );
+    wait_for(
+        "the swap to reach its lock",
+        Duration::from_secs(120),
+        || dir.path().join("idx.1.reached").exists(),
+    );
+    exec(&format!("DROP INDEX \"{table}_id_idx\""));
+    let without = indexes(&table);
+    std::fs::write(dir.path().join("idx.1"), b"").unwrap();
+    let r = Run::from_output(child.wait_with_output().unwrap());
+    r.assert_code(0);
+    assert!(r.stderr.contains("copied the table's rows"), "{}", r.stderr);
+    assert_eq!(
+        indexes(&table),
+        without,
+        "only the indexes the table has now"
+    );
+    assert_eq!(counts(&table), (3100, 3100));
+}
+
+#[test]
+fn a_swap_stage_whose_table_was_dropped_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
+    write_points_from(&old, 0, 100);
+    write_points_from(&new, 100, 5000);
+    let table = unique("swap_gone");
+    load(&old, &table, &[]).assert_code(0);
+    let r = Run::from_output(
+        etl_data()
+            .env("ETL_FAULT", "data.batch_committed@2")
+            .args([
+                "--input",
+                new.to_str().unwrap(),
+                "--output",
+                &database_url(),
+                "--table",
+                &table,
+                "--checkpoint-every",
+                "1000",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(r.stderr.contains("fault injected at"), "{}", r.stderr);
+    exec(&format!("DROP TABLE \"{table}\""));
+    let r = load(&new, &table, &[]);
+    r.assert_code(0);
+    assert!(
+        r.stderr
+            .contains("the table this run's stage was to replace is gone; starting over"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(counts(&table), (5000, 5000));
+    assert_eq!(stages(&table), 0);
+}
+
+#[test]
+fn a_run_that_began_appending_directly_goes_on_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (
+        dir.path().join("old.geojsonl"),
+        dir.path().join("new.geojsonl"),
+    );
+    write_points_from(&old, 0, 100);
+    write_points_from(&new, 100, 5000);
+    let table = unique("swap_after_direct");
+    load(&old, &table, &[]).assert_code(0);
+    let r = Run::from_output(
+        etl_data()
+            .env("ETL_FAULT", "data.batch_committed@2")
+            .args([
+                "--input",
+                new.to_str().unwrap(),
+                "--output",
+                &database_url(),
+                "--table",
+                &table,
+                "--checkpoint-every",
+                "1000",
+                "--append-path",
+                "direct",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(r.stderr.contains("fault injected at"), "{}", r.stderr);
+    let (rows, _) = counts(&table);
+    assert!(rows > 100, "two batches are in the table: {rows}");
+    // The rerun with the default path (the same run) would pick the swap for a table this
+    // small; it goes on where the direct attempt stopped instead.
+    let mut again = None;
+    for _ in 0..50 {
+        let r = load(&new, &table, &[]);
+        if r.code != 75 {
+            again = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = again.expect("the killed run's lease is released");
+    r.assert_code(0);
+    assert!(r.stderr.contains("\"strategy\":\"Direct\""), "{}", r.stderr);
+    assert_eq!(counts(&table), (5100, 5100));
 }

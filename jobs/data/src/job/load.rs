@@ -13,7 +13,7 @@ use etl_core::store::ObjectMeta;
 use etl_core::{JobContext, JobError};
 use etl_geo::ColumnKind;
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::Plan;
 use crate::read::{self, READ_BATCH};
@@ -266,6 +266,16 @@ impl LoadStep<'_> {
                 .await
                 .map_err(pg_err("starting a batch"))?;
             let held = if self.direct() {
+                // The table first, then its ledger entry: the entry's table is then the one
+                // the rows go to, even if a swap or replace put another table under the name
+                // while this transaction waited (the entry then no longer matches it).
+                sqlx::query(AssertSqlSafe(format!(
+                    "LOCK TABLE {} IN ROW EXCLUSIVE MODE",
+                    self.table.quoted()
+                )))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err("starting a batch"))?;
                 Some(self.ledger.hold(&mut tx, &url).await?)
             } else {
                 None
@@ -407,9 +417,12 @@ impl LoadStep<'_> {
                 .execute(&mut *tx)
                 .await
                 .map_err(pg_err("adding columns"))?;
-            let held = self.ledger.hold(&mut tx, &url).await?;
+            // The table, then its ledger entry (see the batch transaction).
             match sink::lock_table(&mut tx, self.table, LockMode::AccessExclusive, &policy).await {
-                Ok(()) => break (tx, held),
+                Ok(()) => {
+                    let held = self.ledger.hold(&mut tx, &url).await?;
+                    break (tx, held);
+                }
                 Err(Attempt::Failed(e)) => return Err(e),
                 Err(Attempt::Locked { .. }) => {
                     if let Err(e) = tx.rollback().await {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::load::{LoadOutcome, LoadStep, Totals};
 use super::{Plan, ledger_scope, take_lease};
-use crate::config::Mode;
+use crate::config::{AppendPath, Mode};
 use crate::rejects::RejectsSink;
 use crate::sink::postgres::{
     self as sink, Attempt, Ledger, Limits, OpenOptions, PgTarget, Published, StagedInput, Strategy,
@@ -101,7 +101,7 @@ pub(super) async fn run(
         .await
         .map_err(pg_err("looking up the stage table"))?;
     let progress = decoded.values().any(|s| s.next > 0);
-    let resumed = if stage_exists && progress {
+    let mut resumed = if stage_exists && progress {
         Some(if sink::is_swap_stage(&pool, &stage).await? {
             Strategy::Swap
         } else {
@@ -110,6 +110,14 @@ pub(super) async fn run(
     } else {
         None
     };
+    if resumed == Some(Strategy::Swap) && !table_exists {
+        // A copy of a table that is gone: nothing to swap it into. Start over (building it).
+        tracing::warn!(run_key = key, stage = %stage, "the table this run's stage was to replace is gone; starting over");
+        sink::discard_stage(&pool, &stage, key).await?;
+        states.clear();
+        decoded.clear();
+        resumed = None;
+    }
     let scope = ledger_scope(table);
     let mut ledger: BTreeMap<String, LoadedVersion> = BTreeMap::new();
     if cfg.mode != Mode::Replace && table_exists {
@@ -124,10 +132,27 @@ pub(super) async fn run(
     };
     // What this run will read: the inputs the table does not hold already.
     let input_bytes: u64 = found.iter().filter(|m| !unchanged(m)).map(|m| m.size).sum();
-    let swap = cfg.mode == Mode::Append
+    // A swap needs a clean start: no rows of this run in the table from a direct attempt
+    // (progress), and no load of any run in it that is not settled (which direct appends undo
+    // or take over, by the transactions that inserted their rows).
+    let unsettled = ledger
+        .values()
+        .any(|e| e.table_oid == table_oid && !e.settled());
+    let may_swap = cfg.mode == Mode::Append
         && table_exists
         && resumed.is_none()
-        && sink::choose_swap(&pool, table, cfg.append_path, input_bytes).await?;
+        && cfg.append_path != AppendPath::Direct;
+    let swap = if !may_swap {
+        false
+    } else if !decoded.is_empty() {
+        tracing::info!(table = %table, "appending directly: this run began so");
+        false
+    } else if unsettled {
+        tracing::info!(table = %table, "appending directly: the table holds loads not yet published (a running or abandoned direct append), which only a direct append may undo or take over");
+        false
+    } else {
+        sink::choose_swap(&pool, table, cfg.append_path, input_bytes).await?
+    };
     let strategy = Strategy::choose(cfg.mode, resumed, table_exists, swap);
     if stage_exists && !progress {
         drop_stage(&pool, table, key).await;

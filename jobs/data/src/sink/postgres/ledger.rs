@@ -174,10 +174,10 @@ impl Ledger<'_> {
         Ok(decision)
     }
 
-    /// At the start of a batch transaction, before any row: checks that this run still owns
-    /// the input's entry for this very table, and locks it for the transaction (so everyone
-    /// takes the entry before the table, and nobody waits in a circle). A run that lost its
-    /// claim stops without committing.
+    /// At the start of a batch transaction, after the table's lock and before any row: checks
+    /// that this run still owns the input's entry for the table now under the name, and locks
+    /// it for the transaction. A run that lost its claim (or whose table was replaced by a swap
+    /// or `replace` while it waited for the lock) stops without committing.
     pub async fn hold(
         &self,
         conn: &mut PgConnection,

@@ -189,7 +189,8 @@ impl PgTarget {
             (Strategy::Swap, None) => Ok(Published::Restage {
                 reason: format!("{} was dropped while this run staged its rows", self.table),
             }),
-            (Strategy::Swap, Some(cols)) => {
+            // The swap reads the columns again, under the table's lock.
+            (Strategy::Swap, Some(_)) => {
                 for input in inputs {
                     match ledger.check_staged(conn, &version(input)).await? {
                         StagedCheck::Publish => {}
@@ -206,7 +207,7 @@ impl PgTarget {
                         }
                     }
                 }
-                let (rows, oid) = self.publish_swap(conn, ledger.scope, &cols).await?;
+                let (rows, oid) = self.publish_swap(conn, ledger.scope).await?;
                 self.record(conn, ledger, inputs, oid, Some(rows)).await
             }
             (Strategy::Merge, None) => {

@@ -21,165 +21,25 @@
 
 use etl_core::JobError;
 use etl_core::postgres::{TableName, quote_ident};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
+
+mod shape;
+
+use shape::{IndexShape, Shape, shape};
 
 use super::PgTarget;
 use super::carry::carry_over;
 use super::lock::{Attempt, LockMode, lock_table};
-use super::names::derived_name;
-use super::schema::{TableColumn, sql_err};
+use super::schema::{TableColumn, sql_err, table_columns};
 use crate::config::AppendPath;
 use crate::state::LoadedVersion;
 
 /// The comment that marks a run's stage as a swap stage, so a resumed run goes on with it.
 pub(super) const STAGE_COMMENT: &str = "etl-data: rows of an append by swap";
 
-/// `auto` swaps when the table's heap is at most this share of the input's bytes: copying and
+/// `auto` swaps when the table (heap and TOAST) is at most this share of the input's bytes: copying and
 /// indexing the old rows again then costs less than indexing the new ones one by one.
 const AUTO_TABLE_SHARE: u64 = 4;
-
-/// An index of the table, as the swapped-in copy gets it again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct IndexShape {
-    pub name: String,
-    pub column: String,
-    pub method: String,
-    pub unique: bool,
-    /// The constraint the index backs: its name and `p` (primary key) or `u` (unique).
-    pub constraint: Option<(String, String)>,
-}
-
-impl IndexShape {
-    /// The name of the stage's copy of this index: derived from everything that defines it,
-    /// so a stage index built for another shape of the table is never taken for this one.
-    fn stage_index(&self, stage: &TableName) -> String {
-        use sha2::{Digest, Sha256};
-        let id = format!(
-            "{}\n{}\n{}\n{}\n{:?}",
-            self.name, self.column, self.method, self.unique, self.constraint
-        );
-        let hash = hex::encode(&Sha256::digest(id.as_bytes())[..6]);
-        derived_name(&stage.name, &format!("x{hash}"))
-    }
-}
-
-/// Whether the table can be swapped without losing anything, and its indexes if so.
-#[derive(Debug)]
-pub(super) enum Shape {
-    Plain(Vec<IndexShape>),
-    /// Why not, for the log.
-    Not(String),
-}
-
-/// What a copy of the table would lose, one line each (empty: nothing). `$1` is the table.
-const LOSSES: &str = r#"
-WITH t AS (SELECT c.oid AS toid, c.* FROM pg_class c WHERE c.oid = to_regclass($1))
-SELECT 'it is not a plain permanent table' FROM t
- WHERE relkind <> 'r' OR relpersistence <> 'p' OR relispartition
-UNION ALL SELECT 'another role owns it' FROM t
- WHERE relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-UNION ALL SELECT 'it has storage options or its own tablespace' FROM t
- WHERE reloptions IS NOT NULL OR reltablespace <> 0
-UNION ALL SELECT 'it has a replica identity' FROM t WHERE relreplident <> 'd'
-UNION ALL SELECT 'it forces row-level security (a copy could miss rows)' FROM t
- WHERE relforcerowsecurity
-UNION ALL SELECT 'it has triggers' FROM t WHERE relhastriggers
-UNION ALL SELECT 'it has rules' FROM t WHERE relhasrules
-UNION ALL SELECT 'it inherits or is inherited' FROM t
- WHERE relhassubclass OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = t.toid OR inhparent = t.toid)
-UNION ALL SELECT format('column %I has a default, an identity or generated value, or its own statistics target or options', a.attname)
-  FROM t JOIN pg_attribute a ON a.attrelid = t.toid
- WHERE a.attnum > 0 AND NOT a.attisdropped
-   AND (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' OR a.attoptions IS NOT NULL
-        OR coalesce((to_jsonb(a) ->> 'attstattarget')::int, -1) >= 0)
-UNION ALL SELECT format('constraint %I', c.conname)
-  FROM t JOIN pg_constraint c ON c.conrelid = t.toid OR c.confrelid = t.toid
- WHERE c.contype NOT IN ('p', 'u') OR c.confrelid = t.toid OR c.condeferrable
-    OR cardinality(c.conkey) <> 1
-UNION ALL SELECT format('index %s is not a plain single-column index', i.indexrelid::regclass)
-  FROM t JOIN pg_index i ON i.indrelid = t.toid
-  JOIN pg_class ic ON ic.oid = i.indexrelid
- WHERE i.indnatts <> 1 OR i.indkey[0] = 0 OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
-    OR NOT i.indisvalid OR NOT i.indisready OR NOT i.indimmediate OR i.indisexclusion
-    OR i.indoption[0] <> 0 OR ic.reloptions IS NOT NULL OR ic.reltablespace <> 0
-    OR coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
-    OR NOT EXISTS (SELECT 1 FROM pg_opclass o WHERE o.oid = i.indclass[0] AND o.opcdefault)
-    OR i.indcollation[0] <> (SELECT a.attcollation FROM pg_attribute a
-                              WHERE a.attrelid = t.toid AND a.attnum = i.indkey[0])
-UNION ALL SELECT format('%s depends on it', pg_describe_object(d.classid, d.objid, d.objsubid))
-  FROM t JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = t.toid
- WHERE NOT ((d.classid = 'pg_type'::regclass AND d.objid = t.reltype)
-         OR (d.classid = 'pg_class'::regclass AND d.objid = t.reltoastrelid)
-         OR (d.classid = 'pg_class'::regclass
-             AND d.objid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.toid))
-         OR (d.classid = 'pg_constraint'::regclass
-             AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = t.toid AND contype IN ('p', 'u')))
-         OR d.classid = 'pg_policy'::regclass)
-UNION ALL SELECT format('%s uses its row type', pg_describe_object(d.classid, d.objid, d.objsubid))
-  FROM t JOIN pg_type rt ON rt.oid = t.reltype
-  JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass
-   AND (d.refobjid = t.reltype OR (rt.typarray <> 0 AND d.refobjid = rt.typarray))
- WHERE NOT (d.classid = 'pg_type'::regclass AND d.objid = rt.typarray)
-UNION ALL SELECT 'it is in a publication' FROM t
- WHERE EXISTS (SELECT 1 FROM pg_publication_rel p WHERE p.prrelid = t.toid)
-"#;
-
-/// The table's indexes: name, column, access method, unique, and the constraint each backs.
-const INDEXES: &str = r#"
-SELECT ic.relname::text AS name, a.attname::text AS col, am.amname::text AS method,
-       i.indisunique AS is_unique, c.conname::text AS con_name, c.contype::text AS con_kind
-  FROM pg_index i
-  JOIN pg_class ic ON ic.oid = i.indexrelid
-  JOIN pg_am am ON am.oid = ic.relam
-  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-  LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
- WHERE i.indrelid = to_regclass($1)
- ORDER BY ic.relname
-"#;
-
-/// Whether `table` can be swapped without losing anything (see the module documentation).
-pub(super) async fn shape(conn: &mut PgConnection, table: &TableName) -> Result<Shape, JobError> {
-    let losses: Vec<String> = sqlx::query_scalar(LOSSES)
-        .bind(table.quoted())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(sql_err("reading what the table has besides its rows"))?;
-    if !losses.is_empty() {
-        let shown: Vec<&str> = losses.iter().take(3).map(String::as_str).collect();
-        let more = losses.len() - shown.len();
-        let tail = if more > 0 {
-            format!(" (and {more} more)")
-        } else {
-            String::new()
-        };
-        return Ok(Shape::Not(format!("{}{tail}", shown.join("; "))));
-    }
-    let rows = sqlx::query(INDEXES)
-        .bind(table.quoted())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(sql_err("reading the table's indexes"))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let get = |c: &str| -> Result<Option<String>, JobError> {
-            r.try_get(c).map_err(sql_err("reading the table's indexes"))
-        };
-        let constraint = match (get("con_name")?, get("con_kind")?) {
-            (Some(n), Some(k)) => Some((n, k)),
-            _ => None,
-        };
-        out.push(IndexShape {
-            name: get("name")?.unwrap_or_default(),
-            column: get("col")?.unwrap_or_default(),
-            method: get("method")?.unwrap_or_default(),
-            unique: r
-                .try_get("is_unique")
-                .map_err(sql_err("reading the table's indexes"))?,
-            constraint,
-        });
-    }
-    Ok(Shape::Plain(out))
-}
 
 /// Whether a run appending `input_bytes` into the existing `table` goes by swap, by the user's
 /// `--append-path` and the table; says why in the log either way.
@@ -194,7 +54,8 @@ pub async fn choose_swap(
     }
     let mut conn = pool.acquire().await.map_err(sql_err("reading the table"))?;
     if path == AppendPath::Auto {
-        let heap: i64 = sqlx::query_scalar("SELECT pg_relation_size(to_regclass($1))")
+        // With TOAST: a table of large polygons is not small for its few heap pages.
+        let heap: i64 = sqlx::query_scalar("SELECT pg_table_size(to_regclass($1))")
             .bind(table.quoted())
             .fetch_one(&mut *conn)
             .await
@@ -235,6 +96,8 @@ pub(super) async fn create_stage(
     table: &TableName,
 ) -> Result<(), JobError> {
     for sql in [
+        // Where the table is (the database's default), whatever this session's default.
+        "SET LOCAL default_tablespace = ''".to_string(),
         format!("CREATE TABLE {} (LIKE {})", stage.quoted(), table.quoted()),
         format!(
             "COMMENT ON TABLE {} IS '{}'",
@@ -300,39 +163,48 @@ impl PgTarget {
         &self,
         conn: &mut PgConnection,
         scope: &str,
-        cols: &[TableColumn],
     ) -> Result<(u64, Option<i64>), Attempt> {
+        // The run's own rows, counted before any lock on the table is held.
+        let staged: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            self.stage.quoted()
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql_err("counting the staged rows"))?;
+        let staged = staged.max(0) as u64;
+        etl_core::fault::pause("data.swap.before_lock").await;
+        // Writers wait from here to the commit; readers only for the swap itself.
         lock_table(conn, &self.table, LockMode::Exclusive, &self.limits.lock).await?;
         let old_oid = table_oid(conn, &self.table)
             .await?
             .ok_or_else(|| Attempt::Failed(JobError::temporary("the table vanished")))?;
-        let shapes = match self.blocker(conn, scope, cols, old_oid).await? {
+        // The columns as they are now that nobody can change them.
+        let cols = table_columns(conn, &self.table)
+            .await?
+            .ok_or_else(|| Attempt::Failed(JobError::temporary("the table vanished")))?;
+        let shapes = match self.blocker(conn, scope, old_oid).await? {
             Blocker::None(shapes) => shapes,
             Blocker::Some(reason) => {
                 tracing::info!(table = %self.table, %reason, "appending the staged rows into the table instead of swapping");
-                let rows = self.merge(conn, cols).await?;
+                let rows = self.merge(conn, &cols).await?;
                 return Ok((rows, Some(old_oid)));
             }
         };
-        // Before the savepoint: a lock timeout rolls back the whole attempt, to be retried.
-        lock_table(
-            conn,
-            &self.table,
-            LockMode::AccessExclusive,
-            &self.limits.lock,
-        )
-        .await?;
         savepoint(conn, "SAVEPOINT etl_swap").await?;
-        match self.swap_in(conn, cols, &shapes).await {
-            Ok((rows, new_oid)) => {
+        match self.swap_in(conn, &cols, &shapes).await {
+            Ok(new_oid) => {
                 savepoint(conn, "RELEASE SAVEPOINT etl_swap").await?;
                 move_ledger(conn, scope, old_oid, new_oid).await?;
-                Ok((rows, Some(new_oid)))
+                Ok((staged, Some(new_oid)))
             }
-            Err(e) => {
+            // Lock timeouts, deadlocks, lost connections: the whole attempt goes again.
+            Err(Attempt::Locked { table }) => Err(Attempt::Locked { table }),
+            Err(Attempt::Failed(e)) if e.kind.retryable() => Err(Attempt::Failed(e)),
+            Err(Attempt::Failed(e)) => {
                 tracing::warn!(table = %self.table, error = %e, "could not swap the copy in; appending the staged rows into the table instead");
                 savepoint(conn, "ROLLBACK TO SAVEPOINT etl_swap").await?;
-                let rows = self.merge(conn, cols).await?;
+                let rows = self.merge(conn, &cols).await?;
                 Ok((rows, Some(old_oid)))
             }
         }
@@ -343,7 +215,6 @@ impl PgTarget {
         &self,
         conn: &mut PgConnection,
         scope: &str,
-        cols: &[TableColumn],
         oid: i64,
     ) -> Result<Blocker, JobError> {
         // Another run's unpublished direct load: its undo deletes its rows by the transactions
@@ -370,13 +241,10 @@ impl PgTarget {
             Shape::Plain(s) => s,
             Shape::Not(why) => return Ok(Blocker::Some(why)),
         };
-        let stage_cols = &self.copy_columns;
-        let same_columns = stage_cols.len() >= cols.len()
-            && cols
-                .iter()
-                .zip(stage_cols)
-                .all(|(t, s)| t.name == s.name && t.sql_type == s.sql_type);
-        if !same_columns {
+        // Every column of the table, as the stage has it first: name, type, NOT NULL, collation.
+        let table_cols = column_signature(conn, &self.table).await?;
+        let stage_cols = column_signature(conn, &self.stage).await?;
+        if stage_cols.len() < table_cols.len() || stage_cols[..table_cols.len()] != table_cols[..] {
             return Ok(Blocker::Some(
                 "its columns changed while this run staged its rows".into(),
             ));
@@ -402,14 +270,15 @@ impl PgTarget {
         Ok(Blocker::None(shapes))
     }
 
-    /// Copies the table's rows into the stage, carries over what `replace` carries, and puts
-    /// the stage in the table's place under its index and constraint names.
+    /// Copies the table's rows into the stage (under the lock that keeps writers out), then,
+    /// with readers kept out too, carries over what `replace` carries and puts the stage in the
+    /// table's place under its index and constraint names. Returns the new table's oid.
     async fn swap_in(
         &self,
         conn: &mut PgConnection,
         cols: &[TableColumn],
         shapes: &[IndexShape],
-    ) -> Result<(u64, i64), JobError> {
+    ) -> Result<i64, Attempt> {
         let list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
         let list = list.join(", ");
         // Every row or an error: a policy that would hide rows from the copy makes it fail
@@ -428,23 +297,37 @@ impl PgTarget {
         .map_err(sql_err("copying the table's rows"))?
         .rows_affected();
         etl_core::fault::point("data.swap.after_copy");
-        // The stage's marker goes first, so the table's own comment, carried over next, stays.
-        sqlx::query(AssertSqlSafe(format!(
-            "COMMENT ON TABLE {} IS NULL",
-            self.stage.quoted()
-        )))
-        .execute(&mut *conn)
+        // Stage indexes built for an earlier shape of the table (a retry after the user dropped
+        // an index) must not come along.
+        let keep: Vec<String> = shapes.iter().map(|s| s.stage_index(&self.stage)).collect();
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = to_regclass($1) AND NOT (c.relname::text = ANY($2))",
+        )
+        .bind(self.stage.quoted())
+        .bind(&keep)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(sql_err("swapping the copy in"))?;
+        .map_err(sql_err("listing the stage's indexes"))?;
+        lock_table(
+            conn,
+            &self.table,
+            LockMode::AccessExclusive,
+            &self.limits.lock,
+        )
+        .await?;
+        // The stage's marker goes first, so the table's own comment, carried over next, stays.
+        let mut sql = vec![format!("COMMENT ON TABLE {} IS NULL", self.stage.quoted())];
+        for name in &stale {
+            sql.push(format!(
+                "DROP INDEX {}.{}",
+                quote_ident(&self.stage.schema),
+                quote_ident(name)
+            ));
+        }
+        run_all(conn, &sql).await?;
         let carried = carry_over(conn, &self.table, &self.stage).await?;
         tracing::info!(table = %self.table, rows = copied, ?carried, "copied the table's rows and kept its privileges, comments and row-level security");
-        let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM {}",
-            self.stage.quoted()
-        )))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sql_err("counting rows"))?;
         let mut sql = vec![
             // No CASCADE: anything that still depends on the table stops the swap.
             format!("DROP TABLE {}", self.table.quoted()),
@@ -470,29 +353,54 @@ impl PgTarget {
                 ),
             });
         }
-        for s in sql {
-            sqlx::query(AssertSqlSafe(s.as_str()))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    JobError::from(etl_core::postgres::PgError::sql(
-                        format!("swapping the copy in ({s})"),
-                        e,
-                    ))
-                })?;
-        }
+        run_all(conn, &sql).await?;
         let oid = table_oid(conn, &self.table)
             .await?
             .ok_or_else(|| JobError::internal("the swapped-in table vanished"))?;
-        let added = (total.max(0) as u64).saturating_sub(copied);
-        Ok((added, oid))
+        Ok(oid)
     }
+}
+
+/// Runs statements in order, each error naming its statement.
+async fn run_all(conn: &mut PgConnection, sql: &[String]) -> Result<(), JobError> {
+    for s in sql {
+        sqlx::query(AssertSqlSafe(s.as_str()))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                JobError::from(etl_core::postgres::PgError::sql(
+                    format!("swapping the copy in ({s})"),
+                    e,
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// Name, type (with modifier), NOT NULL and collation of each column, in order.
+async fn column_signature(
+    conn: &mut PgConnection,
+    table: &TableName,
+) -> Result<Vec<(String, String, bool, i64)>, JobError> {
+    sqlx::query_as(
+        "SELECT attname::text, format_type(atttypid, atttypmod), attnotnull, attcollation::oid::bigint \
+         FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped \
+         ORDER BY attnum",
+    )
+    .bind(table.quoted())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql_err("reading the columns"))
 }
 
 /// Runs one index build on its own connection.
 async fn build_index(pool: PgPool, sql: String, what: String) -> Result<(), JobError> {
     let mut conn = pool.acquire().await.map_err(sql_err("indexing"))?;
     sqlx::query("SET maintenance_work_mem = '256MB'")
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_err("indexing"))?;
+    sqlx::query("SET default_tablespace = ''")
         .execute(&mut *conn)
         .await
         .map_err(sql_err("indexing"))?;

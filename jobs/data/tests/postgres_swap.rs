@@ -77,6 +77,19 @@ fn load(input: &std::path::Path, table: &str, extra: &[&str]) -> Run {
     run(&args)
 }
 
+/// [`load`] after a kill: a 75 while the killed run's lease is still held is what Batch
+/// retries, so this retries it too.
+fn load_after_kill(input: &std::path::Path, table: &str, extra: &[&str]) -> Run {
+    for _ in 0..50 {
+        let r = load(input, table, extra);
+        if r.code != 75 {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the killed run's lease was never released");
+}
+
 /// Points with ids from `from` (so two files can hold distinct ids).
 fn write_points_from(path: &std::path::Path, from: u64, n: u64) {
     let tmp = path.with_extension("all");
@@ -458,7 +471,7 @@ fn a_swap_run_killed_at_any_point_publishes_each_row_once_on_rerun() {
             assert_eq!(counts(&table), (100, 100), "{point}");
             assert_eq!(oid(&table), before, "{point}");
         }
-        let r = load(&new, &table, &[]);
+        let r = load_after_kill(&new, &table, &[]);
         r.assert_code(0);
         if point == "data.batch_committed@2" {
             assert!(
@@ -622,7 +635,7 @@ fn a_swap_stage_whose_table_was_dropped_starts_over() {
     );
     assert!(r.stderr.contains("fault injected at"), "{}", r.stderr);
     exec(&format!("DROP TABLE \"{table}\""));
-    let r = load(&new, &table, &[]);
+    let r = load_after_kill(&new, &table, &[]);
     r.assert_code(0);
     assert!(
         r.stderr
@@ -668,16 +681,7 @@ fn a_run_that_began_appending_directly_goes_on_directly() {
     assert!(rows > 100, "two batches are in the table: {rows}");
     // The rerun with the default path (the same run) would pick the swap for a table this
     // small; it goes on where the direct attempt stopped instead.
-    let mut again = None;
-    for _ in 0..50 {
-        let r = load(&new, &table, &[]);
-        if r.code != 75 {
-            again = Some(r);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let r = again.expect("the killed run's lease is released");
+    let r = load_after_kill(&new, &table, &[]);
     r.assert_code(0);
     assert!(r.stderr.contains("\"strategy\":\"Direct\""), "{}", r.stderr);
     assert_eq!(counts(&table), (5100, 5100));

@@ -13,7 +13,7 @@ use etl_core::store::ObjectMeta;
 use etl_core::{JobContext, JobError};
 use etl_geo::ColumnKind;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, PgConnection};
+use sqlx::PgConnection;
 
 use super::Plan;
 use crate::read::{self, READ_BATCH};
@@ -266,17 +266,12 @@ impl LoadStep<'_> {
                 .await
                 .map_err(pg_err("starting a batch"))?;
             let held = if self.direct() {
-                // The table first, then its ledger entry: the entry's table is then the one
-                // the rows go to, even if a swap or replace put another table under the name
-                // while this transaction waited (the entry then no longer matches it).
-                sqlx::query(AssertSqlSafe(format!(
-                    "LOCK TABLE {} IN ROW EXCLUSIVE MODE",
-                    self.table.quoted()
-                )))
-                .execute(&mut *tx)
-                .await
-                .map_err(pg_err("starting a batch"))?;
-                Some(self.ledger.hold(&mut tx, &url).await?)
+                // The ledger entry, then the table (the order every loader keeps), then a
+                // check that the table under the name is still the entry's: a swap or replace
+                // may have put another one there while this transaction waited for it.
+                let held = self.ledger.hold(&mut tx, &url).await?;
+                self.ledger.lock_held_table(&mut tx, &held).await?;
+                Some(held)
             } else {
                 None
             };
@@ -417,10 +412,11 @@ impl LoadStep<'_> {
                 .execute(&mut *tx)
                 .await
                 .map_err(pg_err("adding columns"))?;
-            // The table, then its ledger entry (see the batch transaction).
+            // The entry, then the table, then the check (see the batch transaction).
+            let held = self.ledger.hold(&mut tx, &url).await?;
             match sink::lock_table(&mut tx, self.table, LockMode::AccessExclusive, &policy).await {
                 Ok(()) => {
-                    let held = self.ledger.hold(&mut tx, &url).await?;
+                    self.ledger.check_held_table(&mut tx, &held).await?;
                     break (tx, held);
                 }
                 Err(Attempt::Failed(e)) => return Err(e),

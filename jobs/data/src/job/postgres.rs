@@ -145,7 +145,7 @@ pub(super) async fn run(
     let swap = if !may_swap {
         false
     } else if !decoded.is_empty() {
-        tracing::info!(table = %table, "appending directly: this run began so");
+        tracing::info!(table = %table, "appending directly: an earlier attempt of this run has loaded inputs");
         false
     } else if unsettled {
         tracing::info!(table = %table, "appending directly: the table holds loads not yet published (a running or abandoned direct append), which only a direct append may undo or take over");

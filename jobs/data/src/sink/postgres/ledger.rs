@@ -174,10 +174,11 @@ impl Ledger<'_> {
         Ok(decision)
     }
 
-    /// At the start of a batch transaction, after the table's lock and before any row: checks
-    /// that this run still owns the input's entry for the table now under the name, and locks
-    /// it for the transaction. A run that lost its claim (or whose table was replaced by a swap
-    /// or `replace` while it waited for the lock) stops without committing.
+    /// At the start of a batch transaction, before the table's lock and any row: checks that
+    /// this run still owns the input's entry for this very table, and locks it for the
+    /// transaction (so everyone takes the entry before the table, and nobody waits in a
+    /// circle). A run that lost its claim stops without committing. After the table's lock,
+    /// [`Ledger::check_held_table`] makes sure the table did not change meanwhile.
     pub async fn hold(
         &self,
         conn: &mut PgConnection,
@@ -198,6 +199,47 @@ impl Ledger<'_> {
                     self.run_key, self.table
                 ))
             })
+    }
+
+    /// After [`Ledger::hold`]: takes the lock every writer takes on the table (INSERT's) and
+    /// checks the table under the name is still the one the entry is for.
+    pub async fn lock_held_table(
+        &self,
+        conn: &mut PgConnection,
+        held: &LoadedVersion,
+    ) -> Result<(), JobError> {
+        let lock = format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", self.table.quoted());
+        match sqlx::query(AssertSqlSafe(lock)).execute(&mut *conn).await {
+            Ok(_) => {}
+            // Dropped while this run waited: a rerun decides again (and creates it).
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => {
+                return Err(self.replaced());
+            }
+            Err(e) => return Err(sql_err("locking the table")(e)),
+        }
+        self.check_held_table(conn, held).await
+    }
+
+    /// With the table locked: the entry [`Ledger::hold`] returned is for the table under the
+    /// name now (a swap or replace while this transaction waited for the lock changes it).
+    pub async fn check_held_table(
+        &self,
+        conn: &mut PgConnection,
+        held: &LoadedVersion,
+    ) -> Result<(), JobError> {
+        let oid = self.table_oid(conn).await?;
+        if oid.is_some() && oid == held.table_oid {
+            Ok(())
+        } else {
+            Err(self.replaced())
+        }
+    }
+
+    fn replaced(&self) -> JobError {
+        JobError::temporary(format!(
+            "run {}: table {} was replaced or dropped while this run waited for it; stopped without committing, a rerun decides again",
+            self.run_key, self.table
+        ))
     }
 
     /// At the end of a batch transaction: records the transaction among the input's (and,

@@ -174,34 +174,48 @@ impl PgTarget {
         .map_err(sql_err("counting the staged rows"))?;
         let staged = staged.max(0) as u64;
         etl_core::fault::pause("data.swap.before_lock").await;
+        // Every ledger entry of the table, locked before the table (the order every loader
+        // keeps): none is claimed, settled or undone until this commits, and a direct batch
+        // holding one finishes first.
+        let entries: Vec<(String, serde_json::Value)> = sqlx::query_as(
+            "SELECT name, state FROM etl_checkpoint WHERE scope = $1 ORDER BY name FOR UPDATE",
+        )
+        .bind(scope)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql_err("locking the table's ledger"))?;
+        let oid = table_oid(conn, &self.table).await?;
+        if let Some(reason) = self.unpublished(scope, &entries, oid)? {
+            // Known before waiting for the table: append, as a direct run would.
+            return self.append_instead(conn, &reason).await;
+        }
         // Writers wait from here to the commit; readers only for the swap itself.
         lock_table(conn, &self.table, LockMode::Exclusive, &self.limits.lock).await?;
         let old_oid = table_oid(conn, &self.table)
             .await?
             .ok_or_else(|| Attempt::Failed(JobError::temporary("the table vanished")))?;
+        if let Some(reason) = self.unpublished(scope, &entries, Some(old_oid))? {
+            return self.append_instead(conn, &reason).await;
+        }
         // The columns as they are now that nobody can change them.
         let cols = table_columns(conn, &self.table)
             .await?
             .ok_or_else(|| Attempt::Failed(JobError::temporary("the table vanished")))?;
-        let shapes = match self.blocker(conn, scope, old_oid).await? {
+        let shapes = match self.blocker(conn).await? {
             Blocker::None(shapes) => shapes,
-            Blocker::Some(reason) => {
-                tracing::info!(table = %self.table, %reason, "appending the staged rows into the table instead of swapping");
-                let rows = self.merge(conn, &cols).await?;
-                return Ok((rows, Some(old_oid)));
-            }
+            Blocker::Some(reason) => return self.append_instead(conn, &reason).await,
         };
         savepoint(conn, "SAVEPOINT etl_swap").await?;
         match self.swap_in(conn, &cols, &shapes).await {
             Ok(new_oid) => {
                 savepoint(conn, "RELEASE SAVEPOINT etl_swap").await?;
-                move_ledger(conn, scope, old_oid, new_oid).await?;
+                let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+                move_ledger(conn, scope, &names, old_oid, new_oid).await?;
                 Ok((staged, Some(new_oid)))
             }
             // Lock timeouts, deadlocks, lost connections: the whole attempt goes again.
-            Err(Attempt::Locked { table }) => Err(Attempt::Locked { table }),
-            Err(Attempt::Failed(e)) if e.kind.retryable() => Err(Attempt::Failed(e)),
-            Err(Attempt::Failed(e)) => {
+            Err(SwapFail::Again(a)) => Err(a),
+            Err(SwapFail::Fallback(e)) => {
                 tracing::warn!(table = %self.table, error = %e, "could not swap the copy in; appending the staged rows into the table instead");
                 savepoint(conn, "ROLLBACK TO SAVEPOINT etl_swap").await?;
                 let rows = self.merge(conn, &cols).await?;
@@ -210,33 +224,47 @@ impl PgTarget {
         }
     }
 
-    /// Under the table's lock: why not swap, or the indexes to carry.
-    async fn blocker(
+    /// Appends the staged rows into the table (the merge takes the locks it needs).
+    async fn append_instead(
         &self,
         conn: &mut PgConnection,
+        reason: &str,
+    ) -> Result<(u64, Option<i64>), Attempt> {
+        tracing::info!(table = %self.table, %reason, "appending the staged rows into the table instead of swapping");
+        let cols = table_columns(conn, &self.table)
+            .await?
+            .ok_or_else(|| Attempt::Failed(JobError::temporary("the table vanished")))?;
+        let rows = self.merge(conn, &cols).await?;
+        Ok((rows, table_oid(conn, &self.table).await?))
+    }
+
+    /// Another run's unpublished direct load in the table `oid`, if there is one: its undo
+    /// deletes its rows by the transactions that inserted them, and copied rows would have
+    /// this run's.
+    fn unpublished(
+        &self,
         scope: &str,
-        oid: i64,
-    ) -> Result<Blocker, JobError> {
-        // Another run's unpublished direct load: its undo deletes its rows by the transactions
-        // that inserted them, and copied rows would have this run's.
-        let entries: Vec<(String, serde_json::Value)> =
-            sqlx::query_as("SELECT name, state FROM etl_checkpoint WHERE scope = $1")
-                .bind(scope)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(sql_err("reading the table's ledger"))?;
-        for (url, v) in &entries {
+        entries: &[(String, serde_json::Value)],
+        oid: Option<i64>,
+    ) -> Result<Option<String>, JobError> {
+        for (url, v) in entries {
             let e = LoadedVersion::decode(scope, url, v)?;
-            if e.table_oid == Some(oid)
+            if oid.is_some()
+                && e.table_oid == oid
                 && !e.settled()
                 && e.run.as_deref() != Some(self.run_key.as_str())
             {
-                return Ok(Blocker::Some(format!(
+                return Ok(Some(format!(
                     "run {} has an unpublished load of {url} in it",
                     e.run.as_deref().unwrap_or("?")
                 )));
             }
         }
+        Ok(None)
+    }
+
+    /// Under the table's lock: why not swap, or the indexes to carry.
+    async fn blocker(&self, conn: &mut PgConnection) -> Result<Blocker, JobError> {
         let shapes = match shape(conn, &self.table).await? {
             Shape::Plain(s) => s,
             Shape::Not(why) => return Ok(Blocker::Some(why)),
@@ -278,27 +306,9 @@ impl PgTarget {
         conn: &mut PgConnection,
         cols: &[TableColumn],
         shapes: &[IndexShape],
-    ) -> Result<i64, Attempt> {
-        let list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
-        let list = list.join(", ");
-        // Every row or an error: a policy that would hide rows from the copy makes it fail
-        // (and the run append instead) rather than lose them.
-        sqlx::query("SET LOCAL row_security = off")
-            .execute(&mut *conn)
-            .await
-            .map_err(sql_err("copying the table's rows"))?;
-        let copied = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} ({list}) SELECT {list} FROM {}",
-            self.stage.quoted(),
-            self.table.quoted()
-        )))
-        .execute(&mut *conn)
-        .await
-        .map_err(sql_err("copying the table's rows"))?
-        .rows_affected();
-        etl_core::fault::point("data.swap.after_copy");
+    ) -> Result<i64, SwapFail> {
         // Stage indexes built for an earlier shape of the table (a retry after the user dropped
-        // an index) must not come along.
+        // an index) must not come along, nor be kept up during the copy.
         let keep: Vec<String> = shapes.iter().map(|s| s.stage_index(&self.stage)).collect();
         let stale: Vec<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
@@ -308,15 +318,8 @@ impl PgTarget {
         .bind(&keep)
         .fetch_all(&mut *conn)
         .await
-        .map_err(sql_err("listing the stage's indexes"))?;
-        lock_table(
-            conn,
-            &self.table,
-            LockMode::AccessExclusive,
-            &self.limits.lock,
-        )
-        .await?;
-        // The stage's marker goes first, so the table's own comment, carried over next, stays.
+        .map_err(step("listing the stage's indexes"))?;
+        // The stage's marker goes too, so the table's own comment, carried over below, stays.
         let mut sql = vec![format!("COMMENT ON TABLE {} IS NULL", self.stage.quoted())];
         for name in &stale {
             sql.push(format!(
@@ -325,8 +328,39 @@ impl PgTarget {
                 quote_ident(name)
             ));
         }
+        // Every row or an error: a policy that would hide rows from the copy makes it fail
+        // (and the run append instead) rather than lose them.
+        sql.push("SET LOCAL row_security = off".into());
         run_all(conn, &sql).await?;
-        let carried = carry_over(conn, &self.table, &self.stage).await?;
+        let list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
+        let list = list.join(", ");
+        let copied = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {} ({list}) SELECT {list} FROM {}",
+            self.stage.quoted(),
+            self.table.quoted()
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(step("copying the table's rows"))?
+        .rows_affected();
+        etl_core::fault::point("data.swap.after_copy");
+        lock_table(
+            conn,
+            &self.table,
+            LockMode::AccessExclusive,
+            &self.limits.lock,
+        )
+        .await
+        .map_err(SwapFail::Again)?;
+        let carried = carry_over(conn, &self.table, &self.stage)
+            .await
+            .map_err(|e| {
+                if e.kind.retryable() {
+                    SwapFail::Again(Attempt::Failed(e))
+                } else {
+                    SwapFail::Fallback(e)
+                }
+            })?;
         tracing::info!(table = %self.table, rows = copied, ?carried, "copied the table's rows and kept its privileges, comments and row-level security");
         let mut sql = vec![
             // No CASCADE: anything that still depends on the table stops the swap.
@@ -354,25 +388,55 @@ impl PgTarget {
             });
         }
         run_all(conn, &sql).await?;
-        let oid = table_oid(conn, &self.table)
-            .await?
-            .ok_or_else(|| JobError::internal("the swapped-in table vanished"))?;
+        let oid = sqlx::query_scalar::<_, Option<i64>>("SELECT to_regclass($1)::oid::bigint")
+            .bind(self.table.quoted())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(step("looking up the table"))?
+            .ok_or_else(|| {
+                SwapFail::Fallback(JobError::internal("the swapped-in table vanished"))
+            })?;
         Ok(oid)
     }
 }
 
+/// How a step of the swap failed: a failure the whole attempt may get past by going again (a
+/// lock timeout, a deadlock, a lost connection or server), or one that a swap will meet again
+/// (a dependency the check did not know, rows that break a key), after which the staged rows
+/// are appended instead — and meet it there, if it is about the rows.
+enum SwapFail {
+    Again(Attempt),
+    Fallback(JobError),
+}
+
+/// SQLSTATE classes and codes for which the whole attempt goes again.
+fn transient(code: &str) -> bool {
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "55P03"
+}
+
+fn step(context: impl Into<String> + Clone) -> impl Fn(sqlx::Error) -> SwapFail {
+    move |e| {
+        let again = match &e {
+            sqlx::Error::Database(db) => db.code().as_deref().is_some_and(transient),
+            // Not an answer from the server: the connection or the pool.
+            _ => true,
+        };
+        let err = JobError::from(etl_core::postgres::PgError::sql(context.clone(), e));
+        if again {
+            SwapFail::Again(Attempt::Failed(err))
+        } else {
+            SwapFail::Fallback(err)
+        }
+    }
+}
+
 /// Runs statements in order, each error naming its statement.
-async fn run_all(conn: &mut PgConnection, sql: &[String]) -> Result<(), JobError> {
+async fn run_all(conn: &mut PgConnection, sql: &[String]) -> Result<(), SwapFail> {
     for s in sql {
         sqlx::query(AssertSqlSafe(s.as_str()))
             .execute(&mut *conn)
             .await
-            .map_err(|e| {
-                JobError::from(etl_core::postgres::PgError::sql(
-                    format!("swapping the copy in ({s})"),
-                    e,
-                ))
-            })?;
+            .map_err(step(format!("swapping the copy in ({s})")))?;
     }
     Ok(())
 }
@@ -420,17 +484,33 @@ async fn savepoint(conn: &mut PgConnection, sql: &'static str) -> Result<(), Job
 }
 
 /// The ledger's entries of the old table describe the swapped-in one: the same rows are in it.
+/// Only the entries this transaction locked (`names`); an entry claimed since by a direct run
+/// is left for that run, which finds the table changed and decides again. The entry an
+/// unpublished load would restore (`previous`) moves with it.
 async fn move_ledger(
     conn: &mut PgConnection,
     scope: &str,
+    names: &[&str],
     old: i64,
     new: i64,
 ) -> Result<(), JobError> {
     sqlx::query(
-        "UPDATE etl_checkpoint SET state = jsonb_set(state, '{table_oid}', to_jsonb($3::bigint)), \
-         updated_at = now() WHERE scope = $1 AND state->>'table_oid' = $2::bigint::text",
+        "UPDATE etl_checkpoint SET state = jsonb_set(state, '{table_oid}', to_jsonb($4::bigint)), \
+         updated_at = now() WHERE scope = $1 AND name = ANY($2) AND state->>'table_oid' = $3::bigint::text",
     )
     .bind(scope)
+    .bind(names)
+    .bind(old)
+    .bind(new)
+    .execute(&mut *conn)
+    .await
+    .map_err(sql_err("moving the table's ledger to the swapped-in table"))?;
+    sqlx::query(
+        "UPDATE etl_checkpoint SET state = jsonb_set(state, '{previous,table_oid}', to_jsonb($4::bigint)) \
+         WHERE scope = $1 AND name = ANY($2) AND state->'previous'->>'table_oid' = $3::bigint::text",
+    )
+    .bind(scope)
+    .bind(names)
     .bind(old)
     .bind(new)
     .execute(&mut *conn)

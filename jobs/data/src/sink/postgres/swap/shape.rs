@@ -61,16 +61,19 @@ UNION ALL SELECT 'it inherits or is inherited' FROM t
  WHERE relhassubclass OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = t.toid OR inhparent = t.toid)
 UNION ALL SELECT 'it is published or subscribed to (logical replication)' FROM t
  WHERE EXISTS (SELECT 1 FROM pg_publication_tables p
-                WHERE p.schemaname = t.relnamespace::regnamespace::name AND p.tablename = t.relname)
+                WHERE p.schemaname = (SELECT nspname FROM pg_namespace WHERE oid = t.relnamespace)
+                  AND p.tablename = t.relname)
     OR EXISTS (SELECT 1 FROM pg_subscription_rel r WHERE r.srrelid = t.toid)
 UNION ALL SELECT 'it has security labels' FROM t
  WHERE EXISTS (SELECT 1 FROM pg_seclabel l WHERE l.objoid = t.toid AND l.classoid = 'pg_class'::regclass)
-UNION ALL SELECT 'its indexes or constraints have comments' FROM t
+UNION ALL SELECT 'its indexes, constraints or policies have comments' FROM t
  WHERE EXISTS (SELECT 1 FROM pg_description d
                 WHERE (d.classoid = 'pg_class'::regclass
                        AND d.objoid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.toid))
                    OR (d.classoid = 'pg_constraint'::regclass
-                       AND d.objoid IN (SELECT oid FROM pg_constraint WHERE conrelid = t.toid)))
+                       AND d.objoid IN (SELECT oid FROM pg_constraint WHERE conrelid = t.toid))
+                   OR (d.classoid = 'pg_policy'::regclass
+                       AND d.objoid IN (SELECT oid FROM pg_policy WHERE polrelid = t.toid)))
 UNION ALL SELECT format('column %I has a default, an identity or generated value, its own storage, compression or statistics target, or options', a.attname)
   FROM t JOIN pg_attribute a ON a.attrelid = t.toid
   JOIN pg_type ty ON ty.oid = a.atttypid

@@ -14,6 +14,7 @@ pub use geo_types;
 
 pub mod archive;
 mod cancel;
+pub mod crs;
 mod error;
 mod ewkb;
 mod feature;
@@ -24,6 +25,7 @@ pub mod upload;
 mod validate;
 
 pub use cancel::Cancel;
+pub use crs::{Crs, CrsError};
 pub use error::ReadError;
 pub use ewkb::{EwkbError, read_ewkb, write_ewkb};
 pub use feature::{Feature, FeatureId};

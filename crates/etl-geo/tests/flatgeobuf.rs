@@ -157,19 +157,9 @@ const PEER_OUTCOMES: &[(&str, Result<usize, &str>)] = &[
     ("heterogeneous.fgb", Ok(3)),
     ("mp_overlapping.fgb", Ok(2)),
     ("binary_wkb.fgb", Ok(1)),
-    // British National Grid: only WGS 84 and Web Mercator are converted.
-    (
-        "poly00.fgb",
-        Err(
-            "unsupported coordinate system in the FlatGeobuf header: EPSG:27700 (OSGB 1936 / British National Grid)",
-        ),
-    ),
-    (
-        "poly01.fgb",
-        Err(
-            "unsupported coordinate system in the FlatGeobuf header: EPSG:27700 (OSGB36 / British National Grid)",
-        ),
-    ),
+    // British National Grid, reprojected (crates/etl-geo/tests/crs_accuracy.rs).
+    ("poly00.fgb", Ok(10)),
+    ("poly01.fgb", Ok(10)),
     // A Triangle, read as a Polygon.
     ("surface_triangle.fgb", Ok(1)),
 ];
@@ -371,12 +361,16 @@ fn web_mercator_is_converted() {
 }
 
 #[test]
-fn other_crs_is_refused_naming_the_code() {
+fn other_crs_is_reprojected_and_an_unknown_one_refused_naming_the_code() {
     let (records, error) = read(&mercator_file(32633));
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(records.len(), 3);
+    let (records, error) = read(&mercator_file(999_999));
     assert!(records.is_empty());
-    assert_eq!(
-        error.unwrap().to_string(),
-        "unsupported coordinate system in the FlatGeobuf header: EPSG:32633 (only EPSG:4326 and EPSG:3857 are supported)"
+    let text = error.unwrap().to_string();
+    assert!(
+        text.starts_with("unsupported coordinate system in the FlatGeobuf header: EPSG:999999"),
+        "{text}"
     );
     // No CRS at all: coordinates are taken as WGS 84 (here: metres, so out of range).
     let (records, error) = read(&mercator_file(0));

@@ -151,7 +151,8 @@ fn refused_coordinate_system_removes_the_extracted_files_before_the_error() {
     shp.extend_from_slice(&1000i32.to_le_bytes());
     shp.extend_from_slice(&1i32.to_le_bytes());
     shp.extend_from_slice(&[0; 64]);
-    let prj = br#"PROJCS["WGS_1984_UTM_Zone_33N",GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,298.257223563]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],UNIT["Meter",1.0]]"#;
+    // A datum no registry knows: no way to WGS 84.
+    let prj = br#"PROJCS["Mystery_Grid",GEOGCS["GCS_Mystery",DATUM["D_Mystery",SPHEROID["Mystery",6377000.0,299.0]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",500000.0],PARAMETER["Central_Meridian",15.0],PARAMETER["Scale_Factor",0.9996],UNIT["Meter",1.0]]"#;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("utm.zip");
     write_zip(

@@ -502,15 +502,42 @@ fn latin1_dbf_with_cpg() {
 }
 
 #[test]
-fn unsupported_crs_is_refused_naming_it() {
+fn a_projected_prj_is_reprojected_and_an_unknown_one_refused_naming_it() {
+    // On UTM 33N's central meridian (15°E), and far outside anything the zone covers.
+    let (shp_bytes, shx) = shp(
+        1,
+        &[
+            Shape::Point(500_000.0, 5_246_000.0),
+            Shape::Point(1e12, 1e12),
+        ],
+    );
+    let (records, error) = read(&[
+        ("utm.shp", &shp_bytes),
+        ("utm.shx", &shx),
+        ("utm.prj", UTM_PRJ.as_bytes()),
+    ]);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(records.len(), 2);
+    let Some(geo_types::Geometry::Point(p)) = &records[0].feature.as_ref().unwrap().geometry else {
+        panic!("{:?}", records[0].feature);
+    };
+    assert!((p.x() - 15.0).abs() < 1e-9, "{p:?}");
+    assert!((p.y() - 47.3675).abs() < 1e-3, "{p:?}");
+    let reason = &records[1].feature.as_ref().unwrap_err().reason;
+    assert!(reason.contains("is outside"), "{reason}");
+
+    let mystery = r#"PROJCS["Mystery_Grid",GEOGCS["GCS_Mystery",DATUM["D_Mystery",SPHEROID["Mystery",6377000.0,299.0]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",500000.0],PARAMETER["Central_Meridian",15.0],PARAMETER["Scale_Factor",0.9996],UNIT["Meter",1.0]]"#;
     let mut set = points_set();
     set.retain(|(n, _)| *n != "points.prj");
-    set.push(("points.prj", UTM_PRJ.as_bytes().to_vec()));
+    set.push(("points.prj", mystery.as_bytes().to_vec()));
     let (records, error) = read(&as_refs(&set));
     assert!(records.is_empty());
-    assert_eq!(
-        error.unwrap().to_string(),
-        "points.shp: unsupported coordinate system in points.prj: WGS_1984_UTM_Zone_33N (only WGS 84 and Web Mercator are supported)"
+    let text = error.unwrap().to_string();
+    assert!(
+        text.starts_with(
+            "points.shp: unsupported coordinate system in points.prj: \"Mystery_Grid\""
+        ),
+        "{text}"
     );
 }
 

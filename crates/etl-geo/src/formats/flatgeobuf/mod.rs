@@ -33,9 +33,9 @@ use geo_types::{
 };
 use serde_json::{Map, Number, Value};
 
+use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::shapefile::crs::{self, Crs};
 use crate::formats::{FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept};
 use crate::validate::check_ring_closed;
 
@@ -173,38 +173,37 @@ fn index_size(count: u64, node_size: u16) -> Option<u64> {
 
 fn header_crs(header: &fgb::Header<'_>) -> Result<Crs, ReadError> {
     let Some(c) = header.crs() else {
-        return Ok(Crs::Wgs84);
+        return Ok(Crs::wgs84());
     };
     let org = c.org().unwrap_or("EPSG");
     let code = c.code();
     let refuse = |what: String| {
         let name = c.name().map(|n| format!(" ({n})")).unwrap_or_default();
         ReadError::Refused(format!(
-            "unsupported coordinate system in the FlatGeobuf header: {what}{name} (only EPSG:4326 and EPSG:3857 are supported)"
+            "unsupported coordinate system in the FlatGeobuf header: {what}{name}"
         ))
     };
-    if code != 0 {
-        if org.eq_ignore_ascii_case("EPSG") {
-            return Crs::from_epsg(i64::from(code)).ok_or_else(|| refuse(format!("EPSG:{code}")));
-        }
+    let definition = if code != 0 {
         if org.eq_ignore_ascii_case("OGC") && code == 84 {
-            return Ok(Crs::Wgs84);
+            return Ok(Crs::wgs84());
         }
-        return Err(refuse(format!("{org}:{code}")));
-    }
-    if let Some(s) = c.code_string().filter(|s| !s.is_empty()) {
-        if s.eq_ignore_ascii_case("CRS84") {
-            return Ok(Crs::Wgs84);
+        if !org.eq_ignore_ascii_case("EPSG") {
+            return Err(refuse(format!("{org}:{code}")));
         }
-        if let Some(crs) = s.parse::<i64>().ok().and_then(Crs::from_epsg) {
-            return Ok(crs);
+        format!("EPSG:{code}")
+    } else if let Some(s) = c.code_string().filter(|s| !s.is_empty()) {
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            format!("{org}:{s}")
+        } else {
+            s.to_string()
         }
-        return Err(refuse(format!("{org}:{s}")));
-    }
-    match c.wkt().filter(|w| !w.trim().is_empty()) {
-        Some(wkt) => crs::from_wkt(wkt).map_err(refuse),
-        None => Ok(Crs::Wgs84),
-    }
+    } else {
+        match c.wkt().filter(|w| !w.trim().is_empty()) {
+            Some(wkt) => wkt.to_string(),
+            None => return Ok(Crs::wgs84()),
+        }
+    };
+    Crs::from_definition(&definition).map_err(|e| refuse(e.to_string()))
 }
 
 struct FgbReader {
@@ -312,7 +311,7 @@ impl Iterator for FgbReader {
         }
         let at = self.at();
         let offset = self.offset;
-        let converted = convert(&self.buf, &self.columns, self.geometry_type, self.crs);
+        let converted = convert(&self.buf, &self.columns, self.geometry_type, &self.crs);
         self.offset += self.buf.len() as u64;
         self.number += 1;
         let feature = match converted {
@@ -342,7 +341,7 @@ fn convert(
     buf: &[u8],
     header_columns: &[Column],
     geometry_type: fgb::GeometryType,
-    crs: Crs,
+    crs: &Crs,
 ) -> Result<Result<Feature, Rejection>, String> {
     let feature = fgb::size_prefixed_root_as_feature(buf).map_err(|e| one_line(&e.to_string()))?;
     let own_columns;
@@ -467,7 +466,7 @@ fn base64(bytes: &[u8]) -> String {
 /// The coordinates of one FlatGeobuf geometry.
 struct Xy<'a, 'g> {
     g: &'g fgb::Geometry<'a>,
-    crs: Crs,
+    crs: &'g Crs,
 }
 
 impl Xy<'_, '_> {
@@ -475,16 +474,20 @@ impl Xy<'_, '_> {
         self.g.xy().map_or(0, |v| v.len() / 2)
     }
 
-    /// Positions `start..end`, checked by the caller to be within [`Xy::points`].
-    fn coords(&self, start: usize, end: usize) -> Vec<Coord<f64>> {
+    /// Positions `start..end`, checked by the caller to be within [`Xy::points`], in WGS 84;
+    /// an error for a position the coordinate system cannot transform.
+    fn coords(&self, start: usize, end: usize) -> Result<Vec<Coord<f64>>, String> {
         let Some(xy) = self.g.xy() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let end = end.min(xy.len() / 2);
         (start..end)
             .map(|i| {
-                let (x, y) = self.crs.to_wgs84(xy.get(2 * i), xy.get(2 * i + 1));
-                Coord { x, y }
+                let (x, y) = self
+                    .crs
+                    .to_wgs84(xy.get(2 * i), xy.get(2 * i + 1))
+                    .map_err(|e| e.to_string())?;
+                Ok(Coord { x, y })
             })
             .collect()
     }
@@ -516,7 +519,7 @@ impl Xy<'_, '_> {
 fn polygon(xy: &Xy<'_, '_>) -> Result<Polygon<f64>, String> {
     let mut rings = Vec::new();
     for (i, (s, e)) in xy.parts()?.into_iter().enumerate() {
-        let ring = xy.coords(s, e);
+        let ring = xy.coords(s, e)?;
         check_ring_closed(&ring, i)?;
         rings.push(LineString(ring));
     }
@@ -528,7 +531,7 @@ fn polygon(xy: &Xy<'_, '_>) -> Result<Polygon<f64>, String> {
 fn geometry(
     g: &fgb::Geometry<'_>,
     declared: fgb::GeometryType,
-    crs: Crs,
+    crs: &Crs,
     depth: usize,
 ) -> Result<Option<Geometry<f64>>, String> {
     use fgb::GeometryType as T;
@@ -549,25 +552,25 @@ fn geometry(
             .unwrap_or_default()
     };
     Ok(Some(match kind {
-        T::Point => match xy.coords(0, xy.points().min(1)).first() {
+        T::Point => match xy.coords(0, xy.points().min(1))?.first() {
             Some(&c) => Geometry::Point(Point(c)),
             None => return Ok(None),
         },
         T::MultiPoint => Geometry::MultiPoint(MultiPoint(
-            xy.coords(0, xy.points()).into_iter().map(Point).collect(),
+            xy.coords(0, xy.points())?.into_iter().map(Point).collect(),
         )),
-        T::LineString => Geometry::LineString(LineString(xy.coords(0, xy.points()))),
+        T::LineString => Geometry::LineString(LineString(xy.coords(0, xy.points())?)),
         T::MultiLineString => Geometry::MultiLineString(MultiLineString(
             xy.parts()?
                 .into_iter()
-                .map(|(s, e)| LineString(xy.coords(s, e)))
-                .collect(),
+                .map(|(s, e)| xy.coords(s, e).map(LineString))
+                .collect::<Result<_, _>>()?,
         )),
         T::Polygon | T::Triangle => Geometry::Polygon(polygon(&xy)?),
         T::TIN => {
             let mut triangles = Vec::new();
             for (i, (s, e)) in xy.parts()?.into_iter().enumerate() {
-                let ring = xy.coords(s, e);
+                let ring = xy.coords(s, e)?;
                 check_ring_closed(&ring, 0).map_err(|m| format!("triangle {i}: {m}"))?;
                 triangles.push(Polygon::new(LineString(ring), Vec::new()));
             }

@@ -25,7 +25,6 @@
 //! - **Records**: [`Record::line`] is the 1-based record number in the `.shp`.
 //!   Features have no id. A truncated `.shp` or `.dbf` is a fatal [`ReadError`].
 
-pub(crate) mod crs;
 mod dbf;
 mod rings;
 mod shp;
@@ -36,11 +35,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Map;
 
-use self::crs::Crs;
 use self::dbf::{DbfReader, Encoding};
 use self::rings::Ticker;
 use self::shp::{ShapeError, ShpReader};
 use crate::cancel::{Cancel, cancelled};
+use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
 use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept};
@@ -50,15 +49,15 @@ const BUFFER: usize = 256 * 1024;
 /// Opens the layer whose `.shp` is at `shp` (siblings `.shx`, `.dbf`, `.prj`, `.cpg` beside it).
 pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
     let crs = match sibling(shp, "prj") {
-        None => Crs::Wgs84,
+        None => Crs::wgs84(),
         Some(prj) => {
             let text = read_small_text(&prj)?;
             if text.trim().is_empty() {
-                Crs::Wgs84
+                Crs::wgs84()
             } else {
-                crs::from_wkt(&text).map_err(|name| {
+                Crs::from_definition(&text).map_err(|e| {
                     ReadError::Refused(format!(
-                        "unsupported coordinate system in {}: {name} (only WGS 84 and Web Mercator are supported)",
+                        "unsupported coordinate system in {}: {e}",
                         file_name(&prj)
                     ))
                 })?
@@ -140,7 +139,6 @@ impl Iterator for ShapefileReader {
             if self.done {
                 return None;
             }
-            let crs = self.crs;
             let geometry = match self.shp.next_record() {
                 Err(message) => return self.fail(self.number + 1, message),
                 Ok(None) => {
@@ -157,7 +155,7 @@ impl Iterator for ShapefileReader {
                     return None;
                 }
                 Ok(Some(record)) => {
-                    match shp::geometry(record.content, crs, &mut Ticker::new(&self.cancel)) {
+                    match shp::geometry(record.content, &self.crs, &mut Ticker::new(&self.cancel)) {
                         Ok(geometry) => Ok(geometry),
                         Err(ShapeError::Reject(reason)) => Err(reason),
                         Err(ShapeError::Cancelled) => {

@@ -5,8 +5,8 @@ use std::io::{self, BufRead, Read};
 
 use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPoint, Point};
 
-use super::crs::Crs;
 use super::rings::{Ticker, polygons};
+use crate::crs::Crs;
 use crate::formats::MAX_RECORD_BYTES;
 
 /// Why a record's shape gives no geometry.
@@ -152,8 +152,10 @@ impl Content<'_> {
         Ok(n)
     }
 
-    fn coord(&self, at: usize, crs: Crs) -> Result<Coord<f64>, String> {
-        let (x, y) = crs.to_wgs84(self.f64(at)?, self.f64(at + 8)?);
+    fn coord(&self, at: usize, crs: &Crs) -> Result<Coord<f64>, String> {
+        let (x, y) = crs
+            .to_wgs84(self.f64(at)?, self.f64(at + 8)?)
+            .map_err(|e| e.to_string())?;
         Ok(Coord { x, y })
     }
 }
@@ -166,7 +168,7 @@ fn short() -> String {
 /// record. `ticker` is polled while parts are assembled.
 pub(crate) fn geometry(
     content: &[u8],
-    crs: Crs,
+    crs: &Crs,
     ticker: &mut Ticker<'_>,
 ) -> Result<Option<Geometry<f64>>, ShapeError> {
     let c = Content(content);

@@ -1,0 +1,279 @@
+//! Coordinate reference systems: what a definition says (an EPSG code, WKT1 as in a
+//! Shapefile's `.prj` or ESRI's dialect, WKT2, PROJJSON, a PROJ string, an OGC URN), and the
+//! transformation of coordinates in it to WGS 84 longitude/latitude, which is what every
+//! output of tak-etl holds.
+//!
+//! The transformations are `proj-core`'s (pure Rust, the EPSG registry of PROJ 9.6 compiled
+//! in): for a projected CRS the projection's inverse, then the datum transformation PROJ
+//! itself chooses when no grid files are installed (e.g. the EPSG:1314 Helmert for OSGB 1936;
+//! a null transformation for NZGD2000, NAD83 and RGF93, which EPSG deems equal to WGS 84 at
+//! the metre level). The results agree with GDAL/PROJ to well under a centimetre
+//! (`crates/etl-geo/tests/crs_accuracy.rs`, `fixtures/crs/`). Transformations that need a grid
+//! file (OSTN15, NADCON, NTv2) are not available.
+//!
+//! A definition is resolved by its EPSG code when it carries one (the registry's definition
+//! is then used, with easting/longitude first, as files store coordinates), else parsed. A
+//! CRS whose datum has no known transformation to WGS 84, or that cannot be parsed, is an
+//! error naming the CRS: projected numbers are never passed on as degrees.
+
+mod resolve;
+
+use std::sync::Arc;
+
+use proj_core::{AxisOrder, Transform};
+
+pub use resolve::Definition;
+
+/// Longest CRS definition accepted (a real `.prj` or PROJJSON is a few KiB).
+const MAX_DEFINITION: usize = 64 * 1024;
+
+/// Why a coordinate system cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CrsError(pub String);
+
+/// A coordinate system whose coordinates can be delivered as WGS 84 longitude/latitude.
+#[derive(Clone)]
+pub struct Crs {
+    inner: Inner,
+    /// How the CRS was named or resolved, for messages and logs (`EPSG:2193`, …).
+    name: Arc<str>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    /// Geographic WGS 84 (EPSG:4326, OGC:CRS84): used as they are.
+    Wgs84,
+    Transform {
+        forward: Arc<Transform>,
+        /// The source's axes are north first (a parsed definition that says so): swapped on
+        /// the way in, since files store easting/longitude first.
+        swap: bool,
+    },
+}
+
+impl std::fmt::Debug for Crs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Crs({})", self.name)
+    }
+}
+
+impl PartialEq for Crs {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Crs {
+    /// WGS 84 longitude/latitude (what GeoJSON, KML and GPX hold).
+    pub fn wgs84() -> Crs {
+        Crs {
+            inner: Inner::Wgs84,
+            name: Arc::from("EPSG:4326"),
+        }
+    }
+
+    /// Whether coordinates pass through unchanged.
+    pub fn is_wgs84(&self) -> bool {
+        matches!(self.inner, Inner::Wgs84)
+    }
+
+    /// How the CRS was identified (`EPSG:2193`, or the name in its definition).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The CRS of EPSG `code`.
+    pub fn from_epsg(code: u32) -> Result<Crs, CrsError> {
+        if is_wgs84_code(code) {
+            return Ok(Crs::wgs84());
+        }
+        let forward = guarded(|| Transform::from_epsg(code, 4326))
+            .map_err(|e| CrsError(format!("EPSG:{code}: {e}")))?;
+        Ok(Crs {
+            inner: Inner::Transform {
+                forward: Arc::new(forward),
+                swap: false,
+            },
+            name: Arc::from(format!("EPSG:{code}")),
+        })
+    }
+
+    /// The CRS of a definition: `EPSG:n` or a bare code, an OGC URN or `CRS84`, WKT1 (also
+    /// ESRI's, as in a `.prj`), WKT2, PROJJSON, or a PROJ string.
+    pub fn from_definition(text: &str) -> Result<Crs, CrsError> {
+        let text = text.trim_start_matches('\u{feff}').trim();
+        if text.is_empty() {
+            return Err(CrsError("empty coordinate system definition".into()));
+        }
+        if text.len() > MAX_DEFINITION {
+            return Err(CrsError(format!(
+                "coordinate system definition of {} bytes (at most {MAX_DEFINITION})",
+                text.len()
+            )));
+        }
+        let def = Definition::read(text)?;
+        if let Some(code) = def.epsg {
+            return Crs::from_epsg(code).map_err(|e| CrsError(format!("{} ({e})", def.label())));
+        }
+        if def.is_crs84 {
+            return Ok(Crs::wgs84());
+        }
+        let parsed = guarded(|| proj_wkt::parse_crs(text))
+            .map_err(|e| CrsError(format!("{}: {e}", def.label())))?;
+        let swap = parsed.axis_order() == Some(AxisOrder::NorthEast);
+        let forward = guarded(|| proj_wkt::transform_from_crs_strings(text, "EPSG:4326"))
+            .map_err(|e| CrsError(format!("{}: {e}", def.label())))?;
+        // A definition of WGS 84 itself under another name (an ESRI `GCS_WGS_1984` .prj).
+        if parsed.epsg() == 4326 || (parsed.is_geographic() && is_identity(&forward, swap)) {
+            return Ok(Crs::wgs84());
+        }
+        Ok(Crs {
+            inner: Inner::Transform {
+                forward: Arc::new(forward),
+                swap,
+            },
+            name: Arc::from(def.label()),
+        })
+    }
+
+    /// One position in this CRS (x = easting or longitude, in the CRS's units) as WGS 84
+    /// longitude/latitude; an error for a position the transformation cannot take or that
+    /// lands outside longitude/latitude.
+    #[inline]
+    pub fn to_wgs84(&self, x: f64, y: f64) -> Result<(f64, f64), CrsError> {
+        match &self.inner {
+            Inner::Wgs84 => Ok((x, y)),
+            Inner::Transform { forward, swap } => {
+                if !x.is_finite() || !y.is_finite() {
+                    return Err(CrsError(format!("coordinate ({x}, {y}) is not a number")));
+                }
+                let input = if *swap { (y, x) } else { (x, y) };
+                let (lon, lat) = forward.convert(input).map_err(|e| {
+                    CrsError(format!(
+                        "({x}, {y}) is outside what {} can transform to WGS 84: {e}",
+                        self.name
+                    ))
+                })?;
+                if !lon.is_finite()
+                    || !lat.is_finite()
+                    || lat.abs() > 90.0
+                    || lon.abs() > 180.0 + 1e-9
+                {
+                    return Err(CrsError(format!(
+                        "({x}, {y}) in {} is outside the area the coordinate system covers",
+                        self.name
+                    )));
+                }
+                Ok((lon.clamp(-180.0, 180.0), lat))
+            }
+        }
+    }
+
+    /// The position in this CRS of a WGS 84 longitude/latitude (for tests and the inverse
+    /// direction of round trips).
+    pub fn from_wgs84(&self, lon: f64, lat: f64) -> Result<(f64, f64), CrsError> {
+        match &self.inner {
+            Inner::Wgs84 => Ok((lon, lat)),
+            Inner::Transform { forward, swap } => {
+                let inverse = forward
+                    .inverse()
+                    .map_err(|e| CrsError(format!("{}: no inverse: {e}", self.name)))?;
+                let (a, b) = inverse
+                    .convert((lon, lat))
+                    .map_err(|e| CrsError(format!("({lon}, {lat}) to {}: {e}", self.name)))?;
+                Ok(if *swap { (b, a) } else { (a, b) })
+            }
+        }
+    }
+}
+
+/// Codes that are WGS 84 longitude/latitude as files store them.
+fn is_wgs84_code(code: u32) -> bool {
+    code == 4326
+}
+
+/// Whether a transformation leaves positions where they are (a geographic CRS on the WGS 84
+/// datum under another name).
+fn is_identity(t: &Transform, swap: bool) -> bool {
+    [(10.0, 20.0), (-120.5, -45.25), (170.0, 60.0)]
+        .iter()
+        .all(|&(lon, lat)| {
+            let input = if swap { (lat, lon) } else { (lon, lat) };
+            t.convert(input)
+                .is_ok_and(|(x, y)| (x - lon).abs() < 1e-12 && (y - lat).abs() < 1e-12)
+        })
+}
+
+/// Runs a call into the projection library, turning a panic (a bug there, on some hostile
+/// definition) into an error instead of taking the process down.
+fn guarded<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the projection library failed on this definition".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ESRI_NZTM: &str = r#"PROJCS["NZGD_2000_New_Zealand_Transverse_Mercator",GEOGCS["GCS_NZGD_2000",DATUM["D_NZGD_2000",SPHEROID["GRS_1980",6378137.0,298.257222101]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",1600000.0],PARAMETER["False_Northing",10000000.0],PARAMETER["Central_Meridian",173.0],PARAMETER["Scale_Factor",0.9996],PARAMETER["Latitude_Of_Origin",0.0],UNIT["Meter",1.0]]"#;
+    const ESRI_WGS84: &str = r#"GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,298.257223563]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]]"#;
+
+    /// A position in NZTM2000 and where GDAL puts it (fixtures/crs/2193.csv.gz, first row).
+    const NZTM: (f64, f64) = (1_099_153.926_085_14, 4_736_810.692_701_4);
+    const NZTM_LONLAT: (f64, f64) = (166.37, -47.33);
+
+    #[test]
+    fn an_esri_prj_of_nztm_reprojects() {
+        let crs = Crs::from_definition(ESRI_NZTM).unwrap();
+        assert!(!crs.is_wgs84());
+        let (lon, lat) = crs.to_wgs84(NZTM.0, NZTM.1).unwrap();
+        assert!((lon - NZTM_LONLAT.0).abs() < 1e-9, "{lon}");
+        assert!((lat - NZTM_LONLAT.1).abs() < 1e-9, "{lat}");
+        let code = Crs::from_definition("EPSG:2193").unwrap();
+        let (lon2, lat2) = code.to_wgs84(NZTM.0, NZTM.1).unwrap();
+        assert!((lon - lon2).abs() < 1e-9 && (lat - lat2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn wgs84_under_any_name_passes_through() {
+        for def in [ESRI_WGS84, "EPSG:4326", "4326", "OGC:CRS84", "CRS84"] {
+            let crs = Crs::from_definition(def).unwrap_or_else(|e| panic!("{def}: {e}"));
+            assert!(crs.is_wgs84(), "{def}");
+        }
+    }
+
+    #[test]
+    fn a_urn_with_latitude_first_is_still_read_easting_first() {
+        let crs = Crs::from_definition("urn:ogc:def:crs:EPSG::2193").unwrap();
+        let (lon, _) = crs.to_wgs84(NZTM.0, NZTM.1).unwrap();
+        assert!((lon - NZTM_LONLAT.0).abs() < 1e-9, "{lon}");
+    }
+
+    #[test]
+    fn unknown_and_hostile_definitions_are_errors_not_degrees() {
+        for def in [
+            "EPSG:999999",
+            "PROJCS[\"made up\",GEOGCS[\"nothing\"]]",
+            "not a coordinate system",
+            &"[".repeat(100_000),
+            &format!("PROJCS[\"x\",{}]", "GEOGCS[".repeat(5000)),
+        ] {
+            assert!(
+                Crs::from_definition(def).is_err(),
+                "{}",
+                &def[..def.len().min(60)]
+            );
+        }
+    }
+
+    #[test]
+    fn positions_the_projection_cannot_take_are_errors() {
+        let crs = Crs::from_definition("EPSG:2193").unwrap();
+        assert!(crs.to_wgs84(f64::NAN, 1.0).is_err());
+        assert!(crs.to_wgs84(1e300, 1e300).is_err());
+    }
+}

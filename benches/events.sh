@@ -7,18 +7,23 @@
 #   bash benches/events.sh                 # RUNS=3
 #   RUNS=1 bash benches/events.sh          # quick check
 #   ETL_EVENTS_BIN=path/to/etl-events bash benches/events.sh   # that binary, no build
+#   CASES=shapefile-nztm-1m-points bash benches/events.sh          # only the cases named (comma list)
 #
 # Inputs are made once from the synthetic set (../shared/bench/gen_synthetic.py, scale 0.25: the
 # first 200k points and the 50k lines) by ogr2ogr itself: points.kml, tracks.gpx (a tracks layer),
 # points.shp (zipped for etl-events, which takes a Shapefile as a zip). Like for like: both tools
 # write one Feature per line; ogr2ogr reads the GPX `tracks` layer only, etl-events reads every
 # layer (the other two are empty). Each conversion's output is checked: same feature count.
+# shapefile-nztm-1m-points: 1M random points over New Zealand written by ogr2ogr in NZTM2000
+# (EPSG:2193, GDAL's ESRI .prj), so both tools reproject every point to WGS 84.
 # Wall time is the whole process; peak RSS from `/usr/bin/time -v`. Tools alternate order.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 RUNS=${RUNS:-3}
+CASES=${CASES:-all}
+wants_case() { [[ $CASES == all || ,$CASES, == *,$1,* ]]; }
 SHARED_DIR=${TAK_SHARED_DIR:-$ROOT/../shared}
 BENCH_DIR=$(realpath -m "${TAK_BENCH_DIR:-/var/tmp/tak-etl-bench}")
 SYN=$BENCH_DIR/synthetic-0.25
@@ -67,6 +72,24 @@ if [[ ! -f $DATA/.complete ]]; then
   touch "$DATA/.complete"
 fi
 ls -l "$DATA"/points.kml "$DATA"/tracks.gpx "$DATA"/points.zip "$DATA"/small.kml >&2
+NZTM=$BENCH_DIR/events-nztm
+if wants_case shapefile-nztm-1m-points && [[ ! -f $NZTM/.complete ]]; then
+  say "making 1M NZTM2000 points as a Shapefile with ogr2ogr in $NZTM"
+  rm -rf "$NZTM" && mkdir -p "$NZTM"
+  python3 - "$NZTM/points.csv" <<'PY'
+import random, sys
+random.seed(2193)
+with open(sys.argv[1], "w") as f:
+    f.write("id,name,value,lon,lat\n")
+    for i in range(1_000_000):
+        f.write(f"{i},p{i},{random.random() * 100:.3f},{random.uniform(166.5, 178.5):.7f},{random.uniform(-47.2, -34.5):.7f}\n")
+PY
+  ogr2ogr -f "ESRI Shapefile" "$NZTM/points.shp" "$NZTM/points.csv" -oo X_POSSIBLE_NAMES=lon \
+    -oo Y_POSSIBLE_NAMES=lat -oo KEEP_GEOM_COLUMNS=NO -s_srs EPSG:4326 -t_srs EPSG:2193 -nln points
+  (cd "$NZTM" && zip -q points.zip points.shp points.shx points.dbf points.prj)
+  rm "$NZTM/points.csv"
+  touch "$NZTM/.complete"
+fi
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
@@ -123,13 +146,15 @@ convert_case() {
   done
 }
 
-convert_case kml-200k-points "$DATA/points.kml" "$DATA/points.kml" ""
-convert_case gpx-50k-tracks "$DATA/tracks.gpx" "$DATA/tracks.gpx" "tracks"
-convert_case shapefile-200k-points "$DATA/points.zip" "$DATA/points.shp" ""
+if wants_case kml-200k-points; then convert_case kml-200k-points "$DATA/points.kml" "$DATA/points.kml" ""; fi
+if wants_case gpx-50k-tracks; then convert_case gpx-50k-tracks "$DATA/tracks.gpx" "$DATA/tracks.gpx" "tracks"; fi
+if wants_case shapefile-200k-points; then convert_case shapefile-200k-points "$DATA/points.zip" "$DATA/points.shp" ""; fi
+if wants_case shapefile-nztm-1m-points; then convert_case shapefile-nztm-1m-points "$NZTM/points.zip" "$NZTM/points.shp" ""; fi
 
 # Full imports (GeoJSON sequence + PMTiles z0-14 + manifest): no peer does this in one step.
 # Default flags and no environment, as the events job runs it.
 for input in points.kml tracks.gpx points.zip; do
+  wants_case "import-$input" || continue
   for run in $(seq 1 "$RUNS"); do
     rm -rf "$OUT/o" && mkdir -p "$OUT/o"
     timed "import-$input" etl-events "$run" "$BIN" --input "$DATA/$input" --output "$OUT/o" --name out
@@ -139,6 +164,7 @@ for input in points.kml tracks.gpx points.zip; do
 done
 
 # The event path: S3 GET, convert, GeoJSON + PMTiles + manifest PUT, on the loopback S3 server.
+if wants_case event-1mb-kml; then
 trap 'stop_services; rm -rf "$OUT"' EXIT
 start_s3
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
@@ -156,6 +182,7 @@ for run in $(seq 1 "$RUNS"); do
     --allow-source s3://bench/import/ --output "s3://bench/run-$run/" --s3-endpoint "$S3_ENDPOINT"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' event-1mb-kml etl-events "$run" "$LAST_WALL" "$LAST_RSS" - | tee -a "$RESULTS" >&2
 done
+fi
 
 say "results in $RESULTS"
 python3 - "$RESULTS" <<'EOF'

@@ -132,6 +132,13 @@ pub struct EventsConfig {
     )]
     pub max_json_depth: usize,
 
+    /// Coordinate system of the input's coordinates, for uploads that do not say (GeoJSON, CSV)
+    /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
+    /// or a file holding one. Output is always WGS 84.
+    #[arg(long = "s-srs", env = "ETL_S_SRS")]
+    #[serde(default)]
+    pub s_srs: Option<String>,
+
     /// Longest text one XML element (a KML `<coordinates>` or `<description>`, a GPX
     /// extension) may hold, in bytes (15 MiB: about half a million coordinates). What a
     /// single hostile text node can cost in memory: about 4x this.
@@ -362,6 +369,14 @@ impl EventsConfig {
                 read: ReadOptions {
                     max_json_depth: self.max_json_depth,
                     max_xml_text: self.max_xml_text,
+                    source_crs: self
+                        .s_srs
+                        .as_deref()
+                        .map(|value| {
+                            etl_geo::Crs::from_flag(value)
+                                .map_err(|e| JobError::usage(format!("--s-srs {value}: {e}")))
+                        })
+                        .transpose()?,
                     ..ReadOptions::default()
                 },
                 archive: ArchiveLimits {

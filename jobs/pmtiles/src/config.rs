@@ -180,6 +180,13 @@ pub struct PmtilesConfig {
     #[arg(long, env = "ETL_FORMAT")]
     pub format: Option<String>,
 
+    /// Coordinate system of the input's coordinates, for inputs that do not say (GeoJSON, CSV)
+    /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
+    /// or a file holding one. Output is always WGS 84.
+    #[arg(long = "s-srs", env = "ETL_S_SRS")]
+    #[serde(default)]
+    pub s_srs: Option<String>,
+
     /// CSV longitude column (default: detected).
     #[arg(long, env = "ETL_CSV_LON")]
     pub csv_lon: Option<String>,

@@ -188,6 +188,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             wkt: config.csv_wkt.clone(),
             delimiter: None,
         },
+        source_crs: source_crs(config.s_srs.as_deref())?,
         ..ReadOptions::default()
     };
     Ok(Plan {
@@ -537,4 +538,12 @@ fn tile_blocking(
     out.flush()
         .map_err(|e| JobError::temporary(format!("temporary archive: {e}")))?;
     Ok((report, counts))
+}
+
+/// The `--s-srs` the user gave, resolved; a definition that cannot be used is a usage error.
+fn source_crs(flag: Option<&str>) -> Result<Option<etl_geo::Crs>, JobError> {
+    flag.map(|value| {
+        etl_geo::Crs::from_flag(value).map_err(|e| JobError::usage(format!("--s-srs {value}: {e}")))
+    })
+    .transpose()
 }

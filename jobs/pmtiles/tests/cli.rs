@@ -879,3 +879,36 @@ fn a_panicking_reader_publishes_nothing() {
         temp_files(dir.path())
     );
 }
+
+#[test]
+fn s_srs_tiles_projected_numbers_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("nztm.geojsonl");
+    // Wellington and Auckland in NZTM2000 (EPSG:2193), metres.
+    std::fs::write(
+        &input,
+        concat!(
+            "{\"type\":\"Feature\",\"properties\":{\"n\":1},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1748735.5,5427916.5]}}\n",
+            "{\"type\":\"Feature\",\"properties\":{\"n\":2},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1757327.9,5921196.7]}}\n",
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("nz.pmtiles");
+    run(&["-o", s(&out), "-z8", "--s-srs", "EPSG:2193", s(&input)]).assert_code(0);
+    let f = std::fs::File::open(&out).unwrap();
+    let a = Archive::open(std::io::BufReader::new(f)).unwrap();
+    let [w, south, e, north] = a.header().bounds;
+    assert!(
+        (174.0..176.0).contains(&w) && (174.0..176.0).contains(&e),
+        "{:?}",
+        a.header().bounds
+    );
+    assert!(
+        (-42.0..-36.0).contains(&south) && (-42.0..-36.0).contains(&north),
+        "{:?}",
+        a.header().bounds
+    );
+    // Without it the metres are not degrees: nothing to tile.
+    let r = run(&["-o", s(&dir.path().join("no.pmtiles")), "-z8", s(&input)]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+}

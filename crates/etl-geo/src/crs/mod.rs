@@ -137,6 +137,29 @@ impl Crs {
         })
     }
 
+    /// The CRS a user named on the command line (`--s-srs`): a definition, or the path of a
+    /// file holding one (a `.prj`, `.wkt` or `.json`, or any path with a `/`).
+    pub fn from_flag(value: &str) -> Result<Crs, CrsError> {
+        let path = std::path::Path::new(value);
+        let looks_like_file = value.contains('/')
+            || [".prj", ".wkt", ".json", ".projjson"]
+                .iter()
+                .any(|ext| value.to_ascii_lowercase().ends_with(ext));
+        if looks_like_file && !value.trim_start().starts_with(['{', '[']) && path.is_file() {
+            let meta = std::fs::metadata(path).map_err(|e| CrsError(format!("{value}: {e}")))?;
+            if meta.len() > MAX_DEFINITION as u64 {
+                return Err(CrsError(format!(
+                    "{value}: {} bytes, more than a coordinate system definition holds",
+                    meta.len()
+                )));
+            }
+            let text =
+                std::fs::read_to_string(path).map_err(|e| CrsError(format!("{value}: {e}")))?;
+            return Crs::from_definition(&text).map_err(|e| CrsError(format!("{value}: {e}")));
+        }
+        Crs::from_definition(value)
+    }
+
     /// One position in this CRS (x = easting or longitude, in the CRS's units) as WGS 84
     /// longitude/latitude; an error for a position the transformation cannot take or that
     /// lands outside longitude/latitude.
@@ -184,6 +207,77 @@ impl Crs {
                     .map_err(|e| CrsError(format!("({lon}, {lat}) to {}: {e}", self.name)))?;
                 Ok(if *swap { (b, a) } else { (a, b) })
             }
+        }
+    }
+}
+
+/// Deepest geometry collection nesting [`reproject`] walks (readers stop far earlier).
+const MAX_COLLECTION_DEPTH: usize = 64;
+
+/// Moves every position of `geometry` from `crs` to WGS 84 in place; an error (naming the
+/// position) for one the transformation cannot take.
+pub fn reproject(geometry: &mut geo_types::Geometry<f64>, crs: &Crs) -> Result<(), CrsError> {
+    if crs.is_wgs84() {
+        return Ok(());
+    }
+    reproject_at(geometry, crs, 0)
+}
+
+fn reproject_at(
+    geometry: &mut geo_types::Geometry<f64>,
+    crs: &Crs,
+    depth: usize,
+) -> Result<(), CrsError> {
+    use geo_types::Geometry as G;
+    let one = |c: &mut geo_types::Coord<f64>| -> Result<(), CrsError> {
+        let (x, y) = crs.to_wgs84(c.x, c.y)?;
+        c.x = x;
+        c.y = y;
+        Ok(())
+    };
+    let line = |ls: &mut geo_types::LineString<f64>| ls.0.iter_mut().try_for_each(one);
+    let polygon = |p: &mut geo_types::Polygon<f64>| -> Result<(), CrsError> {
+        let mut result = Ok(());
+        p.exterior_mut(|ring| result = line(ring));
+        result?;
+        let mut result = Ok(());
+        p.interiors_mut(|rings| result = rings.iter_mut().try_for_each(line));
+        result
+    };
+    match geometry {
+        G::Point(p) => one(&mut p.0),
+        G::Line(l) => {
+            one(&mut l.start)?;
+            one(&mut l.end)
+        }
+        G::LineString(ls) => line(ls),
+        G::Polygon(p) => polygon(p),
+        G::MultiPoint(mp) => mp.0.iter_mut().try_for_each(|p| one(&mut p.0)),
+        G::MultiLineString(ml) => ml.0.iter_mut().try_for_each(line),
+        G::MultiPolygon(mp) => mp.0.iter_mut().try_for_each(polygon),
+        G::GeometryCollection(gc) => {
+            if depth >= MAX_COLLECTION_DEPTH {
+                return Err(CrsError(format!(
+                    "geometry collections nested deeper than {MAX_COLLECTION_DEPTH}"
+                )));
+            }
+            gc.0.iter_mut()
+                .try_for_each(|g| reproject_at(g, crs, depth + 1))
+        }
+        G::Rect(r) => {
+            let (mut min, mut max) = (r.min(), r.max());
+            one(&mut min)?;
+            one(&mut max)?;
+            *r = geo_types::Rect::new(min, max);
+            Ok(())
+        }
+        G::Triangle(t) => {
+            let (mut a, mut b, mut c) = (t.v1(), t.v2(), t.v3());
+            one(&mut a)?;
+            one(&mut b)?;
+            one(&mut c)?;
+            *t = geo_types::Triangle::new(a, b, c);
+            Ok(())
         }
     }
 }

@@ -13,6 +13,7 @@ use std::fmt;
 use std::io::BufRead;
 
 use crate::cancel::Cancel;
+use crate::crs::{Crs, reproject};
 use crate::error::ReadError;
 use crate::feature::Feature;
 use crate::format::Format;
@@ -79,6 +80,11 @@ pub struct ReadOptions {
     /// Polled inside long loops within one record (Shapefile ring assembly), so a caller
     /// can stop a read that would otherwise not return for a long time.
     pub cancel: Cancel,
+    /// The coordinate system of the input's coordinates (`--s-srs`), for formats that do not
+    /// say (GeoJSON, CSV) or to override what they say (a Shapefile's `.prj`, a FlatGeobuf
+    /// header). Positions are transformed to WGS 84 before they are validated. KML, GPX
+    /// and CoT are WGS 84 by definition and ignore it.
+    pub source_crs: Option<Crs>,
 }
 
 impl Default for ReadOptions {
@@ -88,6 +94,7 @@ impl Default for ReadOptions {
             csv: CsvOptions::default(),
             max_xml_text: xml::MAX_XML_TEXT,
             cancel: Cancel::default(),
+            source_crs: None,
         }
     }
 }
@@ -113,11 +120,13 @@ pub fn open(
             input,
             opts.max_json_depth,
             MAX_RECORD_BYTES,
+            opts.source_crs.clone(),
         )),
         Format::GeoJsonSeq => Box::new(geojson::GeoJsonSeqReader::new(
             input,
             opts.max_json_depth,
             MAX_RECORD_BYTES,
+            opts.source_crs.clone(),
         )),
         Format::Csv => Box::new(csv::CsvReader::open(input, opts, MAX_RECORD_BYTES)?),
         Format::Kml => kml::open(input, opts)?,
@@ -133,6 +142,15 @@ pub(crate) fn accept(feature: Feature) -> Result<Feature, Rejection> {
         validate(geometry).map_err(Rejection::new)?;
     }
     Ok(feature)
+}
+
+/// [`accept`] for a feature whose positions are in `crs` (WGS 84 when `None`): moved to
+/// WGS 84 first.
+pub(crate) fn accept_in(mut feature: Feature, crs: Option<&Crs>) -> Result<Feature, Rejection> {
+    if let (Some(crs), Some(geometry)) = (crs, &mut feature.geometry) {
+        reproject(geometry, crs).map_err(|e| Rejection::new(e.to_string()))?;
+    }
+    accept(feature)
 }
 
 /// The start of `text`, short enough to quote in a one-line message.

@@ -129,6 +129,7 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
             wkt: config.csv_wkt.clone(),
             delimiter: None,
         },
+        source_crs: source_crs(config.s_srs.as_deref())?,
         ..ReadOptions::default()
     };
     Ok(Plan {
@@ -346,4 +347,12 @@ async fn run_object(
     .map_err(JobError::from)?;
     lease.release().await;
     Ok(Outcome::Succeeded)
+}
+
+/// The `--s-srs` the user gave, resolved; a definition that cannot be used is a usage error.
+fn source_crs(flag: Option<&str>) -> Result<Option<etl_geo::Crs>, JobError> {
+    flag.map(|value| {
+        etl_geo::Crs::from_flag(value).map_err(|e| JobError::usage(format!("--s-srs {value}: {e}")))
+    })
+    .transpose()
 }

@@ -10,7 +10,7 @@ use super::header::{GeometryColumns, detect_delimiter};
 use super::typing::typed_value;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{ReadOptions, Record, Rejection, accept, excerpt};
+use crate::formats::{ReadOptions, Record, Rejection, accept_in, excerpt};
 use crate::validate::check_ring_closed;
 
 type Rows = csv::Reader<RecordBudget<Chain<Cursor<Vec<u8>>, Box<dyn BufRead + Send>>>>;
@@ -22,6 +22,8 @@ pub(crate) struct CsvReader {
     row: csv::ByteRecord,
     ordinal: u64,
     max_depth: usize,
+    /// The coordinate system of the geometry columns (`--s-srs`); WGS 84 when `None`.
+    crs: Option<crate::crs::Crs>,
     done: bool,
 }
 
@@ -98,6 +100,7 @@ impl CsvReader {
             row: csv::ByteRecord::new(),
             ordinal: 0,
             max_depth: opts.max_json_depth,
+            crs: opts.source_crs.clone(),
             done: false,
         })
     }
@@ -158,11 +161,14 @@ impl CsvReader {
                 properties.insert(name.clone(), value);
             }
         }
-        accept(Feature {
-            id: None,
-            geometry: Some(geometry),
-            properties,
-        })
+        accept_in(
+            Feature {
+                id: None,
+                geometry: Some(geometry),
+                properties,
+            },
+            self.crs.as_ref(),
+        )
     }
 }
 

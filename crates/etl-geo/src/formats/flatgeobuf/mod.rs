@@ -46,7 +46,7 @@ const MAX_GEOMETRY_DEPTH: usize = 32;
 /// Opens a FlatGeobuf stream: reads and checks the header and skips the index.
 pub(crate) fn open(
     mut input: Box<dyn BufRead + Send>,
-    _opts: &ReadOptions,
+    opts: &ReadOptions,
 ) -> Result<FeatureSource, ReadError> {
     let start = Position { line: 1, column: 1 };
     let mut magic = [0u8; 8];
@@ -98,7 +98,10 @@ pub(crate) fn open(
             format!("FlatGeobuf header is corrupt: {}", one_line(&e.to_string())),
         )
     })?;
-    let crs = header_crs(&header)?;
+    let crs = match &opts.source_crs {
+        Some(given) => given.clone(),
+        None => header_crs(&header)?,
+    };
     let columns = columns(header.columns().into_iter().flat_map(|v| v.iter()));
     let geometry_type = header.geometry_type();
     let count = header.features_count();

@@ -25,6 +25,8 @@ pub(crate) struct FeatureDecoder {
     /// Property count of the last feature: features of one input tend to share a
     /// schema, and sizing the map up front saves rehashing as it fills.
     properties_hint: usize,
+    /// The coordinate system the positions are in (`--s-srs`); WGS 84 when `None`.
+    crs: Option<crate::crs::Crs>,
 }
 
 impl FeatureDecoder {
@@ -32,12 +34,23 @@ impl FeatureDecoder {
         FeatureDecoder {
             max_depth,
             scratch: CoordScratch::default(),
+            crs: None,
             properties_hint: 0,
         }
     }
 
     /// Parses one Feature object; `level` is the nesting level the object itself
     /// occupies in its document (1 for a standalone JSON text).
+    /// Positions are in `crs` (moved to WGS 84 by the caller's `accept_in`).
+    pub(crate) fn with_crs(mut self, crs: Option<crate::crs::Crs>) -> Self {
+        self.crs = crs;
+        self
+    }
+
+    pub(crate) fn crs(&self) -> Option<&crate::crs::Crs> {
+        self.crs.as_ref()
+    }
+
     pub(crate) fn feature(&mut self, json: &[u8], level: usize) -> serde_json::Result<Feature> {
         let mut de = serde_json::Deserializer::from_slice(json);
         let feature = self.feature_from(&mut de, level)?;

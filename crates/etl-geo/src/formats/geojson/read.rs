@@ -17,7 +17,7 @@ use super::decode::{FeatureDecoder, GeoJsonType, rejection};
 use super::scan::{JsonScanner, object_extent};
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{Record, Rejection, accept, excerpt};
+use crate::formats::{Record, Rejection, accept_in, excerpt};
 
 pub(crate) struct GeoJsonReader {
     scanner: JsonScanner,
@@ -60,10 +60,11 @@ impl GeoJsonReader {
         input: Box<dyn BufRead + Send>,
         max_depth: usize,
         max_record_bytes: usize,
+        crs: Option<crate::crs::Crs>,
     ) -> Self {
         GeoJsonReader {
             scanner: JsonScanner::new(input, max_depth, max_record_bytes),
-            decoder: FeatureDecoder::new(max_depth),
+            decoder: FeatureDecoder::new(max_depth).with_crs(crs),
             state: State::Start,
             key: Vec::new(),
             top_type: TopType::Missing,
@@ -219,13 +220,14 @@ impl GeoJsonReader {
             && let Ok(feature) = self.decoder.feature(json, FEATURE_LEVEL)
         {
             self.scanner.skip_buffered(len);
-            return Ok(self.record(origin, accept(feature)));
+            let accepted = accept_in(feature, self.decoder.crs());
+            return Ok(self.record(origin, accepted));
         }
         self.scanner.start_capture();
         self.scanner.skip_value(FEATURE_LEVEL - 1)?;
         self.scanner.finish_capture()?;
         let feature = match self.decoder.feature(self.scanner.captured(), FEATURE_LEVEL) {
-            Ok(feature) => accept(feature),
+            Ok(feature) => accept_in(feature, self.decoder.crs()),
             Err(e) => Err(rejection(&e, origin, false)),
         };
         Ok(self.record(origin, feature))
@@ -262,15 +264,18 @@ impl GeoJsonReader {
             }
             TopType::Known(GeoJsonType::Feature) => {
                 match self.decoder.feature(self.scanner.captured(), 1) {
-                    Ok(feature) => accept(feature),
+                    Ok(feature) => accept_in(feature, self.decoder.crs()),
                     Err(e) => Err(rejection(&e, origin, false)),
                 }
             }
             TopType::Known(_) => match self.decoder.geometry(self.scanner.captured(), 1) {
-                Ok(geometry) => accept(Feature {
-                    geometry: Some(geometry),
-                    ..Feature::default()
-                }),
+                Ok(geometry) => accept_in(
+                    Feature {
+                        geometry: Some(geometry),
+                        ..Feature::default()
+                    },
+                    self.decoder.crs(),
+                ),
                 Err(e) => Err(rejection(&e, origin, false)),
             },
             TopType::Missing => {
@@ -340,6 +345,7 @@ mod tests {
             Box::new(Cursor::new(text.as_bytes().to_vec())),
             max_depth,
             cap,
+            None,
         )
     }
 

@@ -9,7 +9,7 @@ use std::io::{BufRead, Read};
 use super::decode::{FeatureDecoder, rejection};
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{Record, Rejection, accept};
+use crate::formats::{Record, Rejection, accept_in};
 
 const RS: u8 = 0x1E;
 
@@ -35,10 +35,11 @@ impl GeoJsonSeqReader {
         input: Box<dyn BufRead + Send>,
         max_depth: usize,
         max_record_bytes: usize,
+        crs: Option<crate::crs::Crs>,
     ) -> Self {
         GeoJsonSeqReader {
             input,
-            decoder: FeatureDecoder::new(max_depth),
+            decoder: FeatureDecoder::new(max_depth).with_crs(crs),
             buf: Vec::new(),
             separator: None,
             line: 1,
@@ -170,7 +171,7 @@ fn decode(decoder: &mut FeatureDecoder, chunk: &[u8], separator: u8, line: u64) 
         column: column as u64,
     };
     let feature = match decoder.feature(json, 1) {
-        Ok(feature) => accept(feature),
+        Ok(feature) => accept_in(feature, decoder.crs()),
         Err(e) => Err(rejection(&e, origin, separator == b'\n')),
     };
     Decoded {
@@ -231,7 +232,7 @@ mod tests {
         max_depth: usize,
         cap: usize,
     ) -> Vec<Result<(u64, u64, String), String>> {
-        GeoJsonSeqReader::new(Box::new(Cursor::new(text.to_vec())), max_depth, cap)
+        GeoJsonSeqReader::new(Box::new(Cursor::new(text.to_vec())), max_depth, cap, None)
             .map(|r| {
                 r.map(|rec| {
                     let what = match rec.feature {
@@ -331,7 +332,7 @@ mod tests {
             r#"{"type":"Feature","id":1,"properties":{"name":"a longer line than the buffer"}}"#;
         let text = format!("{line}\n\n{line}\n{line}");
         let reader = std::io::BufReader::with_capacity(16, Cursor::new(text.into_bytes()));
-        let out: Vec<(u64, u64)> = GeoJsonSeqReader::new(Box::new(reader), 64, 1 << 20)
+        let out: Vec<(u64, u64)> = GeoJsonSeqReader::new(Box::new(reader), 64, 1 << 20, None)
             .map(|r| r.unwrap())
             .map(|r| {
                 assert!(r.feature.is_ok());
@@ -409,6 +410,7 @@ mod tests {
             )),
             64,
             1 << 20,
+            None,
         )
         .map(Result::unwrap)
         .collect();

@@ -48,9 +48,10 @@ const BUFFER: usize = 256 * 1024;
 
 /// Opens the layer whose `.shp` is at `shp` (siblings `.shx`, `.dbf`, `.prj`, `.cpg` beside it).
 pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
-    let crs = match sibling(shp, "prj") {
-        None => Crs::wgs84(),
-        Some(prj) => {
+    let crs = match (&opts.source_crs, sibling(shp, "prj")) {
+        (Some(given), _) => given.clone(),
+        (None, None) => Crs::wgs84(),
+        (None, Some(prj)) => {
             let text = read_small_text(&prj)?;
             if text.trim().is_empty() {
                 Crs::wgs84()

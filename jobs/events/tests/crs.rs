@@ -1,0 +1,115 @@
+//! Uploads in a projected coordinate system come out in WGS 84 where GDAL puts them: 10,000
+//! NZTM2000 (EPSG:2193) points as a zipped Shapefile (with GDAL's ESRI `.prj`) and as a
+//! FlatGeobuf (CRS in its header), both made with ogr2ogr (fixtures/crs/nztm/README.md), and as
+//! a GeoJSON sequence of projected numbers with `--s-srs EPSG:2193`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+use support::*;
+
+/// id -> (x, y, lon, lat) of the reference points (the ids are the rows' order).
+fn reference() -> Vec<[f64; 4]> {
+    let file = std::fs::File::open(repo("fixtures/crs/2193.csv.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|f| f.parse().unwrap()).collect();
+            [v[0], v[1], v[2], v[3]]
+        })
+        .collect()
+}
+
+/// Imports `input` into `out` (GeoJSON sequence only) and returns id -> (lon, lat).
+fn import(input: &Path, out: &Path, extra: &[&str]) -> HashMap<u64, (f64, f64)> {
+    let mut args = vec![
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--outputs",
+        "geojsonl",
+    ];
+    args.extend_from_slice(extra);
+    let r = run(&args);
+    r.assert_code(0);
+    let name = input.file_stem().unwrap().to_str().unwrap();
+    let text = std::fs::read_to_string(output_path(out, name, "geojsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let f: Value = serde_json::from_str(l).unwrap();
+            let id = f["properties"]["id"]
+                .as_u64()
+                .or_else(|| f["properties"]["id"].as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or_else(|| panic!("no id in {f}"));
+            let c = &f["geometry"]["coordinates"];
+            (id, (c[0].as_f64().unwrap(), c[1].as_f64().unwrap()))
+        })
+        .collect()
+}
+
+fn assert_where_gdal_puts_them(what: &str, got: &HashMap<u64, (f64, f64)>) {
+    let reference = reference();
+    assert_eq!(got.len(), reference.len(), "{what}: every point");
+    let mut worst: f64 = 0.0;
+    for (id, &[_, _, lon, lat]) in reference.iter().enumerate() {
+        let (l, b) = got[&(id as u64)];
+        worst = worst.max((l - lon).abs()).max((b - lat).abs());
+    }
+    assert!(worst < 1e-7, "{what}: {worst}° off GDAL");
+}
+
+#[test]
+fn nztm_shapefile_and_flatgeobuf_come_out_where_gdal_puts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["nztm_points.zip", "nztm_points.fgb"] {
+        let out = dir.path().join(file.replace('.', "_"));
+        let got = import(&repo(&format!("fixtures/crs/nztm/{file}")), &out, &[]);
+        assert_where_gdal_puts_them(file, &got);
+    }
+}
+
+#[test]
+fn projected_geojson_with_s_srs_comes_out_where_gdal_puts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("nztm.geojsonl");
+    let mut text = String::new();
+    for (id, [x, y, _, _]) in reference().iter().enumerate() {
+        text.push_str(&format!(
+            "{{\"type\":\"Feature\",\"properties\":{{\"id\":{id}}},\"geometry\":{{\"type\":\"Point\",\"coordinates\":[{x},{y}]}}}}\n"
+        ));
+    }
+    std::fs::write(&input, text).unwrap();
+    let got = import(&input, &dir.path().join("out"), &["--s-srs", "EPSG:2193"]);
+    assert_where_gdal_puts_them("geojsonl --s-srs EPSG:2193", &got);
+    // Without it, projected numbers are not degrees: every feature is rejected.
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("plain").to_str().unwrap(),
+        "--outputs",
+        "geojsonl",
+    ]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    // A definition that cannot be used is a usage error naming it.
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("bad").to_str().unwrap(),
+        "--s-srs",
+        "EPSG:999999",
+    ]);
+    r.assert_code(64);
+    assert!(r.stderr.contains("--s-srs EPSG:999999"), "{}", r.stderr);
+}

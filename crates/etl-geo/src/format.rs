@@ -205,6 +205,18 @@ impl<'a> FirstObject<'a> {
 /// Only the prolog (declaration, comments, processing instructions, a DOCTYPE) may come
 /// before it; a DOCTYPE is allowed here so that the reader, not the sniffer, refuses it by name.
 fn sniff_xml(text: &[u8]) -> Option<Format> {
+    let qname = xml_root(text)?;
+    let local = qname.rsplit(|&b| b == b':').next().unwrap_or(qname);
+    match local {
+        b"kml" => Some(Format::Kml),
+        b"gpx" => Some(Format::Gpx),
+        b"event" | b"events" => Some(Format::Cot),
+        _ => None,
+    }
+}
+
+/// The qualified name of the root element, past the prolog; `None` when `text` ends first.
+fn xml_root(text: &[u8]) -> Option<&[u8]> {
     let mut rest = text;
     loop {
         let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
@@ -226,20 +238,15 @@ fn sniff_xml(text: &[u8]) -> Option<Format> {
                 _ => return None,
             };
             rest = rest.get(end..)?;
-        } else {
+        } else if rest.starts_with(b"<") {
             let name = rest.get(1..)?;
             let len = name
                 .iter()
                 .position(|b| b.is_ascii_whitespace() || matches!(b, b'>' | b'/'))
                 .unwrap_or(name.len());
-            let qname = name.get(..len)?;
-            let local = qname.rsplit(|&b| b == b':').next().unwrap_or(qname);
-            return match local {
-                b"kml" => Some(Format::Kml),
-                b"gpx" => Some(Format::Gpx),
-                b"event" | b"events" => Some(Format::Cot),
-                _ => None,
-            };
+            return name.get(..len);
+        } else {
+            return None;
         }
     }
 }
@@ -261,14 +268,13 @@ pub fn describe_unknown(prefix: &[u8]) -> String {
         return "an empty file".to_owned();
     }
     if text.first() == Some(&b'<') {
-        let name: String = text
-            .iter()
-            .skip(1)
-            .take_while(|b| !b.is_ascii_whitespace() && !matches!(b, b'>' | b'/'))
-            .take(40)
-            .map(|&b| char::from(b))
-            .collect();
-        return format!("XML with root element <{name}>");
+        return match xml_root(text) {
+            Some(name) if !name.is_empty() => {
+                let shown: String = String::from_utf8_lossy(name).chars().take(40).collect();
+                format!("XML with root element <{shown}>")
+            }
+            _ => "XML whose root element does not start in its first 64 KiB".to_owned(),
+        };
     }
     if text.first() == Some(&b'{') || text.first() == Some(&b'[') {
         return "JSON that is not GeoJSON".to_owned();
@@ -304,6 +310,19 @@ fn sniff_csv(text: &[u8]) -> Option<Format> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_xml_is_named_by_its_root_element_past_the_prolog() {
+        assert_eq!(
+            describe_unknown(b"<?xml version=\"1.0\"?>\n<!-- made by hand -->\n<osm version=\"0.6\">"),
+            "XML with root element <osm>"
+        );
+        assert_eq!(
+            describe_unknown(b"<?xml version=\"1.0\"?>\n<!-- never closed"),
+            "XML whose root element does not start in its first 64 KiB"
+        );
+        assert_eq!(describe_unknown(b"<foo:bar x=\"1\"/>"), "XML with root element <foo:bar>");
+    }
 
     #[test]
     fn by_extension() {

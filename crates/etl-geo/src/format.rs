@@ -314,14 +314,19 @@ mod tests {
     #[test]
     fn unknown_xml_is_named_by_its_root_element_past_the_prolog() {
         assert_eq!(
-            describe_unknown(b"<?xml version=\"1.0\"?>\n<!-- made by hand -->\n<osm version=\"0.6\">"),
+            describe_unknown(
+                b"<?xml version=\"1.0\"?>\n<!-- made by hand -->\n<osm version=\"0.6\">"
+            ),
             "XML with root element <osm>"
         );
         assert_eq!(
             describe_unknown(b"<?xml version=\"1.0\"?>\n<!-- never closed"),
             "XML whose root element does not start in its first 64 KiB"
         );
-        assert_eq!(describe_unknown(b"<foo:bar x=\"1\"/>"), "XML with root element <foo:bar>");
+        assert_eq!(
+            describe_unknown(b"<foo:bar x=\"1\"/>"),
+            "XML with root element <foo:bar>"
+        );
     }
 
     #[test]

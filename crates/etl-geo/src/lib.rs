@@ -21,6 +21,7 @@ mod feature;
 mod format;
 mod formats;
 mod pgcopy;
+pub mod sqlite;
 pub mod upload;
 mod validate;
 

@@ -2,7 +2,8 @@
 //! archive (KMZ, zipped Shapefiles, TAK data packages), and read as one stream of records
 //! over named layers.
 //!
-//! Detection never trusts the extension: SQLite's header is MBTiles; a zip is a data package
+//! Detection never trusts the extension: SQLite's header is a GeoPackage when its application id
+//! says so (its feature tables are the layers), else MBTiles; a zip is a data package
 //! when it holds `MANIFEST/manifest.xml`, a Shapefile set when it holds a `.shp`, a KMZ when it
 //! holds a `.kml`; anything else goes to [`Format::sniff`] (JSON shape, XML root element,
 //! FlatGeobuf magic, CSV header).
@@ -41,6 +42,8 @@ pub enum UploadFormat {
     DataPackage,
     /// An MBTiles (SQLite) tile set: converted to PMTiles, not read as features.
     MBTiles,
+    /// A GeoPackage: each feature table is a layer.
+    GeoPackage,
 }
 
 impl UploadFormat {
@@ -51,6 +54,7 @@ impl UploadFormat {
             UploadFormat::ShapefileZip => "shapefile",
             UploadFormat::DataPackage => "datapackage",
             UploadFormat::MBTiles => "mbtiles",
+            UploadFormat::GeoPackage => "gpkg",
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct UploadOptions {
     /// One allowance for the whole upload: the archive and every archive nested in it, at
     /// any depth, share its total bytes and entry count.
     pub archive: ArchiveLimits,
+    /// The layers of a GeoPackage to read (`--layer`); empty: every feature table.
+    pub layers: Vec<String>,
 }
 
 /// A file inside an archive upload that is not read as features: a KMZ's icons, a data
@@ -86,10 +92,12 @@ struct Part {
     layer_base: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum PartKind {
     Plain(Format),
     Shapefile,
+    /// One feature table of a GeoPackage.
+    GeoPackage(String),
 }
 
 /// An opened upload. Iterating yields its records in order, with `layer` indexing
@@ -175,6 +183,10 @@ impl Upload {
             scratch: Scratch::default(),
         };
         if prefix.starts_with(SQLITE_MAGIC) {
+            if crate::formats::gpkg::is_geopackage(&prefix) {
+                upload.format = UploadFormat::GeoPackage;
+                upload.add_geopackage(path)?;
+            }
             return Ok(upload);
         }
         if archive::is_zip(&prefix) {
@@ -260,6 +272,43 @@ impl Upload {
                 },
                 if names.len() > 5 { ", …" } else { "" }
             )));
+        }
+        Ok(())
+    }
+
+    /// A GeoPackage: its feature tables (those `--layer` names, when it names any) as layers.
+    fn add_geopackage(&mut self, path: &Path) -> Result<(), ReadError> {
+        let tables = crate::formats::gpkg::feature_tables(path)?;
+        let wanted = &self.opts.layers;
+        if let Some(missing) = wanted.iter().find(|w| !tables.contains(w)) {
+            return Err(ReadError::Refused(format!(
+                "--layer {missing:?}: the GeoPackage has no such feature table (it has {})",
+                if tables.is_empty() {
+                    "none".to_owned()
+                } else {
+                    tables.join(", ")
+                }
+            )));
+        }
+        let chosen: Vec<&String> = tables
+            .iter()
+            .filter(|t| wanted.is_empty() || wanted.contains(t))
+            .collect();
+        if chosen.is_empty() {
+            return Err(ReadError::Refused(
+                "a GeoPackage without feature tables (tiles or attributes only are not read)"
+                    .to_owned(),
+            ));
+        }
+        for table in chosen {
+            let layer_base = self.layers.len() as u32;
+            self.add_layer(table);
+            self.parts.push_back(Part {
+                label: Some(format!("layer {table}")),
+                path: path.to_path_buf(),
+                kind: PartKind::GeoPackage(table.clone()),
+                layer_base,
+            });
         }
         Ok(())
     }
@@ -436,8 +485,8 @@ impl Upload {
     }
 
     fn open_part(&self, part: &Part) -> Result<FeatureSource, ReadError> {
-        match part.kind {
-            PartKind::Plain(format) => {
+        match &part.kind {
+            &PartKind::Plain(format) => {
                 let file = File::open(&part.path)?;
                 crate::formats::open(
                     format,
@@ -447,6 +496,9 @@ impl Upload {
             }
             PartKind::Shapefile => {
                 crate::formats::shapefile::open_layer(&part.path, &self.opts.read)
+            }
+            PartKind::GeoPackage(table) => {
+                crate::formats::gpkg::open_layer(&part.path, table, &self.opts.read)
             }
         }
     }

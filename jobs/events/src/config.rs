@@ -132,6 +132,12 @@ pub struct EventsConfig {
     )]
     pub max_json_depth: usize,
 
+    /// GeoPackage layers (feature tables) to import, repeatable or comma separated; default
+    /// every feature table.
+    #[arg(long = "layer", env = "ETL_LAYER", value_delimiter = ',')]
+    #[serde(default)]
+    pub layer: Vec<String>,
+
     /// Coordinate system of the input's coordinates, for uploads that do not say (GeoJSON, CSV)
     /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
     /// or a file holding one. Output is always WGS 84.
@@ -384,6 +390,7 @@ impl EventsConfig {
                     max_ratio: self.max_zip_ratio,
                     max_entries: self.max_zip_entries,
                 },
+                layers: self.layer.clone(),
             },
             max_zoom,
             min_zoom: self.minimum_zoom,

@@ -113,3 +113,43 @@ fn projected_geojson_with_s_srs_comes_out_where_gdal_puts_them() {
     r.assert_code(64);
     assert!(r.stderr.contains("--s-srs EPSG:999999"), "{}", r.stderr);
 }
+
+#[test]
+fn a_shapefile_in_a_coordinate_system_nobody_knows_is_refused_naming_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mystery.zip");
+    let source = std::fs::File::open(repo("fixtures/crs/nztm/nztm_points.zip")).unwrap();
+    let mut archive = zip::ZipArchive::new(source).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        if name.ends_with(".prj") {
+            bytes = br#"PROJCS["Mystery_Grid",GEOGCS["GCS_Mystery",DATUM["D_Mystery",SPHEROID["Mystery",6377000.0,299.0]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",500000.0],PARAMETER["Central_Meridian",15.0],PARAMETER["Scale_Factor",0.9996],UNIT["Meter",1.0]]"#.to_vec();
+        }
+        out.start_file(name, options).unwrap();
+        out.write_all(&bytes).unwrap();
+    }
+    out.finish().unwrap();
+    let r = run(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--output",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    r.assert_code(65);
+    assert!(
+        r.stderr.contains("nztm_points.prj") && r.stderr.contains("Mystery_Grid"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        files_in(&dir.path().join("out")).is_empty(),
+        "nothing published: {:?}",
+        files_in(&dir.path().join("out"))
+    );
+}

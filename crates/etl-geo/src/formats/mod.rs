@@ -4,6 +4,7 @@ pub(crate) mod cot;
 pub(crate) mod csv;
 pub(crate) mod flatgeobuf;
 pub(crate) mod geojson;
+pub(crate) mod gpkg;
 pub(crate) mod gpx;
 pub(crate) mod kml;
 pub(crate) mod shapefile;

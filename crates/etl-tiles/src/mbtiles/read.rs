@@ -2,132 +2,40 @@
 //! `tiles` source and how to look tiles up, the coordinate scan (pass 1) and the point lookups
 //! of tile data (pass 2).
 
-use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use etl_geo::sqlite::SqliteOpenError;
+use rusqlite::Connection;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, config::DbConfig};
 
 use super::{Lookup, MAX_MBTILES_ZOOM, MbtilesError, MbtilesOptions, sql};
 use crate::tile::{TileCoord, tile_id};
 
-/// SQLite virtual-machine steps between deadline checks.
-const PROGRESS_STEPS: i32 = 100_000;
-
 /// Refuses anything but a regular file that starts with the SQLite header and is as long as
 /// the header says (a truncated upload would otherwise read as zero-filled pages).
 pub(super) fn check_sqlite_file(path: &Path) -> Result<(), MbtilesError> {
-    let md = std::fs::symlink_metadata(path)?;
-    if md.file_type().is_symlink() {
-        return Err(MbtilesError::NotMbtiles(
-            "the path is a symbolic link".into(),
-        ));
-    }
-    if !md.is_file() {
-        return Err(MbtilesError::NotMbtiles("not a regular file".into()));
-    }
-    let mut head = Vec::with_capacity(100);
-    std::fs::File::open(path)?
-        .take(100)
-        .read_to_end(&mut head)?;
-    if !head.starts_with(b"SQLite format 3\0") {
-        return Err(MbtilesError::NotMbtiles(
-            "not an SQLite database (bad header)".into(),
-        ));
-    }
-    if head.len() < 100 {
-        return Err(MbtilesError::NotMbtiles(format!(
-            "truncated SQLite file ({} bytes)",
-            head.len()
-        )));
-    }
-    let be32 = |o: usize| u32::from_be_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
-    let page_size = match u16::from_be_bytes([head[16], head[17]]) {
-        1 => 65_536u64,
-        p if p >= 512 && p.is_power_of_two() => u64::from(p),
-        p => {
-            return Err(MbtilesError::NotMbtiles(format!(
-                "invalid SQLite page size {p}"
-            )));
-        }
-    };
-    // The in-header page count is valid when the change counter matches version-valid-for.
-    let pages = u64::from(be32(28));
-    if pages > 0 && be32(24) == be32(92) && md.len() < pages * page_size {
-        return Err(MbtilesError::Corrupt {
-            what: "file size",
-            message: format!(
-                "truncated: the header says {pages} pages of {page_size} bytes, the file has {} bytes",
-                md.len()
-            ),
-        });
-    }
-    if md.len() < page_size {
-        return Err(MbtilesError::Corrupt {
-            what: "file size",
-            message: format!(
-                "truncated: {} bytes, less than one {page_size}-byte page",
-                md.len()
-            ),
-        });
-    }
-    Ok(())
+    etl_geo::sqlite::check_file(path).map_err(open_error)
 }
 
-/// `file:` URI for `path` with everything but unreserved characters percent-encoded.
-fn file_uri(path: &Path) -> Result<String, MbtilesError> {
-    let abs = std::path::absolute(path)?;
-    let mut uri = String::from("file:");
-    for &b in abs.as_os_str().as_encoded_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            uri.push(char::from(b));
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if !uri.starts_with("file:/") {
-        // Windows drive paths: file:/C:/...
-        uri.insert(5, '/');
-    }
-    uri.push_str("?mode=ro&immutable=1");
-    Ok(uri)
-}
-
+/// The hardened read-only connection of [`etl_geo::sqlite::open_read_only`].
 pub(super) fn open(
     path: &Path,
     deadline: Option<(Instant, Duration)>,
 ) -> Result<Connection, MbtilesError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_NOFOLLOW
-        | OpenFlags::SQLITE_OPEN_PRIVATE_CACHE;
-    let uri = file_uri(path)?;
-    let conn = Connection::open_with_flags(Path::new(&uri), flags).map_err(sql("opening"))?;
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
-        .map_err(sql("configuring SQLite"))?;
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
-        .map_err(sql("configuring SQLite"))?;
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
-        .map_err(sql("configuring SQLite"))?;
-    conn.pragma_update(None, "trusted_schema", false)
-        .map_err(sql("configuring SQLite"))?;
-    // Catch more corruption while reading b-tree cells; memory-map nothing.
-    conn.pragma_update(None, "cell_size_check", true)
-        .map_err(sql("configuring SQLite"))?;
-    conn.pragma_update(None, "mmap_size", 0)
-        .map_err(sql("configuring SQLite"))?;
-    conn.pragma_update(None, "temp_store", "FILE")
-        .map_err(sql("configuring SQLite"))?;
-    if let Some((at, _)) = deadline {
-        conn.progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= at))
-            .map_err(sql("configuring SQLite"))?;
+    etl_geo::sqlite::open_read_only(path, deadline).map_err(open_error)
+}
+
+fn open_error(e: SqliteOpenError) -> MbtilesError {
+    match e {
+        SqliteOpenError::Io(e) => MbtilesError::Io(e),
+        SqliteOpenError::NotSqlite(message) => MbtilesError::NotMbtiles(message),
+        SqliteOpenError::Truncated(message) => MbtilesError::Corrupt {
+            what: "file size",
+            message,
+        },
+        SqliteOpenError::Sqlite { what, source, .. } => sql(what)(source),
     }
-    // Reading the schema is the first real access: a damaged file fails here.
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-        .map_err(sql("reading the schema"))?;
-    Ok(conn)
 }
 
 /// Checks that `tiles` exists with the MBTiles columns and decides how to fetch tiles in
@@ -454,11 +362,5 @@ mod tests {
             xyz(2, 0, -1),
             Err(MbtilesError::OutOfRange { .. })
         ));
-    }
-
-    #[test]
-    fn uri_escapes_reserved_characters() {
-        let u = file_uri(Path::new("/tmp/a b?c#d%e.mbtiles")).unwrap();
-        assert_eq!(u, "file:/tmp/a%20b%3Fc%23d%25e.mbtiles?mode=ro&immutable=1");
     }
 }

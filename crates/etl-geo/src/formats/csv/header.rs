@@ -2,8 +2,32 @@
 
 use crate::formats::CsvOptions;
 
-const LON_NAMES: [&str; 4] = ["lon", "lng", "long", "longitude"];
-const LAT_NAMES: [&str; 2] = ["lat", "latitude"];
+/// Longitude and latitude headers, compared without case, spaces, `_`, `-` or `.`: the
+/// English, Spanish/Portuguese/French/Italian spellings, decimal-degree suffixes, and Darwin
+/// Core's `decimalLongitude`.
+const LON_NAMES: [&str; 11] = [
+    "lon",
+    "lng",
+    "long",
+    "longitude",
+    "longitud",
+    "longitudine",
+    "londd",
+    "longdd",
+    "londeg",
+    "longitudedeg",
+    "decimallongitude",
+];
+const LAT_NAMES: [&str; 8] = [
+    "lat",
+    "latitude",
+    "latitud",
+    "latitudine",
+    "latdd",
+    "latdeg",
+    "latitudedeg",
+    "decimallatitude",
+];
 const WKT_NAMES: [&str; 5] = ["wkt", "geometry", "geom", "the_geom", "wkt_geom"];
 
 /// The columns the geometry comes from.
@@ -18,7 +42,10 @@ impl GeometryColumns {
     /// latitude names win, then a WKT column, then `x`/`y` (weak names, often
     /// projected coordinates or unrelated data).
     pub(crate) fn detect<S: AsRef<str>>(header: &[S]) -> Option<Self> {
-        if let (Some(lon), Some(lat)) = (find(header, &LON_NAMES), find(header, &LAT_NAMES)) {
+        if let (Some(lon), Some(lat)) = (
+            find_loose(header, &LON_NAMES),
+            find_loose(header, &LAT_NAMES),
+        ) {
             return Some(GeometryColumns::LonLat { lon, lat });
         }
         if let Some(column) = find(header, &WKT_NAMES) {
@@ -45,13 +72,13 @@ impl GeometryColumns {
         if opts.lon.is_some() || opts.lat.is_some() {
             let lon = match &opts.lon {
                 Some(name) => named(name, "longitude")?,
-                None => find(header, &LON_NAMES)
+                None => find_loose(header, &LON_NAMES)
                     .or_else(|| find(header, &["x"]))
                     .ok_or_else(|| format!("no longitude column in header: {}", joined(header)))?,
             };
             let lat = match &opts.lat {
                 Some(name) => named(name, "latitude")?,
-                None => find(header, &LAT_NAMES)
+                None => find_loose(header, &LAT_NAMES)
                     .or_else(|| find(header, &["y"]))
                     .ok_or_else(|| format!("no latitude column in header: {}", joined(header)))?,
             };
@@ -82,6 +109,24 @@ fn find<S: AsRef<str>>(header: &[S], names: &[&str]) -> Option<usize> {
     })
 }
 
+/// [`find`] for the geometry names: a header matches when it equals one of `names` once
+/// lowercased and stripped of spaces, `_`, `-` and `.` (`Decimal Longitude`, `LON_DD`).
+fn find_loose<S: AsRef<str>>(header: &[S], names: &[&str]) -> Option<usize> {
+    let loose: Vec<String> = header
+        .iter()
+        .map(|h| {
+            h.as_ref()
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '_' | '-' | '.'))
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    names
+        .iter()
+        .find_map(|name| loose.iter().position(|h| h == name))
+}
+
 fn joined<S: AsRef<str>>(header: &[S]) -> String {
     let names: Vec<&str> = header.iter().map(AsRef::as_ref).collect();
     let text = names.join(",");
@@ -108,6 +153,23 @@ pub(crate) fn split_header_line(line: &str, delimiter: u8) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn longitude_and_latitude_in_other_spellings_win_over_x_and_y() {
+        for (lon, lat) in [
+            ("Longitud", "Latitud"),
+            ("Decimal Longitude", "Decimal Latitude"),
+            ("decimalLongitude", "decimalLatitude"),
+            ("LON_DD", "LAT_DD"),
+            ("longitude_deg", "latitude_deg"),
+        ] {
+            assert_eq!(
+                GeometryColumns::detect(&["X", "Y", lat, lon]),
+                Some(GeometryColumns::LonLat { lon: 3, lat: 2 }),
+                "{lon}/{lat}"
+            );
+        }
+    }
 
     #[test]
     fn detects_lon_lat_names() {

@@ -27,6 +27,8 @@ use manifest::read_manifest;
 /// How much of a file detection looks at.
 const SNIFF_BYTES: usize = 64 * 1024;
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+/// A Shapefile's `.shp` starts with the big-endian file code 9994.
+const SHP_MAGIC: &[u8] = &[0x00, 0x00, 0x27, 0x0a];
 const READ_BUFFER: usize = 256 * 1024;
 
 /// What an upload turned out to be.
@@ -187,6 +189,23 @@ impl Upload {
                 upload.format = UploadFormat::GeoPackage;
                 upload.add_geopackage(path)?;
             }
+            return Ok(upload);
+        }
+        if prefix.starts_with(SHP_MAGIC)
+            && path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("shp"))
+        {
+            // A loose Shapefile set: its `.dbf`, `.prj` and `.cpg` are read from beside it.
+            upload.format = UploadFormat::ShapefileZip;
+            let layer_base = upload.layers.len() as u32;
+            upload.add_layer(stem);
+            upload.parts.push_back(Part {
+                label: None,
+                path: path.to_path_buf(),
+                kind: PartKind::Shapefile,
+                layer_base,
+            });
             return Ok(upload);
         }
         if archive::is_zip(&prefix) {

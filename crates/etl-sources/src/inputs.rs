@@ -26,6 +26,7 @@ pub async fn expand(
     }
     all.sort_by(|a, b| a.location.cmp(&b.location));
     all.dedup_by(|a, b| a.location == b.location);
+    let all = without_sidecars(all);
     if all.is_empty() {
         return Err(JobError::usage("no --input given"));
     }
@@ -33,6 +34,33 @@ pub async fn expand(
         .into_iter()
         .filter(|m| batch.owns(&m.location.to_string()))
         .collect())
+}
+
+/// Files that belong to a Shapefile set whose `.shp` is among the inputs (`.dbf`, `.prj`, …):
+/// read with it, not as inputs of their own.
+fn without_sidecars(all: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
+    const SIDECARS: [&str; 12] = [
+        "shx", "dbf", "prj", "cpg", "sbn", "sbx", "qix", "fix", "aih", "ain", "atx", "shp.xml",
+    ];
+    let shp_stems: std::collections::HashSet<String> = all
+        .iter()
+        .filter_map(|m| {
+            let url = m.location.to_string();
+            let lower = url.to_ascii_lowercase();
+            lower.strip_suffix(".shp").map(str::to_string)
+        })
+        .collect();
+    all.into_iter()
+        .filter(|m| {
+            let lower = m.location.to_string().to_ascii_lowercase();
+            !SIDECARS.iter().any(|ext| {
+                lower
+                    .strip_suffix(ext)
+                    .and_then(|s| s.strip_suffix('.'))
+                    .is_some_and(|stem| shp_stems.contains(stem))
+            })
+        })
+        .collect()
 }
 
 pub fn versions(inputs: &[ObjectMeta]) -> Vec<InputVersion> {

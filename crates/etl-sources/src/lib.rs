@@ -5,5 +5,6 @@
 //!
 //! [`Store`]: etl_core::store::Store
 
+pub mod file;
 pub mod inputs;
 pub mod read;

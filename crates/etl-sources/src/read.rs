@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use etl_core::JobError;
-use etl_core::store::{ObjectMeta, Store};
+use etl_core::store::{Location, ObjectMeta, Store};
 use etl_geo::{Format, ReadError, ReadOptions, Record};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
@@ -120,7 +120,7 @@ fn detect(name: &str, forced: Option<Format>, prefix: &[u8]) -> Result<Format, S
     Err(format!("unsupported input format: starts with {shown:?}"))
 }
 
-fn read_err(url: &str, e: ReadError) -> JobError {
+pub(crate) fn read_err(url: &str, e: ReadError) -> JobError {
     match e {
         ReadError::Io(io) => io_err(url, io),
         other => JobError::bad_input(format!("{url}:{other}")),
@@ -189,14 +189,37 @@ pub fn spawn(
                     "{url}: empty file: no features found"
                 )));
             }
-            let name = url.strip_suffix(".gz").unwrap_or(&url);
-            let fmt = detect(name, forced, &prefix)
-                .map_err(|m| JobError::bad_input(format!("{url}: {m}")))?;
-            let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(
-                1 << 20,
-                Cursor::new(prefix).chain(raw),
-            ));
-            let source = etl_geo::open(fmt, input, &opts).map_err(|e| read_err(&url, e))?;
+            // Kept until the records are read: a temporary copy is removed when it drops.
+            let mut local = None;
+            let source: Box<dyn Iterator<Item = Result<Record, ReadError>> + Send> =
+                if crate::file::needs_file(&prefix) {
+                    let file = match &meta.location {
+                        Location::File(path) if !gzipped => crate::file::Local::Path(path.clone()),
+                        _ if url.to_ascii_lowercase().ends_with(".shp") => {
+                            return Err(JobError::bad_input(format!(
+                                "{url}: a loose Shapefile is read from local files only (its .dbf and .prj beside it); zip the set to load it from S3"
+                            )));
+                        }
+                        _ => crate::file::Local::copy(&url, &prefix, &mut raw)?,
+                    };
+                    let (upload, layers) = crate::file::open(&url, &file, &opts)?;
+                    local = Some(file);
+                    Box::new(upload.map(move |item| {
+                        item.map(|mut record| {
+                            crate::file::label(&mut record, &layers);
+                            record
+                        })
+                    }))
+                } else {
+                    let name = url.strip_suffix(".gz").unwrap_or(&url);
+                    let fmt = detect(name, forced, &prefix)
+                        .map_err(|m| JobError::bad_input(format!("{url}: {m}")))?;
+                    let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(
+                        1 << 20,
+                        Cursor::new(prefix).chain(raw),
+                    ));
+                    etl_geo::open(fmt, input, &opts).map_err(|e| read_err(&url, e))?
+                };
             let mut batch = Vec::with_capacity(READ_BATCH);
             for item in source {
                 let rec = item.map_err(|e| read_err(&url, e))?;
@@ -229,6 +252,11 @@ pub fn spawn(
             }
             if tx.blocking_send(Msg::End).is_err() {
                 tracing::debug!(input = %url, "the consumer stopped before the end of the input");
+            }
+            if let Some(crate::file::Local::Copy(copy)) = local
+                && let Err(e) = copy.close()
+            {
+                tracing::warn!(input = %url, error = %e, "could not remove the temporary copy of the input");
             }
             Ok(())
         })();

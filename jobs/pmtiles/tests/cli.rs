@@ -912,3 +912,20 @@ fn s_srs_tiles_projected_numbers_where_they_are() {
     let r = run(&["-o", s(&dir.path().join("no.pmtiles")), "-z8", s(&input)]);
     assert_ne!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn a_geopackage_and_a_zipped_shapefile_are_tiled_where_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    for input in ["formats/gpkg/nztm.gpkg", "crs/nztm/nztm_points.zip"] {
+        let out = dir.path().join("nz.pmtiles");
+        run(&["-o", s(&out), "-f", "-z6", s(&repo("fixtures").join(input))]).assert_code(0);
+        let f = std::fs::File::open(&out).unwrap();
+        let a = Archive::open(std::io::BufReader::new(f)).unwrap();
+        let [w, south, e, north] = a.header().bounds;
+        assert!(
+            w > 165.0 && e < 179.0 && south > -48.0 && north < -34.0,
+            "{input}: {:?}",
+            a.header().bounds
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! etl-data reads what etl-events reads: a zipped Shapefile, a loose Shapefile set (its
+//! `.dbf`/`.prj` beside it, not read as inputs of their own), a GeoPackage (every feature
+//! table, each feature saying its layer) and a zip on S3 (copied to a temporary file first),
+//! in their own coordinate systems, into WGS 84 where GDAL puts them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+
+use etl_core::store::{Location, S3Config, Store};
+use serde_json::Value;
+use support::*;
+
+/// (lon, lat) of the 10,000 NZTM reference points, by id.
+fn reference() -> Vec<(f64, f64)> {
+    let file = std::fs::File::open(repo_fixture("crs/2193.csv.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|f| f.parse().unwrap()).collect();
+            (v[2], v[3])
+        })
+        .collect()
+}
+
+fn load(input: &str, out: &std::path::Path) -> Vec<Value> {
+    run(&["--input", input, "--output", out.to_str().unwrap()]).assert_code(0);
+    std::fs::read_to_string(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn assert_nztm_points(what: &str, features: &[Value]) {
+    let reference = reference();
+    assert_eq!(features.len(), reference.len(), "{what}");
+    for f in features {
+        let id = f["properties"]["id"]
+            .as_u64()
+            .or_else(|| f["properties"]["id"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| panic!("{what}: no id in {f}"));
+        let (lon, lat) = reference[id as usize];
+        let c = &f["geometry"]["coordinates"];
+        let (x, y) = (c[0].as_f64().unwrap(), c[1].as_f64().unwrap());
+        assert!(
+            (x - lon).abs() < 1e-7 && (y - lat).abs() < 1e-7,
+            "{what}: feature {id} at {x},{y}, GDAL {lon},{lat}"
+        );
+        assert_eq!(f["properties"]["name"], format!("p{id}"), "{what}");
+    }
+}
+
+#[test]
+fn zipped_and_loose_shapefiles_and_geopackages_load_in_wgs84() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = repo_fixture("crs/nztm/nztm_points.zip");
+    let got = load(zip.to_str().unwrap(), &dir.path().join("zip.geojsonl"));
+    assert_nztm_points("zipped shapefile", &got);
+
+    // The same set unzipped into a directory: the directory is the input.
+    let set = dir.path().join("set");
+    std::fs::create_dir(&set).unwrap();
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).unwrap();
+    archive.extract(&set).unwrap();
+    let got = load(set.to_str().unwrap(), &dir.path().join("loose.geojsonl"));
+    assert_nztm_points("loose shapefile", &got);
+
+    let gpkg = repo_fixture("formats/gpkg/nztm.gpkg");
+    let got = load(gpkg.to_str().unwrap(), &dir.path().join("gpkg.geojsonl"));
+    let layers: Vec<&str> = got
+        .iter()
+        .map(|f| f["properties"]["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["roads", "roads", "parcels", "parcels"]);
+    let want: Value = serde_json::from_slice(
+        &std::fs::read(repo_fixture("formats/gpkg/nztm_parcels.4326.geojson")).unwrap(),
+    )
+    .unwrap();
+    let ring = |f: &Value| f["geometry"]["coordinates"][0][0].clone();
+    let (a, b) = (ring(&got[2]), ring(&want["features"][0]));
+    assert!(
+        (a[0].as_f64().unwrap() - b[0].as_f64().unwrap()).abs() < 1e-7
+            && (a[1].as_f64().unwrap() - b[1].as_f64().unwrap()).abs() < 1e-7,
+        "{a} vs {b}"
+    );
+}
+
+#[test]
+fn a_zip_on_s3_is_copied_and_read() {
+    let rt = rt();
+    let store = Store::new(S3Config {
+        endpoint: Some(s3_endpoint()),
+        ..Default::default()
+    });
+    let bucket = unique("etl-data-zip").replace('_', "-").to_lowercase();
+    rt.block_on(async {
+        store
+            .s3()
+            .await
+            .unwrap()
+            .client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+    });
+    let url = format!("s3://{bucket}/in/nztm_points.zip");
+    let bytes = std::fs::read(repo_fixture("crs/nztm/nztm_points.zip")).unwrap();
+    rt.block_on(async {
+        let mut w = store.writer(&Location::parse(&url).unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            w.write_all(&bytes).unwrap();
+            w.commit().unwrap();
+        })
+        .await
+        .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let got = load(&url, &dir.path().join("s3.geojsonl"));
+    assert_nztm_points("zip on S3", &got);
+}

@@ -16,6 +16,7 @@
 # layer (the other two are empty). Each conversion's output is checked: same feature count.
 # shapefile-nztm-1m-points: 1M random points over New Zealand written by ogr2ogr in NZTM2000
 # (EPSG:2193, GDAL's ESRI .prj), so both tools reproject every point to WGS 84.
+# gpkg-nztm-1m-points: the same points as a GeoPackage (ogr2ogr's default: R-tree index, NZTM2000).
 # Wall time is the whole process; peak RSS from `/usr/bin/time -v`. Tools alternate order.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -90,6 +91,13 @@ PY
   rm "$NZTM/points.csv"
   touch "$NZTM/.complete"
 fi
+if wants_case gpkg-nztm-1m-points && [[ ! -f $NZTM/points.gpkg ]]; then
+  [[ -f $NZTM/.complete ]] || die "make the Shapefile first: CASES=shapefile-nztm-1m-points,gpkg-nztm-1m-points"
+  say "making the 1M NZTM2000 points as a GeoPackage with ogr2ogr"
+  rm -f "$NZTM/partial.gpkg"
+  ogr2ogr -f GPKG "$NZTM/partial.gpkg" "$NZTM/points.shp" -nln points
+  mv "$NZTM/partial.gpkg" "$NZTM/points.gpkg"
+fi
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/events-bench.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
@@ -150,6 +158,7 @@ if wants_case kml-200k-points; then convert_case kml-200k-points "$DATA/points.k
 if wants_case gpx-50k-tracks; then convert_case gpx-50k-tracks "$DATA/tracks.gpx" "$DATA/tracks.gpx" "tracks"; fi
 if wants_case shapefile-200k-points; then convert_case shapefile-200k-points "$DATA/points.zip" "$DATA/points.shp" ""; fi
 if wants_case shapefile-nztm-1m-points; then convert_case shapefile-nztm-1m-points "$NZTM/points.zip" "$NZTM/points.shp" ""; fi
+if wants_case gpkg-nztm-1m-points; then convert_case gpkg-nztm-1m-points "$NZTM/points.gpkg" "$NZTM/points.gpkg" ""; fi
 
 # Full imports (GeoJSON sequence + PMTiles z0-14 + manifest): no peer does this in one step.
 # Default flags and no environment, as the events job runs it.

@@ -16,6 +16,7 @@
 //! CRS whose datum has no known transformation to WGS 84, or that cannot be parsed, is an
 //! error naming the CRS: projected numbers are never passed on as degrees.
 
+mod choose;
 mod resolve;
 
 use std::sync::Arc;
@@ -45,7 +46,7 @@ enum Inner {
     /// Geographic WGS 84 (EPSG:4326, OGC:CRS84): used as they are.
     Wgs84,
     Transform {
-        forward: Arc<Transform>,
+        forward: Arc<choose::Operations>,
         /// The source's axes are north first (a parsed definition that says so): swapped on
         /// the way in, since files store easting/longitude first.
         swap: bool,
@@ -88,7 +89,11 @@ impl Crs {
         if is_wgs84_code(code) {
             return Ok(Crs::wgs84());
         }
-        let forward = guarded(|| Transform::from_epsg(code, 4326))
+        let source = proj_core::registry::lookup_epsg(code)
+            .ok_or_else(|| CrsError(format!("EPSG:{code}: not in the EPSG registry")))?;
+        let forward = wgs84_def()
+            .and_then(|target| guarded(|| Transform::from_crs_defs(&source, &target)))
+            .and_then(|t| choose::Operations::new(&source, t, false))
             .map_err(|e| CrsError(format!("EPSG:{code}: {e}")))?;
         Ok(Crs {
             inner: Inner::Transform {
@@ -113,27 +118,50 @@ impl Crs {
             )));
         }
         let def = Definition::read(text)?;
-        if let Some(code) = def.epsg {
-            return Crs::from_epsg(code).map_err(|e| CrsError(format!("{} ({e})", def.label())));
-        }
         if def.is_crs84 {
             return Ok(Crs::wgs84());
         }
-        let parsed = guarded(|| proj_wkt::parse_crs(text))
-            .map_err(|e| CrsError(format!("{}: {e}", def.label())))?;
+        // GDAL's WKT1 carries the exact definition in EXTENSION["PROJ4", …] where WKT1 cannot
+        // say it (Web Mercator's sphere on a WGS 84 datum): GDAL reads that, and so must we —
+        // the WKT alone reads as ellipsoidal Mercator, kilometres off.
+        if def.epsg.is_none()
+            && let Some(proj4) = resolve::proj4_extension(text)
+        {
+            return Crs::from_definition(&proj4)
+                .map_err(|e| CrsError(format!("{} (its PROJ4 extension: {e})", def.label())));
+        }
+        // The registry's definition for a code, unless the text adds its own datum shift
+        // (TOWGS84, a BoundCRS, +towgs84), which only parsing the text keeps.
+        let mut by_code = None;
+        if let Some(code) = def.epsg
+            && !declares_datum_shift(text)
+        {
+            match Crs::from_epsg(code) {
+                Ok(crs) => return Ok(crs),
+                Err(e) => by_code = Some(e),
+            }
+        }
+        let label = def.label();
+        let parsed = guarded(|| proj_wkt::parse_crs(text)).map_err(|e| match &by_code {
+            Some(first) => CrsError(format!("{label}: {first}; parsing the definition: {e}")),
+            None => CrsError(format!("{label}: {e}")),
+        })?;
         let swap = parsed.axis_order() == Some(AxisOrder::NorthEast);
         let forward = guarded(|| proj_wkt::transform_from_crs_strings(text, "EPSG:4326"))
-            .map_err(|e| CrsError(format!("{}: {e}", def.label())))?;
+            .map_err(|e| CrsError(format!("{label}: {e}")))?;
         // A definition of WGS 84 itself under another name (an ESRI `GCS_WGS_1984` .prj).
         if parsed.epsg() == 4326 || (parsed.is_geographic() && is_identity(&forward, swap)) {
             return Ok(Crs::wgs84());
         }
+        let own_shift = declares_datum_shift(text);
+        let forward = choose::Operations::new(&parsed, forward, own_shift)
+            .map_err(|e| CrsError(format!("{label}: {e}")))?;
         Ok(Crs {
             inner: Inner::Transform {
                 forward: Arc::new(forward),
                 swap,
             },
-            name: Arc::from(def.label()),
+            name: Arc::from(label),
         })
     }
 
@@ -200,7 +228,7 @@ impl Crs {
             Inner::Wgs84 => Ok((lon, lat)),
             Inner::Transform { forward, swap } => {
                 let inverse = forward
-                    .inverse()
+                    .inverse_at(lon, lat)
                     .map_err(|e| CrsError(format!("{}: no inverse: {e}", self.name)))?;
                 let (a, b) = inverse
                     .convert((lon, lat))
@@ -282,6 +310,19 @@ fn reproject_at(
     }
 }
 
+pub(super) fn wgs84_def() -> Result<proj_core::CrsDef, String> {
+    proj_core::registry::lookup_epsg(4326)
+        .ok_or_else(|| "EPSG:4326 is missing from the registry".to_owned())
+}
+
+/// Whether a definition carries its own transformation to WGS 84.
+fn declares_datum_shift(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    upper.contains("TOWGS84")
+        || upper.contains("BOUNDCRS")
+        || upper.contains("\"ABRIDGEDTRANSFORMATION\"")
+}
+
 /// Codes that are WGS 84 longitude/latitude as files store them.
 fn is_wgs84_code(code: u32) -> bool {
     code == 4326
@@ -301,7 +342,9 @@ fn is_identity(t: &Transform, swap: bool) -> bool {
 
 /// Runs a call into the projection library, turning a panic (a bug there, on some hostile
 /// definition) into an error instead of taking the process down.
-fn guarded<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+pub(super) fn guarded<T, E: std::fmt::Display>(
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
@@ -369,5 +412,106 @@ mod tests {
         let crs = Crs::from_definition("EPSG:2193").unwrap();
         assert!(crs.to_wgs84(f64::NAN, 1.0).is_err());
         assert!(crs.to_wgs84(1e300, 1e300).is_err());
+    }
+}
+
+#[cfg(test)]
+mod against_gdal {
+    use super::*;
+
+    /// One position per CRS, where GDAL 3.6.2 / PROJ 9.1.1 (no grids) puts it
+    /// (`echo X Y | gdaltransform -s_srs EPSG:N -t_srs EPSG:4326 -output_xy`), and how close
+    /// we must be: 1 cm, or for the datums whose transformation EPSG has revised since PROJ
+    /// 9.1's dataset (v10.076; proj-core carries v12) 1 m, well inside their stated 1–3 m.
+    const POINTS: [(u32, f64, f64, f64, f64, f64); 9] = [
+        (
+            21781,
+            600_000.0,
+            200_000.0,
+            7.438_632_420_871_81,
+            46.951_082_771_871_1,
+            1.0,
+        ),
+        (
+            31467,
+            3_500_000.0,
+            5_500_000.0,
+            8.998_958_968_391_23,
+            49.636_708_261_708_7,
+            1.0,
+        ),
+        (
+            23032,
+            500_000.0,
+            5_000_000.0,
+            8.998_948_802_572_14,
+            45.151_699_124_934_9,
+            0.01,
+        ),
+        (
+            31370,
+            150_000.0,
+            170_000.0,
+            4.368_752_140_904_19,
+            50.840_411_283_117_9,
+            1.0,
+        ),
+        (
+            27700,
+            400_000.0,
+            300_000.0,
+            -2.001_433_115_510_89,
+            52.597_792_430_833_8,
+            0.01,
+        ),
+        (
+            2193,
+            1_750_000.0,
+            5_430_000.0,
+            174.790_780_030_4,
+            -41.267_507_306_569_3,
+            0.01,
+        ),
+        (
+            4267,
+            -100.0,
+            40.0,
+            -100.000_415_588_626,
+            39.999_996_882_432_8,
+            0.01,
+        ),
+        (
+            28992,
+            155_000.0,
+            463_000.0,
+            5.387_203_508_413_77,
+            52.155_172_301_192_2,
+            0.01,
+        ),
+        (3035, 4_321_000.0, 3_210_000.0, 10.0, 52.0, 0.01),
+    ];
+
+    /// Datums with several transformations (NAD27 has dozens, one of them for Panama): each
+    /// position takes the one for where it is, as PROJ does, and never a deprecated one
+    /// (CH1903's EPSG:1508 put Bern 18 km off).
+    #[test]
+    fn datums_with_several_transformations_land_where_gdal_puts_them() {
+        let mut report = Vec::new();
+        let mut worst_over = Vec::new();
+        for (code, x, y, lon, lat, tolerance) in POINTS {
+            let crs = Crs::from_epsg(code).unwrap_or_else(|e| panic!("{e}"));
+            let (l, b) = crs.to_wgs84(x, y).unwrap();
+            let metres =
+                ((l - lon) * 111_320.0 * lat.to_radians().cos()).hypot((b - lat) * 111_320.0);
+            report.push(format!("EPSG:{code}: {metres:.3} m"));
+            if metres >= tolerance {
+                worst_over.push(code);
+            }
+        }
+        assert!(
+            worst_over.is_empty(),
+            "{worst_over:?}\n{}",
+            report.join("\n")
+        );
     }
 }

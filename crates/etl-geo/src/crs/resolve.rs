@@ -192,6 +192,18 @@ fn read_wkt(text: &str, def: &mut Definition) -> Result<(), CrsError> {
             b']' | b')' => {
                 depth = depth.saturating_sub(1);
                 pending_node = None;
+                if depth == 0 {
+                    // One definition: whatever follows its closing bracket is not part of it
+                    // (and must not lend it an AUTHORITY).
+                    let rest = text.get(i + 1..).unwrap_or("").trim();
+                    if !rest.is_empty() {
+                        return Err(CrsError(format!(
+                            "coordinate system WKT has text after its end: \"{}\"",
+                            crate::formats::excerpt(rest)
+                        )));
+                    }
+                    return Ok(());
+                }
             }
             b',' => {}
             _ => {
@@ -203,6 +215,17 @@ fn read_wkt(text: &str, def: &mut Definition) -> Result<(), CrsError> {
         word_start = i;
     }
     Ok(())
+}
+
+/// The PROJ string of a WKT1 `EXTENSION["PROJ4","…"]`, if the text has one.
+pub fn proj4_extension(text: &str) -> Option<String> {
+    let upper = text.to_ascii_uppercase();
+    let at = upper.find("EXTENSION[\"PROJ4\"")?;
+    let rest = text.get(at + "EXTENSION[\"PROJ4\"".len()..)?.trim_start();
+    let rest = rest.strip_prefix(',')?.trim_start().strip_prefix('"')?;
+    let end = closing_quote(rest.as_bytes(), 0)?;
+    let value = rest.get(..end)?.replace("\"\"", "\"");
+    (!value.trim().is_empty()).then_some(value)
 }
 
 /// The index of the quote that closes a string opened before `from` (`""` is an escaped quote).
@@ -290,6 +313,11 @@ mod tests {
                 .unwrap()
                 .is_crs84
         );
+    }
+
+    #[test]
+    fn a_second_node_cannot_lend_the_first_an_authority() {
+        assert!(Definition::read(r#"LOCAL_CS["site"],X[AUTHORITY["EPSG","4326"]]"#).is_err());
     }
 
     #[test]

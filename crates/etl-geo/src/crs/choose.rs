@@ -1,0 +1,107 @@
+//! Which datum transformation each position goes through, as PROJ chooses it: a datum often has
+//! several transformations to WGS 84, each for its own area (NAD27 has dozens, from Cuba to
+//! Alaska). proj-core picks one for the whole CRS; PROJ (and so GDAL) picks, for each position,
+//! the most accurate one whose area holds it. This does the latter among the transformations
+//! that need no grid file and that EPSG has not deprecated (kept for history; some are
+//! kilometres off, e.g. CH1903's EPSG:1508); a position outside all of their areas takes the
+//! one proj-core picked (one transformation for the whole edge of a dataset, not a jump to "no
+//! shift" as GDAL makes).
+
+use proj_core::{AreaOfUse, CrsDef, SelectionOptions, Transform};
+
+use super::guarded;
+
+/// The transformations of one CRS to WGS 84.
+pub(super) struct Operations {
+    /// For positions outside every area below.
+    default: Transform,
+    /// Most accurate first (then the smaller area), with the area each is for.
+    by_area: Vec<(AreaOfUse, Transform)>,
+}
+
+impl Operations {
+    /// Built from what proj-core selected for the whole CRS (`selected`; for a definition
+    /// with its own TOWGS84 that is the only transformation used).
+    pub(super) fn new(
+        source: &CrsDef,
+        selected: Transform,
+        own_shift: bool,
+    ) -> Result<Operations, String> {
+        let target = super::wgs84_def()?;
+        if own_shift {
+            return Ok(Operations {
+                default: selected,
+                by_area: Vec::new(),
+            });
+        }
+        let candidates =
+            guarded(|| proj_core::registry::operation_candidates_between(source, &target))?;
+        let mut usable: Vec<(f64, f64, AreaOfUse, Transform)> = Vec::new();
+        for c in candidates.iter().filter(|c| !c.deprecated && !c.uses_grids) {
+            let (Some(id), Some(area)) = (c.id, c.area_of_use.clone()) else {
+                continue;
+            };
+            let options = SelectionOptions::new().with_operation(id);
+            let Ok(t) = guarded(|| {
+                Transform::from_crs_defs_with_selection_options(source, &target, options)
+            }) else {
+                continue;
+            };
+            let accuracy = c.accuracy.as_ref().map_or(f64::INFINITY, |a| a.meters);
+            let size = (area.east - area.west).abs() * (area.north - area.south).abs();
+            usable.push((accuracy, size, area, t));
+        }
+        usable.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let default = if selected.selected_operation().deprecated {
+            // Never the deprecated one: the best current transformation for the whole CRS.
+            match usable.first() {
+                Some((_, _, _, t)) => t.clone(),
+                None => {
+                    return Err(format!(
+                        "the only transformation to WGS 84 known for it ({}) is deprecated",
+                        selected.selected_operation().name
+                    ));
+                }
+            }
+        } else {
+            selected
+        };
+        // One transformation, or none with an area: nothing to choose per position.
+        let by_area = if usable.len() > 1 {
+            usable.into_iter().map(|(_, _, a, t)| (a, t)).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Operations { default, by_area })
+    }
+
+    /// The transformation a position goes through, given where it lands approximately.
+    fn for_position(&self, lon: f64, lat: f64) -> &Transform {
+        let at = proj_core::Coord { x: lon, y: lat };
+        self.by_area
+            .iter()
+            .find(|(area, _)| area.contains_point(at))
+            .map_or(&self.default, |(_, t)| t)
+    }
+
+    /// One position (in the CRS's own axis order) to WGS 84 longitude/latitude.
+    pub(super) fn convert(&self, input: (f64, f64)) -> proj_core::Result<(f64, f64)> {
+        let first = self.default.convert(input)?;
+        if self.by_area.is_empty() {
+            return Ok(first);
+        }
+        // Every datum shift is metres to hundreds of metres: where the default puts the
+        // position tells which area it is in.
+        let chosen = self.for_position(first.0, first.1);
+        if std::ptr::eq(chosen, &self.default) {
+            Ok(first)
+        } else {
+            chosen.convert(input)
+        }
+    }
+
+    /// The transformation back from WGS 84 for a position at `lon`, `lat`.
+    pub(super) fn inverse_at(&self, lon: f64, lat: f64) -> proj_core::Result<Transform> {
+        self.for_position(lon, lat).inverse()
+    }
+}

@@ -300,12 +300,23 @@ impl Upload {
         let tables = crate::formats::gpkg::feature_tables(path)?;
         let wanted = &self.opts.layers;
         if let Some(missing) = wanted.iter().find(|w| !tables.contains(w)) {
+            let shown: Vec<String> = tables
+                .iter()
+                .take(20)
+                .map(|t| crate::formats::excerpt(&t.replace(['\n', '\r'], " ")).to_string())
+                .collect();
             return Err(ReadError::Refused(format!(
-                "--layer {missing:?}: the GeoPackage has no such feature table (it has {})",
-                if tables.is_empty() {
+                "--layer {:?}: the GeoPackage has no such feature table (it has {}{})",
+                crate::formats::excerpt(missing),
+                if shown.is_empty() {
                     "none".to_owned()
                 } else {
-                    tables.join(", ")
+                    shown.join(", ")
+                },
+                if tables.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
                 }
             )));
         }

@@ -323,6 +323,35 @@ fn declares_datum_shift(text: &str) -> bool {
         || upper.contains("\"ABRIDGEDTRANSFORMATION\"")
 }
 
+/// Why a reprojected geometry cannot be used, if it cannot: a line or ring whose consecutive
+/// positions are more than 180° of longitude apart crossed the antimeridian on the way to WGS
+/// 84 (a shape around Fiji or the Aleutians in a projected system), and would wrap around the
+/// world. Splitting such shapes is not done; they are rejected rather than drawn wrong.
+pub fn antimeridian_crossing(geometry: &geo_types::Geometry<f64>) -> Option<String> {
+    use geo_types::Geometry as G;
+    let line = |coords: &[geo_types::Coord<f64>]| {
+        coords.windows(2).any(|w| (w[1].x - w[0].x).abs() > 180.0)
+    };
+    let polygon = |p: &geo_types::Polygon<f64>| {
+        line(&p.exterior().0) || p.interiors().iter().any(|r| line(&r.0))
+    };
+    let crosses = match geometry {
+        G::Point(_) | G::MultiPoint(_) => false,
+        G::Line(l) => (l.end.x - l.start.x).abs() > 180.0,
+        G::LineString(ls) => line(&ls.0),
+        G::Polygon(p) => polygon(p),
+        G::MultiLineString(ml) => ml.0.iter().any(|ls| line(&ls.0)),
+        G::MultiPolygon(mp) => mp.0.iter().any(polygon),
+        G::GeometryCollection(gc) => return gc.0.iter().find_map(antimeridian_crossing),
+        G::Rect(r) => (r.max().x - r.min().x).abs() > 180.0,
+        G::Triangle(t) => line(&[t.v1(), t.v2(), t.v3(), t.v1()]),
+    };
+    crosses.then(|| {
+        "crosses the antimeridian (180°) once in WGS 84; shapes across it are not split yet"
+            .to_owned()
+    })
+}
+
 /// Codes that are WGS 84 longitude/latitude as files store them.
 fn is_wgs84_code(code: u32) -> bool {
     code == 4326
@@ -405,6 +434,24 @@ mod tests {
                 &def[..def.len().min(60)]
             );
         }
+    }
+
+    #[test]
+    fn a_line_across_the_antimeridian_is_flagged_not_wrapped_around_the_world() {
+        // UTM 60S straddles 180°: 300 km east of its central meridian (177°E) is past it.
+        let crs = Crs::from_epsg(32760).unwrap();
+        let mut line = geo_types::Geometry::LineString(geo_types::LineString::from(vec![
+            (600_000.0, 5_000_000.0),
+            (800_000.0, 5_000_000.0),
+        ]));
+        reproject(&mut line, &crs).unwrap();
+        assert!(antimeridian_crossing(&line).is_some(), "{line:?}");
+        let mut near = geo_types::Geometry::LineString(geo_types::LineString::from(vec![
+            (500_000.0, 5_000_000.0),
+            (600_000.0, 5_000_000.0),
+        ]));
+        reproject(&mut near, &crs).unwrap();
+        assert_eq!(antimeridian_crossing(&near), None);
     }
 
     #[test]

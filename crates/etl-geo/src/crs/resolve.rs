@@ -55,12 +55,17 @@ impl Definition {
     /// The CRS as messages name it: `EPSG:n`, or its name, or the start of its text.
     pub fn label(&self) -> String {
         match (self.epsg, &self.name) {
-            (Some(code), Some(name)) => format!("EPSG:{code} ({name})"),
+            (Some(code), Some(name)) => format!("EPSG:{code} ({})", short(name)),
             (Some(code), None) => format!("EPSG:{code}"),
-            (None, Some(name)) => format!("\"{name}\""),
+            (None, Some(name)) => format!("\"{}\"", short(name)),
             (None, None) => format!("\"{}\"", self.excerpt),
         }
     }
+}
+
+/// A name as messages show it: one line, at most 60 characters.
+fn short(name: &str) -> String {
+    crate::formats::excerpt(&name.replace(['\n', '\r'], " ")).to_string()
 }
 
 fn is_crs84_name(lower: &str) -> bool {

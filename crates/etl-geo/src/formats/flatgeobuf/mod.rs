@@ -36,7 +36,9 @@ use serde_json::{Map, Number, Value};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept};
+use crate::formats::{
+    FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept_moved,
+};
 use crate::validate::check_ring_closed;
 
 const MAX_HEADER_BYTES: usize = 10 * 1024 * 1024;
@@ -327,7 +329,7 @@ impl Iterator for FgbReader {
                     ),
                 ));
             }
-            Ok(feature) => feature.and_then(accept),
+            Ok(feature) => feature.and_then(|f| accept_moved(f, &self.crs)),
         };
         Some(Ok(Record {
             line: at.line,

@@ -60,7 +60,9 @@ impl Layer {
         opts: &ReadOptions,
     ) -> Result<Layer, ReadError> {
         let t = shown(table);
-        let err = |what: &'static str| move |e: rusqlite::Error| sql_error(file, what, e, None);
+        let cancel = &opts.cancel;
+        let err =
+            |what: &'static str| move |e: rusqlite::Error| sql_error(file, what, e, Some(cancel));
         let bad = |message: String| refused(file, format!("table {t}: {message}"));
 
         let (geometry_column, srs_id) = conn

@@ -43,6 +43,7 @@ mod tests;
 
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Row, limits::Limit, types::ValueRef};
 
@@ -61,6 +62,8 @@ pub(crate) const PAGE_BYTES: usize = 32 * 1024 * 1024;
 pub(crate) const MAX_VALUE_BYTES: usize = MAX_RECORD_BYTES;
 /// The longest table or column name read.
 const MAX_NAME: usize = 4096;
+/// The most columns a statement may have (SQLite's own default limit).
+const MAX_COLUMNS: i32 = 2000;
 
 /// The `application_id`s of GeoPackage 1.2+ (`GPKG`) and of 1.0 and 1.1 (`GP10`, `GP11`).
 const APPLICATION_IDS: [&[u8; 4]; 3] = [b"GPKG", b"GP10", b"GP11"];
@@ -125,15 +128,25 @@ pub(crate) fn feature_tables(path: &Path) -> Result<Vec<String>, ReadError> {
         let has_geometry = geometry
             .exists([&name])
             .map_err(err("reading gpkg_geometry_columns"))?;
-        let is_table_or_view = kind
+        let kind_of = kind
             .query_row([&name], |r| r.get::<_, String>(0))
-            .map(|t| t == "table" || t == "view")
+            .map(Some)
             .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(e),
             })
             .map_err(err("reading the schema"))?;
-        if has_geometry && is_table_or_view {
+        if has_geometry && kind_of.as_deref() == Some("view") {
+            // A view's rows are computed by SQL the file brings: unbounded time and memory.
+            return Err(refused(
+                file,
+                format!(
+                    "feature layer {} is a view; views are not read (--layer can leave it out)",
+                    shown(&name)
+                ),
+            ));
+        }
+        if has_geometry && kind_of.as_deref() == Some("table") {
             tables.push(name);
         }
     }
@@ -187,13 +200,21 @@ fn connect(path: &Path, file: &str) -> Result<Connection, ReadError> {
         SqliteOpenError::Sqlite { what, source, .. } => sql_error(file, what, source, None),
     };
     sqlite::check_file(path).map_err(open_error)?;
-    sqlite::open_read_only(path, None).map_err(open_error)
+    // Listing layers and describing one reads a few catalog rows: a minute is plenty, and
+    // stops a file whose catalog queries would not end.
+    let deadline = Duration::from_secs(60);
+    let conn = sqlite::open_read_only(path, Some((Instant::now() + deadline, deadline)))
+        .map_err(open_error)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
+        .map_err(|e| sql_error(file, "configuring SQLite", e, None))?;
+    Ok(conn)
 }
 
 /// Refuses a file without the GeoPackage tables a feature layer needs.
 fn require_tables(conn: &Connection, file: &str) -> Result<(), ReadError> {
     let mut stmt = conn
-        .prepare("SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE")
+        // Tables only: a view could compute without end (a recursive CTE) or without bound.
+        .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE")
         .map_err(|e| sql_error(file, "reading the schema", e, None))?;
     for table in [
         "gpkg_contents",
@@ -285,7 +306,12 @@ pub(super) fn sql_error(
         {
             cancelled()
         }
-        Some(rusqlite::ErrorCode::SystemIoFailure) => ReadError::Io(io::Error::other(
+        Some(
+            rusqlite::ErrorCode::SystemIoFailure
+            | rusqlite::ErrorCode::DiskFull
+            | rusqlite::ErrorCode::OutOfMemory
+            | rusqlite::ErrorCode::CannotOpen,
+        ) => ReadError::Io(io::Error::other(
             format!("{file}: {what}: {message}").replace(['\n', '\r'], " "),
         )),
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {

@@ -42,7 +42,7 @@ use crate::cancel::{Cancel, cancelled};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept};
+use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_moved};
 
 const BUFFER: usize = 256 * 1024;
 
@@ -183,11 +183,14 @@ impl Iterator for ShapefileReader {
                 },
             };
             let feature = geometry.map_err(Rejection::new).and_then(|geometry| {
-                accept(Feature {
-                    id: None,
-                    geometry,
-                    properties,
-                })
+                accept_moved(
+                    Feature {
+                        id: None,
+                        geometry,
+                        properties,
+                    },
+                    &self.crs,
+                )
             });
             let record = Record {
                 line: self.number,

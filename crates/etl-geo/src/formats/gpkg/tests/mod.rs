@@ -297,3 +297,21 @@ fn wkb_point(x: f64, y: f64) -> Vec<u8> {
     b.extend_from_slice(&y.to_le_bytes());
     b
 }
+
+#[test]
+fn a_catalog_that_is_a_never_ending_view_is_refused_at_once() {
+    let (_dir, path) = write_gpkg(|conn| {
+        conn.execute_batch(
+            "DROP TABLE gpkg_contents;
+             CREATE VIEW gpkg_contents AS
+               WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)
+               SELECT 'features' AS data_type, 't' || i AS table_name FROM n;",
+        )
+        .unwrap();
+    });
+    let e = feature_tables(&path).unwrap_err();
+    assert!(
+        matches!(e, ReadError::Refused(_)) && e.to_string().contains("gpkg_contents"),
+        "{e}"
+    );
+}

@@ -88,6 +88,17 @@ pub fn check_file(path: &Path) -> Result<(), SqliteOpenError> {
             )));
         }
     };
+    // Opened immutable, SQLite does not look at a write-ahead log: in WAL mode (read and write
+    // versions 2), changes an application has not checkpointed yet would be missed silently.
+    if head[18] == 2 || head[19] == 2 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            return Err(SqliteOpenError::NotSqlite(
+                "it has changes still in its -wal file (an application has it open): close it there, or checkpoint it, and retry".into(),
+            ));
+        }
+    }
     // The in-header page count is valid when the change counter matches version-valid-for.
     let pages = u64::from(be32(28));
     if pages > 0 && be32(24) == be32(92) && md.len() < pages.saturating_mul(page_size) {

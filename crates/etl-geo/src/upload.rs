@@ -115,6 +115,8 @@ pub struct Upload {
     pub format: UploadFormat,
     pub layers: Vec<String>,
     pub assets: Vec<Asset>,
+    /// Parts of the upload not read, and why (a GeoPackage's views), for the log.
+    pub skipped: Vec<String>,
     /// A data package's `<Configuration>` parameters (uid, name, …).
     pub package: Map<String, Value>,
     parts: VecDeque<Part>,
@@ -175,6 +177,7 @@ impl Upload {
             format: UploadFormat::MBTiles,
             layers: Vec::new(),
             assets: Vec::new(),
+            skipped: Vec::new(),
             package: Map::new(),
             parts: VecDeque::new(),
             current: None,
@@ -297,8 +300,20 @@ impl Upload {
 
     /// A GeoPackage: its feature tables (those `--layer` names, when it names any) as layers.
     fn add_geopackage(&mut self, path: &Path) -> Result<(), ReadError> {
-        let tables = crate::formats::gpkg::feature_tables(path)?;
+        let (tables, views) = crate::formats::gpkg::layers(path)?;
         let wanted = &self.opts.layers;
+        if let Some(view) = wanted.iter().find(|w| views.contains(w)) {
+            return Err(ReadError::Refused(format!(
+                "--layer {:?}: a view; views are not read (their SQL could run without bound)",
+                crate::formats::excerpt(view)
+            )));
+        }
+        self.skipped.extend(views.iter().map(|v| {
+            format!(
+                "layer {}: a view, not read",
+                crate::formats::excerpt(&v.replace(['\n', '\r'], " "))
+            )
+        }));
         if let Some(missing) = wanted.iter().find(|w| !tables.contains(w)) {
             let shown: Vec<String> = tables
                 .iter()

@@ -156,3 +156,23 @@ fn refuses_what_is_not_a_whole_sqlite_file() {
         assert!(open_read_only(&link, None).is_err());
     }
 }
+
+#[test]
+fn a_database_with_changes_still_in_its_wal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("busy.gpkg");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    // The application still has it open: the table is in the -wal, not the file.
+    match check_file(&path) {
+        Err(SqliteOpenError::NotSqlite(m)) => assert!(m.contains("-wal"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    drop(conn);
+    check_file(&path).unwrap();
+}

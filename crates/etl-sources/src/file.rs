@@ -3,7 +3,7 @@
 //! reader etl-events uses, so every job reads the same formats the same way. A local input is
 //! read where it is; an S3 object is first copied to a temporary file (removed when done).
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use etl_core::JobError;
@@ -11,6 +11,8 @@ use etl_geo::{Record, Upload, UploadOptions};
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+/// The largest input copied to a temporary file (the archive expansion budget of uploads).
+pub const MAX_COPY_BYTES: u64 = 4 << 30;
 /// A Shapefile's main file starts with the big-endian file code 9994.
 const SHP_MAGIC: &[u8] = &[0x00, 0x00, 0x27, 0x0a];
 
@@ -35,26 +37,60 @@ impl Local {
         }
     }
 
-    /// A temporary copy of `prefix` followed by the rest of `rest`.
-    pub fn copy(url: &str, prefix: &[u8], rest: &mut dyn BufRead) -> Result<Local, JobError> {
+    /// A temporary copy of `prefix` followed by the rest of `rest`: at most
+    /// [`MAX_COPY_BYTES`] (a decompressed `.zip.gz` cannot fill the disk), stopped when
+    /// `cancel` is set (the partial copy is removed as it drops).
+    pub fn copy(
+        url: &str,
+        prefix: &[u8],
+        rest: &mut dyn BufRead,
+        cancel: &etl_geo::Cancel,
+    ) -> Result<Local, JobError> {
         let io = |e: std::io::Error| {
-            JobError::temporary(format!("{url}: copying to a temporary file: {e}"))
+            if e.kind() == std::io::ErrorKind::StorageFull {
+                JobError::config(format!(
+                    "{url}: no space left for a temporary copy of the input (set TMPDIR to a larger disk)"
+                ))
+            } else {
+                JobError::temporary(format!("{url}: copying to a temporary file: {e}"))
+            }
         };
         let mut file = tempfile::Builder::new()
             .prefix("etl-input-")
             .tempfile()
             .map_err(io)?;
         file.write_all(prefix).map_err(io)?;
-        std::io::copy(&mut rest.take(u64::MAX), &mut file).map_err(|e| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-            ) {
-                JobError::bad_input(format!("{url}: corrupt or truncated data: {e}"))
-            } else {
-                io(e)
+        let mut copied = prefix.len() as u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if cancel.is_cancelled() {
+                return Err(JobError::stopped());
             }
-        })?;
+            let n = match rest.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Err(JobError::bad_input(format!(
+                        "{url}: corrupt or truncated data: {e}"
+                    )));
+                }
+                Err(e) => return Err(JobError::temporary(format!("{url}: read error: {e}"))),
+            };
+            copied += n as u64;
+            if copied > MAX_COPY_BYTES {
+                return Err(JobError::bad_input(format!(
+                    "{url}: more than {} GiB to read as a file (an archive or GeoPackage this large is refused)",
+                    MAX_COPY_BYTES >> 30
+                )));
+            }
+            file.write_all(&buf[..n]).map_err(io)?;
+        }
         file.flush().map_err(io)?;
         Ok(Local::Copy(file))
     }
@@ -81,6 +117,9 @@ pub fn open(
         return Err(JobError::bad_input(format!(
             "{url}: an MBTiles tile set holds tiles, not features (etl-events converts it to PMTiles)"
         )));
+    }
+    for skipped in &upload.skipped {
+        tracing::warn!(input = %url, "{skipped}");
     }
     let layers = upload.layers.clone();
     Ok((upload, layers))

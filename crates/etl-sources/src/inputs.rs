@@ -39,8 +39,25 @@ pub async fn expand(
 /// Files that belong to a Shapefile set whose `.shp` is among the inputs (`.dbf`, `.prj`, …):
 /// read with it, not as inputs of their own.
 fn without_sidecars(all: Vec<ObjectMeta>) -> Vec<ObjectMeta> {
-    const SIDECARS: [&str; 12] = [
-        "shx", "dbf", "prj", "cpg", "sbn", "sbx", "qix", "fix", "aih", "ain", "atx", "shp.xml",
+    const SIDECARS: [&str; 18] = [
+        "shx",
+        "dbf",
+        "prj",
+        "cpg",
+        "sbn",
+        "sbx",
+        "qix",
+        "fix",
+        "fbn",
+        "fbx",
+        "aih",
+        "ain",
+        "atx",
+        "ixs",
+        "mxs",
+        "qmd",
+        "shp.xml",
+        "shp.iso.xml",
     ];
     let shp_stems: std::collections::HashSet<String> = all
         .iter()

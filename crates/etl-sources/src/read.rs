@@ -200,7 +200,7 @@ pub fn spawn(
                                 "{url}: a loose Shapefile is read from local files only (its .dbf and .prj beside it); zip the set to load it from S3"
                             )));
                         }
-                        _ => crate::file::Local::copy(&url, &prefix, &mut raw)?,
+                        _ => crate::file::Local::copy(&url, &prefix, &mut raw, &opts.cancel)?,
                     };
                     let (upload, layers) = crate::file::open(&url, &file, &opts)?;
                     local = Some(file);

@@ -170,6 +170,12 @@ pub fn convert(
     let mut manifest = Map::new();
     manifest.insert("name".into(), json!(name));
     manifest.insert("format".into(), json!(upload.format.name()));
+    if !upload.skipped.is_empty() {
+        for skipped in &upload.skipped {
+            tracing::warn!(input = %shown, "{skipped}");
+        }
+        manifest.insert("skipped".into(), json!(upload.skipped));
+    }
     if let Some(path) = upload.mbtiles() {
         let path = path.to_path_buf();
         return convert_mbtiles(&path, &shown, opts, manifest, deadline);

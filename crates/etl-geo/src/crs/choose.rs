@@ -48,7 +48,7 @@ impl Operations {
                 continue;
             };
             let accuracy = c.accuracy.as_ref().map_or(f64::INFINITY, |a| a.meters);
-            let size = (area.east - area.west).abs() * (area.north - area.south).abs();
+            let size = span(area.west, area.east) * (area.north - area.south).abs();
             usable.push((accuracy, size, area, t));
         }
         usable.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
@@ -75,12 +75,22 @@ impl Operations {
         Ok(Operations { default, by_area })
     }
 
-    /// The transformation a position goes through, given where it lands approximately.
+    /// The transformation a position goes through, given where it lands approximately: the
+    /// best one whose area holds it, else the one whose area is nearest (not proj-core's own
+    /// pick, which for NAD27 is Panama's: 50–100 m off along the US and Alaskan coasts).
     fn for_position(&self, lon: f64, lat: f64) -> &Transform {
         let at = proj_core::Coord { x: lon, y: lat };
-        self.by_area
+        if let Some((_, t)) = self
+            .by_area
             .iter()
             .find(|(area, _)| area.contains_point(at))
+        {
+            return t;
+        }
+        self.by_area
+            .iter()
+            .map(|(area, t)| (distance(area, lon, lat), t))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
             .map_or(&self.default, |(_, t)| t)
     }
 
@@ -104,4 +114,40 @@ impl Operations {
     pub(super) fn inverse_at(&self, lon: f64, lat: f64) -> proj_core::Result<Transform> {
         self.for_position(lon, lat).inverse()
     }
+}
+
+/// Degrees of longitude from `west` east to `east` (an area across the antimeridian has
+/// west > east).
+fn span(west: f64, east: f64) -> f64 {
+    if west <= east {
+        east - west
+    } else {
+        360.0 - (west - east)
+    }
+}
+
+/// How far (in degrees, near enough to rank) a position is from an area.
+fn distance(area: &AreaOfUse, lon: f64, lat: f64) -> f64 {
+    let wrap = |d: f64| {
+        let d = d.rem_euclid(360.0);
+        d.min(360.0 - d)
+    };
+    let inside_lon = if area.west <= area.east {
+        (area.west..=area.east).contains(&lon)
+    } else {
+        lon >= area.west || lon <= area.east
+    };
+    let dx = if inside_lon {
+        0.0
+    } else {
+        wrap(lon - area.west).min(wrap(lon - area.east))
+    };
+    let dy = if lat < area.south {
+        area.south - lat
+    } else if lat > area.north {
+        lat - area.north
+    } else {
+        0.0
+    };
+    dx.hypot(dy)
 }

@@ -263,7 +263,7 @@ fn reproject_at(
         c.y = y;
         Ok(())
     };
-    let line = |ls: &mut geo_types::LineString<f64>| ls.0.iter_mut().try_for_each(one);
+    let line = |ls: &mut geo_types::LineString<f64>| moved_line(&mut ls.0, crs);
     let polygon = |p: &mut geo_types::Polygon<f64>| -> Result<(), CrsError> {
         let mut result = Ok(());
         p.exterior_mut(|ring| result = line(ring));
@@ -275,8 +275,11 @@ fn reproject_at(
     match geometry {
         G::Point(p) => one(&mut p.0),
         G::Line(l) => {
-            one(&mut l.start)?;
-            one(&mut l.end)
+            let mut coords = [l.start, l.end];
+            moved_line(&mut coords, crs)?;
+            l.start = coords[0];
+            l.end = coords[1];
+            Ok(())
         }
         G::LineString(ls) => line(ls),
         G::Polygon(p) => polygon(p),
@@ -300,14 +303,40 @@ fn reproject_at(
             Ok(())
         }
         G::Triangle(t) => {
-            let (mut a, mut b, mut c) = (t.v1(), t.v2(), t.v3());
-            one(&mut a)?;
-            one(&mut b)?;
-            one(&mut c)?;
-            *t = geo_types::Triangle::new(a, b, c);
+            let mut coords = [t.v1(), t.v2(), t.v3(), t.v1()];
+            moved_line(&mut coords, crs)?;
+            *t = geo_types::Triangle::new(coords[0], coords[1], coords[2]);
             Ok(())
         }
     }
+}
+
+/// Moves the positions of a line or ring to WGS 84. A segment whose ends land more than 180°
+/// of longitude apart either goes the long way round (a world-wide line in Web Mercator: its
+/// middle lands between its ends) or crosses the antimeridian (its middle lands beyond them,
+/// near ±180°): that would be drawn around the world, so it is an error (not split yet).
+fn moved_line(coords: &mut [geo_types::Coord<f64>], crs: &Crs) -> Result<(), CrsError> {
+    let source: Vec<geo_types::Coord<f64>> = coords.to_vec();
+    for c in coords.iter_mut() {
+        let (x, y) = crs.to_wgs84(c.x, c.y)?;
+        c.x = x;
+        c.y = y;
+    }
+    for (i, pair) in coords.windows(2).enumerate() {
+        let (a, b) = (pair[0].x, pair[1].x);
+        if (b - a).abs() <= 180.0 {
+            continue;
+        }
+        let (s, t) = (source[i], source[i + 1]);
+        let (mid, _) = crs.to_wgs84((s.x + t.x) / 2.0, (s.y + t.y) / 2.0)?;
+        if mid < a.min(b) || mid > a.max(b) {
+            return Err(CrsError(format!(
+                "positions {i} and {} are on either side of the antimeridian (180°) in WGS 84; shapes across it are not split yet",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn wgs84_def() -> Result<proj_core::CrsDef, String> {
@@ -321,35 +350,6 @@ fn declares_datum_shift(text: &str) -> bool {
     upper.contains("TOWGS84")
         || upper.contains("BOUNDCRS")
         || upper.contains("\"ABRIDGEDTRANSFORMATION\"")
-}
-
-/// Why a reprojected geometry cannot be used, if it cannot: a line or ring whose consecutive
-/// positions are more than 180° of longitude apart crossed the antimeridian on the way to WGS
-/// 84 (a shape around Fiji or the Aleutians in a projected system), and would wrap around the
-/// world. Splitting such shapes is not done; they are rejected rather than drawn wrong.
-pub fn antimeridian_crossing(geometry: &geo_types::Geometry<f64>) -> Option<String> {
-    use geo_types::Geometry as G;
-    let line = |coords: &[geo_types::Coord<f64>]| {
-        coords.windows(2).any(|w| (w[1].x - w[0].x).abs() > 180.0)
-    };
-    let polygon = |p: &geo_types::Polygon<f64>| {
-        line(&p.exterior().0) || p.interiors().iter().any(|r| line(&r.0))
-    };
-    let crosses = match geometry {
-        G::Point(_) | G::MultiPoint(_) => false,
-        G::Line(l) => (l.end.x - l.start.x).abs() > 180.0,
-        G::LineString(ls) => line(&ls.0),
-        G::Polygon(p) => polygon(p),
-        G::MultiLineString(ml) => ml.0.iter().any(|ls| line(&ls.0)),
-        G::MultiPolygon(mp) => mp.0.iter().any(polygon),
-        G::GeometryCollection(gc) => return gc.0.iter().find_map(antimeridian_crossing),
-        G::Rect(r) => (r.max().x - r.min().x).abs() > 180.0,
-        G::Triangle(t) => line(&[t.v1(), t.v2(), t.v3(), t.v1()]),
-    };
-    crosses.then(|| {
-        "crosses the antimeridian (180°) once in WGS 84; shapes across it are not split yet"
-            .to_owned()
-    })
 }
 
 /// Codes that are WGS 84 longitude/latitude as files store them.
@@ -437,21 +437,21 @@ mod tests {
     }
 
     #[test]
-    fn a_line_across_the_antimeridian_is_flagged_not_wrapped_around_the_world() {
+    fn a_line_across_the_antimeridian_is_an_error_a_world_wide_one_is_not() {
+        let line = |coords: Vec<(f64, f64)>| {
+            geo_types::Geometry::LineString(geo_types::LineString::from(coords))
+        };
         // UTM 60S straddles 180°: 300 km east of its central meridian (177°E) is past it.
-        let crs = Crs::from_epsg(32760).unwrap();
-        let mut line = geo_types::Geometry::LineString(geo_types::LineString::from(vec![
-            (600_000.0, 5_000_000.0),
-            (800_000.0, 5_000_000.0),
-        ]));
-        reproject(&mut line, &crs).unwrap();
-        assert!(antimeridian_crossing(&line).is_some(), "{line:?}");
-        let mut near = geo_types::Geometry::LineString(geo_types::LineString::from(vec![
-            (500_000.0, 5_000_000.0),
-            (600_000.0, 5_000_000.0),
-        ]));
-        reproject(&mut near, &crs).unwrap();
-        assert_eq!(antimeridian_crossing(&near), None);
+        let utm = Crs::from_epsg(32760).unwrap();
+        let mut across = line(vec![(600_000.0, 5_000_000.0), (800_000.0, 5_000_000.0)]);
+        let e = reproject(&mut across, &utm).unwrap_err();
+        assert!(e.0.contains("antimeridian"), "{e}");
+        let mut near = line(vec![(500_000.0, 5_000_000.0), (600_000.0, 5_000_000.0)]);
+        reproject(&mut near, &utm).unwrap();
+        // A line across the whole Web Mercator world goes through 0°, not across 180°.
+        let mercator = Crs::from_epsg(3857).unwrap();
+        let mut wide = line(vec![(-15e6, 0.0), (15e6, 0.0)]);
+        reproject(&mut wide, &mercator).unwrap();
     }
 
     #[test]
@@ -470,7 +470,7 @@ mod against_gdal {
     /// (`echo X Y | gdaltransform -s_srs EPSG:N -t_srs EPSG:4326 -output_xy`), and how close
     /// we must be: 1 cm, or for the datums whose transformation EPSG has revised since PROJ
     /// 9.1's dataset (v10.076; proj-core carries v12) 1 m, well inside their stated 1–3 m.
-    const POINTS: [(u32, f64, f64, f64, f64, f64); 9] = [
+    const POINTS: [(u32, f64, f64, f64, f64, f64); 11] = [
         (
             21781,
             600_000.0,
@@ -536,6 +536,23 @@ mod against_gdal {
             0.01,
         ),
         (3035, 4_321_000.0, 3_210_000.0, 10.0, 52.0, 0.01),
+        // Offshore, outside every NAD27 area: the nearest area's transformation.
+        (
+            4267,
+            -125.5,
+            40.0,
+            -125.501_169_780_934,
+            39.999_892_263_011_2,
+            1.0,
+        ),
+        (
+            4267,
+            -125.5,
+            47.0,
+            -125.501_313_400_145,
+            46.999_819_830_744,
+            1.0,
+        ),
     ];
 
     /// Datums with several transformations (NAD27 has dozens, one of them for Panama): each

@@ -150,22 +150,6 @@ pub(crate) fn accept(feature: Feature) -> Result<Feature, Rejection> {
 pub(crate) fn accept_in(mut feature: Feature, crs: Option<&Crs>) -> Result<Feature, Rejection> {
     if let (Some(crs), Some(geometry)) = (crs, &mut feature.geometry) {
         reproject(geometry, crs).map_err(|e| Rejection::new(e.to_string()))?;
-        if !crs.is_wgs84()
-            && let Some(why) = crate::crs::antimeridian_crossing(geometry)
-        {
-            return Err(Rejection::new(why));
-        }
-    }
-    accept(feature)
-}
-
-/// [`accept`] for a feature whose positions a reader already moved to WGS 84 from `crs`.
-pub(crate) fn accept_moved(feature: Feature, crs: &Crs) -> Result<Feature, Rejection> {
-    if !crs.is_wgs84()
-        && let Some(geometry) = &feature.geometry
-        && let Some(why) = crate::crs::antimeridian_crossing(geometry)
-    {
-        return Err(Rejection::new(why));
     }
     accept(feature)
 }

@@ -36,9 +36,7 @@ use serde_json::{Map, Number, Value};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{
-    FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept_moved,
-};
+use crate::formats::{FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept_in};
 use crate::validate::check_ring_closed;
 
 const MAX_HEADER_BYTES: usize = 10 * 1024 * 1024;
@@ -316,7 +314,7 @@ impl Iterator for FgbReader {
         }
         let at = self.at();
         let offset = self.offset;
-        let converted = convert(&self.buf, &self.columns, self.geometry_type, &self.crs);
+        let converted = convert(&self.buf, &self.columns, self.geometry_type, &Crs::wgs84());
         self.offset += self.buf.len() as u64;
         self.number += 1;
         let feature = match converted {
@@ -329,7 +327,8 @@ impl Iterator for FgbReader {
                     ),
                 ));
             }
-            Ok(feature) => feature.and_then(|f| accept_moved(f, &self.crs)),
+            // Decoded in the file's own coordinates, then moved to WGS 84.
+            Ok(feature) => feature.and_then(|f| accept_in(f, Some(&self.crs))),
         };
         Some(Ok(Record {
             line: at.line,

@@ -77,10 +77,18 @@ pub(crate) fn is_geopackage(prefix: &[u8]) -> bool {
             .is_some_and(|id| APPLICATION_IDS.iter().any(|a| a.as_slice() == id))
 }
 
+#[cfg(test)]
 /// The feature tables of the GeoPackage at `path`: `gpkg_contents.data_type = 'features'`,
 /// in `gpkg_contents` order, only those also in `gpkg_geometry_columns` and existing as a
 /// table or view.
 pub(crate) fn feature_tables(path: &Path) -> Result<Vec<String>, ReadError> {
+    layers(path).map(|(tables, _)| tables)
+}
+
+/// The feature tables (as [`feature_tables`]) and, apart, the feature layers that are views:
+/// a view's rows are computed by SQL the file brings, so views are only read when asked for
+/// by name — and then refused.
+pub(crate) fn layers(path: &Path) -> Result<(Vec<String>, Vec<String>), ReadError> {
     let file = file_name(path);
     let file = file.as_str();
     let conn = connect(path, file)?;
@@ -124,6 +132,7 @@ pub(crate) fn feature_tables(path: &Path) -> Result<Vec<String>, ReadError> {
         .prepare("SELECT type FROM pragma_table_list(?1) WHERE schema = 'main'")
         .map_err(err("reading the schema"))?;
     let mut tables = Vec::with_capacity(candidates.len());
+    let mut views = Vec::new();
     for name in candidates {
         let has_geometry = geometry
             .exists([&name])
@@ -136,21 +145,13 @@ pub(crate) fn feature_tables(path: &Path) -> Result<Vec<String>, ReadError> {
                 e => Err(e),
             })
             .map_err(err("reading the schema"))?;
-        if has_geometry && kind_of.as_deref() == Some("view") {
-            // A view's rows are computed by SQL the file brings: unbounded time and memory.
-            return Err(refused(
-                file,
-                format!(
-                    "feature layer {} is a view; views are not read (--layer can leave it out)",
-                    shown(&name)
-                ),
-            ));
-        }
-        if has_geometry && kind_of.as_deref() == Some("table") {
-            tables.push(name);
+        match kind_of.as_deref() {
+            Some("view") if has_geometry => views.push(name),
+            Some("table") if has_geometry => tables.push(name),
+            _ => {}
         }
     }
-    Ok(tables)
+    Ok((tables, views))
 }
 
 /// Opens one feature table of the GeoPackage at `path` (a name from [`feature_tables`]) as a

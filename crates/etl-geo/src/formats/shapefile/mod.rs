@@ -42,7 +42,7 @@ use crate::cancel::{Cancel, cancelled};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_moved};
+use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_in};
 
 const BUFFER: usize = 256 * 1024;
 
@@ -156,7 +156,7 @@ impl Iterator for ShapefileReader {
                     return None;
                 }
                 Ok(Some(record)) => {
-                    match shp::geometry(record.content, &self.crs, &mut Ticker::new(&self.cancel)) {
+                    match shp::geometry(record.content, &mut Ticker::new(&self.cancel)) {
                         Ok(geometry) => Ok(geometry),
                         Err(ShapeError::Reject(reason)) => Err(reason),
                         Err(ShapeError::Cancelled) => {
@@ -183,13 +183,14 @@ impl Iterator for ShapefileReader {
                 },
             };
             let feature = geometry.map_err(Rejection::new).and_then(|geometry| {
-                accept_moved(
+                // Assembled in the file's own coordinates, then moved to WGS 84.
+                accept_in(
                     Feature {
                         id: None,
                         geometry,
                         properties,
                     },
-                    &self.crs,
+                    Some(&self.crs),
                 )
             });
             let record = Record {

@@ -6,7 +6,6 @@ use std::io::{self, BufRead, Read};
 use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPoint, Point};
 
 use super::rings::{Ticker, polygons};
-use crate::crs::Crs;
 use crate::formats::MAX_RECORD_BYTES;
 
 /// Why a record's shape gives no geometry.
@@ -152,11 +151,11 @@ impl Content<'_> {
         Ok(n)
     }
 
-    fn coord(&self, at: usize, crs: &Crs) -> Result<Coord<f64>, String> {
-        let (x, y) = crs
-            .to_wgs84(self.f64(at)?, self.f64(at + 8)?)
-            .map_err(|e| e.to_string())?;
-        Ok(Coord { x, y })
+    fn coord(&self, at: usize) -> Result<Coord<f64>, String> {
+        Ok(Coord {
+            x: self.f64(at)?,
+            y: self.f64(at + 8)?,
+        })
     }
 }
 
@@ -168,19 +167,18 @@ fn short() -> String {
 /// record. `ticker` is polled while parts are assembled.
 pub(crate) fn geometry(
     content: &[u8],
-    crs: &Crs,
     ticker: &mut Ticker<'_>,
 ) -> Result<Option<Geometry<f64>>, ShapeError> {
     let c = Content(content);
     let shape_type = c.i32(0)?;
     match shape_type {
         0 => Ok(None),
-        1 | 11 | 21 => Ok(Some(Geometry::Point(Point(c.coord(4, crs)?)))),
+        1 | 11 | 21 => Ok(Some(Geometry::Point(Point(c.coord(4)?)))),
         8 | 18 | 28 => {
             let n = c.count(36, "points")?;
             let mut points = Vec::with_capacity(n);
             for i in 0..n {
-                points.push(Point(c.coord(40 + 16 * i, crs)?));
+                points.push(Point(c.coord(40 + 16 * i)?));
             }
             Ok(Some(Geometry::MultiPoint(MultiPoint(points))))
         }
@@ -206,7 +204,7 @@ pub(crate) fn geometry(
                 ticker.tick(end - start)?;
                 let mut coords = Vec::with_capacity(end - start);
                 for p in start..end {
-                    coords.push(c.coord(first_point + 16 * p, crs)?);
+                    coords.push(c.coord(first_point + 16 * p)?);
                 }
                 lines.push(LineString(coords));
             }

@@ -126,3 +126,44 @@ fn a_zip_on_s3_is_copied_and_read() {
     let got = load(&url, &dir.path().join("s3.geojsonl"));
     assert_nztm_points("zip on S3", &got);
 }
+
+#[test]
+fn a_loose_shapefile_whose_dbf_changed_is_loaded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    std::fs::create_dir(&set).unwrap();
+    let zip = repo_fixture("crs/nztm/nztm_points.zip");
+    zip::ZipArchive::new(std::fs::File::open(&zip).unwrap())
+        .unwrap()
+        .extract(&set)
+        .unwrap();
+    let shp = set.join("nztm_points.shp");
+    let table = unique("loose_shp");
+    let args = [
+        "--input",
+        shp.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &table,
+    ];
+    let first = run(&args);
+    first.assert_code(0);
+    assert_eq!(first.count("written"), 10_000);
+    let again = run(&args);
+    again.assert_code(0);
+    assert_eq!(again.status(), "skipped", "{}", again.stderr);
+    // Only the attributes change (a new .dbf, same bytes, newer file): a new version.
+    let dbf = set.join("nztm_points.dbf");
+    let bytes = std::fs::read(&dbf).unwrap();
+    std::fs::write(&dbf, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&dbf)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    let changed = run(&args);
+    changed.assert_code(0);
+    assert_eq!(changed.count("written"), 10_000, "{}", changed.stderr);
+}

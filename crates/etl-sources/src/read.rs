@@ -139,6 +139,36 @@ fn io_err(url: &str, e: std::io::Error) -> JobError {
     }
 }
 
+/// What is done to the records of an input on their way (ogr2ogr's `-limit` and
+/// `-nlt PROMOTE_TO_MULTI`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shaping {
+    /// Only the first N records of each input (accepted and rejected alike).
+    pub limit: Option<u64>,
+    /// Points, lines and polygons become multi-geometries of one part, so a table's geometries
+    /// are of one kind.
+    pub promote_to_multi: bool,
+}
+
+impl Shaping {
+    fn apply(&self, record: &mut Record) {
+        if !self.promote_to_multi {
+            return;
+        }
+        use etl_geo::geo_types::{Geometry as G, MultiLineString, MultiPoint, MultiPolygon};
+        if let Ok(feature) = &mut record.feature
+            && let Some(g) = feature.geometry.take()
+        {
+            feature.geometry = Some(match g {
+                G::Point(p) => G::MultiPoint(MultiPoint(vec![p])),
+                G::LineString(l) => G::MultiLineString(MultiLineString(vec![l])),
+                G::Polygon(p) => G::MultiPolygon(MultiPolygon(vec![p])),
+                other => other,
+            });
+        }
+    }
+}
+
 /// Starts reading `meta` on a blocking thread. Records with an ordinal below `skip_before`
 /// (already committed by an earlier attempt) are parsed but not delivered.
 pub fn spawn(
@@ -146,6 +176,7 @@ pub fn spawn(
     meta: ObjectMeta,
     forced: Option<Format>,
     opts: ReadOptions,
+    shaping: Shaping,
     skip_before: u64,
     bytes_read: Arc<AtomicU64>,
 ) -> InputReader {
@@ -222,10 +253,14 @@ pub fn spawn(
                 };
             let mut batch = Vec::with_capacity(READ_BATCH);
             for item in source {
-                let rec = item.map_err(|e| read_err(&url, e))?;
+                let mut rec = item.map_err(|e| read_err(&url, e))?;
+                if shaping.limit.is_some_and(|n| rec.ordinal >= n) {
+                    break;
+                }
                 if rec.ordinal < skip_before {
                     continue;
                 }
+                shaping.apply(&mut rec);
                 batch.push(rec);
                 if etl_core::fault::hit("sources.read_panic") {
                     panic!("fault injected: the reader panics mid-input");

@@ -101,6 +101,17 @@ pub struct DataConfig {
     #[arg(long, env = "ETL_FORMAT")]
     pub format: Option<String>,
 
+    /// Only the first N records of each input (ogr2ogr's -limit).
+    #[arg(long, env = "ETL_LIMIT")]
+    #[serde(default)]
+    pub limit: Option<u64>,
+
+    /// Points, lines and polygons become multi-geometries of one part (ogr2ogr's
+    /// -nlt PROMOTE_TO_MULTI), so a table's geometries are of one kind.
+    #[arg(long, env = "ETL_PROMOTE_TO_MULTI")]
+    #[serde(default)]
+    pub promote_to_multi: bool,
+
     /// Coordinate system of the input's coordinates, for inputs that do not say (GeoJSON, CSV)
     /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
     /// or a file holding one. Output is always WGS 84.

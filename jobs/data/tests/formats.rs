@@ -167,3 +167,34 @@ fn a_loose_shapefile_whose_dbf_changed_is_loaded_again() {
     changed.assert_code(0);
     assert_eq!(changed.count("written"), 10_000, "{}", changed.stderr);
 }
+
+#[test]
+fn limit_and_promote_to_multi_shape_what_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("few.geojsonl");
+    let zip = repo_fixture("crs/nztm/nztm_points.zip");
+    run(&[
+        "--input",
+        zip.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--limit",
+        "25",
+        "--promote-to-multi",
+    ])
+    .assert_code(0);
+    let features: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(features.len(), 25);
+    let reference = reference();
+    for (i, f) in features.iter().enumerate() {
+        assert_eq!(f["geometry"]["type"], "MultiPoint", "{f}");
+        let c = &f["geometry"]["coordinates"][0];
+        let (lon, lat) = reference[i];
+        assert!((c[0].as_f64().unwrap() - lon).abs() < 1e-7, "{f}");
+        assert!((c[1].as_f64().unwrap() - lat).abs() < 1e-7, "{f}");
+    }
+}

@@ -361,7 +361,15 @@ impl Job for PmtilesJob {
                         );
                         async move {
                             let url = meta.location.to_string();
-                            let mut r = etl_sources::read::spawn(store, meta, format, ro, 0, br);
+                            let mut r = etl_sources::read::spawn(
+                                store,
+                                meta,
+                                format,
+                                ro,
+                                etl_sources::read::Shaping::default(),
+                                0,
+                                br,
+                            );
                             while let Some(b) = r.recv().await {
                                 let m = b.map(|b| Msg {
                                     layer,

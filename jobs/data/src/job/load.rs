@@ -202,6 +202,7 @@ impl LoadStep<'_> {
             self.meta.clone(),
             self.plan.format,
             self.plan.read_options.clone(),
+            self.plan.shaping,
             st.next,
             Arc::new(AtomicU64::new(0)),
         );

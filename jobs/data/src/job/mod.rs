@@ -30,6 +30,7 @@ struct Plan {
     config: DataConfig,
     format: Option<Format>,
     read_options: ReadOptions,
+    shaping: etl_sources::read::Shaping,
     target: Target,
 }
 
@@ -132,10 +133,15 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
         source_crs: source_crs(config.s_srs.as_deref())?,
         ..ReadOptions::default()
     };
+    let shaping = etl_sources::read::Shaping {
+        limit: config.limit,
+        promote_to_multi: config.promote_to_multi,
+    };
     Ok(Plan {
         config,
         format,
         read_options,
+        shaping,
         target,
     })
 }
@@ -325,6 +331,7 @@ async fn run_object(
         inputs: found,
         format: plan.format,
         read_options: plan.read_options.clone(),
+        shaping: plan.shaping,
         select: plan.config.select.clone(),
         max_rejects: plan.config.max_rejects,
         output_format: format,

@@ -18,6 +18,7 @@ pub struct ObjectJob {
     pub inputs: Vec<ObjectMeta>,
     pub format: Option<Format>,
     pub read_options: ReadOptions,
+    pub shaping: etl_sources::read::Shaping,
     pub select: Vec<String>,
     pub max_rejects: Option<u64>,
     pub output_format: OutputFormat,
@@ -61,6 +62,7 @@ fn write_blocking(
             meta.clone(),
             job.format,
             job.read_options.clone(),
+            job.shaping,
             0,
             bytes.clone(),
         );

@@ -429,7 +429,7 @@ fn properties(bytes: &[u8], columns: &[Column]) -> Result<Map<String, Value>, St
                 let len = u32::from_le_bytes(array(bytes, &mut at)?) as usize;
                 let raw = take(bytes, &mut at, len)?;
                 match column.kind {
-                    fgb::ColumnType::Binary => Value::String(base64(raw)),
+                    fgb::ColumnType::Binary => Value::String(crate::formats::base64(raw)),
                     fgb::ColumnType::Json => {
                         serde_json::from_slice::<Value>(raw).unwrap_or_else(|_| {
                             Value::String(String::from_utf8_lossy(raw).into_owned())
@@ -443,28 +443,6 @@ fn properties(bytes: &[u8], columns: &[Column]) -> Result<Map<String, Value>, St
         map.insert(column.name.clone(), value);
     }
     Ok(map)
-}
-
-/// Standard base64 with padding (RFC 4648 §4).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The coordinates of one FlatGeobuf geometry.
@@ -627,21 +605,6 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected);
-        }
-    }
 
     #[test]
     fn index_size_matches_reference() {

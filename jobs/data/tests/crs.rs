@@ -4,23 +4,10 @@
 
 mod support;
 
-use std::io::Read;
-
 use support::*;
 
 fn reference() -> Vec<[f64; 4]> {
-    let file = std::fs::File::open(repo_fixture("crs/2193.csv.gz")).unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let v: Vec<f64> = l.split(',').map(|f| f.parse().unwrap()).collect();
-            [v[0], v[1], v[2], v[3]]
-        })
-        .collect()
+    nztm_reference()
 }
 
 fn projected_input(dir: &std::path::Path) -> std::path::PathBuf {

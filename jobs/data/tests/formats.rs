@@ -6,26 +6,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use etl_core::store::{Location, S3Config, Store};
 use serde_json::Value;
 use support::*;
 
-/// (lon, lat) of the 10,000 NZTM reference points, by id.
+/// (lon, lat) of the reference points, by id.
 fn reference() -> Vec<(f64, f64)> {
-    let file = std::fs::File::open(repo_fixture("crs/2193.csv.gz")).unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
-        .unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let v: Vec<f64> = l.split(',').map(|f| f.parse().unwrap()).collect();
-            (v[2], v[3])
-        })
-        .collect()
+    nztm_reference().iter().map(|p| (p[2], p[3])).collect()
 }
 
 fn load(input: &str, out: &std::path::Path) -> Vec<Value> {

@@ -61,20 +61,38 @@ fn stages(table: &str) -> i64 {
     ))
 }
 
-fn load(input: &std::path::Path, table: &str, extra: &[&str]) -> Run {
-    let url = database_url();
-    let mut args = vec![
+/// The arguments of a load of `input` into `table` (batches of 1000), then `extra`.
+fn load_args(input: &std::path::Path, table: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--input",
         input.to_str().unwrap(),
         "--output",
-        &url,
+        &database_url(),
         "--table",
         table,
         "--checkpoint-every",
         "1000",
-    ];
-    args.extend_from_slice(extra);
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn load(input: &std::path::Path, table: &str, extra: &[&str]) -> Run {
+    let args = load_args(input, table, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(&args)
+}
+
+/// [`load`] with the test-only `ETL_FAULT` set: it dies (or pauses) at that point.
+fn load_faulted(input: &std::path::Path, table: &str, fault: &str, extra: &[&str]) -> Run {
+    let out = etl_data()
+        .env("ETL_FAULT", fault)
+        .args(load_args(input, table, extra))
+        .output()
+        .unwrap();
+    Run::from_output(out)
 }
 
 /// [`load`] after a kill: a 75 while the killed run's lease is still held is what Batch
@@ -446,18 +464,7 @@ fn a_swap_run_killed_at_any_point_publishes_each_row_once_on_rerun() {
         let table = unique("swap_kill");
         load(&old, &table, &[]).assert_code(0);
         let before = oid(&table);
-        let mut cmd = etl_data();
-        cmd.env("ETL_FAULT", point).args([
-            "--input",
-            new.to_str().unwrap(),
-            "--output",
-            &database_url(),
-            "--table",
-            &table,
-            "--checkpoint-every",
-            "1000",
-        ]);
-        let r = Run::from_output(cmd.output().unwrap());
+        let r = load_faulted(&new, &table, point, &[]);
         assert!(
             r.code == -1 && r.stderr.contains("fault injected at"),
             "{point}: {}",
@@ -520,16 +527,7 @@ fn auto_appends_directly_into_a_table_that_is_not_small_beside_the_input() {
 fn spawn_paused(input: &std::path::Path, table: &str, fault: String) -> std::process::Child {
     etl_data()
         .env("ETL_FAULT", fault)
-        .args([
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            &database_url(),
-            "--table",
-            table,
-            "--checkpoint-every",
-            "1000",
-        ])
+        .args(load_args(input, table, &[]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -617,22 +615,7 @@ fn a_swap_stage_whose_table_was_dropped_starts_over() {
     write_points_from(&new, 100, 5000);
     let table = unique("swap_gone");
     load(&old, &table, &[]).assert_code(0);
-    let r = Run::from_output(
-        etl_data()
-            .env("ETL_FAULT", "data.batch_committed@2")
-            .args([
-                "--input",
-                new.to_str().unwrap(),
-                "--output",
-                &database_url(),
-                "--table",
-                &table,
-                "--checkpoint-every",
-                "1000",
-            ])
-            .output()
-            .unwrap(),
-    );
+    let r = load_faulted(&new, &table, "data.batch_committed@2", &[]);
     assert!(r.stderr.contains("fault injected at"), "{}", r.stderr);
     exec(&format!("DROP TABLE \"{table}\""));
     let r = load_after_kill(&new, &table, &[]);
@@ -658,23 +641,11 @@ fn a_run_that_began_appending_directly_goes_on_directly() {
     write_points_from(&new, 100, 5000);
     let table = unique("swap_after_direct");
     load(&old, &table, &[]).assert_code(0);
-    let r = Run::from_output(
-        etl_data()
-            .env("ETL_FAULT", "data.batch_committed@2")
-            .args([
-                "--input",
-                new.to_str().unwrap(),
-                "--output",
-                &database_url(),
-                "--table",
-                &table,
-                "--checkpoint-every",
-                "1000",
-                "--append-path",
-                "direct",
-            ])
-            .output()
-            .unwrap(),
+    let r = load_faulted(
+        &new,
+        &table,
+        "data.batch_committed@2",
+        &["--append-path", "direct"],
     );
     assert!(r.stderr.contains("fault injected at"), "{}", r.stderr);
     let (rows, _) = counts(&table);

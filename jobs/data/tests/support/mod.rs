@@ -224,3 +224,21 @@ pub fn create_points_table(table: &str) {
         .unwrap();
     });
 }
+
+/// The 10,000 NZTM2000 reference points (`fixtures/crs/2193.csv.gz`, made with gdaltransform):
+/// `[x, y, lon, lat]`, by id (row order).
+pub fn nztm_reference() -> Vec<[f64; 4]> {
+    use std::io::Read;
+    let file = std::fs::File::open(repo_fixture("crs/2193.csv.gz")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|f| f.parse().unwrap()).collect();
+            [v[0], v[1], v[2], v[3]]
+        })
+        .collect()
+}

@@ -103,7 +103,11 @@ impl Operations {
         // Every datum shift is metres to hundreds of metres: where the default puts the
         // position tells which area it is in.
         let chosen = self.for_position(first.0, first.1);
-        if std::ptr::eq(chosen, &self.default) {
+        // The same operation as the default (by id; the list holds its own copy): done.
+        let same = std::ptr::eq(chosen, &self.default)
+            || (chosen.selected_operation().id.is_some()
+                && chosen.selected_operation().id == self.default.selected_operation().id);
+        if same {
             Ok(first)
         } else {
             chosen.convert(input)

@@ -53,7 +53,7 @@ pub fn write_ewkb(geom: &Geometry<f64>, srid: Option<i32>, out: &mut Vec<u8>) {
 }
 
 /// Appends `geom` as upper-case hex EWKB text, PostgreSQL's input form for geometry.
-pub(crate) fn write_ewkb_hex(geom: &Geometry<f64>, srid: Option<i32>, out: &mut Vec<u8>) {
+pub fn write_ewkb_hex(geom: &Geometry<f64>, srid: Option<i32>, out: &mut Vec<u8>) {
     write_geometry(&mut HexSink(out), geom, srid);
 }
 

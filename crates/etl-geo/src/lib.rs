@@ -7,8 +7,8 @@
 //! rest of the input unreadable are a fatal [`ReadError`]. Every geometry read is
 //! checked by [`validate`].
 //!
-//! Writers: [`FeatureWriter`] for GeoJSON, [`CopyEncoder`] for PostgreSQL
-//! `COPY … (FORMAT text)` and `(FORMAT binary)` rows, [`write_ewkb`] for PostGIS EWKB.
+//! Writers: [`FeatureWriter`] for GeoJSON, [`write_ewkb`] for PostGIS EWKB. PostgreSQL COPY
+//! rows are encoded by the `etl-sinks` crate.
 
 pub use geo_types;
 
@@ -20,7 +20,6 @@ mod ewkb;
 mod feature;
 mod format;
 mod formats;
-mod pgcopy;
 pub mod sqlite;
 pub mod upload;
 mod validate;
@@ -28,16 +27,12 @@ mod validate;
 pub use cancel::Cancel;
 pub use crs::{Crs, CrsError};
 pub use error::ReadError;
-pub use ewkb::{EwkbError, read_ewkb, write_ewkb};
+pub use ewkb::{EwkbError, read_ewkb, write_ewkb, write_ewkb_hex};
 pub use feature::{Feature, FeatureId};
 pub use format::{Format, GPX_LAYERS, describe_unknown};
-pub use formats::geojson::{FeatureWriter, OutputFormat, feature_to_json};
+pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to_json};
 pub use formats::{
-    CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, open,
-};
-pub use pgcopy::{
-    COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, Conflict, CopyColumn,
-    CopyEncoder,
+    CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,
 };
 pub use upload::{Asset, Upload, UploadFormat, UploadOptions};
 pub use validate::validate;

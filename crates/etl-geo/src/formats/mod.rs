@@ -177,7 +177,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 }
 
 /// The start of `text`, short enough to quote in a one-line message.
-pub(crate) fn excerpt(text: &str) -> &str {
+pub fn excerpt(text: &str) -> &str {
     const MAX: usize = 60;
     match text.char_indices().nth(MAX) {
         Some((end, _)) => text.get(..end).unwrap_or(text),

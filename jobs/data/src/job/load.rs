@@ -11,7 +11,7 @@ use etl_core::metrics::Stats;
 use etl_core::postgres::{self as pg, TableName};
 use etl_core::store::ObjectMeta;
 use etl_core::{JobContext, JobError};
-use etl_geo::ColumnKind;
+use etl_sinks::ColumnKind;
 use serde_json::Value;
 use sqlx::PgConnection;
 

@@ -10,5 +10,5 @@ mod write;
 
 pub(crate) use read::GeoJsonReader;
 pub(crate) use seq::GeoJsonSeqReader;
-pub(crate) use write::GeometryJson;
+pub use write::GeometryJson;
 pub use write::{FeatureWriter, OutputFormat, feature_to_json};

@@ -142,7 +142,7 @@ impl Serialize for FeatureJson<'_> {
 
 /// A geometry as a GeoJSON geometry object. `Line`, `Rect` and `Triangle`, which
 /// GeoJSON lacks, are written as a LineString and Polygons.
-pub(crate) struct GeometryJson<'a>(pub(crate) &'a Geometry<f64>);
+pub struct GeometryJson<'a>(pub &'a Geometry<f64>);
 
 impl Serialize for GeometryJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

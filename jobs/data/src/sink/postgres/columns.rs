@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use etl_core::JobError;
 use etl_core::postgres::quote_ident;
-use etl_geo::{ColumnKind, ColumnSource, CopyColumn, CopyEncoder, Record};
+use etl_geo::Record;
+use etl_sinks::{ColumnKind, ColumnSource, CopyColumn, CopyEncoder};
 use rustc_hash::FxHashMap;
 use sqlx::{AssertSqlSafe, PgConnection};
 

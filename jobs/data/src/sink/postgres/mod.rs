@@ -37,9 +37,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use etl_core::JobError;
 use etl_core::checkpoint::PostgresCheckpoints;
 use etl_core::postgres::{TableName, quote_ident};
-use etl_geo::{
+use etl_geo::Record;
+use etl_sinks::{
     COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, CopyColumn, CopyEncoder,
-    Record,
 };
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool};

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use etl_core::JobError;
 use etl_core::postgres::{PgError, TableName};
-use etl_geo::{ColumnKind, Record};
+use etl_geo::Record;
+use etl_sinks::ColumnKind;
 use rustc_hash::FxHashMap;
 use sqlx::{PgConnection, Row};
 

@@ -1,5 +1,5 @@
 //! Binary COPY against the PostGIS server scripts/test.sh starts: the same features loaded
-//! through text COPY and through binary COPY must give identical tables. etl-geo has no
+//! through text COPY and through binary COPY must give identical tables. etl-sinks has no
 //! database client (DESIGN §2), so the rows go through `psql` as a subprocess.
 
 #![allow(
@@ -16,9 +16,9 @@ use etl_geo::geo_types::{
     Geometry, GeometryCollection, LineString, MultiPolygon, Point, Polygon, line_string, point,
     polygon,
 };
-use etl_geo::{
+use etl_geo::{Feature, FeatureId};
+use etl_sinks::{
     COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, CopyColumn, CopyEncoder,
-    Feature, FeatureId,
 };
 use serde_json::{Value, json};
 

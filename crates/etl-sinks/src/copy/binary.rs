@@ -7,7 +7,7 @@
 //! PostGIS's `geometry_recv` reads with the same parser its text input uses for hex.
 
 use super::{Cell, ColumnKind, ColumnSource, CopyColumn, Misfit, TextForm, write_text_form};
-use crate::ewkb::write_ewkb;
+use etl_geo::write_ewkb;
 
 /// Starts a binary COPY stream: the signature, flags (no OIDs) and an empty header
 /// extension.
@@ -99,11 +99,11 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Map, Value, json};
 
-    use crate::feature::{Feature, FeatureId};
-    use crate::pgcopy::{
+    use super::super::{
         COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, Conflict, CopyColumn,
         CopyEncoder,
     };
+    use etl_geo::{Feature, FeatureId};
 
     const ALL_KINDS: [ColumnKind; 12] = [
         ColumnKind::SmallInt,

@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::io::Cursor;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use etl_geo::{
-    ColumnKind, ColumnSource, Conflict, CopyColumn, CopyEncoder, Feature, Format, ReadOptions, open,
-};
+use etl_geo::{Feature, Format, ReadOptions, open};
+use etl_sinks::{ColumnKind, ColumnSource, Conflict, CopyColumn, CopyEncoder};
 
+#[path = "../../etl-geo/benches/synthetic.rs"]
 mod synthetic;
 
 const FEATURES: usize = 100_000;

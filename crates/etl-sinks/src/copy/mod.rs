@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use geo_types::Geometry;
 use serde_json::Value;
 
-use crate::ewkb::write_ewkb_hex;
-use crate::feature::{Feature, FeatureId};
-use crate::formats::excerpt;
-use crate::formats::geojson::GeometryJson;
+use etl_geo::{Feature, FeatureId, GeometryJson, excerpt, write_ewkb_hex};
 
 mod binary;
 

@@ -25,7 +25,7 @@ pub mod upload;
 mod validate;
 
 pub use cancel::Cancel;
-pub use crs::{Crs, CrsError};
+pub use crs::{Crs, CrsError, project};
 pub use error::ReadError;
 pub use ewkb::{EwkbError, read_ewkb, write_ewkb, write_ewkb_hex};
 pub use feature::{Feature, FeatureId};

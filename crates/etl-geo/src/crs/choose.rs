@@ -7,6 +7,8 @@
 //! one proj-core picked (one transformation for the whole edge of a dataset, not a jump to "no
 //! shift" as GDAL makes).
 
+use std::sync::OnceLock;
+
 use proj_core::{AreaOfUse, CrsDef, SelectionOptions, Transform};
 
 use super::guarded;
@@ -17,6 +19,9 @@ pub(super) struct Operations {
     default: Transform,
     /// Most accurate first (then the smaller area), with the area each is for.
     by_area: Vec<(AreaOfUse, Transform)>,
+    /// The inverses of `default` (first) and of `by_area` (in order), made on first use:
+    /// reading never needs them, writing in this CRS (`--t-srs`) needs them for every position.
+    inverses: OnceLock<Vec<Result<Transform, String>>>,
 }
 
 impl Operations {
@@ -32,6 +37,7 @@ impl Operations {
             return Ok(Operations {
                 default: selected,
                 by_area: Vec::new(),
+                inverses: OnceLock::new(),
             });
         }
         let candidates =
@@ -72,26 +78,39 @@ impl Operations {
         } else {
             Vec::new()
         };
-        Ok(Operations { default, by_area })
+        Ok(Operations {
+            default,
+            by_area,
+            inverses: OnceLock::new(),
+        })
     }
 
     /// The transformation a position goes through, given where it lands approximately: the
     /// best one whose area holds it, else the one whose area is nearest (not proj-core's own
     /// pick, which for NAD27 is Panama's: 50–100 m off along the US and Alaskan coasts).
     fn for_position(&self, lon: f64, lat: f64) -> &Transform {
+        match self.position_index(lon, lat) {
+            Some(i) => &self.by_area[i].1,
+            None => &self.default,
+        }
+    }
+
+    /// [`Self::for_position`] as an index into `by_area` (`None`: the default).
+    fn position_index(&self, lon: f64, lat: f64) -> Option<usize> {
         let at = proj_core::Coord { x: lon, y: lat };
-        if let Some((_, t)) = self
+        if let Some(i) = self
             .by_area
             .iter()
-            .find(|(area, _)| area.contains_point(at))
+            .position(|(area, _)| area.contains_point(at))
         {
-            return t;
+            return Some(i);
         }
         self.by_area
             .iter()
-            .map(|(area, t)| (distance(area, lon, lat), t))
+            .enumerate()
+            .map(|(i, (area, _))| (distance(area, lon, lat), i))
             .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map_or(&self.default, |(_, t)| t)
+            .map(|(_, i)| i)
     }
 
     /// One position (in the CRS's own axis order) to WGS 84 longitude/latitude.
@@ -114,9 +133,21 @@ impl Operations {
         }
     }
 
-    /// The transformation back from WGS 84 for a position at `lon`, `lat`.
-    pub(super) fn inverse_at(&self, lon: f64, lat: f64) -> proj_core::Result<Transform> {
-        self.for_position(lon, lat).inverse()
+    /// WGS 84 longitude/latitude to a position in the CRS's own axis order, through the
+    /// inverse of the transformation [`Self::convert`] would take for that position.
+    pub(super) fn convert_inverse(&self, lon: f64, lat: f64) -> Result<(f64, f64), String> {
+        let inverses = self.inverses.get_or_init(|| {
+            std::iter::once(&self.default)
+                .chain(self.by_area.iter().map(|(_, t)| t))
+                .map(|t| guarded(|| t.inverse()))
+                .collect()
+        });
+        let slot = self.position_index(lon, lat).map_or(0, |i| i + 1);
+        match inverses.get(slot) {
+            Some(Ok(t)) => t.convert((lon, lat)).map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(format!("no inverse: {e}")),
+            None => Err("no inverse transformation".to_owned()),
+        }
     }
 }
 

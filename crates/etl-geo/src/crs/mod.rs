@@ -221,18 +221,28 @@ impl Crs {
         }
     }
 
-    /// The position in this CRS of a WGS 84 longitude/latitude (for tests and the inverse
-    /// direction of round trips).
+    /// The position in this CRS of a WGS 84 longitude/latitude (x = easting or longitude);
+    /// an error for one the transformation cannot take.
+    #[inline]
     pub fn from_wgs84(&self, lon: f64, lat: f64) -> Result<(f64, f64), CrsError> {
         match &self.inner {
             Inner::Wgs84 => Ok((lon, lat)),
             Inner::Transform { forward, swap } => {
-                let inverse = forward
-                    .inverse_at(lon, lat)
-                    .map_err(|e| CrsError(format!("{}: no inverse: {e}", self.name)))?;
-                let (a, b) = inverse
-                    .convert((lon, lat))
-                    .map_err(|e| CrsError(format!("({lon}, {lat}) to {}: {e}", self.name)))?;
+                if !lon.is_finite() || !lat.is_finite() {
+                    return Err(CrsError(format!("coordinate ({lon}, {lat}) is not a number")));
+                }
+                let (a, b) = forward.convert_inverse(lon, lat).map_err(|e| {
+                    CrsError(format!(
+                        "({lon}, {lat}) is outside what {} can take from WGS 84: {e}",
+                        self.name
+                    ))
+                })?;
+                if !a.is_finite() || !b.is_finite() {
+                    return Err(CrsError(format!(
+                        "({lon}, {lat}) is outside the area {} covers",
+                        self.name
+                    )));
+                }
                 Ok(if *swap { (b, a) } else { (a, b) })
             }
         }
@@ -248,43 +258,70 @@ pub fn reproject(geometry: &mut geo_types::Geometry<f64>, crs: &Crs) -> Result<(
     if crs.is_wgs84() {
         return Ok(());
     }
-    reproject_at(geometry, crs, 0)
+    moved(geometry, crs, Direction::ToWgs84, 0)
 }
 
-fn reproject_at(
-    geometry: &mut geo_types::Geometry<f64>,
-    crs: &Crs,
-    depth: usize,
-) -> Result<(), CrsError> {
-    use geo_types::Geometry as G;
-    let one = |c: &mut geo_types::Coord<f64>| -> Result<(), CrsError> {
-        let (x, y) = crs.to_wgs84(c.x, c.y)?;
+/// Moves every position of `geometry` from WGS 84 into `crs` in place (a load into a table of
+/// that CRS, `--t-srs`); an error (naming the position) for one the CRS cannot take.
+pub fn project(geometry: &mut geo_types::Geometry<f64>, crs: &Crs) -> Result<(), CrsError> {
+    if crs.is_wgs84() {
+        return Ok(());
+    }
+    moved(geometry, crs, Direction::FromWgs84, 0)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToWgs84,
+    FromWgs84,
+}
+
+impl Direction {
+    #[inline]
+    fn apply(self, crs: &Crs, c: &mut geo_types::Coord<f64>) -> Result<(), CrsError> {
+        let (x, y) = match self {
+            Direction::ToWgs84 => crs.to_wgs84(c.x, c.y)?,
+            Direction::FromWgs84 => crs.from_wgs84(c.x, c.y)?,
+        };
         c.x = x;
         c.y = y;
         Ok(())
+    }
+}
+
+fn moved(
+    geometry: &mut geo_types::Geometry<f64>,
+    crs: &Crs,
+    dir: Direction,
+    depth: usize,
+) -> Result<(), CrsError> {
+    use geo_types::Geometry as G;
+    let one = |c: &mut geo_types::Coord<f64>| dir.apply(crs, c);
+    let line = |coords: &mut [geo_types::Coord<f64>]| match dir {
+        Direction::ToWgs84 => moved_line(coords, crs),
+        Direction::FromWgs84 => coords.iter_mut().try_for_each(|c| dir.apply(crs, c)),
     };
-    let line = |ls: &mut geo_types::LineString<f64>| moved_line(&mut ls.0, crs);
     let polygon = |p: &mut geo_types::Polygon<f64>| -> Result<(), CrsError> {
         let mut result = Ok(());
-        p.exterior_mut(|ring| result = line(ring));
+        p.exterior_mut(|ring| result = line(&mut ring.0));
         result?;
         let mut result = Ok(());
-        p.interiors_mut(|rings| result = rings.iter_mut().try_for_each(line));
+        p.interiors_mut(|rings| result = rings.iter_mut().try_for_each(|r| line(&mut r.0)));
         result
     };
     match geometry {
         G::Point(p) => one(&mut p.0),
         G::Line(l) => {
             let mut coords = [l.start, l.end];
-            moved_line(&mut coords, crs)?;
+            line(&mut coords)?;
             l.start = coords[0];
             l.end = coords[1];
             Ok(())
         }
-        G::LineString(ls) => line(ls),
+        G::LineString(ls) => line(&mut ls.0),
         G::Polygon(p) => polygon(p),
         G::MultiPoint(mp) => mp.0.iter_mut().try_for_each(|p| one(&mut p.0)),
-        G::MultiLineString(ml) => ml.0.iter_mut().try_for_each(line),
+        G::MultiLineString(ml) => ml.0.iter_mut().try_for_each(|l| line(&mut l.0)),
         G::MultiPolygon(mp) => mp.0.iter_mut().try_for_each(polygon),
         G::GeometryCollection(gc) => {
             if depth >= MAX_COLLECTION_DEPTH {
@@ -293,7 +330,7 @@ fn reproject_at(
                 )));
             }
             gc.0.iter_mut()
-                .try_for_each(|g| reproject_at(g, crs, depth + 1))
+                .try_for_each(|g| moved(g, crs, dir, depth + 1))
         }
         G::Rect(r) => {
             let (mut min, mut max) = (r.min(), r.max());
@@ -304,7 +341,7 @@ fn reproject_at(
         }
         G::Triangle(t) => {
             let mut coords = [t.v1(), t.v2(), t.v3(), t.v1()];
-            moved_line(&mut coords, crs)?;
+            line(&mut coords)?;
             *t = geo_types::Triangle::new(coords[0], coords[1], coords[2]);
             Ok(())
         }

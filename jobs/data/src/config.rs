@@ -33,7 +33,8 @@ pub enum AppendPath {
     Swap,
 }
 
-/// Load geospatial files (GeoJSON, GeoJSON sequences, CSV) into PostGIS, a GeoJSON file, or S3.
+/// Load geospatial files (GeoJSON, GeoJSON sequences, CSV, Shapefiles, GeoPackages, KML, GPX,
+/// FlatGeobuf, …) into PostGIS, a GeoJSON file, or S3.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, clap::Args)]
 pub struct DataConfig {
     /// Input files, directories, globs, s3://bucket/key or s3://bucket/prefix/ (repeatable or comma separated).
@@ -119,6 +120,13 @@ pub struct DataConfig {
     #[serde(default)]
     pub s_srs: Option<String>,
 
+    /// Coordinate system of the PostGIS geometry column, EPSG:N (ogr2ogr's -t_srs): positions
+    /// are moved from WGS 84 into it, and a feature it cannot hold is rejected. Default: an
+    /// existing table's own SRID, else 4326.
+    #[arg(long = "t-srs", env = "ETL_T_SRS")]
+    #[serde(default)]
+    pub t_srs: Option<String>,
+
     /// CSV longitude column (default: detected from lon, lng, long, longitude, x).
     #[arg(long, env = "ETL_CSV_LON")]
     pub csv_lon: Option<String>,
@@ -154,6 +162,24 @@ pub enum OutputTarget {
 }
 
 impl DataConfig {
+    /// The SRID `--t-srs` names (`EPSG:N` or `N`), if given.
+    pub fn t_srs_code(&self) -> Result<Option<i32>, String> {
+        let Some(value) = self.t_srs.as_deref() else {
+            return Ok(None);
+        };
+        let trimmed = value.trim();
+        let digits = match trimmed.get(..5) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("EPSG:") => trimmed.get(5..).unwrap_or(""),
+            _ => trimmed,
+        };
+        match digits.parse::<i32>() {
+            Ok(code) if code > 0 => Ok(Some(code)),
+            _ => Err(format!(
+                "--t-srs {value:?}: expected EPSG:N, the SRID of the table's geometry column"
+            )),
+        }
+    }
+
     pub fn target(&self) -> OutputTarget {
         let o = self.output.trim();
         if o.starts_with("postgres://") || o.starts_with("postgresql://") || o == "postgres" {
@@ -211,5 +237,32 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://db/tak"), "postgres://db/tak");
         assert_eq!(redact_url("out.geojsonl"), "out.geojsonl");
+    }
+
+    #[test]
+    fn t_srs_takes_epsg_codes_only() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: DataConfig,
+        }
+        let with = |v: &str| {
+            let args = [
+                "etl-data",
+                "--input",
+                "a.geojson",
+                "--output",
+                "postgres://",
+            ];
+            let mut config = <Cli as clap::Parser>::parse_from(args).config;
+            config.t_srs = Some(v.into());
+            config
+        };
+        assert_eq!(with("EPSG:2193").t_srs_code(), Ok(Some(2193)));
+        assert_eq!(with("epsg:3857").t_srs_code(), Ok(Some(3857)));
+        assert_eq!(with(" 4326 ").t_srs_code(), Ok(Some(4326)));
+        for bad in ["EPSG:", "EPSG:-1", "0", "+proj=longlat", "EPSG:99999999999"] {
+            assert!(with(bad).t_srs_code().is_err(), "{bad}");
+        }
     }
 }

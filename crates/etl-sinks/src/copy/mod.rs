@@ -9,13 +9,14 @@
 //! how an accepted cell is written, so they cannot disagree about which rows are
 //! refused.
 
+use std::borrow::Cow;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use geo_types::Geometry;
 use serde_json::Value;
 
-use etl_geo::{Feature, FeatureId, GeometryJson, excerpt, write_ewkb_hex};
+use etl_geo::{Crs, Feature, FeatureId, GeometryJson, excerpt, project, write_ewkb_hex};
 
 mod binary;
 
@@ -73,6 +74,11 @@ impl ColumnKind {
             ColumnKind::Jsonb => "jsonb",
             ColumnKind::Geometry => "geometry(Geometry,4326)",
         }
+    }
+
+    /// The type to declare for a geometry column of `srid`.
+    pub fn geometry_sql_type(srid: i32) -> String {
+        format!("geometry(Geometry,{srid})")
     }
 
     /// The kind a new column would get from one sample value; `None` for null.
@@ -161,6 +167,9 @@ pub struct CopyEncoder {
     /// name with one string comparison. Atomics keep the encoder shareable.
     property_slots: Vec<AtomicUsize>,
     srid: i32,
+    /// The CRS of `srid` when it is not WGS 84: geometries are moved into it as they are
+    /// encoded (features are always WGS 84).
+    project: Option<Crs>,
 }
 
 const NULL: &[u8] = b"\\N";
@@ -172,6 +181,8 @@ enum Misfit<'a> {
     Id(&'a FeatureId),
     Ordinal(i64),
     Geometry,
+    /// A geometry the target CRS cannot take, and why.
+    Projection(String),
     Nul,
     /// Binary COPY only, for columns [`CopyEncoder::binary_supported`] excludes.
     NoBinaryForm,
@@ -191,6 +202,7 @@ impl Misfit<'_> {
             Misfit::Id(FeatureId::Str(s)) => format!("string id {:?}", excerpt(s)),
             Misfit::Ordinal(i) => format!("ordinal {i}"),
             Misfit::Geometry => "geometry".to_owned(),
+            Misfit::Projection(why) => format!("a geometry it cannot hold ({why})"),
             Misfit::Nul => "string containing NUL".to_owned(),
             Misfit::NoBinaryForm => "a value binary COPY cannot send".to_owned(),
         }
@@ -210,7 +222,8 @@ enum Cell<'f> {
     /// Free of NUL bytes.
     Text(&'f str),
     Json(Json<'f>),
-    Geometry(&'f Geometry<f64>, i32),
+    /// Already in the CRS of the SRID (moved there when the target is not WGS 84).
+    Geometry(Cow<'f, Geometry<f64>>, i32),
 }
 
 /// A value written as compact JSON text.
@@ -240,13 +253,29 @@ impl<'f> Json<'f> {
 }
 
 impl CopyEncoder {
+    /// An encoder for WGS 84 geometry columns of `srid` 4326 (or of SRID 0).
     pub fn new(columns: Vec<CopyColumn>, srid: i32) -> Self {
         let property_slots = columns.iter().map(|_| AtomicUsize::new(0)).collect();
         CopyEncoder {
             columns,
             property_slots,
             srid,
+            project: None,
         }
+    }
+
+    /// An encoder for geometry columns of `srid`, whose CRS is `crs`: every geometry is moved
+    /// from WGS 84 into it, and a geometry with a position the CRS cannot take is a conflict
+    /// (the row becomes a reject).
+    pub fn projecting(columns: Vec<CopyColumn>, srid: i32, crs: Crs) -> Self {
+        let mut encoder = CopyEncoder::new(columns, srid);
+        encoder.project = (!crs.is_wgs84()).then_some(crs);
+        encoder
+    }
+
+    /// The SRID geometries are written with.
+    pub fn srid(&self) -> i32 {
+        self.srid
     }
 
     pub fn columns(&self) -> &[CopyColumn] {
@@ -265,7 +294,7 @@ impl CopyEncoder {
                 .and_then(|cell| write_text_field(cell.as_ref(), out));
             if let Err(misfit) = written {
                 out.truncate(start);
-                return Err(conflict(column, &misfit));
+                return Err(conflict(column, &misfit, self.srid));
             }
         }
         out.push(b'\n');
@@ -307,7 +336,7 @@ impl CopyEncoder {
                 .and_then(|cell| binary::write_field(column.kind, cell.as_ref(), out));
             if let Err(misfit) = written {
                 out.truncate(start);
-                return Err(conflict(column, &misfit));
+                return Err(conflict(column, &misfit, self.srid));
             }
         }
         Ok(())
@@ -358,9 +387,14 @@ impl CopyEncoder {
             },
             ColumnSource::Geometry => match (&f.geometry, kind) {
                 (None, _) => Ok(None),
-                (Some(g), ColumnKind::Geometry | ColumnKind::Other) => {
-                    Ok(Some(Cell::Geometry(g, self.srid)))
-                }
+                (Some(g), ColumnKind::Geometry | ColumnKind::Other) => match &self.project {
+                    None => Ok(Some(Cell::Geometry(Cow::Borrowed(g), self.srid))),
+                    Some(crs) => {
+                        let mut moved = g.clone();
+                        project(&mut moved, crs).map_err(|e| Misfit::Projection(e.to_string()))?;
+                        Ok(Some(Cell::Geometry(Cow::Owned(moved), self.srid)))
+                    }
+                },
                 (Some(g), ColumnKind::Json | ColumnKind::Jsonb) => {
                     Ok(Some(Cell::Json(Json::Geometry(g))))
                 }
@@ -370,11 +404,14 @@ impl CopyEncoder {
     }
 }
 
-fn conflict(column: &CopyColumn, misfit: &Misfit<'_>) -> Conflict {
+fn conflict(column: &CopyColumn, misfit: &Misfit<'_>, srid: i32) -> Conflict {
     Conflict {
         column: column.name.clone(),
         found: misfit.describe(),
-        expected: column.kind.sql_type().to_owned(),
+        expected: match column.kind {
+            ColumnKind::Geometry => ColumnKind::geometry_sql_type(srid),
+            kind => kind.sql_type().to_owned(),
+        },
     }
 }
 
@@ -559,6 +596,46 @@ mod tests {
             kind,
             source: ColumnSource::Property(name.to_owned()),
         }
+    }
+
+    fn geometry_feature(lon: f64, lat: f64) -> Feature {
+        Feature {
+            geometry: Some(point!(x: lon, y: lat).into()),
+            ..Feature::default()
+        }
+    }
+
+    #[test]
+    fn a_projecting_encoder_writes_positions_in_the_target_crs() {
+        let geom = CopyColumn {
+            name: "geom".into(),
+            kind: ColumnKind::Geometry,
+            source: ColumnSource::Geometry,
+        };
+        let nztm = Crs::from_epsg(2193).unwrap();
+        let encoder = CopyEncoder::projecting(vec![geom.clone()], 2193, nztm.clone());
+        let mut out = Vec::new();
+        encoder
+            .encode_binary(&geometry_feature(174.7633, -36.8485), 0, &mut out)
+            .unwrap();
+        // Tuple: field count (2), length (4), then EWKB: order, type|SRID flag, SRID, x, y.
+        let ewkb = &out[6..];
+        assert_eq!(&ewkb[5..9], &2193i32.to_le_bytes());
+        let x = f64::from_le_bytes(ewkb[9..17].try_into().unwrap());
+        let y = f64::from_le_bytes(ewkb[17..25].try_into().unwrap());
+        let (lon, lat) = nztm.to_wgs84(x, y).unwrap();
+        assert!((lon - 174.7633).abs() < 1e-9 && (lat + 36.8485).abs() < 1e-9);
+        assert!((1_700_000.0..1_800_000.0).contains(&x), "easting {x}");
+
+        // Web Mercator cannot hold the pole: the row is refused, naming the column's type.
+        let mercator = CopyEncoder::projecting(vec![geom], 3857, Crs::from_epsg(3857).unwrap());
+        let mut out = Vec::new();
+        let err = mercator
+            .encode(&geometry_feature(10.0, 90.0), 0, &mut out)
+            .unwrap_err();
+        assert!(out.is_empty());
+        assert_eq!(err.expected, "geometry(Geometry,3857)");
+        assert!(err.found.starts_with("a geometry it cannot hold"), "{err}");
     }
 
     fn feature(properties: Value) -> Feature {

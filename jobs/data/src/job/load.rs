@@ -239,6 +239,7 @@ impl LoadStep<'_> {
                         select: cfg.select.clone(),
                         run_key: self.key,
                         limits: self.limits,
+                        srid: cfg.t_srs_code().map_err(JobError::usage)?,
                         added: self.added_before.clone(),
                     },
                     sample,

@@ -79,6 +79,7 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
     if config.checkpoint_every == 0 {
         return Err(JobError::usage("--checkpoint-every must be at least 1"));
     }
+    let t_srs = config.t_srs_code().map_err(JobError::usage)?;
     let target = match config.target() {
         OutputTarget::Postgres { url } => {
             let table = config
@@ -112,6 +113,11 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
             if config.table.is_some() || config.mode != Mode::Append || config.key.is_some() {
                 return Err(JobError::usage(
                     "--table, --mode and --key apply to postgres:// outputs only",
+                ));
+            }
+            if t_srs.is_some() {
+                return Err(JobError::usage(
+                    "--t-srs applies to postgres:// outputs only (GeoJSON is WGS 84)",
                 ));
             }
             let location = Location::parse(&url).map_err(JobError::from)?;

@@ -444,6 +444,7 @@ impl Finish<'_> {
                         select: cfg.select.clone(),
                         run_key: self.key,
                         limits: self.limits,
+                        srid: cfg.t_srs_code().map_err(JobError::usage)?,
                         added: Vec::new(),
                     },
                     &[],

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use super::names::{column_for, property_of};
-use super::schema::{GEOM, ID, SEQ, SRID, discover, fits, sql_err, table_columns};
+use super::schema::{GEOM, ID, SEQ, discover, fits, sql_err, table_columns};
 use super::{PgTarget, Strategy};
 
 impl PgTarget {
@@ -60,7 +60,7 @@ impl PgTarget {
             });
         }
         let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-        self.encoder = CopyEncoder::new(columns.clone(), SRID);
+        self.encoder = CopyEncoder::projecting(columns.clone(), self.srid, self.crs.clone());
         // Binary rows spare the server all text parsing (floats, hex EWKB); a table with a
         // column type we cannot send in binary (numeric, user types) gets text rows.
         self.binary = self.encoder.binary_supported();

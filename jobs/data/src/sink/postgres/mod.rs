@@ -56,8 +56,8 @@ pub use rejects::{clear_input_rejects, clear_run, ensure_reject_table, write_rej
 pub use swap::{choose_swap, is_swap_stage};
 
 use schema::{
-    GEOM, ID, SEQ, SRID, TableColumn, discover, geometry_constraint, id_kind, sql_err,
-    table_columns,
+    GEOM, ID, SEQ, SRID, TableColumn, discover, geometry_constraint, geometry_typmod, id_kind,
+    sql_err, table_columns, target_crs,
 };
 
 const DDL_LOCK: i64 = 0x7461_6b65_746c_0002;
@@ -139,6 +139,9 @@ pub struct PgTarget {
     key_column: Option<String>,
     /// The geometry type the target's `geom` column is constrained to (`Point`, …), if any.
     geom_type: Option<String>,
+    /// The SRID geometries are written with, and its CRS (WGS 84 features are moved into it).
+    srid: i32,
+    crs: etl_geo::Crs,
     encoder: CopyEncoder,
     /// Rows go as binary COPY tuples (else text rows).
     binary: bool,
@@ -157,6 +160,9 @@ pub struct OpenOptions<'a> {
     pub limits: Limits,
     /// Columns earlier attempts of this run added to the target (direct appends).
     pub added: Vec<String>,
+    /// The SRID to write (`--t-srs`); None: an existing table's own SRID for loads into it,
+    /// else 4326.
+    pub srid: Option<i32>,
 }
 
 impl PgTarget {
@@ -205,6 +211,19 @@ impl PgTarget {
                 )));
             }
         }
+        // Loads into the table write its own SRID unless --t-srs says otherwise (then a
+        // mismatch is refused below); a new or replaced table gets --t-srs or 4326.
+        let table_srid = match (strategy, &target_columns) {
+            (Strategy::Direct | Strategy::Swap | Strategy::Merge, Some(_)) => {
+                geometry_typmod(&mut tx, &table)
+                    .await?
+                    .map(|(_, srid)| srid)
+                    .filter(|&srid| srid != 0)
+            }
+            _ => None,
+        };
+        let srid = opts.srid.or(table_srid).unwrap_or(SRID);
+        let crs = target_crs(&mut tx, srid).await?;
         let copy_columns = match strategy {
             Strategy::Direct => target_columns.clone().unwrap_or_default(),
             _ => match table_columns(&mut tx, &stage).await? {
@@ -220,6 +239,7 @@ impl PgTarget {
                             target_columns.as_deref(),
                             &opts.select,
                             sample,
+                            srid,
                         )
                         .await?;
                     }
@@ -245,7 +265,7 @@ impl PgTarget {
                 "table {defining} has no geometry column \"geom\""
             )));
         }
-        let geom_type = geometry_constraint(&mut tx, defining).await?;
+        let geom_type = geometry_constraint(&mut tx, defining, srid).await?;
         tx.commit().await.map_err(sql_err("preparing tables"))?;
 
         let mut target = PgTarget {
@@ -264,7 +284,9 @@ impl PgTarget {
             target_columns,
             key_column,
             geom_type,
-            encoder: CopyEncoder::new(Vec::new(), SRID),
+            encoder: CopyEncoder::new(Vec::new(), srid),
+            srid,
+            crs,
             binary: false,
             copy_sql: String::new(),
             added: opts.added,
@@ -444,6 +466,7 @@ async fn create_stage(
     target: Option<&[TableColumn]>,
     select: &[String],
     sample: &[Record],
+    srid: i32,
 ) -> Result<(), JobError> {
     let mut defs = Vec::new();
     let target_type = |name: &str| {
@@ -481,7 +504,7 @@ async fn create_stage(
             defs.push(format!(
                 "{} {}",
                 quote_ident(GEOM),
-                ColumnKind::Geometry.sql_type()
+                ColumnKind::geometry_sql_type(srid)
             ));
         }
     }

@@ -287,7 +287,7 @@ impl PgTarget {
         conn: &mut PgConnection,
         cols: &[TableColumn],
     ) -> Result<Option<String>, JobError> {
-        if let Some(kind) = geometry_constraint(conn, &self.table).await? {
+        if let Some(kind) = geometry_constraint(conn, &self.table, self.srid).await? {
             return Ok(Some(format!(
                 "its geom column only takes {kind} geometries"
             )));

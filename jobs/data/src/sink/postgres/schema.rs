@@ -15,6 +15,7 @@ pub const ID: &str = "id";
 pub const GEOM: &str = "geom";
 /// Input order of a staged row (upsert: the last occurrence of a key wins).
 pub const SEQ: &str = "_etl_seq";
+/// The SRID of a new table's geometry column without `--t-srs`.
 pub const SRID: i32 = 4326;
 
 pub(super) fn sql_err(context: &str) -> impl Fn(sqlx::Error) -> JobError + '_ {
@@ -34,27 +35,36 @@ pub(super) fn fits(column: ColumnKind, value: ColumnKind) -> bool {
         )
 }
 
-/// The type constraint of an existing table's `geom` column: None for plain `geometry`,
-/// `Some("Point")` for `geometry(Point,…)`. A column with another SRID, or with Z/M dimensions,
-/// cannot take what this job writes (2D, SRID 4326): that is a configuration error.
-pub(super) async fn geometry_constraint(
+/// The type modifier of a table's `geom` column: its geometry type (`Geometry`, `Point`, …)
+/// and SRID (0: any), or None for a plain `geometry` column or no table.
+pub(super) async fn geometry_typmod(
     conn: &mut PgConnection,
     table: &TableName,
-) -> Result<Option<String>, JobError> {
-    let row: Option<(String, i32)> = sqlx::query_as(
+) -> Result<Option<(String, i32)>, JobError> {
+    sqlx::query_as(
         "SELECT postgis_typmod_type(a.atttypmod)::text, postgis_typmod_srid(a.atttypmod) \
          FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = 'geom' AND a.atttypmod <> -1",
     )
     .bind(table.quoted())
     .fetch_optional(&mut *conn)
     .await
-    .map_err(sql_err("reading the geometry column's type"))?;
-    let Some((kind, srid)) = row else {
+    .map_err(sql_err("reading the geometry column's type"))
+}
+
+/// The type constraint of an existing table's `geom` column: None for plain `geometry`,
+/// `Some("Point")` for `geometry(Point,…)`. A column with another SRID than the run writes
+/// (`srid`), or with Z/M dimensions, cannot take its geometries: that is a configuration error.
+pub(super) async fn geometry_constraint(
+    conn: &mut PgConnection,
+    table: &TableName,
+    srid: i32,
+) -> Result<Option<String>, JobError> {
+    let Some((kind, column_srid)) = geometry_typmod(conn, table).await? else {
         return Ok(None);
     };
-    if srid != 0 && srid != SRID {
+    if column_srid != 0 && column_srid != srid {
         return Err(JobError::config(format!(
-            "table {table}: column geom has SRID {srid}; etl-data writes WGS 84 (SRID {SRID})"
+            "table {table}: column geom has SRID {column_srid}; this run writes SRID {srid} (--t-srs EPSG:{column_srid} loads into it)"
         )));
     }
     if kind.ends_with('Z') || kind.ends_with('M') {
@@ -63,6 +73,29 @@ pub(super) async fn geometry_constraint(
         )));
     }
     Ok((!kind.eq_ignore_ascii_case("Geometry")).then_some(kind))
+}
+
+/// The coordinate system of SRID `srid` for a load: PostGIS must know the SRID (its
+/// `spatial_ref_sys`), and etl-data must be able to move WGS 84 positions into it.
+pub(super) async fn target_crs(
+    conn: &mut PgConnection,
+    srid: i32,
+) -> Result<etl_geo::Crs, JobError> {
+    let known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM spatial_ref_sys WHERE srid = $1)")
+            .bind(srid)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sql_err("looking up the SRID in spatial_ref_sys"))?;
+    if !known {
+        return Err(JobError::config(format!(
+            "SRID {srid} is not in the database's spatial_ref_sys"
+        )));
+    }
+    let code = u32::try_from(srid)
+        .map_err(|_| JobError::config(format!("SRID {srid} is not an EPSG code")))?;
+    etl_geo::Crs::from_epsg(code)
+        .map_err(|e| JobError::config(format!("cannot write SRID {srid}: {e}")))
 }
 
 /// The PostGIS name of a geometry's type.

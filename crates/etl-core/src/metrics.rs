@@ -14,6 +14,8 @@ pub struct Stats {
     pub read: AtomicU64,
     pub written: AtomicU64,
     pub rejected: AtomicU64,
+    /// Features an attribute filter (`--where`) left out: read, neither written nor rejected.
+    pub filtered: AtomicU64,
     pub skipped_inputs: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,

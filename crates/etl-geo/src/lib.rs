@@ -18,6 +18,7 @@ pub mod crs;
 mod error;
 mod ewkb;
 mod feature;
+pub mod filter;
 mod format;
 mod formats;
 pub mod sqlite;

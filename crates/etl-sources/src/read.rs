@@ -22,6 +22,8 @@ pub struct ReadBatch {
     pub records: Vec<Record>,
     /// Bytes of the input consumed so far.
     pub bytes: u64,
+    /// Features read since the previous batch that `--where` left out (not in `records`).
+    pub filtered: u64,
 }
 
 /// What the reading thread sends: batches, then `End` — or an error.
@@ -139,18 +141,30 @@ fn io_err(url: &str, e: std::io::Error) -> JobError {
     }
 }
 
-/// What is done to the records of an input on their way (ogr2ogr's `-limit` and
+/// What is done to the records of an input on their way (ogr2ogr's `-limit`, `-where` and
 /// `-nlt PROMOTE_TO_MULTI`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Shaping {
     /// Only the first N records of each input (accepted and rejected alike).
     pub limit: Option<u64>,
     /// Points, lines and polygons become multi-geometries of one part, so a table's geometries
     /// are of one kind.
     pub promote_to_multi: bool,
+    /// Only features whose properties the filter is true for; the others are counted, not
+    /// delivered. Rejected records are delivered whatever the filter (their problem is
+    /// reported, not hidden).
+    pub filter: Option<Arc<etl_geo::filter::Filter>>,
 }
 
 impl Shaping {
+    /// Whether `record` is left out by the filter.
+    fn filters_out(&self, record: &Record) -> bool {
+        match (&self.filter, &record.feature) {
+            (Some(filter), Ok(feature)) => !filter.matches(feature),
+            _ => false,
+        }
+    }
+
     fn apply(&self, record: &mut Record) {
         if !self.promote_to_multi {
             return;
@@ -252,12 +266,17 @@ pub fn spawn(
                     etl_geo::open(fmt, input, &opts).map_err(|e| read_err(&url, e))?
                 };
             let mut batch = Vec::with_capacity(READ_BATCH);
+            let mut filtered = 0u64;
             for item in source {
                 let mut rec = item.map_err(|e| read_err(&url, e))?;
                 if shaping.limit.is_some_and(|n| rec.ordinal >= n) {
                     break;
                 }
                 if rec.ordinal < skip_before {
+                    continue;
+                }
+                if shaping.filters_out(&rec) {
+                    filtered += 1;
                     continue;
                 }
                 shaping.apply(&mut rec);
@@ -269,6 +288,7 @@ pub fn spawn(
                     let msg = ReadBatch {
                         records: std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)),
                         bytes: bytes_read.load(Ordering::Relaxed),
+                        filtered: std::mem::take(&mut filtered),
                     };
                     if tx.blocking_send(Msg::Batch(msg)).is_err() {
                         // The consumer stopped (error or shutdown): stop reading.
@@ -276,10 +296,11 @@ pub fn spawn(
                     }
                 }
             }
-            if !batch.is_empty() {
+            if !batch.is_empty() || filtered > 0 {
                 let msg = ReadBatch {
                     records: batch,
                     bytes: bytes_read.load(Ordering::Relaxed),
+                    filtered,
                 };
                 if tx.blocking_send(Msg::Batch(msg)).is_err() {
                     return Ok(());

@@ -107,6 +107,14 @@ pub struct DataConfig {
     #[serde(default)]
     pub limit: Option<u64>,
 
+    /// Only features whose properties match this filter (ogr2ogr's -where; OGR SQL's WHERE
+    /// syntax: =, <>, <, <=, >, >=, AND, OR, NOT, IS [NOT] NULL, [NOT] LIKE/ILIKE 'pat%',
+    /// [NOT] IN (…), [NOT] BETWEEN … AND …; "quoted" property names, 'quoted' text). A missing
+    /// property is NULL. Features left out are counted as `filtered`, not rejected.
+    #[arg(long = "where", env = "ETL_WHERE")]
+    #[serde(default, rename = "where")]
+    pub where_: Option<String>,
+
     /// Points, lines and polygons become multi-geometries of one part (ogr2ogr's
     /// -nlt PROMOTE_TO_MULTI), so a table's geometries are of one kind.
     #[arg(long, env = "ETL_PROMOTE_TO_MULTI")]

@@ -187,3 +187,109 @@ fn limit_and_promote_to_multi_shape_what_is_loaded() {
         assert!((c[1].as_f64().unwrap() - lat).abs() < 1e-7, "{f}");
     }
 }
+
+/// `--where` keeps the features its filter is true for, into a file and into PostGIS; the others
+/// are counted as filtered (not rejected), and a filter nothing matches writes nothing.
+#[test]
+fn where_filters_features_by_their_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.geojsonl");
+    let mut text = String::new();
+    for i in 0..100 {
+        let kind = if i % 2 == 0 { "\"even\"" } else { "\"odd\"" };
+        let name = if i % 10 == 0 {
+            "null".to_owned()
+        } else {
+            format!("\"n{i}\"")
+        };
+        text.push_str(&format!(
+            "{{\"type\":\"Feature\",\"id\":{i},\"properties\":{{\"n\":{i},\"kind\":{kind},\"name\":{name}}},\"geometry\":{{\"type\":\"Point\",\"coordinates\":[{i},1]}}}}\n"
+        ));
+    }
+    // One broken line: a reject whatever the filter says.
+    text.push_str("{\"type\":\"Feature\",\"properties\":{\"kind\":\"even\"},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1]}}\n");
+    std::fs::write(&input, text).unwrap();
+    let filter = "kind = 'even' AND n >= 50 AND name IS NOT NULL";
+    // 50..99 even: 25 features, minus 50, 60, 70, 80, 90 (null names): 20.
+    let expected: Vec<i64> = (50..100).filter(|i| i % 2 == 0 && i % 10 != 0).collect();
+
+    let out = dir.path().join("kept.geojsonl");
+    let file = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--where",
+        filter,
+    ]);
+    file.assert_code(0);
+    let ids: Vec<i64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(file.count("written"), 20);
+    assert_eq!(file.count("filtered"), 80);
+    assert_eq!(file.count("rejected"), 1);
+    assert_eq!(file.count("read"), 101);
+
+    let table = unique("where");
+    let db = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &table,
+        "--where",
+        filter,
+    ]);
+    db.assert_code(0);
+    assert_eq!(db.count("filtered"), 80);
+    let loaded: Vec<i64> = rt().block_on(async {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM \"{table}\" ORDER BY id"
+        )))
+        .fetch_all(&pool().await)
+        .await
+        .unwrap()
+    });
+    assert_eq!(loaded, expected);
+
+    let none = dir.path().join("none.geojsonl");
+    let nothing = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        none.to_str().unwrap(),
+        "--where",
+        "n > 1000",
+    ]);
+    nothing.assert_code(65);
+    assert!(
+        nothing.stderr.contains("matched --where"),
+        "{}",
+        nothing.stderr
+    );
+    assert!(!none.exists());
+
+    let bad = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        none.to_str().unwrap(),
+        "--where",
+        "kind = 'even' AND",
+    ]);
+    bad.assert_code(64);
+    assert!(
+        bad.stderr.contains("--where") && bad.stderr.contains("at character 18"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -23,7 +23,14 @@ pub struct Counts {
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
+    /// Left out by an attribute filter (`--where`); not rejects.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub filtered: u64,
     pub skipped_inputs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +116,7 @@ impl RunSummary {
                 read: Stats::get(&s.read),
                 written: Stats::get(&s.written),
                 rejected: Stats::get(&s.rejected),
+                filtered: Stats::get(&s.filtered),
                 skipped_inputs: Stats::get(&s.skipped_inputs),
             },
             bytes: Bytes {

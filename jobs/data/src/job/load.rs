@@ -202,7 +202,7 @@ impl LoadStep<'_> {
             self.meta.clone(),
             self.plan.format,
             self.plan.read_options.clone(),
-            self.plan.shaping,
+            self.plan.shaping.clone(),
             st.next,
             Arc::new(AtomicU64::new(0)),
         );
@@ -538,7 +538,8 @@ impl LoadStep<'_> {
             st.rejected += rejects.len() as u64;
             totals.read += n;
             totals.rejected += rejects.len() as u64;
-            Stats::add(&ctx.stats.read, n);
+            Stats::add(&ctx.stats.read, n + batch.filtered);
+            Stats::add(&ctx.stats.filtered, batch.filtered);
             Stats::add(&ctx.stats.written, written);
             Stats::add(&ctx.stats.rejected, rejects.len() as u64);
             Stats::add(

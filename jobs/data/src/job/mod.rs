@@ -139,9 +139,19 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
         source_crs: source_crs(config.s_srs.as_deref())?,
         ..ReadOptions::default()
     };
+    let filter = config
+        .where_
+        .as_deref()
+        .map(|text| {
+            etl_geo::filter::Filter::parse(text)
+                .map(std::sync::Arc::new)
+                .map_err(|e| JobError::usage(format!("--where {text:?}: {e}")))
+        })
+        .transpose()?;
     let shaping = etl_sources::read::Shaping {
         limit: config.limit,
         promote_to_multi: config.promote_to_multi,
+        filter,
     };
     Ok(Plan {
         config,
@@ -337,7 +347,7 @@ async fn run_object(
         inputs: found,
         format: plan.format,
         read_options: plan.read_options.clone(),
-        shaping: plan.shaping,
+        shaping: plan.shaping.clone(),
         select: plan.config.select.clone(),
         max_rejects: plan.config.max_rejects,
         output_format: format,

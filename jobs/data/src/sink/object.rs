@@ -53,6 +53,7 @@ fn write_blocking(
 ) -> Result<ObjectResult, JobError> {
     let mut out = FeatureWriter::new(job.output_format, writer);
     let mut written_total = 0u64;
+    let mut filtered_total = 0u64;
     for meta in &job.inputs {
         let url = meta.location.to_string();
         let bytes = Arc::new(AtomicU64::new(0));
@@ -62,7 +63,7 @@ fn write_blocking(
             meta.clone(),
             job.format,
             job.read_options.clone(),
-            job.shaping,
+            job.shaping.clone(),
             0,
             bytes.clone(),
         );
@@ -82,7 +83,9 @@ fn write_blocking(
             Stats::add(&ctx.stats.bytes_in, batch.bytes - last_bytes);
             last_bytes = batch.bytes;
             ctx.progress.set_bytes(batch.bytes);
-            Stats::add(&ctx.stats.read, batch.records.len() as u64);
+            Stats::add(&ctx.stats.read, batch.records.len() as u64 + batch.filtered);
+            Stats::add(&ctx.stats.filtered, batch.filtered);
+            filtered_total += batch.filtered;
             for rec in batch.records {
                 match rec.feature {
                     Ok(mut f) => {
@@ -114,6 +117,11 @@ fn write_blocking(
                 }
             }
         }
+    }
+    if written_total == 0 && filtered_total > 0 {
+        return Err(JobError::bad_input(format!(
+            "none of the {filtered_total} features read matched --where; nothing was written"
+        )));
     }
     if written_total == 0 {
         return Err(JobError::bad_input(format!(

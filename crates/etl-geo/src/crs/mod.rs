@@ -229,7 +229,9 @@ impl Crs {
             Inner::Wgs84 => Ok((lon, lat)),
             Inner::Transform { forward, swap } => {
                 if !lon.is_finite() || !lat.is_finite() {
-                    return Err(CrsError(format!("coordinate ({lon}, {lat}) is not a number")));
+                    return Err(CrsError(format!(
+                        "coordinate ({lon}, {lat}) is not a number"
+                    )));
                 }
                 let (a, b) = forward.convert_inverse(lon, lat).map_err(|e| {
                     CrsError(format!(

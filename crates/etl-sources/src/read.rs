@@ -24,6 +24,8 @@ pub struct ReadBatch {
     pub bytes: u64,
     /// Features read since the previous batch that `--where` left out (not in `records`).
     pub filtered: u64,
+    /// Features of `records` whose polygons `--make-valid` rebuilt.
+    pub repaired: u64,
 }
 
 /// What the reading thread sends: batches, then `End` — or an error.
@@ -154,6 +156,9 @@ pub struct Shaping {
     /// delivered. Rejected records are delivered whatever the filter (their problem is
     /// reported, not hidden).
     pub filter: Option<Arc<etl_geo::filter::Filter>>,
+    /// Invalid polygons are rebuilt (ogr2ogr's -makevalid); one that cannot be (no area left,
+    /// too tangled) makes its record a reject.
+    pub make_valid: bool,
 }
 
 impl Shaping {
@@ -165,10 +170,26 @@ impl Shaping {
         }
     }
 
-    fn apply(&self, record: &mut Record) {
-        if !self.promote_to_multi {
-            return;
+    /// Applies `--make-valid` and `--promote-to-multi`; whether a polygon was rebuilt.
+    fn apply(&self, record: &mut Record) -> bool {
+        let mut repaired = false;
+        if self.make_valid
+            && let Ok(feature) = &mut record.feature
+            && let Some(geometry) = &mut feature.geometry
+        {
+            match etl_geo::repair::make_valid(geometry) {
+                Ok(etl_geo::repair::Repair::Repaired) => repaired = true,
+                Ok(etl_geo::repair::Repair::Valid) => {}
+                Err(why) => record.feature = Err(etl_geo::Rejection::new(why)),
+            }
         }
+        if self.promote_to_multi {
+            self.promote(record);
+        }
+        repaired
+    }
+
+    fn promote(&self, record: &mut Record) {
         use etl_geo::geo_types::{Geometry as G, MultiLineString, MultiPoint, MultiPolygon};
         if let Ok(feature) = &mut record.feature
             && let Some(g) = feature.geometry.take()
@@ -267,6 +288,7 @@ pub fn spawn(
                 };
             let mut batch = Vec::with_capacity(READ_BATCH);
             let mut filtered = 0u64;
+            let mut repaired = 0u64;
             for item in source {
                 let mut rec = item.map_err(|e| read_err(&url, e))?;
                 if shaping.limit.is_some_and(|n| rec.ordinal >= n) {
@@ -279,7 +301,9 @@ pub fn spawn(
                     filtered += 1;
                     continue;
                 }
-                shaping.apply(&mut rec);
+                if shaping.apply(&mut rec) {
+                    repaired += 1;
+                }
                 batch.push(rec);
                 if etl_core::fault::hit("sources.read_panic") {
                     panic!("fault injected: the reader panics mid-input");
@@ -289,6 +313,7 @@ pub fn spawn(
                         records: std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)),
                         bytes: bytes_read.load(Ordering::Relaxed),
                         filtered: std::mem::take(&mut filtered),
+                        repaired: std::mem::take(&mut repaired),
                     };
                     if tx.blocking_send(Msg::Batch(msg)).is_err() {
                         // The consumer stopped (error or shutdown): stop reading.
@@ -301,6 +326,7 @@ pub fn spawn(
                     records: batch,
                     bytes: bytes_read.load(Ordering::Relaxed),
                     filtered,
+                    repaired,
                 };
                 if tx.blocking_send(Msg::Batch(msg)).is_err() {
                     return Ok(());

@@ -115,6 +115,14 @@ pub struct DataConfig {
     #[serde(default, rename = "where")]
     pub where_: Option<String>,
 
+    /// Invalid polygons (self-intersections, rings crossing or sharing edges, holes outside
+    /// their shell, overlapping parts) are rebuilt as valid ones covering the same area (ogr2ogr's
+    /// -makevalid); valid ones are untouched. One that cannot be rebuilt is rejected. Counted as
+    /// `repaired`.
+    #[arg(long, env = "ETL_MAKE_VALID")]
+    #[serde(default)]
+    pub make_valid: bool,
+
     /// Points, lines and polygons become multi-geometries of one part (ogr2ogr's
     /// -nlt PROMOTE_TO_MULTI), so a table's geometries are of one kind.
     #[arg(long, env = "ETL_PROMOTE_TO_MULTI")]

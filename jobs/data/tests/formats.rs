@@ -293,3 +293,118 @@ fn where_filters_features_by_their_properties() {
         bad.stderr
     );
 }
+
+/// `--make-valid`: invalid polygons are rebuilt (PostGIS's own ST_IsValid is the independent
+/// check), valid ones and other geometries are untouched, one with no area left is a reject.
+#[test]
+fn make_valid_repairs_polygons_postgis_then_finds_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("shapes.geojsonl");
+    let features = [
+        // A bow-tie: two triangles of area 1 each.
+        (
+            1,
+            r#"{"type":"Polygon","coordinates":[[[0,0],[2,2],[2,0],[0,2],[0,0]]]}"#,
+        ),
+        // Two overlapping squares as one multipolygon: area 1.5 once merged.
+        (
+            2,
+            r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,1],[0,0]]],[[[0.5,0],[1.5,0],[1.5,1],[0.5,1],[0.5,0]]]]}"#,
+        ),
+        // Valid: left exactly as it is.
+        (
+            3,
+            r#"{"type":"Polygon","coordinates":[[[10,10],[11,10],[11,11],[10,11],[10,10]]]}"#,
+        ),
+        (
+            4,
+            r#"{"type":"LineString","coordinates":[[0,0],[1,1],[0,1],[1,0]]}"#,
+        ),
+        // No area at all: rejected.
+        (
+            5,
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[2,0],[1,0],[0,0]]]}"#,
+        ),
+    ];
+    let text: String = features
+        .iter()
+        .map(|(id, g)| {
+            format!("{{\"type\":\"Feature\",\"id\":{id},\"properties\":{{}},\"geometry\":{g}}}\n")
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+
+    let load = |table: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            "",
+            "--table",
+            table,
+        ];
+        let url = database_url();
+        args[3] = &url;
+        args.extend_from_slice(extra);
+        let run = run(&args);
+        (
+            run.code,
+            run.count("repaired"),
+            run.count("rejected"),
+            run.stderr,
+        )
+    };
+    let rows = |table: &str| -> Vec<(i64, bool, f64, String)> {
+        rt().block_on(async {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id, ST_IsValid(geom), ST_Area(geom), ST_AsText(geom) FROM \"{table}\" ORDER BY id"
+            )))
+            .fetch_all(&pool().await)
+            .await
+            .unwrap()
+        })
+    };
+
+    let repaired = unique("make_valid");
+    let rejects = dir.path().join("rejects.ndjson");
+    let (code, n_repaired, n_rejected, stderr) = load(
+        &repaired,
+        &["--make-valid", "--rejects", rejects.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!((n_repaired, n_rejected), (2, 1), "{stderr}");
+    let got = rows(&repaired);
+    assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(got.iter().all(|r| r.1), "{got:?}");
+    assert!(
+        (got[0].2 - 2.0).abs() < 1e-9 && (got[1].2 - 1.5).abs() < 1e-9,
+        "{got:?}"
+    );
+    assert_eq!(got[2].3, "POLYGON((10 10,11 10,11 11,10 11,10 10))");
+    assert_eq!(got[3].3, "LINESTRING(0 0,1 1,0 1,1 0)");
+    let reasons: Vec<Value> = std::fs::read_to_string(&rejects)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0]["line"], 5);
+    assert!(
+        reasons[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no area left"),
+        "{reasons:?}"
+    );
+
+    // Without the flag the bow-tie goes in as it came: invalid.
+    let plain = unique("no_make_valid");
+    let (code, n_repaired, _, stderr) = load(&plain, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        n_repaired,
+        u64::MAX,
+        "no repaired count without --make-valid"
+    );
+    assert!(!rows(&plain)[0].1);
+}

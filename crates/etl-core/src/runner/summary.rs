@@ -26,6 +26,9 @@ pub struct Counts {
     /// Left out by an attribute filter (`--where`); not rejects.
     #[serde(skip_serializing_if = "is_zero")]
     pub filtered: u64,
+    /// Features whose geometry was repaired (`--make-valid`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub repaired: u64,
     pub skipped_inputs: u64,
 }
 
@@ -117,6 +120,7 @@ impl RunSummary {
                 written: Stats::get(&s.written),
                 rejected: Stats::get(&s.rejected),
                 filtered: Stats::get(&s.filtered),
+                repaired: Stats::get(&s.repaired),
                 skipped_inputs: Stats::get(&s.skipped_inputs),
             },
             bytes: Bytes {

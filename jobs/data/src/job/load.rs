@@ -540,6 +540,7 @@ impl LoadStep<'_> {
             totals.rejected += rejects.len() as u64;
             Stats::add(&ctx.stats.read, n + batch.filtered);
             Stats::add(&ctx.stats.filtered, batch.filtered);
+            Stats::add(&ctx.stats.repaired, batch.repaired);
             Stats::add(&ctx.stats.written, written);
             Stats::add(&ctx.stats.rejected, rejects.len() as u64);
             Stats::add(

@@ -152,6 +152,7 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
         limit: config.limit,
         promote_to_multi: config.promote_to_multi,
         filter,
+        make_valid: config.make_valid,
     };
     Ok(Plan {
         config,

@@ -85,6 +85,7 @@ fn write_blocking(
             ctx.progress.set_bytes(batch.bytes);
             Stats::add(&ctx.stats.read, batch.records.len() as u64 + batch.filtered);
             Stats::add(&ctx.stats.filtered, batch.filtered);
+            Stats::add(&ctx.stats.repaired, batch.repaired);
             filtered_total += batch.filtered;
             for rec in batch.records {
                 match rec.feature {

@@ -408,3 +408,53 @@ fn make_valid_repairs_polygons_postgis_then_finds_valid() {
     );
     assert!(!rows(&plain)[0].1);
 }
+
+/// The inputs holding the same 10,000 NZTM2000 points (`fixtures/crs/nztm/`), one per format.
+pub const NZTM_POINTS: [&str; 3] = [
+    "crs/nztm/nztm_points.zip",
+    "crs/nztm/nztm_points.fgb",
+    "crs/nztm/nztm_points.gpkg",
+];
+
+/// The same points in every format load alike, into a GeoJSON sequence and into PostGIS: at
+/// GDAL's WGS 84 positions within 1e-7° and with the same attributes.
+#[test]
+fn the_same_points_in_every_format_load_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference();
+    for fixture in NZTM_POINTS {
+        let input = repo_fixture(fixture);
+        let out = dir.path().join("out.geojsonl");
+        let got = load(input.to_str().unwrap(), &out);
+        assert_nztm_points(fixture, &got);
+
+        let table = unique("nztm_every");
+        run(&[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            &database_url(),
+            "--table",
+            &table,
+        ])
+        .assert_code(0);
+        let rows: Vec<(String, String, f64, f64)> = rt().block_on(async {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT id_::text, name, ST_X(geom), ST_Y(geom) FROM \"{table}\""
+            )))
+            .fetch_all(&pool().await)
+            .await
+            .unwrap_or_else(|e| panic!("{fixture}: {e}"))
+        });
+        assert_eq!(rows.len(), 10_000, "{fixture}");
+        for (id, name, x, y) in rows {
+            let id: usize = id.parse().unwrap();
+            let (lon, lat) = reference[id];
+            assert_eq!(name, format!("p{id}"), "{fixture}");
+            assert!(
+                (x - lon).abs() < 1e-7 && (y - lat).abs() < 1e-7,
+                "{fixture} in PostGIS: {id} at {x},{y}, GDAL {lon},{lat}"
+            );
+        }
+    }
+}

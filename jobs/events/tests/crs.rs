@@ -51,6 +51,10 @@ fn import(input: &Path, out: &Path, extra: &[&str]) -> HashMap<u64, (f64, f64)> 
                 .as_u64()
                 .or_else(|| f["properties"]["id"].as_str().and_then(|s| s.parse().ok()))
                 .unwrap_or_else(|| panic!("no id in {f}"));
+            // Where the input has names (the nztm_points files), they came with the point.
+            if let Some(n) = f["properties"].get("name") {
+                assert_eq!(n, &Value::from(format!("p{id}")), "{f}");
+            }
             let c = &f["geometry"]["coordinates"];
             (id, (c[0].as_f64().unwrap(), c[1].as_f64().unwrap()))
         })
@@ -69,9 +73,9 @@ fn assert_where_gdal_puts_them(what: &str, got: &HashMap<u64, (f64, f64)>) {
 }
 
 #[test]
-fn nztm_shapefile_and_flatgeobuf_come_out_where_gdal_puts_them() {
+fn nztm_shapefile_flatgeobuf_and_geopackage_come_out_where_gdal_puts_them() {
     let dir = tempfile::tempdir().unwrap();
-    for file in ["nztm_points.zip", "nztm_points.fgb"] {
+    for file in ["nztm_points.zip", "nztm_points.fgb", "nztm_points.gpkg"] {
         let out = dir.path().join(file.replace('.', "_"));
         let got = import(&repo(&format!("fixtures/crs/nztm/{file}")), &out, &[]);
         assert_where_gdal_puts_them(file, &got);

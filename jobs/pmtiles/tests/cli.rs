@@ -929,3 +929,88 @@ fn a_geopackage_and_a_zipped_shapefile_are_tiled_where_they_are() {
         );
     }
 }
+
+/// The same 10,000 NZTM2000 points as a zipped Shapefile, a FlatGeobuf and a GeoPackage are
+/// tiled alike: every point once at z10, within a tile pixel of where GDAL puts it, with its
+/// attributes.
+#[test]
+fn the_same_points_in_every_format_are_tiled_alike() {
+    let text = {
+        let mut text = String::new();
+        let file = std::fs::File::open(repo("fixtures/crs/2193.csv.gz")).unwrap();
+        flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    };
+    let reference: Vec<(f64, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f64> = l.split(',').map(|f| f.parse().unwrap()).collect();
+            (v[2], v[3])
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    for input in [
+        "crs/nztm/nztm_points.zip",
+        "crs/nztm/nztm_points.fgb",
+        "crs/nztm/nztm_points.gpkg",
+    ] {
+        let out = dir.path().join("points.pmtiles");
+        run(&[
+            "-o",
+            s(&out),
+            "-f",
+            "-Z10",
+            "-z10",
+            s(&repo("fixtures").join(input)),
+        ])
+        .assert_code(0);
+        let mut seen = std::collections::BTreeSet::new();
+        for (c, layers) in tiles(&out) {
+            let n = f64::from(1u32 << c.z);
+            for layer in layers {
+                let extent = f64::from(layer.extent);
+                for f in layer.features {
+                    let TileGeom::Points(points) = &f.geom else {
+                        panic!("{input}: {:?}", f.geom)
+                    };
+                    let name = f
+                        .props
+                        .iter()
+                        .find_map(|(k, v)| match (k.as_str(), v) {
+                            ("name", PropValue::String(s)) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| panic!("{input}: no name in {:?}", f.props));
+                    let id: usize = name.trim_start_matches('p').parse().unwrap();
+                    let [px, py] = points[0];
+                    let e = layer.extent as i32;
+                    if px < 0 || py < 0 || px > e || py > e {
+                        continue; // in the buffer: the neighbouring tile holds it
+                    }
+                    // A point rounded onto the tile's right or bottom edge may be in the next
+                    // tile's buffer at 0 as well.
+                    let on_edge = px == 0 || py == 0 || px == e || py == e;
+                    let x = (f64::from(c.x) + f64::from(px) / extent) / n;
+                    let y = (f64::from(c.y) + f64::from(py) / extent) / n;
+                    let lon = x * 360.0 - 180.0;
+                    let lat = (std::f64::consts::PI * (1.0 - 2.0 * y))
+                        .sinh()
+                        .atan()
+                        .to_degrees();
+                    let (rl, rb) = reference[id];
+                    // One pixel at z10 is 360 / 2^10 / 4096 = 8.6e-5 degrees of longitude.
+                    assert!(
+                        (lon - rl).abs() < 1e-4 && (lat - rb).abs() < 1e-4,
+                        "{input}: {name} at {lon},{lat}, GDAL {rl},{rb}"
+                    );
+                    assert!(seen.insert(id) || on_edge, "{input}: {name} twice");
+                }
+            }
+        }
+        let missing: Vec<usize> = (0..10_000).filter(|i| !seen.contains(i)).collect();
+        assert!(missing.is_empty(), "{input}: missing {missing:?}");
+    }
+}

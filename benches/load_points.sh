@@ -8,6 +8,8 @@
 #   SCALE=0.1 RUNS=1 bash benches/load_points.sh    # quick check
 #   TOOLS=ogr2ogr,floor bash benches/load_points.sh # without etl-data (no cargo build)
 #   ETL_DATA_BIN=path/to/etl-data bash benches/load_points.sh   # use that binary, no build
+#   INPUT_FORMAT=gpkg TOOLS=etl-data,etl-append,ogr2ogr bash benches/load_points.sh
+#                                                   # the same points from a GeoPackage
 #
 # Each tool loads into its own fresh table with an index on id (a primary key where the tool
 # makes one) and a GIST index on geom; the "existing" cases load into an empty table that has
@@ -23,6 +25,8 @@ cd "$ROOT"
 SCALE=${SCALE:-1.0}
 RUNS=${RUNS:-3}
 TOOLS=${TOOLS:-etl-data,etl-append,etl-append-existing,etl-append-large,ogr2ogr,floor,floor-existing}
+# The input every tool loads: the synthetic GeoJSON sequence, or the same points as a GeoPackage.
+INPUT_FORMAT=${INPUT_FORMAT:-geojsonl}
 SHARED_DIR=${TAK_SHARED_DIR:-$ROOT/../shared}
 BENCH_DIR=$(realpath -m "${TAK_BENCH_DIR:-/var/tmp/tak-etl-bench}")
 DATA=$BENCH_DIR/synthetic-$SCALE
@@ -34,6 +38,8 @@ die() {
   exit 1
 }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
+[[ $INPUT_FORMAT == geojsonl || $INPUT_FORMAT == gpkg ]] ||
+  die "INPUT_FORMAT must be geojsonl or gpkg, not '$INPUT_FORMAT'"
 
 IFS=, read -r -a tools <<<"$TOOLS"
 for t in "${tools[@]}"; do
@@ -85,8 +91,22 @@ if [[ ! -f $DATA/.complete ]]; then
   python3 "$SHARED_DIR/bench/gen_synthetic.py" "$DATA" "$SCALE"
   touch "$DATA/.complete"
 fi
-INPUT=$DATA/points.geojsonl
-EXPECTED_ROWS=$(wc -l <"$INPUT")
+GEOJSONL=$DATA/points.geojsonl
+case $INPUT_FORMAT in
+geojsonl) INPUT=$GEOJSONL ;;
+gpkg)
+  # The same points as a GeoPackage, made once by ogr2ogr (untimed): the feature ids become
+  # the FIDs, so every tool's table has the same ids and the fingerprints still compare.
+  INPUT=$DATA/points.gpkg
+  if [[ ! -f $INPUT ]]; then
+    say "writing the points as a GeoPackage with ogr2ogr (once)"
+    rm -f "$DATA/partial.gpkg"
+    ogr2ogr -f GPKG "$DATA/partial.gpkg" "$GEOJSONL" -nln points -preserve_fid
+    mv "$DATA/partial.gpkg" "$INPUT"
+  fi
+  ;;
+esac
+EXPECTED_ROWS=$(wc -l <"$GEOJSONL")
 EXPECTED_ROWS=$((EXPECTED_ROWS + 0))
 
 mkdir -p "$BENCH_DIR"
@@ -151,12 +171,12 @@ EOF
 # etl-data's existing table: made by etl-data itself from the first 1000 features (its own
 # column types, a plain index on id, GIST on geom), then emptied, outside the timing.
 SEED=$WORK/seed.geojsonl
-head -n 1000 "$INPUT" >"$SEED"
+head -n 1000 "$GEOJSONL" >"$SEED"
 # etl-data's large existing table: the whole input loaded once by etl-data (from a copy, so the
 # timed run, with another input URL, is not the same run), outside the timing. The timed append
 # then doubles it: with the default flags etl-data appends straight into a table this size.
 LARGE_SEED=$WORK/large-seed.geojsonl
-if wants etl-append-large; then cp "$INPUT" "$LARGE_SEED"; fi
+if wants etl-append-large; then cp "$GEOJSONL" "$LARGE_SEED"; fi
 
 # ---- 4. timed runs ----
 table_of() {
@@ -263,7 +283,7 @@ for ((r = 1; r <= RUNS; r++)); do
     verified=$(verify_table "$tool" "$t")
     read -r rows fp <<<"$verified"
     [[ $rows == "$EXPECTED_ROWS" ]] ||
-      die "$tool loaded $rows rows into $t, expected $EXPECTED_ROWS (lines of $INPUT)"
+      die "$tool loaded $rows rows into $t, expected $EXPECTED_ROWS (lines of $GEOJSONL)"
     if [[ -z $FINGERPRINT ]]; then
       FINGERPRINT=$fp FINGERPRINT_FROM=$tool
     elif [[ $fp != "$FINGERPRINT" ]]; then
@@ -292,7 +312,7 @@ declare -A best
 pg_version=$(sql "SELECT current_setting('server_version') || ', PostGIS ' || postgis_lib_version()")
 gdal_version=$(ogr2ogr --version)
 echo
-echo "load_points: SCALE=$SCALE, $EXPECTED_ROWS points ($(du -h "$INPUT" | cut -f1) GeoJSONSeq), RUNS=$RUNS"
+echo "load_points: SCALE=$SCALE, $EXPECTED_ROWS points ($(du -h "$INPUT" | cut -f1) $INPUT_FORMAT), RUNS=$RUNS"
 echo "server: PostgreSQL $pg_version on 127.0.0.1, fsync=off; $gdal_version; $(nproc) cores"
 printf '%-20s %10s %10s %12s %10s\n' tool best_s median_s peak_rss_mb rows
 for tool in "${tools[@]}"; do

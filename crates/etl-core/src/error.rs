@@ -24,18 +24,50 @@ pub enum ExitKind {
     /// A bug: a worker thread panicked or ended without saying so (EX_SOFTWARE). Nothing was
     /// published; a retry runs the same code on the same input, so it is not retried.
     Internal,
+    /// A named input (file, directory, root) does not exist (EX_NOINPUT).
+    NoInput,
+    /// Reading or writing a local file failed (EX_IOERR).
+    IoError,
+    /// The operating system refused a resource, e.g. threads for the async runtime (EX_OSERR).
+    OsError,
+    /// The work itself ran and failed (`etl-submit --wait`: a submitted job FAILED).
+    Failed,
 }
 
 impl ExitKind {
-    pub fn code(self) -> i32 {
+    /// The process exit code: the one mapping every binary uses.
+    pub const fn code(self) -> i32 {
         match self {
+            ExitKind::Failed => 1,
             ExitKind::Usage => 64,
             ExitKind::BadInput => 65,
+            ExitKind::NoInput => 66,
             ExitKind::Unavailable => 69,
+            ExitKind::Internal => 70,
+            ExitKind::OsError => 71,
+            ExitKind::IoError => 74,
             ExitKind::Temporary => 75,
             ExitKind::Config => 78,
             ExitKind::Stopped => 143,
-            ExitKind::Internal => 70,
+        }
+    }
+
+    /// [`ExitKind::code`] for `main`'s return value.
+    pub fn exit_code(self) -> std::process::ExitCode {
+        // Every code above fits a byte.
+        std::process::ExitCode::from(self.code() as u8)
+    }
+
+    /// What a clap parse error ends the process with, after printing it: success for `--help`
+    /// and `--version` (clap reports them as errors), else a usage error.
+    pub fn after_clap_error(e: &clap::Error) -> std::process::ExitCode {
+        if let Err(print) = e.print() {
+            eprintln!("{e} (and printing it failed: {print})");
+        }
+        if e.use_stderr() {
+            ExitKind::Usage.exit_code()
+        } else {
+            std::process::ExitCode::SUCCESS
         }
     }
 
@@ -128,6 +160,10 @@ mod tests {
         assert_eq!(ExitKind::Stopped.code(), 143);
         assert_eq!(ExitKind::Internal.code(), 70);
         assert!(!ExitKind::Internal.retryable());
+        assert_eq!(ExitKind::Failed.code(), 1);
+        assert_eq!(ExitKind::NoInput.code(), 66);
+        assert_eq!(ExitKind::OsError.code(), 71);
+        assert_eq!(ExitKind::IoError.code(), 74);
         assert!(!ExitKind::BadInput.retryable());
         assert!(!ExitKind::Config.retryable());
         assert!(ExitKind::Stopped.retryable());

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use etl_core::ExitKind;
 use etl_core::store::{Location, S3Config, Store, StoreError};
 use etl_tiles::archive::{Archive, MergeError, merge, summarize, verify};
 use tempfile::NamedTempFile;
@@ -43,13 +44,6 @@ enum Cmd {
     },
 }
 
-const EX_DATAERR: u8 = 65;
-const EX_NOINPUT: u8 = 66;
-const EX_IOERR: u8 = 74;
-const EX_USAGE: u8 = 64;
-const EX_UNAVAILABLE: u8 = 69;
-const EX_TEMPFAIL: u8 = 75;
-
 /// S3 settings from the environment, as the runner reads them for the jobs.
 fn s3_config() -> S3Config {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -67,13 +61,13 @@ fn s3_config() -> S3Config {
 /// Maps a store error to an exit code: missing → 66, bad URL → 64, unreachable → 69, else 75.
 fn store_fail(what: &str, e: &StoreError) -> ExitCode {
     let code = match e {
-        StoreError::NotFound(_) => EX_NOINPUT,
-        StoreError::InvalidUrl(_) | StoreError::Config(_) => EX_USAGE,
-        StoreError::S3 { status: None, .. } => EX_UNAVAILABLE,
+        StoreError::NotFound(_) => ExitKind::NoInput,
+        StoreError::InvalidUrl(_) | StoreError::Config(_) => ExitKind::Usage,
+        StoreError::S3 { status: None, .. } => ExitKind::Unavailable,
         StoreError::S3 {
             status: Some(404), ..
-        } => EX_NOINPUT,
-        _ => EX_TEMPFAIL,
+        } => ExitKind::NoInput,
+        _ => ExitKind::Temporary,
     };
     fail(code, format!("{what}: {e}"))
 }
@@ -90,12 +84,17 @@ impl Remote {
                 .worker_threads(2)
                 .enable_all()
                 .build()
-                .map_err(|e| fail(EX_TEMPFAIL, format!("cannot start the runtime: {e}")))?;
+                .map_err(|e| {
+                    fail(
+                        ExitKind::Temporary,
+                        format!("cannot start the runtime: {e}"),
+                    )
+                })?;
             self.rt = Some((rt, Store::new(s3_config())));
         }
         self.rt
             .as_ref()
-            .ok_or_else(|| fail(EX_TEMPFAIL, "no runtime"))
+            .ok_or_else(|| fail(ExitKind::Temporary, "no runtime"))
     }
 
     /// A local path for `arg`: the file itself, or a downloaded copy of an `s3://` object.
@@ -105,18 +104,18 @@ impl Remote {
         }
         let loc = Location::parse(arg).map_err(|e| store_fail(arg, &e))?;
         let (rt, store) = self.get()?;
-        let tmp =
-            NamedTempFile::new().map_err(|e| fail(EX_IOERR, format!("temporary file: {e}")))?;
+        let tmp = NamedTempFile::new()
+            .map_err(|e| fail(ExitKind::IoError, format!("temporary file: {e}")))?;
         let file = tmp
             .reopen()
-            .map_err(|e| fail(EX_IOERR, format!("temporary file: {e}")))?;
+            .map_err(|e| fail(ExitKind::IoError, format!("temporary file: {e}")))?;
         rt.block_on(async {
             let meta = store.head(&loc).await.map_err(|e| store_fail(arg, &e))?;
             let mut reader = store.reader(&meta).await.map_err(|e| store_fail(arg, &e))?;
             let mut out = tokio::fs::File::from_std(file);
             tokio::io::copy(&mut reader, &mut out)
                 .await
-                .map_err(|e| fail(EX_TEMPFAIL, format!("{arg}: download: {e}")))?;
+                .map_err(|e| fail(ExitKind::Temporary, format!("{arg}: download: {e}")))?;
             Ok::<(), ExitCode>(())
         })?;
         Ok((tmp.path().to_path_buf(), Some(tmp)))
@@ -131,11 +130,11 @@ impl Remote {
             .map_err(|e| store_fail(out, &e))?;
         let mut f = file
             .reopen()
-            .map_err(|e| fail(EX_IOERR, format!("temporary file: {e}")))?;
+            .map_err(|e| fail(ExitKind::IoError, format!("temporary file: {e}")))?;
         // The writer drives its own uploads on the runtime; dropping it unfinished aborts.
         let _guard = rt.enter();
         std::io::copy(&mut f, &mut writer)
-            .map_err(|e| fail(EX_TEMPFAIL, format!("{out}: upload: {e}")))?;
+            .map_err(|e| fail(ExitKind::Temporary, format!("{out}: upload: {e}")))?;
         writer.commit().map_err(|e| store_fail(out, &e))?;
         Ok(())
     }
@@ -155,24 +154,24 @@ impl Remote {
     }
 }
 
-fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+fn fail(kind: ExitKind, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("etl-pmtiles: {msg}");
-    ExitCode::from(code)
+    kind.exit_code()
 }
 
 /// Opens a local archive; `name` is what the user gave (a path or the S3 URL it came from).
 fn open(path: &Path, name: &str) -> Result<(BufReader<File>, u64), ExitCode> {
     let f = File::open(path).map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
-            EX_NOINPUT
+            ExitKind::NoInput
         } else {
-            EX_IOERR
+            ExitKind::IoError
         };
         fail(code, format!("{name}: {e}"))
     })?;
     let len = f
         .metadata()
-        .map_err(|e| fail(EX_IOERR, format!("{name}: {e}")))?
+        .map_err(|e| fail(ExitKind::IoError, format!("{name}: {e}")))?
         .len();
     Ok((BufReader::with_capacity(1 << 16, f), len))
 }
@@ -181,14 +180,7 @@ fn open(path: &Path, name: &str) -> Result<(BufReader<File>, u64), ExitCode> {
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EX_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return ExitKind::after_clap_error(&e),
     };
     let mut remote = Remote { rt: None };
     let result = match cli.cmd {
@@ -221,19 +213,19 @@ fn verify_cmd(remote: &mut Remote, arg: &str) -> Result<ExitCode, ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(fail(EX_DATAERR, format!("{arg}: {e}"))),
+        Err(e) => Err(fail(ExitKind::BadInput, format!("{arg}: {e}"))),
     }
 }
 
 fn show_cmd(remote: &mut Remote, arg: &str) -> Result<ExitCode, ExitCode> {
     let (path, _tmp) = remote.local(arg)?;
     let (r, _) = open(&path, arg)?;
-    let mut a = Archive::open(r).map_err(|e| fail(EX_DATAERR, format!("{arg}: {e}")))?;
+    let mut a = Archive::open(r).map_err(|e| fail(ExitKind::BadInput, format!("{arg}: {e}")))?;
     let header = a.header().clone();
     let metadata = a.metadata().clone();
-    let s = summarize(&mut a).map_err(|e| fail(EX_DATAERR, format!("{arg}: {e}")))?;
+    let s = summarize(&mut a).map_err(|e| fail(ExitKind::BadInput, format!("{arg}: {e}")))?;
     let text = serde_json::to_string_pretty(&s.to_json(&header, &metadata))
-        .map_err(|e| fail(EX_IOERR, e))?;
+        .map_err(|e| fail(ExitKind::IoError, e))?;
     // A closed pipe (`show | head`) is not an error worth a panic.
     let _ = writeln!(std::io::stdout(), "{text}");
     Ok(ExitCode::SUCCESS)
@@ -247,7 +239,7 @@ fn merge_cmd(
 ) -> Result<ExitCode, ExitCode> {
     if !force && remote.exists(out)? {
         return Err(fail(
-            EX_USAGE,
+            ExitKind::Usage,
             format!("{out}: already exists; use -f to overwrite"),
         ));
     }
@@ -257,7 +249,7 @@ fn merge_cmd(
     for p in parts {
         let (path, tmp) = remote.local(p)?;
         let (r, _) = open(&path, p)?;
-        archives.push(Archive::open(r).map_err(|e| fail(EX_DATAERR, format!("{p}: {e}")))?);
+        archives.push(Archive::open(r).map_err(|e| fail(ExitKind::BadInput, format!("{p}: {e}")))?);
         held.push(tmp);
     }
     let s3_out = out.starts_with("s3://");
@@ -273,12 +265,15 @@ fn merge_cmd(
         .prefix(".etl-pmtiles-merge-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
-        .map_err(|e| fail(EX_IOERR, format!("{}: {e}", dir.display())))?;
-    let file = tmp.as_file().try_clone().map_err(|e| fail(EX_IOERR, e))?;
+        .map_err(|e| fail(ExitKind::IoError, format!("{}: {e}", dir.display())))?;
+    let file = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| fail(ExitKind::IoError, e))?;
     let (w, report) = merge(archives, BufWriter::with_capacity(1 << 20, file)).map_err(|e| {
         let code = match &e {
-            MergeError::Write(_) => EX_IOERR,
-            _ => EX_DATAERR,
+            MergeError::Write(_) => ExitKind::IoError,
+            _ => ExitKind::BadInput,
         };
         let named = match &e {
             MergeError::Part { part, .. }
@@ -296,12 +291,12 @@ fn merge_cmd(
     w.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
-        .map_err(|e| fail(EX_IOERR, format!("{out}: {e}")))?;
+        .map_err(|e| fail(ExitKind::IoError, format!("{out}: {e}")))?;
     if s3_out {
         remote.upload(&tmp, out)?;
     } else {
         tmp.persist(out)
-            .map_err(|e| fail(EX_IOERR, format!("{out}: {}", e.error)))?;
+            .map_err(|e| fail(ExitKind::IoError, format!("{out}: {}", e.error)))?;
     }
     let _ = writeln!(
         std::io::stdout(),

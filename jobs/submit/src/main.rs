@@ -6,15 +6,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let code = if args.first().is_some_and(|a| a == "deploy") {
+    if args.first().is_some_and(|a| a == "deploy") {
         args.remove(0);
-        deploy(args)
+        etl_submit::deploy::main(args)
     } else {
         etl_submit::submit::main(args)
-    };
-    ExitCode::from(code)
-}
-
-fn deploy(args: Vec<OsString>) -> u8 {
-    etl_submit::deploy::main(args)
+    }
 }

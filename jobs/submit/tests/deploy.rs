@@ -100,7 +100,7 @@ fn assert_rejected(file: &str, what: &str, mutate: impl FnOnce(&mut Value)) {
         artefacts::check_job_definition_value(&path, &v).map(|_| ())
     };
     let err = checked.expect_err(what);
-    assert_eq!(err.exit_code(), 65, "{what}: {err}");
+    assert_eq!(err.exit_kind().code(), 65, "{what}: {err}");
     assert!(err.to_string().contains(file), "{what}: {err}");
 }
 

@@ -4,5 +4,5 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(etl_tileserver::serve::main())
+    etl_tileserver::serve::main()
 }

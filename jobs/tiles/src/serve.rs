@@ -5,10 +5,12 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use etl_core::ExitKind;
 
 use crate::app::{AppState, router};
 use crate::archives::Archives;
@@ -19,13 +21,10 @@ use crate::source::{Source, SourceError};
 /// SIGKILL 30 s after SIGTERM).
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-pub fn main() -> u8 {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 64 } else { 0 };
-        }
+        Err(e) => return ExitKind::after_clap_error(&e),
     };
     let args = match cli.command {
         Some(Command::Serve(a)) => a,
@@ -47,22 +46,22 @@ pub fn main() -> u8 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("etl-tiles: cannot start the async runtime: {e}");
-            return 71;
+            return ExitKind::OsError.exit_code();
         }
     };
     rt.block_on(run(args))
 }
 
-async fn run(args: ServeArgs) -> u8 {
-    let fail = |code: u8, msg: String| {
+async fn run(args: ServeArgs) -> ExitCode {
+    let fail = |kind: ExitKind, msg: String| {
         tracing::error!("{msg}");
         eprintln!("etl-tiles: {msg}");
-        code
+        kind.exit_code()
     };
     let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let (root, cache) = match (args.root(), args.cache_settings()) {
         (Ok(r), Ok(c)) => (r.to_string(), c),
-        (Err(e), _) | (_, Err(e)) => return fail(64, e.to_string()),
+        (Err(e), _) | (_, Err(e)) => return fail(ExitKind::Usage, e.to_string()),
     };
     // Every setting is checked before the root is opened or an address bound; the addresses
     // `--listen` names decide whether running without auth is allowed.
@@ -71,24 +70,34 @@ async fn run(args: ServeArgs) -> u8 {
     } else {
         match tokio::net::lookup_host(&args.listen).await {
             Ok(a) => a.collect(),
-            Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
+            Err(e) => {
+                return fail(
+                    ExitKind::Unavailable,
+                    format!("cannot listen on {}: {e}", args.listen),
+                );
+            }
         }
     };
     let listener = match (lambda, addrs.first()) {
         (true, _) => Listener::Lambda,
         (false, Some(a)) => Listener::Socket(*a),
         (false, None) => {
-            return fail(69, format!("cannot listen on {}: no address", args.listen));
+            return fail(
+                ExitKind::Unavailable,
+                format!("cannot listen on {}: no address", args.listen),
+            );
         }
     };
     let settings = match args.settings(listener) {
         Ok(s) => s,
-        Err(e) => return fail(64, e.to_string()),
+        Err(e) => return fail(ExitKind::Usage, e.to_string()),
     };
     let source = match Source::open(&root, args.s3_endpoint().as_deref()).await {
         Ok(s) => s,
-        Err(e @ SourceError::Io { .. }) => return fail(66, format!("--root {root}: {e}")),
-        Err(e) => return fail(69, format!("--root {root}: {e}")),
+        Err(e @ SourceError::Io { .. }) => {
+            return fail(ExitKind::NoInput, format!("--root {root}: {e}"));
+        }
+        Err(e) => return fail(ExitKind::Unavailable, format!("--root {root}: {e}")),
     };
     let described = source.describe();
     let archives = Archives::new(source, cache);
@@ -96,8 +105,11 @@ async fn run(args: ServeArgs) -> u8 {
         tracing::info!(root = %described, public_url = %settings.public_url, "running as a Lambda handler");
         let app = router(Arc::new(AppState::new(archives, settings)));
         return match crate::lambda::run(app).await {
-            Ok(()) => 0,
-            Err(e) => fail(69, format!("the Lambda runtime failed: {e}")),
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(
+                ExitKind::Unavailable,
+                format!("the Lambda runtime failed: {e}"),
+            ),
         };
     }
     let mut bound = Err(std::io::Error::other("no address"));
@@ -109,17 +121,27 @@ async fn run(args: ServeArgs) -> u8 {
     }
     let listener = match bound {
         Ok(l) => l,
-        Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
+        Err(e) => {
+            return fail(
+                ExitKind::Unavailable,
+                format!("cannot listen on {}: {e}", args.listen),
+            );
+        }
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
-        Err(e) => return fail(69, format!("cannot listen on {}: {e}", args.listen)),
+        Err(e) => {
+            return fail(
+                ExitKind::Unavailable,
+                format!("cannot listen on {}: {e}", args.listen),
+            );
+        }
     };
     // Again with the address actually bound: its port (when 0 was asked for) goes into the
     // default public URL, and a name that resolved to several addresses may have bound another.
     let settings = match args.settings(Listener::Socket(addr)) {
         Ok(s) => s,
-        Err(e) => return fail(64, e.to_string()),
+        Err(e) => return fail(ExitKind::Usage, e.to_string()),
     };
     let auth = settings.auth.is_some();
     let public_url = settings.public_url.clone();
@@ -138,12 +160,12 @@ async fn run(args: ServeArgs) -> u8 {
     tracing::info!(signal, "stopping: finishing in-flight requests");
     let _ = stop_tx.send(true);
     match tokio::time::timeout(DRAIN_LIMIT, server).await {
-        Ok(Ok(Ok(()))) => 0,
-        Ok(Ok(Err(e))) => fail(74, format!("server error: {e}")),
-        Ok(Err(e)) => fail(70, format!("server task failed: {e}")),
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(e))) => fail(ExitKind::IoError, format!("server error: {e}")),
+        Ok(Err(e)) => fail(ExitKind::Internal, format!("server task failed: {e}")),
         Err(_) => {
             tracing::warn!("requests still running after {DRAIN_LIMIT:?}; exiting");
-            0
+            ExitCode::SUCCESS
         }
     }
 }

@@ -13,8 +13,10 @@ mod aws;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use etl_core::ExitKind;
 use serde_json::json;
 
 use artefacts::{JobDefinitionRequest, PutRuleRequest, PutTargetsRequest};
@@ -46,12 +48,12 @@ pub enum DeployError {
 
 impl DeployError {
     /// The process exit code (sysexits, as the README lists them).
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_kind(&self) -> ExitKind {
         match self {
-            DeployError::Usage(_) => 64,
-            DeployError::Artefact { .. } => 65,
-            DeployError::Unavailable { .. } => 69,
-            DeployError::Client { .. } => 78,
+            DeployError::Usage(_) => ExitKind::Usage,
+            DeployError::Artefact { .. } => ExitKind::BadInput,
+            DeployError::Unavailable { .. } => ExitKind::Unavailable,
+            DeployError::Client { .. } => ExitKind::Config,
         }
     }
 }
@@ -137,15 +139,11 @@ fn flag_for(placeholder: &str) -> String {
 }
 
 /// `etl-submit deploy ARGS...` (the arguments after `deploy`). Returns the exit code.
-pub fn main(args: Vec<OsString>) -> u8 {
+pub fn main(args: Vec<OsString>) -> ExitCode {
     let argv = std::iter::once(OsString::from("etl-submit deploy")).chain(args);
     let args = match Args::try_parse_from(argv) {
         Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { 64 } else { 0 };
-            let _ = e.print();
-            return code;
-        }
+        Err(e) => return ExitKind::after_clap_error(&e),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -154,14 +152,14 @@ pub fn main(args: Vec<OsString>) -> u8 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("etl-submit deploy: cannot start the async runtime: {e}");
-            return 70;
+            return ExitKind::OsError.exit_code();
         }
     };
     match runtime.block_on(run(args)) {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("etl-submit deploy: {e}");
-            e.exit_code()
+            e.exit_kind().exit_code()
         }
     }
 }

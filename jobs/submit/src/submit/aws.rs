@@ -210,17 +210,26 @@ mod tests {
     #[test]
     fn classes() {
         assert_eq!(
-            error_class("ClientException", String::new()).exit_code(),
+            error_class("ClientException", String::new())
+                .exit_kind()
+                .code(),
             78
         );
         assert_eq!(
-            error_class("ThrottlingException", String::new()).exit_code(),
+            error_class("ThrottlingException", String::new())
+                .exit_kind()
+                .code(),
             75
         );
         assert_eq!(
-            error_class("ServerException", String::new()).exit_code(),
+            error_class("ServerException", String::new())
+                .exit_kind()
+                .code(),
             69
         );
-        assert_eq!(error_class("Whatever", String::new()).exit_code(), 70);
+        assert_eq!(
+            error_class("Whatever", String::new()).exit_kind().code(),
+            70
+        );
     }
 }

@@ -12,7 +12,9 @@ pub mod wait;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::process::ExitCode;
 
+use etl_core::ExitKind;
 use serde_json::{Value, json};
 
 use plan::JobSpec;
@@ -38,15 +40,15 @@ pub enum SubmitError {
 }
 
 impl SubmitError {
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_kind(&self) -> ExitKind {
         match self {
-            SubmitError::JobFailed(_) => 1,
-            SubmitError::Usage(_) => 64,
-            SubmitError::Unreachable(_) => 69,
-            SubmitError::Api(_) => 70,
-            SubmitError::Io(_) => 74,
-            SubmitError::Throttled(_) => 75,
-            SubmitError::Client(_) => 78,
+            SubmitError::JobFailed(_) => ExitKind::Failed,
+            SubmitError::Usage(_) => ExitKind::Usage,
+            SubmitError::Unreachable(_) => ExitKind::Unavailable,
+            SubmitError::Api(_) => ExitKind::Internal,
+            SubmitError::Io(_) => ExitKind::IoError,
+            SubmitError::Throttled(_) => ExitKind::Temporary,
+            SubmitError::Client(_) => ExitKind::Config,
         }
     }
 }
@@ -87,16 +89,16 @@ pub fn report(jobs: &[Submitted]) -> Value {
 }
 
 /// The `etl-submit JOB ...` entry point: `args` come after the program name.
-pub fn main(args: Vec<OsString>) -> u8 {
+pub fn main(args: Vec<OsString>) -> ExitCode {
     let cli = match cli::parse(args) {
         Ok(Ok(cli)) => cli,
         Ok(Err(help)) => {
             print!("{help}");
-            return 0;
+            return ExitCode::SUCCESS;
         }
         Err(e) => {
             eprintln!("etl-submit: {e}");
-            return e.exit_code();
+            return e.exit_kind().exit_code();
         }
     };
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
@@ -107,10 +109,10 @@ pub fn main(args: Vec<OsString>) -> u8 {
         rt.block_on(run(&o))
     });
     match result {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("etl-submit: {e}");
-            e.exit_code()
+            e.exit_kind().exit_code()
         }
     }
 }

@@ -21,7 +21,7 @@ mod feature;
 pub mod filter;
 mod format;
 mod formats;
-pub mod repair;
+pub mod make_valid;
 pub mod sqlite;
 pub mod upload;
 mod validate;

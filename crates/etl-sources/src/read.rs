@@ -177,9 +177,9 @@ impl Shaping {
             && let Ok(feature) = &mut record.feature
             && let Some(geometry) = &mut feature.geometry
         {
-            match etl_geo::repair::make_valid(geometry) {
-                Ok(etl_geo::repair::Repair::Repaired) => repaired = true,
-                Ok(etl_geo::repair::Repair::Valid) => {}
+            match etl_geo::make_valid::make_valid(geometry) {
+                Ok(etl_geo::make_valid::Outcome::Repaired) => repaired = true,
+                Ok(etl_geo::make_valid::Outcome::Valid) => {}
                 Err(why) => record.feature = Err(etl_geo::Rejection::new(why)),
             }
         }

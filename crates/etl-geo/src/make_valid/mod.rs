@@ -25,7 +25,7 @@ type Shape = Vec<Vec<[f64; 2]>>;
 
 /// What [`make_valid`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Repair {
+pub enum Outcome {
     /// Nothing to repair: the geometry is unchanged.
     Valid,
     /// Some polygon was rebuilt.
@@ -34,15 +34,15 @@ pub enum Repair {
 
 /// Repairs the invalid polygons of `geometry` in place; an error (one line) when a polygon has
 /// no area left to keep.
-pub fn make_valid(geometry: &mut Geometry<f64>) -> Result<Repair, String> {
+pub fn make_valid(geometry: &mut Geometry<f64>) -> Result<Outcome, String> {
     repair_at(geometry, 0)
 }
 
-fn repair_at(geometry: &mut Geometry<f64>, depth: usize) -> Result<Repair, String> {
+fn repair_at(geometry: &mut Geometry<f64>, depth: usize) -> Result<Outcome, String> {
     match geometry {
         Geometry::Polygon(p) => {
-            if judge(std::slice::from_ref(p))? == Repair::Valid {
-                return Ok(Repair::Valid);
+            if judge(std::slice::from_ref(p))? == Outcome::Valid {
+                return Ok(Outcome::Valid);
             }
             let mut parts = rebuild(std::slice::from_ref(p))?;
             *geometry = if parts.len() == 1 {
@@ -50,14 +50,14 @@ fn repair_at(geometry: &mut Geometry<f64>, depth: usize) -> Result<Repair, Strin
             } else {
                 Geometry::MultiPolygon(MultiPolygon(parts))
             };
-            Ok(Repair::Repaired)
+            Ok(Outcome::Repaired)
         }
         Geometry::MultiPolygon(mp) => {
-            if judge(&mp.0)? == Repair::Valid {
-                return Ok(Repair::Valid);
+            if judge(&mp.0)? == Outcome::Valid {
+                return Ok(Outcome::Valid);
             }
             mp.0 = rebuild(&mp.0)?;
-            Ok(Repair::Repaired)
+            Ok(Outcome::Repaired)
         }
         Geometry::GeometryCollection(gc) => {
             if depth >= MAX_DEPTH {
@@ -65,23 +65,23 @@ fn repair_at(geometry: &mut Geometry<f64>, depth: usize) -> Result<Repair, Strin
                     "geometry collections nested deeper than {MAX_DEPTH}"
                 ));
             }
-            let mut result = Repair::Valid;
+            let mut result = Outcome::Valid;
             for g in &mut gc.0 {
-                if repair_at(g, depth + 1)? == Repair::Repaired {
-                    result = Repair::Repaired;
+                if repair_at(g, depth + 1)? == Outcome::Repaired {
+                    result = Outcome::Repaired;
                 }
             }
             Ok(result)
         }
-        _ => Ok(Repair::Valid),
+        _ => Ok(Outcome::Valid),
     }
 }
 
 /// Whether the polygons need a rebuild; an error for ones too tangled to rebuild.
-fn judge(polygons: &[Polygon<f64>]) -> Result<Repair, String> {
+fn judge(polygons: &[Polygon<f64>]) -> Result<Outcome, String> {
     match check::verdict(polygons) {
-        check::Verdict::Valid => Ok(Repair::Valid),
-        check::Verdict::Invalid => Ok(Repair::Repaired),
+        check::Verdict::Valid => Ok(Outcome::Valid),
+        check::Verdict::Invalid => Ok(Outcome::Repaired),
         check::Verdict::TooComplex => Err(
             "the polygon is too tangled to repair (over 100,000 crossing edges, or too many to check)"
                 .to_owned(),

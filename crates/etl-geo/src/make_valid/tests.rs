@@ -25,7 +25,7 @@ fn area(g: &Geometry<f64>) -> f64 {
     }
 }
 
-fn repaired(mut g: Geometry<f64>) -> (Repair, Geometry<f64>) {
+fn repaired(mut g: Geometry<f64>) -> (Outcome, Geometry<f64>) {
     let r = make_valid(&mut g).unwrap();
     (r, g)
 }
@@ -43,12 +43,12 @@ fn valid_polygons_are_left_exactly_as_they_are() {
         ])],
     );
     let g = Geometry::Polygon(square_with_hole);
-    assert_eq!(repaired(g.clone()), (Repair::Valid, g));
+    assert_eq!(repaired(g.clone()), (Outcome::Valid, g));
     let two_apart = Geometry::MultiPolygon(MultiPolygon(vec![
         polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 0.)],
         polygon![(x: 2., y: 0.), (x: 3., y: 0.), (x: 3., y: 1.), (x: 2., y: 0.)],
     ]));
-    assert_eq!(repaired(two_apart.clone()), (Repair::Valid, two_apart));
+    assert_eq!(repaired(two_apart.clone()), (Outcome::Valid, two_apart));
     // A large valid ring (a circle of 100,000 vertices) stays valid and untouched.
     let circle: Vec<(f64, f64)> = (0..=100_000)
         .map(|i| {
@@ -57,7 +57,7 @@ fn valid_polygons_are_left_exactly_as_they_are() {
         })
         .collect();
     let g = Geometry::Polygon(Polygon::new(LineString::from(circle), vec![]));
-    assert_eq!(repaired(g.clone()).0, Repair::Valid);
+    assert_eq!(repaired(g.clone()).0, Outcome::Valid);
 }
 
 #[test]
@@ -65,14 +65,14 @@ fn a_bow_tie_becomes_two_triangles() {
     let bow_tie =
         polygon![(x: 0., y: 0.), (x: 2., y: 2.), (x: 2., y: 0.), (x: 0., y: 2.), (x: 0., y: 0.)];
     let (r, g) = repaired(Geometry::Polygon(bow_tie));
-    assert_eq!(r, Repair::Repaired);
+    assert_eq!(r, Outcome::Repaired);
     let Geometry::MultiPolygon(mp) = &g else {
         panic!("{g:?}")
     };
     assert_eq!(mp.0.len(), 2);
     assert!((area(&g) - 2.0).abs() < 1e-9, "{}", area(&g));
     // And the result passes the check.
-    assert_eq!(repaired(g.clone()).0, Repair::Valid);
+    assert_eq!(repaired(g.clone()).0, Outcome::Valid);
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn rings_and_parts_that_break_the_rules_are_rebuilt() {
         ])],
     );
     let (r, g) = repaired(Geometry::Polygon(outside));
-    assert_eq!(r, Repair::Repaired);
+    assert_eq!(r, Outcome::Repaired);
     assert!((area(&g) - 2.0).abs() < 1e-9);
 
     // Overlapping parts merge: two unit squares overlapping by half cover 1.5.
@@ -98,7 +98,7 @@ fn rings_and_parts_that_break_the_rules_are_rebuilt() {
         polygon![(x: 0.5, y: 0.), (x: 1.5, y: 0.), (x: 1.5, y: 1.), (x: 0.5, y: 1.), (x: 0.5, y: 0.)],
     ]));
     let (r, g) = repaired(overlapping);
-    assert_eq!(r, Repair::Repaired);
+    assert_eq!(r, Outcome::Repaired);
     assert!(
         matches!(&g, Geometry::MultiPolygon(mp) if mp.0.len() == 1),
         "{g:?}"
@@ -111,15 +111,15 @@ fn rings_and_parts_that_break_the_rules_are_rebuilt() {
         polygon![(x: 1., y: 1.), (x: 2., y: 1.), (x: 2., y: 2.), (x: 1., y: 2.), (x: 1., y: 1.)],
     ]));
     let (r, g) = repaired(nested);
-    assert_eq!(r, Repair::Repaired);
+    assert_eq!(r, Outcome::Repaired);
     assert!((area(&g) - 16.0).abs() < 1e-9);
 
     // A spike (there and back along one line) and a ring touching itself at a vertex.
     let spike = polygon![(x: 0., y: 0.), (x: 2., y: 0.), (x: 3., y: 0.), (x: 2., y: 0.), (x: 2., y: 2.), (x: 0., y: 2.), (x: 0., y: 0.)];
-    assert_eq!(repaired(Geometry::Polygon(spike)).0, Repair::Repaired);
+    assert_eq!(repaired(Geometry::Polygon(spike)).0, Outcome::Repaired);
     let figure_eight = polygon![(x: 0., y: 0.), (x: 1., y: 1.), (x: 2., y: 0.), (x: 2., y: 2.), (x: 1., y: 1.), (x: 0., y: 2.), (x: 0., y: 0.)];
     let (r, g) = repaired(Geometry::Polygon(figure_eight));
-    assert_eq!(r, Repair::Repaired);
+    assert_eq!(r, Outcome::Repaired);
     assert!((area(&g) - 2.0).abs() < 1e-9, "{}", area(&g));
     // Holes sharing an edge.
     let shared = Polygon::new(
@@ -130,7 +130,7 @@ fn rings_and_parts_that_break_the_rules_are_rebuilt() {
         ],
     );
     let (r, g) = repaired(Geometry::Polygon(shared));
-    assert_eq!(r, Repair::Repaired);
+    assert_eq!(r, Outcome::Repaired);
     assert!((area(&g) - (100.0 - 28.0)).abs() < 1e-9, "{}", area(&g));
 }
 
@@ -165,7 +165,7 @@ fn hostile_inputs_are_refused_in_bounded_time() {
         })
         .collect();
     let mut g = Geometry::Polygon(Polygon::new(LineString::from(star), vec![]));
-    assert_eq!(make_valid(&mut g), Ok(Repair::Repaired));
+    assert_eq!(make_valid(&mut g), Ok(Outcome::Repaired));
     assert!(area(&g) > 0.0);
-    assert_eq!(make_valid(&mut g.clone()), Ok(Repair::Valid));
+    assert_eq!(make_valid(&mut g.clone()), Ok(Outcome::Valid));
 }

@@ -15,15 +15,18 @@ pub use geo_types;
 pub mod archive;
 mod cancel;
 pub mod crs;
+mod curve;
 mod error;
 mod ewkb;
 mod feature;
 mod format;
 mod formats;
 mod pgcopy;
+mod repair;
 pub mod sqlite;
 pub mod upload;
 mod validate;
+mod wkt;
 
 pub use cancel::Cancel;
 pub use crs::{Crs, CrsError};
@@ -39,5 +42,6 @@ pub use pgcopy::{
     COPY_BINARY_HEADER, COPY_BINARY_TRAILER, ColumnKind, ColumnSource, Conflict, CopyColumn,
     CopyEncoder,
 };
+pub use repair::{Repair, Repairs};
 pub use upload::{Asset, Upload, UploadFormat, UploadOptions};
 pub use validate::validate;

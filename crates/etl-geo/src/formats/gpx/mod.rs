@@ -23,6 +23,7 @@
 //! no segment of 2 or more points (togeojson silently drops those). A root element other than
 //! `gpx`, a truncated document, a DTD or malformed XML end reading.
 
+mod feature;
 mod read;
 
 use std::io::BufRead;

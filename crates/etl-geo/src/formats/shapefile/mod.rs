@@ -8,7 +8,10 @@
 //!   variants, whose Z and M are dropped. Null shapes and shapes without parts give a
 //!   null geometry. MultiPatch and unknown shape types, unclosed rings and parts
 //!   that point outside their record reject that record.
-//! - **`.shx`** is not needed and not read: records are read in file order.
+//! - **`.shx`** is not needed: records are read in file order. When there is one, its header
+//!   says how many records there are (as GDAL reads them), and bytes past them in the `.shp`
+//!   (zero padding some writers leave) are not read; a `.shx` that is not a shapefile index
+//!   is ignored.
 //! - **Attributes** (`.dbf`): see [`dbf`] for the field types. A missing `.dbf`
 //!   gives features without properties. Records marked deleted in the `.dbf` are
 //!   skipped with their shape. The `.dbf` and `.shp` must hold the same number of
@@ -25,12 +28,13 @@
 //! - **Records**: [`Record::line`] is the 1-based record number in the `.shp`.
 //!   Features have no id. A truncated `.shp` or `.dbf` is a fatal [`ReadError`].
 
+mod codepages;
 mod dbf;
 mod rings;
 mod shp;
 
 use std::fs::{self, File};
-use std::io::{BufReader, ErrorKind};
+use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::Map;
@@ -42,40 +46,63 @@ use crate::cancel::{Cancel, cancelled};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_in};
+use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_in, undeclared_crs};
+use crate::repair::Repairs;
 
 const BUFFER: usize = 256 * 1024;
 
 /// Opens the layer whose `.shp` is at `shp` (siblings `.shx`, `.dbf`, `.prj`, `.cpg` beside it).
 pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
-    let crs = match (&opts.source_crs, sibling(shp, "prj")) {
+    // The .shx says how many records there are, as GDAL reads them: anything past them in
+    // the .shp (zero padding some writers leave, a stray byte) is not a record.
+    let records = match sibling(shp, "shx") {
+        None => None,
+        Some(shx) => {
+            let mut head = Vec::with_capacity(100);
+            File::open(&shx)?.take(100).read_to_end(&mut head)?;
+            shp::shx_records(&head)
+        }
+    };
+    let file = File::open(shp)?;
+    let shp_reader = ShpReader::open(Box::new(BufReader::with_capacity(BUFFER, file)), records)
+        .map_err(ReadError::Refused)?;
+    let prj = match sibling(shp, "prj") {
+        Some(prj) => Some((read_small_text(&prj)?, file_name(&prj))),
+        None => None,
+    };
+    let crs = match (&opts.source_crs, prj) {
         (Some(given), _) => given.clone(),
-        (None, None) => Crs::wgs84(),
-        (None, Some(prj)) => {
-            let text = read_small_text(&prj)?;
-            if text.trim().is_empty() {
-                Crs::wgs84()
-            } else {
-                Crs::from_definition(&text).map_err(|e| {
-                    ReadError::Refused(format!(
-                        "unsupported coordinate system in {}: {e}",
-                        file_name(&prj)
-                    ))
-                })?
-            }
+        (None, Some((text, name))) if is_crs_definition(&text) => Crs::from_definition(&text)
+            .map_err(|e| {
+                ReadError::Refused(format!("unsupported coordinate system in {name}: {e}"))
+            })?,
+        // No .prj, an empty one, or one that holds no coordinate system definition at all
+        // (an HTML page saved under that name): the header's extent decides.
+        (None, prj) => {
+            let what = match prj {
+                None => format!("{} has no .prj", file_name(shp)),
+                Some((_, name)) => format!("{name} holds no coordinate system"),
+            };
+            undeclared_crs(&what, Some(shp_reader.extent()))?
         }
     };
     let encoding = match sibling(shp, "cpg") {
         None => None,
         Some(cpg) => {
             let text = read_small_text(&cpg)?;
-            Some(Encoding::from_cpg(&text).ok_or_else(|| {
+            if !is_code_page_name(&text) {
+                // Not a code page name at all (an HTML page saved under that name): ignored,
+                // as GDAL does, and the DBF header decides.
+                None
+            } else {
+                Some(Encoding::from_cpg(&text).ok_or_else(|| {
                 ReadError::Refused(format!(
                     "unsupported code page in {}: {} (supported: UTF-8, ISO-8859-1, Windows-1252)",
                     file_name(&cpg),
                     crate::formats::excerpt(text.trim())
                 ))
             })?)
+            }
         }
     };
     let dbf = match sibling(shp, "dbf") {
@@ -91,9 +118,6 @@ pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource
             Some(reader)
         }
     };
-    let file = File::open(shp)?;
-    let shp_reader = ShpReader::open(Box::new(BufReader::with_capacity(BUFFER, file)))
-        .map_err(ReadError::Refused)?;
     Ok(Box::new(ShapefileReader {
         shp: shp_reader,
         dbf,
@@ -140,6 +164,7 @@ impl Iterator for ShapefileReader {
             if self.done {
                 return None;
             }
+            let mut repairs = Repairs::NONE;
             let geometry = match self.shp.next_record() {
                 Err(message) => return self.fail(self.number + 1, message),
                 Ok(None) => {
@@ -156,7 +181,11 @@ impl Iterator for ShapefileReader {
                     return None;
                 }
                 Ok(Some(record)) => {
-                    match shp::geometry(record.content, &mut Ticker::new(&self.cancel)) {
+                    match shp::geometry(
+                        record.content,
+                        &mut Ticker::new(&self.cancel),
+                        &mut repairs,
+                    ) {
                         Ok(geometry) => Ok(geometry),
                         Err(ShapeError::Reject(reason)) => Err(reason),
                         Err(ShapeError::Cancelled) => {
@@ -191,6 +220,7 @@ impl Iterator for ShapefileReader {
                         properties,
                     },
                     Some(&self.crs),
+                    &mut repairs,
                 )
             });
             let record = Record {
@@ -198,11 +228,39 @@ impl Iterator for ShapefileReader {
                 ordinal: self.ordinal,
                 layer: 0,
                 feature,
+                repairs,
             };
             self.ordinal += 1;
             return Some(Ok(record));
         }
     }
+}
+
+/// Whether a `.prj` holds a coordinate system definition at all (WKT, PROJJSON, a PROJ string
+/// or a code), rather than something else saved under that name. Empty is not one.
+fn is_crs_definition(text: &str) -> bool {
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    let keyword = t.bytes().take_while(u8::is_ascii_alphabetic).count();
+    (keyword > 0
+        && t.as_bytes().get(keyword..).is_some_and(|rest| {
+            matches!(
+                rest.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'[' | b'(')
+            )
+        }))
+        || t.starts_with(['{', '+'])
+        || ["EPSG:", "ESRI:", "URN:", "HTTP"]
+            .iter()
+            .any(|p| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+}
+
+/// Whether a `.cpg` can name a code page at all: a short run of letters, digits, spaces and
+/// `-_.` (`UTF-8`, `1252`, `ISO 8859-1`), not an HTML page saved under that name.
+fn is_code_page_name(text: &str) -> bool {
+    let t = text.trim_start_matches('\u{feff}').trim();
+    t.len() <= 40
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
 }
 
 fn file_name(path: &Path) -> String {

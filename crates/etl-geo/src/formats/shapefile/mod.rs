@@ -5,9 +5,10 @@
 //!   several → MultiLineString), Polygon (rings grouped by winding order: clockwise
 //!   rings are shells, counter-clockwise rings holes of the smallest shell that
 //!   contains them; one shell → Polygon, several → MultiPolygon) and their Z and M
-//!   variants, whose Z and M are dropped. Null shapes and shapes without parts give a
-//!   null geometry. MultiPatch and unknown shape types, unclosed rings and parts
-//!   that point outside their record reject that record.
+//!   variants, whose Z and M are dropped; MultiPatch (triangle strips, fans and rings) as a
+//!   MultiPolygon, as GDAL reads it (see [`multipatch`]). Null shapes and shapes without parts
+//!   give a null geometry. Unclosed rings are closed (a repair, see `crate::repair`). Unknown
+//!   shape types and parts that point outside their record reject that record.
 //! - **`.shx`** is not needed: records are read in file order. When there is one, its header
 //!   says how many records there are (as GDAL reads them), and bytes past them in the `.shp`
 //!   (zero padding some writers leave) are not read; a `.shx` that is not a shapefile index
@@ -16,20 +17,23 @@
 //!   gives features without properties. Records marked deleted in the `.dbf` are
 //!   skipped with their shape. The `.dbf` and `.shp` must hold the same number of
 //!   records, else reading fails where they part.
-//! - **Encoding**: from the `.cpg` (UTF-8, ISO-8859-1/Latin-1, Windows-1252; any
-//!   other code page is refused, naming it); without one, from the DBF language
-//!   driver id (Windows-1252 for 0x03/0x57), else UTF-8, where a value that is not
-//!   valid UTF-8 is read as Windows-1252.
-//! - **Coordinate system** (`.prj`): WGS 84 geographic is used as is; Web Mercator
-//!   (`Mercator_Auxiliary_Sphere`, `Popular Visualisation Pseudo Mercator`,
-//!   `WGS_1984_Web_Mercator`, EPSG 3857/900913/102100) is converted with the inverse
-//!   spherical Mercator; anything else is refused, naming it. **Without a `.prj`
-//!   (or with an empty one) the coordinates are assumed to be WGS 84.**
+//! - **Encoding**: from the `.cpg` (UTF-8, ISO-8859-1/Latin-1, Windows-1252 and the code
+//!   pages of [`codepages`]; any other code page is refused, naming it; a `.cpg` that names
+//!   no code page at all, such as an HTML page, is ignored as GDAL does); without one, from the
+//!   DBF language driver id (Windows-1252 for 0x03/0x57), else UTF-8, where a value that is
+//!   not valid UTF-8 is read as Windows-1252.
+//! - **Coordinate system** (`.prj`): any the EPSG registry can take to WGS 84 (see
+//!   `crate::crs`); one that cannot be read is refused, naming it. **Without a `.prj`** (or
+//!   with an empty one, or one holding no coordinate system definition at all, such as an
+//!   HTML page, which GDAL ignores too) the header's bounding box decides: inside
+//!   longitude/latitude → WGS 84, anything else → the layer is refused whole (a local grid is
+//!   never read as degrees; see `formats::undeclared_crs`).
 //! - **Records**: [`Record::line`] is the 1-based record number in the `.shp`.
 //!   Features have no id. A truncated `.shp` or `.dbf` is a fatal [`ReadError`].
 
 mod codepages;
 mod dbf;
+mod multipatch;
 mod rings;
 mod shp;
 

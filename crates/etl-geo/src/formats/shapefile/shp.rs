@@ -5,6 +5,7 @@ use std::io::{self, BufRead, Read};
 
 use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPoint, Point};
 
+use super::multipatch::multipatch;
 use super::rings::{Ticker, polygons};
 use crate::formats::MAX_RECORD_BYTES;
 use crate::repair::Repairs;
@@ -258,7 +259,34 @@ pub(crate) fn geometry(
                 polygons(lines, ticker, repairs).map(Some)
             }
         }
-        31 => Err("MultiPatch shapes are not supported".to_owned().into()),
+        31 => {
+            let parts = c.count(36, "parts")?;
+            let points = c.count(40, "points")?;
+            let types = 44 + 4 * parts;
+            let first_point = types + 4 * parts;
+            let mut starts = Vec::with_capacity(parts);
+            for i in 0..parts {
+                let s = c.i32(44 + 4 * i)?;
+                let s = usize::try_from(s)
+                    .ok()
+                    .filter(|&s| s < points)
+                    .ok_or_else(|| format!("part {i} starts at point {s} of {points}"))?;
+                if starts.last().is_some_and(|&prev| s < prev) {
+                    return Err(format!("part {i} starts before the part before it").into());
+                }
+                starts.push(s);
+            }
+            let mut out = Vec::with_capacity(parts);
+            for (i, &start) in starts.iter().enumerate() {
+                let end = starts.get(i + 1).copied().unwrap_or(points);
+                let mut coords = Vec::with_capacity(end - start);
+                for p in start..end {
+                    coords.push(c.coord(first_point + 16 * p)?);
+                }
+                out.push((c.i32(types + 4 * i)?, coords));
+            }
+            multipatch(out, ticker, repairs)
+        }
         t => Err(format!("unknown shape type {t}").into()),
     }
 }

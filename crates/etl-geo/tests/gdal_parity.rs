@@ -5,7 +5,8 @@
 //! - curves, surfaces and triangles in a GeoPackage ogr2ogr wrote
 //!   (`fixtures/formats/gpkg/curves.gpkg`) against GDAL's own linearisation;
 //! - layers without a coordinate system ogr2ogr wrote as Shapefile, FlatGeobuf and GeoPackage
-//!   (`fixtures/formats/nocrs/`): a local grid is refused whole, longitudes/latitudes are read.
+//!   (`fixtures/formats/nocrs/`): a local grid is refused whole, longitudes/latitudes are read;
+//! - a KMZ whose document only links to a `.kml` packed beside it, read as LIBKML reads it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -191,4 +192,31 @@ fn layers_without_crs_are_decided_by_their_extent() {
             "{ext}"
         );
     }
+}
+
+/// The OGC's super-overlay KMZ: `doc.kml` holds only a NetworkLink to `0/0/0.kml` in the
+/// archive. LIBKML makes the linked file a layer (one GroundOverlay); so do we, and the linked
+/// file is no longer listed as an asset.
+#[test]
+fn kmz_network_links_to_packed_files_are_layers() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/fidelity/ogc-kml/small_world.kmz");
+    let scratch = tempfile::tempdir().unwrap();
+    let upload = Upload::open(
+        &path,
+        "small_world",
+        scratch.path(),
+        &UploadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(upload.layers, ["small_world", "0"]);
+    let assets: Vec<String> = upload.assets.iter().map(|a| a.name.clone()).collect();
+    assert!(!assets.iter().any(|a| a.ends_with(".kml")), "{assets:?}");
+    assert!(assets.contains(&"0/0/0.jpg".to_owned()), "{assets:?}");
+    let records: Vec<Record> = upload.collect::<Result<_, _>>().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].layer, 1);
+    let f = records[0].feature.as_ref().unwrap();
+    assert_eq!(f.properties["@geometry-type"], "groundoverlay");
+    assert_eq!(f.properties["icon"], "0.jpg");
 }

@@ -27,6 +27,7 @@
 //! (togeojson silently drops the point). A root element other than
 //! `gpx`, a truncated document, a DTD or malformed XML end reading.
 
+mod extensions;
 mod feature;
 mod read;
 

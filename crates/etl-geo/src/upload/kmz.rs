@@ -31,10 +31,15 @@ impl Upload {
             .ok_or_else(|| ReadError::Refused("KMZ without a .kml document".to_owned()))?;
         let prefix = label_prefix.map(|p| format!("{p}/")).unwrap_or_default();
         // The .kml files of the archive the document links to (a super-overlay, a multi-file
-        // export) are layers of their own, as GDAL's LIBKML driver reads them.
+        // export) are layers of their own, as GDAL's LIBKML driver reads them. The document is
+        // scanned for links only when the archive holds another .kml for them to name.
         let mut linked: Vec<&Entry> = Vec::new();
-        let links = network_links(&doc.path, self.opts.read.max_xml_text)
-            .map_err(|e| in_part(&format!("{prefix}{}", doc.name), e))?;
+        let links = if entries.iter().filter(is_kml).any(|e| e.name != doc.name) {
+            network_links(&doc.path, self.opts.read.max_xml_text)
+                .map_err(|e| in_part(&format!("{prefix}{}", doc.name), e))?
+        } else {
+            Vec::new()
+        };
         for href in links {
             let Some(name) = resolve(&doc.name, &href) else {
                 continue;

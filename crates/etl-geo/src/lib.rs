@@ -15,6 +15,7 @@ pub use geo_types;
 pub mod archive;
 mod cancel;
 pub mod crs;
+mod curve;
 mod error;
 mod ewkb;
 mod feature;
@@ -22,9 +23,11 @@ pub mod filter;
 mod format;
 mod formats;
 pub mod make_valid;
+mod repair;
 pub mod sqlite;
 pub mod upload;
 mod validate;
+mod wkt;
 
 pub use cancel::Cancel;
 pub use crs::{Crs, CrsError, project};
@@ -36,5 +39,6 @@ pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,
 };
+pub use repair::{Repair, Repairs};
 pub use upload::{Asset, Upload, UploadFormat, UploadOptions};
 pub use validate::validate;

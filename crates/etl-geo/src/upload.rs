@@ -20,6 +20,7 @@ use crate::error::ReadError;
 use crate::format::{Format, describe_unknown};
 use crate::formats::{FeatureSource, ReadOptions, Record};
 
+mod kmz;
 mod manifest;
 
 use manifest::read_manifest;
@@ -406,45 +407,6 @@ impl Upload {
                 });
             }
         }
-    }
-
-    /// A KMZ: `doc.kml` at the root, else the first `.kml` at the root, else the first
-    /// `.kml` anywhere; every other entry is an asset.
-    fn add_kmz(
-        &mut self,
-        stem: &str,
-        label_prefix: Option<&str>,
-        entries: &[Entry],
-    ) -> Result<(), ReadError> {
-        let is_kml = |e: &&Entry| e.name.to_ascii_lowercase().ends_with(".kml");
-        let doc = entries
-            .iter()
-            .find(|e| e.name.eq_ignore_ascii_case("doc.kml"))
-            .or_else(|| {
-                entries
-                    .iter()
-                    .filter(is_kml)
-                    .find(|e| !e.name.contains('/'))
-            })
-            .or_else(|| entries.iter().find(is_kml))
-            .ok_or_else(|| ReadError::Refused("KMZ without a .kml document".to_owned()))?;
-        let prefix = label_prefix.map(|p| format!("{p}/")).unwrap_or_default();
-        for e in entries {
-            if e.name != doc.name {
-                self.assets.push(Asset {
-                    name: format!("{prefix}{}", e.name),
-                    bytes: e.bytes,
-                    uid: None,
-                });
-            }
-        }
-        self.push_plain(
-            Some(format!("{prefix}{}", doc.name)),
-            doc.path.clone(),
-            Format::Kml,
-            stem,
-        );
-        Ok(())
     }
 
     /// A TAK data package: every CoT event becomes a feature of the layer `stem`, files of

@@ -1,9 +1,11 @@
 //! Geometry validation applied by every reader: a geometry that passes can be
 //! loaded into PostGIS as EPSG:4326 without surprises.
 //!
-//! `geo_types::Polygon::new` silently closes open rings, so readers check ring
-//! closure with [`check_ring_closed`] on the raw positions *before* building a
-//! polygon; [`validate`] checks everything that survives construction.
+//! It runs after [`crate::repair`], which has made degenerate geometries (one-point lines,
+//! collapsed rings, empty parts) into valid ones and whose readers closed open rings on the
+//! raw positions (`geo_types::Polygon::new` would close them without telling); what is left
+//! to refuse here is what no repair makes right: coordinates that are not finite
+//! longitudes/latitudes, and holes without a shell.
 
 use geo_types::{Coord, Geometry, LineString, Polygon};
 

@@ -108,45 +108,80 @@ fn out_of_range_coordinates() {
     );
 }
 
+/// A record as (line, id, the geometry as WKT-like debug text, the repairs made).
+fn read_repaired(name: &str) -> Vec<(u64, String, String, Vec<&'static str>)> {
+    read_records(name)
+        .into_iter()
+        .map(|r| {
+            let rec = r.expect("no fatal error");
+            let f = rec.feature.expect("accepted");
+            (
+                rec.line,
+                f.id.map(|id| id.to_string()).unwrap_or_default(),
+                format!("{:?}", f.geometry.expect("a geometry")),
+                rec.repairs.iter().map(|k| k.name()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn repaired(
+    line: u64,
+    id: &str,
+    geometry: &str,
+    repairs: &[&'static str],
+) -> (u64, String, String, Vec<&'static str>) {
+    (line, id.to_owned(), geometry.to_owned(), repairs.to_vec())
+}
+
 #[test]
-fn unclosed_rings() {
+fn unclosed_rings_are_closed() {
     assert_eq!(
-        read_fixture("unclosed_ring.geojson"),
+        read_repaired("unclosed_ring.geojson"),
         [
-            rejected(2, 0, "polygon ring 0 (exterior) is not closed"),
-            rejected(3, 1, "polygon ring 1 (interior) is not closed"),
-            rejected(
-                7,
+            repaired(
                 2,
-                "multipolygon part 1: polygon ring 0 (exterior) is not closed"
+                "1",
+                "POLYGON((0.0 0.0,1.0 0.0,1.0 1.0,0.0 1.0,0.0 0.0))",
+                &["ring_closed"]
             ),
-            accepted(11, 3, "4"),
+            repaired(
+                3,
+                "2",
+                "POLYGON((0.0 0.0,10.0 0.0,10.0 10.0,0.0 10.0,0.0 0.0),(1.0 1.0,2.0 1.0,2.0 2.0,1.0 2.0,1.0 1.0))",
+                &["ring_closed"]
+            ),
+            repaired(
+                7,
+                "3",
+                "MULTIPOLYGON(((0.0 0.0,1.0 0.0,1.0 1.0,0.0 0.0)),((5.0 5.0,6.0 5.0,6.0 6.0,5.0 6.0,5.0 5.0)))",
+                &["ring_closed"]
+            ),
+            repaired(11, "4", "POLYGON((0.0 0.0,1.0 0.0,1.0 1.0,0.0 0.0))", &[]),
         ]
     );
 }
 
 #[test]
-fn short_rings_and_lines() {
+fn short_rings_and_lines_are_repaired() {
     assert_eq!(
-        read_fixture("short_ring.geojsonl"),
+        read_repaired("short_ring.geojsonl"),
         [
-            rejected(
-                1,
-                0,
-                "polygon ring 0 (exterior) has 3 positions, needs at least 4"
-            ),
-            rejected(
+            repaired(1, "1", "LINESTRING(0.0 0.0,1.0 1.0)", &["ring_to_line"]),
+            repaired(
                 2,
-                1,
-                "polygon ring 1 (interior) has 2 positions, needs at least 4"
+                "2",
+                "POLYGON((0.0 0.0,10.0 0.0,10.0 10.0,0.0 0.0))",
+                &["parts_dropped"]
             ),
-            rejected(3, 2, "linestring has 1 position, needs at least 2"),
-            rejected(
+            repaired(3, "3", "POINT(0.0 0.0)", &["line_to_point"]),
+            repaired(
                 4,
-                3,
-                "multilinestring part 1: linestring has 1 position, needs at least 2"
+                "4",
+                "MULTILINESTRING((0.0 0.0,1.0 1.0))",
+                &["parts_dropped"]
             ),
-            accepted(5, 4, "5"),
+            repaired(5, "5", "LINESTRING EMPTY", &[]),
         ]
     );
 }

@@ -372,16 +372,22 @@ fn other_crs_is_reprojected_and_an_unknown_one_refused_naming_the_code() {
         text.starts_with("unsupported coordinate system in the FlatGeobuf header: EPSG:999999"),
         "{text}"
     );
-    // No CRS at all: coordinates are taken as WGS 84 (here: metres, so out of range).
+    // No CRS at all: the header's envelope (metres) is not longitude/latitude, so the file is
+    // refused whole, not read as degrees with the positions that do not fit rejected.
     let (records, error) = read(&mercator_file(0));
-    assert!(error.is_none());
+    assert!(records.is_empty());
+    let text = error.unwrap().to_string();
     assert!(
-        records[0]
-            .feature
-            .as_ref()
-            .unwrap_err()
-            .reason
-            .contains("out of range")
+        text.starts_with(
+            "the FlatGeobuf header has no coordinate system, and its extent (-2226389.8158654715, \
+             -2273030.92698769) – (20037508.342789244, 15538711.096309226) is not \
+             longitude/latitude"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("give its coordinate system (--s-srs)"),
+        "{text}"
     );
 }
 

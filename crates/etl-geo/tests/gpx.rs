@@ -28,7 +28,8 @@ fn read(bytes: &[u8]) -> Result<Vec<Record>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Records as JSON: `{line, ordinal, layer, feature}` or `{line, ordinal, layer, rejected}`.
+/// Records as JSON: `{line, ordinal, layer, feature}` or `{line, ordinal, layer, rejected}`,
+/// with `repairs` when the record was repaired.
 fn records_json(records: &[Record]) -> Value {
     Value::Array(
         records
@@ -38,6 +39,9 @@ fn records_json(records: &[Record]) -> Value {
                 match &r.feature {
                     Ok(f) => v["feature"] = feature_to_json(f),
                     Err(rej) => v["rejected"] = json!(rej.reason),
+                }
+                if !r.repairs.is_empty() {
+                    v["repairs"] = json!(r.repairs.iter().map(|k| k.name()).collect::<Vec<_>>());
                 }
                 v
             })
@@ -112,28 +116,48 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
     ),
     (
         "empty_trk.gpx",
-        "rejections",
-        "a track without a segment of 2+ points is a rejection (togeojson drops it silently)",
+        "kept",
+        "a track without points is a feature without geometry (togeojson drops it; GDAL keeps it as an empty line)",
     ),
     (
         "unique_trkpt.gpx",
-        "rejections",
-        "a track without a segment of 2+ points is a rejection (togeojson drops it silently)",
+        "kept",
+        "a track of one point is a Point, counted as repaired (togeojson drops it; GDAL keeps a one-point line)",
     ),
     (
         "trek_no_rtept.gpx",
-        "rejections",
-        "a route with fewer than 2 points is a rejection (togeojson drops it silently)",
+        "kept",
+        "a route without points is a feature without geometry (togeojson drops it; GDAL keeps it as an empty line)",
     ),
     (
         "garmin_extensions.gpx",
-        "rejections",
-        "a route with fewer than 2 points is a rejection (togeojson drops it silently)",
+        "kept",
+        "empty routes and tracks are features without geometry (togeojson drops them; GDAL keeps them)",
     ),
     (
         "gdal.gpx",
-        "rejections",
-        "a route with fewer than 2 points is a rejection (togeojson drops it silently)",
+        "kept",
+        "empty routes and tracks are features without geometry (togeojson drops them; GDAL keeps them)",
+    ),
+    (
+        "empty_ele.gpx",
+        "kept",
+        "the track's two points are one position: a zero-length line is not valid, so it is a Point (repaired)",
+    ),
+    (
+        "empty_ele.gpx",
+        "zero-length",
+        "togeojson keeps the track as a zero-length line (we make it a Point)",
+    ),
+    (
+        "osm.gpx",
+        "kept",
+        "one track's points are all one position: a zero-length line is not valid, so it is a Point (repaired)",
+    ),
+    (
+        "osm.gpx",
+        "zero-length",
+        "togeojson keeps that track as a zero-length line (we make it a Point)",
     ),
     (
         "garmin_extensions.gpx",
@@ -232,6 +256,15 @@ fn flatten_2d(v: &Value) -> Value {
     }
 }
 
+/// Every position (a `[x, y]` array) of nested coordinate arrays, in order.
+fn collect_positions(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(items) if items.first().is_some_and(Value::is_number) => out.push(v.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_positions(i, out)),
+        _ => {}
+    }
+}
+
 fn normalize_geometry(g: &Value) -> Value {
     let mut g = json!({"type": g["type"], "coordinates": flatten_2d(&g["coordinates"])});
     if g["type"] == "MultiLineString" && g["coordinates"].as_array().is_some_and(|a| a.len() == 1) {
@@ -257,7 +290,38 @@ fn peer_differences(name: &str, ours: &[Record], want: &Value) -> BTreeMap<Strin
         })
         .collect();
     accepted.sort_by_key(|(layer, _)| std::cmp::Reverse(*layer));
-    let want = want["features"].as_array().unwrap();
+    // togeojson drops routes and tracks without a line of 2+ points; we keep them, as a
+    // feature without geometry or a (multi)point (what GDAL counts too).
+    let before = accepted.len();
+    accepted.retain(|(layer, f)| {
+        *layer == 0
+            || !(f["geometry"].is_null()
+                || matches!(f["geometry"]["type"].as_str(), Some("Point" | "MultiPoint")))
+    });
+    if accepted.len() < before {
+        diffs.insert("kept".to_owned(), format!("{}", before - accepted.len()));
+    }
+    // …and a line whose positions are all one position is a Point for us (a zero-length line
+    // is not valid), where togeojson keeps the line: compared apart.
+    let all = want["features"].as_array().unwrap();
+    let want: Vec<&Value> = all
+        .iter()
+        .filter(|f| {
+            let mut positions = Vec::new();
+            collect_positions(&flatten_2d(&f["geometry"]["coordinates"]), &mut positions);
+            let zero = f["geometry"]["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("LineString"))
+                && positions.windows(2).all(|w| w[0] == w[1]);
+            !zero
+        })
+        .collect();
+    if want.len() < all.len() {
+        diffs.insert(
+            "zero-length".to_owned(),
+            format!("{}", all.len() - want.len()),
+        );
+    }
     if accepted.len() != want.len() {
         diffs.insert(
             "count".to_owned(),
@@ -269,7 +333,7 @@ fn peer_differences(name: &str, ours: &[Record], want: &Value) -> BTreeMap<Strin
         .iter()
         .find(|(f, _)| *f == name)
         .map_or(&[], |(_, keys)| keys);
-    for (i, ((layer, got), want)) in accepted.iter().zip(want).enumerate() {
+    for (i, ((layer, got), want)) in accepted.iter().zip(want.iter().copied()).enumerate() {
         let got_geom = normalize_geometry(&got["geometry"]);
         let want_geom = normalize_geometry(&want["geometry"]);
         if !json_eq(&got_geom, &want_geom) {

@@ -122,6 +122,47 @@ const CSV_TOKENS: &[&str] = &[
     "\u{feff}",
 ];
 
+/// WKT pieces, curves and surfaces included, for a `wkt` column.
+const WKT_TOKENS: &[&str] = &[
+    "POINT",
+    "LINESTRING",
+    "POLYGON",
+    "MULTIPOINT",
+    "MULTILINESTRING",
+    "MULTIPOLYGON",
+    "GEOMETRYCOLLECTION",
+    "CIRCULARSTRING",
+    "COMPOUNDCURVE",
+    "CURVEPOLYGON",
+    "MULTICURVE",
+    "MULTISURFACE",
+    "TRIANGLE",
+    "TIN",
+    "POLYHEDRALSURFACE",
+    " Z",
+    "ZM",
+    "EMPTY",
+    "(",
+    ")",
+    ",",
+    " ",
+    "0",
+    "1",
+    "-1",
+    "0.5",
+    "1e308",
+    "NaN",
+    "0 0",
+    "1 0",
+    "0 1",
+    "1 1",
+    "0 0,1 1,2 0",
+    "0 0,0 0,0 0",
+    "(0 0,1 1,0 0)",
+    "CIRCULARSTRING(0 0,1 1,2 0)",
+    "CIRCULARSTRING(0 0,1 0,0 0)",
+];
+
 fn tokens(alphabet: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(prop::sample::select(alphabet), 0..120)
         .prop_map(|parts| parts.concat().into_bytes())
@@ -148,6 +189,14 @@ proptest! {
     #[test]
     fn csv_like_token_soup(bytes in tokens(CSV_TOKENS)) {
         all_readers(&bytes);
+    }
+
+    #[test]
+    fn wkt_token_soup(bytes in tokens(WKT_TOKENS)) {
+        let mut csv = b"id\twkt\n1\t".to_vec();
+        csv.extend(bytes.iter().filter(|b| !matches!(b, b'\t' | b'\n' | b'"')));
+        csv.push(b'\n');
+        drain(Format::Csv, &csv);
     }
 
     #[test]

@@ -64,14 +64,15 @@ fn hole_without_shell_is_a_rejection() {
         f.unwrap_err(),
         "polygon ring 0 (exterior) is empty but the polygon has holes"
     );
+    // An empty hole beside a shell is dropped (a repair), so PostGIS never sees it.
     let f = only(
         Format::GeoJsonSeq,
         br#"{"type":"Feature","geometry":{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]],[]]]}}"#,
     );
-    assert_eq!(
-        f.unwrap_err(),
-        "multipolygon part 0: polygon ring 1 (interior) is empty"
-    );
+    let Some(Geometry::MultiPolygon(mp)) = f.unwrap().geometry else {
+        panic!("not a multipolygon");
+    };
+    assert!(mp.0[0].interiors().is_empty());
 }
 
 /// Coordinates read from GeoJSON are written back and read again bit for bit,

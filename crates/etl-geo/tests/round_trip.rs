@@ -23,11 +23,18 @@ fn coord() -> impl Strategy<Value = Coord<f64>> {
     (-180.0..=180.0f64, -90.0..=90.0f64).prop_map(|(x, y)| Coord { x, y })
 }
 
+/// A line of at least two distinct positions: what reading keeps as it is (a line of one
+/// distinct position is repaired into a point).
+fn real_line() -> impl Strategy<Value = LineString<f64>> {
+    prop::collection::vec(coord(), 2..6)
+        .prop_filter("a line needs two distinct positions", |c| {
+            c.windows(2).any(|w| w[0] != w[1])
+        })
+        .prop_map(LineString)
+}
+
 fn line() -> impl Strategy<Value = LineString<f64>> {
-    prop_oneof![
-        Just(LineString(vec![])),
-        prop::collection::vec(coord(), 2..6).prop_map(LineString),
-    ]
+    prop_oneof![Just(LineString(vec![])), real_line()]
 }
 
 /// A closed ring of at least 4 positions (`Polygon::new` closes it).
@@ -39,12 +46,30 @@ fn ring() -> impl Strategy<Value = LineString<f64>> {
         .prop_map(LineString)
 }
 
+fn real_polygon() -> impl Strategy<Value = Polygon<f64>> {
+    (ring(), prop::collection::vec(ring(), 0..3))
+        .prop_map(|(exterior, holes)| Polygon::new(exterior, holes))
+}
+
 fn polygon() -> impl Strategy<Value = Polygon<f64>> {
     prop_oneof![
         1 => Just(Polygon::new(LineString(vec![]), vec![])),
-        6 => (ring(), prop::collection::vec(ring(), 0..3))
-            .prop_map(|(exterior, holes)| Polygon::new(exterior, holes)),
+        6 => real_polygon(),
     ]
+}
+
+/// Empty geometries are left out of multi-geometries and collections when read (a repair), so
+/// only the top level has them here.
+fn is_empty(g: &Geometry<f64>) -> bool {
+    match g {
+        Geometry::LineString(l) => l.0.is_empty(),
+        Geometry::Polygon(p) => p.exterior().0.is_empty() && p.interiors().is_empty(),
+        Geometry::MultiPoint(m) => m.0.is_empty(),
+        Geometry::MultiLineString(m) => m.0.is_empty(),
+        Geometry::MultiPolygon(m) => m.0.is_empty(),
+        Geometry::GeometryCollection(c) => c.0.is_empty(),
+        _ => false,
+    }
 }
 
 fn geometry() -> impl Strategy<Value = Geometry<f64>> {
@@ -54,14 +79,17 @@ fn geometry() -> impl Strategy<Value = Geometry<f64>> {
         polygon().prop_map(Geometry::Polygon),
         prop::collection::vec(coord().prop_map(Point), 0..5)
             .prop_map(|p| Geometry::MultiPoint(MultiPoint(p))),
-        prop::collection::vec(line(), 0..4)
+        prop::collection::vec(real_line(), 0..4)
             .prop_map(|l| Geometry::MultiLineString(MultiLineString(l))),
-        prop::collection::vec(polygon(), 0..3)
+        prop::collection::vec(real_polygon(), 0..3)
             .prop_map(|p| Geometry::MultiPolygon(MultiPolygon(p))),
     ];
     leaf.prop_recursive(2, 16, 4, |inner| {
-        prop::collection::vec(inner, 0..4)
-            .prop_map(|g| Geometry::GeometryCollection(GeometryCollection(g)))
+        prop::collection::vec(inner, 0..4).prop_map(|g| {
+            Geometry::GeometryCollection(GeometryCollection(
+                g.into_iter().filter(|m| !is_empty(m)).collect(),
+            ))
+        })
     })
 }
 

@@ -225,12 +225,19 @@ fn read(files: &[(&str, &[u8])]) -> (Vec<Record>, Option<ReadError>) {
     (records, error)
 }
 
-/// Records as a FeatureCollection; a rejected record becomes `{"rejected": reason}`.
+/// Records as a FeatureCollection; a rejected record becomes `{"rejected": reason}`, a
+/// repaired feature carries `"repairs"`.
 fn collection(records: &[Record]) -> Value {
     let features: Vec<Value> = records
         .iter()
         .map(|r| match &r.feature {
-            Ok(f) => feature_to_json(f),
+            Ok(f) => {
+                let mut v = feature_to_json(f);
+                if !r.repairs.is_empty() {
+                    v["repairs"] = json!(r.repairs.iter().map(|k| k.name()).collect::<Vec<_>>());
+                }
+                v
+            }
             Err(rej) => json!({ "rejected": rej.reason, "line": r.line }),
         })
         .collect();

@@ -336,7 +336,7 @@ fn bad_features_are_rejected_one_by_one_with_reasons() {
     }
     assert!(by_line[&2].contains("91.5"), "{}", by_line[&2]);
     assert!(by_line[&3].contains("180.5"), "{}", by_line[&3]);
-    assert!(by_line[&4].contains("closed"), "{}", by_line[&4]);
+    assert!(by_line[&4].contains("has holes"), "{}", by_line[&4]);
     assert!(
         by_line[&5].to_lowercase().contains("blob"),
         "{}",

@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
+use crate::repairs::RepairTally;
+
 /// Records handed from the reader thread at a time.
 const READ_BATCH: usize = 1024;
 /// Rejected records the manifest quotes (the count covers all).
@@ -238,6 +240,7 @@ fn convert_features(
     let mut features = 0u64;
     let mut with_geometry = 0u64;
     let mut rejected = 0u64;
+    let mut repairs = RepairTally::default();
     let mut rejections = Vec::new();
     let mut bounds: Option<[f64; 4]> = None;
     let assets = std::mem::take(&mut upload.assets);
@@ -301,6 +304,7 @@ fn convert_features(
                 }
             };
             features += 1;
+            repairs.note(record.repairs, shown, layers.get(layer), record.line);
             if let Some(n) = per_layer.get_mut(layer) {
                 *n += 1;
             }
@@ -410,6 +414,7 @@ fn convert_features(
         json!(features - with_geometry),
     );
     manifest.insert("rejected".into(), json!(rejected));
+    repairs.into_manifest(&mut manifest);
     if !rejections.is_empty() {
         manifest.insert("rejections".into(), Value::Array(rejections));
     }
@@ -470,6 +475,7 @@ fn convert_mbtiles(
     manifest.insert("layers".into(), json!([]));
     manifest.insert("features".into(), json!(0));
     manifest.insert("rejected".into(), json!(0));
+    manifest.insert("repaired".into(), json!(0));
     Ok(Converted {
         manifest,
         geojsonl: None,

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod import;
 pub mod job;
 pub mod publish;
+mod repairs;
 pub mod serve;
 
 pub use config::EventsConfig;

@@ -343,3 +343,47 @@ fn usage_errors() {
     run(&["--bucket", "b", "--output", "o"]).assert_code(64);
     run(&["--input", "x.kml", "--output", "o", "--outputs", "shp"]).assert_code(64);
 }
+
+/// Degenerate routes and tracks are features, repaired, never a failed import: a GPX whose only
+/// track has one point imports as a Point, and the manifest counts what was repaired, by kind.
+#[test]
+fn degenerate_tracks_are_repaired_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let one = tmp.path().join("one.gpx");
+    std::fs::copy(
+        repo("fixtures/fidelity/gpxpy/gpx-with-node-with-comments.gpx"),
+        &one,
+    )
+    .unwrap();
+    import(&one, &out, &[]).assert_code(0);
+    let m = check_outputs(&out, "one");
+    assert_eq!(m["features"], 1, "{m}");
+    assert_eq!(m["rejected"], 0, "{m}");
+    assert_eq!(m["repaired"], 1, "{m}");
+    assert_eq!(m["repairs"], serde_json::json!({"line_to_point": 1}), "{m}");
+    let text = std::fs::read_to_string(output_path(&out, "one", "geojsonl")).unwrap();
+    let f: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(f["geometry"]["type"], "Point");
+    assert_eq!(f["properties"]["name"], "2014-05-06_132925");
+
+    let many = tmp.path().join("degenerate.gpx");
+    std::fs::copy(repo("fixtures/formats/gpx/degenerate.gpx"), &many).unwrap();
+    import(&many, &out, &[]).assert_code(0);
+    let m = check_outputs(&out, "degenerate");
+    assert_eq!(m["features"], 6, "{m}");
+    assert_eq!(m["features_without_geometry"], 2, "{m}");
+    assert_eq!(m["repaired"], 4, "{m}");
+    assert_eq!(
+        m["repairs"],
+        serde_json::json!({"line_to_point": 2, "lines_to_points": 1, "parts_dropped": 1}),
+        "{m}"
+    );
+    // An ordinary import says it repaired nothing.
+    let plain = tmp.path().join("plain.gpx");
+    std::fs::copy(repo("fixtures/formats/gpx/gpx10.gpx"), &plain).unwrap();
+    import(&plain, &out, &[]).assert_code(0);
+    let m = check_outputs(&out, "plain");
+    assert_eq!(m["repaired"], 0, "{m}");
+    assert!(m.get("repairs").is_none(), "{m}");
+}

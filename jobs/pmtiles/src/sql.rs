@@ -97,6 +97,7 @@ pub async fn stream(
             ordinal,
             layer: 0,
             feature,
+            repairs: etl_geo::Repairs::NONE,
         });
         if batch.len() >= etl_sources::read::READ_BATCH {
             let records = std::mem::take(&mut batch);

@@ -18,6 +18,7 @@ use crate::crs::{Crs, reproject};
 use crate::error::ReadError;
 use crate::feature::Feature;
 use crate::format::Format;
+use crate::repair::{Repairs, repair};
 use crate::validate::validate;
 
 /// The largest single record (an NDJSON line, one feature of a FeatureCollection, a
@@ -37,6 +38,9 @@ pub struct Record {
     /// single-layer formats; GPX has waypoints, routes and tracks).
     pub layer: u32,
     pub feature: Result<Feature, Rejection>,
+    /// What was done to make the feature's geometry valid (empty for most records): a
+    /// degenerate geometry is repaired into the nearest valid one, never rejected for it.
+    pub repairs: Repairs,
 }
 
 /// Why one record was not accepted: one human-readable line.
@@ -137,9 +141,11 @@ pub fn open(
     })
 }
 
-/// Applies [`validate`] to a parsed feature.
-pub(crate) fn accept(feature: Feature) -> Result<Feature, Rejection> {
-    if let Some(geometry) = &feature.geometry {
+/// Repairs a parsed feature's degenerate geometry ([`repair`], noted in `repairs`), then
+/// applies [`validate`].
+pub(crate) fn accept(mut feature: Feature, repairs: &mut Repairs) -> Result<Feature, Rejection> {
+    if let Some(geometry) = &mut feature.geometry {
+        repair(geometry, repairs);
         validate(geometry).map_err(Rejection::new)?;
     }
     Ok(feature)
@@ -147,11 +153,38 @@ pub(crate) fn accept(feature: Feature) -> Result<Feature, Rejection> {
 
 /// [`accept`] for a feature whose positions are in `crs` (WGS 84 when `None`): moved to
 /// WGS 84 first.
-pub(crate) fn accept_in(mut feature: Feature, crs: Option<&Crs>) -> Result<Feature, Rejection> {
+pub(crate) fn accept_in(
+    mut feature: Feature,
+    crs: Option<&Crs>,
+    repairs: &mut Repairs,
+) -> Result<Feature, Rejection> {
     if let (Some(crs), Some(geometry)) = (crs, &mut feature.geometry) {
         reproject(geometry, crs).map_err(|e| Rejection::new(e.to_string()))?;
     }
-    accept(feature)
+    accept(feature, repairs)
+}
+
+/// The coordinate system of a layer that declares none (a Shapefile without `.prj`, a
+/// FlatGeobuf header without CRS, a GeoPackage table in srs 0 or -1), from the extent its
+/// header gives up front: WGS 84 when the extent fits longitude/latitude, else the layer is
+/// refused whole (`what` says which and why it has none: "x.shp has no .prj"), rather than read as degrees with the positions that do not
+/// fit rejected one by one. No extent, or a non-finite one: WGS 84, each position checked.
+/// (GeoJSON and CSV give no extent before their features, so there each position is checked.)
+pub(crate) fn undeclared_crs(what: &str, extent: Option<[f64; 4]>) -> Result<Crs, ReadError> {
+    let Some([min_x, min_y, max_x, max_y]) = extent.filter(|e| e.iter().all(|v| v.is_finite()))
+    else {
+        return Ok(Crs::wgs84());
+    };
+    let lon = -180.0..=180.0;
+    let lat = -90.0..=90.0;
+    if lon.contains(&min_x) && lon.contains(&max_x) && lat.contains(&min_y) && lat.contains(&max_y)
+    {
+        return Ok(Crs::wgs84());
+    }
+    Err(ReadError::Refused(format!(
+        "{what}, and its extent ({min_x}, {min_y}) – ({max_x}, {max_y}) is not \
+         longitude/latitude (projected or local coordinates?): give its coordinate system (--s-srs)"
+    )))
 }
 
 /// Binary attribute values (FlatGeobuf, GeoPackage BLOBs) as standard base64 with padding.

@@ -10,6 +10,7 @@ use crate::error::{Position, ReadError};
 use crate::feature::{Feature, FeatureId};
 use crate::formats::xml::{XmlReader, push_ref};
 use crate::formats::{Record, Rejection, accept, excerpt};
+use crate::repair::Repairs;
 
 type Input = Box<dyn BufRead + Send>;
 
@@ -133,7 +134,7 @@ impl Acc {
         }
     }
 
-    fn into_feature(mut self, line: u64) -> Result<Feature, Rejection> {
+    fn into_feature(mut self, line: u64, repairs: &mut Repairs) -> Result<Feature, Rejection> {
         let label = self.label(line);
         let point = match self.point.take() {
             None => return Err(Rejection::new(format!("{label} has no <point>"))),
@@ -251,11 +252,14 @@ impl Acc {
         }
         props.append(&mut self.props);
         let id = get_str(&self.attrs, "uid").map(|u| FeatureId::Str(u.to_owned()));
-        accept(Feature {
-            id,
-            geometry: Some(geometry),
-            properties: props,
-        })
+        accept(
+            Feature {
+                id,
+                geometry: Some(geometry),
+                properties: props,
+            },
+            repairs,
+        )
         .map_err(|r| Rejection::new(format!("{label}: {}", r.reason)))
     }
 }
@@ -481,11 +485,14 @@ impl CotReader {
         }
         let ordinal = self.ordinal;
         self.ordinal += 1;
+        let mut repairs = Repairs::NONE;
+        let feature = acc.into_feature(line, &mut repairs);
         Ok(Record {
             line,
             ordinal,
             layer: 0,
-            feature: acc.into_feature(line),
+            feature,
+            repairs,
         })
     }
 

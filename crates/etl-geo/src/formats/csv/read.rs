@@ -11,7 +11,7 @@ use super::typing::typed_value;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
 use crate::formats::{ReadOptions, Record, Rejection, accept_in, excerpt};
-use crate::validate::check_ring_closed;
+use crate::repair::Repairs;
 
 type Rows = csv::Reader<RecordBudget<Chain<Cursor<Vec<u8>>, Box<dyn BufRead + Send>>>>;
 
@@ -133,7 +133,7 @@ impl CsvReader {
         self.row.len() == 1 && self.cell(0).is_some_and(<[u8]>::is_empty)
     }
 
-    fn feature(&self) -> Result<Feature, Rejection> {
+    fn feature(&self, repairs: &mut Repairs) -> Result<Feature, Rejection> {
         if self.row.len() != self.header.len() {
             return Err(Rejection::new(format!(
                 "row has {} fields, header has {}",
@@ -142,11 +142,13 @@ impl CsvReader {
             )));
         }
         let geometry = match self.geometry {
-            GeometryColumns::LonLat { lon, lat } => Geometry::Point(Point::new(
+            GeometryColumns::LonLat { lon, lat } => Some(Geometry::Point(Point::new(
                 coordinate(self.cell(lon), "longitude")?,
                 coordinate(self.cell(lat), "latitude")?,
-            )),
-            GeometryColumns::Wkt { column } => wkt_geometry(self.cell(column), self.max_depth)?,
+            ))),
+            GeometryColumns::Wkt { column } => {
+                wkt_geometry(self.cell(column), self.max_depth, repairs)?
+            }
         };
         let mut properties = Map::new();
         for (i, name) in self.header.iter().enumerate() {
@@ -164,10 +166,11 @@ impl CsvReader {
         accept_in(
             Feature {
                 id: None,
-                geometry: Some(geometry),
+                geometry,
                 properties,
             },
             self.crs.as_ref(),
+            repairs,
         )
     }
 }
@@ -188,8 +191,13 @@ fn coordinate(cell: Option<&[u8]>, what: &str) -> Result<f64, Rejection> {
         .map_err(|_| Rejection::new(format!("{what} {:?} is not a number", excerpt(text))))
 }
 
-/// Parses WKT (or EWKT: a `SRID=n;` prefix is ignored).
-fn wkt_geometry(cell: Option<&[u8]>, max_depth: usize) -> Result<Geometry<f64>, Rejection> {
+/// Parses WKT (or EWKT: a `SRID=n;` prefix is ignored), curves and surfaces included
+/// ([`crate::wkt`]); `None` for an empty geometry (`POINT EMPTY`).
+fn wkt_geometry(
+    cell: Option<&[u8]>,
+    max_depth: usize,
+    repairs: &mut Repairs,
+) -> Result<Option<Geometry<f64>>, Rejection> {
     let text = cell_text(cell, "WKT geometry")?;
     let text = match text.split_once(';') {
         Some((srid, rest))
@@ -201,17 +209,14 @@ fn wkt_geometry(cell: Option<&[u8]>, max_depth: usize) -> Result<Geometry<f64>, 
         }
         _ => text,
     };
-    // The wkt parser recurses once per parenthesis level.
+    // Refused before parsing starts (the parser checks its depth too).
     if paren_depth(text) > max_depth {
         return Err(Rejection::new(format!(
             "WKT nested deeper than {max_depth} levels"
         )));
     }
-    let parsed: wkt::Wkt<f64> = text
-        .parse()
-        .map_err(|e| Rejection::new(format!("invalid WKT: {e}")))?;
-    check_wkt_rings(&parsed)?;
-    Geometry::try_from(parsed).map_err(|e| Rejection::new(format!("invalid WKT: {e}")))
+    crate::wkt::parse(text, max_depth, repairs)
+        .map_err(|e| Rejection::new(format!("invalid WKT: {e}")))
 }
 
 fn paren_depth(text: &str) -> usize {
@@ -228,39 +233,6 @@ fn paren_depth(text: &str) -> usize {
         }
     }
     deepest
-}
-
-/// Ring closure must be checked before conversion: `geo_types::Polygon::new`
-/// closes open rings silently.
-fn check_wkt_rings(geometry: &wkt::Wkt<f64>) -> Result<(), Rejection> {
-    let polygon = |p: &wkt::types::Polygon<f64>| -> Result<(), String> {
-        for (i, ring) in p.rings().iter().enumerate() {
-            let coords: Vec<geo_types::Coord<f64>> = ring
-                .coords()
-                .iter()
-                .map(|c| geo_types::Coord { x: c.x, y: c.y })
-                .collect();
-            check_ring_closed(&coords, i)?;
-        }
-        Ok(())
-    };
-    match geometry {
-        wkt::Wkt::Polygon(p) => polygon(p).map_err(Rejection::new),
-        wkt::Wkt::MultiPolygon(mp) => {
-            for (i, p) in mp.polygons().iter().enumerate() {
-                polygon(p).map_err(|e| Rejection::new(format!("multipolygon part {i}: {e}")))?;
-            }
-            Ok(())
-        }
-        wkt::Wkt::GeometryCollection(gc) => {
-            for (i, g) in gc.geometries().iter().enumerate() {
-                check_wkt_rings(g)
-                    .map_err(|e| Rejection::new(format!("geometry {i}: {}", e.reason)))?;
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Caps the bytes read between two records so an unterminated quote cannot make
@@ -356,11 +328,14 @@ impl Iterator for CsvReader {
         let line = self.row_start_line();
         let ordinal = self.ordinal;
         self.ordinal = self.ordinal.saturating_add(1);
+        let mut repairs = Repairs::NONE;
+        let feature = self.feature(&mut repairs);
         Some(Ok(Record {
             line,
             ordinal,
             layer: 0,
-            feature: self.feature(),
+            feature,
+            repairs,
         }))
     }
 }
@@ -528,22 +503,19 @@ mod tests {
         };
         assert_eq!(geometry(0), Ok(Some(point!(x: 1., y: 2.).into())));
         assert!(matches!(geometry(1), Ok(Some(Geometry::LineString(_)))));
-        assert_eq!(
-            geometry(2),
-            Err("polygon ring 0 (exterior) is not closed".to_owned())
-        );
-        assert_eq!(
-            geometry(3),
-            Err("multipolygon part 1: polygon ring 0 (exterior) is not closed".to_owned())
-        );
+        // Unclosed rings are closed, and the record says so.
+        assert!(matches!(geometry(2), Ok(Some(Geometry::Polygon(_)))));
+        assert!(rs[2].repairs.contains(crate::Repair::RingClosed));
+        assert!(matches!(geometry(3), Ok(Some(Geometry::MultiPolygon(_)))));
+        assert!(rs[0].repairs.is_empty());
         assert!(geometry(4).unwrap_err().starts_with("invalid WKT"));
         assert_eq!(geometry(5), Err("empty WKT geometry".to_owned()));
         assert_eq!(geometry(6), Ok(Some(point!(x: 1., y: 2.).into())));
-        assert_eq!(
+        assert!(matches!(
             geometry(7),
-            Err("geometry 1: polygon ring 0 (exterior) is not closed".to_owned())
-        );
-        assert!(geometry(8).is_ok());
+            Ok(Some(Geometry::GeometryCollection(_)))
+        ));
+        assert_eq!(geometry(8), Ok(None));
         assert_eq!(rs[0].feature.clone().unwrap().properties["id"], json!(1));
     }
 

@@ -16,9 +16,10 @@
 //!   JSON value (kept as a string when it does not parse), DateTime → its ISO 8601
 //!   string as stored, **Binary → a standard base64 string (with padding)**.
 //!   Columns declared per feature override the header's.
-//! - **Coordinate system** from the header: EPSG:4326, OGC:CRS84 or none → as is;
-//!   EPSG:3857 (also 900913, 102100, 102113) or Web Mercator WKT → inverse spherical
-//!   Mercator; any other → [`ReadError::Refused`] naming the code.
+//! - **Coordinate system** from the header: any the EPSG registry can take to WGS 84 (see
+//!   `crate::crs`), others → [`ReadError::Refused`] naming the code. A header without one: its
+//!   envelope decides (longitude/latitude → WGS 84; anything else → refused whole, see
+//!   `formats::undeclared_crs`); no envelope → WGS 84, each position checked.
 //! - **Count**: a header feature count > 0 is trusted (trailing bytes are ignored, a
 //!   file ending early is truncated); a count of 0 means read to the end.
 //! - **Records**: [`Record::line`] is the 1-based feature number; features have no id.
@@ -36,8 +37,10 @@ use serde_json::{Map, Number, Value};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept_in};
-use crate::validate::check_ring_closed;
+use crate::formats::{
+    FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, accept_in, undeclared_crs,
+};
+use crate::repair::{Repairs, close_ring};
 
 const MAX_HEADER_BYTES: usize = 10 * 1024 * 1024;
 /// Deepest nesting of geometry collections accepted.
@@ -100,7 +103,15 @@ pub(crate) fn open(
     })?;
     let crs = match &opts.source_crs {
         Some(given) => given.clone(),
-        None => header_crs(&header)?,
+        None => match header_crs(&header)? {
+            Some(crs) => crs,
+            None => {
+                let envelope = header
+                    .envelope()
+                    .and_then(|e| (e.len() >= 4).then(|| [e.get(0), e.get(1), e.get(2), e.get(3)]));
+                undeclared_crs("the FlatGeobuf header has no coordinate system", envelope)?
+            }
+        },
     };
     let columns = columns(header.columns().into_iter().flat_map(|v| v.iter()));
     let geometry_type = header.geometry_type();
@@ -174,9 +185,10 @@ fn index_size(count: u64, node_size: u16) -> Option<u64> {
     nodes.checked_mul(40)
 }
 
-fn header_crs(header: &fgb::Header<'_>) -> Result<Crs, ReadError> {
+/// The coordinate system the header names; `None` when it names none.
+fn header_crs(header: &fgb::Header<'_>) -> Result<Option<Crs>, ReadError> {
     let Some(c) = header.crs() else {
-        return Ok(Crs::wgs84());
+        return Ok(None);
     };
     let org = c.org().unwrap_or("EPSG");
     let code = c.code();
@@ -188,7 +200,7 @@ fn header_crs(header: &fgb::Header<'_>) -> Result<Crs, ReadError> {
     };
     let definition = if code != 0 {
         if org.eq_ignore_ascii_case("OGC") && code == 84 {
-            return Ok(Crs::wgs84());
+            return Ok(Some(Crs::wgs84()));
         }
         if !org.eq_ignore_ascii_case("EPSG") {
             return Err(refuse(format!("{org}:{code}")));
@@ -203,10 +215,12 @@ fn header_crs(header: &fgb::Header<'_>) -> Result<Crs, ReadError> {
     } else {
         match c.wkt().filter(|w| !w.trim().is_empty()) {
             Some(wkt) => wkt.to_string(),
-            None => return Ok(Crs::wgs84()),
+            None => return Ok(None),
         }
     };
-    Crs::from_definition(&definition).map_err(|e| refuse(e.to_string()))
+    Crs::from_definition(&definition)
+        .map(Some)
+        .map_err(|e| refuse(e.to_string()))
 }
 
 struct FgbReader {
@@ -314,7 +328,14 @@ impl Iterator for FgbReader {
         }
         let at = self.at();
         let offset = self.offset;
-        let converted = convert(&self.buf, &self.columns, self.geometry_type, &Crs::wgs84());
+        let mut repairs = Repairs::NONE;
+        let converted = convert(
+            &self.buf,
+            &self.columns,
+            self.geometry_type,
+            &Crs::wgs84(),
+            &mut repairs,
+        );
         self.offset += self.buf.len() as u64;
         self.number += 1;
         let feature = match converted {
@@ -328,13 +349,14 @@ impl Iterator for FgbReader {
                 ));
             }
             // Decoded in the file's own coordinates, then moved to WGS 84.
-            Ok(feature) => feature.and_then(|f| accept_in(f, Some(&self.crs))),
+            Ok(feature) => feature.and_then(|f| accept_in(f, Some(&self.crs), &mut repairs)),
         };
         Some(Ok(Record {
             line: at.line,
             ordinal: at.line - 1,
             layer: 0,
             feature,
+            repairs,
         }))
     }
 }
@@ -346,6 +368,7 @@ fn convert(
     header_columns: &[Column],
     geometry_type: fgb::GeometryType,
     crs: &Crs,
+    repairs: &mut Repairs,
 ) -> Result<Result<Feature, Rejection>, String> {
     let feature = fgb::size_prefixed_root_as_feature(buf).map_err(|e| one_line(&e.to_string()))?;
     let own_columns;
@@ -362,7 +385,7 @@ fn convert(
     };
     let geometry = match feature.geometry() {
         None => Ok(None),
-        Some(g) => geometry(&g, geometry_type, crs, 0),
+        Some(g) => geometry(&g, geometry_type, crs, 0, repairs),
     };
     Ok(geometry.map_err(Rejection::new).map(|geometry| Feature {
         id: None,
@@ -498,11 +521,11 @@ impl Xy<'_, '_> {
     }
 }
 
-fn polygon(xy: &Xy<'_, '_>) -> Result<Polygon<f64>, String> {
+fn polygon(xy: &Xy<'_, '_>, repairs: &mut Repairs) -> Result<Polygon<f64>, String> {
     let mut rings = Vec::new();
-    for (i, (s, e)) in xy.parts()?.into_iter().enumerate() {
-        let ring = xy.coords(s, e)?;
-        check_ring_closed(&ring, i)?;
+    for (s, e) in xy.parts()? {
+        let mut ring = xy.coords(s, e)?;
+        close_ring(&mut ring, repairs);
         rings.push(LineString(ring));
     }
     let mut rings = rings.into_iter();
@@ -515,6 +538,7 @@ fn geometry(
     declared: fgb::GeometryType,
     crs: &Crs,
     depth: usize,
+    repairs: &mut Repairs,
 ) -> Result<Option<Geometry<f64>>, String> {
     use fgb::GeometryType as T;
     if depth > MAX_GEOMETRY_DEPTH {
@@ -548,12 +572,12 @@ fn geometry(
                 .map(|(s, e)| xy.coords(s, e).map(LineString))
                 .collect::<Result<_, _>>()?,
         )),
-        T::Polygon | T::Triangle => Geometry::Polygon(polygon(&xy)?),
+        T::Polygon | T::Triangle => Geometry::Polygon(polygon(&xy, repairs)?),
         T::TIN => {
             let mut triangles = Vec::new();
-            for (i, (s, e)) in xy.parts()?.into_iter().enumerate() {
-                let ring = xy.coords(s, e)?;
-                check_ring_closed(&ring, 0).map_err(|m| format!("triangle {i}: {m}"))?;
+            for (s, e) in xy.parts()? {
+                let mut ring = xy.coords(s, e)?;
+                close_ring(&mut ring, repairs);
                 triangles.push(Polygon::new(LineString(ring), Vec::new()));
             }
             Geometry::MultiPolygon(MultiPolygon(triangles))
@@ -562,14 +586,14 @@ fn geometry(
             let mut polygons = Vec::new();
             for (i, part) in parts().iter().enumerate() {
                 let part_xy = Xy { g: part, crs };
-                polygons.push(polygon(&part_xy).map_err(|m| format!("polygon {i}: {m}"))?);
+                polygons.push(polygon(&part_xy, repairs).map_err(|m| format!("polygon {i}: {m}"))?);
             }
             Geometry::MultiPolygon(MultiPolygon(polygons))
         }
         T::GeometryCollection => {
             let mut members = Vec::new();
             for part in parts() {
-                if let Some(member) = geometry(&part, T::Unknown, crs, depth + 1)? {
+                if let Some(member) = geometry(&part, T::Unknown, crs, depth + 1, repairs)? {
                     members.push(member);
                 }
             }

@@ -12,7 +12,7 @@ use geo_types::{
 use serde::de::{self, DeserializeSeed, Deserializer, Error as _, SeqAccess, Visitor};
 
 use super::decode::{Depth, GeoJsonType};
-use crate::validate::check_ring_closed;
+use crate::repair::{Repairs, close_ring};
 
 /// `"coordinates"`: yields whether any were present (`null` counts as absent).
 pub(super) struct CoordinatesSeed<'a> {
@@ -186,6 +186,9 @@ pub(super) struct CoordScratch {
     deepest: u8,
     /// Bit `n` set: an empty array was seen at nesting `n`.
     empty_at: u8,
+    /// Repairs made assembling the geometries of the current feature (not reset by
+    /// [`CoordScratch::clear`], which runs for each geometry of a collection).
+    pub(super) repairs: Repairs,
 }
 
 impl CoordScratch {
@@ -244,7 +247,7 @@ impl CoordScratch {
             return Err(format!("{kind} coordinates contain an empty position"));
         }
         let counts = std::mem::take(&mut self.counts);
-        let geometry = assemble(kind, &counts, self.positions.drain(..));
+        let geometry = assemble(kind, &counts, self.positions.drain(..), &mut self.repairs);
         // Hand the count buffers back so their capacity is reused.
         self.counts = counts;
         geometry
@@ -256,6 +259,7 @@ fn assemble(
     kind: GeoJsonType,
     counts: &[Vec<usize>; 2],
     mut positions: impl Iterator<Item = Coord<f64>>,
+    repairs: &mut Repairs,
 ) -> Result<Geometry<f64>, String> {
     let [outer, inner] = counts;
     Ok(match kind {
@@ -271,14 +275,14 @@ fn assemble(
                 .map(|&n| LineString(positions.by_ref().take(n).collect()))
                 .collect(),
         )),
-        GeoJsonType::Polygon => Geometry::Polygon(polygon(outer, &mut positions)?),
+        GeoJsonType::Polygon => Geometry::Polygon(polygon(outer, &mut positions, repairs)?),
         GeoJsonType::MultiPolygon => {
             let mut ring_sizes = inner.iter().copied();
             let mut polygons = Vec::with_capacity(outer.len());
             for (i, &rings) in outer.iter().enumerate() {
                 let sizes: Vec<usize> = ring_sizes.by_ref().take(rings).collect();
                 polygons.push(
-                    polygon(&sizes, &mut positions)
+                    polygon(&sizes, &mut positions, repairs)
                         .map_err(|e| format!("multipolygon part {i}: {e}"))?,
                 );
             }
@@ -290,16 +294,17 @@ fn assemble(
     })
 }
 
-/// Builds a polygon from rings of `sizes` positions, rejecting open rings before
-/// `Polygon::new` would silently close them.
+/// Builds a polygon from rings of `sizes` positions, closing open rings (noted in `repairs`)
+/// before `Polygon::new` would close them without telling.
 fn polygon(
     sizes: &[usize],
     positions: &mut impl Iterator<Item = Coord<f64>>,
+    repairs: &mut Repairs,
 ) -> Result<Polygon<f64>, String> {
     let mut rings = Vec::with_capacity(sizes.len());
-    for (i, &n) in sizes.iter().enumerate() {
-        let ring: Vec<Coord<f64>> = positions.by_ref().take(n).collect();
-        check_ring_closed(&ring, i)?;
+    for &n in sizes {
+        let mut ring: Vec<Coord<f64>> = positions.by_ref().take(n).collect();
+        close_ring(&mut ring, repairs);
         rings.push(LineString(ring));
     }
     let mut rings = rings.into_iter();
@@ -376,6 +381,26 @@ mod tests {
     }
 
     #[test]
+    fn unclosed_rings_are_closed_and_noted() {
+        let mut decoder = FeatureDecoder::new(64);
+        let g = decoder
+            .geometry(
+                br#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]],[[0,0],[1,0],[1,1],[0,1]]]]}"#,
+                1,
+            )
+            .unwrap();
+        let Geometry::MultiPolygon(mp) = g else {
+            panic!("not a multipolygon");
+        };
+        assert_eq!(mp.0[0].interiors()[0].0.len(), 5);
+        assert!(decoder.take_repairs().contains(crate::Repair::RingClosed));
+        decoder
+            .geometry(br#"{"type":"Point","coordinates":[1,2]}"#, 1)
+            .unwrap();
+        assert!(decoder.take_repairs().is_empty());
+    }
+
+    #[test]
     fn wrong_shapes_are_errors() {
         let cases = [
             (
@@ -417,14 +442,6 @@ mod tests {
             (
                 r#"{"type":"Polygon","coordinates":[[[[[1,2]]]]]}"#,
                 "coordinates nested deeper than a MultiPolygon's",
-            ),
-            (
-                r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}"#,
-                "polygon ring 0 (exterior) is not closed",
-            ),
-            (
-                r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]],[[0,0],[1,0],[1,1],[0,1]]]]}"#,
-                "multipolygon part 0: polygon ring 1 (interior) is not closed",
             ),
             (
                 r#"{"type":"Circle","coordinates":[1,2]}"#,

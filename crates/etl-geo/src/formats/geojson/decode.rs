@@ -16,6 +16,7 @@ use super::coordinates::{CoordScratch, CoordinatesSeed};
 use crate::error::Position;
 use crate::feature::{Feature, FeatureId};
 use crate::formats::Rejection;
+use crate::repair::Repairs;
 
 /// Parses Feature and geometry objects from byte slices, reusing its coordinate
 /// buffers from one call to the next.
@@ -51,7 +52,13 @@ impl FeatureDecoder {
         self.crs.as_ref()
     }
 
+    /// The repairs made reading the last feature or geometry (unclosed rings closed).
+    pub(crate) fn take_repairs(&mut self) -> Repairs {
+        std::mem::take(&mut self.scratch.repairs)
+    }
+
     pub(crate) fn feature(&mut self, json: &[u8], level: usize) -> serde_json::Result<Feature> {
+        self.scratch.repairs = Repairs::NONE;
         let mut de = serde_json::Deserializer::from_slice(json);
         let feature = self.feature_from(&mut de, level)?;
         de.end()?;
@@ -83,6 +90,7 @@ impl FeatureDecoder {
         json: &[u8],
         level: usize,
     ) -> serde_json::Result<Geometry<f64>> {
+        self.scratch.repairs = Repairs::NONE;
         let mut de = serde_json::Deserializer::from_slice(json);
         let depth = Depth {
             level,

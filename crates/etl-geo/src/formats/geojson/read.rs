@@ -18,6 +18,7 @@ use super::scan::{JsonScanner, object_extent};
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
 use crate::formats::{Record, Rejection, accept_in, excerpt};
+use crate::repair::Repairs;
 
 pub(crate) struct GeoJsonReader {
     scanner: JsonScanner,
@@ -220,20 +221,30 @@ impl GeoJsonReader {
             && let Ok(feature) = self.decoder.feature(json, FEATURE_LEVEL)
         {
             self.scanner.skip_buffered(len);
-            let accepted = accept_in(feature, self.decoder.crs());
-            return Ok(self.record(origin, accepted));
+            let mut repairs = self.decoder.take_repairs();
+            let accepted = accept_in(feature, self.decoder.crs(), &mut repairs);
+            return Ok(self.record(origin, accepted, repairs));
         }
         self.scanner.start_capture();
         self.scanner.skip_value(FEATURE_LEVEL - 1)?;
         self.scanner.finish_capture()?;
+        let mut repairs = Repairs::NONE;
         let feature = match self.decoder.feature(self.scanner.captured(), FEATURE_LEVEL) {
-            Ok(feature) => accept_in(feature, self.decoder.crs()),
+            Ok(feature) => {
+                repairs = self.decoder.take_repairs();
+                accept_in(feature, self.decoder.crs(), &mut repairs)
+            }
             Err(e) => Err(rejection(&e, origin, false)),
         };
-        Ok(self.record(origin, feature))
+        Ok(self.record(origin, feature, repairs))
     }
 
-    fn record(&mut self, origin: Position, feature: Result<Feature, Rejection>) -> Record {
+    fn record(
+        &mut self,
+        origin: Position,
+        feature: Result<Feature, Rejection>,
+        repairs: Repairs,
+    ) -> Record {
         let ordinal = self.ordinal;
         self.ordinal = self.ordinal.saturating_add(1);
         Record {
@@ -241,6 +252,7 @@ impl GeoJsonReader {
             ordinal,
             layer: 0,
             feature,
+            repairs,
         }
     }
 
@@ -255,6 +267,7 @@ impl GeoJsonReader {
             return Ok(None);
         }
         let origin = self.document_start;
+        let mut repairs = Repairs::NONE;
         let feature = match &self.top_type {
             TopType::Known(GeoJsonType::FeatureCollection) => {
                 return Err(ReadError::invalid(
@@ -264,18 +277,25 @@ impl GeoJsonReader {
             }
             TopType::Known(GeoJsonType::Feature) => {
                 match self.decoder.feature(self.scanner.captured(), 1) {
-                    Ok(feature) => accept_in(feature, self.decoder.crs()),
+                    Ok(feature) => {
+                        repairs = self.decoder.take_repairs();
+                        accept_in(feature, self.decoder.crs(), &mut repairs)
+                    }
                     Err(e) => Err(rejection(&e, origin, false)),
                 }
             }
             TopType::Known(_) => match self.decoder.geometry(self.scanner.captured(), 1) {
-                Ok(geometry) => accept_in(
-                    Feature {
-                        geometry: Some(geometry),
-                        ..Feature::default()
-                    },
-                    self.decoder.crs(),
-                ),
+                Ok(geometry) => {
+                    repairs = self.decoder.take_repairs();
+                    accept_in(
+                        Feature {
+                            geometry: Some(geometry),
+                            ..Feature::default()
+                        },
+                        self.decoder.crs(),
+                        &mut repairs,
+                    )
+                }
                 Err(e) => Err(rejection(&e, origin, false)),
             },
             TopType::Missing => {
@@ -291,7 +311,7 @@ impl GeoJsonReader {
                 ));
             }
         };
-        Ok(Some(self.record(origin, feature)))
+        Ok(Some(self.record(origin, feature, repairs)))
     }
 }
 
@@ -407,11 +427,11 @@ mod tests {
         let f = records[0].feature.clone().unwrap();
         assert!(f.properties.is_empty());
         assert!(matches!(f.geometry, Some(Geometry::LineString(_))));
-        let bad = r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}"#;
-        assert_eq!(
-            summary(bad),
-            [ok(1, 0, "polygon ring 0 (exterior) is not closed")]
-        );
+        // An unclosed ring is closed, and the record says so.
+        let open = r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}"#;
+        let records: Vec<Record> = reader(open, 64, 1 << 20).map(Result::unwrap).collect();
+        assert!(records[0].feature.is_ok());
+        assert!(records[0].repairs.contains(crate::Repair::RingClosed));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::decode::{FeatureDecoder, rejection};
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
 use crate::formats::{Record, Rejection, accept_in};
+use crate::repair::Repairs;
 
 const RS: u8 = 0x1E;
 
@@ -119,7 +120,7 @@ impl GeoJsonSeqReader {
                 }
             };
             self.line = self.line.saturating_add(decoded.newlines);
-            if let Some((origin, feature)) = decoded.record {
+            if let Some((origin, feature, repairs)) = decoded.record {
                 let ordinal = self.ordinal;
                 self.ordinal = self.ordinal.saturating_add(1);
                 return Ok(Some(Record {
@@ -127,6 +128,7 @@ impl GeoJsonSeqReader {
                     ordinal,
                     layer: 0,
                     feature,
+                    repairs,
                 }));
             }
         }
@@ -137,7 +139,7 @@ impl GeoJsonSeqReader {
 struct Decoded {
     newlines: u64,
     /// Where the JSON text starts and what it parsed to; `None` for a blank chunk.
-    record: Option<(Position, Result<Feature, Rejection>)>,
+    record: Option<(Position, Result<Feature, Rejection>, Repairs)>,
 }
 
 /// Parses the JSON text in `chunk` (a record with its separator), which starts on
@@ -170,13 +172,17 @@ fn decode(decoder: &mut FeatureDecoder, chunk: &[u8], separator: u8, line: u64) 
         line: line.saturating_add(skipped.iter().filter(|&&b| b == b'\n').count() as u64),
         column: column as u64,
     };
+    let mut repairs = Repairs::NONE;
     let feature = match decoder.feature(json, 1) {
-        Ok(feature) => accept_in(feature, decoder.crs()),
+        Ok(feature) => {
+            repairs = decoder.take_repairs();
+            accept_in(feature, decoder.crs(), &mut repairs)
+        }
         Err(e) => Err(rejection(&e, origin, separator == b'\n')),
     };
     Decoded {
         newlines,
-        record: Some((origin, feature)),
+        record: Some((origin, feature, repairs)),
     }
 }
 

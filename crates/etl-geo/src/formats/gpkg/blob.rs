@@ -9,6 +9,7 @@
 use geo_types::Geometry;
 
 use super::wkb;
+use crate::repair::Repairs;
 
 /// What a geometry blob holds.
 #[derive(Debug, PartialEq)]
@@ -72,10 +73,13 @@ pub(super) fn split(blob: &[u8]) -> Result<Blob<'_>, String> {
 
 /// The geometry of a GeoPackage geometry blob in its layer's coordinates, Z and M dropped;
 /// `None` for an empty geometry.
-pub(super) fn geometry(blob: &[u8]) -> Result<Option<Geometry<f64>>, String> {
+pub(super) fn geometry(
+    blob: &[u8],
+    repairs: &mut Repairs,
+) -> Result<Option<Geometry<f64>>, String> {
     match split(blob)? {
         Blob::Empty => Ok(None),
-        Blob::Wkb(bytes) => wkb::read(bytes),
+        Blob::Wkb(bytes) => wkb::read(bytes, repairs),
     }
 }
 
@@ -106,7 +110,7 @@ mod tests {
                 "indicator {indicator}"
             );
             assert_eq!(
-                geometry(&b),
+                geometry(&b, &mut Repairs::default()),
                 Ok(Some(geo_types::point!(x: 1., y: 2.).into()))
             );
         }
@@ -120,7 +124,7 @@ mod tests {
     fn empty_flag_and_refusals() {
         let mut empty = header(0b0001_0001, 0);
         empty.extend_from_slice(&[1, 1, 0, 0, 0]);
-        assert_eq!(geometry(&empty), Ok(None));
+        assert_eq!(geometry(&empty, &mut Repairs::default()), Ok(None));
         assert!(
             split(&header(0b0010_0001, 0))
                 .unwrap_err()

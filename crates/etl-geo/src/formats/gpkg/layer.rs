@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, types::ValueRef};
 use super::{MAX_NAME, bounded, bounded_text, quote, refused, shown, sql_error};
 use crate::crs::Crs;
 use crate::error::ReadError;
-use crate::formats::ReadOptions;
+use crate::formats::{ReadOptions, undeclared_crs};
 
 /// Longest `gpkg_spatial_ref_sys.organization` read.
 const MAX_ORGANIZATION: usize = 256;
@@ -93,7 +93,7 @@ impl Layer {
 
         let crs = match &opts.source_crs {
             Some(given) => given.clone(),
-            None => resolve_crs(conn, file, &t, srs_id)?,
+            None => resolve_crs(conn, file, &t, table, srs_id)?,
         };
 
         let (name, kind, without_rowid) = conn
@@ -234,19 +234,67 @@ fn columns(conn: &Connection, file: &str, table: &str) -> Result<Vec<Column>, Co
     Ok(out)
 }
 
-/// The coordinate system of `srs_id` (`t` is the table, shown, for messages).
-fn resolve_crs(conn: &Connection, file: &str, t: &str, srs_id: i64) -> Result<Crs, ReadError> {
+/// The extent `gpkg_contents` gives for `table`, when it gives all four numbers.
+fn contents_extent(
+    conn: &Connection,
+    file: &str,
+    table: &str,
+) -> Result<Option<[f64; 4]>, ReadError> {
+    let row = conn
+        .query_row(
+            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?1",
+            [table],
+            |r| {
+                let mut e = [0f64; 4];
+                for (i, v) in e.iter_mut().enumerate() {
+                    *v = match r.get_ref(i)? {
+                        ValueRef::Real(f) => f,
+                        #[allow(clippy::cast_precision_loss)]
+                        ValueRef::Integer(n) => n as f64,
+                        _ => return Ok(None),
+                    };
+                }
+                Ok(Some(e))
+            },
+        )
+        .optional()
+        .map_err(|e| sql_error(file, "reading gpkg_contents", e, None))?;
+    Ok(row.flatten())
+}
+
+/// The coordinate system of `srs_id` (`t` is the table, shown, for messages). The undefined
+/// systems 0 and -1 are decided by the table's extent in `gpkg_contents` (see
+/// [`undeclared_crs`]): longitude/latitude → WGS 84, anything else refused; without an extent
+/// 0 (undefined geographic) is WGS 84 and -1 (undefined Cartesian) is refused.
+fn resolve_crs(
+    conn: &Connection,
+    file: &str,
+    t: &str,
+    table: &str,
+    srs_id: i64,
+) -> Result<Crs, ReadError> {
     match srs_id {
-        -1 => {
-            return Err(refused(
-                file,
-                format!(
-                    "table {t} has no coordinate system (srs_id -1, undefined Cartesian): \
-                     give the source coordinate system (--s-srs)"
-                ),
-            ));
+        -1 | 0 => {
+            let extent = contents_extent(conn, file, table)?;
+            let kind = if srs_id == 0 {
+                "0, undefined geographic"
+            } else {
+                "-1, undefined Cartesian"
+            };
+            if extent.is_none() && srs_id == -1 {
+                return Err(refused(
+                    file,
+                    format!(
+                        "table {t} has no coordinate system (srs_id {kind}) and no extent in \
+                         gpkg_contents: give the source coordinate system (--s-srs)"
+                    ),
+                ));
+            }
+            return undeclared_crs(
+                &format!("{file}: table {t} has no coordinate system (srs_id {kind})"),
+                extent,
+            );
         }
-        0 => return Ok(Crs::wgs84()),
         _ => {}
     }
     let row = conn

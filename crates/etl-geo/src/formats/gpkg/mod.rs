@@ -25,8 +25,10 @@
 //!   string (with padding)**.
 //! - **Coordinate system**: the layer's `srs_id` in `gpkg_spatial_ref_sys`: organization EPSG
 //!   with a positive code → that EPSG CRS (its `definition` when the registry lacks the code),
-//!   `srs_id` 0 (undefined geographic) → WGS 84, `srs_id` -1 (undefined Cartesian) → refused,
-//!   anything else → the `definition` text. `opts.source_crs` overrides all of this. A CRS that
+//!   `srs_id` 0 (undefined geographic) and -1 (undefined Cartesian) → the table's extent in
+//!   `gpkg_contents` decides: longitude/latitude → WGS 84, anything else → refused whole (a
+//!   local grid is never read as degrees); without an extent 0 → WGS 84 (each position
+//!   checked) and -1 → refused; anything else → the `definition` text. `opts.source_crs` overrides all of this. A CRS that
 //!   cannot be resolved refuses the layer; a position it cannot transform rejects the row.
 //! - **Records**: [`Record::line`](crate::Record) is the 1-based row number in read order,
 //!   the ordinal the 0-based one. A corrupt file is a [`ReadError::Refused`] naming the file,

@@ -12,6 +12,7 @@ use crate::cancel::{Cancel, cancelled};
 use crate::error::ReadError;
 use crate::feature::{Feature, FeatureId};
 use crate::formats::{Record, Rejection, accept_in};
+use crate::repair::Repairs;
 
 /// Result columns before the properties: key, geometry, id.
 const FIXED_COLUMNS: usize = 3;
@@ -82,12 +83,14 @@ impl LayerReader {
                     }
                 }
             }
-            let (feature, size) = decode(row, &self.layer).map_err(err)?;
+            let mut repairs = Repairs::NONE;
+            let (feature, size) = decode(row, &self.layer, &mut repairs).map_err(err)?;
             let record = Record {
                 line: self.rows.saturating_add(1),
                 ordinal: self.rows,
                 layer: 0,
                 feature,
+                repairs,
             };
             self.rows = self.rows.saturating_add(1);
             self.page.push_back(record);
@@ -156,12 +159,13 @@ fn size(v: ValueRef<'_>) -> usize {
 fn decode(
     row: &Row<'_>,
     layer: &Layer,
+    repairs: &mut Repairs,
 ) -> Result<(Result<Feature, Rejection>, usize), rusqlite::Error> {
     let geometry_value = row.get_ref(1)?;
     let mut bytes = size(geometry_value);
     let geometry = match geometry_value {
         ValueRef::Null => Ok(None),
-        ValueRef::Blob(b) => blob::geometry(b),
+        ValueRef::Blob(b) => blob::geometry(b, repairs),
         other => Err(format!(
             "the geometry column holds a {} value, not a GeoPackage geometry blob",
             type_name(other)
@@ -197,6 +201,7 @@ fn decode(
                     properties,
                 },
                 Some(&layer.crs),
+                repairs,
             )
         });
     Ok((feature, bytes))

@@ -2,19 +2,22 @@
 //! type codes for Z (1000+), M (2000+) and ZM (3000+) and, as GDAL also reads them, PostGIS
 //! EWKB's Z, M and SRID flag bits. Z and M are dropped.
 //!
-//! Point, LineString, Polygon, their Multi* forms and GeometryCollection are read; curves,
-//! surfaces, PolyhedralSurface, TIN and Triangle are refused, naming the type. Every count is
-//! checked against the bytes left before anything is allocated, collections nest at most
-//! [`MAX_NESTING`] deep, polygon rings must be closed (checked on the stored positions, before
-//! `geo_types` would close them), NaN positions are refused (an all-NaN Point is the empty
-//! point), and nothing may follow the geometry.
+//! Point, LineString, Polygon, their Multi* forms and GeometryCollection are read; so are the
+//! curves (CircularString, CompoundCurve, CurvePolygon, MultiCurve, MultiSurface: type codes
+//! 8–12), made into straight segments as GDAL does ([`crate::curve`]), Triangle (17) as a
+//! Polygon and TIN (16) and PolyhedralSurface (15) as a MultiPolygon. The abstract Curve and
+//! Surface (13, 14) are refused, naming the type. Every count is checked against the bytes left
+//! before anything is allocated, collections nest at most [`MAX_NESTING`] deep, an unclosed
+//! ring is closed (on the stored positions, noted as a repair), NaN positions are refused (an
+//! all-NaN Point is the empty point), and nothing may follow the geometry.
 
 use geo_types::{
     Coord, Geometry, GeometryCollection, LineString, MultiLineString, MultiPoint, MultiPolygon,
     Point, Polygon,
 };
 
-use crate::validate::check_ring_closed;
+use crate::curve::{self, Budget};
+use crate::repair::{Repairs, close_ring};
 
 /// Deepest nesting of geometry collections.
 pub(super) const MAX_NESTING: usize = 64;
@@ -30,6 +33,14 @@ const MULTIPOINT: u32 = 4;
 const MULTILINESTRING: u32 = 5;
 const MULTIPOLYGON: u32 = 6;
 const COLLECTION: u32 = 7;
+const CIRCULARSTRING: u32 = 8;
+const COMPOUNDCURVE: u32 = 9;
+const CURVEPOLYGON: u32 = 10;
+const MULTICURVE: u32 = 11;
+const MULTISURFACE: u32 = 12;
+const POLYHEDRALSURFACE: u32 = 15;
+const TIN: u32 = 16;
+const TRIANGLE: u32 = 17;
 
 /// The smallest WKB geometry: byte order, type and a count.
 const MIN_GEOMETRY: usize = 9;
@@ -59,8 +70,13 @@ fn type_name(kind: u32) -> &'static str {
 
 /// Reads one WKB geometry filling all of `bytes`; `None` when it is empty (an all-NaN Point,
 /// or a geometry with no positions, rings or members).
-pub(super) fn read(bytes: &[u8]) -> Result<Option<Geometry<f64>>, String> {
-    let mut r = Reader { bytes, offset: 0 };
+pub(super) fn read(bytes: &[u8], repairs: &mut Repairs) -> Result<Option<Geometry<f64>>, String> {
+    let mut r = Reader {
+        bytes,
+        offset: 0,
+        budget: Budget::default(),
+        repairs,
+    };
     let geometry = r.geometry(0)?;
     let rest = bytes.len().saturating_sub(r.offset);
     if rest > 0 {
@@ -90,6 +106,9 @@ fn is_empty(g: &Geometry<f64>) -> bool {
 struct Reader<'a> {
     bytes: &'a [u8],
     offset: usize,
+    /// What linearising this geometry's arcs may still make.
+    budget: Budget,
+    repairs: &'a mut Repairs,
 }
 
 #[derive(Clone, Copy)]
@@ -168,7 +187,9 @@ impl Reader<'_> {
         let kind = base % 1000;
         let dims =
             2 + iso_extra + usize::from(code & Z_FLAG != 0) + usize::from(code & M_FLAG != 0);
-        if !(POINT..=COLLECTION).contains(&kind) {
+        if !(POINT..=MULTISURFACE).contains(&kind)
+            && !(POLYHEDRALSURFACE..=TRIANGLE).contains(&kind)
+        {
             return Err(match type_name(kind) {
                 "unknown geometry type" => {
                     format!("WKB: unknown geometry type code {code} at offset {at}")
@@ -246,14 +267,108 @@ impl Reader<'_> {
     fn polygon(&mut self, h: Header) -> Result<Polygon<f64>, String> {
         let n = self.count(h, 4)?;
         let mut rings = Vec::with_capacity(n);
-        for i in 0..n {
-            let ring = self.coords(h)?;
-            check_ring_closed(&ring, i)?;
-            rings.push(LineString(ring));
+        for _ in 0..n {
+            let mut ring = self.coords(h)?;
+            close_ring(&mut ring, self.repairs);
+            rings.push(ring);
         }
-        let mut rings = rings.into_iter();
-        let exterior = rings.next().unwrap_or_else(|| LineString(Vec::new()));
-        Ok(Polygon::new(exterior, rings.collect()))
+        Ok(polygon(rings))
+    }
+
+    /// A CircularString's positions as straight segments.
+    fn circular(&mut self, h: Header) -> Result<Vec<Coord<f64>>, String> {
+        let points = self.coords(h)?;
+        let mut out = Vec::with_capacity(points.len());
+        curve::circular_string(&points, &mut out, &mut self.budget)?;
+        Ok(out)
+    }
+
+    /// A CompoundCurve's LineString and CircularString parts, joined.
+    fn compound(&mut self, h: Header) -> Result<Vec<Coord<f64>>, String> {
+        let n = self.count(h, MIN_GEOMETRY)?;
+        let mut out: Vec<Coord<f64>> = Vec::new();
+        for i in 0..n {
+            let at = self.offset;
+            let m = self.header()?;
+            let part = match m.kind {
+                LINESTRING => self.coords(m)?,
+                CIRCULARSTRING => self.circular(m)?,
+                other => {
+                    return Err(format!(
+                        "WKB: a {} inside a CompoundCurve at offset {at}",
+                        type_name(other)
+                    ));
+                }
+            };
+            let Some(first) = part.first() else { continue };
+            match out.last() {
+                None => out.extend(part),
+                Some(last) if last == first => out.extend(part.into_iter().skip(1)),
+                Some(_) => {
+                    return Err(format!(
+                        "CompoundCurve part {i} does not start where the part before it ends"
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A member curve (of a CurvePolygon or MultiCurve): LineString, CircularString or
+    /// CompoundCurve, as straight segments.
+    fn curve(&mut self, parent: u32) -> Result<Vec<Coord<f64>>, String> {
+        let at = self.offset;
+        let h = self.header()?;
+        match h.kind {
+            LINESTRING => self.coords(h),
+            CIRCULARSTRING => self.circular(h),
+            COMPOUNDCURVE => self.compound(h),
+            other => Err(format!(
+                "WKB: a {} inside a {} at offset {at}",
+                type_name(other),
+                type_name(parent)
+            )),
+        }
+    }
+
+    fn curve_polygon(&mut self, h: Header) -> Result<Polygon<f64>, String> {
+        let n = self.count(h, MIN_GEOMETRY)?;
+        let mut rings = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut ring = self.curve(CURVEPOLYGON)?;
+            close_ring(&mut ring, self.repairs);
+            rings.push(ring);
+        }
+        Ok(polygon(rings))
+    }
+
+    /// The polygons of a MultiPolygon, MultiSurface, PolyhedralSurface or TIN.
+    fn surfaces(&mut self, h: Header) -> Result<Vec<Polygon<f64>>, String> {
+        let n = self.count(h, MIN_GEOMETRY)?;
+        let mut polygons = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = self.offset;
+            let m = self.header()?;
+            let allowed = match h.kind {
+                MULTISURFACE => matches!(m.kind, POLYGON | CURVEPOLYGON | TRIANGLE),
+                TIN => m.kind == TRIANGLE,
+                _ => m.kind == POLYGON,
+            };
+            if !allowed {
+                return Err(format!(
+                    "WKB: a {} inside a {} at offset {at}",
+                    type_name(m.kind),
+                    type_name(h.kind)
+                ));
+            }
+            let p = if m.kind == CURVEPOLYGON {
+                self.curve_polygon(m)
+            } else {
+                self.polygon(m)
+            };
+            polygons.push(p.map_err(|e| format!("{} part {i}: {e}", type_name(h.kind)))?);
+        }
+        Ok(polygons)
     }
 
     /// The header of a member of a Multi* geometry, which must be of `kind`.
@@ -280,7 +395,24 @@ impl Reader<'_> {
         Ok(match h.kind {
             POINT => Geometry::Point(self.point(h)?),
             LINESTRING => Geometry::LineString(LineString(self.coords(h)?)),
-            POLYGON => Geometry::Polygon(self.polygon(h)?),
+            POLYGON | TRIANGLE => Geometry::Polygon(self.polygon(h)?),
+            CIRCULARSTRING => Geometry::LineString(LineString(self.circular(h)?)),
+            COMPOUNDCURVE => Geometry::LineString(LineString(self.compound(h)?)),
+            CURVEPOLYGON => Geometry::Polygon(self.curve_polygon(h)?),
+            MULTICURVE => {
+                let n = self.count(h, MIN_GEOMETRY)?;
+                let mut lines = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let line = self.curve(MULTICURVE)?;
+                    if !line.is_empty() {
+                        lines.push(LineString(line));
+                    }
+                }
+                Geometry::MultiLineString(MultiLineString(lines))
+            }
+            MULTISURFACE | POLYHEDRALSURFACE | TIN => {
+                Geometry::MultiPolygon(MultiPolygon(self.surfaces(h)?))
+            }
             MULTIPOINT => {
                 let n = self.count(h, MIN_GEOMETRY)?;
                 let mut points = Vec::with_capacity(n);
@@ -303,18 +435,7 @@ impl Reader<'_> {
                 }
                 Geometry::MultiLineString(MultiLineString(lines))
             }
-            MULTIPOLYGON => {
-                let n = self.count(h, MIN_GEOMETRY)?;
-                let mut polygons = Vec::with_capacity(n);
-                for i in 0..n {
-                    let m = self.member(h.kind, POLYGON)?;
-                    polygons.push(
-                        self.polygon(m)
-                            .map_err(|e| format!("MultiPolygon part {i}: {e}"))?,
-                    );
-                }
-                Geometry::MultiPolygon(MultiPolygon(polygons))
-            }
+            MULTIPOLYGON => Geometry::MultiPolygon(MultiPolygon(self.surfaces(h)?)),
             _ => {
                 let n = self.count(h, MIN_GEOMETRY)?;
                 let mut members = Vec::with_capacity(n);
@@ -331,11 +452,23 @@ impl Reader<'_> {
     }
 }
 
+/// A polygon of rings, the first the exterior (an empty one when there are none).
+fn polygon(rings: Vec<Vec<Coord<f64>>>) -> Polygon<f64> {
+    let mut rings = rings.into_iter().map(LineString);
+    let exterior = rings.next().unwrap_or_else(|| LineString(Vec::new()));
+    Polygon::new(exterior, rings.collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::repair::Repair;
     use geo_types::{line_string, point, polygon};
+
+    fn read(bytes: &[u8]) -> Result<Option<Geometry<f64>>, String> {
+        super::read(bytes, &mut Repairs::default())
+    }
 
     fn le(code: u32) -> Vec<u8> {
         let mut b = vec![1];
@@ -396,7 +529,14 @@ mod tests {
         count(&mut open, 1);
         count(&mut open, 4);
         push(&mut open, &[0., 0., 1., 0., 1., 1., 0., 1.]);
-        assert!(read(&open).unwrap_err().contains("not closed"));
+        let mut repairs = Repairs::NONE;
+        assert_eq!(
+            super::read(&open, &mut repairs),
+            Ok(Some(
+                polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 1., y: 1.), (x: 0., y: 1.), (x: 0., y: 0.)].into()
+            ))
+        );
+        assert!(repairs.contains(Repair::RingClosed));
         let mut line = le(2);
         count(&mut line, 2);
         push(&mut line, &[0., 0., 1., 1.]);
@@ -419,11 +559,11 @@ mod tests {
         let mut lying = le(2);
         count(&mut lying, u32::MAX);
         assert!(read(&lying).unwrap_err().contains("parts"));
-        let mut curve = le(8);
+        let mut curve = le(13);
         count(&mut curve, 0);
         assert_eq!(
             read(&curve),
-            Err("CircularString geometries are not supported".into())
+            Err("Curve geometries are not supported".into())
         );
         assert!(read(&le(99)).unwrap_err().contains("unknown geometry type"));
         assert!(read(&le(1)).unwrap_err().contains("ends early"));

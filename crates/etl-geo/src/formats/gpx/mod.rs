@@ -9,20 +9,26 @@
 //!   `time` gets its first point's), `links` (`[{href, text, type}]` from GPX 1.1 `link`, or
 //!   from GPX 1.0 `url`/`urlname`), `sym`, `src`, and `ele` (a number; geometry is 2D).
 //! - `rte` → LineString of its `rtept`s; `_gpxType: "rte"` plus the properties above (no `sym`).
-//! - `trk` → MultiLineString, one line per `trkseg` with at least 2 points (shorter segments are
-//!   dropped like togeojson does); `_gpxType: "trk"` and `coordinateProperties`: `times` and
+//!   A route of one point is a Point, one without points a feature without geometry.
+//! - `trk` → MultiLineString, one line per `trkseg` with at least 2 distinct points; `_gpxType:
+//!   "trk"` and `coordinateProperties`: `times` and
 //!   per-point extension values (`heart` from Garmin `hr`, `cads`, `atemps`, `powers`, any other
 //!   `<extensions>` child pluralised), laid out like togeojson (flat arrays for one segment,
-//!   one array per segment otherwise).
+//!   one array per segment otherwise). Degenerate tracks are repaired, never rejected (GDAL
+//!   keeps them; togeojson drops them): empty segments, and one-point segments beside longer
+//!   ones, are dropped; a track of one-point segments only is a MultiPoint of them (a Point for
+//!   one), each point with its segment's first time and extension values in flat arrays; a
+//!   track without points is a feature without geometry. The record's `repairs` say so.
 //! - Line style from `<extensions><line>` (`stroke`, `stroke-opacity`, `stroke-width` in px) on
 //!   routes and tracks, and namespaced elements of the feature's own `<extensions>` as
 //!   `prefix_name` string properties (prefixes declared on the `gpx` root, plus `gpxx`).
 //!
 //! A point with a missing or non-numeric `lat`/`lon` rejects its whole waypoint, route or track
-//! (togeojson silently drops the point), as does a route with fewer than 2 points or a track with
-//! no segment of 2 or more points (togeojson silently drops those). A root element other than
+//! (togeojson silently drops the point). A root element other than
 //! `gpx`, a truncated document, a DTD or malformed XML end reading.
 
+mod extensions;
+mod feature;
 mod read;
 
 use std::io::BufRead;

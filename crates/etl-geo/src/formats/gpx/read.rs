@@ -3,53 +3,23 @@
 use std::borrow::Cow;
 use std::io::BufRead;
 
-use geo_types::{Coord, Geometry, LineString, MultiLineString, Point};
+use geo_types::Coord;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value};
 
+use super::extensions::ns_key;
+use super::feature::{Acc, Kind, Line, TEXT_PROPS, TIME, number};
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::xml::{XmlReader, push_ref};
-use crate::formats::{Record, Rejection, accept, excerpt};
+use crate::formats::xml::XmlReader;
+use crate::formats::{Record, Rejection, excerpt};
+use crate::repair::Repairs;
 
 type Input = Box<dyn BufRead + Send>;
 
-/// Properties taken from the first element of that name anywhere inside the feature, like
-/// togeojson's `getMulti`.
-const TEXT_PROPS: [&str; 6] = ["name", "cmt", "desc", "type", "time", "keywords"];
-const TIME: usize = 4;
-const NAME: usize = 0;
-/// The longest value collected for one namespaced extension property.
-const MAX_EXT_TEXT: usize = 1024 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Wpt,
-    Rte,
-    Trk,
-}
-
-impl Kind {
-    fn layer(self) -> u32 {
-        match self {
-            Kind::Wpt => 0,
-            Kind::Rte => 1,
-            Kind::Trk => 2,
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            Kind::Wpt => "waypoint",
-            Kind::Rte => "route",
-            Kind::Trk => "track",
-        }
-    }
-}
-
 /// What a start tag is, by local name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tag {
+pub(super) enum Tag {
     Wpt,
     Rte,
     Trk,
@@ -67,7 +37,7 @@ enum Tag {
     Other,
 }
 
-fn tag_of(local: &str) -> Tag {
+pub(super) fn tag_of(local: &str) -> Tag {
     match local {
         "wpt" => Tag::Wpt,
         "rte" => Tag::Rte,
@@ -89,7 +59,7 @@ fn tag_of(local: &str) -> Tag {
     }
 }
 
-fn local_name<'a>(e: &'a BytesStart<'_>) -> &'a str {
+pub(super) fn local_name<'a>(e: &'a BytesStart<'_>) -> &'a str {
     let name: &'a str = e.name().into_inner();
     match name.rfind(':') {
         Some(i) => name.get(i + 1..).unwrap_or(name),
@@ -140,280 +110,16 @@ fn lon_lat(e: &BytesStart<'_>) -> Result<Coord<f64>, String> {
     })
 }
 
-/// A JSON number for `x`: an integer when it is one (so `164` stays `164`), else a float.
-pub(super) fn number(x: f64) -> Option<Value> {
-    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
-        #[allow(clippy::cast_possible_truncation)]
-        return Some(Value::from(x as i64));
-    }
-    serde_json::Number::from_f64(x).map(Value::Number)
-}
-
-/// togeojson's `parseNumeric`: a number when the text is one, else the text.
-fn numeric_or_text(text: String) -> Value {
-    match text.trim().parse::<f64>().ok().and_then(number) {
-        Some(n) => n,
-        None => Value::String(text),
-    }
-}
-
-#[derive(Default)]
-struct Line {
-    coords: Vec<Coord<f64>>,
-    times: Vec<Value>,
-    /// Per-point extension values by property name (`heart`, `cads`…), indexed by point.
-    ext: Vec<(String, Vec<Value>)>,
-    points: usize,
-}
-
-impl Line {
-    /// Sets the value of extension element `local` (`hr` → `heart`, else pluralised) at
-    /// `index`, allocating the name only the first time it is seen.
-    fn set_ext(&mut self, local: &str, index: usize, value: Value) {
-        let heart = matches!(local, "hr" | "heart");
-        let found = self.ext.iter().position(|(n, _)| {
-            if heart {
-                n == "heart"
-            } else {
-                n.len() == local.len() + 1 && n.starts_with(local) && n.ends_with('s')
-            }
-        });
-        let values = match found {
-            Some(i) => &mut self.ext[i].1,
-            None => {
-                let name = if heart {
-                    "heart".to_owned()
-                } else {
-                    format!("{local}s")
-                };
-                self.ext.push((name, Vec::new()));
-                let last = self.ext.len() - 1;
-                &mut self.ext[last].1
-            }
-        };
-        if values.len() <= index {
-            values.resize(index + 1, Value::Null);
-        }
-        values[index] = value;
-    }
-
-    fn finish(&mut self) {
-        for (_, values) in &mut self.ext {
-            values.resize(self.points, Value::Null);
-        }
-    }
-}
-
-/// Everything collected for one feature.
-struct Acc {
-    kind: Kind,
-    text: [Option<String>; 6],
-    src: Option<String>,
-    sym: Option<String>,
-    ele: Option<Value>,
-    url: Option<String>,
-    urlname: Option<String>,
-    ns: Map<String, Value>,
-    links: Vec<Value>,
-    style: Map<String, Value>,
-    style_seen: bool,
-    point: Option<Coord<f64>>,
-    lines: Vec<Line>,
-    bad: Option<String>,
-    points_seen: usize,
-}
-
-impl Acc {
-    fn new(kind: Kind) -> Self {
-        Acc {
-            kind,
-            text: Default::default(),
-            src: None,
-            sym: None,
-            ele: None,
-            url: None,
-            urlname: None,
-            ns: Map::new(),
-            links: Vec::new(),
-            style: Map::new(),
-            style_seen: false,
-            point: None,
-            lines: Vec::new(),
-            bad: None,
-            points_seen: 0,
-        }
-    }
-
-    fn set_text(&mut self, i: usize, value: String) {
-        if let Some(slot) = self.text.get_mut(i)
-            && slot.is_none()
-            && !value.is_empty()
-        {
-            *slot = Some(value);
-        }
-    }
-
-    fn wants_text(&self, i: usize) -> bool {
-        matches!(self.text.get(i), Some(None))
-    }
-
-    fn label(&self, line: u64) -> String {
-        match &self.text[NAME] {
-            Some(name) => format!("{} \"{}\"", self.kind.noun(), excerpt(name.trim())),
-            None => format!("{} starting on line {line}", self.kind.noun()),
-        }
-    }
-
-    fn into_feature(mut self, line: u64) -> Result<Feature, Rejection> {
-        let label = self.label(line);
-        if let Some(bad) = self.bad.take() {
-            return Err(Rejection::new(format!("{label}: {bad}")));
-        }
-        let mut props = Map::new();
-        match self.kind {
-            Kind::Rte => {
-                props.insert("_gpxType".into(), "rte".into());
-            }
-            Kind::Trk => {
-                props.insert("_gpxType".into(), "trk".into());
-            }
-            Kind::Wpt => {}
-        }
-        for (i, value) in std::mem::take(&mut self.text).into_iter().enumerate() {
-            if let Some(value) = value {
-                props.insert(TEXT_PROPS[i].into(), Value::String(value));
-            }
-        }
-        if let Some(src) = self.src.take() {
-            props.insert("src".into(), Value::String(src));
-        }
-        props.append(&mut self.ns);
-        if let Some(href) = self.url.take() {
-            let mut link = Map::new();
-            link.insert("href".into(), Value::String(href));
-            if let Some(text) = self.urlname.take() {
-                link.insert("text".into(), Value::String(text));
-            }
-            self.links.push(Value::Object(link));
-        }
-        if !self.links.is_empty() {
-            props.insert(
-                "links".into(),
-                Value::Array(std::mem::take(&mut self.links)),
-            );
-        }
-        let geometry = match self.kind {
-            Kind::Wpt => {
-                if let Some(sym) = self.sym.take() {
-                    props.insert("sym".into(), Value::String(sym));
-                }
-                if let Some(ele) = self.ele.take() {
-                    props.insert("ele".into(), ele);
-                }
-                let Some(c) = self.point else {
-                    return Err(Rejection::new(format!("{label}: no coordinates")));
-                };
-                Geometry::Point(Point(c))
-            }
-            Kind::Rte => {
-                props.append(&mut self.style);
-                let coords = self.lines.pop().map(|l| l.coords).unwrap_or_default();
-                if coords.len() < 2 {
-                    return Err(Rejection::new(format!(
-                        "{label} has {} point(s), a route needs at least 2",
-                        coords.len()
-                    )));
-                }
-                Geometry::LineString(LineString(coords))
-            }
-            Kind::Trk => {
-                props.append(&mut self.style);
-                let total = self.lines.len();
-                let lines: Vec<Line> = self
-                    .lines
-                    .into_iter()
-                    .filter(|l| l.coords.len() >= 2)
-                    .collect();
-                if lines.is_empty() {
-                    return Err(Rejection::new(format!(
-                        "{label} has no segment with at least 2 points ({total} segment(s), {} point(s))",
-                        self.points_seen
-                    )));
-                }
-                let (cp, lines) = coordinate_properties(lines);
-                props.insert("coordinateProperties".into(), Value::Object(cp));
-                Geometry::MultiLineString(MultiLineString(
-                    lines.into_iter().map(LineString).collect(),
-                ))
-            }
-        };
-        accept(Feature {
-            id: None,
-            geometry: Some(geometry),
-            properties: props,
-        })
-        .map_err(|r| Rejection::new(format!("{label}: {}", r.reason)))
-    }
-}
-
-/// togeojson's `coordinateProperties` for the kept segments of a track: flat arrays for one
-/// segment, one array per segment otherwise (`times` only for segments that have times).
-fn coordinate_properties(lines: Vec<Line>) -> (Map<String, Value>, Vec<Vec<Coord<f64>>>) {
-    let multi = lines.len() > 1;
-    let mut cp = Map::new();
-    let mut coords = Vec::with_capacity(lines.len());
-    let mut times: Vec<Value> = Vec::new();
-    let lengths: Vec<usize> = lines.iter().map(|l| l.coords.len()).collect();
-    let mut exts: Vec<Vec<(String, Vec<Value>)>> = Vec::with_capacity(lines.len());
-    for line in lines {
-        if !line.times.is_empty() {
-            times.push(Value::Array(line.times));
-        }
-        coords.push(line.coords);
-        exts.push(line.ext);
-    }
-    if !times.is_empty() {
-        let value = if multi {
-            Value::Array(times)
-        } else {
-            times.pop().unwrap_or(Value::Null)
-        };
-        cp.insert("times".into(), value);
-    }
-    for (i, ext) in exts.into_iter().enumerate() {
-        for (name, values) in ext {
-            if multi {
-                let slot = cp.entry(name).or_insert_with(|| {
-                    Value::Array(
-                        lengths
-                            .iter()
-                            .map(|n| Value::Array(vec![Value::Null; *n]))
-                            .collect(),
-                    )
-                });
-                if let Value::Array(per_line) = slot
-                    && let Some(s) = per_line.get_mut(i)
-                {
-                    *s = Value::Array(values);
-                }
-            } else {
-                cp.insert(name, Value::Array(values));
-            }
-        }
-    }
-    (cp, coords)
-}
-
 pub(super) struct GpxReader {
-    xml: XmlReader<Input>,
-    buf: Vec<u8>,
+    pub(super) xml: XmlReader<Input>,
+    pub(super) buf: Vec<u8>,
     /// Namespace prefixes declared on the root, whose extension elements become properties.
-    prefixes: Vec<String>,
+    pub(super) prefixes: Vec<String>,
     ordinal: u64,
     done: bool,
 }
 
-fn truncated(at: Position) -> ReadError {
+pub(super) fn truncated(at: Position) -> ReadError {
     ReadError::syntax(
         at,
         "unexpected end of XML: the GPX document is truncated (an element is not closed)",
@@ -534,7 +240,12 @@ impl GpxReader {
         }
     }
 
-    fn record(&mut self, line: u64, kind: Kind, feature: Result<Feature, Rejection>) -> Record {
+    fn record(
+        &mut self,
+        line: u64,
+        kind: Kind,
+        (feature, repairs): (Result<Feature, Rejection>, Repairs),
+    ) -> Record {
         let ordinal = self.ordinal;
         self.ordinal += 1;
         Record {
@@ -542,6 +253,7 @@ impl GpxReader {
             ordinal,
             layer: kind.layer(),
             feature,
+            repairs,
         }
     }
 
@@ -739,215 +451,6 @@ impl GpxReader {
                 _ => self.xml.skip_element(&mut self.buf)?,
             }
         }
-    }
-
-    /// The children of a track point's first `<extensions>`: Garmin `TrackPointExtension`
-    /// children and any other element, as `coordinateProperties` values.
-    fn read_point_extensions(&mut self, acc: &mut Acc, index: usize) -> Result<(), ReadError> {
-        let depth = self.xml.depth();
-        loop {
-            let at = self.xml.position();
-            let (name, empty) = match self.xml.next(&mut self.buf)? {
-                Event::Start(e) => (local_name(&e).to_owned(), false),
-                Event::Empty(e) => (local_name(&e).to_owned(), true),
-                Event::End(_) => {
-                    if self.xml.depth() < depth {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Event::Eof => return Err(truncated(at)),
-                _ => continue,
-            };
-            if name == "TrackPointExtension" && !empty {
-                // Its children are read by this same loop.
-                continue;
-            }
-            let value = if empty {
-                String::new()
-            } else {
-                self.xml.read_text(&mut self.buf)?
-            };
-            if let Some(line) = acc.lines.last_mut() {
-                line.set_ext(&name, index, numeric_or_text(value));
-            }
-        }
-    }
-
-    /// A feature's own `<extensions>`: namespaced elements become `prefix_name` properties
-    /// (their trimmed text content), the first `<line>` gives the line style, and unprefixed
-    /// `name`, `time`… count for the text properties like anywhere in the feature.
-    fn read_feature_extensions(&mut self, acc: &mut Acc) -> Result<(), ReadError> {
-        let depth = self.xml.depth();
-        // One entry per open element: the property it feeds, if any, and its text so far.
-        let mut open: Vec<Option<(String, String)>> = Vec::new();
-        loop {
-            let at = self.xml.position();
-            match self.xml.next(&mut self.buf)? {
-                Event::Start(e) => {
-                    let qname = e.name().into_inner();
-                    let key = ns_key(&self.prefixes, qname);
-                    if key.is_none() {
-                        if qname == "line" && !acc.style_seen {
-                            acc.style_seen = true;
-                            if acc.kind != Kind::Wpt {
-                                self.read_line_style(acc)?;
-                            } else {
-                                self.xml.skip_element(&mut self.buf)?;
-                            }
-                            continue;
-                        }
-                        if let Tag::Text(i) = tag_of(qname)
-                            && acc.wants_text(i)
-                        {
-                            let text = self.xml.read_text(&mut self.buf)?;
-                            for (_, acc_text) in open.iter_mut().flatten() {
-                                push_capped(acc_text, &text);
-                            }
-                            acc.set_text(i, text);
-                            continue;
-                        }
-                    }
-                    open.push(key.map(|k| (k, String::new())));
-                }
-                Event::Empty(e) => {
-                    if let Some(key) = ns_key(&self.prefixes, e.name().into_inner()) {
-                        acc.ns.insert(key, Value::String(String::new()));
-                    }
-                }
-                Event::Text(t) => {
-                    let text = t.xml10_content();
-                    for (_, acc_text) in open.iter_mut().flatten() {
-                        push_capped(acc_text, &text);
-                    }
-                }
-                Event::CData(t) => {
-                    let text = t.xml10_content();
-                    for (_, acc_text) in open.iter_mut().flatten() {
-                        push_capped(acc_text, &text);
-                    }
-                }
-                Event::GeneralRef(r) => {
-                    let mut text = String::new();
-                    push_ref(&mut text, &r, at)?;
-                    for (_, acc_text) in open.iter_mut().flatten() {
-                        push_capped(acc_text, &text);
-                    }
-                }
-                Event::End(_) => {
-                    if self.xml.depth() < depth {
-                        return Ok(());
-                    }
-                    if let Some(Some((key, text))) = open.pop() {
-                        acc.ns.insert(key, Value::String(text.trim().to_owned()));
-                    }
-                }
-                Event::Eof => return Err(truncated(at)),
-                _ => {}
-            }
-        }
-    }
-
-    /// `<line>` of the gpx_style extension: `color`, `opacity`, `width` (mm, as px at 96 dpi).
-    fn read_line_style(&mut self, acc: &mut Acc) -> Result<(), ReadError> {
-        let depth = self.xml.depth();
-        let (mut color, mut opacity, mut width) = (None, None, None);
-        loop {
-            let at = self.xml.position();
-            let which = match self.xml.next(&mut self.buf)? {
-                Event::Start(e) => match local_name(&e) {
-                    "color" => 0,
-                    "opacity" => 1,
-                    "width" => 2,
-                    _ => 3,
-                },
-                Event::End(_) => {
-                    if self.xml.depth() < depth {
-                        break;
-                    }
-                    continue;
-                }
-                Event::Eof => return Err(truncated(at)),
-                _ => continue,
-            };
-            let slot = match which {
-                0 => &mut color,
-                1 => &mut opacity,
-                2 => &mut width,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(self.xml.read_text(&mut self.buf)?);
-            } else {
-                self.xml.skip_element(&mut self.buf)?;
-            }
-        }
-        if let Some(color) = color.filter(|c| !c.is_empty()) {
-            acc.style
-                .insert("stroke".into(), Value::String(format!("#{color}")));
-        }
-        let num = |t: Option<String>| t.and_then(|t| t.trim().parse::<f64>().ok());
-        if let Some(opacity) = num(opacity).filter(|o| *o != 0.0).and_then(number) {
-            acc.style.insert("stroke-opacity".into(), opacity);
-        }
-        if let Some(width) = num(width)
-            .filter(|w| *w != 0.0)
-            .and_then(|w| number(w * 96.0 / 25.4))
-        {
-            acc.style.insert("stroke-width".into(), width);
-        }
-        Ok(())
-    }
-
-    /// A GPX 1.1 `<link href>` with optional `text` and `type` children.
-    fn read_link(&mut self, acc: &mut Acc, href: Option<String>) -> Result<(), ReadError> {
-        let depth = self.xml.depth();
-        let mut link = Map::new();
-        link.insert("href".into(), href.map_or(Value::Null, Value::String));
-        loop {
-            let at = self.xml.position();
-            let key = match self.xml.next(&mut self.buf)? {
-                Event::Start(e) => match local_name(&e) {
-                    "text" => Some("text"),
-                    "type" => Some("type"),
-                    _ => None,
-                },
-                Event::End(_) => {
-                    if self.xml.depth() < depth {
-                        break;
-                    }
-                    continue;
-                }
-                Event::Eof => return Err(truncated(at)),
-                _ => continue,
-            };
-            match key {
-                Some(key) if !link.contains_key(key) => {
-                    let text = self.xml.read_text(&mut self.buf)?;
-                    if !text.is_empty() {
-                        link.insert(key.into(), Value::String(text));
-                    }
-                }
-                _ => self.xml.skip_element(&mut self.buf)?,
-            }
-        }
-        acc.links.push(Value::Object(link));
-        Ok(())
-    }
-}
-
-/// `prefix_local` when `qname`'s prefix was declared on the root (or is `gpxx`).
-fn ns_key(prefixes: &[String], qname: &str) -> Option<String> {
-    let (prefix, local) = qname.split_once(':')?;
-    prefixes
-        .iter()
-        .any(|p| p == prefix)
-        .then(|| format!("{prefix}_{local}"))
-}
-
-fn push_capped(out: &mut String, text: &str) {
-    if out.len().saturating_add(text.len()) <= MAX_EXT_TEXT {
-        out.push_str(text);
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::tree::Tree;
 use crate::formats::excerpt;
+use crate::repair::{Repairs, close_ring as close_noted};
 
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -106,6 +107,8 @@ pub(super) struct Collected {
     /// A MultiGeometry or MultiTrack was seen.
     pub multi: bool,
     pub multitrack: bool,
+    /// Unclosed rings closed.
+    pub repairs: Repairs,
 }
 
 /// Collects the geometry elements among the children of `node` (recursing into
@@ -151,7 +154,7 @@ pub(super) fn collect(tree: &Tree, node: usize, out: &mut Collected) -> Result<(
                 }
             }
             "Polygon" => {
-                if let Some(p) = polygon(tree, child)? {
+                if let Some(p) = polygon(tree, child, &mut out.repairs)? {
                     out.parts.push(Geometry::Polygon(p));
                 }
             }
@@ -179,15 +182,16 @@ pub(super) fn collect(tree: &Tree, node: usize, out: &mut Collected) -> Result<(
     Ok(())
 }
 
-fn ring(tree: &Tree, linear_ring: usize) -> Result<Vec<Coord<f64>>, String> {
+fn ring(tree: &Tree, linear_ring: usize, repairs: &mut Repairs) -> Result<Vec<Coord<f64>>, String> {
     let mut r = Vec::new();
     parse_coordinates(&tree.text_of(linear_ring, "coordinates"), &mut r)
         .map_err(|e| format!("Polygon: {e}"))?;
-    close_ring(&mut r);
+    // Closed as togeojson and most KML consumers do, and noted as a repair.
+    close_noted(&mut r, repairs);
     Ok(r)
 }
 
-/// Closes an unclosed ring (as togeojson and most KML consumers do).
+/// Closes a `gx:LatLonQuad`, whose four corners KML lists unclosed.
 fn close_ring(r: &mut Vec<Coord<f64>>) {
     if let (Some(first), Some(last)) = (r.first().copied(), r.last().copied())
         && first != last
@@ -196,24 +200,28 @@ fn close_ring(r: &mut Vec<Coord<f64>>) {
     }
 }
 
-fn polygon(tree: &Tree, node: usize) -> Result<Option<Polygon<f64>>, String> {
+fn polygon(
+    tree: &Tree,
+    node: usize,
+    repairs: &mut Repairs,
+) -> Result<Option<Polygon<f64>>, String> {
     let mut rings: Vec<Vec<Coord<f64>>> = Vec::new();
     let outer = tree.child(node, "outerBoundaryIs");
     if let Some(o) = outer {
         if let Some(lr) = tree.find(o, "LinearRing") {
-            rings.push(ring(tree, lr)?);
+            rings.push(ring(tree, lr, repairs)?);
         }
         for inner in tree
             .children(node)
             .filter(|&c| tree.is(c, "innerBoundaryIs"))
         {
             for lr in tree.find_all(inner, "LinearRing") {
-                rings.push(ring(tree, lr)?);
+                rings.push(ring(tree, lr, repairs)?);
             }
         }
     } else {
         for lr in tree.find_all(node, "LinearRing") {
-            rings.push(ring(tree, lr)?);
+            rings.push(ring(tree, lr, repairs)?);
         }
     }
     rings.retain(|r| !r.is_empty());

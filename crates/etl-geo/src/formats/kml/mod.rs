@@ -21,10 +21,11 @@
 //! `lon,lat[,alt]` tuples separated by any whitespace (whitespace around commas is
 //! tolerated), parsed straight from the text. A Placemark without geometry (or with an
 //! empty `<coordinates/>`) is a feature with a null geometry. Broken coordinates (a
-//! non-number, a one-value tuple, a Point with several tuples, a line of one position, a
-//! ring of fewer than 4 positions, non-finite values) reject that record (a `Rejection`
-//! naming the placemark and the problem) and reading continues; togeojson silently drops
-//! such tuples or parts.
+//! non-number, a one-value tuple, a Point with several tuples, non-finite values) reject that
+//! record (a `Rejection` naming the placemark and the problem) and reading continues;
+//! togeojson silently drops such tuples or parts. Degenerate ones are repaired, as for every
+//! format (`crate::repair`): a line of one position is a Point, a ring of fewer than three
+//! distinct positions a LineString, and the record's `repairs` say so.
 //!
 //! **Properties** (togeojson names; text values are kept verbatim, not trimmed):
 //! `name`, `address`, `visibility` (boolean: false when "0"), `open`, `phoneNumber`,
@@ -61,6 +62,7 @@
 //! dropped), plus the styles seen so far.
 
 mod geometry;
+pub(crate) mod links;
 mod read;
 mod style;
 mod tree;

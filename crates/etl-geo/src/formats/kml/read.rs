@@ -15,6 +15,7 @@ use crate::error::{Position, ReadError};
 use crate::feature::{Feature, FeatureId};
 use crate::formats::xml::{XmlReader, push_ref};
 use crate::formats::{Record, Rejection, accept, excerpt};
+use crate::repair::Repairs;
 
 /// How a `SimpleData` value is typed, from its `SimpleField type` (togeojson's
 /// `typeConverters`).
@@ -221,16 +222,18 @@ impl<R: BufRead> KmlReader<R> {
                 self.styles.add_style(&self.tree, s, None);
             }
         }
+        let mut repairs = Repairs::NONE;
         let feature = self
-            .feature(path, overlay)
+            .feature(path, overlay, &mut repairs)
             .map_err(Rejection::new)
-            .and_then(accept)
+            .and_then(|f| accept(f, &mut repairs))
             .map_err(|r| Rejection::new(format!("{}: {}", self.label(at, overlay), r.reason)));
         Record {
             line: at.line.max(1),
             ordinal,
             layer: 0,
             feature,
+            repairs,
         }
     }
 
@@ -252,7 +255,12 @@ impl<R: BufRead> KmlReader<R> {
         }
     }
 
-    fn feature(&self, path: Option<String>, overlay: bool) -> Result<Feature, String> {
+    fn feature(
+        &self,
+        path: Option<String>,
+        overlay: bool,
+        repairs: &mut Repairs,
+    ) -> Result<Feature, String> {
         let tree = &self.tree;
         let mut props = Map::new();
         let mut coord_times = None;
@@ -265,6 +273,7 @@ impl<R: BufRead> KmlReader<R> {
         } else {
             let mut collected = Collected::default();
             geometry::collect(tree, 0, &mut collected)?;
+            *repairs = collected.repairs;
             if !collected.times.is_empty() {
                 let mut times: Vec<Value> = collected
                     .times

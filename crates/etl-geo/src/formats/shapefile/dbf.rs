@@ -13,6 +13,8 @@ use std::io::{self, BufRead, Read};
 
 use serde_json::{Map, Number, Value};
 
+use super::codepages::{self, CodePage};
+
 /// The text encoding of the character data (field names and `C` fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Encoding {
@@ -20,6 +22,8 @@ pub(crate) enum Encoding {
     Utf8,
     /// Windows-1252, which reads ISO-8859-1 (Latin-1) text the same for all printable characters.
     Windows1252,
+    /// Another single-byte code page ([`codepages`]).
+    Table(&'static CodePage),
 }
 
 impl Encoding {
@@ -38,7 +42,7 @@ impl Encoding {
             | "CP1252" | "WINDOWS1252" | "ANSI1252" | "WIN1252" | "28591" => {
                 Some(Encoding::Windows1252)
             }
-            _ => None,
+            other => codepages::by_name(other).map(Encoding::Table),
         }
     }
 
@@ -58,7 +62,18 @@ impl Encoding {
             out.push_str(text);
             return;
         }
-        out.extend(bytes.iter().map(|&b| windows_1252(b)));
+        match self {
+            Encoding::Table(high) => out.extend(bytes.iter().map(|&b| {
+                match b {
+                    0x80.. => high
+                        .get(usize::from(b - 0x80))
+                        .copied()
+                        .unwrap_or('\u{FFFD}'),
+                    _ => char::from(b),
+                }
+            })),
+            _ => out.extend(bytes.iter().map(|&b| windows_1252(b))),
+        }
     }
 }
 
@@ -301,6 +316,18 @@ mod tests {
         );
         assert_eq!(Encoding::from_cpg("1252"), Some(Encoding::Windows1252));
         assert_eq!(Encoding::from_cpg("CP936"), None);
+        let mut out = String::new();
+        for (cpg, bytes, text) in [
+            ("1250", &b"\x8a\xe8"[..], "Šč"),
+            ("ANSI 1251", b"\xcc\xee\xf1\xea\xe2\xe0", "Москва"),
+            ("ISO-8859-2", b"\xa9", "Š"),
+            ("8859-15", b"\xa4", "€"),
+            ("CP437", b"\x81", "ü"),
+        ] {
+            let encoding = Encoding::from_cpg(cpg).unwrap();
+            encoding.decode(bytes, &mut out);
+            assert_eq!(out, text, "{cpg}");
+        }
     }
 
     #[test]

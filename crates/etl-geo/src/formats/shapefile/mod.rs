@@ -5,32 +5,40 @@
 //!   several → MultiLineString), Polygon (rings grouped by winding order: clockwise
 //!   rings are shells, counter-clockwise rings holes of the smallest shell that
 //!   contains them; one shell → Polygon, several → MultiPolygon) and their Z and M
-//!   variants, whose Z and M are dropped. Null shapes and shapes without parts give a
-//!   null geometry. MultiPatch and unknown shape types, unclosed rings and parts
-//!   that point outside their record reject that record.
-//! - **`.shx`** is not needed and not read: records are read in file order.
+//!   variants, whose Z and M are dropped; MultiPatch (triangle strips, fans and rings) as a
+//!   MultiPolygon, as GDAL reads it (see [`multipatch`]). Null shapes and shapes without parts
+//!   give a null geometry. Unclosed rings are closed (a repair, see `crate::repair`). Unknown
+//!   shape types and parts that point outside their record reject that record.
+//! - **`.shx`** is not needed: records are read in file order. When there is one, its header
+//!   says how many records there are (as GDAL reads them), and bytes past them in the `.shp`
+//!   (zero padding some writers leave) are not read; a `.shx` that is not a shapefile index
+//!   is ignored.
 //! - **Attributes** (`.dbf`): see [`dbf`] for the field types. A missing `.dbf`
 //!   gives features without properties. Records marked deleted in the `.dbf` are
 //!   skipped with their shape. The `.dbf` and `.shp` must hold the same number of
 //!   records, else reading fails where they part.
-//! - **Encoding**: from the `.cpg` (UTF-8, ISO-8859-1/Latin-1, Windows-1252; any
-//!   other code page is refused, naming it); without one, from the DBF language
-//!   driver id (Windows-1252 for 0x03/0x57), else UTF-8, where a value that is not
-//!   valid UTF-8 is read as Windows-1252.
-//! - **Coordinate system** (`.prj`): WGS 84 geographic is used as is; Web Mercator
-//!   (`Mercator_Auxiliary_Sphere`, `Popular Visualisation Pseudo Mercator`,
-//!   `WGS_1984_Web_Mercator`, EPSG 3857/900913/102100) is converted with the inverse
-//!   spherical Mercator; anything else is refused, naming it. **Without a `.prj`
-//!   (or with an empty one) the coordinates are assumed to be WGS 84.**
+//! - **Encoding**: from the `.cpg` (UTF-8, ISO-8859-1/Latin-1, Windows-1252 and the code
+//!   pages of [`codepages`]; any other code page is refused, naming it; a `.cpg` that names
+//!   no code page at all, such as an HTML page, is ignored as GDAL does); without one, from the
+//!   DBF language driver id (Windows-1252 for 0x03/0x57), else UTF-8, where a value that is
+//!   not valid UTF-8 is read as Windows-1252.
+//! - **Coordinate system** (`.prj`): any the EPSG registry can take to WGS 84 (see
+//!   `crate::crs`); one that cannot be read is refused, naming it. **Without a `.prj`** (or
+//!   with an empty one, or one holding no coordinate system definition at all, such as an
+//!   HTML page, which GDAL ignores too) the header's bounding box decides: inside
+//!   longitude/latitude → WGS 84, anything else → the layer is refused whole (a local grid is
+//!   never read as degrees; see `formats::undeclared_crs`).
 //! - **Records**: [`Record::line`] is the 1-based record number in the `.shp`.
 //!   Features have no id. A truncated `.shp` or `.dbf` is a fatal [`ReadError`].
 
+mod codepages;
 mod dbf;
+mod multipatch;
 mod rings;
 mod shp;
 
 use std::fs::{self, File};
-use std::io::{BufReader, ErrorKind};
+use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::Map;
@@ -42,40 +50,63 @@ use crate::cancel::{Cancel, cancelled};
 use crate::crs::Crs;
 use crate::error::{Position, ReadError};
 use crate::feature::Feature;
-use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_in};
+use crate::formats::{FeatureSource, ReadOptions, Record, Rejection, accept_in, undeclared_crs};
+use crate::repair::Repairs;
 
 const BUFFER: usize = 256 * 1024;
 
 /// Opens the layer whose `.shp` is at `shp` (siblings `.shx`, `.dbf`, `.prj`, `.cpg` beside it).
 pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
-    let crs = match (&opts.source_crs, sibling(shp, "prj")) {
+    // The .shx says how many records there are, as GDAL reads them: anything past them in
+    // the .shp (zero padding some writers leave, a stray byte) is not a record.
+    let records = match sibling(shp, "shx") {
+        None => None,
+        Some(shx) => {
+            let mut head = Vec::with_capacity(100);
+            File::open(&shx)?.take(100).read_to_end(&mut head)?;
+            shp::shx_records(&head)
+        }
+    };
+    let file = File::open(shp)?;
+    let shp_reader = ShpReader::open(Box::new(BufReader::with_capacity(BUFFER, file)), records)
+        .map_err(ReadError::Refused)?;
+    let prj = match sibling(shp, "prj") {
+        Some(prj) => Some((read_small_text(&prj)?, file_name(&prj))),
+        None => None,
+    };
+    let crs = match (&opts.source_crs, prj) {
         (Some(given), _) => given.clone(),
-        (None, None) => Crs::wgs84(),
-        (None, Some(prj)) => {
-            let text = read_small_text(&prj)?;
-            if text.trim().is_empty() {
-                Crs::wgs84()
-            } else {
-                Crs::from_definition(&text).map_err(|e| {
-                    ReadError::Refused(format!(
-                        "unsupported coordinate system in {}: {e}",
-                        file_name(&prj)
-                    ))
-                })?
-            }
+        (None, Some((text, name))) if is_crs_definition(&text) => Crs::from_definition(&text)
+            .map_err(|e| {
+                ReadError::Refused(format!("unsupported coordinate system in {name}: {e}"))
+            })?,
+        // No .prj, an empty one, or one that holds no coordinate system definition at all
+        // (an HTML page saved under that name): the header's extent decides.
+        (None, prj) => {
+            let what = match prj {
+                None => format!("{} has no .prj", file_name(shp)),
+                Some((_, name)) => format!("{name} holds no coordinate system"),
+            };
+            undeclared_crs(&what, Some(shp_reader.extent()))?
         }
     };
     let encoding = match sibling(shp, "cpg") {
         None => None,
         Some(cpg) => {
             let text = read_small_text(&cpg)?;
-            Some(Encoding::from_cpg(&text).ok_or_else(|| {
+            if !is_code_page_name(&text) {
+                // Not a code page name at all (an HTML page saved under that name): ignored,
+                // as GDAL does, and the DBF header decides.
+                None
+            } else {
+                Some(Encoding::from_cpg(&text).ok_or_else(|| {
                 ReadError::Refused(format!(
                     "unsupported code page in {}: {} (supported: UTF-8, ISO-8859-1, Windows-1252)",
                     file_name(&cpg),
                     crate::formats::excerpt(text.trim())
                 ))
             })?)
+            }
         }
     };
     let dbf = match sibling(shp, "dbf") {
@@ -91,9 +122,6 @@ pub(crate) fn open_layer(shp: &Path, opts: &ReadOptions) -> Result<FeatureSource
             Some(reader)
         }
     };
-    let file = File::open(shp)?;
-    let shp_reader = ShpReader::open(Box::new(BufReader::with_capacity(BUFFER, file)))
-        .map_err(ReadError::Refused)?;
     Ok(Box::new(ShapefileReader {
         shp: shp_reader,
         dbf,
@@ -140,6 +168,7 @@ impl Iterator for ShapefileReader {
             if self.done {
                 return None;
             }
+            let mut repairs = Repairs::NONE;
             let geometry = match self.shp.next_record() {
                 Err(message) => return self.fail(self.number + 1, message),
                 Ok(None) => {
@@ -156,7 +185,11 @@ impl Iterator for ShapefileReader {
                     return None;
                 }
                 Ok(Some(record)) => {
-                    match shp::geometry(record.content, &mut Ticker::new(&self.cancel)) {
+                    match shp::geometry(
+                        record.content,
+                        &mut Ticker::new(&self.cancel),
+                        &mut repairs,
+                    ) {
                         Ok(geometry) => Ok(geometry),
                         Err(ShapeError::Reject(reason)) => Err(reason),
                         Err(ShapeError::Cancelled) => {
@@ -191,6 +224,7 @@ impl Iterator for ShapefileReader {
                         properties,
                     },
                     Some(&self.crs),
+                    &mut repairs,
                 )
             });
             let record = Record {
@@ -198,11 +232,39 @@ impl Iterator for ShapefileReader {
                 ordinal: self.ordinal,
                 layer: 0,
                 feature,
+                repairs,
             };
             self.ordinal += 1;
             return Some(Ok(record));
         }
     }
+}
+
+/// Whether a `.prj` holds a coordinate system definition at all (WKT, PROJJSON, a PROJ string
+/// or a code), rather than something else saved under that name. Empty is not one.
+fn is_crs_definition(text: &str) -> bool {
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    let keyword = t.bytes().take_while(u8::is_ascii_alphabetic).count();
+    (keyword > 0
+        && t.as_bytes().get(keyword..).is_some_and(|rest| {
+            matches!(
+                rest.iter().find(|b| !b.is_ascii_whitespace()),
+                Some(b'[' | b'(')
+            )
+        }))
+        || t.starts_with(['{', '+'])
+        || ["EPSG:", "ESRI:", "URN:", "HTTP"]
+            .iter()
+            .any(|p| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+}
+
+/// Whether a `.cpg` can name a code page at all: a short run of letters, digits, spaces and
+/// `-_.` (`UTF-8`, `1252`, `ISO 8859-1`), not an HTML page saved under that name.
+fn is_code_page_name(text: &str) -> bool {
+    let t = text.trim_start_matches('\u{feff}').trim();
+    t.len() <= 40
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
 }
 
 fn file_name(path: &Path) -> String {

@@ -10,7 +10,7 @@ use geo_types::{Coord, Geometry, LineString, MultiPolygon, Polygon};
 
 use super::shp::ShapeError;
 use crate::cancel::Cancel;
-use crate::validate::check_ring_closed;
+use crate::repair::{Repairs, close_ring};
 
 /// Children per R-tree node.
 const NODE: usize = 16;
@@ -188,12 +188,14 @@ impl BoxTree {
 /// rings holes of the smallest shell that contains them (the first such shell on a tie). A
 /// hole inside no shell, or rings that are all counter-clockwise, become shells of their
 /// own; a hole turned shell can take later holes.
+/// An unclosed ring is closed first (noted in `repairs`).
 pub(super) fn polygons(
-    rings: Vec<LineString<f64>>,
+    mut rings: Vec<LineString<f64>>,
     ticker: &mut Ticker<'_>,
+    repairs: &mut Repairs,
 ) -> Result<Geometry<f64>, ShapeError> {
-    for (i, ring) in rings.iter().enumerate() {
-        check_ring_closed(&ring.0, i)?;
+    for ring in &mut rings {
+        close_ring(&mut ring.0, repairs);
     }
     let areas: Vec<f64> = rings.iter().map(|r| signed_area2(&r.0)).collect();
     let any_clockwise = areas.iter().any(|&a| a < 0.0);
@@ -295,7 +297,12 @@ mod tests {
 
     fn assemble(rings: Vec<LineString<f64>>) -> Result<Geometry<f64>, String> {
         let cancel = Cancel::new();
-        polygons(rings, &mut Ticker::new(&cancel)).map_err(|e| match e {
+        polygons(
+            rings,
+            &mut Ticker::new(&cancel),
+            &mut crate::repair::Repairs::default(),
+        )
+        .map_err(|e| match e {
             ShapeError::Reject(m) => m,
             ShapeError::Cancelled => "cancelled".to_owned(),
         })
@@ -358,9 +365,16 @@ mod tests {
     }
 
     #[test]
-    fn open_ring_is_rejected() {
+    fn open_ring_is_closed_and_noted() {
         let a = ring(&[(0., 0.), (0., 1.), (1., 1.), (1., 0.)]);
-        assert!(assemble(vec![a]).is_err());
+        let mut repairs = crate::repair::Repairs::default();
+        let cancel = Cancel::new();
+        let Ok(Geometry::Polygon(p)) = polygons(vec![a], &mut Ticker::new(&cancel), &mut repairs)
+        else {
+            panic!("not a polygon");
+        };
+        assert_eq!(p.exterior().0.len(), 5);
+        assert!(repairs.contains(crate::Repair::RingClosed));
     }
 
     #[test]
@@ -403,7 +417,11 @@ mod tests {
         }
         let cancel = Cancel::new();
         cancel.cancel();
-        let result = polygons(rings, &mut Ticker::new(&cancel));
+        let result = polygons(
+            rings,
+            &mut Ticker::new(&cancel),
+            &mut crate::repair::Repairs::default(),
+        );
         assert!(matches!(result, Err(ShapeError::Cancelled)));
     }
 }

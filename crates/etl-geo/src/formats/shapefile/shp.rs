@@ -5,8 +5,10 @@ use std::io::{self, BufRead, Read};
 
 use geo_types::{Coord, Geometry, LineString, MultiLineString, MultiPoint, Point};
 
+use super::multipatch::multipatch;
 use super::rings::{Ticker, polygons};
 use crate::formats::MAX_RECORD_BYTES;
+use crate::repair::Repairs;
 
 /// Why a record's shape gives no geometry.
 #[derive(Debug)]
@@ -30,6 +32,12 @@ pub(crate) struct ShpReader {
     /// Bytes consumed so far (header included).
     pos: u64,
     content: Vec<u8>,
+    /// How many records the `.shx` lists, when there is one: the rest of the file is not read.
+    records: Option<u64>,
+    /// Records read so far.
+    read: u64,
+    /// The header's bounding box: min x, min y, max x, max y.
+    extent: [f64; 4],
 }
 
 /// One record's content, borrowed from the reader's buffer.
@@ -37,8 +45,23 @@ pub(crate) struct ShpRecord<'a> {
     pub(crate) content: &'a [u8],
 }
 
+/// The number of records a `.shx` header lists, `None` when `head` (its first 100 bytes, or
+/// fewer) is not a shapefile index header.
+pub(crate) fn shx_records(head: &[u8]) -> Option<u64> {
+    let code = i32::from_be_bytes(head.get(0..4)?.try_into().ok()?);
+    if code != 9994 || head.len() < 100 {
+        return None;
+    }
+    let words = u32::from_be_bytes(head.get(24..28)?.try_into().ok()?);
+    Some((u64::from(words) * 2).saturating_sub(100) / 8)
+}
+
 impl ShpReader {
-    pub(crate) fn open(mut input: Box<dyn BufRead + Send>) -> Result<Self, String> {
+    /// Reads the header of a `.shp`; `records` is what its `.shx` lists, when it has one.
+    pub(crate) fn open(
+        mut input: Box<dyn BufRead + Send>,
+        records: Option<u64>,
+    ) -> Result<Self, String> {
         let mut head = [0u8; 100];
         input.read_exact(&mut head).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => {
@@ -58,13 +81,26 @@ impl ShpReader {
             length: u64::from(words) * 2,
             pos: 100,
             content: Vec::new(),
+            records,
+            read: 0,
+            extent: [36, 44, 52, 60].map(|at| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&head[at..at + 8]);
+                f64::from_le_bytes(b)
+            }),
         })
     }
 
-    /// Reads the next record; `Ok(None)` at the end of the file the header declares.
+    /// The header's bounding box (min x, min y, max x, max y), in the file's coordinates.
+    pub(crate) fn extent(&self) -> [f64; 4] {
+        self.extent
+    }
+
+    /// Reads the next record; `Ok(None)` at the end of the file the header declares, or after
+    /// the records the `.shx` lists.
     /// A file shorter than its header says is an error.
     pub(crate) fn next_record(&mut self) -> Result<Option<ShpRecord<'_>>, String> {
-        if self.pos >= self.length {
+        if self.pos >= self.length || self.records.is_some_and(|n| self.read >= n) {
             return Ok(None);
         }
         let at = self.pos;
@@ -103,6 +139,7 @@ impl ShpReader {
             ));
         }
         self.pos = at + 8 + len as u64;
+        self.read += 1;
         Ok(Some(ShpRecord {
             content: &self.content,
         }))
@@ -168,6 +205,7 @@ fn short() -> String {
 pub(crate) fn geometry(
     content: &[u8],
     ticker: &mut Ticker<'_>,
+    repairs: &mut Repairs,
 ) -> Result<Option<Geometry<f64>>, ShapeError> {
     let c = Content(content);
     let shape_type = c.i32(0)?;
@@ -218,10 +256,37 @@ pub(crate) fn geometry(
                     Ok(Some(Geometry::MultiLineString(MultiLineString(lines))))
                 }
             } else {
-                polygons(lines, ticker).map(Some)
+                polygons(lines, ticker, repairs).map(Some)
             }
         }
-        31 => Err("MultiPatch shapes are not supported".to_owned().into()),
+        31 => {
+            let parts = c.count(36, "parts")?;
+            let points = c.count(40, "points")?;
+            let types = 44 + 4 * parts;
+            let first_point = types + 4 * parts;
+            let mut starts = Vec::with_capacity(parts);
+            for i in 0..parts {
+                let s = c.i32(44 + 4 * i)?;
+                let s = usize::try_from(s)
+                    .ok()
+                    .filter(|&s| s < points)
+                    .ok_or_else(|| format!("part {i} starts at point {s} of {points}"))?;
+                if starts.last().is_some_and(|&prev| s < prev) {
+                    return Err(format!("part {i} starts before the part before it").into());
+                }
+                starts.push(s);
+            }
+            let mut out = Vec::with_capacity(parts);
+            for (i, &start) in starts.iter().enumerate() {
+                let end = starts.get(i + 1).copied().unwrap_or(points);
+                let mut coords = Vec::with_capacity(end - start);
+                for p in start..end {
+                    coords.push(c.coord(first_point + 16 * p)?);
+                }
+                out.push((c.i32(types + 4 * i)?, coords));
+            }
+            multipatch(out, ticker, repairs)
+        }
         t => Err(format!("unknown shape type {t}").into()),
     }
 }

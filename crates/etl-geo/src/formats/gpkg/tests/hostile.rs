@@ -72,8 +72,9 @@ fn bad_blobs_reject_their_row_and_reading_goes_on() {
     extended[3] |= 0b0010_0000;
     let mut empty = gp(&wkb_point(f64::NAN, f64::NAN));
     empty[3] |= 0b0001_0000;
+    // The abstract Curve type (13): no geometry has it.
     let mut curve = vec![1];
-    curve.extend_from_slice(&8u32.to_le_bytes());
+    curve.extend_from_slice(&13u32.to_le_bytes());
     curve.extend_from_slice(&0u32.to_le_bytes());
     let mut bad_magic = gp(&wkb_point(1.0, 2.0));
     bad_magic[0] = b'X';
@@ -113,7 +114,7 @@ fn bad_blobs_reject_their_row_and_reading_goes_on() {
     expect_rejection(0, "4294967295 parts");
     expect_rejection(1, "magic");
     expect_rejection(2, "extended GeoPackage geometry");
-    expect_rejection(3, "CircularString");
+    expect_rejection(3, "Curve geometries are not supported");
     expect_rejection(4, "ends early");
     expect_rejection(5, "holds a TEXT value");
     assert_eq!(outcomes[6], Ok(None), "empty flag");
@@ -138,7 +139,9 @@ fn undefined_cartesian_srs_is_refused_unless_overridden() {
     assert_eq!(feature_tables(&path).unwrap(), ["local"]);
     let m = refusal(read_all(&path, "local", &ReadOptions::default()).1);
     assert!(
-        m.starts_with("test.gpkg: table \"local\" has no coordinate system (srs_id -1"),
+        m.starts_with(
+            "test.gpkg: table \"local\" has no coordinate system (srs_id -1, undefined Cartesian) and no extent"
+        ),
         "{m}"
     );
     let opts = ReadOptions {
@@ -149,6 +152,50 @@ fn undefined_cartesian_srs_is_refused_unless_overridden() {
     assert_eq!(
         features[0].feature.as_ref().unwrap().geometry,
         Some(geo_types::point!(x: 3.0, y: 4.0).into())
+    );
+}
+
+/// A table in an undefined coordinate system is read as longitude/latitude only when the extent
+/// gpkg_contents gives for it fits; a local grid is refused whole, never read as degrees.
+#[test]
+fn undefined_srs_is_decided_by_the_extent() {
+    let (_dir, path) = write_gpkg(|conn| {
+        for (table, srs, extent) in [
+            ("lonlat", -1, [170.0, -45.0, 175.0, -40.0]),
+            ("grid", 0, [-10.0, -10.0, 1500.0, 80.0]),
+            ("grid_cartesian", -1, [1000.0, 2000.0, 3000.0, 4000.0]),
+        ] {
+            add_layer(conn, table, "fid INTEGER PRIMARY KEY, geom BLOB", srs);
+            conn.execute(
+                "UPDATE gpkg_contents SET min_x = ?2, min_y = ?3, max_x = ?4, max_y = ?5 \
+                 WHERE table_name = ?1",
+                rusqlite::params![table, extent[0], extent[1], extent[2], extent[3]],
+            )
+            .unwrap();
+            conn.execute(
+                &format!("INSERT INTO {table} VALUES (1, ?1)"),
+                [gp(&wkb_point(extent[0], extent[1]))],
+            )
+            .unwrap();
+        }
+    });
+    let (records, error) = read_all(&path, "lonlat", &ReadOptions::default());
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(
+        records[0].feature.as_ref().unwrap().geometry,
+        Some(geo_types::point!(x: 170.0, y: -45.0).into())
+    );
+    let m = refusal(read_all(&path, "grid", &ReadOptions::default()).1);
+    assert_eq!(
+        m,
+        "test.gpkg: table \"grid\" has no coordinate system (srs_id 0, undefined geographic), \
+         and its extent (-10, -10) – (1500, 80) is not longitude/latitude (projected or local \
+         coordinates?): give its coordinate system (--s-srs)"
+    );
+    let m = refusal(read_all(&path, "grid_cartesian", &ReadOptions::default()).1);
+    assert!(
+        m.contains("srs_id -1, undefined Cartesian), and its extent (1000, 2000)"),
+        "{m}"
     );
 }
 

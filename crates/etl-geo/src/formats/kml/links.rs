@@ -1,0 +1,124 @@
+//! The files a KMZ's document links to with `NetworkLink`s, so that a KMZ whose `doc.kml` only
+//! points at the `.kml` files packed beside it (a super-overlay, a multi-file export) is read
+//! the way GDAL's LIBKML driver reads it: each linked file of the archive is a layer.
+//!
+//! Only the document's own links are followed (one level, as LIBKML does), and only relative
+//! ones naming a `.kml` inside the same archive; nothing is ever fetched.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use quick_xml::events::Event;
+
+use super::tree::local_name;
+use crate::error::ReadError;
+use crate::formats::xml::XmlReader;
+
+/// The most links followed from one document.
+const MAX_LINKS: usize = 10_000;
+
+/// The `href`s of the document's `NetworkLink`s (in `Link` or the older `Url`), in order.
+pub(crate) fn network_links(path: &Path, max_xml_text: usize) -> Result<Vec<String>, ReadError> {
+    let file = File::open(path)?;
+    let mut xml = XmlReader::new(BufReader::new(file), max_xml_text);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    // Depths at which a NetworkLink and, inside it, a Link/Url are open.
+    let mut network_link: Option<usize> = None;
+    let mut link: Option<usize> = None;
+    loop {
+        match xml.next(&mut buf)? {
+            Event::Start(e) => {
+                let name = e.name().into_inner().to_owned();
+                let depth = xml.depth();
+                match local_name(&name) {
+                    "NetworkLink" if network_link.is_none() => network_link = Some(depth),
+                    "Link" | "Url" if network_link.is_some() && link.is_none() => {
+                        link = Some(depth);
+                    }
+                    "href" if link.is_some() => {
+                        let href = xml.read_text(&mut buf)?;
+                        let href = href.trim();
+                        if !href.is_empty() && out.len() < MAX_LINKS {
+                            out.push(href.to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(_) => {
+                let depth = xml.depth();
+                if link.is_some_and(|d| depth < d) {
+                    link = None;
+                }
+                if network_link.is_some_and(|d| depth < d) {
+                    network_link = None;
+                }
+            }
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
+/// The archive entry a link names, relative to the document at `doc` (an entry name): `None`
+/// for an absolute or remote link, one that climbs out of the archive, or one that is not a
+/// `.kml`.
+pub(crate) fn resolve(doc: &str, href: &str) -> Option<String> {
+    let href = href.split(['?', '#']).next().unwrap_or(href);
+    if href.contains("://") || href.starts_with('/') || href.contains('\\') {
+        return None;
+    }
+    if !href.to_ascii_lowercase().ends_with(".kml") {
+        return None;
+    }
+    let mut parts: Vec<&str> = doc.split('/').collect();
+    parts.pop();
+    for segment in href.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_of_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("doc.kml");
+        std::fs::write(
+            &doc,
+            r#"<kml><Document>
+<NetworkLink><Link><href> 0/0/0.kml </href></Link></NetworkLink>
+<NetworkLink><Url><href>http://example.org/x.kml</href></Url></NetworkLink>
+<Placemark><Style><IconStyle><Icon><href>icon.png</href></Icon></IconStyle></Style></Placemark>
+<kml:NetworkLink xmlns:kml="http://www.opengis.net/kml/2.2"><kml:Link><kml:href>b.kml</kml:href></kml:Link></kml:NetworkLink>
+</Document></kml>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            network_links(&doc, 1 << 20).unwrap(),
+            ["0/0/0.kml", "http://example.org/x.kml", "b.kml"]
+        );
+    }
+
+    #[test]
+    fn only_relative_kml_inside_the_archive() {
+        assert_eq!(resolve("doc.kml", "0/0/0.kml"), Some("0/0/0.kml".into()));
+        assert_eq!(resolve("a/doc.kml", "../b.kml#x"), Some("b.kml".into()));
+        assert_eq!(resolve("a/doc.kml", "./c/d.KML"), Some("a/c/d.KML".into()));
+        assert_eq!(resolve("doc.kml", "../up.kml"), None);
+        assert_eq!(resolve("doc.kml", "http://h/x.kml"), None);
+        assert_eq!(resolve("doc.kml", "/abs.kml"), None);
+        assert_eq!(resolve("doc.kml", "image.png"), None);
+    }
+}

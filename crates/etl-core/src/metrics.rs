@@ -16,7 +16,8 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Features an attribute filter (`--where`) left out: read, neither written nor rejected.
     pub filtered: AtomicU64,
-    /// Features whose geometry was repaired (`--make-valid`) and then written.
+    /// Features whose geometry was repaired (degenerate shapes by the readers, invalid
+    /// polygons by `--make-valid`).
     pub repaired: AtomicU64,
     pub skipped_inputs: AtomicU64,
     pub bytes_in: AtomicU64,

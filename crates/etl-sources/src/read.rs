@@ -24,7 +24,8 @@ pub struct ReadBatch {
     pub bytes: u64,
     /// Features read since the previous batch that `--where` left out (not in `records`).
     pub filtered: u64,
-    /// Features of `records` whose polygons `--make-valid` rebuilt.
+    /// Features of `records` whose geometry was repaired: by the reader (degenerate shapes made
+    /// the nearest valid ones) or by `--make-valid`.
     pub repaired: u64,
 }
 
@@ -301,7 +302,10 @@ pub fn spawn(
                     filtered += 1;
                     continue;
                 }
-                if shaping.apply(&mut rec) {
+                // Repaired by the reader (a one-point track made a Point, a ring closed) or by
+                // --make-valid: counted once per feature.
+                let made_valid = shaping.apply(&mut rec);
+                if made_valid || (!rec.repairs.is_empty() && rec.feature.is_ok()) {
                     repaired += 1;
                 }
                 batch.push(rec);

@@ -26,7 +26,7 @@ pub struct Counts {
     /// Left out by an attribute filter (`--where`); not rejects.
     #[serde(skip_serializing_if = "is_zero")]
     pub filtered: u64,
-    /// Features whose geometry was repaired (`--make-valid`).
+    /// Features whose geometry was repaired (by a reader, or by `--make-valid`).
     #[serde(skip_serializing_if = "is_zero")]
     pub repaired: u64,
     pub skipped_inputs: u64,

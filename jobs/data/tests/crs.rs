@@ -79,14 +79,9 @@ fn s_srs_reprojects_into_a_file_and_into_postgis() {
         "EPSG:2193",
     ])
     .assert_code(0);
-    let rows: Vec<(i64, f64, f64)> = rt().block_on(async {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, ST_X(geom), ST_Y(geom) FROM \"{table}\""
-        )))
-        .fetch_all(&pool().await)
-        .await
-        .unwrap()
-    });
+    let rows: Vec<(i64, f64, f64)> = rows(&format!(
+        "SELECT id, ST_X(geom), ST_Y(geom) FROM \"{table}\""
+    ));
     let (n, off) = worst(rows.into_iter().map(|(id, x, y)| (id as u64, x, y)));
     assert_eq!(n, 10_000);
     assert!(off < 1e-7, "{off}° off GDAL in PostGIS");

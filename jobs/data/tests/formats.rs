@@ -360,14 +360,9 @@ fn make_valid_repairs_polygons_postgis_then_finds_valid() {
         )
     };
     let rows = |table: &str| -> Vec<(i64, bool, f64, String)> {
-        rt().block_on(async {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT id, ST_IsValid(geom), ST_Area(geom), ST_AsText(geom) FROM \"{table}\" ORDER BY id"
-            )))
-            .fetch_all(&pool().await)
-            .await
-            .unwrap()
-        })
+        rows(&format!(
+            "SELECT id, ST_IsValid(geom), ST_Area(geom), ST_AsText(geom) FROM \"{table}\" ORDER BY id"
+        ))
     };
 
     let repaired = unique("make_valid");

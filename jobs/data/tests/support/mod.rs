@@ -166,6 +166,19 @@ pub async fn pool() -> sqlx::PgPool {
         .expect("connect to DATABASE_URL")
 }
 
+/// Every row `sql` returns, on a runtime of its own (for tests that are not async).
+pub fn rows<T>(sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    rt().block_on(async {
+        sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&pool().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    })
+}
+
 pub async fn scalar_i64(pool: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_one(pool)

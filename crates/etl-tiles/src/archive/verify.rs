@@ -6,7 +6,7 @@ use std::io::{Read, Seek};
 
 use super::{
     Archive, ArchiveError, Compression, HEADER_LEN, Header, ROOT_SPACE, TileType,
-    read::check_within,
+    walk::check_within,
 };
 use crate::tile::{TILE_ID_END, TileCoord, tile_coord, tile_zoom, zoom_first_id};
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use etl_tiles::archive::{
     Archive, ArchiveIndex, ArchiveMeta, ArchiveWriter, Compression, Entry, HEADER_LEN, Header,
     LastLeaf, MAX_DIRECTORY_BYTES, MAX_TILE_BYTES, NoCache, ROOT_SPACE, RangeReader, ReadError,
-    TileType, encode_directory, now,
+    encode_directory, now,
 };
 
 /// An archive in memory that records each read, and can claim to be longer than it is (reads
@@ -55,25 +55,21 @@ impl RangeReader for Recorder {
         offset: u64,
         len: u64,
     ) -> impl Future<Output = Result<Bytes, Unavailable>> {
-        let n = {
-            let mut reads = self.reads.borrow_mut();
-            reads.push((offset, len));
-            reads.len()
-        };
+        self.reads.borrow_mut().push((offset, len));
         assert!(
             offset + len <= self.size && len <= 64 << 10,
             "asked for {len} bytes at {offset}"
         );
-        let out = if self.fail_from.is_some_and(|f| n > f) {
+        let failing = self.fail_from.is_some_and(|f| self.reads() > f);
+        // Bytes past those held (a claimed size) read as zeros.
+        let held = self.bytes.get(offset as usize..).unwrap_or_default();
+        let mut out = held[..held.len().min(len as usize)].to_vec();
+        out.resize(len as usize, 0);
+        std::future::ready(if failing {
             Err(Unavailable)
         } else {
-            let mut v = vec![0u8; len as usize];
-            let start = (offset as usize).min(self.bytes.len());
-            let end = ((offset + len) as usize).min(self.bytes.len());
-            v[..end - start].copy_from_slice(&self.bytes[start..end]);
-            Ok(Bytes::from(v))
-        };
-        std::future::ready(out)
+            Ok(Bytes::from(out))
+        })
     }
 }
 
@@ -169,30 +165,19 @@ fn open_takes_two_reads_and_a_cached_lookup_one() {
 /// them: the sizes are claimed by the reader, the bytes are never asked for.
 fn claims(root: &[Entry], edit: impl FnOnce(&mut Header)) -> Recorder {
     let root = encode_directory(root);
-    let mut h = Header {
-        version: 3,
-        root_offset: HEADER_LEN as u64,
-        root_length: root.len() as u64,
-        metadata_offset: HEADER_LEN as u64 + root.len() as u64,
-        metadata_length: 2,
-        leaf_offset: 1 << 20,
-        leaf_length: 1 << 40,
-        data_offset: (1 << 40) + (1 << 20),
-        data_length: 1 << 40,
-        addressed_tiles: 1,
-        tile_entries: 1,
-        tile_contents: 1,
-        clustered: true,
-        internal_compression: Compression::None,
-        tile_compression: Compression::Gzip,
-        tile_type: TileType::Mvt,
-        min_zoom: 0,
-        max_zoom: 0,
-        bounds: [0.0, 0.0, 1.0, 1.0],
-        center_zoom: 0,
-        center_lon: 0.0,
-        center_lat: 0.0,
-    };
+    let written = ArchiveWriter::new(Cursor::new(Vec::new()))
+        .unwrap()
+        .finish(&meta())
+        .unwrap()
+        .into_inner();
+    let mut h = Header::from_bytes(&written).unwrap();
+    h.root_offset = HEADER_LEN as u64;
+    h.root_length = root.len() as u64;
+    h.metadata_offset = h.root_offset + h.root_length;
+    h.metadata_length = 2;
+    (h.leaf_offset, h.leaf_length) = (1 << 20, 1 << 40);
+    (h.data_offset, h.data_length) = ((1 << 40) + (1 << 20), 1 << 40);
+    h.internal_compression = Compression::None;
     edit(&mut h);
     let mut bytes = h.to_bytes().to_vec();
     bytes.extend_from_slice(&root);

@@ -21,7 +21,7 @@ mod write;
 use std::io::Read;
 
 pub use merge::{MergeError, MergeReport, merge};
-pub use range::{FileReader, IoReader, RangeReader, ReadError, now};
+pub use range::{BlockingRangeReader, FileReader, IoReader, RangeReader, ReadError, now};
 pub use read::{Archive, Entries};
 pub use summary::{Summary, summarize};
 pub use verify::{VerifyError, VerifyReport, verify};

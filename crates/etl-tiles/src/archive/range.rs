@@ -35,6 +35,32 @@ pub trait RangeReader {
     -> impl Future<Output = Result<Bytes, Self::Error>>;
 }
 
+/// A reader whose reads finish when they are made (blocking I/O, or memory). Every one is a
+/// [`RangeReader`] whose futures are ready at once, so [`now`] can drive a walk over it.
+pub trait BlockingRangeReader {
+    /// The length of the archive in bytes.
+    fn byte_len(&self) -> u64;
+
+    /// Exactly `len` bytes at `offset`; a short read is [`ArchiveError::Truncated`].
+    fn read_blocking(&self, offset: u64, len: u64) -> Result<Bytes, ArchiveError>;
+}
+
+impl<T: BlockingRangeReader> RangeReader for T {
+    type Error = ArchiveError;
+
+    fn size(&self) -> u64 {
+        self.byte_len()
+    }
+
+    fn read_range(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Bytes, ArchiveError>> {
+        ready(self.read_blocking(offset, len))
+    }
+}
+
 /// A failed walk: the archive is corrupt (its own bytes say something impossible), or the
 /// reader failed. Callers answer the two differently (a corrupt archive is a data error; a
 /// reader error may be momentary).
@@ -122,8 +148,14 @@ impl<R: Read + Seek> IoReader<R> {
     pub fn into_inner(self) -> R {
         self.r.into_inner()
     }
+}
 
-    fn read_now(&self, offset: u64, len: u64) -> Result<Bytes, ArchiveError> {
+impl<R: Read + Seek> BlockingRangeReader for IoReader<R> {
+    fn byte_len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_blocking(&self, offset: u64, len: u64) -> Result<Bytes, ArchiveError> {
         let mut buf = buffer(offset, len, self.size)?;
         let mut r = self.r.try_borrow_mut().map_err(|_| {
             ArchiveError::Io(std::io::Error::other("archive reader used re-entrantly"))
@@ -132,22 +164,6 @@ impl<R: Read + Seek> IoReader<R> {
         r.read_exact(&mut buf)
             .map_err(|e| read_error(e, "range", offset))?;
         Ok(Bytes::from(buf))
-    }
-}
-
-impl<R: Read + Seek> RangeReader for IoReader<R> {
-    type Error = ArchiveError;
-
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_range(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> impl Future<Output = Result<Bytes, ArchiveError>> {
-        ready(self.read_now(offset, len))
     }
 }
 
@@ -171,8 +187,14 @@ impl FileReader {
     pub fn open(path: &std::path::Path) -> Result<Self, ArchiveError> {
         Self::new(std::fs::File::open(path)?)
     }
+}
 
-    fn read_now(&self, offset: u64, len: u64) -> Result<Bytes, ArchiveError> {
+impl BlockingRangeReader for FileReader {
+    fn byte_len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_blocking(&self, offset: u64, len: u64) -> Result<Bytes, ArchiveError> {
         let mut buf = buffer(offset, len, self.size)?;
         self.file
             .read_exact_at(&mut buf, offset)
@@ -181,46 +203,24 @@ impl FileReader {
     }
 }
 
-impl RangeReader for FileReader {
-    type Error = ArchiveError;
-
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_range(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> impl Future<Output = Result<Bytes, ArchiveError>> {
-        ready(self.read_now(offset, len))
-    }
-}
-
 /// An archive held in memory (tests, fuzzing, an archive fetched whole). Reads share the buffer.
-impl RangeReader for Bytes {
-    type Error = ArchiveError;
-
-    fn size(&self) -> u64 {
+impl BlockingRangeReader for Bytes {
+    fn byte_len(&self) -> u64 {
         self.len() as u64
     }
 
-    fn read_range(
-        &self,
-        offset: u64,
-        len: u64,
-    ) -> impl Future<Output = Result<Bytes, ArchiveError>> {
+    fn read_blocking(&self, offset: u64, len: u64) -> Result<Bytes, ArchiveError> {
         let range = usize::try_from(offset).ok().and_then(|start| {
             let end = start.checked_add(usize::try_from(len).ok()?)?;
             (end <= self.len()).then_some(start..end)
         });
-        ready(match range {
+        match range {
             Some(r) => Ok(self.slice(r)),
             None => Err(ArchiveError::Truncated(format!(
                 "range at offset {offset}: length {len} ends beyond the {} bytes held",
                 self.len()
             ))),
-        })
+        }
     }
 }
 

@@ -230,7 +230,7 @@ fn hostile_lengths_never_reach_the_reader() {
         ),
         (
             tile(u32::MAX),
-            format!("length 4294967295 over {MAX_TILE_BYTES}"),
+            format!("4294967295 bytes, over {MAX_TILE_BYTES}"),
         ),
     ] {
         let r = claims(&[entry], |_| {});

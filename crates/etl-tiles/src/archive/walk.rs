@@ -237,37 +237,32 @@ pub async fn read_tile<R: RangeReader>(
     h: &Header,
     e: &Entry,
 ) -> Result<Bytes, ReadError<R::Error>> {
-    let what = format!("tile id {}", e.tile_id);
-    check_entry(e, &what, "data", h.data_length, MAX_TILE_BYTES).map_err(ArchiveError::Entry)?;
+    check_entry(e, "data", h.data_length, MAX_TILE_BYTES)
+        .map_err(|m| ArchiveError::Entry(format!("tile id {}: {m}", e.tile_id)))?;
     let abs = absolute(h.data_offset, e.offset, "tile")?;
     read(r, abs, u64::from(e.length), "tile").await
 }
 
 /// Checks a leaf pointer against the leaf section and the directory limit.
 fn check_leaf(h: &Header, e: &Entry) -> Result<(), ArchiveError> {
-    let what = format!("leaf directory for tile id {}", e.tile_id);
-    check_entry(e, &what, "leaf", h.leaf_length, MAX_DIRECTORY_BYTES)
-        .map_err(ArchiveError::Directory)
+    check_entry(e, "leaf", h.leaf_length, MAX_DIRECTORY_BYTES).map_err(|m| {
+        ArchiveError::Directory(format!("leaf directory for tile id {}: {m}", e.tile_id))
+    })
 }
 
-/// Checks that what entry `what` points to lies within its section (`section_len` bytes) and
-/// is at most `limit` bytes; the problem, if any, in words.
-fn check_entry(
-    e: &Entry,
-    what: &str,
-    section: &str,
-    section_len: u64,
-    limit: u64,
-) -> Result<(), String> {
+/// Checks that what entry `e` points to lies within its section (`section_len` bytes) and is
+/// at most `limit` bytes; the problem, if any, in words (only then is a message built: this
+/// runs on every lookup).
+fn check_entry(e: &Entry, section: &str, section_len: u64, limit: u64) -> Result<(), String> {
     let end = e.offset.checked_add(u64::from(e.length));
     if end.is_none_or(|end| end > section_len) {
         return Err(format!(
-            "{what}: offset {} + length {} beyond {section} section end {section_len}",
+            "offset {} + length {} beyond {section} section end {section_len}",
             e.offset, e.length
         ));
     }
     if u64::from(e.length) > limit {
-        return Err(format!("{what}: {} bytes, over {limit}", e.length));
+        return Err(format!("{} bytes, over {limit}", e.length));
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! [`RangeReader`] the archive walk of etl-tiles needs, for tools that read remote archives
 //! without downloading them (a later `extract`).
 //!
-//! One version is read: the archive's length and ETag come from a HEAD at open, and every GET
-//! carries `If-Match` with that ETag, so an archive replaced while it is read fails the next read
+//! One version is read: the archive's length and ETag come from the first GET (its first
+//! 16 KiB, which also answer the walk's first read), and every later GET carries `If-Match`
+//! with that ETag, so an archive replaced while it is read fails the next read
 //! (412, [`HttpError::Changed`]) instead of mixing two versions' directories and tiles. A server
 //! that gives no strong ETag is read without that guard; each answer's `Content-Range` must still
 //! name the length seen at open.
@@ -12,7 +13,7 @@
 //! system's root certificates. Reads need a Tokio runtime.
 
 use bytes::Bytes;
-use etl_tiles::archive::RangeReader;
+use etl_tiles::archive::{ROOT_SPACE, RangeReader};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::StatusCode;
 use hyper::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderValue, IF_MATCH, RANGE};
@@ -51,10 +52,15 @@ pub struct HttpReader {
     size: u64,
     /// The strong ETag of the version read, sent as `If-Match` with every range.
     etag: Option<HeaderValue>,
+    /// The first bytes (up to 16 KiB), read at open.
+    first: Bytes,
 }
 
 impl HttpReader {
-    /// HEADs `url` for the archive's length and version.
+    /// Opens the archive at `url` with a GET of its first 16 KiB (header and root directory,
+    /// where the spec puts them): the answer gives the archive's length (`Content-Range`) and
+    /// version (`ETag`), and its bytes serve the walk's first read. A GET rather than a HEAD,
+    /// so presigned URLs (signed for GET only) work too.
     pub async fn open(url: &str) -> Result<HttpReader, HttpError> {
         let uri: hyper::Uri = url
             .parse()
@@ -72,29 +78,50 @@ impl HttpReader {
             .https_or_http()
             .enable_http1()
             .build();
-        let client = Client::builder(TokioExecutor::new()).build(https);
         let mut reader = HttpReader {
-            client,
+            client: Client::builder(TokioExecutor::new()).build(https),
             url: url.to_string(),
             uri,
             size: 0,
             etag: None,
+            first: Bytes::new(),
         };
-        let head = reader.request("HEAD", None).await?;
-        if head.status() != StatusCode::OK {
-            return Err(reader.status("HEAD", head.status()));
-        }
-        reader.size = head
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .ok_or_else(|| reader.protocol("the HEAD answer has no Content-Length".into()))?;
+        let what = "GET of the first 16 KiB";
+        let resp = reader.request(Some((0, ROOT_SPACE - 1))).await?;
+        let headers = resp.headers();
         // Only a strong ETag can be matched byte for byte (RFC 9110 13.1.1).
-        reader.etag = head
-            .headers()
+        reader.etag = headers
             .get(ETAG)
             .filter(|v| !v.as_bytes().starts_with(b"W/"))
             .cloned();
+        let total = headers
+            .get(CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok()?.rsplit_once('/')?.1.parse::<u64>().ok());
+        reader.size = match resp.status() {
+            StatusCode::PARTIAL_CONTENT => total,
+            // Shorter than what was asked for, or a server without ranges: the whole archive,
+            // taken only when it is small enough to be what was asked for.
+            StatusCode::OK => headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .filter(|&len| len <= ROOT_SPACE),
+            // A range from byte 0 is unsatisfiable only for an empty file (`bytes */0`, which
+            // some servers leave out).
+            StatusCode::RANGE_NOT_SATISFIABLE => Some(total.unwrap_or(0)),
+            other => return Err(reader.status(what, other)),
+        }
+        .ok_or_else(|| {
+            reader.protocol(format!(
+                "{what}: no archive length in the answer ({} with Content-Range {:?}); a server \
+                 that ignores Range requests cannot be read this way",
+                resp.status(),
+                headers.get(CONTENT_RANGE)
+            ))
+        })?;
+        let want = reader.size.min(ROOT_SPACE);
+        if resp.status() != StatusCode::RANGE_NOT_SATISFIABLE {
+            reader.first = reader.body(resp, want, what).await?;
+        }
         Ok(reader)
     }
 
@@ -102,14 +129,13 @@ impl HttpReader {
         &self.url
     }
 
+    /// A GET of bytes `first..=last` (all when `None`), with `If-Match` once the version is
+    /// known.
     async fn request(
         &self,
-        method: &str,
         range: Option<(u64, u64)>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, HttpError> {
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(self.uri.clone());
+        let mut req = hyper::Request::builder().uri(self.uri.clone());
         if let Some((first, last)) = range {
             req = req.header(RANGE, format!("bytes={first}-{last}"));
         }
@@ -153,7 +179,11 @@ impl HttpReader {
             .checked_add(len - 1)
             .filter(|&last| last < self.size)
             .ok_or_else(|| self.protocol(format!("{what}: beyond the {} bytes", self.size)))?;
-        let resp = self.request("GET", Some((offset, last))).await?;
+        // The walk's first read (header and root) was answered at open.
+        if last < self.first.len() as u64 {
+            return Ok(self.first.slice(offset as usize..=last as usize));
+        }
+        let resp = self.request(Some((offset, last))).await?;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let want = format!("bytes {offset}-{last}/{}", self.size);
@@ -180,7 +210,17 @@ impl HttpReader {
             }
             other => return Err(self.status(&what, other)),
         }
-        // At most one byte more than asked for is read: a longer body is an error, not memory.
+        self.body(resp, len, &what).await
+    }
+
+    /// The body of `resp`, which must be `len` bytes. At most one byte more is read: a longer
+    /// body is an error, not memory.
+    async fn body(
+        &self,
+        resp: hyper::Response<hyper::body::Incoming>,
+        len: u64,
+        what: &str,
+    ) -> Result<Bytes, HttpError> {
         let limit = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
         let body = Limited::new(resp.into_body(), limit)
             .collect()
@@ -188,7 +228,7 @@ impl HttpReader {
             .map_err(|e| self.protocol(format!("{what}: reading the body: {e}")))?
             .to_bytes();
         if body.len() as u64 != len {
-            return Err(self.protocol(format!("{what}: got {} bytes", body.len())));
+            return Err(self.protocol(format!("{what}: got {} bytes, not {len}", body.len())));
         }
         Ok(body)
     }

@@ -147,6 +147,16 @@ async fn a_replaced_archive_fails_the_next_read() {
         sync.read_tile(&first).unwrap()
     );
 
+    // An empty object opens (its length is 0) and is a truncated archive, not a failed read.
+    put(&store, &bucket_name, "empty.pmtiles", Vec::new()).await;
+    let r = HttpReader::open(&format!("{base}/empty.pmtiles"))
+        .await
+        .unwrap();
+    match ArchiveIndex::open(&r).await {
+        Err(ReadError::Corrupt(e)) => assert!(e.to_string().contains("truncated"), "{e}"),
+        other => panic!("expected a truncated archive, got {:?}", other.map(|_| ())),
+    }
+
     // A missing archive and a URL that is not HTTP are errors naming them.
     match HttpReader::open(&format!("{base}/missing.pmtiles")).await {
         Err(e @ HttpError::Status { .. }) => {

@@ -1,6 +1,7 @@
 //! Where an archive's bytes come from: a ranged-read trait that a local file, any
-//! `Read + Seek`, an in-memory buffer, the tile server's directory and S3 sources (and later an
-//! HTTP client) implement, so one directory walk ([`super::walk`]) serves them all.
+//! `Read + Seek`, an in-memory buffer, the tile server's directory and S3 sources and
+//! etl-pmtiles' HTTP(S) reader implement, so one directory walk ([`super::walk`]) serves them
+//! all.
 //!
 //! The trait is asynchronous because the tile server is. The readers here answer at once (their
 //! futures are always ready: they do blocking I/O when polled), and [`now`] drives a walk over

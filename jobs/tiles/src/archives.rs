@@ -3,14 +3,12 @@
 //! sit in a shared LRU keyed by that file and version, so a replaced or swapped archive can never
 //! be read through an old directory.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etl_tiles::archive::{
-    ArchiveError, Entry, HEADER_LEN, Header, MAX_DIRECTORY_BYTES, MAX_DIRECTORY_DEPTH,
-    MAX_METADATA_BYTES, MAX_TILE_BYTES, ROOT_SPACE, decode_directory, decompress, find_entry,
-};
+use etl_tiles::archive::{ArchiveError, ArchiveIndex, Entry, Header, Leaf, LeafCache, ReadError};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -25,10 +23,14 @@ pub enum ServeError {
 }
 
 impl ServeError {
-    fn corrupt(name: &str, error: ArchiveError) -> Self {
-        ServeError::Corrupt {
-            name: name.to_string(),
-            error,
+    /// A failed read of archive `name`: corrupt bytes, or the source failing.
+    fn from_read(name: &str, e: ReadError<SourceError>) -> Self {
+        match e {
+            ReadError::Corrupt(error) => ServeError::Corrupt {
+                name: name.to_string(),
+                error,
+            },
+            ReadError::Source(e) => ServeError::Source(e),
         }
     }
 }
@@ -36,15 +38,24 @@ impl ServeError {
 /// One version of an archive, ready to answer tile requests.
 pub struct OpenArchive {
     pub version: Version,
-    pub header: Header,
-    pub metadata: serde_json::Value,
     /// How the name resolved (manifest or plain file), re-checked to see a swap.
     pub lookup: Lookup,
     /// The manifest's `version` when the name resolved through a manifest that has one.
     pub manifest_version: Option<String>,
-    root: Vec<Entry>,
+    /// Header, metadata and root directory of `version`.
+    index: ArchiveIndex,
     /// When the version was last confirmed current.
     checked: Mutex<Instant>,
+}
+
+impl OpenArchive {
+    pub fn header(&self) -> &Header {
+        self.index.header()
+    }
+
+    pub fn metadata(&self) -> &serde_json::Value {
+        self.index.metadata()
+    }
 }
 
 impl std::fmt::Debug for OpenArchive {
@@ -56,14 +67,15 @@ impl std::fmt::Debug for OpenArchive {
     }
 }
 
-/// A leaf directory: the file read, its version's ETag and the leaf's offset in the file.
-type DirKey = (Arc<str>, Arc<str>, u64);
+/// A leaf directory: the file read, its version's ETag and the leaf's offset and length in the
+/// leaf section.
+type DirKey = (Arc<str>, Arc<str>, u64, u32);
 
 #[derive(Clone)]
 struct DirWeight;
 
-impl Weighter<DirKey, Arc<Vec<Entry>>> for DirWeight {
-    fn weight(&self, key: &DirKey, dir: &Arc<Vec<Entry>>) -> u64 {
+impl Weighter<DirKey, Leaf> for DirWeight {
+    fn weight(&self, key: &DirKey, dir: &Leaf) -> u64 {
         (dir.len() * std::mem::size_of::<Entry>() + key.0.len() + key.1.len() + 64) as u64
     }
 }
@@ -109,7 +121,7 @@ pub struct Archives {
     source: Source,
     settings: CacheSettings,
     open: Cache<Arc<str>, Arc<OpenArchive>>,
-    dirs: Cache<DirKey, Arc<Vec<Entry>>, DirWeight>,
+    dirs: Cache<DirKey, Leaf, DirWeight>,
 }
 
 impl Archives {
@@ -182,86 +194,14 @@ impl Archives {
             lookup,
             manifest_version,
         } = resolved;
-        let name = version.name.clone();
-        let corrupt = |e| ServeError::corrupt(&name, e);
-        // Header and root directory share the first 16 KiB: one read gets both when the root
-        // lies there, as the spec asks writers to do.
-        let first = self
-            .source
-            .read(&version, 0, version.len.min(ROOT_SPACE))
-            .await?;
-        let header = Header::from_bytes(&first).map_err(corrupt)?;
-        for (what, offset, length) in [
-            ("root directory", header.root_offset, header.root_length),
-            ("metadata", header.metadata_offset, header.metadata_length),
-            ("leaf directories", header.leaf_offset, header.leaf_length),
-            ("tile data", header.data_offset, header.data_length),
-        ] {
-            if offset
-                .checked_add(length)
-                .is_none_or(|end| end > version.len)
-            {
-                return Err(corrupt(ArchiveError::Truncated(format!(
-                    "{what} at {offset}+{length} ends beyond the file ({} bytes)",
-                    version.len
-                ))));
-            }
-        }
-        if header.root_length > MAX_DIRECTORY_BYTES {
-            return Err(corrupt(ArchiveError::Directory(format!(
-                "root directory is {} bytes",
-                header.root_length
-            ))));
-        }
-        if header.metadata_length > MAX_METADATA_BYTES {
-            return Err(corrupt(ArchiveError::Metadata(format!(
-                "{} bytes",
-                header.metadata_length
-            ))));
-        }
-        let root_end = header.root_offset + header.root_length;
-        let raw_root = if root_end <= first.len() as u64 && header.root_offset >= HEADER_LEN as u64
-        {
-            first.slice(header.root_offset as usize..root_end as usize)
-        } else {
-            self.source
-                .read(&version, header.root_offset, header.root_length)
-                .await?
-        };
-        let root = decode_directory(
-            &decompress(
-                &raw_root,
-                header.internal_compression,
-                MAX_DIRECTORY_BYTES,
-                "root directory",
-            )
-            .map_err(corrupt)?,
-        )
-        .map_err(corrupt)?;
-        let raw_meta = self
-            .source
-            .read(&version, header.metadata_offset, header.metadata_length)
-            .await?;
-        let json = decompress(
-            &raw_meta,
-            header.internal_compression,
-            MAX_METADATA_BYTES,
-            "metadata",
-        )
-        .map_err(corrupt)?;
-        let metadata = if json.iter().all(u8::is_ascii_whitespace) {
-            serde_json::Value::Object(serde_json::Map::new())
-        } else {
-            serde_json::from_slice(&json)
-                .map_err(|e| corrupt(ArchiveError::Metadata(format!("not valid JSON: {e}"))))?
-        };
+        let index = ArchiveIndex::open(&self.source.reader(&version))
+            .await
+            .map_err(|e| ServeError::from_read(&version.name, e))?;
         Ok(OpenArchive {
             version,
-            header,
-            metadata,
             lookup,
             manifest_version,
-            root,
+            index,
             checked: Mutex::new(Instant::now()),
         })
     }
@@ -269,89 +209,36 @@ impl Archives {
     /// The stored (possibly compressed) bytes of tile `id`, `None` when the archive has no
     /// such tile.
     pub async fn tile(&self, a: &OpenArchive, id: u64) -> Result<Option<Bytes>, ServeError> {
-        let name = &a.version.name;
-        let Some(mut entry) = find_entry(&a.root, id) else {
-            return Ok(None);
+        let leaves = VersionLeaves {
+            dirs: &self.dirs,
+            version: &a.version,
         };
-        let mut depth = 0;
-        while entry.is_leaf() {
-            depth += 1;
-            if depth > MAX_DIRECTORY_DEPTH {
-                return Err(ServeError::corrupt(
-                    name,
-                    ArchiveError::Directory(format!(
-                        "leaf directories nested deeper than {MAX_DIRECTORY_DEPTH}"
-                    )),
-                ));
-            }
-            let leaf = self.leaf(a, &entry).await?;
-            match find_entry(&leaf, id) {
-                Some(e) => entry = e,
-                None => return Ok(None),
-            }
-        }
-        if id - entry.tile_id >= u64::from(entry.run_length) {
-            return Ok(None);
-        }
-        if entry
-            .offset
-            .checked_add(u64::from(entry.length))
-            .is_none_or(|end| end > a.header.data_length)
-            || u64::from(entry.length) > MAX_TILE_BYTES
-        {
-            return Err(ServeError::corrupt(
-                name,
-                ArchiveError::Entry(format!(
-                    "tile id {id}: {}+{} is outside the tile data",
-                    entry.offset, entry.length
-                )),
-            ));
-        }
-        let bytes = self
-            .source
-            .read(
-                &a.version,
-                a.header.data_offset + entry.offset,
-                u64::from(entry.length),
-            )
-            .await?;
-        Ok(Some(bytes))
-    }
-
-    async fn leaf(&self, a: &OpenArchive, e: &Entry) -> Result<Arc<Vec<Entry>>, ServeError> {
-        let h = &a.header;
-        let name = &a.version.name;
-        if e.offset
-            .checked_add(u64::from(e.length))
-            .is_none_or(|end| end > h.leaf_length)
-        {
-            return Err(ServeError::corrupt(
-                name,
-                ArchiveError::Directory(format!(
-                    "leaf directory {}+{} is outside the leaf section",
-                    e.offset, e.length
-                )),
-            ));
-        }
-        let key: DirKey = (a.version.file.clone(), a.version.etag.clone(), e.offset);
-        self.dirs
-            .get_or_insert_async(&key, async {
-                let raw = self
-                    .source
-                    .read(&a.version, h.leaf_offset + e.offset, u64::from(e.length))
-                    .await?;
-                let entries = decode_directory(
-                    &decompress(
-                        &raw,
-                        h.internal_compression,
-                        MAX_DIRECTORY_BYTES,
-                        "leaf directory",
-                    )
-                    .map_err(|err| ServeError::corrupt(name, err))?,
-                )
-                .map_err(|err| ServeError::corrupt(name, err))?;
-                Ok::<_, ServeError>(Arc::new(entries))
-            })
+        a.index
+            .tile(&self.source.reader(&a.version), &leaves, id)
             .await
+            .map_err(|e| ServeError::from_read(&a.version.name, e))
+    }
+}
+
+/// The leaf directories of one archive version in the shared LRU.
+struct VersionLeaves<'a> {
+    dirs: &'a Cache<DirKey, Leaf, DirWeight>,
+    version: &'a Version,
+}
+
+impl LeafCache for VersionLeaves<'_> {
+    async fn get_or_load<E>(
+        &self,
+        offset: u64,
+        length: u32,
+        load: impl Future<Output = Result<Leaf, E>>,
+    ) -> Result<Leaf, E> {
+        let key: DirKey = (
+            self.version.file.clone(),
+            self.version.etag.clone(),
+            offset,
+            length,
+        );
+        self.dirs.get_or_insert_async(&key, load).await
     }
 }

@@ -170,6 +170,24 @@ async fn serves_from_an_s3_prefix() {
     );
 }
 
+/// The hostile archives of fixtures/pmtiles/hostile/ read by ranged GETs: the same answers as
+/// from a directory (tests/hostile.rs) and as the synchronous reader's (etl-tiles).
+#[tokio::test]
+async fn hostile_archives_on_s3_are_named_errors() {
+    let c = client().await;
+    let b = bucket(&c).await;
+    let dir = fixtures().join("pmtiles/hostile");
+    for (name, _, _) in hostile_cases() {
+        let bytes = std::fs::read(dir.join(format!("{name}.pmtiles"))).unwrap();
+        put(&c, &b, &format!("hostile/{name}.pmtiles"), bytes).await;
+    }
+    let source = Source::open(&format!("s3://{b}/hostile"), Some(&s3_endpoint()))
+        .await
+        .unwrap();
+    let (app, _) = app_with(source, dev_settings(), CacheSettings::default());
+    assert_hostile_answers(&app).await;
+}
+
 #[tokio::test]
 async fn unreachable_bucket_is_a_gateway_error() {
     let source = Source::open("s3://no-such-bucket-here/x/", Some(&s3_endpoint()))

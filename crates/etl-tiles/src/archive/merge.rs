@@ -9,17 +9,15 @@
 //! Tile ids present in two parts are an error ([`MergeError::Overlap`]): the parts of a sharded
 //! run must be disjoint, and silently picking one tile would hide a sharding bug.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
 use super::{
     Archive, ArchiveError, ArchiveMeta, ArchiveWriter, Compression, Entry, HEADER_LEN, Header,
-    MAX_TILE_BYTES, TileType,
+    TileType,
 };
 use crate::tile::{TILE_ID_END, tile_coord, tile_zoom};
 
@@ -86,9 +84,8 @@ pub struct MergeReport {
 /// Merges disjoint MVT archives into one clustered archive written to `out` (from its current
 /// position), and returns `out` positioned at the end of the archive.
 ///
-/// The parts are consumed: each part's entries are walked while its tiles are read from the
-/// same underlying reader, which the borrow of [`Archive::entries`] does not allow on one
-/// `Archive`, so each part is re-opened over a shared handle of its reader.
+/// The parts are consumed; each part's entries are walked while its tiles are read through the
+/// same reader.
 ///
 /// Requirements: at least one part; every part MVT with gzip tile compression; no tile id in
 /// two parts. Metadata: `vector_layers` are unioned by `id` (fields unioned, a field with
@@ -109,22 +106,7 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     }
     check_tile_formats(parts.iter().map(Archive::header))?;
 
-    // Re-open every part over a shared handle: one archive walks the entries, the handle
-    // reads the tiles. Both always seek before reading, so interleaving them is safe.
-    let mut walkers = Vec::with_capacity(parts.len());
-    let mut tile_readers = Vec::with_capacity(parts.len());
-    for (part, archive) in parts.into_iter().enumerate() {
-        let file_len = archive.file_len();
-        let shared = Shared(Rc::new(RefCell::new(archive.into_inner())));
-        let walker = Archive::open_with_len(shared.clone(), file_len)
-            .map_err(|source| MergeError::Part { part, source })?;
-        tile_readers.push(TileReader {
-            r: shared,
-            header: walker.header().clone(),
-            file_len,
-        });
-        walkers.push(walker);
-    }
+    let walkers = parts;
     let metadata = {
         let metas: Vec<&Value> = walkers.iter().map(Archive::metadata).collect();
         merge_metadata(&metas)?
@@ -135,7 +117,8 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     let mut writer = ArchiveWriter::new(&mut out).map_err(MergeError::Write)?;
 
     let n = walkers.len();
-    let mut iters: Vec<_> = walkers.iter_mut().map(Archive::entries).collect();
+    // The entry walks and the tile reads of a part share its reader (`&` borrows of it).
+    let mut iters: Vec<_> = walkers.iter().map(Archive::walk_entries).collect();
     // One past the last tile id taken from each part, to reject a part whose own entries are
     // out of order (the overlap check below would otherwise blame another part).
     let mut part_next: Vec<u64> = vec![0; n];
@@ -156,7 +139,6 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     let mut next_id: u64 = 0;
     let mut last_part: Option<usize> = None;
     let mut first_id: Option<u64> = None;
-    let mut data = Vec::new();
     while let Some(Reverse((_, part))) = heap.pop() {
         let Some(e) = pending.get_mut(part).and_then(Option::take) else {
             continue;
@@ -184,11 +166,11 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
                 second_part: part,
             });
         }
-        let Some(reader) = tile_readers.get_mut(part) else {
+        let Some(walker) = walkers.get(part) else {
             continue;
         };
-        reader
-            .read(&e, &mut data)
+        let data = walker
+            .tile_bytes(&e)
             .map_err(|source| MergeError::Part { part, source })?;
         // `pull` checked that the run stays below TILE_ID_END.
         let end = e.tile_id + u64::from(e.run_length);
@@ -205,7 +187,7 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     drop(iters);
 
     let had_tiles: Vec<bool> = part_tiles.iter().map(|&t| t > 0).collect();
-    let headers: Vec<&Header> = tile_readers.iter().map(|t| &t.header).collect();
+    let headers: Vec<&Header> = walkers.iter().map(Archive::header).collect();
     let zooms = first_id.map(|first| {
         (
             tile_zoom(first).unwrap_or(0),
@@ -298,86 +280,6 @@ fn pull<I: Iterator<Item = Result<Entry, ArchiveError>>>(
     }
     *next = end;
     Ok(Some(e))
-}
-
-/// Reads tile bytes of one part straight from its (shared) reader.
-struct TileReader<R> {
-    r: Shared<R>,
-    header: Header,
-    file_len: u64,
-}
-
-impl<R: Read + Seek> TileReader<R> {
-    /// Reads the tile `e` points to into `buf`, with the same checks as [`Archive::read_tile`].
-    fn read(&mut self, e: &Entry, buf: &mut Vec<u8>) -> Result<(), ArchiveError> {
-        let h = &self.header;
-        let len = u64::from(e.length);
-        if e.offset
-            .checked_add(len)
-            .is_none_or(|end| end > h.data_length)
-        {
-            return Err(ArchiveError::Entry(format!(
-                "tile id {}: offset {} + length {} beyond data section end {}",
-                e.tile_id, e.offset, e.length, h.data_length
-            )));
-        }
-        if len > MAX_TILE_BYTES {
-            return Err(ArchiveError::Entry(format!(
-                "tile id {}: length {} over {MAX_TILE_BYTES}",
-                e.tile_id, e.length
-            )));
-        }
-        let abs = h
-            .data_offset
-            .checked_add(e.offset)
-            .filter(|&abs| abs.checked_add(len).is_some_and(|end| end <= self.file_len))
-            .ok_or_else(|| {
-                ArchiveError::Truncated(format!(
-                    "tile id {}: data ends beyond the file length {}",
-                    e.tile_id, self.file_len
-                ))
-            })?;
-        self.r.seek(SeekFrom::Start(abs))?;
-        // len <= MAX_TILE_BYTES, which fits in usize on every supported target.
-        buf.resize(usize::try_from(len).unwrap_or(0), 0);
-        self.r.read_exact(buf).map_err(|err| {
-            if err.kind() == io::ErrorKind::UnexpectedEof {
-                ArchiveError::Truncated(format!("tile at offset {abs}: file ends early"))
-            } else {
-                ArchiveError::Io(err)
-            }
-        })
-    }
-}
-
-/// A reader shared by the entry walker and the tile reader of one part. Single-threaded and
-/// every user seeks before it reads, so the shared position is never relied upon.
-struct Shared<R>(Rc<RefCell<R>>);
-
-impl<R> Clone for Shared<R> {
-    fn clone(&self) -> Self {
-        Shared(Rc::clone(&self.0))
-    }
-}
-
-impl<R> Shared<R> {
-    fn borrow(&self) -> io::Result<std::cell::RefMut<'_, R>> {
-        self.0
-            .try_borrow_mut()
-            .map_err(|_| io::Error::other("part reader used re-entrantly"))
-    }
-}
-
-impl<R: Read> Read for Shared<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.borrow()?.read(buf)
-    }
-}
-
-impl<R: Seek> Seek for Shared<R> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.borrow()?.seek(pos)
-    }
 }
 
 /// Passes writes through, keeping a copy of the bytes last written over the header position,

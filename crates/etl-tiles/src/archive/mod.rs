@@ -11,17 +11,23 @@
 //! out while the directories, known only at the end, follow them.
 
 mod merge;
+mod range;
 mod read;
 mod summary;
 mod verify;
+mod walk;
 mod write;
 
 use std::io::Read;
 
 pub use merge::{MergeError, MergeReport, merge};
-pub use read::{Archive, Entries, find_entry};
+pub use range::{BlockingRangeReader, FileReader, IoReader, RangeReader, ReadError, now};
+pub use read::{Archive, Entries};
 pub use summary::{Summary, summarize};
 pub use verify::{VerifyError, VerifyReport, verify};
+pub use walk::{
+    ArchiveIndex, LastLeaf, Leaf, LeafCache, NoCache, find_entry, read_leaf, read_tile,
+};
 pub use write::{ArchiveMeta, ArchiveWriter, DEDUP_CACHE_BYTES};
 
 /// Size of the fixed header.

@@ -69,7 +69,7 @@ pub fn summarize<R: Read + Seek>(a: &mut Archive<R>) -> Result<Summary, ArchiveE
 }
 
 /// Adds a run of `len` tiles from `start` to per-zoom counts, splitting it at zoom boundaries.
-fn count_run(counts: &mut BTreeMap<u8, u64>, mut start: u64, mut len: u64) {
+pub(crate) fn count_run(counts: &mut BTreeMap<u8, u64>, mut start: u64, mut len: u64) {
     while len > 0 {
         let Some(z) = tile_zoom(start) else { return };
         let zoom_end = zoom_first_id(z + 1).unwrap_or(TILE_ID_END);

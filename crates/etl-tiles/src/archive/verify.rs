@@ -6,9 +6,9 @@ use std::io::{Read, Seek};
 
 use super::{
     Archive, ArchiveError, Compression, HEADER_LEN, Header, ROOT_SPACE, TileType,
-    read::check_within,
+    summary::count_run, walk::check_within,
 };
-use crate::tile::{TILE_ID_END, TileCoord, tile_coord, tile_zoom, zoom_first_id};
+use crate::tile::{TILE_ID_END, TileCoord, tile_coord, tile_zoom};
 
 /// Latitude limit for header bounds: Web Mercator's ±85.0511 plus rounding slack.
 const MAX_BOUNDS_LAT: f64 = 85.06;
@@ -233,19 +233,6 @@ fn describe(id: u64) -> String {
     }
 }
 
-/// Adds a run of `len` tiles from `start` to per-zoom counts; a run may cross zooms (the last
-/// ocean tile of one zoom followed by the first of the next).
-fn count_run(counts: &mut BTreeMap<u8, u64>, mut start: u64, mut len: u64) {
-    while len > 0 {
-        let Some(z) = tile_zoom(start) else { return };
-        let zoom_end = zoom_first_id(z + 1).unwrap_or(TILE_ID_END);
-        let take = len.min(zoom_end - start);
-        *counts.entry(z).or_insert(0) += take;
-        start += take;
-        len -= take;
-    }
-}
-
 fn check_sections(h: &Header, file_len: u64) -> Result<(), VerifyError> {
     let sections = [
         ("root directory", h.root_offset, h.root_length),
@@ -330,17 +317,6 @@ fn check_metadata(h: &Header, m: &serde_json::Value) -> Result<(), VerifyError> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn runs_are_counted_per_zoom_across_boundaries() {
-        let mut m = BTreeMap::new();
-        // ids 3, 4 are z1; 5..=7 are z2
-        count_run(&mut m, 3, 5);
-        assert_eq!(m.get(&1), Some(&2));
-        assert_eq!(m.get(&2), Some(&3));
-        count_run(&mut m, TILE_ID_END - 1, 10);
-        assert_eq!(m.get(&31), Some(&1));
-    }
 
     #[test]
     fn bounds_rules() {

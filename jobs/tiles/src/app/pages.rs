@@ -179,9 +179,9 @@ pub(super) async fn index(
                 versions.push(a.manifest_version.clone());
                 (
                     a.version.len,
-                    request::tile_type_name(a.header.tile_type).to_string(),
-                    a.header.min_zoom,
-                    a.header.max_zoom,
+                    request::tile_type_name(a.header().tile_type).to_string(),
+                    a.header().min_zoom,
+                    a.header().max_zoom,
                     None,
                 )
             }

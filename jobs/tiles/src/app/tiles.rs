@@ -37,7 +37,7 @@ pub(super) async fn tilejson(
     authorize(&state, &headers, query.as_deref(), name)?;
     let a = archive(&state, name).await?;
     let base = base_url(&state);
-    let ext = match a.header.tile_type {
+    let ext = match a.header().tile_type {
         TileType::Mvt => "pbf",
         t => request::tile_type_name(t),
     };
@@ -52,7 +52,7 @@ pub(super) async fn tilejson(
             )
         })
         .unwrap_or_default();
-    let h = &a.header;
+    let h = a.header();
     let mut tj = serde_json::Map::new();
     tj.insert("tilejson".into(), "3.0.0".into());
     tj.insert(
@@ -63,7 +63,7 @@ pub(super) async fn tilejson(
     );
     tj.insert("name".into(), name.into());
     for key in ["description", "attribution", "version"] {
-        if let Some(v) = a.metadata.get(key).filter(|v| v.is_string()) {
+        if let Some(v) = a.metadata().get(key).filter(|v| v.is_string()) {
             tj.insert(key.into(), v.clone());
         }
     }
@@ -78,7 +78,7 @@ pub(super) async fn tilejson(
     );
     if h.tile_type == TileType::Mvt {
         let layers = a
-            .metadata
+            .metadata()
             .get("vector_layers")
             .filter(|v| v.is_array())
             .cloned()
@@ -113,13 +113,15 @@ pub(super) async fn tile(
     let mut retried = false;
     let (a, data) = loop {
         let a = archive(&state, name).await?;
-        t.ext.check(a.header.tile_type)?;
-        if t.z < a.header.min_zoom || t.z > a.header.max_zoom {
+        t.ext.check(a.header().tile_type)?;
+        if t.z < a.header().min_zoom || t.z > a.header().max_zoom {
             return Err(Failure::new(
                 StatusCode::NOT_FOUND,
                 format!(
                     "zoom {} is outside archive {name:?}'s zooms {}-{}",
-                    t.z, a.header.min_zoom, a.header.max_zoom
+                    t.z,
+                    a.header().min_zoom,
+                    a.header().max_zoom
                 ),
             ));
         }
@@ -142,7 +144,7 @@ pub(super) async fn tile(
     let accept = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let coding = match a.header.tile_compression {
+    let coding = match a.header().tile_compression {
         Compression::Gzip => Some("gzip"),
         Compression::Brotli => Some("br"),
         Compression::Zstd => Some("zstd"),
@@ -181,7 +183,7 @@ pub(super) async fn tile(
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(request::content_type(a.header.tile_type)),
+        HeaderValue::from_static(request::content_type(a.header().tile_type)),
     );
     if let Some(c) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));

@@ -7,9 +7,11 @@ mod file;
 pub mod manifest;
 mod s3;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use etl_tiles::archive::RangeReader;
 
 pub use file::DirSource;
 pub use s3::S3Source;
@@ -278,6 +280,14 @@ impl Source {
         }))
     }
 
+    /// A ranged reader of exactly `version`, for the archive walk.
+    pub fn reader<'a>(&'a self, version: &'a Version) -> VersionReader<'a> {
+        VersionReader {
+            source: self,
+            version,
+        }
+    }
+
     /// `length` bytes at `offset` of exactly `version`.
     pub async fn read(
         &self,
@@ -309,5 +319,28 @@ impl Source {
                 Err(SourceError::Changed(version.name.to_string()))
             }
         }
+    }
+}
+
+/// One version of one archive as the archive walk reads it: local files by positioned reads,
+/// S3 objects by ranged GETs with `If-Match` on the version's ETag.
+pub struct VersionReader<'a> {
+    source: &'a Source,
+    version: &'a Version,
+}
+
+impl RangeReader for VersionReader<'_> {
+    type Error = SourceError;
+
+    fn size(&self) -> u64 {
+        self.version.len
+    }
+
+    fn read_range(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Bytes, SourceError>> {
+        self.source.read(self.version, offset, len)
     }
 }

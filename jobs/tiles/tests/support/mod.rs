@@ -268,6 +268,71 @@ pub fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
+/// The hostile archives in fixtures/pmtiles/hostile/: each case of its expect.json: name, tile path, and the message part a failure must hold (open
+/// or lookup) or the text the tile gunzips to.
+pub fn hostile_cases() -> Vec<(String, String, Result<String, String>)> {
+    let dir = fixtures().join("pmtiles/hostile");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expect.json")).unwrap()).unwrap();
+    json.as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, c)| {
+            let zxy: Vec<String> = c["tile"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
+            let failure = c["open_error"].as_str().or(c["tile_error"].as_str());
+            let outcome = match failure {
+                Some(want) => Err(want.to_string()),
+                None => Ok(c["tile_text"].as_str().unwrap().to_string()),
+            };
+            (name.clone(), zxy.join("/"), outcome)
+        })
+        .collect()
+}
+
+/// Asks `app` for the tile of every case in [`hostile_cases`] (served under the case's name),
+/// twice: a failure is not cached as something else, and a leaf read once is not trusted the
+/// second time round. A corrupt archive is a 500 naming the archive and the problem.
+pub async fn assert_hostile_answers(app: &Router) {
+    let gz = [("accept-encoding", "gzip")];
+    let cases = hostile_cases();
+    assert!(cases.len() >= 10, "expect.json lists {} cases", cases.len());
+    for round in 0..2 {
+        for (name, zxy, outcome) in &cases {
+            let r = get(app, &format!("/tiles/{name}/{zxy}.pbf"), &gz).await;
+            match outcome {
+                Ok(text) => {
+                    assert_eq!(
+                        r.status,
+                        StatusCode::OK,
+                        "{name} round {round}: {}",
+                        r.text()
+                    );
+                    assert_eq!(&String::from_utf8(gunzip(&r.body)).unwrap(), text);
+                }
+                Err(want) => {
+                    assert_eq!(
+                        r.status,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "{name} round {round}: {}",
+                        r.text()
+                    );
+                    let error = r.json()["error"].as_str().unwrap().to_string();
+                    assert!(
+                        error.contains(&format!("archive {name} is corrupt"))
+                            && error.contains(want.as_str()),
+                        "{name}: {error:?} should name the archive and hold {want:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// A running `etl-tiles serve`, killed when dropped.
 pub struct Server(pub std::process::Child);
 

@@ -16,6 +16,10 @@ use tokio_util::io::SyncIoBridge;
 
 /// Records per message; a few of these are in flight at once.
 pub const READ_BATCH: usize = 4096;
+/// Positions per message at most (besides the record count): a batch of huge geometries
+/// (linearised curves, dense coastlines) is sent early, so the batches in flight stay bounded in
+/// memory, not only in count.
+pub const READ_BATCH_POSITIONS: usize = 2 << 20;
 const SNIFF_BYTES: usize = 64 * 1024;
 
 pub struct ReadBatch {
@@ -27,6 +31,9 @@ pub struct ReadBatch {
     /// Features of `records` whose geometry was repaired: by the reader (degenerate shapes made
     /// the nearest valid ones) or by `--make-valid`.
     pub repaired: u64,
+    /// The ordinal after the last record this batch accounts for, delivered or filtered out: a
+    /// checkpoint at `next` neither reads a filtered record again nor counts it twice.
+    pub next: u64,
 }
 
 /// What the reading thread sends: batches, then `End` — or an error.
@@ -290,6 +297,8 @@ pub fn spawn(
             let mut batch = Vec::with_capacity(READ_BATCH);
             let mut filtered = 0u64;
             let mut repaired = 0u64;
+            let mut positions = 0usize;
+            let mut next = skip_before;
             for item in source {
                 let mut rec = item.map_err(|e| read_err(&url, e))?;
                 if shaping.limit.is_some_and(|n| rec.ordinal >= n) {
@@ -298,6 +307,7 @@ pub fn spawn(
                 if rec.ordinal < skip_before {
                     continue;
                 }
+                next = rec.ordinal + 1;
                 if shaping.filters_out(&rec) {
                     filtered += 1;
                     continue;
@@ -308,16 +318,23 @@ pub fn spawn(
                 if made_valid || (!rec.repairs.is_empty() && rec.feature.is_ok()) {
                     repaired += 1;
                 }
+                if let Ok(feature) = &rec.feature
+                    && let Some(g) = &feature.geometry
+                {
+                    positions = positions.saturating_add(position_count(g));
+                }
                 batch.push(rec);
                 if etl_core::fault::hit("sources.read_panic") {
                     panic!("fault injected: the reader panics mid-input");
                 }
-                if batch.len() >= READ_BATCH {
+                if batch.len() >= READ_BATCH || positions >= READ_BATCH_POSITIONS {
+                    positions = 0;
                     let msg = ReadBatch {
                         records: std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)),
                         bytes: bytes_read.load(Ordering::Relaxed),
                         filtered: std::mem::take(&mut filtered),
                         repaired: std::mem::take(&mut repaired),
+                        next,
                     };
                     if tx.blocking_send(Msg::Batch(msg)).is_err() {
                         // The consumer stopped (error or shutdown): stop reading.
@@ -331,6 +348,7 @@ pub fn spawn(
                     bytes: bytes_read.load(Ordering::Relaxed),
                     filtered,
                     repaired,
+                    next,
                 };
                 if tx.blocking_send(Msg::Batch(msg)).is_err() {
                     return Ok(());
@@ -357,6 +375,26 @@ pub fn spawn(
         rx,
         url: shown,
         ended: false,
+    }
+}
+
+/// How many positions a geometry holds (collections to any depth the readers allow).
+fn position_count(g: &etl_geo::geo_types::Geometry<f64>) -> usize {
+    use etl_geo::geo_types::Geometry as G;
+    let polygon = |p: &etl_geo::geo_types::Polygon<f64>| {
+        p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>()
+    };
+    match g {
+        G::Point(_) => 1,
+        G::Line(_) => 2,
+        G::LineString(l) => l.0.len(),
+        G::Polygon(p) => polygon(p),
+        G::MultiPoint(m) => m.0.len(),
+        G::MultiLineString(m) => m.0.iter().map(|l| l.0.len()).sum(),
+        G::MultiPolygon(m) => m.0.iter().map(polygon).sum(),
+        G::GeometryCollection(c) => c.0.iter().map(position_count).sum(),
+        G::Rect(_) => 5,
+        G::Triangle(_) => 4,
     }
 }
 

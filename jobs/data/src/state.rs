@@ -32,6 +32,12 @@ pub struct InputState {
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
+    /// Of `read`, the features `--where` left out.
+    #[serde(default)]
+    pub filtered: u64,
+    /// Features whose geometry was repaired (by the reader or `--make-valid`).
+    #[serde(default)]
+    pub repaired: u64,
     pub done: bool,
     /// Columns this run added to an existing table while loading this input (appends straight
     /// into the table), counted against `--max-new-columns` and dropped again if the run is
@@ -68,6 +74,12 @@ impl InputState {
         });
         if !self.columns_added.is_empty() {
             v["columns_added"] = Value::from(self.columns_added.clone());
+        }
+        if self.filtered > 0 {
+            v["filtered"] = Value::from(self.filtered);
+        }
+        if self.repaired > 0 {
+            v["repaired"] = Value::from(self.repaired);
         }
         v
     }
@@ -398,6 +410,8 @@ mod tests {
             read: 5,
             written: 4,
             rejected: 1,
+            filtered: 2,
+            repaired: 1,
             done: false,
             columns_added: vec!["a".into()],
         };

@@ -278,6 +278,25 @@ fn where_filters_features_by_their_properties() {
     );
     assert!(!none.exists());
 
+    // Into PostGIS too, and a replace that nothing matches leaves the table as it was.
+    let wiped = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &table,
+        "--mode",
+        "replace",
+        "--where",
+        "n > 1000",
+    ]);
+    wiped.assert_code(65);
+    assert!(wiped.stderr.contains("matched --where"), "{}", wiped.stderr);
+    assert_eq!(wiped.count("filtered"), 100);
+    let kept: Vec<(i64,)> = rows(&format!("SELECT id FROM \"{table}\""));
+    assert_eq!(kept.len(), expected.len());
+
     let bad = run(&[
         "--input",
         input.to_str().unwrap(),

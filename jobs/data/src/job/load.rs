@@ -74,8 +74,31 @@ struct TxProgress {
 
 /// Running totals of the run.
 pub(super) struct Totals {
+    /// Records read, `--where`'s left-out ones included.
     pub read: u64,
     pub rejected: u64,
+    /// Of `read`, left out by `--where`.
+    pub filtered: u64,
+    /// Rows loaded.
+    pub written: u64,
+}
+
+/// Counts a batch that holds only features `--where` left out: read and filtered, and the
+/// checkpoint position moves past them (committed with the next rows or at the end).
+fn count_filtered_only(
+    batch: &read::ReadBatch,
+    st: &mut InputState,
+    totals: &mut Totals,
+    ctx: &JobContext,
+) {
+    st.next = st.next.max(batch.next);
+    st.read += batch.filtered;
+    st.filtered += batch.filtered;
+    totals.read += batch.filtered;
+    totals.filtered += batch.filtered;
+    Stats::add(&ctx.stats.read, batch.filtered);
+    Stats::add(&ctx.stats.filtered, batch.filtered);
+    ctx.progress.set_bytes(batch.bytes);
 }
 
 fn pg_err(what: &'static str) -> impl Fn(sqlx::Error) -> JobError {
@@ -188,8 +211,12 @@ impl LoadStep<'_> {
         Stats::add(&ctx.stats.read, st.read);
         Stats::add(&ctx.stats.written, st.written);
         Stats::add(&ctx.stats.rejected, st.rejected);
+        Stats::add(&ctx.stats.filtered, st.filtered);
+        Stats::add(&ctx.stats.repaired, st.repaired);
         totals.read += st.read;
         totals.rejected += st.rejected;
+        totals.filtered += st.filtered;
+        totals.written += st.written;
         if st.done {
             return Ok(LoadOutcome::Loaded);
         }
@@ -206,11 +233,18 @@ impl LoadStep<'_> {
             st.next,
             Arc::new(AtomicU64::new(0)),
         );
-        // The first batch decides the columns of a table this run creates.
-        let mut pending = match reader.recv().await {
-            Some(batch) => Some(batch?),
-            None => None,
-        };
+        // The first batch with records decides the columns of a table this run creates; batches
+        // of nothing but features --where left out are only counted.
+        let mut pending = None;
+        while let Some(batch) = reader.recv().await {
+            let batch = batch?;
+            if batch.records.is_empty() {
+                count_filtered_only(&batch, st, totals, ctx);
+                continue;
+            }
+            pending = Some(batch);
+            break;
+        }
         if pending.is_none() {
             // An empty input (or nothing after the checkpoint): done.
             st.done = true;
@@ -513,10 +547,12 @@ impl LoadStep<'_> {
                     }
                 }
             };
-            let Some(last) = batch.records.last() else {
+            if batch.records.is_empty() {
+                count_filtered_only(&batch, st, totals, ctx);
+                progress.last_bytes = batch.bytes;
                 continue;
-            };
-            let next = last.ordinal + 1;
+            }
+            let next = batch.next;
             if t.needs_ddl(&batch.records) {
                 break CopyEnd::NeedsDdl(batch);
             }
@@ -531,14 +567,18 @@ impl LoadStep<'_> {
                 abort!("send failed");
                 return Err(copy_err(e));
             }
-            let n = batch.records.len() as u64;
+            let n = batch.records.len() as u64 + batch.filtered;
             st.next = next;
             st.read += n;
+            st.filtered += batch.filtered;
+            st.repaired += batch.repaired;
             st.written += written;
             st.rejected += rejects.len() as u64;
             totals.read += n;
+            totals.filtered += batch.filtered;
+            totals.written += written;
             totals.rejected += rejects.len() as u64;
-            Stats::add(&ctx.stats.read, n + batch.filtered);
+            Stats::add(&ctx.stats.read, n);
             Stats::add(&ctx.stats.filtered, batch.filtered);
             Stats::add(&ctx.stats.repaired, batch.repaired);
             Stats::add(&ctx.stats.written, written);

@@ -173,6 +173,8 @@ pub(super) async fn run(
     let mut totals = Totals {
         read: 0,
         rejected: 0,
+        filtered: 0,
+        written: 0,
     };
     let mut already_there = 0usize;
     for (index, meta) in found.iter().enumerate() {
@@ -240,6 +242,31 @@ pub(super) async fn run(
         tracing::info!("every input is unchanged since the last successful load");
         lease.release().await;
         return Ok(Outcome::Skipped);
+    }
+    if totals.filtered > 0 && totals.written == 0 && already_there == 0 {
+        // Nothing matched: a replace must not publish an empty table, an append adds nothing.
+        let e = JobError::bad_input(format!(
+            "none of the {} features read matched --where; nothing was loaded",
+            totals.filtered
+        ));
+        let added = match &target {
+            Some(t) => t.added().to_vec(),
+            None => added_before,
+        };
+        undo_after(
+            &e,
+            strategy,
+            target.as_ref(),
+            &pool,
+            table,
+            &scope,
+            key,
+            &added,
+            &limits,
+            &cps,
+        )
+        .await;
+        return Err(e);
     }
     if totals.read == 0 && target.is_none() && already_there == 0 {
         if let Err(e) = cps.clear(key).await {

@@ -221,6 +221,15 @@ impl Crs {
         }
     }
 
+    /// This CRS for data that stores easting/longitude first whatever the definition's own
+    /// axis order says (GeoParquet, whose specification overrides the CRS's axis order).
+    pub fn easting_first(mut self) -> Crs {
+        if let Inner::Transform { swap, .. } = &mut self.inner {
+            *swap = false;
+        }
+        self
+    }
+
     /// The position in this CRS of a WGS 84 longitude/latitude (for tests and the inverse
     /// direction of round trips).
     pub fn from_wgs84(&self, lon: f64, lat: f64) -> Result<(f64, f64), CrsError> {

@@ -8,7 +8,7 @@
 
 use geo_types::Geometry;
 
-use super::wkb;
+use crate::formats::wkb;
 
 /// What a geometry blob holds.
 #[derive(Debug, PartialEq)]

@@ -36,7 +36,6 @@
 mod blob;
 mod layer;
 mod read;
-mod wkb;
 
 #[cfg(test)]
 mod tests;

@@ -106,11 +106,18 @@ pub struct GeoParquetWriter<W: Write + Send> {
     bbox: Option<[f64; 4]>,
     types: BTreeSet<&'static str>,
     written: u64,
+    sample_features: usize,
 }
 
 impl<W: Write + Send> GeoParquetWriter<W> {
     pub fn new(sink: W) -> Self {
+        Self::with_sample(sink, SAMPLE_FEATURES)
+    }
+
+    /// A writer that fixes its schema after `features` features (tests use a small sample).
+    pub(crate) fn with_sample(sink: W, features: usize) -> Self {
         GeoParquetWriter {
+            sample_features: features.max(1),
             state: State::Sampling(sink),
             pending: Vec::new(),
             pending_bytes: 0,
@@ -158,7 +165,7 @@ impl<W: Write + Send> GeoParquetWriter<W> {
         self.written = self.written.saturating_add(1);
         let full = match self.state {
             State::Sampling(_) => {
-                self.pending.len() >= SAMPLE_FEATURES || self.pending_bytes >= SAMPLE_BYTES
+                self.pending.len() >= self.sample_features || self.pending_bytes >= SAMPLE_BYTES
             }
             _ => self.pending.len() >= BATCH_FEATURES || self.pending_bytes >= BATCH_BYTES,
         };

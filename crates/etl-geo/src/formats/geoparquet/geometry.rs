@@ -276,7 +276,10 @@ impl Native<'_, '_> {
                 if values.is_null(r.start) || values.is_null(r.start + 1) {
                     return Err("a null coordinate".into());
                 }
-                match (values.values().get(r.start), values.values().get(r.start + 1)) {
+                match (
+                    values.values().get(r.start),
+                    values.values().get(r.start + 1),
+                ) {
                     (Some(&x), Some(&y)) => Ok(Coord { x, y }),
                     _ => Err("a coordinate past the end of the column".into()),
                 }

@@ -113,7 +113,8 @@ pub(crate) fn fits(kind: Kind, v: &Value) -> bool {
         (Kind::Int, Value::Number(n)) => n.is_i64(),
         (Kind::Float, Value::Number(n)) => {
             n.is_f64()
-                || n.as_i64().is_some_and(|i| i.unsigned_abs() <= EXACT_IN_DOUBLE)
+                || n.as_i64()
+                    .is_some_and(|i| i.unsigned_abs() <= EXACT_IN_DOUBLE)
                 || n.as_u64().is_some_and(|u| u <= EXACT_IN_DOUBLE)
         }
         (Kind::Text, Value::String(_)) => true,
@@ -128,7 +129,10 @@ mod tests {
     use serde_json::json;
 
     fn kinds(rows: &[Value]) -> Vec<(String, Kind)> {
-        let maps: Vec<_> = rows.iter().map(|r| r.as_object().unwrap().clone()).collect();
+        let maps: Vec<_> = rows
+            .iter()
+            .map(|r| r.as_object().unwrap().clone())
+            .collect();
         columns(maps.iter(), &["geometry"])
             .into_iter()
             .map(|c| (c.name, c.kind))

@@ -78,7 +78,8 @@ impl Layout {
                 "a Parquet file without \"geo\" metadata: not GeoParquet (no geometry column is declared)",
             )
         })?;
-        let geo = GeoMetadata::parse(geo, opts.source_crs.as_ref()).map_err(|m| refused(name, m))?;
+        let geo =
+            GeoMetadata::parse(geo, opts.source_crs.as_ref()).map_err(|m| refused(name, m))?;
         let tak = match find(TAK_KEY) {
             Some(text) => TakMetadata::parse(text).map_err(|m| refused(name, m))?,
             None => TakMetadata::default(),
@@ -199,14 +200,20 @@ fn check_footer(file: &mut File, name: &str) -> Result<(), ReadError> {
     file.seek(SeekFrom::Start(0))?;
     file.read_exact(&mut head)?;
     if &head != MAGIC {
-        return Err(refused(name, "not a Parquet file: it does not start with PAR1"));
+        return Err(refused(
+            name,
+            "not a Parquet file: it does not start with PAR1",
+        ));
     }
     let mut tail = [0u8; 8];
     file.seek(SeekFrom::Start(len - 8))?;
     file.read_exact(&mut tail)?;
     let (size, magic) = tail.split_at(4);
     if magic == b"PARE" {
-        return Err(refused(name, "an encrypted Parquet file, which is not read"));
+        return Err(refused(
+            name,
+            "an encrypted Parquet file, which is not read",
+        ));
     }
     if magic != MAGIC {
         return Err(refused(

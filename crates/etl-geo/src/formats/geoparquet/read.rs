@@ -101,9 +101,8 @@ impl Reader {
             .get(self.layout.geometry)
             .ok_or_else(|| refused(&self.name, "the geometry column is missing from a batch"))
             .and_then(|c| {
-                GeometryColumn::new(c, self.layout.encoding).map_err(|m| {
-                    refused(&self.name, format!("geometry column: {m}"))
-                })
+                GeometryColumn::new(c, self.layout.encoding)
+                    .map_err(|m| refused(&self.name, format!("geometry column: {m}")))
             })?;
         for i in 0..batch.num_rows() {
             let feature = self.feature(columns, &geometry, i);

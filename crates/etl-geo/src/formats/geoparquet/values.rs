@@ -15,6 +15,7 @@
 //! with a column of another type is refused when it is opened, naming the column.
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::ArrowTemporalType;
 use arrow_array::types::{
     Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type,
     Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
@@ -22,7 +23,6 @@ use arrow_array::types::{
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_array::types::ArrowTemporalType;
 use arrow_array::{Array, PrimitiveArray};
 use arrow_schema::{DataType, TimeUnit};
 use serde_json::{Map, Number, Value};

@@ -61,11 +61,15 @@ fn a_well_formed_file_reads() {
 fn garbage_or_wrong_metadata_is_refused_naming_the_problem() {
     assert_refused(&with_geo("{not json"), "\"geo\" metadata is not valid JSON");
     assert_refused(
-        &with_geo(r#"{"version":"1.1.0","primary_column":"geometry","columns":{"geometry":{"encoding":"point"}}}"#),
+        &with_geo(
+            r#"{"version":"1.1.0","primary_column":"geometry","columns":{"geometry":{"encoding":"point"}}}"#,
+        ),
         "its encoding is point but its coordinates are Binary",
     );
     assert_refused(
-        &with_geo(r#"{"version":"1.1.0","primary_column":"geom","columns":{"geom":{"encoding":"WKB"}}}"#),
+        &with_geo(
+            r#"{"version":"1.1.0","primary_column":"geom","columns":{"geom":{"encoding":"WKB"}}}"#,
+        ),
         "primary geometry column \"geom\" named in its \"geo\" metadata is not in the file",
     );
     assert_refused(

@@ -103,7 +103,9 @@ fn native_lines_points_separated_and_interleaved() {
         Some(LineString::from(vec![(2., 2.), (3., 4.), (5., 6.)]).into())
     );
     let multilines = features(&fixture("multilinestrings_native.parquet"));
-    assert!(matches!(&multilines[0].geometry, Some(Geometry::MultiLineString(m)) if m.0.len() == 2));
+    assert!(
+        matches!(&multilines[0].geometry, Some(Geometry::MultiLineString(m)) if m.0.len() == 2)
+    );
     let multipoints = features(&fixture("multipoints_native.parquet"));
     assert!(matches!(&multipoints[0].geometry, Some(Geometry::MultiPoint(m)) if m.0.len() == 2));
 }

@@ -50,7 +50,12 @@ fn write(features: &[Feature], sample: usize) -> (tempfile::TempDir, std::path::
 fn features_read_back_the_same_including_keys_past_the_sample() {
     let holed = Polygon::new(
         LineString::from(vec![(0., 0.), (10., 0.), (10., 10.), (0., 0.)]),
-        vec![LineString::from(vec![(1., 1.), (2., 1.), (2., 2.), (1., 1.)])],
+        vec![LineString::from(vec![
+            (1., 1.),
+            (2., 1.),
+            (2., 2.),
+            (1., 1.),
+        ])],
     );
     let features = vec![
         feature(
@@ -75,15 +80,17 @@ fn features_read_back_the_same_including_keys_past_the_sample() {
             Some(MultiPolygon(vec![square(0.), square(5.)]).into()),
             json!({"i": "four", "f": 4, "b": null, "s": "d", "o": {}, "m": 2.5, "n": 1, "late": {"x": 1}, "geometry": "not it"}),
         ),
-        feature(5, None, json!({"i": 9_007_199_254_740_993_i64, "f": 5.5, "b": true, "s": "e", "o": 1, "m": null, "n": "z"})),
+        feature(
+            5,
+            None,
+            json!({"i": 9_007_199_254_740_993_i64, "f": 5.5, "b": true, "s": "e", "o": 1, "m": null, "n": "z"}),
+        ),
         feature(
             6,
-            Some(
-                Geometry::GeometryCollection(GeometryCollection(vec![
-                    Point::new(1., 2.).into(),
-                    square(3.).into(),
-                ])),
-            ),
+            Some(Geometry::GeometryCollection(GeometryCollection(vec![
+                Point::new(1., 2.).into(),
+                square(3.).into(),
+            ]))),
             json!({"i": 6, "f": 6.5, "b": false, "s": "f", "o": null, "m": null, "n": null}),
         ),
     ];
@@ -106,7 +113,11 @@ fn features_read_back_the_same_including_keys_past_the_sample() {
     }
 
     let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-    let kv = reader.metadata().file_metadata().key_value_metadata().unwrap();
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap();
     let geo: Value = serde_json::from_str(
         kv.iter()
             .find(|e| e.key == "geo")
@@ -122,7 +133,13 @@ fn features_read_back_the_same_including_keys_past_the_sample() {
     assert_eq!(column["encoding"], "WKB");
     assert_eq!(
         column["geometry_types"],
-        json!(["GeometryCollection", "LineString", "MultiPolygon", "Point", "Polygon"])
+        json!([
+            "GeometryCollection",
+            "LineString",
+            "MultiPolygon",
+            "Point",
+            "Polygon"
+        ])
     );
     assert_eq!(column["bbox"], json!([0.0, -41.25, 174.5, 10.0]));
     assert!(column.get("crs").is_none(), "{column}");
@@ -137,7 +154,18 @@ fn features_read_back_the_same_including_keys_past_the_sample() {
         .collect();
     assert_eq!(
         names,
-        ["geometry", "id", "i", "f", "b", "s", "o", "m", "n", "properties_extra"]
+        [
+            "geometry",
+            "id",
+            "i",
+            "f",
+            "b",
+            "s",
+            "o",
+            "m",
+            "n",
+            "properties_extra"
+        ]
     );
 }
 

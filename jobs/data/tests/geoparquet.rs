@@ -182,7 +182,8 @@ fn pyarrow_view(path: &Path) -> Option<Value> {
         std::env::var("TAK_PYARROW_PYTHON").ok(),
         Some("python3".into()),
     ];
-    let script = "import json,sys,pyarrow.parquet as pq\nt=pq.read_table(sys.argv[1])\nprint(json.dumps({'rows':t.num_rows,'geo':json.loads(t.schema.metadata[b'geo']),'name':t.column('name')[0].as_py(),'columns':t.column_names}))";
+    // geopandas, when it is there too, reads the file as GeoParquet: the first geometry as WKT.
+    let script = "import json,sys,pyarrow.parquet as pq\nt=pq.read_table(sys.argv[1])\nv={'rows':t.num_rows,'geo':json.loads(t.schema.metadata[b'geo']),'name':t.column('name')[0].as_py(),'columns':t.column_names}\ntry:\n import geopandas\nexcept ImportError:\n geopandas=None\nif geopandas:\n v['wkt']=geopandas.read_parquet(sys.argv[1]).geometry[1].wkt\nprint(json.dumps(v))";
     for python in candidates.into_iter().flatten() {
         let Ok(out) = std::process::Command::new(&python)
             .args(["-c", script])
@@ -240,6 +241,9 @@ fn a_geojson_sequence_written_as_parquet_reads_back_the_same() {
             view["geo"]["columns"]["geometry"]["geometry_types"],
             json!(["LineString", "Point", "Polygon"])
         );
+        if let Some(wkt) = view.get("wkt") {
+            assert_eq!(wkt, "LINESTRING (0 0, 0.25 1.5)");
+        }
         assert_eq!(
             view["columns"],
             json!([
@@ -251,6 +255,7 @@ fn a_geojson_sequence_written_as_parquet_reads_back_the_same() {
                 "ok",
                 "tags",
                 "maybe",
+                "extra",
                 "properties_extra"
             ])
         );

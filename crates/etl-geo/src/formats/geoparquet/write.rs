@@ -37,6 +37,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use geo_types::{Coord, Geometry};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -223,7 +224,12 @@ impl<W: Write + Send> GeoParquetWriter<W> {
                 .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
                 .set_created_by(format!("tak-etl {}", env!("CARGO_PKG_VERSION")))
                 .build();
-            let writer = ArrowWriter::try_new(sink, plan.schema.clone(), Some(props))?;
+            // No ARROW:schema entry: pyarrow (and so geopandas) takes the schema's metadata
+            // from it when present, and would not see the `geo` entry added at the end.
+            let options = ArrowWriterOptions::new()
+                .with_properties(props)
+                .with_skip_arrow_metadata(true);
+            let writer = ArrowWriter::try_new_with_options(sink, plan.schema.clone(), options)?;
             self.state = State::Writing {
                 writer: Box::new(writer),
                 plan,

@@ -7,7 +7,8 @@
 //! rest of the input unreadable are a fatal [`ReadError`]. Every geometry read is
 //! checked by [`validate`].
 //!
-//! Writers: [`FeatureWriter`] for GeoJSON, [`CopyEncoder`] for PostgreSQL
+//! Writers: [`FeatureWriter`] for GeoJSON, [`GeoParquetWriter`] for GeoParquet 1.1,
+//! [`CopyEncoder`] for PostgreSQL
 //! `COPY … (FORMAT text)` and `(FORMAT binary)` rows, [`write_ewkb`] for PostGIS EWKB.
 
 pub use geo_types;

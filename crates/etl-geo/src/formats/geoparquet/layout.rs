@@ -114,6 +114,13 @@ impl Layout {
                 ));
                 continue;
             }
+            if geo.covering.contains(column) {
+                a.skipped.push(format!(
+                    "column {}: the geometry's bbox covering, not read",
+                    shown(column)
+                ));
+                continue;
+            }
             let index = a.kept.len();
             a.kept.push(root);
             if *column == geo.primary {

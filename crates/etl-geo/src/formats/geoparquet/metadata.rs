@@ -74,6 +74,9 @@ pub(crate) struct GeoMetadata {
     pub(crate) crs: Crs,
     /// The other geometry columns, which are not read.
     pub(crate) others: Vec<String>,
+    /// The columns a `covering` (GeoParquet 1.1's per-row bbox struct) uses: an index, not
+    /// data, so not read as properties.
+    pub(crate) covering: Vec<String>,
 }
 
 /// What the `tak-etl` entry says.
@@ -137,11 +140,27 @@ impl GeoMetadata {
         }
         .easting_first();
         let others = columns.keys().filter(|k| **k != primary).cloned().collect();
+        // "covering": {"bbox": {"xmin": ["bbox", "xmin"], …}}: the first element of each path.
+        let mut covering: Vec<String> = Vec::new();
+        if let Some(Value::Object(kinds)) = column.get("covering") {
+            for kind in kinds.values() {
+                let Value::Object(paths) = kind else { continue };
+                for path in paths.values() {
+                    if let Some(Value::String(root)) = path.as_array().and_then(|p| p.first())
+                        && !covering.contains(root)
+                        && *root != primary
+                    {
+                        covering.push(root.clone());
+                    }
+                }
+            }
+        }
         Ok(GeoMetadata {
             primary,
             encoding,
             crs,
             others,
+            covering,
         })
     }
 }
@@ -225,6 +244,12 @@ mod tests {
         assert!(m.crs.is_wgs84());
         assert_eq!(m.primary, "geometry");
         assert!(m.others.is_empty());
+        let covered = GeoMetadata::parse(
+            r#"{"version":"1.1.0","primary_column":"geometry","columns":{"geometry":{"encoding":"WKB","covering":{"bbox":{"xmin":["bbox","xmin"],"ymin":["bbox","ymin"],"xmax":["bbox","xmax"],"ymax":["bbox","ymax"]}}}}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(covered.covering, ["bbox"]);
     }
 
     #[test]

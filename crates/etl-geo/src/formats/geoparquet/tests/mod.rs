@@ -77,6 +77,21 @@ fn native_polygons_and_multipolygons() {
     assert_eq!(holed.exterior().0.len(), 5);
     assert_eq!(polygons[1].properties["name"], json!("holed"));
 
+    // The bbox covering column is an index: not a property.
+    let covered = features(&fixture("polygons_covering.parquet"));
+    assert_eq!(covered.len(), 2);
+    assert_eq!(covered[0].geometry, Some(square.clone().into()));
+    assert_eq!(covered[0].properties.keys().collect::<Vec<_>>(), ["name"]);
+    let skipped = super::describe(
+        &fixture("polygons_covering.parquet"),
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        skipped,
+        ["column \"bbox\": the geometry's bbox covering, not read"]
+    );
+
     // lz4-compressed.
     let multi = features(&fixture("multipolygons_native.parquet"));
     let parts: Vec<usize> = multi

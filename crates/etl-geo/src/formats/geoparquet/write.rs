@@ -136,6 +136,9 @@ impl<W: Write + Send> GeoParquetWriter<W> {
     /// Writes one feature. A geometry with a non-finite coordinate, or a string id after an
     /// int64 id column was chosen, is [`GeoParquetError::Rejected`] and not written.
     pub fn write(&mut self, f: &Feature) -> Result<(), GeoParquetError> {
+        if let State::Failed = self.state {
+            return Err(failed_earlier());
+        }
         if let Some(g) = &f.geometry
             && !finite(g)
         {
@@ -181,9 +184,7 @@ impl<W: Write + Send> GeoParquetWriter<W> {
         self.flush_pending()?;
         let state = std::mem::replace(&mut self.state, State::Failed);
         let State::Writing { mut writer, plan } = state else {
-            return Err(GeoParquetError::Io(std::io::Error::other(
-                "the GeoParquet writer failed earlier",
-            )));
+            return Err(failed_earlier());
         };
         writer.append_key_value_metadata(KeyValue::new(GEO_KEY.to_owned(), self.geo_json()));
         let tak = TakMetadata {
@@ -211,8 +212,20 @@ impl<W: Write + Send> GeoParquetWriter<W> {
         .to_string()
     }
 
-    /// Fixes the schema if it is not yet, and writes the buffered features.
+    /// Fixes the schema if it is not yet, and writes the buffered features. After an error
+    /// the writer stays failed: every later call fails too, nothing is dropped silently.
     fn flush_pending(&mut self) -> Result<(), GeoParquetError> {
+        let result = self.try_flush_pending();
+        if result.is_err() {
+            self.state = State::Failed;
+        }
+        result
+    }
+
+    fn try_flush_pending(&mut self) -> Result<(), GeoParquetError> {
+        if let State::Failed = self.state {
+            return Err(failed_earlier());
+        }
         if let State::Sampling(_) = self.state {
             let State::Sampling(sink) = std::mem::replace(&mut self.state, State::Failed) else {
                 return Ok(());
@@ -238,17 +251,19 @@ impl<W: Write + Send> GeoParquetWriter<W> {
         let pending = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let State::Writing { writer, plan } = &mut self.state else {
-            return Ok(());
+            return Err(failed_earlier());
         };
         for chunk in pending.chunks(BATCH_FEATURES) {
-            let batch = batch(plan, chunk)?;
-            if let Err(e) = writer.write(&batch) {
-                self.state = State::Failed;
-                return Err(e.into());
-            }
+            writer.write(&batch(plan, chunk)?)?;
         }
         Ok(())
     }
+}
+
+fn failed_earlier() -> GeoParquetError {
+    GeoParquetError::Io(std::io::Error::other(
+        "the GeoParquet writer failed earlier",
+    ))
 }
 
 /// The schema for the sampled features.

@@ -203,3 +203,41 @@ fn row_groups_are_bounded_and_a_late_string_id_is_rejected() {
     assert_eq!(last.id, Some(FeatureId::Int(n as i64 - 1)));
     assert_eq!(last.properties["i"], json!(n - 1));
 }
+
+/// A sink that fails every write.
+struct Broken;
+
+impl std::io::Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk on fire"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_writer_stays_failed() {
+    // The sink is written when a row group is full: the error comes with it, or at finish.
+    let f = feature(1, Some(Point::new(1., 2.).into()), json!({"a": 1}));
+    let w = GeoParquetWriter::with_sample(Broken, 1);
+    let at_finish = w.finish().map(|_| ()).unwrap_err().to_string();
+    assert!(at_finish.contains("disk on fire"), "{at_finish}");
+    let mut w = GeoParquetWriter::with_sample(Broken, 1);
+    // Distinct values, so that a row group is more than the writer's buffer.
+    let first = (0..2 * super::super::write::ROW_GROUP_ROWS)
+        .find_map(|i| {
+            let f = feature(
+                i as i64,
+                Some(Point::new(i as f64, 2.).into()),
+                json!({"a": i}),
+            );
+            w.write(&f).err()
+        })
+        .expect("a full row group reaches the sink");
+    assert!(first.to_string().contains("disk on fire"), "{first}");
+    let again = w.write(&f).unwrap_err().to_string();
+    assert!(again.contains("failed earlier"), "{again}");
+    assert!(w.finish().is_err());
+}

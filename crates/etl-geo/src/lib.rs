@@ -7,8 +7,8 @@
 //! rest of the input unreadable are a fatal [`ReadError`]. Every geometry read is
 //! checked by [`validate`].
 //!
-//! Writers: [`FeatureWriter`] for GeoJSON, [`write_ewkb`] for PostGIS EWKB. PostgreSQL COPY
-//! rows are encoded by the `etl-sinks` crate.
+//! Writers: [`FeatureWriter`] for GeoJSON, [`GeoParquetWriter`] for GeoParquet 1.1,
+//! [`write_ewkb`] for PostGIS EWKB. PostgreSQL COPY rows are encoded by the `etl-sinks` crate.
 
 pub use geo_types;
 
@@ -36,6 +36,7 @@ pub use ewkb::{EwkbError, read_ewkb, write_ewkb, write_ewkb_hex};
 pub use feature::{Feature, FeatureId};
 pub use format::{Format, GPX_LAYERS, describe_unknown};
 pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to_json};
+pub use formats::geoparquet::write::{GeoParquetError, GeoParquetWriter};
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,
 };

@@ -3,7 +3,8 @@
 //! over named layers.
 //!
 //! Detection never trusts the extension: SQLite's header is a GeoPackage when its application id
-//! says so (its feature tables are the layers), else MBTiles; a zip is a data package
+//! says so (its feature tables are the layers), else MBTiles; a file starting with `PAR1` is
+//! GeoParquet (one layer named after the file); a zip is a data package
 //! when it holds `MANIFEST/manifest.xml`, a Shapefile set when it holds a `.shp`, a KMZ when it
 //! holds a `.kml`; anything else goes to [`Format::sniff`] (JSON shape, XML root element,
 //! FlatGeobuf magic, CSV header).
@@ -47,6 +48,8 @@ pub enum UploadFormat {
     MBTiles,
     /// A GeoPackage: each feature table is a layer.
     GeoPackage,
+    /// A GeoParquet file: one layer.
+    GeoParquet,
 }
 
 impl UploadFormat {
@@ -58,6 +61,7 @@ impl UploadFormat {
             UploadFormat::DataPackage => "datapackage",
             UploadFormat::MBTiles => "mbtiles",
             UploadFormat::GeoPackage => "gpkg",
+            UploadFormat::GeoParquet => "geoparquet",
         }
     }
 }
@@ -101,6 +105,7 @@ enum PartKind {
     Shapefile,
     /// One feature table of a GeoPackage.
     GeoPackage(String),
+    GeoParquet,
 }
 
 /// An opened upload. Iterating yields its records in order, with `layer` indexing
@@ -193,6 +198,20 @@ impl Upload {
                 upload.format = UploadFormat::GeoPackage;
                 upload.add_geopackage(path)?;
             }
+            return Ok(upload);
+        }
+        if crate::formats::geoparquet::is_parquet(&prefix) {
+            // Checked now (footer, "geo" metadata, columns), so a bad file fails at open.
+            upload.format = UploadFormat::GeoParquet;
+            upload.skipped = crate::formats::geoparquet::describe(path, &opts.read)?;
+            let layer_base = upload.layers.len() as u32;
+            upload.add_layer(stem);
+            upload.parts.push_back(Part {
+                label: None,
+                path: path.to_path_buf(),
+                kind: PartKind::GeoParquet,
+                layer_base,
+            });
             return Ok(upload);
         }
         if prefix.starts_with(SHP_MAGIC)
@@ -507,6 +526,7 @@ impl Upload {
             PartKind::GeoPackage(table) => {
                 crate::formats::gpkg::open_layer(&part.path, table, &self.opts.read)
             }
+            PartKind::GeoParquet => crate::formats::geoparquet::open(&part.path, &self.opts.read),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Inputs that are read as files, not streams: zip archives (zipped Shapefiles, KMZ, TAK data
-//! packages), GeoPackages and loose Shapefile sets. They go through [`etl_geo::Upload`], the
+//! packages), GeoPackages, GeoParquet (its footer is at the end) and loose Shapefile sets. They go through [`etl_geo::Upload`], the
 //! reader etl-events uses, so every job reads the same formats the same way. A local input is
 //! read where it is; an S3 object is first copied to a temporary file (removed when done).
 
@@ -11,6 +11,7 @@ use etl_geo::{Record, Upload, UploadOptions};
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+const PARQUET_MAGIC: &[u8] = b"PAR1";
 /// The largest input copied to a temporary file (the archive expansion budget of uploads).
 pub const MAX_COPY_BYTES: u64 = 4 << 30;
 /// A Shapefile's main file starts with the big-endian file code 9994.
@@ -20,6 +21,7 @@ const SHP_MAGIC: &[u8] = &[0x00, 0x00, 0x27, 0x0a];
 pub fn needs_file(prefix: &[u8]) -> bool {
     prefix.starts_with(ZIP_MAGIC)
         || prefix.starts_with(SQLITE_MAGIC)
+        || prefix.starts_with(PARQUET_MAGIC)
         || prefix.starts_with(SHP_MAGIC)
 }
 
@@ -85,7 +87,7 @@ impl Local {
             copied += n as u64;
             if copied > MAX_COPY_BYTES {
                 return Err(JobError::bad_input(format!(
-                    "{url}: more than {} GiB to read as a file (an archive or GeoPackage this large is refused)",
+                    "{url}: more than {} GiB to read as a file (an archive, GeoPackage or GeoParquet file this large is refused)",
                     MAX_COPY_BYTES >> 30
                 )));
             }
@@ -158,6 +160,7 @@ mod tests {
         assert!(needs_file(b"PK\x03\x04rest"));
         assert!(needs_file(b"SQLite format 3\0rest"));
         assert!(needs_file(&[0, 0, 0x27, 0x0a, 0, 0]));
+        assert!(needs_file(b"PAR1\x15\x04"));
         assert!(!needs_file(b"{\"type\":\"FeatureCollection\""));
         assert!(!needs_file(b"lon,lat\n"));
     }

@@ -73,13 +73,17 @@ fn assert_where_gdal_puts_them(what: &str, got: &HashMap<u64, (f64, f64)>) {
 }
 
 #[test]
-fn nztm_shapefile_flatgeobuf_and_geopackage_come_out_where_gdal_puts_them() {
+fn nztm_shapefile_flatgeobuf_geopackage_and_geoparquet_come_out_where_gdal_puts_them() {
     let dir = tempfile::tempdir().unwrap();
     for file in ["nztm_points.zip", "nztm_points.fgb", "nztm_points.gpkg"] {
         let out = dir.path().join(file.replace('.', "_"));
         let got = import(&repo(&format!("fixtures/crs/nztm/{file}")), &out, &[]);
         assert_where_gdal_puts_them(file, &got);
     }
+    // GeoParquet (native points, EPSG:2193 as PROJJSON, four row groups), made by geopandas.
+    let out = dir.path().join("nztm_parquet");
+    let got = import(&repo("fixtures/formats/geoparquet/nztm.parquet"), &out, &[]);
+    assert_where_gdal_puts_them("nztm.parquet", &got);
 }
 
 #[test]

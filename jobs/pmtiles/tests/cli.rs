@@ -914,9 +914,13 @@ fn s_srs_tiles_projected_numbers_where_they_are() {
 }
 
 #[test]
-fn a_geopackage_and_a_zipped_shapefile_are_tiled_where_they_are() {
+fn a_geopackage_a_zipped_shapefile_and_geoparquet_are_tiled_where_they_are() {
     let dir = tempfile::tempdir().unwrap();
-    for input in ["formats/gpkg/nztm.gpkg", "crs/nztm/nztm_points.zip"] {
+    for input in [
+        "formats/gpkg/nztm.gpkg",
+        "crs/nztm/nztm_points.zip",
+        "formats/geoparquet/nztm.parquet",
+    ] {
         let out = dir.path().join("nz.pmtiles");
         run(&["-o", s(&out), "-f", "-z6", s(&repo("fixtures").join(input))]).assert_code(0);
         let f = std::fs::File::open(&out).unwrap();

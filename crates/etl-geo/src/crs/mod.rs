@@ -221,6 +221,15 @@ impl Crs {
         }
     }
 
+    /// This CRS for data that stores easting/longitude first whatever the definition's own
+    /// axis order says (GeoParquet, whose specification overrides the CRS's axis order).
+    pub fn easting_first(mut self) -> Crs {
+        if let Inner::Transform { swap, .. } = &mut self.inner {
+            *swap = false;
+        }
+        self
+    }
+
     /// The position in this CRS of a WGS 84 longitude/latitude (x = easting or longitude);
     /// an error for one the transformation cannot take.
     #[inline]

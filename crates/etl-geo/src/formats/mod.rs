@@ -4,10 +4,12 @@ pub(crate) mod cot;
 pub(crate) mod csv;
 pub(crate) mod flatgeobuf;
 pub(crate) mod geojson;
+pub(crate) mod geoparquet;
 pub(crate) mod gpkg;
 pub(crate) mod gpx;
 pub(crate) mod kml;
 pub(crate) mod shapefile;
+pub(crate) mod wkb;
 pub(crate) mod xml;
 
 use std::fmt;

@@ -11,7 +11,7 @@ use etl_core::postgres::{self as pg, TableName};
 use etl_core::runkey::run_key;
 use etl_core::store::{Location, ObjectMeta};
 use etl_core::{Job, JobContext, JobError, Outcome, Profile};
-use etl_geo::{CsvOptions, Format, OutputFormat, ReadOptions};
+use etl_geo::{CsvOptions, Format, ReadOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ use crate::config::{DataConfig, Mode, OutputTarget, redact_url};
 use crate::inputs;
 use crate::read;
 use crate::rejects::RejectsSink;
-use crate::sink::object::{self, ObjectJob};
+use crate::sink::object::{self, ObjectFormat, ObjectJob};
 use crate::sink::postgres::{Limits, LockPolicy};
 use crate::state::{self, RUN_STATE};
 
@@ -42,7 +42,7 @@ enum Target {
     },
     Object {
         location: Location,
-        format: OutputFormat,
+        format: ObjectFormat,
     },
 }
 
@@ -121,9 +121,9 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
                 ));
             }
             let location = Location::parse(&url).map_err(JobError::from)?;
-            let format = OutputFormat::from_path(&url).ok_or_else(|| {
+            let format = ObjectFormat::from_path(&url).ok_or_else(|| {
                 JobError::usage(format!(
-                    "{url}: unknown output extension (use .geojsonl, .ndjson or .geojson)"
+                    "{url}: unknown output extension (use .geojsonl, .ndjson, .geojson or .parquet)"
                 ))
             })?;
             Target::Object { location, format }
@@ -311,7 +311,7 @@ fn lease_taken(key: &str, info: etl_core::checkpoint::LeaseInfo) -> JobError {
 async fn run_object(
     plan: &Plan,
     location: &Location,
-    format: OutputFormat,
+    format: ObjectFormat,
     found: Vec<ObjectMeta>,
     key: &str,
     ctx: &JobContext,

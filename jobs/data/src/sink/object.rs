@@ -1,5 +1,5 @@
-//! Writing GeoJSON (sequence or FeatureCollection) to a file or S3 object. The object appears
-//! whole on commit or not at all; a stopped or failed run leaves nothing behind.
+//! Writing GeoJSON (sequence or FeatureCollection) or GeoParquet to a file or S3 object. The
+//! object appears whole on commit or not at all; a stopped or failed run leaves nothing behind.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicU64;
 use etl_core::metrics::Stats;
 use etl_core::store::{ObjectMeta, ObjectWriter};
 use etl_core::{JobContext, JobError};
-use etl_geo::{FeatureWriter, Format, OutputFormat, ReadOptions};
+use etl_geo::{
+    Feature, FeatureWriter, Format, GeoParquetError, GeoParquetWriter, OutputFormat, ReadOptions,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::read;
@@ -21,7 +23,63 @@ pub struct ObjectJob {
     pub shaping: etl_sources::read::Shaping,
     pub select: Vec<String>,
     pub max_rejects: Option<u64>,
-    pub output_format: OutputFormat,
+    pub output_format: ObjectFormat,
+}
+
+/// What a file or S3 output is written as, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectFormat {
+    GeoJson(OutputFormat),
+    /// `.parquet` / `.geoparquet`: GeoParquet 1.1 (etl-geo's `formats/geoparquet/write.rs`).
+    GeoParquet,
+}
+
+impl ObjectFormat {
+    pub fn from_path(path: &str) -> Option<ObjectFormat> {
+        let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+        if name.ends_with(".parquet") || name.ends_with(".geoparquet") {
+            return Some(ObjectFormat::GeoParquet);
+        }
+        OutputFormat::from_path(path).map(ObjectFormat::GeoJson)
+    }
+}
+
+/// The writer of an [`ObjectFormat`] over the object.
+enum Out {
+    GeoJson(FeatureWriter<Box<dyn ObjectWriter>>),
+    GeoParquet(GeoParquetWriter<Box<dyn ObjectWriter>>),
+}
+
+impl Out {
+    fn new(format: ObjectFormat, writer: Box<dyn ObjectWriter>) -> Out {
+        match format {
+            ObjectFormat::GeoJson(f) => Out::GeoJson(FeatureWriter::new(f, writer)),
+            ObjectFormat::GeoParquet => Out::GeoParquet(GeoParquetWriter::new(writer)),
+        }
+    }
+
+    /// Writes `f`; `Ok(Some(reason))` when this one feature cannot be written and is a reject.
+    fn write(&mut self, f: &Feature) -> Result<Option<String>, JobError> {
+        let failed =
+            |e: &dyn std::fmt::Display| JobError::temporary(format!("writing output: {e}"));
+        match self {
+            Out::GeoJson(w) => w.write(f).map(|()| None).map_err(|e| failed(&e)),
+            Out::GeoParquet(w) => match w.write(f) {
+                Ok(()) => Ok(None),
+                Err(GeoParquetError::Rejected(reason)) => Ok(Some(reason)),
+                Err(e) => Err(failed(&e)),
+            },
+        }
+    }
+
+    fn finish(self) -> Result<Box<dyn ObjectWriter>, JobError> {
+        let failed =
+            |e: &dyn std::fmt::Display| JobError::temporary(format!("writing output: {e}"));
+        match self {
+            Out::GeoJson(w) => w.finish().map_err(|e| failed(&e)),
+            Out::GeoParquet(w) => w.finish().map_err(|e| failed(&e)),
+        }
+    }
 }
 
 pub struct ObjectResult {
@@ -51,7 +109,7 @@ fn write_blocking(
     ctx: &JobContext,
     lease_lost: &CancellationToken,
 ) -> Result<ObjectResult, JobError> {
-    let mut out = FeatureWriter::new(job.output_format, writer);
+    let mut out = Out::new(job.output_format, writer);
     let mut written_total = 0u64;
     let mut filtered_total = 0u64;
     for meta in &job.inputs {
@@ -88,33 +146,36 @@ fn write_blocking(
             Stats::add(&ctx.stats.repaired, batch.repaired);
             filtered_total += batch.filtered;
             for rec in batch.records {
-                match rec.feature {
+                let rejected = match rec.feature {
                     Ok(mut f) => {
                         if !job.select.is_empty() {
                             f.properties
                                 .retain(|k, _| job.select.iter().any(|s| s == k));
                         }
-                        out.write(&f)
-                            .map_err(|e| JobError::temporary(format!("writing output: {e}")))?;
-                        written_total += 1;
-                    }
-                    Err(r) => {
-                        Stats::add(&ctx.stats.rejected, 1);
-                        if over_limit(rejects.count() + 1, job.max_rejects) {
-                            return Err(JobError::bad_input(format!(
-                                "{url}:{}: more than {} features rejected (--max-rejects); last: {}",
-                                rec.line,
-                                job.max_rejects.unwrap_or(0),
-                                r.reason
-                            )));
+                        let rejected = out.write(&f)?;
+                        if rejected.is_none() {
+                            written_total += 1;
                         }
-                        rejects.push(&Reject {
-                            input: url.clone(),
-                            line: rec.line,
-                            ordinal: rec.ordinal,
-                            reason: r.reason,
-                        })?;
+                        rejected
                     }
+                    Err(r) => Some(r.reason),
+                };
+                if let Some(reason) = rejected {
+                    Stats::add(&ctx.stats.rejected, 1);
+                    if over_limit(rejects.count() + 1, job.max_rejects) {
+                        return Err(JobError::bad_input(format!(
+                            "{url}:{}: more than {} features rejected (--max-rejects); last: {}",
+                            rec.line,
+                            job.max_rejects.unwrap_or(0),
+                            reason
+                        )));
+                    }
+                    rejects.push(&Reject {
+                        input: url.clone(),
+                        line: rec.line,
+                        ordinal: rec.ordinal,
+                        reason,
+                    })?;
                 }
             }
         }
@@ -134,9 +195,7 @@ fn write_blocking(
                 .join(", ")
         )));
     }
-    let writer = out
-        .finish()
-        .map_err(|e| JobError::temporary(format!("writing output: {e}")))?;
+    let writer = out.finish()?;
     // The last moment to back out: once committed, the object is visible.
     if lease_lost.is_cancelled() {
         return Err(JobError::temporary("lease lost; output not committed"));

@@ -8,7 +8,7 @@
 
 use geo_types::Geometry;
 
-use super::wkb;
+use crate::formats::wkb;
 use crate::repair::Repairs;
 
 /// What a geometry blob holds.

@@ -38,7 +38,6 @@
 mod blob;
 mod layer;
 mod read;
-mod wkb;
 
 #[cfg(test)]
 mod tests;

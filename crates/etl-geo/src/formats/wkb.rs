@@ -1,6 +1,7 @@
-//! Well-known binary as GeoPackage stores it: OGC/ISO WKB of either byte order, with the ISO
-//! type codes for Z (1000+), M (2000+) and ZM (3000+) and, as GDAL also reads them, PostGIS
-//! EWKB's Z, M and SRID flag bits. Z and M are dropped.
+//! Well-known binary as GeoPackage and GeoParquet store it: OGC/ISO WKB of either byte order,
+//! with the ISO type codes for Z (1000+), M (2000+) and ZM (3000+) and, as GDAL also reads
+//! them, PostGIS EWKB's Z, M and SRID flag bits. Z and M are dropped. (PostGIS's own 2D EWKB
+//! is read and written by [`crate::ewkb`].)
 //!
 //! Point, LineString, Polygon, their Multi* forms and GeometryCollection are read; so are the
 //! curves (CircularString, CompoundCurve, CurvePolygon, MultiCurve, MultiSurface: type codes
@@ -20,7 +21,7 @@ use crate::curve::{self, Budget};
 use crate::repair::{Repairs, close_ring};
 
 /// Deepest nesting of geometry collections.
-pub(super) const MAX_NESTING: usize = 64;
+pub(crate) const MAX_NESTING: usize = 64;
 
 const Z_FLAG: u32 = 0x8000_0000;
 const M_FLAG: u32 = 0x4000_0000;
@@ -70,7 +71,7 @@ fn type_name(kind: u32) -> &'static str {
 
 /// Reads one WKB geometry filling all of `bytes`; `None` when it is empty (an all-NaN Point,
 /// or a geometry with no positions, rings or members).
-pub(super) fn read(bytes: &[u8], repairs: &mut Repairs) -> Result<Option<Geometry<f64>>, String> {
+pub(crate) fn read(bytes: &[u8], repairs: &mut Repairs) -> Result<Option<Geometry<f64>>, String> {
     let mut r = Reader {
         bytes,
         offset: 0,

@@ -1,0 +1,226 @@
+//! The records of a GeoParquet file, read one row group at a time and, inside it, one record
+//! batch at a time: a batch has [`BATCH_ROWS`] rows, or fewer when the row group's rows are
+//! large (about [`BATCH_BYTES`] per batch from its uncompressed size), so memory is bounded
+//! by one batch and the pages it spans, not by the file.
+
+use std::collections::VecDeque;
+use std::fs::File;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde_json::{Map, Value};
+
+use super::geometry::GeometryColumn;
+use super::layout::Layout;
+use super::{BATCH_BYTES, BATCH_ROWS, guarded, refused};
+use crate::cancel::{Cancel, cancelled};
+use crate::error::ReadError;
+use crate::feature::{Feature, FeatureId};
+use crate::formats::{Record, Rejection, accept_in};
+
+pub(super) struct Reader {
+    file: File,
+    name: String,
+    layout: Layout,
+    cancel: Cancel,
+    /// The next row group to open.
+    group: usize,
+    batches: Option<ParquetRecordBatchReader>,
+    page: VecDeque<Record>,
+    rows: u64,
+    done: bool,
+}
+
+impl Reader {
+    pub(super) fn new(file: File, name: String, layout: Layout, cancel: Cancel) -> Reader {
+        Reader {
+            file,
+            name,
+            layout,
+            cancel,
+            group: 0,
+            batches: None,
+            page: VecDeque::new(),
+            rows: 0,
+            done: false,
+        }
+    }
+
+    /// The next batch of the file, opening row groups as needed; `None` after the last.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ReadError> {
+        loop {
+            if let Some(batches) = &mut self.batches {
+                let group = self.group.saturating_sub(1);
+                match guarded(|| batches.next().transpose()) {
+                    Ok(Some(batch)) => return Ok(Some(batch)),
+                    Ok(None) => self.batches = None,
+                    Err(e) => {
+                        return Err(refused(
+                            &self.name,
+                            format!("corrupt data in row group {group}: {e}"),
+                        ));
+                    }
+                }
+            }
+            let metadata = self.layout.metadata.metadata();
+            let Some(group) = metadata.row_groups().get(self.group) else {
+                return Ok(None);
+            };
+            let rows = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
+            let bytes = u64::try_from(group.total_byte_size()).unwrap_or(u64::MAX);
+            let batch_rows = if bytes == 0 {
+                BATCH_ROWS
+            } else {
+                let per_batch = (BATCH_BYTES as u128 * rows as u128 / u128::from(bytes)) as usize;
+                per_batch.clamp(1, BATCH_ROWS)
+            };
+            let index = self.group;
+            self.group += 1;
+            let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+                self.file.try_clone()?,
+                self.layout.metadata.clone(),
+            )
+            .with_projection(self.layout.projection.clone())
+            .with_row_groups(vec![index])
+            .with_batch_size(batch_rows);
+            let reader = guarded(|| builder.build()).map_err(|e| {
+                refused(
+                    &self.name,
+                    format!("corrupt data in row group {index}: {e}"),
+                )
+            })?;
+            self.batches = Some(reader);
+        }
+    }
+
+    /// Turns a batch into records.
+    fn decode(&mut self, batch: &RecordBatch) -> Result<(), ReadError> {
+        let columns = batch.columns();
+        let geometry = columns
+            .get(self.layout.geometry)
+            .ok_or_else(|| refused(&self.name, "the geometry column is missing from a batch"))
+            .and_then(|c| {
+                GeometryColumn::new(c, self.layout.encoding)
+                    .map_err(|m| refused(&self.name, format!("geometry column: {m}")))
+            })?;
+        for i in 0..batch.num_rows() {
+            let mut repairs = crate::repair::Repairs::NONE;
+            let feature = self.feature(columns, &geometry, i, &mut repairs);
+            self.page.push_back(Record {
+                line: self.rows.saturating_add(1),
+                ordinal: self.rows,
+                layer: 0,
+                feature,
+                repairs,
+            });
+            self.rows = self.rows.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    fn feature(
+        &self,
+        columns: &[arrow_array::ArrayRef],
+        geometry: &GeometryColumn<'_>,
+        i: usize,
+        repairs: &mut crate::repair::Repairs,
+    ) -> Result<Feature, Rejection> {
+        let geometry = geometry
+            .get(i, repairs)
+            .map_err(|e| Rejection::new(format!("geometry: {e}")))?;
+        let column = |index: usize| {
+            columns
+                .get(index)
+                .ok_or_else(|| Rejection::new("a column is missing from the batch"))
+        };
+        let mut properties = Map::with_capacity(self.layout.properties.len());
+        for p in &self.layout.properties {
+            let v = super::values::value(column(p.index)?.as_ref(), i, p.json)
+                .map_err(|e| Rejection::new(format!("column {}: {e}", p.name)))?;
+            properties.insert(p.name.clone(), v);
+        }
+        if let Some(index) = self.layout.extra {
+            let array = column(index)?;
+            if !array.is_null(i) {
+                match super::values::value(array.as_ref(), i, true) {
+                    Ok(Value::Object(extra)) => properties.extend(extra),
+                    Ok(_) => {
+                        return Err(Rejection::new(
+                            "the properties_extra column holds JSON that is not an object",
+                        ));
+                    }
+                    Err(e) => return Err(Rejection::new(format!("properties_extra: {e}"))),
+                }
+            }
+        }
+        let id = match self.layout.id {
+            Some(index) => id(column(index)?.as_ref(), i),
+            None => None,
+        };
+        accept_in(
+            Feature {
+                id,
+                geometry,
+                properties,
+            },
+            Some(&self.layout.crs),
+            repairs,
+        )
+    }
+}
+
+fn id(array: &dyn Array, i: usize) -> Option<FeatureId> {
+    use arrow_array::types::{Int32Type, Int64Type};
+    if array.is_null(i) {
+        return None;
+    }
+    if let Some(a) = array.as_primitive_opt::<Int64Type>() {
+        return Some(FeatureId::Int(a.value(i)));
+    }
+    if let Some(a) = array.as_primitive_opt::<Int32Type>() {
+        return Some(FeatureId::Int(i64::from(a.value(i))));
+    }
+    if let Some(a) = array.as_string_opt::<i32>() {
+        return Some(FeatureId::Str(a.value(i).to_owned()));
+    }
+    array
+        .as_string_opt::<i64>()
+        .map(|a| FeatureId::Str(a.value(i).to_owned()))
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(record) = self.page.pop_front() {
+                return Some(Ok(record));
+            }
+            if self.done {
+                return None;
+            }
+            if self.cancel.is_cancelled() {
+                self.done = true;
+                return Some(Err(cancelled()));
+            }
+            let step = self.next_batch().and_then(|batch| match batch {
+                Some(batch) => self.decode(&batch).map(|()| true),
+                None => Ok(false),
+            });
+            match step {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    self.batches = None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    self.batches = None;
+                    self.page.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -428,10 +428,11 @@ fn make_valid_repairs_polygons_postgis_then_finds_valid() {
 }
 
 /// The inputs holding the same 10,000 NZTM2000 points (`fixtures/crs/nztm/`), one per format.
-pub const NZTM_POINTS: [&str; 3] = [
+pub const NZTM_POINTS: [&str; 4] = [
     "crs/nztm/nztm_points.zip",
     "crs/nztm/nztm_points.fgb",
     "crs/nztm/nztm_points.gpkg",
+    "formats/geoparquet/nztm.parquet",
 ];
 
 /// The same points in every format load alike, into a GeoJSON sequence and into PostGIS: at

@@ -934,7 +934,8 @@ fn a_geopackage_a_zipped_shapefile_and_geoparquet_are_tiled_where_they_are() {
     }
 }
 
-/// The same 10,000 NZTM2000 points as a zipped Shapefile, a FlatGeobuf and a GeoPackage are
+/// The same 10,000 NZTM2000 points as a zipped Shapefile, a FlatGeobuf, a GeoPackage and a
+/// GeoParquet file are
 /// tiled alike: every point once at z10, within a tile pixel of where GDAL puts it, with its
 /// attributes.
 #[test]
@@ -960,6 +961,7 @@ fn the_same_points_in_every_format_are_tiled_alike() {
         "crs/nztm/nztm_points.zip",
         "crs/nztm/nztm_points.fgb",
         "crs/nztm/nztm_points.gpkg",
+        "formats/geoparquet/nztm.parquet",
     ] {
         let out = dir.path().join("points.pmtiles");
         run(&[

@@ -185,7 +185,9 @@ impl DataConfig {
         };
         let trimmed = value.trim();
         let digits = match trimmed.get(..5) {
-            Some(prefix) if prefix.eq_ignore_ascii_case("EPSG:") => trimmed.get(5..).unwrap_or(""),
+            Some(prefix) if prefix.eq_ignore_ascii_case("EPSG:") => {
+                trimmed.get(5..).unwrap_or("").trim()
+            }
             _ => trimmed,
         };
         match digits.parse::<i32>() {
@@ -277,6 +279,7 @@ mod tests {
         assert_eq!(with("EPSG:2193").t_srs_code(), Ok(Some(2193)));
         assert_eq!(with("epsg:3857").t_srs_code(), Ok(Some(3857)));
         assert_eq!(with(" 4326 ").t_srs_code(), Ok(Some(4326)));
+        assert_eq!(with("EPSG: 2193").t_srs_code(), Ok(Some(2193)));
         for bad in ["EPSG:", "EPSG:-1", "0", "+proj=longlat", "EPSG:99999999999"] {
             assert!(with(bad).t_srs_code().is_err(), "{bad}");
         }

@@ -192,3 +192,46 @@ fn t_srs_is_refused_for_file_outputs_and_unknown_codes() {
     assert!(unknown.stderr.contains("SRID 999999"), "{}", unknown.stderr);
     assert!(!rt().block_on(async { table_exists(&pool().await, &table).await }));
 }
+
+/// A table whose column type names no SRID (plain `geometry`) holds the SRID of its stored
+/// geometries: an append writes that one, and --t-srs naming another is refused, so one column
+/// never mixes SRIDs.
+#[test]
+fn an_unconstrained_column_keeps_the_srid_of_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = projected_input(dir.path());
+    let table = unique("nztm_plain");
+    rt().block_on(async {
+        let pool = pool().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE \"{table}\" (id bigint, name text, geom geometry);
+             INSERT INTO \"{table}\" VALUES (-1, 'old', 'SRID=2193;POINT(1748735 5427916)');"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+    });
+    let url = database_url();
+    let load = |extra: &[&str]| {
+        let mut args = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            &url,
+            "--table",
+            &table,
+            "--s-srs",
+            "EPSG:2193",
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let refused = load(&["--t-srs", "EPSG:3857"]);
+    refused.assert_code(78);
+    assert!(refused.stderr.contains("SRID 2193"), "{}", refused.stderr);
+    load(&[]).assert_code(0);
+    let srids: Vec<(i32, i64)> = rows(&format!(
+        "SELECT ST_SRID(geom), count(*) FROM \"{table}\" GROUP BY 1"
+    ));
+    assert_eq!(srids, [(2193, 10_001)]);
+}

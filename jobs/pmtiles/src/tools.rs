@@ -84,12 +84,7 @@ impl Remote {
                 .worker_threads(2)
                 .enable_all()
                 .build()
-                .map_err(|e| {
-                    fail(
-                        ExitKind::Temporary,
-                        format!("cannot start the runtime: {e}"),
-                    )
-                })?;
+                .map_err(|e| fail(ExitKind::OsError, format!("cannot start the runtime: {e}")))?;
             self.rt = Some((rt, Store::new(s3_config())));
         }
         self.rt

@@ -89,10 +89,23 @@ fn compare(a: Val<'_>, b: Val<'_>) -> Option<Ordering> {
         (Val::Text(x), Val::Text(y)) => Some(x.cmp(y)),
         (Val::Bool(x), Val::Bool(y)) => Some(x.cmp(&y)),
         // Attributes that arrive as text (CSV, some Shapefiles) compare with numbers as numbers.
-        (Val::Text(s), Val::Number(y)) => s.trim().parse::<f64>().ok()?.partial_cmp(&y),
-        (Val::Number(x), Val::Text(s)) => x.partial_cmp(&s.trim().parse::<f64>().ok()?),
+        (Val::Text(s), Val::Number(y)) => numeric_text(s)?.partial_cmp(&y),
+        (Val::Number(x), Val::Text(s)) => x.partial_cmp(&numeric_text(s)?),
         _ => None,
     }
+}
+
+/// Text that is a plain decimal number (`42`, `-1.5`, `2e3`), not `inf` or `NaN`.
+fn numeric_text(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let plain = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | 'e' | 'E'))
+        && t.chars().any(|c| c.is_ascii_digit());
+    if !plain {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
 fn number_text(n: f64) -> String {

@@ -2,6 +2,7 @@
 //! decided from their properties with the WHERE syntax of OGR SQL (see [`parse`] for the
 //! grammar).
 //!
+//! Property names match exactly, else regardless of ASCII case (as OGR's field names do).
 //! Semantics are SQL's: a missing property is NULL, a comparison with NULL is unknown, and only
 //! features for which the whole filter is true are kept. Numbers compare as numbers (a string
 //! property that holds a number compares with a number literal numerically, since CSV and
@@ -90,7 +91,7 @@ impl Filter {
 /// What an operand stands for in one feature.
 fn value_of<'a>(operand: &'a Operand, props: &'a serde_json::Map<String, Value>) -> Val<'a> {
     match operand {
-        Operand::Property(name) => match props.get(name) {
+        Operand::Property(name) => match property(props, name) {
             None | Some(Value::Null) => Val::Null,
             Some(Value::Bool(b)) => Val::Bool(*b),
             Some(Value::Number(n)) => n.as_f64().map_or(Val::Other, Val::Number),
@@ -102,6 +103,17 @@ fn value_of<'a>(operand: &'a Operand, props: &'a serde_json::Map<String, Value>)
         Operand::Bool(b) => Val::Bool(*b),
         Operand::Null => Val::Null,
     }
+}
+
+/// The property `name`, or else the one whose name differs only in ASCII case (OGR matches field
+/// names that way, so an ogr2ogr `-where` keeps working).
+fn property<'a>(props: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    props.get(name).or_else(|| {
+        props
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
 }
 
 /// A value as the filter sees it; arrays and objects are `Other` (only IS NULL tests them).

@@ -44,6 +44,15 @@ fn comparisons_follow_sql() {
 }
 
 #[test]
+fn names_match_regardless_of_case_and_only_plain_text_is_a_number() {
+    let p = json!({"Name": "x", "name2": "y", "a": "inf", "b": "NaN", "c": " 12 "});
+    assert!(keeps("NAME = 'x' AND Name2 = 'y'", p.clone()));
+    assert!(!keeps("a > 1000", p.clone()));
+    assert!(!keeps("b = 0 OR b <> 0", p.clone()));
+    assert!(keeps("c = 12", p.clone()));
+}
+
+#[test]
 fn in_between_like() {
     let p = json!({"kind": "river", "len": 12.5, "name": "Waikato River"});
     assert!(keeps("kind IN ('lake', 'river')", p.clone()));

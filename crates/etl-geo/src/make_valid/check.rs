@@ -47,22 +47,31 @@ pub(super) fn verdict(polygons: &[Polygon<f64>]) -> Verdict {
     let mut ring_no = 0u32;
     for polygon in polygons {
         for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
+            if ring.0.is_empty() {
+                // An empty ring (an empty polygon) has nothing to repair.
+                continue;
+            }
             if !closed_enough(ring) {
                 return Verdict::Invalid;
             }
-            let n = ring.0.len().saturating_sub(1) as u32;
-            for (i, w) in ring.0.windows(2).enumerate() {
+            // Segments are numbered as they are kept: a repeated vertex (a zero-length segment,
+            // common in real data and valid) must not make its neighbours look apart.
+            let first = segments.len();
+            for w in ring.0.windows(2) {
                 if w[0] == w[1] {
-                    // A repeated vertex is a zero-length segment: not an error in itself.
                     continue;
                 }
                 segments.push(Segment {
                     a: w[0],
                     b: w[1],
                     ring: ring_no,
-                    index: i as u32,
-                    ring_len: n,
+                    index: (segments.len() - first) as u32,
+                    ring_len: 0,
                 });
+            }
+            let kept = (segments.len() - first) as u32;
+            for s in &mut segments[first..] {
+                s.ring_len = kept;
             }
             ring_no = ring_no.saturating_add(1);
         }
@@ -70,10 +79,12 @@ pub(super) fn verdict(polygons: &[Polygon<f64>]) -> Verdict {
     let mut budget = BUDGET.max(BUDGET_PER_SEGMENT.saturating_mul(segments.len() as u64));
     match crossings(&segments, &mut budget) {
         None => Verdict::TooComplex,
+        // No edges meet: what is left to find is a hole or part in the wrong place. Many parts
+        // or holes can spend the budget on pairs; then the geometry is left as it is (a
+        // multipolygon of thousands of islands is far more often valid than nested).
         Some(0) => match containment(polygons, &mut budget) {
-            None => Verdict::TooComplex,
             Some(true) => Verdict::Invalid,
-            Some(false) => Verdict::Valid,
+            Some(false) | None => Verdict::Valid,
         },
         Some(_) => Verdict::Invalid,
     }

@@ -61,6 +61,31 @@ fn valid_polygons_are_left_exactly_as_they_are() {
 }
 
 #[test]
+fn repeated_vertices_empty_polygons_and_many_parts_are_left_alone() {
+    // A repeated vertex, in the middle, at the start and at the close: valid as it is.
+    for ring in [
+        vec![(0., 0.), (1., 0.), (1., 0.), (1., 1.), (0., 1.), (0., 0.)],
+        vec![(0., 0.), (0., 0.), (1., 0.), (1., 1.), (0., 1.), (0., 0.)],
+        vec![(0., 0.), (1., 0.), (1., 1.), (0., 1.), (0., 0.), (0., 0.)],
+    ] {
+        let g = Geometry::Polygon(Polygon::new(LineString::from(ring), vec![]));
+        assert_eq!(repaired(g.clone()), (Outcome::Valid, g));
+    }
+    let empty = Geometry::Polygon(Polygon::new(LineString(vec![]), vec![]));
+    assert_eq!(repaired(empty.clone()), (Outcome::Valid, empty));
+    // 6,000 disjoint squares: too many pairs to check for nesting within the budget; left as
+    // they are, not refused.
+    let squares: Vec<Polygon<f64>> = (0..6_000)
+        .map(|i| {
+            let x = f64::from(i) * 2.0;
+            polygon![(x: x, y: 0.), (x: x + 1., y: 0.), (x: x + 1., y: 1.), (x: x, y: 1.), (x: x, y: 0.)]
+        })
+        .collect();
+    let many = Geometry::MultiPolygon(MultiPolygon(squares));
+    assert_eq!(repaired(many.clone()), (Outcome::Valid, many));
+}
+
+#[test]
 fn a_bow_tie_becomes_two_triangles() {
     let bow_tie =
         polygon![(x: 0., y: 0.), (x: 2., y: 2.), (x: 2., y: 0.), (x: 0., y: 2.), (x: 0., y: 0.)];

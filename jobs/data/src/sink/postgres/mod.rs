@@ -57,7 +57,7 @@ pub use swap::{choose_swap, is_swap_stage};
 
 use schema::{
     GEOM, ID, SEQ, SRID, TableColumn, discover, geometry_constraint, geometry_typmod, id_kind,
-    sql_err, table_columns, target_crs,
+    sql_err, table_columns, table_srid, target_crs,
 };
 
 const DDL_LOCK: i64 = 0x7461_6b65_746c_0002;
@@ -211,18 +211,38 @@ impl PgTarget {
                 )));
             }
         }
-        // Loads into the table write its own SRID unless --t-srs says otherwise (then a
-        // mismatch is refused below); a new or replaced table gets --t-srs or 4326.
-        let table_srid = match (strategy, &target_columns) {
-            (Strategy::Direct | Strategy::Swap | Strategy::Merge, Some(_)) => {
-                geometry_typmod(&mut tx, &table)
-                    .await?
-                    .map(|(_, srid)| srid)
-                    .filter(|&srid| srid != 0)
+        // Loads into the table write its own SRID (its column type's, or its stored
+        // geometries'); --t-srs naming another is refused. A new or replaced table gets
+        // --t-srs or 4326.
+        let has_geom = target_columns.as_deref().is_some_and(|cols| {
+            cols.iter()
+                .any(|c| c.name == GEOM && c.kind == ColumnKind::Geometry)
+        });
+        let table_srid = match strategy {
+            Strategy::Direct | Strategy::Swap | Strategy::Merge if has_geom => {
+                table_srid(&mut tx, &table).await?
             }
             _ => None,
         };
         let srid = opts.srid.or(table_srid).unwrap_or(SRID);
+        if let Some(stored) = table_srid
+            && stored != srid
+        {
+            return Err(JobError::config(format!(
+                "table {table}: its geometries are SRID {stored}; this run writes SRID {srid} (--t-srs EPSG:{stored} loads into it)"
+            )));
+        }
+        // A stage kept from an earlier attempt was made for one SRID: the table's may have
+        // changed since.
+        if strategy != Strategy::Direct
+            && let Some((_, staged)) = geometry_typmod(&mut tx, &stage).await?
+            && staged != 0
+            && staged != srid
+        {
+            return Err(JobError::config(format!(
+                "stage {stage} of an earlier attempt holds SRID {staged}, but this run writes SRID {srid}; drop the stage table to start over"
+            )));
+        }
         let crs = target_crs(&mut tx, srid).await?;
         let copy_columns = match strategy {
             Strategy::Direct => target_columns.clone().unwrap_or_default(),

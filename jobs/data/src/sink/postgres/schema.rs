@@ -51,6 +51,28 @@ pub(super) async fn geometry_typmod(
     .map_err(sql_err("reading the geometry column's type"))
 }
 
+/// The SRID an existing table's geometries are in: its column type's, else (a column of plain
+/// `geometry` or SRID 0) the first stored geometry's; None when neither says.
+pub(super) async fn table_srid(
+    conn: &mut PgConnection,
+    table: &TableName,
+) -> Result<Option<i32>, JobError> {
+    if let Some((_, srid)) = geometry_typmod(conn, table).await?
+        && srid != 0
+    {
+        return Ok(Some(srid));
+    }
+    let sql = format!(
+        "SELECT ST_SRID(geom) FROM {} WHERE geom IS NOT NULL LIMIT 1",
+        table.quoted()
+    );
+    let stored: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sql_err("reading the SRID of the table's geometries"))?;
+    Ok(stored.filter(|&srid| srid != 0))
+}
+
 /// The type constraint of an existing table's `geom` column: None for plain `geometry`,
 /// `Some("Point")` for `geometry(Point,…)`. A column with another SRID than the run writes
 /// (`srid`), or with Z/M dimensions, cannot take its geometries: that is a configuration error.

@@ -138,7 +138,7 @@ fn existing_table_with_numeric_and_user_types_loads_through_text_copy() {
 }
 
 #[test]
-fn typed_geometry_columns_reject_other_types_and_other_srids_are_config_errors() {
+fn typed_geometry_columns_reject_other_types_and_take_their_own_srid() {
     let input = repo_fixture("data/sites.geojson");
     let points = unique("pts_only");
     let mercator = unique("mercator");
@@ -167,6 +167,24 @@ fn typed_geometry_columns_reject_other_types_and_other_srids_are_config_errors()
     r.assert_code(0);
     assert_eq!(r.count("written"), 2, "the two points");
     assert_eq!(r.count("rejected"), 3, "line, polygon, multipoint");
+    // Asking for WGS 84 in a Web Mercator column is a configuration error naming both.
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        &database_url(),
+        "--table",
+        &mercator,
+        "--t-srs",
+        "EPSG:4326",
+    ]);
+    r.assert_code(78);
+    assert!(
+        r.error().contains("SRID 3857") && r.error().contains("SRID 4326"),
+        "{}",
+        r.error()
+    );
+    // Without --t-srs the column's own SRID is written: positions are moved into Web Mercator.
     let r = run(&[
         "--input",
         input.to_str().unwrap(),
@@ -175,8 +193,15 @@ fn typed_geometry_columns_reject_other_types_and_other_srids_are_config_errors()
         "--table",
         &mercator,
     ]);
-    r.assert_code(78);
-    assert!(r.error().contains("SRID 3857"), "{}", r.error());
+    r.assert_code(0);
+    let srids: Vec<(i32, i64)> = rows(&format!(
+        "SELECT ST_SRID(geom), count(*) FROM \"{mercator}\" GROUP BY 1"
+    ));
+    assert_eq!(srids, [(3857, 5)]);
+    let far: Vec<(f64,)> = rows(&format!(
+        "SELECT max(abs(ST_XMax(geom)))::float8 FROM \"{mercator}\""
+    ));
+    assert!(far[0].0 > 1000.0, "metres, not degrees: {far:?}");
 }
 
 #[test]

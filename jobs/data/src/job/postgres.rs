@@ -177,6 +177,7 @@ pub(super) async fn run(
         written: 0,
     };
     let mut already_there = 0usize;
+    let mut failed: Option<JobError> = None;
     for (index, meta) in found.iter().enumerate() {
         let url = meta.location.to_string();
         if unchanged(meta) {
@@ -217,38 +218,19 @@ pub(super) async fn run(
             Ok(LoadOutcome::Loaded) => {}
             Ok(LoadOutcome::AlreadyThere) => already_there += 1,
             Err(e) => {
-                let added = match &target {
-                    Some(t) => t.added().to_vec(),
-                    None => added_before,
-                };
-                undo_after(
-                    &e,
-                    strategy,
-                    target.as_ref(),
-                    &pool,
-                    table,
-                    &scope,
-                    key,
-                    &added,
-                    &limits,
-                    &cps,
-                )
-                .await;
-                return Err(e);
+                failed = Some(e);
+                break;
             }
         }
     }
-    if staged.is_empty() {
-        tracing::info!("every input is unchanged since the last successful load");
-        lease.release().await;
-        return Ok(Outcome::Skipped);
-    }
-    if totals.filtered > 0 && totals.written == 0 && already_there == 0 {
+    if failed.is_none() && totals.filtered > 0 && totals.written == 0 && already_there == 0 {
         // Nothing matched: a replace must not publish an empty table, an append adds nothing.
-        let e = JobError::bad_input(format!(
+        failed = Some(JobError::bad_input(format!(
             "none of the {} features read matched --where; nothing was loaded",
             totals.filtered
-        ));
+        )));
+    }
+    if let Some(e) = failed {
         let added = match &target {
             Some(t) => t.added().to_vec(),
             None => added_before,
@@ -267,6 +249,11 @@ pub(super) async fn run(
         )
         .await;
         return Err(e);
+    }
+    if staged.is_empty() {
+        tracing::info!("every input is unchanged since the last successful load");
+        lease.release().await;
+        return Ok(Outcome::Skipped);
     }
     if totals.read == 0 && target.is_none() && already_there == 0 {
         if let Err(e) = cps.clear(key).await {

@@ -7,6 +7,8 @@
 #   bash benches/geoparquet.sh              # RUNS=3
 #   RUNS=1 bash benches/geoparquet.sh       # quick check
 #   ETL_DATA_BIN=path/to/etl-data bash benches/geoparquet.sh   # that binary, no build
+#   TARGET=postgis bash benches/geoparquet.sh   # into a throwaway PostGIS instead: etl-data
+#       --mode replace from each form, ogr2ogr -f PostgreSQL (PG_USE_COPY, GIST index) from GeoJSON
 #
 # Input: points.geojsonl of the synthetic set at scale 1.0 (1M points, ../shared/bench/
 # gen_synthetic.py), and points.parquet made from it once, untimed, by etl-data itself (GeoParquet
@@ -17,6 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 RUNS=${RUNS:-3}
+TARGET=${TARGET:-geojsonseq}
 SHARED_DIR=${TAK_SHARED_DIR:-$ROOT/../shared}
 BENCH_DIR=$(realpath -m "${TAK_BENCH_DIR:-/var/tmp/tak-etl-bench}")
 SYN=$BENCH_DIR/synthetic-1.0
@@ -28,6 +31,7 @@ die() {
   exit 1
 }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
+[[ $TARGET == geojsonseq || $TARGET == postgis ]] || die "TARGET must be geojsonseq or postgis, not '$TARGET'"
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
 command -v ogr2ogr >/dev/null || apt_install_quiet gdal-bin || die "could not install gdal-bin"
@@ -52,7 +56,16 @@ fi
 JSON=$SYN/points.geojsonl
 PARQUET=$BENCH_DIR/geoparquet/points.parquet
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/geoparquet-bench.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+cleanup() {
+  [[ $TARGET == postgis ]] && stop_services
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [[ $TARGET == postgis ]]; then
+  start_postgis
+  PSQL=("$TAK_PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$DATABASE_URL")
+  OGR_PG="PG:host=127.0.0.1 port=$TAK_PG_PORT dbname=tak_etl user=postgres"
+fi
 if [[ ! -f $PARQUET || $PARQUET -ot $JSON ]]; then
   say "writing $PARQUET from $JSON with etl-data (untimed)"
   mkdir -p "$(dirname "$PARQUET")"
@@ -66,18 +79,28 @@ say "inputs: $(du -h "$JSON" | cut -f1) GeoJSON sequence, $(du -h "$PARQUET" | c
 RESULTS=$WORK/runs.tsv
 : >"$RESULTS"
 run_tool() { # TOOL RUN
-  local tool=$1 run=$2 out=$WORK/$1.$2.geojsonl
+  local tool=$1 run=$2 out=$WORK/$1.$2.geojsonl table=${1//-/_}_$2
   local cmd
-  case $tool in
-  etl-data-parquet) cmd=("$BIN" --input "$PARQUET" --output "$out") ;;
-  etl-data-geojson) cmd=("$BIN" --input "$JSON" --output "$out") ;;
-  ogr2ogr-geojson) cmd=(ogr2ogr -f GeoJSONSeq "$out" "$JSON") ;;
+  case $TARGET/$tool in
+  geojsonseq/etl-data-parquet) cmd=("$BIN" --input "$PARQUET" --output "$out") ;;
+  geojsonseq/etl-data-geojson) cmd=("$BIN" --input "$JSON" --output "$out") ;;
+  geojsonseq/ogr2ogr-geojson) cmd=(ogr2ogr -f GeoJSONSeq "$out" "$JSON") ;;
+  postgis/etl-data-parquet) cmd=("$BIN" --input "$PARQUET" --output "$DATABASE_URL" --table "$table" --mode replace) ;;
+  postgis/etl-data-geojson) cmd=("$BIN" --input "$JSON" --output "$DATABASE_URL" --table "$table" --mode replace) ;;
+  postgis/ogr2ogr-geojson)
+    cmd=(env PG_USE_COPY=YES ogr2ogr -f PostgreSQL "$OGR_PG" "$JSON" -nln "$table" -overwrite
+      -lco GEOMETRY_NAME=geom -lco FID=id -lco SPATIAL_INDEX=GIST -preserve_fid)
+    ;;
   esac
   sync
   /usr/bin/time -v -o "$WORK/time.txt" "${cmd[@]}" >"$WORK/log.txt" 2>&1 ||
     { cat "$WORK/log.txt" >&2; die "$tool failed"; }
   local lines wall rss
-  lines=$(wc -l <"$out")
+  if [[ $TARGET == postgis ]]; then
+    lines=$("${PSQL[@]}" -c "SELECT count(*) FROM \"$table\"")
+  else
+    lines=$(wc -l <"$out")
+  fi
   [[ $lines -eq $EXPECTED ]] || die "$tool wrote $lines features, expected $EXPECTED"
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s }' "$WORK/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt")
@@ -95,7 +118,7 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 mkdir -p "$BENCH_DIR/results"
-cp "$RESULTS" "$BENCH_DIR/results/geoparquet-$(date +%Y%m%dT%H%M%S).tsv"
+cp "$RESULTS" "$BENCH_DIR/results/geoparquet-$TARGET-$(date +%Y%m%dT%H%M%S).tsv"
 printf '%-18s %10s %12s\n' tool median_s peak_rss_mb
 for tool in "${TOOLS[@]}"; do
   median=$(awk -F'\t' -v t="$tool" '$1 == t { print $3 }' "$RESULTS" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')

@@ -89,13 +89,31 @@ fn judge(polygons: &[Polygon<f64>]) -> Result<Outcome, String> {
     }
 }
 
-fn options() -> OverlayOptions<f64> {
+fn options(ogc: bool) -> OverlayOptions<f64> {
     OverlayOptions {
         preserve_input_collinear: true,
         preserve_output_collinear: true,
-        ogc: true,
+        ogc,
         ..OverlayOptions::default()
     }
+}
+
+/// The overlay of `shapes` under `rule`. i_overlay 4.5 can fail an internal assertion in its
+/// OGC extraction on some inputs (found by the `make_valid` fuzz target): that panic is caught
+/// and the overlay is run again without the OGC step (rings may then touch themselves at a
+/// point); a second failure is an error for the caller to reject, never a panic.
+fn overlay<R>(shapes: &R, rule: FillRule) -> Result<Vec<Shape>, String>
+where
+    R: SimplifyShape<[f64; 2], f64> + ?Sized,
+{
+    let run = |ogc: bool| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shapes.simplify_shape_custom(rule, options(ogc), Solver::default())
+        }))
+    };
+    run(true).or_else(|_| run(false)).map_err(|_| {
+        "the polygon could not be rebuilt (the overlay library failed on it)".to_owned()
+    })
 }
 
 /// A ring as an i_overlay contour: open (no repeated closing position).
@@ -128,10 +146,10 @@ fn rebuild(polygons: &[Polygon<f64>]) -> Result<Vec<Polygon<f64>>, String> {
         if rings.is_empty() {
             continue;
         }
-        shapes.extend(rings.simplify_shape_custom(FillRule::EvenOdd, options(), Solver::default()));
+        shapes.extend(overlay(&rings, FillRule::EvenOdd)?);
     }
     if polygons.len() > 1 && shapes.len() > 1 {
-        shapes = shapes.simplify_shape_custom(FillRule::NonZero, options(), Solver::default());
+        shapes = overlay(&shapes, FillRule::NonZero)?;
     }
     let out: Vec<Polygon<f64>> = shapes
         .iter()

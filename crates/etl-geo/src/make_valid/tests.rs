@@ -1,4 +1,4 @@
-use geo_types::{LineString, MultiPolygon, Polygon, polygon};
+use geo_types::{Coord, LineString, MultiPolygon, Polygon, polygon};
 
 use super::*;
 
@@ -193,4 +193,49 @@ fn hostile_inputs_are_refused_in_bounded_time() {
     assert_eq!(make_valid(&mut g), Ok(Outcome::Repaired));
     assert!(area(&g) > 0.0);
     assert_eq!(make_valid(&mut g.clone()), Ok(Outcome::Valid));
+}
+
+/// The multipolygon the `make_valid` fuzz target builds from `bytes` (parts of 128 bytes, rings
+/// of 32, positions of 2 on a 16×16 grid).
+fn from_fuzz_bytes(bytes: &[u8]) -> Geometry<f64> {
+    let mut polygons = Vec::new();
+    for chunk in bytes.chunks(128).take(8) {
+        let rings: Vec<LineString<f64>> = chunk
+            .chunks(32)
+            .map(|ring| {
+                let mut coords: Vec<Coord<f64>> = ring
+                    .chunks(2)
+                    .map(|p| Coord {
+                        x: f64::from(p[0] % 16),
+                        y: f64::from(p.get(1).copied().unwrap_or(0) % 16),
+                    })
+                    .collect();
+                if let Some(&first) = coords.first() {
+                    coords.push(first);
+                }
+                LineString(coords)
+            })
+            .collect();
+        if let Some((exterior, holes)) = rings.split_first() {
+            polygons.push(Polygon::new(exterior.clone(), holes.to_vec()));
+        }
+    }
+    Geometry::MultiPolygon(MultiPolygon(polygons))
+}
+
+#[test]
+fn an_overlay_library_failure_is_caught_not_a_panic() {
+    // fuzz/regressions/make_valid/crash-71d2…: i_overlay 4.5.2 fails an assertion in its OGC
+    // extraction on these rings; the rebuild is retried without it.
+    let bytes = [
+        0x00, 0x00, 0x08, 0x7a, 0xf7, 0x00, 0x04, 0x5b, 0x08, 0x00, 0x00, 0x58, 0x0f, 0x1d, 0x00,
+        0x00, 0x08, 0x0c, 0x5b, 0x00, 0x00, 0x2f, 0xf3, 0xce, 0x73, 0x08, 0xc1, 0x78, 0x2b, 0xfd,
+        0x0c, 0x00, 0x00, 0x09,
+    ];
+    let mut g = from_fuzz_bytes(&bytes);
+    let result = make_valid(&mut g);
+    assert!(
+        matches!(result, Ok(Outcome::Repaired) | Err(_)),
+        "{result:?}"
+    );
 }

@@ -8,7 +8,7 @@ mod support;
 
 use std::io::Write;
 
-use etl_core::store::{Location, S3Config, Store};
+use etl_core::store::Location;
 use serde_json::Value;
 use support::*;
 
@@ -83,23 +83,7 @@ fn zipped_and_loose_shapefiles_and_geopackages_load_in_wgs84() {
 #[test]
 fn a_zip_on_s3_is_copied_and_read() {
     let rt = rt();
-    let store = Store::new(S3Config {
-        endpoint: Some(s3_endpoint()),
-        ..Default::default()
-    });
-    let bucket = unique("etl-data-zip").replace('_', "-").to_lowercase();
-    rt.block_on(async {
-        store
-            .s3()
-            .await
-            .unwrap()
-            .client()
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap();
-    });
+    let (store, bucket) = s3_bucket(&rt, "etl-data-zip");
     let url = format!("s3://{bucket}/in/nztm_points.zip");
     let bytes = std::fs::read(repo_fixture("crs/nztm/nztm_points.zip")).unwrap();
     rt.block_on(async {

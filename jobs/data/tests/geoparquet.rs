@@ -9,7 +9,7 @@ mod support;
 use std::io::Write;
 use std::path::Path;
 
-use etl_core::store::{Location, S3Config, Store};
+use etl_core::store::Location;
 use serde_json::{Value, json};
 use support::*;
 
@@ -265,23 +265,7 @@ fn a_geojson_sequence_written_as_parquet_reads_back_the_same() {
 #[test]
 fn geoparquet_to_s3_and_back() {
     let rt = rt();
-    let store = Store::new(S3Config {
-        endpoint: Some(s3_endpoint()),
-        ..Default::default()
-    });
-    let bucket = unique("etl-data-parquet").replace('_', "-").to_lowercase();
-    rt.block_on(async {
-        store
-            .s3()
-            .await
-            .unwrap()
-            .client()
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap();
-    });
+    let (store, bucket) = s3_bucket(&rt, "etl-data-parquet");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.geojsonl");
     let written = write_input(&input);

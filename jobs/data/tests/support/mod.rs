@@ -14,6 +14,28 @@ pub fn database_url() -> String {
         .expect("DATABASE_URL not set: run the tests through scripts/test.sh (it starts PostGIS)")
 }
 
+/// A store on the test S3 server and a new bucket on it named from `prefix`.
+pub fn s3_bucket(rt: &tokio::runtime::Runtime, prefix: &str) -> (etl_core::store::Store, String) {
+    let store = etl_core::store::Store::new(etl_core::store::S3Config {
+        endpoint: Some(s3_endpoint()),
+        ..Default::default()
+    });
+    let bucket = unique(prefix).replace('_', "-").to_lowercase();
+    rt.block_on(async {
+        store
+            .s3()
+            .await
+            .unwrap()
+            .client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+    });
+    (store, bucket)
+}
+
 pub fn s3_endpoint() -> String {
     std::env::var("S3_ENDPOINT").expect(
         "S3_ENDPOINT not set: run the tests through scripts/test.sh (it starts the S3 server)",

@@ -20,7 +20,10 @@ pub async fn expand(
         }
         let found = store.expand(pattern).await.map_err(JobError::from)?;
         if found.is_empty() {
-            return Err(JobError::config(format!("{pattern}: no input files match")));
+            return Err(JobError::new(
+                etl_core::ExitKind::NoInput,
+                format!("{pattern}: no input files match"),
+            ));
         }
         all.extend(found);
     }

@@ -4,14 +4,9 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // `etl-data retention ...` is the nightly clean-up of the imports table, a job of its own
-    // with its own flags; anything else is a load.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "retention") {
-        let mut rest = vec![std::ffi::OsString::from("etl-data retention")];
-        rest.extend(args.into_iter().skip(2));
-        let code = etl_core::runner::run_with_args::<etl_data::RetentionJob>(rest);
-        return std::process::ExitCode::from(u8::try_from(code).unwrap_or(1));
-    }
-    etl_core::runner::main::<etl_data::DataJob>()
+    // A load by default; `etl-data retention ...` is the nightly clean-up of the imports table,
+    // a job of its own with its own flags.
+    etl_core::runner::Binary::<etl_data::DataJob>::new()
+        .job::<etl_data::RetentionJob>("retention")
+        .main()
 }

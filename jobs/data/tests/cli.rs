@@ -50,6 +50,61 @@ fn usage_errors_exit_64() {
 }
 
 #[test]
+fn retention_is_a_clap_subcommand() {
+    // Listed in the load's help, with its own help.
+    let help = run(&["--help"]);
+    help.assert_code(0);
+    assert!(help.stdout.contains("retention"), "{}", help.stdout);
+    let sub = run(&["retention", "--help"]);
+    sub.assert_code(0);
+    assert!(sub.stdout.contains("--older-than"), "{}", sub.stdout);
+    assert!(!sub.stdout.contains("--where"), "{}", sub.stdout);
+    // The load's flags are not retention's, and a load cannot be mixed with a subcommand.
+    let r = run(&["retention", "--input", "a.geojsonl"]);
+    r.assert_code(64);
+    assert!(r.stderr.contains("--input"), "{}", r.stderr);
+    let r = run(&[
+        "--output",
+        "o.geojsonl",
+        "retention",
+        "--older-than",
+        "30d",
+        "--output-prefix",
+        "/tmp/x",
+    ]);
+    r.assert_code(64);
+    assert!(
+        r.stderr.contains("--output is not a flag of `retention`"),
+        "{}",
+        r.stderr
+    );
+    // The runner's flags reach the subcommand, before or after its name.
+    let args = ["--older-than", "30d", "--output-prefix", "/tmp/x"];
+    let mut after = vec!["retention"];
+    after.extend(args);
+    after.extend(["--profile", "nope"]);
+    let r = run(&after);
+    r.assert_code(64);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    let mut before = vec!["--profile", "nope", "retention"];
+    before.extend(args);
+    let r = run(&before);
+    r.assert_code(64);
+    assert!(r.stderr.contains("nope"), "{}", r.stderr);
+    // A file called like a subcommand is still an input when given as a flag value.
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(&[
+        "--input",
+        "retention",
+        "--output",
+        dir.path().join("o.geojsonl").to_str().unwrap(),
+    ]);
+    r.assert_code(66);
+    assert_eq!(r.summary["job"], "etl-data", "{}", r.stdout);
+    assert!(r.error().contains("retention: not found"), "{}", r.stdout);
+}
+
+#[test]
 fn flags_come_from_env_and_profile_defaults_apply_below_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.geojsonl");

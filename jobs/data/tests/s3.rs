@@ -163,7 +163,7 @@ fn missing_s3_input_is_a_config_error() {
         "--output",
         out.to_str().unwrap(),
     ]);
-    r.assert_code(78);
+    r.assert_code(66);
     assert!(r.error().contains("nope.geojsonl"), "{}", r.error());
     let r = run(&[
         "--input",
@@ -171,7 +171,7 @@ fn missing_s3_input_is_a_config_error() {
         "--output",
         out.to_str().unwrap(),
     ]);
-    r.assert_code(78);
+    r.assert_code(66);
     assert!(r.error().contains("no input files match"), "{}", r.error());
     assert!(!out.exists());
 }

@@ -4,11 +4,9 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // `verify`, `show` and `merge` are archive tools; anything else is a tiling run with
-    // tippecanoe's flags, driven by the shared runner.
-    let sub = std::env::args().nth(1);
-    match sub.as_deref() {
-        Some("verify") | Some("show") | Some("merge") => etl_pmtiles::tools::main(),
-        _ => etl_core::runner::main::<etl_pmtiles::PmtilesJob>(),
-    }
+    // A tiling run with tippecanoe's flags by default; `verify`, `show` and `merge` are the
+    // archive tools.
+    etl_core::runner::Binary::<etl_pmtiles::PmtilesJob>::new()
+        .tools(etl_pmtiles::tools::run)
+        .main()
 }

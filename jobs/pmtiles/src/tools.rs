@@ -1,6 +1,7 @@
 //! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...`. Every FILE, PART and OUT
-//! may be a local path or an `s3://` URL (S3 settings from the environment, as for the jobs:
-//! `AWS_ENDPOINT_URL[_S3]`, `ETL_S3_ENDPOINT`, `ETL_SSE_KMS_KEY_ID`, the AWS credential chain).
+//! may be a local path or an `s3://` URL (S3 settings from the runner's flags, as for the jobs:
+//! `--s3-endpoint`/`ETL_S3_ENDPOINT`, `AWS_ENDPOINT_URL[_S3]`, `--sse-kms-key-id`, the AWS
+//! credential chain).
 //! S3 inputs are downloaded to temporary files first (archives are read with seeks); an S3
 //! output is built locally and uploaded whole.
 //!
@@ -13,21 +14,16 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use etl_core::ExitKind;
+use etl_core::runner::CommonArgs;
 use etl_core::store::{Location, S3Config, Store, StoreError};
 use etl_tiles::archive::{Archive, MergeError, merge, summarize, verify};
 use tempfile::NamedTempFile;
 
-#[derive(Parser)]
-#[command(name = "etl-pmtiles", about = "PMTiles archive tools")]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
+/// The archive tools, subcommands of `etl-pmtiles`.
 #[derive(Subcommand)]
-enum Cmd {
+pub enum Tool {
     /// Check header, directories, offsets and lengths, clustered order, zooms, bounds and
     /// vector_layers; exit 0 when valid, 65 with the first problem.
     Verify { file: String },
@@ -42,20 +38,6 @@ enum Cmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
-}
-
-/// S3 settings from the environment, as the runner reads them for the jobs.
-fn s3_config() -> S3Config {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    S3Config {
-        endpoint: env("ETL_S3_ENDPOINT")
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL")),
-        region: None,
-        force_path_style: env("ETL_S3_PATH_STYLE").is_some_and(|v| v == "true" || v == "1"),
-        sse_kms_key_id: env("ETL_SSE_KMS_KEY_ID"),
-        part_size: 0,
-    }
 }
 
 /// Maps a store error to an exit code: missing → 66, bad URL → 64, unreachable → 69, else 75.
@@ -74,6 +56,7 @@ fn store_fail(what: &str, e: &StoreError) -> ExitCode {
 
 /// S3 access for the tools: a runtime and a store, made on first use.
 struct Remote {
+    s3: S3Config,
     rt: Option<(tokio::runtime::Runtime, Store)>,
 }
 
@@ -85,7 +68,7 @@ impl Remote {
                 .enable_all()
                 .build()
                 .map_err(|e| fail(ExitKind::OsError, format!("cannot start the runtime: {e}")))?;
-            self.rt = Some((rt, Store::new(s3_config())));
+            self.rt = Some((rt, Store::new(self.s3.clone())));
         }
         self.rt
             .as_ref()
@@ -171,17 +154,17 @@ fn open(path: &Path, name: &str) -> Result<(BufReader<File>, u64), ExitCode> {
     Ok((BufReader::with_capacity(1 << 16, f), len))
 }
 
-/// Runs a tool subcommand from the process arguments.
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => return ExitKind::after_clap_error(&e),
+/// Runs a tool, with the S3 settings of the runner's flags (`--s3-endpoint`, …, or their
+/// environment variables).
+pub fn run(tool: Tool, common: &CommonArgs) -> ExitCode {
+    let mut remote = Remote {
+        s3: common.s3_config(),
+        rt: None,
     };
-    let mut remote = Remote { rt: None };
-    let result = match cli.cmd {
-        Cmd::Verify { file } => verify_cmd(&mut remote, &file),
-        Cmd::Show { file } => show_cmd(&mut remote, &file),
-        Cmd::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),
+    let result = match tool {
+        Tool::Verify { file } => verify_cmd(&mut remote, &file),
+        Tool::Show { file } => show_cmd(&mut remote, &file),
+        Tool::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),
     };
     result.unwrap_or_else(|code| code)
 }

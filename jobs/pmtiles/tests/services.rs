@@ -380,9 +380,9 @@ fn failed_run_leaves_no_s3_object() {
         "no output object: {head:?}"
     );
     assert_eq!(rt.block_on(open_uploads(&store, &b)), 0);
-    // A missing input is a config error.
+    // A missing input: 66 (EX_NOINPUT), not retried.
     let r = run(&["-o", &out, "-z5", &format!("s3://{b}/nope.geojsonl")]);
-    r.assert_code(78);
+    r.assert_code(66);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -738,4 +738,20 @@ fn archive_tools_read_and_write_s3() {
     run(&["merge", &out2, &low, &missing]).assert_code(66);
     assert!(rt.block_on(download(&store, &out2)).is_none());
     run(&["verify", &missing]).assert_code(66);
+
+    // The tools take the runner's S3 flags, before or after the subcommand name: with no
+    // endpoint in the environment, `--s3-endpoint` alone reaches the server.
+    let flagged = |args: &[&str]| {
+        let mut cmd = etl_pmtiles();
+        cmd.env_remove("ETL_S3_ENDPOINT")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("AWS_ENDPOINT_URL")
+            .args(args);
+        Run::from_output(cmd.output().expect("spawn etl-pmtiles"))
+    };
+    let ep = s3_endpoint();
+    flagged(&["verify", &merged, "--s3-endpoint", &ep]).assert_code(0);
+    flagged(&["--s3-endpoint", &ep, "show", &merged]).assert_code(0);
+    // And a wrong endpoint is the one used (unreachable: 69), not a default from elsewhere.
+    flagged(&["verify", &merged, "--s3-endpoint", "http://127.0.0.1:9"]).assert_code(69);
 }

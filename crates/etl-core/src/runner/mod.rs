@@ -4,6 +4,7 @@
 //! A job's `main` is one line: `etl_core::runner::main::<MyJob>()`.
 
 mod args;
+mod binary;
 mod logging;
 pub mod progress;
 mod signals;
@@ -18,6 +19,7 @@ use clap::{Args, FromArgMatches};
 use tokio_util::sync::CancellationToken;
 
 pub use args::{CommonArgs, LogFormat};
+pub use binary::Binary;
 pub use logging::init as init_logging;
 pub use summary::{RunStatus, RunSummary};
 
@@ -39,10 +41,10 @@ pub const STOP_CLEANUP_LIMIT: Duration = Duration::from_secs(3);
 /// How long the async runtime may take to shut down after the run.
 pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 
-/// Parses the process arguments, runs the job and returns its exit code.
+/// Parses the process arguments, runs the job and returns its exit code. A binary with
+/// subcommands uses [`Binary`] instead.
 pub fn main<J: Job>() -> std::process::ExitCode {
-    let code = run_with_args::<J>(std::env::args_os().collect());
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+    Binary::<J>::new().main()
 }
 
 /// The clap command of a job: the job's flags plus the runner's.
@@ -58,33 +60,18 @@ pub fn schema<J: Job>() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(J::Config)).unwrap_or_default()
 }
 
-pub fn run_with_args<J: Job>(args: Vec<OsString>) -> i32 {
-    if args.iter().skip(1).any(|a| a == "--print-schema") {
-        let text = serde_json::to_string_pretty(&schema::<J>()).unwrap_or_default();
-        println!("{text}");
-        return 0;
-    }
-    let cmd = command::<J>();
-    let matches = match cmd.clone().try_get_matches_from(&args) {
-        Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                ExitKind::Usage.code()
-            } else {
-                0
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    let common = match CommonArgs::from_arg_matches(&matches) {
+/// Runs job `J` on `args` (program name first) and returns its exit code.
+pub fn run_with_args<J: Job>(args: Vec<OsString>) -> std::process::ExitCode {
+    Binary::<J>::new().run(args)
+}
+
+/// Runs job `J` on parsed arguments: `cmd` is the (sub)command `matches` came from.
+fn run_matches<J: Job>(cmd: &clap::Command, matches: &clap::ArgMatches) -> i32 {
+    let common = match CommonArgs::from_arg_matches(matches) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitKind::Usage.code();
-        }
+        Err(e) => return binary::clap_exit(&e),
     };
-    let config = match resolve_config::<J>(&cmd, &matches, common.profile) {
+    let config = match resolve_config::<J>(cmd, matches, common.profile) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: {}", J::NAME, e.message);

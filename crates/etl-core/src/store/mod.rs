@@ -18,7 +18,7 @@ pub use location::{Location, has_glob};
 pub use publish::{PublishError, publish_file, publish_new_file};
 pub use s3::{S3Config, S3Store};
 
-use crate::error::JobError;
+use crate::error::{ExitKind, JobError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,7 +72,8 @@ impl From<StoreError> for JobError {
         let msg = e.to_string();
         match &e {
             StoreError::InvalidUrl(_) | StoreError::Config(_) => JobError::config(msg),
-            StoreError::NotFound(_) => JobError::config(msg),
+            // The same code the tools and the tile server give a missing file (EX_NOINPUT).
+            StoreError::NotFound(_) => JobError::new(ExitKind::NoInput, msg),
             StoreError::PreconditionFailed(_) => JobError::temporary(msg),
             StoreError::Io { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => JobError::config(msg),

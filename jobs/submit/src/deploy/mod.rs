@@ -11,11 +11,10 @@ pub mod artefacts;
 mod aws;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 use etl_core::ExitKind;
 use serde_json::json;
 
@@ -75,9 +74,8 @@ impl ProfileArg {
 }
 
 /// Registers the job definitions and puts the EventBridge rules under --dir.
-#[derive(Debug, Parser)]
-#[command(name = "etl-submit deploy", version)]
-struct Args {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// Sizing (resourceRequirements, timeout) and ETL_PROFILE of the job definitions.
     #[arg(long, value_enum, default_value = "dev-test")]
     profile: ProfileArg,
@@ -138,13 +136,8 @@ fn flag_for(placeholder: &str) -> String {
     }
 }
 
-/// `etl-submit deploy ARGS...` (the arguments after `deploy`). Returns the exit code.
-pub fn main(args: Vec<OsString>) -> ExitCode {
-    let argv = std::iter::once(OsString::from("etl-submit deploy")).chain(args);
-    let args = match Args::try_parse_from(argv) {
-        Ok(a) => a,
-        Err(e) => return ExitKind::after_clap_error(&e),
-    };
+/// `etl-submit deploy ARGS...`, parsed. Returns the exit code.
+pub fn main(args: Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,16 +7,38 @@ use clap::Parser;
 
 use super::SubmitError;
 
-/// The raw command line as clap sees it (validated further by [`Options::from_cli`]).
+/// The whole command line: a submission, or `deploy` and its flags.
 #[derive(Debug, Parser)]
 #[command(
     name = "etl-submit",
+    version,
     about = "Submit a tak-etl job to AWS Batch (the image runs `etl JOB ARGS`)",
     after_help = "Prints the submitted jobs as one JSON document on stdout. Exit codes: 0 submitted \
                   (with --wait: all jobs SUCCEEDED), 1 a job FAILED, 64 bad usage, 69 the Batch API \
                   is unreachable, 75 throttled after retries, 78 a missing queue or job definition, \
-                  70 any other API error.\n\nAlso: `etl-submit deploy ...` (see `etl-submit deploy --help`)."
+                  70 any other API error.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
 )]
+pub struct Top {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Absent only with a subcommand (JOB is required otherwise).
+    #[command(flatten)]
+    pub submit: Option<Cli>,
+}
+
+/// What `etl-submit` does besides submitting.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Register the job definitions and put the EventBridge rules that `deploy/` describes
+    /// (idempotent; see `etl-submit deploy --help`).
+    Deploy(crate::deploy::Args),
+}
+
+/// A submission's flags as clap sees them (validated further by [`Options::from_cli`]).
+#[derive(Debug, clap::Args)]
 pub struct Cli {
     /// The job to run: `data`, `pmtiles`, `events`, ... (the container command is `JOB ARGS`).
     pub job: String,
@@ -122,9 +144,9 @@ pub fn valid_job_name(name: &str) -> bool {
 }
 
 /// Parses the arguments after the program name. `Ok(Err(text))` is help or version output.
-pub fn parse(args: Vec<OsString>) -> Result<Result<Cli, String>, SubmitError> {
+pub fn parse(args: Vec<OsString>) -> Result<Result<Top, String>, SubmitError> {
     let argv = std::iter::once(OsString::from("etl-submit")).chain(args);
-    match Cli::try_parse_from(argv) {
+    match Top::try_parse_from(argv) {
         Ok(cli) => Ok(Ok(cli)),
         Err(e) => match e.kind() {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
@@ -215,8 +237,8 @@ mod tests {
     use super::*;
 
     fn opts(args: &[&str]) -> Result<Options, SubmitError> {
-        let cli = parse(args.iter().map(OsString::from).collect())?.expect("not help");
-        Options::from_cli(cli, "20260101T000000Z")
+        let top = parse(args.iter().map(OsString::from).collect())?.expect("not help");
+        Options::from_cli(top.submit.expect("a submission"), "20260101T000000Z")
     }
 
     #[test]
@@ -312,6 +334,26 @@ mod tests {
                 "{bad:?} should be a usage error"
             );
         }
+    }
+
+    #[test]
+    fn deploy_is_a_subcommand() {
+        let top = parse(vec!["deploy".into(), "--dry-run".into()])
+            .unwrap()
+            .unwrap();
+        assert!(matches!(top.command, Some(Command::Deploy(_))));
+        assert!(top.submit.is_none());
+        // Deploy's flags are its own, and JOB takes no second word.
+        for bad in [&["deploy", "--queue-x"][..], &["data", "deploy"]] {
+            let args = bad.iter().map(OsString::from).collect();
+            assert!(
+                matches!(parse(args), Err(SubmitError::Usage(_))),
+                "{bad:?} should be a usage error"
+            );
+        }
+        let top = parse(vec!["data".into()]).unwrap().unwrap();
+        assert!(top.command.is_none());
+        assert_eq!(top.submit.unwrap().job, "data");
     }
 
     #[test]

@@ -88,10 +88,20 @@ pub fn report(jobs: &[Submitted]) -> Value {
     json!({ "jobs": jobs })
 }
 
-/// The `etl-submit JOB ...` entry point: `args` come after the program name.
+/// The `etl-submit` entry point (`JOB ...` or `deploy ...`): `args` come after the program name.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let cli = match cli::parse(args) {
-        Ok(Ok(cli)) => cli,
+        Ok(Ok(cli::Top {
+            command: Some(cli::Command::Deploy(args)),
+            ..
+        })) => return crate::deploy::main(args),
+        Ok(Ok(cli::Top {
+            submit: Some(cli), ..
+        })) => cli,
+        Ok(Ok(cli::Top { .. })) => {
+            eprintln!("etl-submit: JOB is missing (see etl-submit --help)");
+            return ExitKind::Usage.exit_code();
+        }
         Ok(Err(help)) => {
             print!("{help}");
             return ExitCode::SUCCESS;

@@ -172,10 +172,10 @@ mod tests {
     use crate::submit::cli::{Options, parse};
 
     fn opts(args: &[&str]) -> Options {
-        let cli = parse(args.iter().map(Into::into).collect())
+        let top = parse(args.iter().map(Into::into).collect())
             .unwrap()
             .unwrap();
-        Options::from_cli(cli, "T").unwrap()
+        Options::from_cli(top.submit.unwrap(), "T").unwrap()
     }
 
     fn s(v: &[&str]) -> Vec<String> {

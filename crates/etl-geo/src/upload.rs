@@ -75,6 +75,9 @@ pub struct UploadOptions {
     pub archive: ArchiveLimits,
     /// The layers of a GeoPackage to read (`--layer`); empty: every feature table.
     pub layers: Vec<String>,
+    /// The format of a plain (not archive, GeoPackage, GeoParquet or Shapefile) upload
+    /// (`--format`), whatever its content says.
+    pub format: Option<Format>,
 }
 
 /// A file inside an archive upload that is not read as features: a KMZ's icons, a data
@@ -244,12 +247,15 @@ impl Upload {
                 Err(e) => Err(upload.fail(e)),
             };
         }
-        let format = Format::sniff(&prefix).ok_or_else(|| {
-            ReadError::Refused(format!(
-                "unsupported input format: {}",
-                describe_unknown(&prefix)
-            ))
-        })?;
+        let format = opts
+            .format
+            .or_else(|| Format::sniff(&prefix))
+            .ok_or_else(|| {
+                ReadError::Refused(format!(
+                    "unsupported input format: {}",
+                    describe_unknown(&prefix)
+                ))
+            })?;
         upload.format = UploadFormat::Plain(format);
         upload.push_plain(None, path.to_path_buf(), format, stem);
         Ok(upload)

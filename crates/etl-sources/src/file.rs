@@ -103,6 +103,7 @@ pub fn open(
     url: &str,
     local: &Local,
     opts: &etl_geo::ReadOptions,
+    layers: &[String],
 ) -> Result<(Upload, Vec<String>), JobError> {
     let stem = stem_of(url);
     let upload = Upload::open(
@@ -111,6 +112,7 @@ pub fn open(
         &std::env::temp_dir(),
         &UploadOptions {
             read: opts.clone(),
+            layers: layers.to_vec(),
             ..UploadOptions::default()
         },
     )

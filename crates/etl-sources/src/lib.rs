@@ -5,6 +5,9 @@
 //!
 //! [`Store`]: etl_core::store::Store
 
+pub mod args;
 pub mod file;
 pub mod inputs;
 pub mod read;
+
+pub use args::{CsvArgs, InputArgs, Source};

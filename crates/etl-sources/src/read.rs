@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use etl_core::JobError;
 use etl_core::store::{Location, ObjectMeta, Store};
-use etl_geo::{Format, ReadError, ReadOptions, Record};
+use etl_geo::{Format, ReadError, Record};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
@@ -103,17 +103,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-pub fn parse_format(name: &str) -> Result<Format, JobError> {
-    match name.to_ascii_lowercase().as_str() {
-        "geojson" | "json" => Ok(Format::GeoJson),
-        "geojsonseq" | "geojsonl" | "ndjson" | "geojsonld" | "jsonl" => Ok(Format::GeoJsonSeq),
-        "csv" | "tsv" => Ok(Format::Csv),
-        other => Err(JobError::usage(format!(
-            "--format {other:?}: expected geojson, geojsonseq or csv"
-        ))),
-    }
-}
-
 /// Picks the format: `--format`, else the content, else the extension.
 fn detect(name: &str, forced: Option<Format>, prefix: &[u8]) -> Result<Format, String> {
     if let Some(f) = forced {
@@ -155,7 +144,8 @@ fn io_err(url: &str, e: std::io::Error) -> JobError {
 /// `-nlt PROMOTE_TO_MULTI`).
 #[derive(Debug, Clone, Default)]
 pub struct Shaping {
-    /// Only the first N records of each input (accepted and rejected alike).
+    /// Only the first N records of each input that the filter keeps (accepted and rejected
+    /// alike).
     pub limit: Option<u64>,
     /// Points, lines and polygons become multi-geometries of one part, so a table's geometries
     /// are of one kind.
@@ -217,12 +207,16 @@ impl Shaping {
 pub fn spawn(
     store: Store,
     meta: ObjectMeta,
-    forced: Option<Format>,
-    opts: ReadOptions,
+    source: crate::Source,
     shaping: Shaping,
     skip_before: u64,
     bytes_read: Arc<AtomicU64>,
 ) -> InputReader {
+    let crate::Source {
+        format: forced,
+        read: opts,
+        layers,
+    } = source;
     let (tx, rx) = mpsc::channel(4);
     let handle = tokio::runtime::Handle::current();
     let shown = meta.location.to_string();
@@ -276,7 +270,7 @@ pub fn spawn(
                         }
                         _ => crate::file::Local::copy(&url, &prefix, &mut raw, &opts.cancel)?,
                     };
-                    let (upload, layers) = crate::file::open(&url, &file, &opts)?;
+                    let (upload, layers) = crate::file::open(&url, &file, &opts, &layers)?;
                     local = Some(file);
                     Box::new(upload.map(move |item| {
                         item.map(|mut record| {
@@ -299,19 +293,26 @@ pub fn spawn(
             let mut repaired = 0u64;
             let mut positions = 0usize;
             let mut next = skip_before;
+            let mut delivered = 0u64;
             for item in source {
                 let mut rec = item.map_err(|e| read_err(&url, e))?;
-                if shaping.limit.is_some_and(|n| rec.ordinal >= n) {
+                // --limit counts the records --where keeps (as ogr2ogr's -limit counts features
+                // written), also those an earlier attempt delivered, so a resume stops where a
+                // whole run would.
+                if shaping.limit.is_some_and(|n| delivered >= n) {
                     break;
                 }
+                let kept = !shaping.filters_out(&rec);
                 if rec.ordinal < skip_before {
+                    delivered += u64::from(kept);
                     continue;
                 }
                 next = rec.ordinal + 1;
-                if shaping.filters_out(&rec) {
+                if !kept {
                     filtered += 1;
                     continue;
                 }
+                delivered += 1;
                 // Repaired by the reader (a one-point track made a Point, a ring closed) or by
                 // --make-valid: counted once per feature.
                 let made_valid = shaping.apply(&mut rec);

@@ -98,11 +98,17 @@ pub struct DataConfig {
     #[serde(default = "default_max_new_columns")]
     pub max_new_columns: usize,
 
-    /// Input format, when neither the extension nor the content tells: geojson, geojsonseq, csv.
-    #[arg(long, env = "ETL_FORMAT")]
-    pub format: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub input_args: etl_sources::InputArgs,
 
-    /// Only the first N records of each input (ogr2ogr's -limit).
+    /// GeoPackage layers (feature tables) to read, repeatable or comma separated; default:
+    /// every feature table. A name the file does not have is refused, naming those it has.
+    #[arg(long = "layer", env = "ETL_LAYER", value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer: Vec<String>,
+
+    /// Only the first N records of each input that --where keeps (ogr2ogr's -limit).
     #[arg(long, env = "ETL_LIMIT")]
     #[serde(default)]
     pub limit: Option<u64>,
@@ -129,31 +135,12 @@ pub struct DataConfig {
     #[serde(default)]
     pub promote_to_multi: bool,
 
-    /// Coordinate system of the input's coordinates, for inputs that do not say (GeoJSON, CSV)
-    /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
-    /// or a file holding one. Output is always WGS 84.
-    #[arg(long = "s-srs", env = "ETL_S_SRS")]
-    #[serde(default)]
-    pub s_srs: Option<String>,
-
     /// Coordinate system of the PostGIS geometry column, EPSG:N (ogr2ogr's -t_srs): positions
     /// are moved from WGS 84 into it, and a feature it cannot hold is rejected. Default: an
     /// existing table's own SRID, else 4326.
     #[arg(long = "t-srs", env = "ETL_T_SRS")]
     #[serde(default)]
     pub t_srs: Option<String>,
-
-    /// CSV longitude column (default: detected from lon, lng, long, longitude, x).
-    #[arg(long, env = "ETL_CSV_LON")]
-    pub csv_lon: Option<String>,
-
-    /// CSV latitude column (default: detected from lat, latitude, y).
-    #[arg(long, env = "ETL_CSV_LAT")]
-    pub csv_lat: Option<String>,
-
-    /// CSV WKT geometry column (default: detected from wkt, geometry, geom, the_geom).
-    #[arg(long, env = "ETL_CSV_WKT")]
-    pub csv_wkt: Option<String>,
 }
 
 fn default_lock_timeout() -> String {

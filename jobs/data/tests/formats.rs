@@ -81,6 +81,80 @@ fn zipped_and_loose_shapefiles_and_geopackages_load_in_wgs84() {
 }
 
 #[test]
+fn layer_picks_geopackage_tables_and_format_forces_text_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let gpkg = repo_fixture("formats/gpkg/nztm.gpkg");
+    let gpkg = gpkg.to_str().unwrap();
+    // One layer: its features only, without a `layer` property.
+    let out = dir.path().join("parcels.geojsonl");
+    run(&[
+        "--input",
+        gpkg,
+        "--output",
+        out.to_str().unwrap(),
+        "--layer",
+        "parcels",
+    ])
+    .assert_code(0);
+    let got: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .all(|f| f["geometry"]["type"] == "Polygon" && f["properties"].get("layer").is_none()),
+        "{got:?}"
+    );
+    // A name the file does not have: refused naming those it has, nothing written.
+    let none = dir.path().join("none.geojsonl");
+    let r = run(&[
+        "--input",
+        gpkg,
+        "--output",
+        none.to_str().unwrap(),
+        "--layer",
+        "rivers",
+    ]);
+    r.assert_code(65);
+    assert!(r.error().contains("roads, parcels"), "{}", r.error());
+    assert!(!none.exists());
+
+    // A CSV under a name that says nothing: --format csv reads it, and the CSV column flags
+    // come from the shared input flags.
+    let odd = dir.path().join("points.dat");
+    std::fs::write(&odd, "E,N,name\n174.77,-41.29,wgtn\n").unwrap();
+    let out = dir.path().join("csv.geojsonl");
+    let r = run(&[
+        "--input",
+        odd.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--csv-lon",
+        "E",
+        "--csv-lat",
+        "N",
+    ]);
+    r.assert_code(0);
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&out).unwrap().trim()).unwrap();
+    assert_eq!(line["geometry"]["coordinates"][0], 174.77);
+    assert_eq!(line["properties"]["name"], "wgtn");
+    let r = run(&[
+        "--input",
+        odd.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--format",
+        "dxf",
+    ]);
+    r.assert_code(64);
+    assert!(r.stderr.contains("--format"), "{}", r.stderr);
+}
+
+#[test]
 fn a_zip_on_s3_is_copied_and_read() {
     let rt = rt();
     let (store, bucket) = s3_bucket(&rt, "etl-data-zip");
@@ -170,6 +244,30 @@ fn limit_and_promote_to_multi_shape_what_is_loaded() {
         assert!((c[0].as_f64().unwrap() - lon).abs() < 1e-7, "{f}");
         assert!((c[1].as_f64().unwrap() - lat).abs() < 1e-7, "{f}");
     }
+
+    // With --where, the limit counts the features the filter keeps (ogr2ogr's order): the first
+    // five with an id above 100, not the matches among the first five records.
+    let out = dir.path().join("filtered.geojsonl");
+    let r = run(&[
+        "--input",
+        zip.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--limit",
+        "5",
+        "--where",
+        "id > 100",
+    ]);
+    r.assert_code(0);
+    let ids: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let id = &serde_json::from_str::<Value>(l).unwrap()["properties"]["id"];
+            id.as_str().map_or_else(|| id.to_string(), str::to_owned)
+        })
+        .collect();
+    assert_eq!(ids, ["101", "102", "103", "104", "105"], "{}", r.stdout);
 }
 
 /// `--where` keeps the features its filter is true for, into a file and into PostGIS; the others

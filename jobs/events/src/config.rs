@@ -138,12 +138,9 @@ pub struct EventsConfig {
     #[serde(default)]
     pub layer: Vec<String>,
 
-    /// Coordinate system of the input's coordinates, for uploads that do not say (GeoJSON, CSV)
-    /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
-    /// or a file holding one. Output is always WGS 84.
-    #[arg(long = "s-srs", env = "ETL_S_SRS")]
-    #[serde(default)]
-    pub s_srs: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub input_args: etl_sources::InputArgs,
 
     /// Longest text one XML element (a KML `<coordinates>` or `<description>`, a GPX
     /// extension) may hold, in bytes (15 MiB: about half a million coordinates). What a
@@ -370,27 +367,21 @@ impl EventsConfig {
         if max_zoom.is_some_and(|z| z < self.minimum_zoom) {
             return Err(JobError::usage("--minimum-zoom is above --maximum-zoom"));
         }
+        let source = self.input_args.source(&self.layer)?;
         Ok(ConvertOptions {
             upload: UploadOptions {
                 read: ReadOptions {
                     max_json_depth: self.max_json_depth,
                     max_xml_text: self.max_xml_text,
-                    source_crs: self
-                        .s_srs
-                        .as_deref()
-                        .map(|value| {
-                            etl_geo::Crs::from_flag(value)
-                                .map_err(|e| JobError::usage(format!("--s-srs {value}: {e}")))
-                        })
-                        .transpose()?,
-                    ..ReadOptions::default()
+                    ..source.read
                 },
                 archive: ArchiveLimits {
                     max_total_bytes: self.max_unzipped_bytes,
                     max_ratio: self.max_zip_ratio,
                     max_entries: self.max_zip_entries,
                 },
-                layers: self.layer.clone(),
+                layers: source.layers,
+                format: source.format,
             },
             max_zoom,
             min_zoom: self.minimum_zoom,

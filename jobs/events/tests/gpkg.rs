@@ -96,3 +96,34 @@ fn a_geopackage_imports_every_feature_table_where_gdal_puts_it() {
     r.assert_code(65);
     assert!(r.stderr.contains("roads, parcels"), "{}", r.stderr);
 }
+
+/// The input flags are the same as etl-data's and etl-pmtiles': `--format` reads an upload
+/// whose content does not say what it is, with the CSV column flags.
+#[test]
+fn format_and_csv_flags_read_an_unnamed_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("upload.bin");
+    std::fs::write(&input, "E,N,name\n174.77,-41.29,wgtn\n").unwrap();
+    let out = dir.path().join("out");
+    let (input, out_s) = (input.to_str().unwrap(), out.to_str().unwrap());
+    // Without --format the bytes do not say what they are.
+    let r = run(&["--input", input, "--output", out_s]);
+    assert_eq!(r.code, 65, "{}", r.stderr);
+    run(&[
+        "--input",
+        input,
+        "--output",
+        out_s,
+        "--format",
+        "csv",
+        "--csv-lon",
+        "E",
+        "--csv-lat",
+        "N",
+    ])
+    .assert_code(0);
+    let got = lines(&out, "upload");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["geometry"]["coordinates"][0], 174.77);
+    assert_eq!(got[0]["properties"]["name"], "wgtn");
+}

@@ -176,28 +176,15 @@ pub struct PmtilesConfig {
     #[arg(long, env = "ETL_DATABASE")]
     pub database: Option<String>,
 
-    /// Input format, when neither the extension nor the content tells: geojson, geojsonseq, csv.
-    #[arg(long, env = "ETL_FORMAT")]
-    pub format: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub input_args: etl_sources::InputArgs,
 
-    /// Coordinate system of the input's coordinates, for inputs that do not say (GeoJSON, CSV)
-    /// or to override what they say (.prj, FlatGeobuf): EPSG:N, WKT, PROJJSON, a PROJ string,
-    /// or a file holding one. Output is always WGS 84.
-    #[arg(long = "s-srs", env = "ETL_S_SRS")]
-    #[serde(default)]
-    pub s_srs: Option<String>,
-
-    /// CSV longitude column (default: detected).
-    #[arg(long, env = "ETL_CSV_LON")]
-    pub csv_lon: Option<String>,
-
-    /// CSV latitude column (default: detected).
-    #[arg(long, env = "ETL_CSV_LAT")]
-    pub csv_lat: Option<String>,
-
-    /// CSV WKT geometry column (default: detected).
-    #[arg(long, env = "ETL_CSV_WKT")]
-    pub csv_wkt: Option<String>,
+    /// GeoPackage layers (feature tables) to read, repeatable or comma separated; default:
+    /// every feature table (`-l`/`--layer` is tippecanoe's output layer name).
+    #[arg(long = "input-layer", env = "ETL_INPUT_LAYER", value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_layer: Vec<String>,
 
     /// Make shard I (0-based) of N of the tile set: every shard reads all inputs and writes the tiles of its share of the map (balanced by staged features) to an output with {shard} in its name; `etl-pmtiles merge` joins the parts. Default in an AWS Batch array job: the array index and size.
     #[arg(long, env = "ETL_SHARD", value_name = "I/N")]

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use etl_core::metrics::Stats;
 use etl_core::store::{Location, ObjectMeta};
 use etl_core::{Job, JobContext, JobError, Outcome};
-use etl_geo::{CsvOptions, FeatureId, Format, ReadOptions, Record};
+use etl_geo::{FeatureId, Record};
 use etl_tiles::tiler::{Added, AttrFilter, TileReport, Tiler, TilerError, TilerOptions};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -40,8 +40,7 @@ struct Plan {
     output: Location,
     /// (layer name from -L, or None: -l or the file name), input pattern.
     sources: Vec<(Option<String>, String)>,
-    format: Option<Format>,
-    read_options: ReadOptions,
+    source: etl_sources::Source,
     sql: Option<(String, String)>,
     /// `--shard` or the Batch array position: (index, count).
     shard: Option<(u32, u32)>,
@@ -146,11 +145,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             "no input: give INPUT files, -L NAME:INPUT or --sql",
         ));
     }
-    let format = config
-        .format
-        .as_deref()
-        .map(etl_sources::read::parse_format)
-        .transpose()?;
+    let source = config.input_args.source(&config.input_layer)?;
     let name = config
         .name
         .clone()
@@ -181,23 +176,12 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         generator: concat!("etl-pmtiles ", env!("CARGO_PKG_VERSION")).to_owned(),
         shard,
     };
-    let read_options = ReadOptions {
-        csv: CsvOptions {
-            lon: config.csv_lon.clone(),
-            lat: config.csv_lat.clone(),
-            wkt: config.csv_wkt.clone(),
-            delimiter: None,
-        },
-        source_crs: source_crs(config.s_srs.as_deref())?,
-        ..ReadOptions::default()
-    };
     Ok(Plan {
         config,
         opts,
         output,
         sources,
-        format,
-        read_options,
+        source,
         sql,
         shard,
     })
@@ -346,7 +330,7 @@ impl Job for PmtilesJob {
         let bytes_read = Arc::new(AtomicU64::new(0));
         let objects = inputs.objects.clone();
         let store = ctx.store.clone();
-        let (format, read_options) = (plan.format, plan.read_options.clone());
+        let source = plan.source.clone();
         let feed = {
             let tx = tx.clone();
             let bytes_read = bytes_read.clone();
@@ -356,7 +340,7 @@ impl Job for PmtilesJob {
                         let (tx, store, ro, br) = (
                             tx.clone(),
                             store.clone(),
-                            read_options.clone(),
+                            source.clone(),
                             bytes_read.clone(),
                         );
                         async move {
@@ -364,7 +348,6 @@ impl Job for PmtilesJob {
                             let mut r = etl_sources::read::spawn(
                                 store,
                                 meta,
-                                format,
                                 ro,
                                 etl_sources::read::Shaping::default(),
                                 0,
@@ -546,12 +529,4 @@ fn tile_blocking(
     out.flush()
         .map_err(|e| JobError::temporary(format!("temporary archive: {e}")))?;
     Ok((report, counts))
-}
-
-/// The `--s-srs` the user gave, resolved; a definition that cannot be used is a usage error.
-fn source_crs(flag: Option<&str>) -> Result<Option<etl_geo::Crs>, JobError> {
-    flag.map(|value| {
-        etl_geo::Crs::from_flag(value).map_err(|e| JobError::usage(format!("--s-srs {value}: {e}")))
-    })
-    .transpose()
 }

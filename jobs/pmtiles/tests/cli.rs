@@ -934,6 +934,53 @@ fn a_geopackage_a_zipped_shapefile_and_geoparquet_are_tiled_where_they_are() {
     }
 }
 
+#[test]
+fn input_layer_picks_geopackage_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let gpkg = repo("fixtures/formats/gpkg/nztm.gpkg");
+    let out = dir.path().join("parcels.pmtiles");
+    // -l names the tile layer (tippecanoe's flag); --input-layer picks the table.
+    run(&[
+        "-o",
+        s(&out),
+        "-z6",
+        "-l",
+        "nz",
+        "--input-layer",
+        "parcels",
+        s(&gpkg),
+    ])
+    .assert_code(0);
+    let features: Vec<_> = tiles(&out)
+        .into_values()
+        .flatten()
+        .filter(|l| l.name == "nz")
+        .flat_map(|l| l.features)
+        .collect();
+    assert!(!features.is_empty());
+    assert!(
+        features
+            .iter()
+            .all(|f| matches!(f.geom, etl_tiles::geom::TileGeom::Polygons(_))),
+        "{features:?}"
+    );
+    let r = run(&[
+        "-o",
+        s(&dir.path().join("none.pmtiles")),
+        "-z6",
+        "--input-layer",
+        "rivers",
+        s(&gpkg),
+    ]);
+    r.assert_code(65);
+    assert!(
+        r.stderr.contains("roads, parcels") || r.error().contains("roads, parcels"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("none.pmtiles").exists());
+}
+
 /// The same 10,000 NZTM2000 points as a zipped Shapefile, a FlatGeobuf, a GeoPackage and a
 /// GeoParquet file are
 /// tiled alike: every point once at z10, within a tile pixel of where GDAL puts it, with its

@@ -103,9 +103,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ETL_TILES_INFLATE_LIMIT")]
     pub inflate_limit: Option<usize>,
 
-    /// S3 endpoint for S3-compatible servers; also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL.
-    #[arg(long, env = "ETL_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
+    #[command(flatten)]
+    pub s3: etl_core::runner::S3Args,
 
     /// Log format: text or json (default: json in prod or when stderr is not a terminal).
     #[arg(long, env = "LOG_FORMAT")]
@@ -152,14 +151,6 @@ impl ServeArgs {
             ConfigError(
                 "--root (or ETL_TILES_ROOT) is required: a directory or s3://bucket/prefix/".into(),
             )
-        })
-    }
-
-    pub fn s3_endpoint(&self) -> Option<String> {
-        self.s3_endpoint.clone().or_else(|| {
-            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         })
     }
 

@@ -92,7 +92,7 @@ async fn run(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(ExitKind::Usage, e.to_string()),
     };
-    let source = match Source::open(&root, args.s3_endpoint().as_deref()).await {
+    let source = match Source::open(&root, args.s3.config()).await {
         Ok(s) => s,
         Err(e @ SourceError::Io { .. }) => {
             return fail(ExitKind::NoInput, format!("--root {root}: {e}"));

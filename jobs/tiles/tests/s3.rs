@@ -18,6 +18,13 @@ use etl_tileserver::archives::CacheSettings;
 use etl_tileserver::source::Source;
 use support::*;
 
+fn s3_config() -> etl_core::store::S3Config {
+    etl_core::store::S3Config {
+        endpoint: Some(s3_endpoint()),
+        ..etl_core::store::S3Config::default()
+    }
+}
+
 fn s3_endpoint() -> String {
     std::env::var("S3_ENDPOINT").expect(
         "S3_ENDPOINT not set: run the tests through scripts/test.sh (it starts the S3 server)",
@@ -77,7 +84,7 @@ async fn serves_from_an_s3_prefix() {
     put(&c, &b, "outputs/deeper/other.pmtiles", bytes.clone()).await;
     put(&c, &b, "elsewhere.pmtiles", bytes.clone()).await;
 
-    let source = Source::open(&format!("s3://{b}/outputs"), Some(&s3_endpoint()))
+    let source = Source::open(&format!("s3://{b}/outputs"), s3_config())
         .await
         .unwrap();
     // An hour between HEADs: anything fresh below comes from If-Match, not revalidation.
@@ -181,7 +188,7 @@ async fn hostile_archives_on_s3_are_named_errors() {
         let bytes = std::fs::read(dir.join(format!("{name}.pmtiles"))).unwrap();
         put(&c, &b, &format!("hostile/{name}.pmtiles"), bytes).await;
     }
-    let source = Source::open(&format!("s3://{b}/hostile"), Some(&s3_endpoint()))
+    let source = Source::open(&format!("s3://{b}/hostile"), s3_config())
         .await
         .unwrap();
     let (app, _) = app_with(source, dev_settings(), CacheSettings::default());
@@ -190,7 +197,7 @@ async fn hostile_archives_on_s3_are_named_errors() {
 
 #[tokio::test]
 async fn unreachable_bucket_is_a_gateway_error() {
-    let source = Source::open("s3://no-such-bucket-here/x/", Some(&s3_endpoint()))
+    let source = Source::open("s3://no-such-bucket-here/x/", s3_config())
         .await
         .unwrap();
     let (app, _) = app_with(source, dev_settings(), CacheSettings::default());
@@ -286,7 +293,7 @@ async fn manifests_on_s3_resolve_and_swap() {
     )
     .await;
 
-    let source = Source::open(&format!("s3://{b}/out/"), Some(&s3_endpoint()))
+    let source = Source::open(&format!("s3://{b}/out/"), s3_config())
         .await
         .unwrap();
     // Plain archives revalidated hourly; manifests re-checked on every request.
@@ -354,7 +361,7 @@ async fn a_collected_version_makes_s3_recheck_the_manifest_at_once() {
     let (v1, v2) = (format!("roads.{V1}.pmtiles"), format!("roads.{V2}.pmtiles"));
     put(&c, &b, &v1, archive_bytes("v1", &[(0, 0, 0), (1, 1, 1)], 1)).await;
     put_json(&c, &b, "roads.json", &manifest("roads", V1, &v1)).await;
-    let source = Source::open(&format!("s3://{b}"), Some(&s3_endpoint()))
+    let source = Source::open(&format!("s3://{b}"), s3_config())
         .await
         .unwrap();
     // An hour between manifest checks: what is seen below comes from the failed read.

@@ -37,13 +37,8 @@ pub struct CommonArgs {
     #[arg(long, env = "ETL_LEASE_TTL", default_value = "60s", global = true)]
     pub lease_ttl: humantime::Duration,
 
-    /// S3 endpoint for S3-compatible servers (path-style addressing); also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL.
-    #[arg(long, env = "ETL_S3_ENDPOINT", global = true)]
-    pub s3_endpoint: Option<String>,
-
-    /// Force path-style S3 addressing.
-    #[arg(long, env = "ETL_S3_PATH_STYLE", global = true)]
-    pub s3_path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 
     /// KMS key id for SSE-KMS on every S3 object written.
     #[arg(long, env = "ETL_SSE_KMS_KEY_ID", global = true)]
@@ -71,18 +66,46 @@ impl CommonArgs {
         }
     }
 
+    /// The S3 settings of the flags: where S3 is, and how objects are written.
     pub fn s3_config(&self) -> S3Config {
-        let endpoint = self.s3_endpoint.clone().or_else(|| {
+        S3Config {
+            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            part_size: self.s3_part_size,
+            ..self.s3.config()
+        }
+    }
+}
+
+/// How S3 is reached: shared by the jobs, the archive tools and the tile server.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Args {
+    /// S3 endpoint for S3-compatible servers (path-style addressing); also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL.
+    #[arg(long = "s3-endpoint", env = "ETL_S3_ENDPOINT", global = true)]
+    pub endpoint: Option<String>,
+
+    /// Force path-style S3 addressing.
+    #[arg(long = "s3-path-style", env = "ETL_S3_PATH_STYLE", global = true)]
+    pub path_style: bool,
+}
+
+impl S3Args {
+    /// `--s3-endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> Option<String> {
+        self.endpoint.clone().or_else(|| {
             ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
                 .iter()
                 .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        });
+        })
+    }
+
+    /// A config for reading (no SSE-KMS key, the default part size).
+    pub fn config(&self) -> S3Config {
         S3Config {
-            endpoint,
+            endpoint: self.endpoint(),
             region: None,
-            force_path_style: self.s3_path_style,
-            sse_kms_key_id: self.sse_kms_key_id.clone(),
-            part_size: self.s3_part_size,
+            force_path_style: self.path_style,
+            sse_kms_key_id: None,
+            part_size: 0,
         }
     }
 }

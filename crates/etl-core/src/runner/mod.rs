@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, FromArgMatches};
 use tokio_util::sync::CancellationToken;
 
-pub use args::{CommonArgs, LogFormat};
+pub use args::{CommonArgs, LogFormat, S3Args};
 pub use binary::Binary;
 pub use logging::init as init_logging;
 pub use summary::{RunStatus, RunSummary};

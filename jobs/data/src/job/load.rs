@@ -227,8 +227,7 @@ impl LoadStep<'_> {
         let mut reader = read::spawn(
             ctx.store.clone(),
             self.meta.clone(),
-            self.plan.format,
-            self.plan.read_options.clone(),
+            self.plan.source.clone(),
             self.plan.shaping.clone(),
             st.next,
             Arc::new(AtomicU64::new(0)),

@@ -11,13 +11,11 @@ use etl_core::postgres::{self as pg, TableName};
 use etl_core::runkey::run_key;
 use etl_core::store::{Location, ObjectMeta};
 use etl_core::{Job, JobContext, JobError, Outcome, Profile};
-use etl_geo::{CsvOptions, Format, ReadOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::{DataConfig, Mode, OutputTarget, redact_url};
 use crate::inputs;
-use crate::read;
 use crate::rejects::RejectsSink;
 use crate::sink::object::{self, ObjectFormat, ObjectJob};
 use crate::sink::postgres::{Limits, LockPolicy};
@@ -28,8 +26,7 @@ pub struct DataJob;
 /// A config checked for consistency, with its parts parsed.
 struct Plan {
     config: DataConfig,
-    format: Option<Format>,
-    read_options: ReadOptions,
+    source: etl_sources::Source,
     shaping: etl_sources::read::Shaping,
     target: Target,
 }
@@ -71,11 +68,7 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
             config.output = config.output.replace("{shard}", &index.to_string());
         }
     }
-    let format = config
-        .format
-        .as_deref()
-        .map(read::parse_format)
-        .transpose()?;
+    let source = config.input_args.source(&config.layer)?;
     if config.checkpoint_every == 0 {
         return Err(JobError::usage("--checkpoint-every must be at least 1"));
     }
@@ -129,16 +122,6 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
             Target::Object { location, format }
         }
     };
-    let read_options = ReadOptions {
-        csv: CsvOptions {
-            lon: config.csv_lon.clone(),
-            lat: config.csv_lat.clone(),
-            wkt: config.csv_wkt.clone(),
-            delimiter: None,
-        },
-        source_crs: source_crs(config.s_srs.as_deref())?,
-        ..ReadOptions::default()
-    };
     let filter = config
         .where_
         .as_deref()
@@ -156,8 +139,7 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
     };
     Ok(Plan {
         config,
-        format,
-        read_options,
+        source,
         shaping,
         target,
     })
@@ -346,8 +328,7 @@ async fn run_object(
     let writer = ctx.store.writer(location).await.map_err(JobError::from)?;
     let job = ObjectJob {
         inputs: found,
-        format: plan.format,
-        read_options: plan.read_options.clone(),
+        source: plan.source.clone(),
         shaping: plan.shaping.clone(),
         select: plan.config.select.clone(),
         max_rejects: plan.config.max_rejects,
@@ -371,12 +352,4 @@ async fn run_object(
     .map_err(JobError::from)?;
     lease.release().await;
     Ok(Outcome::Succeeded)
-}
-
-/// The `--s-srs` the user gave, resolved; a definition that cannot be used is a usage error.
-fn source_crs(flag: Option<&str>) -> Result<Option<etl_geo::Crs>, JobError> {
-    flag.map(|value| {
-        etl_geo::Crs::from_flag(value).map_err(|e| JobError::usage(format!("--s-srs {value}: {e}")))
-    })
-    .transpose()
 }

@@ -7,9 +7,7 @@ use std::sync::atomic::AtomicU64;
 use etl_core::metrics::Stats;
 use etl_core::store::{ObjectMeta, ObjectWriter};
 use etl_core::{JobContext, JobError};
-use etl_geo::{
-    Feature, FeatureWriter, Format, GeoParquetError, GeoParquetWriter, OutputFormat, ReadOptions,
-};
+use etl_geo::{Feature, FeatureWriter, GeoParquetError, GeoParquetWriter, OutputFormat};
 use tokio_util::sync::CancellationToken;
 
 use crate::read;
@@ -18,8 +16,7 @@ use crate::state::over_limit;
 
 pub struct ObjectJob {
     pub inputs: Vec<ObjectMeta>,
-    pub format: Option<Format>,
-    pub read_options: ReadOptions,
+    pub source: etl_sources::Source,
     pub shaping: etl_sources::read::Shaping,
     pub select: Vec<String>,
     pub max_rejects: Option<u64>,
@@ -119,8 +116,7 @@ fn write_blocking(
         let mut reader = read::spawn(
             ctx.store.clone(),
             meta.clone(),
-            job.format,
-            job.read_options.clone(),
+            job.source.clone(),
             job.shaping.clone(),
             0,
             bytes.clone(),

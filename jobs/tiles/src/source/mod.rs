@@ -129,9 +129,9 @@ pub enum Source {
 
 impl Source {
     /// `DIR` or `s3://bucket/prefix/`.
-    pub async fn open(root: &str, s3_endpoint: Option<&str>) -> Result<Source, SourceError> {
+    pub async fn open(root: &str, s3: etl_core::store::S3Config) -> Result<Source, SourceError> {
         match root.strip_prefix("s3://") {
-            Some(rest) => Ok(Source::S3(S3Source::connect(rest, s3_endpoint).await?)),
+            Some(rest) => Ok(Source::S3(S3Source::connect(rest, s3).await?)),
             None => Ok(Source::Dir(DirSource::new(root)?)),
         }
     }

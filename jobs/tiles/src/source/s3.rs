@@ -55,7 +55,7 @@ fn need_etag<'a>(
 
 impl S3Source {
     /// `rest` is `bucket/prefix/` (after `s3://`).
-    pub async fn connect(rest: &str, endpoint: Option<&str>) -> Result<S3Source, SourceError> {
+    pub async fn connect(rest: &str, config: S3Config) -> Result<S3Source, SourceError> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(SourceError::S3 {
@@ -68,16 +68,13 @@ impl S3Source {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        let store = S3Store::connect(S3Config {
-            endpoint: endpoint.map(str::to_string),
-            ..S3Config::default()
-        })
-        .await
-        .map_err(|e| SourceError::S3 {
-            name: format!("s3://{rest}"),
-            operation: "connect",
-            message: e.to_string(),
-        })?;
+        let store = S3Store::connect(config)
+            .await
+            .map_err(|e| SourceError::S3 {
+                name: format!("s3://{rest}"),
+                operation: "connect",
+                message: e.to_string(),
+            })?;
         Ok(S3Source {
             client: store.client().clone(),
             bucket: bucket.to_string(),

@@ -19,11 +19,7 @@ fn reference() -> Vec<(f64, f64)> {
 
 fn load(input: &str, out: &std::path::Path) -> Vec<Value> {
     run(&["--input", input, "--output", out.to_str().unwrap()]).assert_code(0);
-    std::fs::read_to_string(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    features(out)
 }
 
 fn assert_nztm_points(what: &str, features: &[Value]) {
@@ -96,11 +92,7 @@ fn layer_picks_geopackage_tables_and_format_forces_text_formats() {
         "parcels",
     ])
     .assert_code(0);
-    let got: Vec<Value> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let got: Vec<Value> = features(&out);
     assert_eq!(got.len(), 2);
     assert!(
         got.iter()
@@ -230,11 +222,7 @@ fn limit_and_promote_to_multi_shape_what_is_loaded() {
         "--promote-to-multi",
     ])
     .assert_code(0);
-    let features: Vec<Value> = std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let features: Vec<Value> = support::features(&out);
     assert_eq!(features.len(), 25);
     let reference = reference();
     for (i, f) in features.iter().enumerate() {
@@ -483,11 +471,7 @@ fn make_valid_repairs_polygons_postgis_then_finds_valid() {
     );
     assert_eq!(got[2].3, "POLYGON((10 10,11 10,11 11,10 11,10 10))");
     assert_eq!(got[3].3, "LINESTRING(0 0,1 1,0 1,1 0)");
-    let reasons: Vec<Value> = std::fs::read_to_string(&rejects)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let reasons: Vec<Value> = support::features(&rejects);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert_eq!(reasons[0]["line"], 5);
     assert!(

@@ -125,6 +125,15 @@ impl Run {
     }
 }
 
+/// The features of a GeoJSON sequence file, one per line.
+pub fn features(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 pub fn run(args: &[&str]) -> Run {
     let out = etl_data().args(args).output().expect("spawn etl-data");
     Run::from_output(out)

@@ -45,6 +45,7 @@ fn repair_at(geometry: &mut Geometry<f64>, depth: usize) -> Result<Outcome, Stri
                 return Ok(Outcome::Valid);
             }
             let mut parts = rebuild(std::slice::from_ref(p))?;
+            recheck(&parts)?;
             *geometry = if parts.len() == 1 {
                 Geometry::Polygon(parts.remove(0))
             } else {
@@ -56,7 +57,9 @@ fn repair_at(geometry: &mut Geometry<f64>, depth: usize) -> Result<Outcome, Stri
             if judge(&mp.0)? == Outcome::Valid {
                 return Ok(Outcome::Valid);
             }
-            mp.0 = rebuild(&mp.0)?;
+            let parts = rebuild(&mp.0)?;
+            recheck(&parts)?;
+            mp.0 = parts;
             Ok(Outcome::Repaired)
         }
         Geometry::GeometryCollection(gc) => {
@@ -86,6 +89,18 @@ fn judge(polygons: &[Polygon<f64>]) -> Result<Outcome, String> {
             "the polygon is too tangled to repair (over 100,000 crossing edges, or too many to check)"
                 .to_owned(),
         ),
+    }
+}
+
+/// The rebuilt polygons pass the same check the input failed, or the feature is rejected:
+/// `--make-valid` never hands on a geometry it has not shown to be valid. (Output too large to
+/// check within the budget is the overlay's own and is kept.)
+fn recheck(parts: &[Polygon<f64>]) -> Result<(), String> {
+    match check::verdict(parts) {
+        check::Verdict::Valid | check::Verdict::TooComplex => Ok(()),
+        check::Verdict::Invalid => {
+            Err("the polygon could not be rebuilt as a valid one (the repaired rings still cross or touch)".to_owned())
+        }
     }
 }
 

@@ -2,17 +2,22 @@
 //! which then writes the PMTiles archive; an MBTiles upload is converted to PMTiles directly.
 //! Everything lands in temporary files; [`crate::publish`] makes them appear.
 
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use etl_core::{ExitKind, JobError};
 use etl_geo::{FeatureId, FeatureWriter, OutputFormat, ReadError, Upload, UploadOptions};
 use etl_tiles::tiler::{Tiler, TilerError, TilerOptions};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+
 use tempfile::NamedTempFile;
 
 use crate::repairs::RepairTally;
+
+mod files;
+mod mbtiles;
+
+use files::{HashingWriter, artifact, extend_bounds, temp_err, temp_in};
 
 /// Records handed from the reader thread at a time.
 const READ_BATCH: usize = 1024;
@@ -180,7 +185,7 @@ pub fn convert(
     }
     if let Some(path) = upload.mbtiles() {
         let path = path.to_path_buf();
-        return convert_mbtiles(&path, &shown, opts, manifest, deadline);
+        return mbtiles::convert_mbtiles(&path, &shown, opts, manifest, deadline);
     }
     convert_features(upload, &shown, name, opts, cancel, manifest)
 }
@@ -446,65 +451,6 @@ fn convert_features(
     })
 }
 
-fn convert_mbtiles(
-    path: &Path,
-    shown: &str,
-    opts: &ConvertOptions,
-    mut manifest: Map<String, Value>,
-    deadline: std::time::Instant,
-) -> Result<Converted, JobError> {
-    if !opts.pmtiles {
-        return Err(JobError::usage(format!(
-            "{shown}: an MBTiles upload only converts to PMTiles, and --outputs leaves PMTiles out"
-        )));
-    }
-    let file = temp_in(&opts.scratch, ".pmtiles")?;
-    let out = BufWriter::with_capacity(1 << 20, file.reopen().map_err(temp_err)?);
-    let limits = etl_tiles::mbtiles::MbtilesOptions {
-        // The import's deadline bounds the conversion too (a recursive `tiles` view would
-        // otherwise loop for ever inside SQLite).
-        max_duration: Some(deadline.saturating_duration_since(std::time::Instant::now())),
-        ..etl_tiles::mbtiles::MbtilesOptions::default()
-    };
-    let (mut out, report) =
-        etl_tiles::mbtiles::convert(path, out, &limits).map_err(|e| mbtiles_error(shown, e))?;
-    out.flush().map_err(temp_err)?;
-    drop(out);
-    manifest.insert("tiles".into(), mbtiles_report(&report));
-    manifest.insert("bounds".into(), json!(report.bounds));
-    manifest.insert("layers".into(), json!([]));
-    manifest.insert("features".into(), json!(0));
-    manifest.insert("rejected".into(), json!(0));
-    manifest.insert("repaired".into(), json!(0));
-    Ok(Converted {
-        manifest,
-        geojsonl: None,
-        pmtiles: Some(artifact(file)?),
-    })
-}
-
-fn mbtiles_report(r: &etl_tiles::mbtiles::MbtilesReport) -> Value {
-    json!({
-        "format": r.format.name(),
-        "min_zoom": r.min_zoom,
-        "max_zoom": r.max_zoom,
-        "tiles": r.tiles_written,
-        "tiles_read": r.tiles_read,
-        "duplicates_skipped": r.duplicates_skipped,
-        "bounds": r.bounds,
-        "warnings": r.warnings,
-    })
-}
-
-fn mbtiles_error(shown: &str, e: etl_tiles::mbtiles::MbtilesError) -> JobError {
-    match e {
-        etl_tiles::mbtiles::MbtilesError::TimedOut { .. } => JobError::temporary(format!(
-            "{shown}: {e}: the import took longer than --import-timeout"
-        )),
-        e => JobError::bad_input(format!("{shown}: {e}")),
-    }
-}
-
 /// The exit kind of a read error: I/O may go away on retry, everything else is the input's fault.
 pub fn read_error(shown: &str, e: ReadError) -> JobError {
     match &e {
@@ -550,145 +496,5 @@ fn tile_id(id: Option<&FeatureId>) -> Option<u64> {
     match id? {
         FeatureId::Int(i) => u64::try_from(*i).ok(),
         FeatureId::Str(_) => None,
-    }
-}
-
-fn temp_in(dir: &Path, suffix: &str) -> Result<NamedTempFile, JobError> {
-    tempfile::Builder::new()
-        .prefix(".etl-events-")
-        .suffix(suffix)
-        .tempfile_in(dir)
-        .map_err(|e| {
-            JobError::temporary(format!(
-                "{}: cannot create a temporary file: {e}",
-                dir.display()
-            ))
-        })
-}
-
-fn temp_err(e: io::Error) -> JobError {
-    JobError::temporary(format!("temporary output: {e}"))
-}
-
-/// Size and SHA-256 of a finished temporary file.
-fn artifact(file: NamedTempFile) -> Result<Artifact, JobError> {
-    let mut f = file.reopen().map_err(temp_err)?;
-    f.rewind().map_err(temp_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(temp_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-        bytes += n as u64;
-    }
-    Ok(Artifact {
-        file,
-        bytes,
-        sha256: hex::encode(hasher.finalize()),
-    })
-}
-
-/// Counts and hashes what passes through.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    fn finish(mut self) -> io::Result<(u64, String)> {
-        self.inner.flush()?;
-        Ok((self.bytes, hex::encode(self.hasher.finalize())))
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let written = buf.get(..n).unwrap_or_default();
-        self.hasher.update(written);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Grows `[west, south, east, north]` by a geometry's coordinates.
-fn extend_bounds(g: &etl_geo::geo_types::Geometry<f64>, b: &mut Option<[f64; 4]>) {
-    use etl_geo::geo_types::{Coord, Geometry};
-    fn add(c: Coord<f64>, b: &mut Option<[f64; 4]>) {
-        let [w, s, e, n] = b.get_or_insert([c.x, c.y, c.x, c.y]);
-        *w = w.min(c.x);
-        *s = s.min(c.y);
-        *e = e.max(c.x);
-        *n = n.max(c.y);
-    }
-    match g {
-        Geometry::Point(p) => add(p.0, b),
-        Geometry::Line(l) => {
-            add(l.start, b);
-            add(l.end, b);
-        }
-        Geometry::LineString(ls) => ls.0.iter().for_each(|c| add(*c, b)),
-        Geometry::Polygon(p) => p.exterior().0.iter().for_each(|c| add(*c, b)),
-        Geometry::MultiPoint(mp) => mp.0.iter().for_each(|p| add(p.0, b)),
-        Geometry::MultiLineString(ml) => ml.0.iter().flat_map(|l| &l.0).for_each(|c| add(*c, b)),
-        Geometry::MultiPolygon(mp) => {
-            mp.0.iter()
-                .flat_map(|p| &p.exterior().0)
-                .for_each(|c| add(*c, b))
-        }
-        Geometry::GeometryCollection(gc) => gc.0.iter().for_each(|g| extend_bounds(g, b)),
-        Geometry::Rect(r) => {
-            add(r.min(), b);
-            add(r.max(), b);
-        }
-        Geometry::Triangle(t) => [t.v1(), t.v2(), t.v3()].into_iter().for_each(|c| add(c, b)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-    use etl_geo::geo_types::{Geometry, LineString, Point};
-
-    #[test]
-    fn bounds_cover_every_coordinate() {
-        let mut b = None;
-        extend_bounds(&Geometry::Point(Point::new(1.0, 2.0)), &mut b);
-        extend_bounds(
-            &Geometry::LineString(LineString::from(vec![(-3.0, 5.0), (4.0, -1.0)])),
-            &mut b,
-        );
-        assert_eq!(b, Some([-3.0, -1.0, 4.0, 5.0]));
-    }
-
-    #[test]
-    fn hashing_writer_counts_and_hashes() {
-        let mut w = HashingWriter::new(Vec::new());
-        w.write_all(b"abc").unwrap();
-        let (n, h) = w.finish().unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(
-            h,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

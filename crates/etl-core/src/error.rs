@@ -1,7 +1,8 @@
 //! Exit codes (DESIGN.md §3) and the error every job returns to the runner.
 //!
 //! AWS Batch `retryStrategy.evaluateOnExit` keys on the exit code, so the code says whether a retry
-//! can help: 65/78 are permanent, 69/75/143 are worth retrying.
+//! can help: 64/65/66/70/78 are permanent (66: an input that does not exist), 69/75/143 are
+//! worth retrying.
 
 use std::fmt;
 

@@ -181,6 +181,25 @@ impl Upload {
         scratch: &Path,
         opts: &UploadOptions,
     ) -> Result<Upload, ReadError> {
+        let upload = Self::open_any(path, stem, scratch, opts)?;
+        // `--layer` names GeoPackage tables; anything else would be read whole, so it is
+        // refused rather than silently ignored.
+        if !opts.layers.is_empty() && upload.format != UploadFormat::GeoPackage {
+            return Err(ReadError::Refused(format!(
+                "--layer {} picks the tables of a GeoPackage, and this is a {} upload",
+                opts.layers.join(","),
+                upload.format.name()
+            )));
+        }
+        Ok(upload)
+    }
+
+    fn open_any(
+        path: &Path,
+        stem: &str,
+        scratch: &Path,
+        opts: &UploadOptions,
+    ) -> Result<Upload, ReadError> {
         let prefix = read_prefix(path)?;
         let mut upload = Upload {
             format: UploadFormat::MBTiles,

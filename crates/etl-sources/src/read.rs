@@ -282,6 +282,12 @@ pub fn spawn(
                     let name = url.strip_suffix(".gz").unwrap_or(&url);
                     let fmt = detect(name, forced, &prefix)
                         .map_err(|m| JobError::bad_input(format!("{url}: {m}")))?;
+                    if !layers.is_empty() {
+                        return Err(JobError::bad_input(format!(
+                            "{url}: --layer {} picks the tables of a GeoPackage, and this is {fmt:?}",
+                            layers.join(",")
+                        )));
+                    }
                     let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(
                         1 << 20,
                         Cursor::new(prefix).chain(raw),
@@ -295,16 +301,20 @@ pub fn spawn(
             let mut next = skip_before;
             let mut delivered = 0u64;
             for item in source {
-                let mut rec = item.map_err(|e| read_err(&url, e))?;
                 // --limit counts the records --where keeps (as ogr2ogr's -limit counts features
                 // written), also those an earlier attempt delivered, so a resume stops where a
-                // whole run would.
+                // whole run would. (This check only stops `--limit 0`; the N-th kept record
+                // stops the loop below.)
                 if shaping.limit.is_some_and(|n| delivered >= n) {
                     break;
                 }
+                let mut rec = item.map_err(|e| read_err(&url, e))?;
                 let kept = !shaping.filters_out(&rec);
                 if rec.ordinal < skip_before {
                     delivered += u64::from(kept);
+                    if shaping.limit.is_some_and(|n| delivered >= n) {
+                        break;
+                    }
                     continue;
                 }
                 next = rec.ordinal + 1;
@@ -327,6 +337,11 @@ pub fn spawn(
                 batch.push(rec);
                 if etl_core::fault::hit("sources.read_panic") {
                     panic!("fault injected: the reader panics mid-input");
+                }
+                // The N-th kept record ends the input: nothing after it is read (a damaged
+                // record there cannot fail the run).
+                if shaping.limit.is_some_and(|n| delivered >= n) {
+                    break;
                 }
                 if batch.len() >= READ_BATCH || positions >= READ_BATCH_POSITIONS {
                     positions = 0;

@@ -194,21 +194,32 @@ impl DataConfig {
         }
     }
 
-    /// The config as it enters the run key: secrets removed from URLs.
-    pub fn identity(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("output".into(), redact_url(&self.output).into());
-            // Tuning, not identity: a rerun with another batch size must still resume.
-            obj.remove("checkpoint_every");
-            obj.remove("lock_timeout");
-            obj.remove("lock_retries");
-            obj.remove("max_new_columns");
-            obj.remove("append_path");
-            obj.remove("max_rejects");
-            obj.remove("rejects");
+    /// The config as it enters the run key: secrets removed from URLs. An error if it cannot
+    /// be serialised (never silently an empty identity shared by every config).
+    pub fn identity(&self) -> Result<serde_json::Value, String> {
+        let mut v = serde_json::to_value(self).map_err(|e| format!("config identity: {e}"))?;
+        let Some(obj) = v.as_object_mut() else {
+            return Err("config identity: not a JSON object".to_owned());
+        };
+        obj.insert("output".into(), redact_url(&self.output).into());
+        // --limit once counted records before --where; a run with both made before that
+        // changed must not be taken for one made after.
+        if self.limit.is_some() && self.where_.is_some() {
+            obj.insert("limit_counts".into(), "kept".into());
         }
-        v
+        // Tuning, not identity: a rerun with another batch size must still resume.
+        for tuning in [
+            "checkpoint_every",
+            "lock_timeout",
+            "lock_retries",
+            "max_new_columns",
+            "append_path",
+            "max_rejects",
+            "rejects",
+        ] {
+            obj.remove(tuning);
+        }
+        Ok(v)
     }
 }
 

@@ -112,6 +112,33 @@ fn layer_picks_geopackage_tables_and_format_forces_text_formats() {
     r.assert_code(65);
     assert!(r.error().contains("roads, parcels"), "{}", r.error());
     assert!(!none.exists());
+    // On anything but a GeoPackage --layer would be ignored: it is refused instead.
+    let zip = repo_fixture("crs/nztm/nztm_points.zip");
+    let r = run(&[
+        "--input",
+        zip.to_str().unwrap(),
+        "--output",
+        none.to_str().unwrap(),
+        "--layer",
+        "parcels",
+    ]);
+    r.assert_code(65);
+    assert!(
+        r.error().contains("picks the tables of a GeoPackage"),
+        "{}",
+        r.error()
+    );
+    let geojson = repo_fixture("data/sites.geojson");
+    let r = run(&[
+        "--input",
+        geojson.to_str().unwrap(),
+        "--output",
+        none.to_str().unwrap(),
+        "--layer",
+        "parcels",
+    ]);
+    r.assert_code(65);
+    assert!(!none.exists());
 
     // A CSV under a name that says nothing: --format csv reads it, and the CSV column flags
     // come from the shared input flags.
@@ -256,6 +283,39 @@ fn limit_and_promote_to_multi_shape_what_is_loaded() {
         })
         .collect();
     assert_eq!(ids, ["101", "102", "103", "104", "105"], "{}", r.stdout);
+
+    // Nothing after the N-th kept record is read: a truncated FeatureCollection whose damage
+    // comes right after it loads (the whole file fails with one more).
+    let damaged = dir.path().join("damaged.geojson");
+    let point = |i: u32| {
+        format!(
+            "{{\"type\":\"Feature\",\"properties\":{{\"i\":{i}}},\"geometry\":{{\"type\":\"Point\",\"coordinates\":[1,2]}}}}"
+        )
+    };
+    std::fs::write(
+        &damaged,
+        format!(
+            "{{\"type\":\"FeatureCollection\",\"features\":[{},{},{{\"type\":",
+            point(1),
+            point(2)
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("two.geojsonl");
+    let args = |limit: &'static str| {
+        vec![
+            "--input".to_owned(),
+            damaged.to_str().unwrap().to_owned(),
+            "--output".to_owned(),
+            out.to_str().unwrap().to_owned(),
+            "--limit".to_owned(),
+            limit.to_owned(),
+        ]
+    };
+    let r = Run::from_output(etl_data().args(args("2")).output().unwrap());
+    r.assert_code(0);
+    assert_eq!(support::features(&out).len(), 2);
+    Run::from_output(etl_data().args(args("3")).output().unwrap()).assert_code(65);
 }
 
 /// `--where` keeps the features its filter is true for, into a file and into PostGIS; the others

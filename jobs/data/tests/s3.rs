@@ -151,7 +151,7 @@ fn failed_run_leaves_no_s3_object_and_no_upload() {
 }
 
 #[test]
-fn missing_s3_input_is_a_config_error() {
+fn missing_s3_input_is_no_input() {
     let rt = rt();
     let store = store();
     let b = rt.block_on(bucket(&store, &unique("etl-data-missing")));

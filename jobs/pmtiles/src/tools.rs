@@ -162,6 +162,14 @@ pub fn run(tool: Tool, common: &CommonArgs) -> ExitCode {
         rt: None,
     };
     let result = match tool {
+        // `--dry-run` (or ETL_DRY_RUN): merge says what it would write and writes nothing;
+        // verify and show only read.
+        Tool::Merge { out, parts, force } if common.dry_run => {
+            let plan =
+                serde_json::json!({ "dry_run": { "merge": out, "parts": parts, "force": force } });
+            println!("{plan}");
+            Ok(ExitCode::SUCCESS)
+        }
         Tool::Verify { file } => verify_cmd(&mut remote, &file),
         Tool::Show { file } => show_cmd(&mut remote, &file),
         Tool::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),

@@ -269,6 +269,8 @@ fn etl_submit(args: &[&str], env: &[(&str, &str)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
+    // A shell that submits jobs has the submission's queue set; deploy must not care.
+    cmd.env("ETL_BATCH_QUEUE", "prod-queue");
     cmd.envs(env.iter().copied());
     cmd.output().unwrap()
 }

@@ -69,7 +69,7 @@ impl CommonArgs {
     /// The S3 settings of the flags: where S3 is, and how objects are written.
     pub fn s3_config(&self) -> S3Config {
         S3Config {
-            sse_kms_key_id: self.sse_kms_key_id.clone(),
+            sse_kms_key_id: self.sse_kms_key_id.clone().filter(|v| !v.trim().is_empty()),
             part_size: self.s3_part_size,
             ..self.s3.config()
         }
@@ -80,18 +80,32 @@ impl CommonArgs {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct S3Args {
     /// S3 endpoint for S3-compatible servers (path-style addressing); also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL.
-    #[arg(long = "s3-endpoint", env = "ETL_S3_ENDPOINT", global = true)]
+    #[arg(
+        id = "s3_endpoint",
+        long = "s3-endpoint",
+        env = "ETL_S3_ENDPOINT",
+        global = true
+    )]
     pub endpoint: Option<String>,
 
-    /// Force path-style S3 addressing.
-    #[arg(long = "s3-path-style", env = "ETL_S3_PATH_STYLE", global = true)]
+    /// Force path-style S3 addressing (the variable: empty, 0, false, no or off is off).
+    #[arg(
+        id = "s3_path_style",
+        long = "s3-path-style",
+        env = "ETL_S3_PATH_STYLE",
+        global = true,
+        value_parser = clap::builder::FalseyValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
     pub path_style: bool,
 }
 
 impl S3Args {
     /// `--s3-endpoint`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> Option<String> {
-        self.endpoint.clone().or_else(|| {
+        // An empty variable (a template that left it blank) means unset, not "".
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        set(&self.endpoint).or_else(|| {
             ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
                 .iter()
                 .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))

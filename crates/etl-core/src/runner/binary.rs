@@ -55,7 +55,11 @@ impl<J: Job> Binary<J> {
     pub fn job<R: Job>(mut self, name: &'static str) -> Self {
         self.subs.push(Sub {
             augment: Box::new(move |cmd| {
-                cmd.subcommand(R::Config::augment_args(Command::new(name).about(R::ABOUT)))
+                cmd.subcommand(R::Config::augment_args(
+                    Command::new(name)
+                        .about(R::ABOUT)
+                        .version(env!("CARGO_PKG_VERSION")),
+                ))
             }),
             handles: Box::new(move |n| n == name),
             run: Box::new(move |cmd, matches| {
@@ -114,8 +118,14 @@ impl<J: Job> Binary<J> {
     /// Runs the binary on `args` (program name first) and returns the exit code.
     pub fn run(&self, args: Vec<OsString>) -> ExitCode {
         // Before parsing: a config's required flags are not needed to print its schema.
+        // The subcommand is the first argument that names one (runner flags may come first).
         if args.iter().skip(1).any(|a| a == "--print-schema") {
-            return exit_code(self.print_schema(args.get(1).map(OsString::as_os_str)));
+            let sub = args
+                .iter()
+                .skip(1)
+                .filter_map(|a| a.to_str())
+                .find(|a| self.subs.iter().any(|s| (s.handles)(a)));
+            return exit_code(self.print_schema(sub.map(OsStr::new)));
         }
         let cmd = self.command();
         let matches = match cmd.clone().try_get_matches_from(&args) {

@@ -76,7 +76,11 @@ impl From<StoreError> for JobError {
             StoreError::NotFound(_) => JobError::new(ExitKind::NoInput, msg),
             StoreError::PreconditionFailed(_) => JobError::temporary(msg),
             StoreError::Io { source, .. } => match source.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => JobError::config(msg),
+                // `a.geojson/x`: a path through a file names nothing that can exist.
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+                    JobError::new(ExitKind::NoInput, msg)
+                }
+                io::ErrorKind::PermissionDenied => JobError::config(msg),
                 io::ErrorKind::InvalidData => JobError::bad_input(msg),
                 _ => JobError::temporary(msg),
             },

@@ -93,8 +93,10 @@ fn judge(polygons: &[Polygon<f64>]) -> Result<Outcome, String> {
 }
 
 /// The rebuilt polygons pass the same check the input failed, or the feature is rejected:
-/// `--make-valid` never hands on a geometry it has not shown to be valid. (Output too large to
-/// check within the budget is the overlay's own and is kept.)
+/// `--make-valid` does not hand on a geometry the check finds invalid. Output too large for
+/// the check's work budget is kept unchecked (the overlay's OGC output is valid by
+/// construction); the check's exact-zero orientation tests may flag a near-touch the overlay
+/// left, and such a feature is then rejected rather than written doubtful.
 fn recheck(parts: &[Polygon<f64>]) -> Result<(), String> {
     match check::verdict(parts) {
         check::Verdict::Valid | check::Verdict::TooComplex => Ok(()),
@@ -116,7 +118,8 @@ fn options(ogc: bool) -> OverlayOptions<f64> {
 /// The overlay of `shapes` under `rule`. i_overlay 4.5 can fail an internal assertion in its
 /// OGC extraction on some inputs (found by the `make_valid` fuzz target): that panic is caught
 /// and the overlay is run again without the OGC step (rings may then touch themselves at a
-/// point); a second failure is an error for the caller to reject, never a panic.
+/// point, and [`recheck`] rejects such output); a second failure is an error for the caller to
+/// reject, never a panic.
 fn overlay<R>(shapes: &R, rule: FillRule) -> Result<Vec<Shape>, String>
 where
     R: SimplifyShape<[f64; 2], f64> + ?Sized,

@@ -148,8 +148,12 @@ fn plan(mut config: DataConfig, batch: &etl_core::batch::BatchEnv) -> Result<Pla
 /// The run key: job, config identity, this shard of the array, and either the versions of the
 /// inputs or, for a scheduled run, its logical time: a tick is one run whatever the inputs
 /// hold by the time it is delivered (again).
-fn key_for(ctx: &JobContext, config: &DataConfig, found: &[ObjectMeta]) -> String {
-    let mut identity = config.identity();
+fn key_for(
+    ctx: &JobContext,
+    config: &DataConfig,
+    found: &[ObjectMeta],
+) -> Result<String, JobError> {
+    let mut identity = config.identity().map_err(JobError::internal)?;
     if let (Some(obj), Some((i, n))) = (identity.as_object_mut(), ctx.batch.shard()) {
         obj.insert("shard".into(), json!([i, n]));
     }
@@ -159,9 +163,9 @@ fn key_for(ctx: &JobContext, config: &DataConfig, found: &[ObjectMeta]) -> Strin
                 "logical_time".into(),
                 json!(etl_core::schedule::canonical(t)),
             );
-            run_key(DataJob::NAME, &identity, &[])
+            Ok(run_key(DataJob::NAME, &identity, &[]))
         }
-        _ => run_key(DataJob::NAME, &identity, &inputs::versions(found)),
+        _ => Ok(run_key(DataJob::NAME, &identity, &inputs::versions(found))),
     }
 }
 
@@ -194,7 +198,7 @@ impl Job for DataJob {
     async fn dry_run(config: DataConfig, ctx: JobContext) -> Result<Value, JobError> {
         let plan = plan(config, &ctx.batch)?;
         let found = inputs::expand(&ctx.store, &plan.config.input, &ctx.batch).await?;
-        let key = key_for(&ctx, &plan.config, &found);
+        let key = key_for(&ctx, &plan.config, &found)?;
         ctx.stats.set_run_key(&key);
         let mut out = json!({
             "run_key": key,
@@ -248,7 +252,7 @@ impl Job for DataJob {
             tracing::info!("this array shard has no inputs");
             return Ok(Outcome::Skipped);
         }
-        let key = key_for(&ctx, &plan.config, &found);
+        let key = key_for(&ctx, &plan.config, &found)?;
         ctx.stats.set_run_key(&key);
         tracing::info!(run_key = %key, inputs = found.len(), output = %redact_url(&plan.config.output), "run");
         match &plan.target {

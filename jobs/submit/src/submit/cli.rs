@@ -19,14 +19,16 @@ use super::SubmitError;
                   70 any other API error.",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    propagate_version = true
 )]
 pub struct Top {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Absent only with a subcommand (JOB is required otherwise).
+    /// A submission's flags; with a subcommand they are not asked for (their environment
+    /// variables, e.g. ETL_BATCH_QUEUE, may still be set and are ignored).
     #[command(flatten)]
-    pub submit: Option<Cli>,
+    pub submit: Cli,
 }
 
 /// What `etl-submit` does besides submitting.
@@ -41,7 +43,9 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct Cli {
     /// The job to run: `data`, `pmtiles`, `events`, ... (the container command is `JOB ARGS`).
-    pub job: String,
+    /// Required unless a subcommand is given.
+    #[arg(required = true)]
+    pub job: Option<String>,
     /// Job queue.
     #[arg(long, env = "ETL_BATCH_QUEUE", default_value = "etl")]
     pub queue: String,
@@ -161,15 +165,15 @@ impl Options {
     /// Validates the command line; `timestamp` names jobs without `--name` (`etl-JOB-<timestamp>`).
     pub fn from_cli(cli: Cli, timestamp: &str) -> Result<Options, SubmitError> {
         let usage = |m: String| Err(SubmitError::Usage(m));
-        if !valid_job_name(&cli.job) {
+        let Some(job) = cli.job else {
+            return usage("JOB is missing (see etl-submit --help)".to_owned());
+        };
+        if !valid_job_name(&job) {
             return usage(format!(
-                "JOB must be letters, digits, hyphens and underscores, got {:?}",
-                cli.job
+                "JOB must be letters, digits, hyphens and underscores, got {job:?}"
             ));
         }
-        let name = cli
-            .name
-            .unwrap_or_else(|| format!("etl-{}-{timestamp}", cli.job));
+        let name = cli.name.unwrap_or_else(|| format!("etl-{job}-{timestamp}"));
         // The merge job of a sharded run is named NAME-merge.
         let max = if cli.shards.is_some_and(|n| n > 1) {
             122
@@ -192,11 +196,8 @@ impl Options {
             }
         };
         if cli.shards.is_some() {
-            if cli.job != "pmtiles" {
-                return usage(format!(
-                    "--shards is for the pmtiles job, not {:?}",
-                    cli.job
-                ));
+            if job != "pmtiles" {
+                return usage(format!("--shards is for the pmtiles job, not {job:?}"));
             }
             if array_size.is_some() {
                 return usage("--shards and --array-size exclude each other".to_owned());
@@ -209,8 +210,8 @@ impl Options {
             return usage(format!("--depends-on needs a job id, got {id:?}"));
         }
         Ok(Options {
-            definition: cli.definition.unwrap_or_else(|| format!("etl-{}", cli.job)),
-            job: cli.job,
+            definition: cli.definition.unwrap_or_else(|| format!("etl-{job}")),
+            job,
             queue: cli.queue,
             name,
             array_size,
@@ -238,7 +239,7 @@ mod tests {
 
     fn opts(args: &[&str]) -> Result<Options, SubmitError> {
         let top = parse(args.iter().map(OsString::from).collect())?.expect("not help");
-        Options::from_cli(top.submit.expect("a submission"), "20260101T000000Z")
+        Options::from_cli(top.submit, "20260101T000000Z")
     }
 
     #[test]
@@ -342,7 +343,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(top.command, Some(Command::Deploy(_))));
-        assert!(top.submit.is_none());
+        assert!(top.submit.job.is_none());
         // Deploy's flags are its own, and JOB takes no second word.
         for bad in [&["deploy", "--queue-x"][..], &["data", "deploy"]] {
             let args = bad.iter().map(OsString::from).collect();
@@ -353,7 +354,7 @@ mod tests {
         }
         let top = parse(vec!["data".into()]).unwrap().unwrap();
         assert!(top.command.is_none());
-        assert_eq!(top.submit.unwrap().job, "data");
+        assert_eq!(top.submit.job.as_deref(), Some("data"));
     }
 
     #[test]

@@ -95,13 +95,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             command: Some(cli::Command::Deploy(args)),
             ..
         })) => return crate::deploy::main(args),
-        Ok(Ok(cli::Top {
-            submit: Some(cli), ..
-        })) => cli,
-        Ok(Ok(cli::Top { .. })) => {
-            eprintln!("etl-submit: JOB is missing (see etl-submit --help)");
-            return ExitKind::Usage.exit_code();
-        }
+        Ok(Ok(cli::Top { submit, .. })) => submit,
         Ok(Err(help)) => {
             print!("{help}");
             return ExitCode::SUCCESS;

@@ -72,6 +72,9 @@ pub fn plan(o: &Options) -> Result<Vec<JobSpec>, SubmitError> {
     if o.args.iter().any(|a| a == "--force" || a == "-f") {
         merge_cmd.push("--force".to_owned());
     }
+    // The merge writes the final object: the same S3 endpoint, addressing and encryption as
+    // the shards that wrote the parts.
+    merge_cmd.extend(s3_flags(&o.args));
     let array = JobSpec {
         role: Role::Shards,
         command: command(&o.job, &shard_args),
@@ -165,6 +168,28 @@ fn set_output(args: &mut [String], at: OutputAt, value: &str) {
     }
 }
 
+/// The runner's S3 flags among a job's arguments (`--flag VALUE` or `--flag=VALUE`).
+fn s3_flags(args: &[String]) -> Vec<String> {
+    const WITH_VALUE: [&str; 3] = ["--s3-endpoint", "--sse-kms-key-id", "--s3-part-size"];
+    const SWITCHES: [&str; 1] = ["--s3-path-style"];
+    let mut out = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            out.push(arg.clone());
+            out.extend(iter.next().cloned());
+        } else if SWITCHES.contains(&arg.as_str())
+            || WITH_VALUE.iter().chain(&SWITCHES).any(|f| {
+                arg.strip_prefix(f)
+                    .is_some_and(|rest| rest.starts_with('='))
+            })
+        {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -175,7 +200,7 @@ mod tests {
         let top = parse(args.iter().map(Into::into).collect())
             .unwrap()
             .unwrap();
-        Options::from_cli(top.submit.unwrap(), "T").unwrap()
+        Options::from_cli(top.submit, "T").unwrap()
     }
 
     fn s(v: &[&str]) -> Vec<String> {
@@ -245,6 +270,37 @@ mod tests {
                 "s3://b/tiles/x.pmtiles.parts/1.pmtiles",
                 "s3://b/tiles/x.pmtiles.parts/2.pmtiles",
             ]))
+        );
+    }
+
+    #[test]
+    fn the_merge_job_writes_with_the_shards_s3_settings() {
+        let p = plan(&opts(&[
+            "pmtiles",
+            "--shards",
+            "2",
+            "--",
+            "-o",
+            "s3://b/x.pmtiles",
+            "--s3-endpoint",
+            "http://minio:9000",
+            "--sse-kms-key-id=K",
+            "--s3-path-style",
+            "-z",
+            "9",
+        ]))
+        .unwrap();
+        let merge = p[1].command.as_ref().unwrap();
+        let tail: Vec<&str> = merge[5..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--s3-endpoint",
+                "http://minio:9000",
+                "--sse-kms-key-id=K",
+                "--s3-path-style"
+            ],
+            "{merge:?}"
         );
     }
 

@@ -591,6 +591,11 @@ fn merge_of_zoom_range_parts_equals_one_run() {
     let whole = part("whole.pmtiles", &["-Z0", "-z6"]);
 
     let merged = dir.path().join("merged.pmtiles");
+    // The runner's --dry-run reaches the tool: the plan is printed, nothing is written.
+    let r = run(&["merge", s(&merged), s(&low), s(&high), "--dry-run"]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("\"dry_run\""), "{}", r.stdout);
+    assert!(!merged.exists());
     let r = run(&["merge", s(&merged), s(&low), s(&high)]);
     r.assert_code(0);
     assert!(r.stdout.contains("merged 2 parts"), "{}", r.stdout);

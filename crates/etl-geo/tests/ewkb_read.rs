@@ -297,10 +297,15 @@ fn nesting_stops_at_64_collections() {
         b
     };
     assert!(geometry(&nest(64)).is_ok());
-    assert_eq!(geometry(&nest(65)), Err(EwkbError::TooDeep));
+    // At the 66th header, where the 65th collection's member starts.
+    assert_eq!(
+        geometry(&nest(65)),
+        Err(EwkbError::TooDeep { offset: 65 * 9 })
+    );
 }
 
 /// Refusals: their variant, and their message as `etl-pmtiles --sql` puts it in a rejection.
+/// Each is one line with the byte offset.
 #[test]
 fn refusals_and_their_messages() {
     let mut lying = le(2);
@@ -322,24 +327,29 @@ fn refusals_and_their_messages() {
             EwkbError::UnexpectedEnd {
                 offset: 0,
                 needed: 1,
+                left: 0,
             },
-            "EWKB ends early: needed 1 more bytes at offset 0",
+            "WKB ends early: 1 more bytes needed at offset 0, 0 left",
         ),
         (
             le(1),
             EwkbError::UnexpectedEnd {
                 offset: 5,
                 needed: 8,
+                left: 0,
             },
-            "EWKB ends early: needed 8 more bytes at offset 5",
+            "WKB ends early: 8 more bytes needed at offset 5, 0 left",
         ),
         (
             lying,
-            EwkbError::UnexpectedEnd {
+            EwkbError::Count {
                 offset: 5,
+                parent: "LineString",
+                count: u32::MAX as usize,
                 needed: u32::MAX as usize * 16,
+                left: 0,
             },
-            "EWKB ends early: needed 68719476720 more bytes at offset 5",
+            "WKB: a LineString at offset 5 says it has 4294967295 parts, which would need 68719476720 bytes; 0 are left",
         ),
         (
             vec![2, 1, 0, 0, 0],
@@ -347,7 +357,7 @@ fn refusals_and_their_messages() {
                 offset: 0,
                 marker: 2,
             },
-            "invalid byte order marker 2 at offset 0",
+            "WKB: invalid byte order marker 2 at offset 0",
         ),
         (
             le(99),
@@ -355,7 +365,7 @@ fn refusals_and_their_messages() {
                 offset: 0,
                 code: 99,
             },
-            "unsupported geometry type 0x63 at offset 0",
+            "WKB: unknown geometry type code 99 (0x63) at offset 0",
         ),
         (
             le(4001),
@@ -363,20 +373,23 @@ fn refusals_and_their_messages() {
                 offset: 0,
                 code: 4001,
             },
-            "unsupported geometry type 0xfa1 at offset 0",
+            "WKB: unknown geometry type code 4001 (0xfa1) at offset 0",
         ),
         (
             le(Z_FLAG | M_FLAG | 3001),
-            EwkbError::GeometryType {
+            EwkbError::DeclaredTwice {
                 offset: 0,
                 code: Z_FLAG | M_FLAG | 3001,
             },
-            "unsupported geometry type 0xc0000bb9 at offset 0",
+            "WKB: geometry type code 0xc0000bb9 at offset 0 declares Z or M twice",
         ),
         (
             trailing,
-            EwkbError::TrailingBytes { count: 3 },
-            "3 trailing bytes after the geometry",
+            EwkbError::TrailingBytes {
+                offset: 21,
+                count: 3,
+            },
+            "WKB: 3 bytes after the end of the geometry at offset 21",
         ),
         (
             wrong_member,
@@ -385,22 +398,22 @@ fn refusals_and_their_messages() {
                 parent: "MultiPoint",
                 found: "LineString",
             },
-            "LineString inside a MultiPoint at offset 9",
+            "WKB: a LineString inside a MultiPoint at offset 9",
         ),
         (
             deep,
-            EwkbError::TooDeep,
-            "geometry collections nested deeper than 64 levels",
+            EwkbError::TooDeep { offset: 585 },
+            "WKB: geometry collections nested deeper than 64 levels at offset 585",
         ),
         (
             le_point(f64::NAN, f64::NAN),
             EwkbError::EmptyPoint { offset: 0 },
-            "empty point at offset 0 cannot be represented",
+            "WKB: empty point at offset 0 cannot be represented",
         ),
         (
             le_point(1., f64::NAN),
             EwkbError::NanCoordinate { offset: 5 },
-            "NaN coordinate at offset 5",
+            "WKB: NaN coordinate at offset 5",
         ),
     ];
     for (bytes, error, message) in cases {
@@ -412,36 +425,94 @@ fn refusals_and_their_messages() {
     }
 }
 
-/// Z or M declared by both a flag bit and an ISO code: the ordinates are added up.
+/// Z or M declared by both a flag bit and an ISO code: refused (it used to be read as
+/// their sum of ordinates, where PostGIS would read one Z).
 #[test]
 fn z_declared_twice() {
     let mut b = le(Z_FLAG | 1001);
     push(&mut b, &[1., 2., 3., 4.]);
-    assert_eq!(geometry(&b), Ok(point!(x: 1., y: 2.).into()));
+    assert_eq!(
+        geometry(&b),
+        Err(EwkbError::DeclaredTwice {
+            offset: 0,
+            code: Z_FLAG | 1001
+        })
+    );
 }
 
-/// The curves, surfaces and triangles of SQL/MM: not read.
+/// The curves, surfaces and triangles of SQL/MM (`ST_AsBinary` of a curved PostGIS column):
+/// read as GeoPackage's are, curves made straight (they used to be refused). The abstract
+/// Curve and Surface are refused.
 #[test]
 fn curves_and_surfaces() {
-    for code in 8u32..=17 {
+    let empty_polygon = Geometry::Polygon(Polygon::new(LineString(vec![]), vec![]));
+    let empty: [(u32, Geometry<f64>); 8] = [
+        (8, LineString::<f64>(vec![]).into()),
+        (9, LineString::<f64>(vec![]).into()),
+        (10, empty_polygon.clone()),
+        (11, MultiLineString::<f64>(vec![]).into()),
+        (12, MultiPolygon::<f64>(vec![]).into()),
+        (15, MultiPolygon::<f64>(vec![]).into()),
+        (16, MultiPolygon::<f64>(vec![]).into()),
+        (17, empty_polygon),
+    ];
+    for (code, expected) in empty {
+        let mut b = le(code);
+        count(&mut b, 0);
+        assert_eq!(geometry(&b), Ok(expected), "type {code}");
+    }
+    for (code, name) in [(13u32, "Curve"), (14, "Surface")] {
         let mut b = le(code);
         count(&mut b, 0);
         assert_eq!(
             geometry(&b),
-            Err(EwkbError::GeometryType { offset: 0, code }),
-            "type {code}"
+            Err(EwkbError::Unsupported {
+                offset: 0,
+                code,
+                name
+            })
         );
     }
-    // A Triangle inside a MultiPolygon.
+    // CURVEPOLYGON(COMPOUNDCURVE(CIRCULARSTRING(0 0, 1 1, 2 0), (2 0, 0 0))) with an SRID.
+    let mut b = le_srid(10, 4326);
+    count(&mut b, 1);
+    b.extend(le(9));
+    count(&mut b, 2);
+    b.extend(le(8));
+    count(&mut b, 3);
+    push(&mut b, &[0., 0., 1., 1., 2., 0.]);
+    b.extend(le(2));
+    count(&mut b, 2);
+    push(&mut b, &[2., 0., 0., 0.]);
+    let Ok((Some(4326), Geometry::Polygon(p))) = read_ewkb(&b) else {
+        panic!("{:?}", read_ewkb(&b))
+    };
+    let ring = &p.exterior().0;
+    // Each 90° half of the arc in 23 steps of at most 4°: 47 positions, then back to the start.
+    assert_eq!(ring.len(), 48);
+    assert_eq!(ring[0], coord! {x: 0., y: 0.});
+    assert_eq!(ring[23], coord! {x: 1., y: 1.});
+    assert_eq!(ring[46], coord! {x: 2., y: 0.});
+    assert_eq!(ring.last(), ring.first());
+    // A Triangle is a Polygon; inside a MultiPolygon it is still refused.
+    let mut t = le(17);
+    count(&mut t, 1);
+    count(&mut t, 4);
+    push(&mut t, &[0., 0., 1., 0., 0., 1., 0., 0.]);
+    assert_eq!(
+        geometry(&t),
+        Ok(polygon![(x: 0., y: 0.), (x: 1., y: 0.), (x: 0., y: 1.)].into())
+    );
     let mut b = le(6);
     count(&mut b, 1);
     b.extend(le(17));
     count(&mut b, 0);
     assert_eq!(
         geometry(&b),
-        Err(EwkbError::GeometryType {
+        Err(EwkbError::Member {
             offset: 9,
-            code: 17
+            parent: "MultiPolygon",
+            found: "Triangle"
         })
     );
 }

@@ -1,14 +1,10 @@
-//! PostGIS extended WKB: little-endian, 2D, optional SRID.
+//! Writing PostGIS extended WKB: little-endian, 2D, optional SRID, as `ST_AsEWKB` does.
+//! It is read back (with everything else WKB can hold) by the one WKB reader,
+//! [`crate::formats::wkb`] ([`read_ewkb`](crate::read_ewkb)).
 
-use geo_types::{
-    Coord, Geometry, GeometryCollection, LineString, MultiLineString, MultiPoint, MultiPolygon,
-    Point, Polygon,
-};
+use geo_types::{Coord, Geometry, Polygon};
 
 const SRID_FLAG: u32 = 0x2000_0000;
-const Z_FLAG: u32 = 0x8000_0000;
-const M_FLAG: u32 = 0x4000_0000;
-const MAX_NESTING: usize = 64;
 
 const POINT: u32 = 1;
 const LINESTRING: u32 = 2;
@@ -17,33 +13,6 @@ const MULTIPOINT: u32 = 4;
 const MULTILINESTRING: u32 = 5;
 const MULTIPOLYGON: u32 = 6;
 const GEOMETRYCOLLECTION: u32 = 7;
-
-/// Why bytes are not EWKB this module can read.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EwkbError {
-    #[error("EWKB ends early: needed {needed} more bytes at offset {offset}")]
-    UnexpectedEnd { offset: usize, needed: usize },
-    #[error("invalid byte order marker {marker} at offset {offset}")]
-    ByteOrder { offset: usize, marker: u8 },
-    #[error("unsupported geometry type {code:#x} at offset {offset}")]
-    GeometryType { offset: usize, code: u32 },
-    #[error("{found} inside a {parent} at offset {offset}")]
-    Member {
-        offset: usize,
-        parent: &'static str,
-        found: &'static str,
-    },
-    #[error("empty point at offset {offset} cannot be represented")]
-    EmptyPoint { offset: usize },
-    /// geo_types cannot hold NaN faithfully: `Polygon::new` sees a ring starting
-    /// with NaN as open and appends to it on every read.
-    #[error("NaN coordinate at offset {offset}")]
-    NanCoordinate { offset: usize },
-    #[error("geometry collections nested deeper than {MAX_NESTING} levels")]
-    TooDeep,
-    #[error("{count} trailing bytes after the geometry")]
-    TrailingBytes { count: usize },
-}
 
 /// Appends `geom` as little-endian 2D EWKB, with the SRID flag and value when
 /// `srid` is given. `Line`, `Rect` and `Triangle` are written as a LineString and
@@ -190,259 +159,18 @@ fn write_geometry(sink: &mut impl Sink, geom: &Geometry<f64>, srid: Option<i32>)
     }
 }
 
-/// Reads (E)WKB of either byte order, 2D or with Z/M (extra ordinates dropped),
-/// PostGIS flag or ISO (1000s) type codes. Returns the SRID if present.
-pub fn read_ewkb(bytes: &[u8]) -> Result<(Option<i32>, Geometry<f64>), EwkbError> {
-    let mut reader = WkbReader { bytes, offset: 0 };
-    let (srid, geometry) = reader.geometry(0)?;
-    let rest = bytes.len().saturating_sub(reader.offset);
-    if rest > 0 {
-        return Err(EwkbError::TrailingBytes { count: rest });
-    }
-    Ok((srid, geometry))
-}
-
-struct WkbReader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-#[derive(Clone, Copy)]
-struct Header {
-    little_endian: bool,
-    kind: u32,
-    /// Ordinates per position (2 to 4).
-    dims: usize,
-    offset: usize,
-}
-
-fn type_name(kind: u32) -> &'static str {
-    match kind {
-        POINT => "Point",
-        LINESTRING => "LineString",
-        POLYGON => "Polygon",
-        MULTIPOINT => "MultiPoint",
-        MULTILINESTRING => "MultiLineString",
-        MULTIPOLYGON => "MultiPolygon",
-        _ => "GeometryCollection",
-    }
-}
-
-impl<'a> WkbReader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], EwkbError> {
-        let end = self.offset.checked_add(n);
-        match end.and_then(|end| self.bytes.get(self.offset..end)) {
-            Some(slice) => {
-                self.offset = self.offset.saturating_add(n);
-                Ok(slice)
-            }
-            None => Err(EwkbError::UnexpectedEnd {
-                offset: self.offset,
-                needed: n,
-            }),
-        }
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], EwkbError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-
-    fn u32(&mut self, little_endian: bool) -> Result<u32, EwkbError> {
-        let b = self.array::<4>()?;
-        Ok(if little_endian {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    }
-
-    fn f64(&mut self, little_endian: bool) -> Result<f64, EwkbError> {
-        let b = self.array::<8>()?;
-        Ok(if little_endian {
-            f64::from_le_bytes(b)
-        } else {
-            f64::from_be_bytes(b)
-        })
-    }
-
-    fn header(&mut self) -> Result<(Header, Option<i32>), EwkbError> {
-        let offset = self.offset;
-        let little_endian = match self.array::<1>()? {
-            [0] => false,
-            [1] => true,
-            [marker] => return Err(EwkbError::ByteOrder { offset, marker }),
-        };
-        let code = self.u32(little_endian)?;
-        let srid = if code & SRID_FLAG != 0 {
-            Some(self.u32(little_endian)? as i32)
-        } else {
-            None
-        };
-        let mut dims = 2 + usize::from(code & Z_FLAG != 0) + usize::from(code & M_FLAG != 0);
-        let mut kind = code & 0x0FFF_FFFF;
-        if kind >= 1000 {
-            dims += match kind / 1000 {
-                1 | 2 => 1,
-                3 => 2,
-                _ => return Err(EwkbError::GeometryType { offset, code }),
-            };
-            kind %= 1000;
-        }
-        if !(POINT..=GEOMETRYCOLLECTION).contains(&kind) || dims > 4 {
-            return Err(EwkbError::GeometryType { offset, code });
-        }
-        Ok((
-            Header {
-                little_endian,
-                kind,
-                dims,
-                offset,
-            },
-            srid,
-        ))
-    }
-
-    /// A count of items at least `min_size` bytes each, checked against the bytes
-    /// left so garbage cannot request a huge allocation.
-    fn count(&mut self, h: Header, min_size: usize) -> Result<usize, EwkbError> {
-        let offset = self.offset;
-        let n = self.u32(h.little_endian)? as usize;
-        let left = self.bytes.len().saturating_sub(self.offset);
-        if n.saturating_mul(min_size.max(1)) > left {
-            return Err(EwkbError::UnexpectedEnd {
-                offset,
-                needed: n.saturating_mul(min_size),
-            });
-        }
-        Ok(n)
-    }
-
-    /// A position that may be NaN (the caller decides what that means).
-    fn raw_coord(&mut self, h: Header) -> Result<Coord<f64>, EwkbError> {
-        let x = self.f64(h.little_endian)?;
-        let y = self.f64(h.little_endian)?;
-        for _ in 2..h.dims {
-            self.f64(h.little_endian)?;
-        }
-        Ok(Coord { x, y })
-    }
-
-    fn coord(&mut self, h: Header) -> Result<Coord<f64>, EwkbError> {
-        let offset = self.offset;
-        let c = self.raw_coord(h)?;
-        if c.x.is_nan() || c.y.is_nan() {
-            return Err(EwkbError::NanCoordinate { offset });
-        }
-        Ok(c)
-    }
-
-    fn coords(&mut self, h: Header) -> Result<Vec<Coord<f64>>, EwkbError> {
-        let n = self.count(h, h.dims.saturating_mul(8))?;
-        (0..n).map(|_| self.coord(h)).collect()
-    }
-
-    fn polygon(&mut self, h: Header) -> Result<Polygon<f64>, EwkbError> {
-        let n = self.count(h, 4)?;
-        let mut rings = Vec::with_capacity(n);
-        for _ in 0..n {
-            rings.push(LineString(self.coords(h)?));
-        }
-        let mut rings = rings.into_iter();
-        let exterior = rings.next().unwrap_or_else(|| LineString(Vec::new()));
-        Ok(Polygon::new(exterior, rings.collect()))
-    }
-
-    fn point(&mut self, h: Header) -> Result<Point<f64>, EwkbError> {
-        let offset = self.offset;
-        let c = self.raw_coord(h)?;
-        match (c.x.is_nan(), c.y.is_nan()) {
-            (true, true) => Err(EwkbError::EmptyPoint { offset: h.offset }),
-            (false, false) => Ok(Point(c)),
-            _ => Err(EwkbError::NanCoordinate { offset }),
-        }
-    }
-
-    /// A member of a Multi* geometry, which must be of `kind`.
-    fn member(&mut self, parent: u32, kind: u32) -> Result<Header, EwkbError> {
-        let (h, _) = self.header()?;
-        if h.kind != kind {
-            return Err(EwkbError::Member {
-                offset: h.offset,
-                parent: type_name(parent),
-                found: type_name(h.kind),
-            });
-        }
-        Ok(h)
-    }
-
-    fn geometry(&mut self, nesting: usize) -> Result<(Option<i32>, Geometry<f64>), EwkbError> {
-        if nesting > MAX_NESTING {
-            return Err(EwkbError::TooDeep);
-        }
-        let (h, srid) = self.header()?;
-        // The smallest member: byte order, type and a count or one coordinate.
-        const MIN_MEMBER: usize = 9;
-        let geometry = match h.kind {
-            POINT => Geometry::Point(self.point(h)?),
-            LINESTRING => Geometry::LineString(LineString(self.coords(h)?)),
-            POLYGON => Geometry::Polygon(self.polygon(h)?),
-            MULTIPOINT => {
-                let n = self.count(h, MIN_MEMBER)?;
-                let mut points = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let m = self.member(h.kind, POINT)?;
-                    points.push(self.point(m)?);
-                }
-                Geometry::MultiPoint(MultiPoint(points))
-            }
-            MULTILINESTRING => {
-                let n = self.count(h, MIN_MEMBER)?;
-                let mut lines = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let m = self.member(h.kind, LINESTRING)?;
-                    lines.push(LineString(self.coords(m)?));
-                }
-                Geometry::MultiLineString(MultiLineString(lines))
-            }
-            MULTIPOLYGON => {
-                let n = self.count(h, MIN_MEMBER)?;
-                let mut polygons = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let m = self.member(h.kind, POLYGON)?;
-                    polygons.push(self.polygon(m)?);
-                }
-                Geometry::MultiPolygon(MultiPolygon(polygons))
-            }
-            _ => {
-                let n = self.count(h, MIN_MEMBER)?;
-                let mut members = Vec::with_capacity(n);
-                for _ in 0..n {
-                    members.push(self.geometry(nesting.saturating_add(1))?.1);
-                }
-                Geometry::GeometryCollection(GeometryCollection(members))
-            }
-        };
-        Ok((srid, geometry))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use geo_types::{line_string, point, polygon};
+    use crate::read_ewkb;
+    use geo_types::{
+        GeometryCollection, LineString, MultiLineString, MultiPoint, MultiPolygon, Point,
+        line_string, point, polygon,
+    };
     use proptest::prelude::*;
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02X}")).collect()
-    }
-
-    fn unhex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     #[test]
@@ -457,71 +185,6 @@ mod tests {
         let mut text = Vec::new();
         write_ewkb_hex(&point!(x: 1., y: 2.).into(), Some(4326), &mut text);
         assert_eq!(text, hex(&out).into_bytes());
-    }
-
-    #[test]
-    fn reads_big_endian_iso_z_and_postgis_collections() {
-        // SELECT ST_AsBinary('POINT Z (1 2 3)'::geometry, 'XDR')
-        let iso_z = unhex("00000003E93FF000000000000040000000000000004008000000000000");
-        assert_eq!(read_ewkb(&iso_z), Ok((None, point!(x: 1., y: 2.).into())));
-        // SELECT ST_AsEWKB('SRID=3857;MULTIPOINT(1 2,3 4)'::geometry)
-        let multi = unhex(
-            "0104000020110F0000020000000101000000000000000000F03F0000000000000040010100000000000000000008400000000000001040",
-        );
-        assert_eq!(
-            read_ewkb(&multi),
-            Ok((
-                Some(3857),
-                MultiPoint(vec![point!(x: 1., y: 2.), point!(x: 3., y: 4.)]).into()
-            ))
-        );
-        // POINT EMPTY
-        let empty = unhex("0101000000000000000000F87F000000000000F87F");
-        assert_eq!(read_ewkb(&empty), Err(EwkbError::EmptyPoint { offset: 0 }));
-    }
-
-    #[test]
-    fn garbage_is_an_error() {
-        let cases: [&[u8]; 6] = [
-            b"",
-            b"\x02",
-            b"\x01\x09\x00\x00\x00",
-            b"\x01\x02\x00\x00\x00\xff\xff\xff\xff",
-            b"\x01\x04\x00\x00\x00\x01\x00\x00\x00\x01\x02\x00\x00\x00\x00\x00\x00\x00",
-            b"\x01\x02\x00\x00\x00\x00\x00\x00\x00\x00",
-        ];
-        for bytes in cases {
-            assert!(read_ewkb(bytes).is_err(), "{bytes:?}");
-        }
-        // Deeply nested collections stop at the limit instead of exhausting the stack.
-        let mut deep = Vec::new();
-        for _ in 0..10_000 {
-            deep.extend_from_slice(b"\x01\x07\x00\x00\x00\x01\x00\x00\x00");
-        }
-        assert!(read_ewkb(&deep).is_err());
-    }
-
-    #[test]
-    fn fuzz_nan_ring_is_refused() {
-        // Found by the ewkb fuzz target: a one-position ring whose first ordinate
-        // is NaN grew by one position on every read -> write -> read.
-        let crash = unhex(
-            "00000000030000000d00000001ffffff000000060000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
-        );
-        assert_eq!(
-            read_ewkb(&crash),
-            Err(EwkbError::NanCoordinate { offset: 13 })
-        );
-        let mut nan_ring = Vec::new();
-        write_ewkb(
-            &Polygon::new(LineString(vec![Coord { x: f64::NAN, y: 0. }; 4]), vec![]).into(),
-            None,
-            &mut nan_ring,
-        );
-        assert!(matches!(
-            read_ewkb(&nan_ring),
-            Err(EwkbError::NanCoordinate { .. })
-        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!
 //! Writers: [`FeatureWriter`] for GeoJSON, [`GeoParquetWriter`] for GeoParquet 1.1,
 //! [`write_ewkb`] for PostGIS EWKB. PostgreSQL COPY rows are encoded by the `etl-sinks` crate.
+//! WKB and EWKB (GeoPackage, GeoParquet, PostGIS rows: [`read_ewkb`]) have one reader.
 
 pub use geo_types;
 
@@ -32,11 +33,12 @@ mod wkt;
 pub use cancel::Cancel;
 pub use crs::{Crs, CrsError, project};
 pub use error::ReadError;
-pub use ewkb::{EwkbError, read_ewkb, write_ewkb, write_ewkb_hex};
+pub use ewkb::{write_ewkb, write_ewkb_hex};
 pub use feature::{Feature, FeatureId};
 pub use format::{Format, GPX_LAYERS, describe_unknown};
 pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to_json};
 pub use formats::geoparquet::write::{GeoParquetError, GeoParquetWriter};
+pub use formats::wkb::{WkbError as EwkbError, read_ewkb, read_ewkb_with_repairs};
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,
 };

@@ -2,6 +2,8 @@
 //! column is the geometry, transformed to WGS 84 when it has another SRID; every other column
 //! is an attribute (`to_jsonb` of the row), and an integer `id` column becomes the feature id.
 //! Rows stream from a server-side cursor: the result set is never held in memory.
+//! The geometry's `ST_AsBinary` is read by `etl_geo::read_ewkb_with_repairs`: Z and M dropped,
+//! curves made straight, a row whose geometry is the empty point or unreadable rejected.
 
 use etl_core::JobError;
 use etl_core::postgres::{self, quote_ident};
@@ -79,7 +81,12 @@ pub async fn stream(
             }
             _ => None,
         };
-        let feature = match wkb.as_deref().map(etl_geo::read_ewkb) {
+        // A ring PostGIS sent unclosed (it stores none) would be closed and counted.
+        let mut repairs = etl_geo::Repairs::NONE;
+        let feature = match wkb
+            .as_deref()
+            .map(|b| etl_geo::read_ewkb_with_repairs(b, &mut repairs))
+        {
             None => Ok(Feature {
                 id,
                 geometry: None,
@@ -97,7 +104,7 @@ pub async fn stream(
             ordinal,
             layer: 0,
             feature,
-            repairs: etl_geo::Repairs::NONE,
+            repairs,
         });
         if batch.len() >= etl_sources::read::READ_BATCH {
             let records = std::mem::take(&mut batch);

@@ -135,7 +135,7 @@ impl<'a> GeometryColumn<'a> {
                         bytes.len()
                     ));
                 }
-                crate::formats::wkb::read(bytes, repairs)
+                crate::formats::wkb::read(bytes, repairs).map_err(|e| e.to_string())
             }
             Column::Native { levels, coords } => {
                 let native = Native { levels, coords };

@@ -79,7 +79,7 @@ pub(super) fn geometry(
 ) -> Result<Option<Geometry<f64>>, String> {
     match split(blob)? {
         Blob::Empty => Ok(None),
-        Blob::Wkb(bytes) => wkb::read(bytes, repairs),
+        Blob::Wkb(bytes) => wkb::read(bytes, repairs).map_err(|e| e.to_string()),
     }
 }
 

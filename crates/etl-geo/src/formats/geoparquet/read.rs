@@ -4,13 +4,14 @@
 //! by one batch and the pages it spans, not by the file.
 
 use std::collections::VecDeque;
-use std::fs::File;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::ChunkReader;
 use serde_json::{Map, Value};
 
+use super::chunks::Chunks;
 use super::geometry::GeometryColumn;
 use super::layout::Layout;
 use super::{BATCH_BYTES, BATCH_ROWS, guarded, refused};
@@ -19,8 +20,8 @@ use crate::error::ReadError;
 use crate::feature::{Feature, FeatureId};
 use crate::formats::{Record, Rejection, accept_in};
 
-pub(super) struct Reader {
-    file: File,
+pub(super) struct Reader<R> {
+    chunks: Chunks<R>,
     name: String,
     layout: Layout,
     cancel: Cancel,
@@ -32,10 +33,10 @@ pub(super) struct Reader {
     done: bool,
 }
 
-impl Reader {
-    pub(super) fn new(file: File, name: String, layout: Layout, cancel: Cancel) -> Reader {
+impl<R: ChunkReader + 'static> Reader<R> {
+    pub(super) fn new(chunks: Chunks<R>, name: String, layout: Layout, cancel: Cancel) -> Self {
         Reader {
-            file,
+            chunks,
             name,
             layout,
             cancel,
@@ -78,7 +79,7 @@ impl Reader {
             let index = self.group;
             self.group += 1;
             let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                self.file.try_clone()?,
+                self.chunks.clone(),
                 self.layout.metadata.clone(),
             )
             .with_projection(self.layout.projection.clone())
@@ -189,7 +190,7 @@ fn id(array: &dyn Array, i: usize) -> Option<FeatureId> {
         .map(|a| FeatureId::Str(a.value(i).to_owned()))
 }
 
-impl Iterator for Reader {
+impl<R: ChunkReader + 'static> Iterator for Reader<R> {
     type Item = Result<Record, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {

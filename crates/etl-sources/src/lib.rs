@@ -7,4 +7,5 @@
 
 pub mod file;
 pub mod inputs;
+pub mod ranged;
 pub mod read;

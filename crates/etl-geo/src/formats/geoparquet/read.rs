@@ -1,7 +1,8 @@
 //! The records of a GeoParquet file, read one row group at a time and, inside it, one record
 //! batch at a time: a batch has [`BATCH_ROWS`] rows, or fewer when the row group's rows are
 //! large (about [`BATCH_BYTES`] per batch from its uncompressed size), so memory is bounded
-//! by one batch and the pages it spans, not by the file.
+//! by one batch and the pages it spans, not by the file. A batch becomes records
+//! [`DECODE_ROWS`] rows at a time, as they are asked for, not all at once.
 
 use std::collections::VecDeque;
 
@@ -15,6 +16,10 @@ use super::chunks::Chunks;
 use super::geometry::GeometryColumn;
 use super::layout::Layout;
 use super::{BATCH_BYTES, BATCH_ROWS, guarded, refused};
+
+/// Rows of a batch turned into records at a time: records wait for the caller in a queue of
+/// at most this many, however large the batch.
+const DECODE_ROWS: usize = 512;
 use crate::cancel::{Cancel, cancelled};
 use crate::error::ReadError;
 use crate::feature::{Feature, FeatureId};
@@ -28,6 +33,9 @@ pub(super) struct Reader<R> {
     /// The next row group to open.
     group: usize,
     batches: Option<ParquetRecordBatchReader>,
+    /// The batch being turned into records, and its next row.
+    current: Option<(RecordBatch, usize)>,
+    /// Records made and not yet returned: at most [`DECODE_ROWS`].
     page: VecDeque<Record>,
     rows: u64,
     done: bool,
@@ -42,7 +50,8 @@ impl<R: ChunkReader + 'static> Reader<R> {
             cancel,
             group: 0,
             batches: None,
-            page: VecDeque::new(),
+            current: None,
+            page: VecDeque::with_capacity(DECODE_ROWS),
             rows: 0,
             done: false,
         }
@@ -95,8 +104,12 @@ impl<R: ChunkReader + 'static> Reader<R> {
         }
     }
 
-    /// Turns a batch into records.
-    fn decode(&mut self, batch: &RecordBatch) -> Result<(), ReadError> {
+    /// Turns the next rows of the current batch (at most [`DECODE_ROWS`]) into records.
+    fn decode(&mut self) -> Result<(), ReadError> {
+        let Some((batch, from)) = self.current.take() else {
+            return Ok(());
+        };
+        let to = batch.num_rows().min(from + DECODE_ROWS);
         let columns = batch.columns();
         let geometry = columns
             .get(self.layout.geometry)
@@ -105,7 +118,7 @@ impl<R: ChunkReader + 'static> Reader<R> {
                 GeometryColumn::new(c, self.layout.encoding)
                     .map_err(|m| refused(&self.name, format!("geometry column: {m}")))
             })?;
-        for i in 0..batch.num_rows() {
+        for i in from..to {
             let mut repairs = crate::repair::Repairs::NONE;
             let feature = self.feature(columns, &geometry, i, &mut repairs);
             self.page.push_back(Record {
@@ -116,6 +129,9 @@ impl<R: ChunkReader + 'static> Reader<R> {
                 repairs,
             });
             self.rows = self.rows.saturating_add(1);
+        }
+        if to < batch.num_rows() {
+            self.current = Some((batch, to));
         }
         Ok(())
     }
@@ -198,6 +214,15 @@ impl<R: ChunkReader + 'static> Iterator for Reader<R> {
             if let Some(record) = self.page.pop_front() {
                 return Some(Ok(record));
             }
+            if self.current.is_some() {
+                if let Err(e) = self.decode() {
+                    self.done = true;
+                    self.batches = None;
+                    self.current = None;
+                    return Some(Err(e));
+                }
+                continue;
+            }
             if self.done {
                 return None;
             }
@@ -205,9 +230,12 @@ impl<R: ChunkReader + 'static> Iterator for Reader<R> {
                 self.done = true;
                 return Some(Err(cancelled()));
             }
-            let step = self.next_batch().and_then(|batch| match batch {
-                Some(batch) => self.decode(&batch).map(|()| true),
-                None => Ok(false),
+            let step = self.next_batch().map(|batch| match batch {
+                Some(batch) => {
+                    self.current = Some((batch, 0));
+                    true
+                }
+                None => false,
             });
             match step {
                 Ok(true) => {}

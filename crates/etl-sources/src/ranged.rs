@@ -12,13 +12,14 @@
 //! ([`JobError::from`]`(`[`StoreError`](etl_core::store::StoreError)`)`) rather than as
 //! corrupt data.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use etl_core::JobError;
-use etl_core::store::{Location, ObjectMeta, Store};
-use etl_geo::{FeatureSource, ReadError, ReadOptions, Record};
+use etl_core::store::{Location, ObjectMeta, Store, StoreError};
+use etl_geo::{ChunkSource, FeatureSource, ReadError, ReadOptions, Record};
 use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
 use tokio::runtime::Handle;
@@ -136,32 +137,82 @@ struct Ranged {
     failure: Failure,
 }
 
+/// Requests of one [`ChunkSource::get_ranges`] in flight at once.
+const CONCURRENT_REQUESTS: usize = 8;
+
 impl Ranged {
     fn read(&self, start: u64, len: u64) -> parquet::errors::Result<Bytes> {
+        self.bounded(start, len)?;
+        let bytes = self
+            .handle
+            .block_on(self.store.read_range(&self.meta, start, len))
+            .map_err(|e| self.failed(e))?;
+        self.bytes_read.fetch_add(len, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    fn bounded(&self, start: u64, len: u64) -> parquet::errors::Result<()> {
         if len > MAX_REQUEST {
             return Err(ParquetError::General(format!(
                 "{len} bytes asked for at once at byte {start}, more than the {} MiB read in one request",
                 MAX_REQUEST >> 20
             )));
         }
-        match self
-            .handle
-            .block_on(self.store.read_range(&self.meta, start, len))
-        {
-            Ok(bytes) => {
-                self.bytes_read.fetch_add(len, Ordering::Relaxed);
-                Ok(bytes)
-            }
-            Err(e) => {
-                let job = JobError::from(e);
-                let message = job.message.clone();
-                let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
-                if slot.is_none() {
-                    *slot = Some(job);
+        Ok(())
+    }
+
+    /// Keeps the first store failure (what the input fails with) and hands the library its text.
+    fn failed(&self, e: StoreError) -> ParquetError {
+        let job = JobError::from(e);
+        let message = job.message.clone();
+        let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(job);
+        }
+        ParquetError::General(message)
+    }
+}
+
+impl ChunkSource for Ranged {
+    /// The ranges' requests sent together, [`CONCURRENT_REQUESTS`] at a time: a row group's
+    /// columns cost one round trip, not one each.
+    fn get_ranges(&self, ranges: &[Range<u64>]) -> parquet::errors::Result<Vec<Bytes>> {
+        for r in ranges {
+            self.bounded(r.start, r.end.saturating_sub(r.start))?;
+        }
+        let mut out = Vec::with_capacity(ranges.len());
+        for group in ranges.chunks(CONCURRENT_REQUESTS) {
+            let answers = self.handle.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for (k, r) in group.iter().enumerate() {
+                    let (store, meta, r) = (self.store.clone(), self.meta.clone(), r.clone());
+                    set.spawn(async move {
+                        (k, store.read_range(&meta, r.start, r.end - r.start).await)
+                    });
                 }
-                Err(ParquetError::General(message))
+                let mut answers: Vec<Option<Result<Bytes, StoreError>>> =
+                    (0..group.len()).map(|_| None).collect();
+                while let Some(joined) = set.join_next().await {
+                    match joined {
+                        Ok((k, answer)) => answers[k] = Some(answer),
+                        Err(e) => return Err(ParquetError::General(format!("a read failed: {e}"))),
+                    }
+                }
+                Ok(answers)
+            })?;
+            for answer in answers {
+                match answer {
+                    Some(Ok(bytes)) => {
+                        self.bytes_read
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        out.push(bytes);
+                    }
+                    Some(Err(e)) => return Err(self.failed(e)),
+                    None => return Err(ParquetError::General("a read went missing".into())),
+                }
             }
         }
+        Ok(out)
     }
 }
 

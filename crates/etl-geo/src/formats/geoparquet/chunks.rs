@@ -8,13 +8,17 @@
 //!   served from it. A window never crosses the end of its column chunk, and only the
 //!   current row group's windows are kept: at most one per column, [`READ_AHEAD`] bytes for
 //!   all columns together (a page larger than its window is read whole, up to
-//!   [`MAX_PAGE_BYTES`]).
+//!   [`MAX_PAGE_BYTES`]). The library reads a row group's columns side by side, so the first
+//!   read of a row group asks for every column's first window at once
+//!   ([`ChunkSource::get_ranges`]: concurrent requests for a reader over the network), when
+//!   together they fit [`READ_AHEAD`].
 //! - **Page headers checked first**: before the library reads a page header (and allocates
 //!   what it claims: a Snappy page is decompressed into a buffer of its stated size, zeroed
 //!   first), the header's sizes are read here; a page claiming more than [`MAX_PAGE_BYTES`]
 //!   is refused.
 
 use std::io::{self, Read};
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -30,6 +34,22 @@ const MIN_WINDOW: u64 = 256 << 10;
 const MAX_WINDOW: u64 = 4 << 20;
 /// Most bytes one read outside the column chunks (footer, headers) asks for at once.
 const SMALL_READ: u64 = 64 << 10;
+
+/// A [`ChunkReader`] that can also read several ranges at once. The default reads them one
+/// after another; a reader over the network sends the requests together.
+pub trait ChunkSource: ChunkReader {
+    /// The bytes of each range, in order.
+    fn get_ranges(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        ranges
+            .iter()
+            .map(|r| self.get_bytes(r.start, (r.end - r.start) as usize))
+            .collect()
+    }
+}
+
+impl ChunkSource for std::fs::File {}
+
+impl ChunkSource for Bytes {}
 
 /// A column chunk read: its bytes `start..end` and its row group.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +96,7 @@ impl<R> Shared<R> {
     }
 }
 
-impl<R: ChunkReader> Shared<R> {
+impl<R: ChunkSource> Shared<R> {
     /// The bytes `start..start + len`, through the column chunks' windows.
     fn bytes_at(&self, start: u64, len: u64) -> Result<Bytes> {
         let end = match start.checked_add(len) {
@@ -103,6 +123,50 @@ impl<R: ChunkReader> Shared<R> {
             return Ok(w.bytes.slice(from..from + len as usize));
         }
         let span = state.spans[i];
+        if start == span.start
+            && !state
+                .windows
+                .iter()
+                .any(|w| state.spans[w.span].group == span.group)
+        {
+            // The row group's first read: every column's first window together.
+            let group: Vec<usize> = (0..state.spans.len())
+                .filter(|&j| state.spans[j].group == span.group)
+                .collect();
+            let ranges: Vec<Range<u64>> = group
+                .iter()
+                .map(|&j| {
+                    let s = state.spans[j];
+                    s.start..s.end.min(s.start.saturating_add(state.window))
+                })
+                .collect();
+            if ranges.iter().map(|r| r.end - r.start).sum::<u64>() <= READ_AHEAD {
+                let all = self.inner.get_ranges(&ranges)?;
+                state.windows.clear();
+                for ((j, range), bytes) in group.into_iter().zip(ranges).zip(all) {
+                    if bytes.len() as u64 != range.end - range.start {
+                        return Err(ParquetError::EOF(format!(
+                            "asked for {} bytes at {}, read {}",
+                            range.end - range.start,
+                            range.start,
+                            bytes.len()
+                        )));
+                    }
+                    state.windows.push(Window {
+                        span: j,
+                        start: range.start,
+                        bytes,
+                    });
+                }
+                if let Some(w) = state
+                    .windows
+                    .iter()
+                    .find(|w| w.span == i && end <= w.start + w.bytes.len() as u64)
+                {
+                    return Ok(w.bytes.slice(..len as usize));
+                }
+            }
+        }
         let until = span.end.min(start.saturating_add(state.window)).max(end);
         let bytes = self.fetch(start, until - start)?;
         let State { spans, windows, .. } = &mut *state;
@@ -152,7 +216,7 @@ impl<R> Clone for Chunks<R> {
     }
 }
 
-impl<R: ChunkReader> Chunks<R> {
+impl<R: ChunkSource> Chunks<R> {
     pub(super) fn new(inner: R) -> Self {
         let len = inner.len();
         Chunks {
@@ -209,13 +273,13 @@ impl<R: ChunkReader> Chunks<R> {
     }
 }
 
-impl<R: ChunkReader> Length for Chunks<R> {
+impl<R: ChunkSource> Length for Chunks<R> {
     fn len(&self) -> u64 {
         self.shared.len
     }
 }
 
-impl<R: ChunkReader> ChunkReader for Chunks<R> {
+impl<R: ChunkSource> ChunkReader for Chunks<R> {
     type T = ChunkRead<R>;
 
     /// The library reads page headers (and the footer's last bytes) this way.
@@ -244,7 +308,7 @@ pub(super) struct ChunkRead<R> {
     pos: u64,
 }
 
-impl<R: ChunkReader> Read for ChunkRead<R> {
+impl<R: ChunkSource> Read for ChunkRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() || self.pos >= self.shared.len {
             return Ok(0);
@@ -282,7 +346,7 @@ struct Peek<R> {
     budget: u32,
 }
 
-impl<R: ChunkReader> Peek<R> {
+impl<R: ChunkSource> Peek<R> {
     fn byte(&mut self) -> std::result::Result<u8, Unpeekable> {
         if self.read.pos >= self.end {
             return Err(Unpeekable::Malformed);

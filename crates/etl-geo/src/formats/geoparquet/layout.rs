@@ -7,9 +7,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
+
 use parquet::file::reader::ChunkReader;
 
-use super::chunks::{Chunks, Span};
+use super::chunks::{ChunkSource, Chunks, Span};
 use super::metadata::{Encoding, GEO_KEY, GeoMetadata, TAK_KEY, TakMetadata, shown};
 use super::{MAGIC, MAX_FOOTER_BYTES, MAX_ROW_GROUP_BYTES, guarded, refused};
 use crate::crs::Crs;
@@ -42,7 +43,7 @@ pub(super) struct Layout {
 impl Layout {
     /// Reads and checks the footer of the file `chunks` reads, and tells `chunks` which column
     /// chunks the records will be read from.
-    pub(super) fn open<R: ChunkReader>(
+    pub(super) fn open<R: ChunkSource>(
         chunks: &Chunks<R>,
         name: &str,
         opts: &ReadOptions,

@@ -1,7 +1,8 @@
 //! GeoParquet 1.0 and 1.1: read ([`open`]) and written ([`write::GeoParquetWriter`]).
 //!
-//! - **Bytes** ([`chunks`]): read through any Parquet [`ChunkReader`] — a local `File`, or a
-//!   ranged reader over object storage ([`open_chunks`]) — the same way: the footer first,
+//! - **Bytes** ([`chunks`]): read through any Parquet
+//!   [`ChunkReader`](parquet::file::reader::ChunkReader) — a local `File`, or a
+//!   ranged reader over object storage ([`open_chunks`], [`ChunkSource`]) — the same way: the footer first,
 //!   then each column chunk read ahead in bounded windows (one read per column chunk when it
 //!   fits), every page header checked against [`MAX_PAGE_BYTES`] before its page is read.
 //! - **Opening** ([`layout`]): the file must start and end with `PAR1`, and its footer must
@@ -32,6 +33,7 @@
 //!   0-based one. Every fatal error is one line naming the file.
 
 mod chunks;
+pub use chunks::ChunkSource;
 mod geometry;
 mod infer;
 mod layout;
@@ -45,8 +47,6 @@ mod tests;
 
 use std::fs::File;
 use std::path::Path;
-
-use parquet::file::reader::ChunkReader;
 
 use crate::error::ReadError;
 use crate::formats::{FeatureSource, ReadOptions};
@@ -86,7 +86,7 @@ pub(crate) fn open(path: &Path, opts: &ReadOptions) -> Result<FeatureSource, Rea
 /// storage) as a stream of records, and says what it will not read (other geometry columns),
 /// for the log. `name` names the file in every error. Nothing but the footer is read before
 /// the first record is asked for.
-pub fn open_chunks<R: ChunkReader + 'static>(
+pub fn open_chunks<R: ChunkSource + 'static>(
     reader: R,
     name: &str,
     opts: &ReadOptions,

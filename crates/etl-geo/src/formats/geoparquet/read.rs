@@ -9,10 +9,9 @@ use std::collections::VecDeque;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::file::reader::ChunkReader;
 use serde_json::{Map, Value};
 
-use super::chunks::Chunks;
+use super::chunks::{ChunkSource, Chunks};
 use super::geometry::GeometryColumn;
 use super::layout::Layout;
 use super::{BATCH_BYTES, BATCH_ROWS, guarded, refused};
@@ -41,7 +40,7 @@ pub(super) struct Reader<R> {
     done: bool,
 }
 
-impl<R: ChunkReader + 'static> Reader<R> {
+impl<R: ChunkSource + 'static> Reader<R> {
     pub(super) fn new(chunks: Chunks<R>, name: String, layout: Layout, cancel: Cancel) -> Self {
         Reader {
             chunks,
@@ -206,7 +205,7 @@ fn id(array: &dyn Array, i: usize) -> Option<FeatureId> {
         .map(|a| FeatureId::Str(a.value(i).to_owned()))
 }
 
-impl<R: ChunkReader + 'static> Iterator for Reader<R> {
+impl<R: ChunkSource + 'static> Iterator for Reader<R> {
     type Item = Result<Record, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -72,6 +72,17 @@ impl Length for Counting {
     }
 }
 
+/// A batch of ranges is recorded as (`u64::MAX`, how many), then each range as a read.
+impl super::super::ChunkSource for Counting {
+    fn get_ranges(&self, ranges: &[std::ops::Range<u64>]) -> parquet::errors::Result<Vec<Bytes>> {
+        self.reads.lock().unwrap().push((u64::MAX, ranges.len()));
+        ranges
+            .iter()
+            .map(|r| self.get_bytes(r.start, (r.end - r.start) as usize))
+            .collect()
+    }
+}
+
 impl ChunkReader for Counting {
     type T = bytes::buf::Reader<Bytes>;
 
@@ -151,6 +162,13 @@ fn each_column_chunk_is_one_read_and_the_records_are_the_files() {
     let mut expected = chunks.clone();
     expected.sort_unstable();
     assert_eq!(inside, expected, "reads inside the data");
+    // Asked for together: a row group's three columns at once, once per row group.
+    let batches: Vec<usize> = reads
+        .iter()
+        .filter(|(s, _)| *s == u64::MAX)
+        .map(|&(_, n)| n)
+        .collect();
+    assert_eq!(batches, [3, 3, 3]);
 }
 
 /// A one-column GeoParquet file (Snappy, no dictionary, no statistics: one plain page), with
@@ -252,6 +270,8 @@ impl Length for Sparse {
         self.len
     }
 }
+
+impl super::super::ChunkSource for Sparse {}
 
 impl ChunkReader for Sparse {
     type T = bytes::buf::Reader<Bytes>;

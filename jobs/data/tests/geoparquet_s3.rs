@@ -190,3 +190,42 @@ fn an_object_overwritten_between_its_listing_and_its_reading_fails_with_75() {
     retry.assert_code(0);
     assert_eq!(retry.count("written"), 10);
 }
+
+#[test]
+fn an_object_deleted_between_its_listing_and_its_reading_is_not_found() {
+    let rt = rt();
+    let (store, bucket) = s3_bucket(&rt, "pq-deleted");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}/points.parquet");
+    rt.block_on(upload(&store, &url, parquet_points(dir.path(), 100)));
+    let out = dir.path().join("out.geojsonl");
+    let gate = dir.path().join("gate");
+    let child = etl_data()
+        .env(
+            "ETL_FAULT",
+            format!("sources.ranged.open={}", gate.display()),
+        )
+        .args(["--input", &url, "--output", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = dir.path().join("gate.1.reached");
+    wait_for(
+        "the reader at its first ranged read",
+        Duration::from_secs(120),
+        || reached.exists(),
+    );
+    rt.block_on(store.delete(&Location::parse(&url).unwrap()))
+        .unwrap();
+    std::fs::write(dir.path().join("gate.1"), b"").unwrap();
+    let r = Run::from_output(child.wait_with_output().unwrap());
+    // As a missing input is anywhere else (StoreError::NotFound): configuration, 78.
+    r.assert_code(78);
+    assert!(
+        r.error().starts_with(&url) && r.error().contains("not found"),
+        "{}",
+        r.error()
+    );
+    assert!(!out.exists(), "an output was written");
+}

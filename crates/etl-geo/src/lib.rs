@@ -38,6 +38,7 @@ pub use feature::{Feature, FeatureId};
 pub use format::{Format, GPX_LAYERS, describe_unknown};
 pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to_json};
 pub use formats::geoparquet::write::{GeoParquetError, GeoParquetWriter};
+pub use formats::geoparquet::{ChunkSource, open_chunks as open_geoparquet};
 pub use formats::wkb::{WkbError as EwkbError, read_ewkb, read_ewkb_with_repairs};
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,

@@ -1,7 +1,8 @@
 //! Inputs that are read as files, not streams: zip archives (zipped Shapefiles, KMZ, TAK data
 //! packages), GeoPackages, GeoParquet (its footer is at the end) and loose Shapefile sets. They go through [`etl_geo::Upload`], the
 //! reader etl-events uses, so every job reads the same formats the same way. A local input is
-//! read where it is; an S3 object is first copied to a temporary file (removed when done).
+//! read where it is; an S3 object is first copied to a temporary file (removed when done),
+//! except GeoParquet, which is read in place with ranged GETs (`ranged.rs`).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod file;
 pub mod inputs;
+pub mod ranged;
 pub mod read;
 
 pub use args::{CsvArgs, InputArgs, Source};

@@ -123,7 +123,7 @@ fn detect(name: &str, forced: Option<Format>, prefix: &[u8]) -> Result<Format, S
 
 pub(crate) fn read_err(url: &str, e: ReadError) -> JobError {
     match e {
-        ReadError::Io(io) => io_err(url, io),
+        ReadError::Io(io) => crate::ranged::classified(io).unwrap_or_else(|io| io_err(url, io)),
         other => JobError::bad_input(format!("{url}:{other}")),
     }
 }
@@ -260,7 +260,9 @@ pub fn spawn(
             // Kept until the records are read: a temporary copy is removed when it drops.
             let mut local = None;
             let source: Box<dyn Iterator<Item = Result<Record, ReadError>> + Send> =
-                if crate::file::needs_file(&prefix) {
+                if crate::ranged::wanted(&meta, gzipped, &prefix) {
+                    crate::ranged::open(&store, &meta, &handle, raw, &opts, &bytes_read)?
+                } else if crate::file::needs_file(&prefix) {
                     let file = match &meta.location {
                         Location::File(path) if !gzipped => crate::file::Local::Path(path.clone()),
                         _ if url.to_ascii_lowercase().ends_with(".shp") => {

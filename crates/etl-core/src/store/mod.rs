@@ -6,6 +6,7 @@
 mod file;
 mod location;
 mod publish;
+mod range;
 mod s3;
 
 use std::io;
@@ -28,6 +29,11 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}: precondition failed (changed or created concurrently)")]
     PreconditionFailed(String),
+    /// The object a ranged read is pinned to was overwritten or deleted since it was listed.
+    #[error(
+        "{0}: the object changed while it was being read (overwritten since it was listed); a retry reads the new version"
+    )]
+    Changed(String),
     #[error("{location}: {source}")]
     Io {
         location: String,
@@ -74,7 +80,7 @@ impl From<StoreError> for JobError {
             StoreError::InvalidUrl(_) | StoreError::Config(_) => JobError::config(msg),
             // The same code the tools and the tile server give a missing file (EX_NOINPUT).
             StoreError::NotFound(_) => JobError::new(ExitKind::NoInput, msg),
-            StoreError::PreconditionFailed(_) => JobError::temporary(msg),
+            StoreError::PreconditionFailed(_) | StoreError::Changed(_) => JobError::temporary(msg),
             StoreError::Io { source, .. } => match source.kind() {
                 // `a.geojson/x`: a path through a file names nothing that can exist.
                 io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
@@ -206,6 +212,31 @@ impl Store {
         match &meta.location {
             Location::File(p) => file::reader(p).await,
             Location::S3 { bucket, key } => self.s3().await?.reader(bucket, key, meta).await,
+        }
+    }
+
+    /// The bytes `start..start + len` of the object version described by `meta`, for readers
+    /// that need random access. For S3 one ranged `GetObject` pinned to that version (`If-Match`
+    /// its ETag, and its `VersionId` when the listing had one): an object overwritten since is
+    /// [`StoreError::Changed`]; a range beyond the listed size is refused before any request.
+    pub async fn read_range(
+        &self,
+        meta: &ObjectMeta,
+        start: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, StoreError> {
+        range::checked_end(meta, start, len)?;
+        if len == 0 {
+            return Ok(bytes::Bytes::new());
+        }
+        match &meta.location {
+            Location::File(p) => range::file_range(p, meta, start, len),
+            Location::S3 { bucket, key } => {
+                self.s3()
+                    .await?
+                    .read_range(bucket, key, meta, start, len)
+                    .await
+            }
         }
     }
 
@@ -367,5 +398,6 @@ mod tests {
         // No answer at all.
         assert_eq!(kind(s3("GetObject", None, None)), Unavailable);
         assert_eq!(kind(StoreError::PreconditionFailed("x".into())), Temporary);
+        assert_eq!(kind(StoreError::Changed("x".into())), Temporary);
     }
 }

@@ -46,7 +46,11 @@ pub struct S3Store {
     config: S3Config,
 }
 
-fn s3_err<E>(loc: &str, operation: &'static str, err: SdkError<E, HttpResponse>) -> StoreError
+pub(super) fn s3_err<E>(
+    loc: &str,
+    operation: &'static str,
+    err: SdkError<E, HttpResponse>,
+) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

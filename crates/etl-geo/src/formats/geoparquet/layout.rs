@@ -2,13 +2,15 @@
 //! the Parquet library reads it), its `geo` metadata, its row groups' sizes, and which column
 //! becomes what (the geometry, the feature id, properties, properties that did not fit).
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-
 use arrow_schema::Schema;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
 
+use parquet::file::reader::ChunkReader;
+
+use super::chunks::{ChunkSource, Chunks, Span};
 use super::metadata::{Encoding, GEO_KEY, GeoMetadata, TAK_KEY, TakMetadata, shown};
 use super::{MAGIC, MAX_FOOTER_BYTES, MAX_ROW_GROUP_BYTES, guarded, refused};
 use crate::crs::Crs;
@@ -39,14 +41,16 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    pub(super) fn open(
-        file: &mut File,
+    /// Reads and checks the footer of the file `chunks` reads, and tells `chunks` which column
+    /// chunks the records will be read from.
+    pub(super) fn open<R: ChunkSource>(
+        chunks: &Chunks<R>,
         name: &str,
         opts: &ReadOptions,
     ) -> Result<Layout, ReadError> {
-        check_footer(file, name)?;
+        let data_end = check_footer(chunks, name)?;
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-        let metadata = guarded(|| ArrowReaderMetadata::load(&*file, options))
+        let metadata = guarded(|| ArrowReaderMetadata::load(chunks, options))
             .map_err(|e| refused(name, format!("corrupt Parquet footer: {e}")))?;
         let parquet = metadata.metadata();
         for (i, group) in parquet.row_groups().iter().enumerate() {
@@ -87,6 +91,9 @@ impl Layout {
         let schema = metadata.schema().clone();
         let layout = Self::assign(&schema, &geo, &tak).map_err(|m| refused(name, m))?;
         let projection = ProjectionMask::roots(metadata.parquet_schema(), layout.kept.clone());
+        let (spans, columns) =
+            spans(parquet, &projection, data_end).map_err(|m| refused(name, m))?;
+        chunks.set_spans(spans, columns);
         Ok(Layout {
             geometry: layout.geometry,
             encoding: geo.encoding,
@@ -193,28 +200,79 @@ struct Assigned {
     skipped: Vec<String>,
 }
 
+/// The byte ranges of the column chunks the projection reads, and how many columns that is:
+/// each must lie between the header and the footer (`data_end`), so no read is sized by a
+/// claim the file cannot back.
+fn spans(
+    parquet: &ParquetMetaData,
+    projection: &ProjectionMask,
+    data_end: u64,
+) -> Result<(Vec<Span>, usize), String> {
+    let mut spans = Vec::new();
+    let mut columns = 0;
+    for (group, rg) in parquet.row_groups().iter().enumerate() {
+        let mut read = 0;
+        for (leaf, column) in rg.columns().iter().enumerate() {
+            if !projection.leaf_included(leaf) {
+                continue;
+            }
+            read += 1;
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let len = column.compressed_size();
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .filter(|&(s, l)| s >= 4 && s.checked_add(l).is_some_and(|e| e <= data_end));
+            let Some((start, len)) = inside else {
+                return Err(format!(
+                    "truncated or corrupt Parquet file: row group {group}, column {}: its data at bytes {start}..{} lies outside the file's {data_end} bytes of data",
+                    shown(&column.column_path().string()),
+                    start.saturating_add(len)
+                ));
+            };
+            spans.push(Span {
+                start,
+                end: start + len,
+                group,
+            });
+        }
+        columns = columns.max(read);
+    }
+    Ok((spans, columns))
+}
+
+/// A failed read of the file's bytes.
+fn read_failed(e: ParquetError) -> ReadError {
+    match e {
+        ParquetError::External(e) => match e.downcast::<std::io::Error>() {
+            Ok(io) => ReadError::Io(*io),
+            Err(other) => ReadError::Io(std::io::Error::other(other.to_string())),
+        },
+        other => ReadError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
 /// The file starts and ends with `PAR1` and its footer is no larger than the file or
 /// [`MAX_FOOTER_BYTES`]: checked before the Parquet library reads (and allocates) it.
-fn check_footer(file: &mut File, name: &str) -> Result<(), ReadError> {
-    let len = file.metadata()?.len();
+/// Returns where the footer starts (the end of the column chunks' bytes).
+fn check_footer<R: ChunkReader>(file: &R, name: &str) -> Result<u64, ReadError> {
+    let len = file.len();
     if len < 12 {
         return Err(refused(
             name,
             format!("truncated Parquet file: {len} bytes, too short for a header and a footer"),
         ));
     }
-    let mut head = [0u8; 4];
-    file.seek(SeekFrom::Start(0))?;
-    file.read_exact(&mut head)?;
-    if &head != MAGIC {
+    let head = file.get_bytes(0, 4).map_err(read_failed)?;
+    if &head[..] != MAGIC {
         return Err(refused(
             name,
             "not a Parquet file: it does not start with PAR1",
         ));
     }
-    let mut tail = [0u8; 8];
-    file.seek(SeekFrom::Start(len - 8))?;
-    file.read_exact(&mut tail)?;
+    let tail = file.get_bytes(len - 8, 8).map_err(read_failed)?;
     let (size, magic) = tail.split_at(4);
     if magic == b"PARE" {
         return Err(refused(
@@ -246,6 +304,5 @@ fn check_footer(file: &mut File, name: &str) -> Result<(), ReadError> {
             ),
         ));
     }
-    file.seek(SeekFrom::Start(0))?;
-    Ok(())
+    Ok(len - 8 - size)
 }

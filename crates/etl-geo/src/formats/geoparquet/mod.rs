@@ -1,10 +1,16 @@
 //! GeoParquet 1.0 and 1.1: read ([`open`]) and written ([`write::GeoParquetWriter`]).
 //!
+//! - **Bytes** ([`chunks`]): read through any Parquet
+//!   [`ChunkReader`](parquet::file::reader::ChunkReader) — a local `File`, or a
+//!   ranged reader over object storage ([`open_chunks`], [`ChunkSource`]) — the same way: the footer first,
+//!   then each column chunk read ahead in bounded windows (one read per column chunk when it
+//!   fits), every page header checked against [`MAX_PAGE_BYTES`] before its page is read.
 //! - **Opening** ([`layout`]): the file must start and end with `PAR1`, and its footer must
 //!   fit the file and [`MAX_FOOTER_BYTES`] before the Parquet library reads it; an encrypted
 //!   footer (`PARE`) is refused. The `geo` key-value metadata ([`metadata`]) names the primary
 //!   geometry column, its encoding and CRS; a Parquet file without it is refused as "not
-//!   GeoParquet". A row group over [`MAX_ROW_GROUP_BYTES`] uncompressed is refused.
+//!   GeoParquet". A row group over [`MAX_ROW_GROUP_BYTES`] uncompressed is refused, and so
+//!   is a column chunk read whose bytes lie outside the file.
 //! - **Geometry** ([`geometry`]): WKB (ISO Z/M type codes and EWKB flags read, Z and M
 //!   dropped) or GeoArrow's native point, linestring, polygon, multipoint, multilinestring
 //!   and multipolygon, with separated (`{x, y}` struct) or interleaved coordinates. A null
@@ -26,6 +32,8 @@
 //! - **Records**: [`Record::line`](crate::Record) is the 1-based row number, the ordinal the
 //!   0-based one. Every fatal error is one line naming the file.
 
+mod chunks;
+pub use chunks::ChunkSource;
 mod geometry;
 mod infer;
 mod layout;
@@ -49,6 +57,9 @@ pub(crate) const MAGIC: &[u8; 4] = b"PAR1";
 const MAX_FOOTER_BYTES: u64 = 64 << 20;
 /// The largest row group (uncompressed bytes, as its footer says) read.
 const MAX_ROW_GROUP_BYTES: i64 = 2 << 30;
+/// The largest page read (its stated size, compressed or not): what the Parquet library
+/// allocates for it before reading it.
+const MAX_PAGE_BYTES: i64 = 256 << 20;
 /// Most rows of one record batch.
 const BATCH_ROWS: usize = 8192;
 /// About the most bytes (uncompressed) of one record batch.
@@ -62,22 +73,29 @@ pub(crate) fn is_parquet(prefix: &[u8]) -> bool {
 /// Checks the GeoParquet file at `path` as [`open`] does, and returns what it will not read
 /// (other geometry columns), for the log.
 pub(crate) fn describe(path: &Path, opts: &ReadOptions) -> Result<Vec<String>, ReadError> {
-    let name = file_name(path);
-    let mut file = File::open(path)?;
-    layout::Layout::open(&mut file, &name, opts).map(|l| l.skipped)
+    let chunks = chunks::Chunks::new(File::open(path)?);
+    layout::Layout::open(&chunks, &file_name(path), opts).map(|l| l.skipped)
 }
 
 /// Opens the GeoParquet file at `path` as a stream of records.
 pub(crate) fn open(path: &Path, opts: &ReadOptions) -> Result<FeatureSource, ReadError> {
-    let name = file_name(path);
-    let mut file = File::open(path)?;
-    let layout = layout::Layout::open(&mut file, &name, opts)?;
-    Ok(Box::new(read::Reader::new(
-        file,
-        name,
-        layout,
-        opts.cancel.clone(),
-    )))
+    open_chunks(File::open(path)?, &file_name(path), opts).map(|(source, _)| source)
+}
+
+/// Opens GeoParquet read through `reader` (a local `File`, a ranged reader over object
+/// storage) as a stream of records, and says what it will not read (other geometry columns),
+/// for the log. `name` names the file in every error. Nothing but the footer is read before
+/// the first record is asked for.
+pub fn open_chunks<R: ChunkSource + 'static>(
+    reader: R,
+    name: &str,
+    opts: &ReadOptions,
+) -> Result<(FeatureSource, Vec<String>), ReadError> {
+    let chunks = chunks::Chunks::new(reader);
+    let layout = layout::Layout::open(&chunks, name, opts)?;
+    let skipped = layout.skipped.clone();
+    let reader = read::Reader::new(chunks, name.to_owned(), layout, opts.cancel.clone());
+    Ok((Box::new(reader), skipped))
 }
 
 /// Runs a call into the Parquet library, turning a panic on corrupt data into an error.

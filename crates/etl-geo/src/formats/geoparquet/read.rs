@@ -1,47 +1,56 @@
 //! The records of a GeoParquet file, read one row group at a time and, inside it, one record
 //! batch at a time: a batch has [`BATCH_ROWS`] rows, or fewer when the row group's rows are
 //! large (about [`BATCH_BYTES`] per batch from its uncompressed size), so memory is bounded
-//! by one batch and the pages it spans, not by the file.
+//! by one batch and the pages it spans, not by the file. A batch becomes records
+//! [`DECODE_ROWS`] rows at a time, as they are asked for, not all at once.
 
 use std::collections::VecDeque;
-use std::fs::File;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde_json::{Map, Value};
 
+use super::chunks::{ChunkSource, Chunks};
 use super::geometry::GeometryColumn;
 use super::layout::Layout;
 use super::{BATCH_BYTES, BATCH_ROWS, guarded, refused};
+
+/// Rows of a batch turned into records at a time: records wait for the caller in a queue of
+/// at most this many, however large the batch.
+const DECODE_ROWS: usize = 512;
 use crate::cancel::{Cancel, cancelled};
 use crate::error::ReadError;
 use crate::feature::{Feature, FeatureId};
 use crate::formats::{Record, Rejection, accept_in};
 
-pub(super) struct Reader {
-    file: File,
+pub(super) struct Reader<R> {
+    chunks: Chunks<R>,
     name: String,
     layout: Layout,
     cancel: Cancel,
     /// The next row group to open.
     group: usize,
     batches: Option<ParquetRecordBatchReader>,
+    /// The batch being turned into records, and its next row.
+    current: Option<(RecordBatch, usize)>,
+    /// Records made and not yet returned: at most [`DECODE_ROWS`].
     page: VecDeque<Record>,
     rows: u64,
     done: bool,
 }
 
-impl Reader {
-    pub(super) fn new(file: File, name: String, layout: Layout, cancel: Cancel) -> Reader {
+impl<R: ChunkSource + 'static> Reader<R> {
+    pub(super) fn new(chunks: Chunks<R>, name: String, layout: Layout, cancel: Cancel) -> Self {
         Reader {
-            file,
+            chunks,
             name,
             layout,
             cancel,
             group: 0,
             batches: None,
-            page: VecDeque::new(),
+            current: None,
+            page: VecDeque::with_capacity(DECODE_ROWS),
             rows: 0,
             done: false,
         }
@@ -78,7 +87,7 @@ impl Reader {
             let index = self.group;
             self.group += 1;
             let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-                self.file.try_clone()?,
+                self.chunks.clone(),
                 self.layout.metadata.clone(),
             )
             .with_projection(self.layout.projection.clone())
@@ -94,8 +103,12 @@ impl Reader {
         }
     }
 
-    /// Turns a batch into records.
-    fn decode(&mut self, batch: &RecordBatch) -> Result<(), ReadError> {
+    /// Turns the next rows of the current batch (at most [`DECODE_ROWS`]) into records.
+    fn decode(&mut self) -> Result<(), ReadError> {
+        let Some((batch, from)) = self.current.take() else {
+            return Ok(());
+        };
+        let to = batch.num_rows().min(from + DECODE_ROWS);
         let columns = batch.columns();
         let geometry = columns
             .get(self.layout.geometry)
@@ -104,7 +117,7 @@ impl Reader {
                 GeometryColumn::new(c, self.layout.encoding)
                     .map_err(|m| refused(&self.name, format!("geometry column: {m}")))
             })?;
-        for i in 0..batch.num_rows() {
+        for i in from..to {
             let mut repairs = crate::repair::Repairs::NONE;
             let feature = self.feature(columns, &geometry, i, &mut repairs);
             self.page.push_back(Record {
@@ -115,6 +128,9 @@ impl Reader {
                 repairs,
             });
             self.rows = self.rows.saturating_add(1);
+        }
+        if to < batch.num_rows() {
+            self.current = Some((batch, to));
         }
         Ok(())
     }
@@ -189,13 +205,22 @@ fn id(array: &dyn Array, i: usize) -> Option<FeatureId> {
         .map(|a| FeatureId::Str(a.value(i).to_owned()))
 }
 
-impl Iterator for Reader {
+impl<R: ChunkSource + 'static> Iterator for Reader<R> {
     type Item = Result<Record, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(record) = self.page.pop_front() {
                 return Some(Ok(record));
+            }
+            if self.current.is_some() {
+                if let Err(e) = self.decode() {
+                    self.done = true;
+                    self.batches = None;
+                    self.current = None;
+                    return Some(Err(e));
+                }
+                continue;
             }
             if self.done {
                 return None;
@@ -204,9 +229,12 @@ impl Iterator for Reader {
                 self.done = true;
                 return Some(Err(cancelled()));
             }
-            let step = self.next_batch().and_then(|batch| match batch {
-                Some(batch) => self.decode(&batch).map(|()| true),
-                None => Ok(false),
+            let step = self.next_batch().map(|batch| match batch {
+                Some(batch) => {
+                    self.current = Some((batch, 0));
+                    true
+                }
+                None => false,
             });
             match step {
                 Ok(true) => {}

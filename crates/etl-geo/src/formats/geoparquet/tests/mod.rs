@@ -2,6 +2,7 @@
 //! made by its `make.py`), hostile files, and the writer read back.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chunks;
 mod hostile;
 mod round_trip;
 

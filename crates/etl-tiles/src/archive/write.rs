@@ -162,6 +162,45 @@ impl<W: Write + Seek> ArchiveWriter<W> {
         Ok(())
     }
 
+    /// Adds `run` consecutive tiles from `id` on, all holding `data` (the interior of a large
+    /// polygon): written once, addressed by one directory entry (more only past `u32::MAX`
+    /// tiles). The same rules as [`ArchiveWriter::add_tile`]; a `run` of 0 adds nothing.
+    pub fn add_tile_run(&mut self, id: u64, run: u64, data: &[u8]) -> Result<(), ArchiveError> {
+        if run == 0 {
+            return Ok(());
+        }
+        let last_id = id
+            .checked_add(run - 1)
+            .filter(|l| *l < TILE_ID_END)
+            .ok_or(ArchiveError::InvalidTileId(id.saturating_add(run - 1)))?;
+        self.add_tile(id, data)?;
+        let mut left = last_id - id;
+        while left > 0 {
+            let Some(last) = self.entries.last_mut() else {
+                return Err(ArchiveError::InvalidTileId(id));
+            };
+            let room = u64::from(u32::MAX - last.run_length);
+            if room == 0 {
+                let next = Entry {
+                    tile_id: last.tile_id + u64::from(last.run_length),
+                    offset: last.offset,
+                    length: last.length,
+                    run_length: 1,
+                };
+                self.entries.push(next);
+                self.addressed += 1;
+                left -= 1;
+                continue;
+            }
+            let take = room.min(left);
+            // `take <= room`, which fits the u32 run length.
+            last.run_length += u32::try_from(take).map_err(|_| ArchiveError::InvalidTileId(id))?;
+            self.addressed += take;
+            left -= take;
+        }
+        Ok(())
+    }
+
     /// Writes metadata, directories and header, and returns the output positioned at the end
     /// of the archive.
     pub fn finish(mut self, meta: &ArchiveMeta) -> Result<W, ArchiveError> {
@@ -263,5 +302,75 @@ fn build_directories(entries: &[Entry]) -> Result<(Vec<u8>, Vec<Vec<u8>>), Archi
         // Each root entry costs a few bytes, so 20% larger leaves converge quickly; the
         // number of leaves shrinks strictly, so this terminates.
         leaf_size += leaf_size / 5;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::archive::{Archive, Entry};
+
+    fn meta() -> ArchiveMeta {
+        ArchiveMeta {
+            min_zoom: 0,
+            max_zoom: 15,
+            bounds: [-180.0, -85.0, 180.0, 85.0],
+            center: (0.0, 0.0, 0),
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    fn entries(bytes: Vec<u8>) -> Vec<Entry> {
+        let mut a = Archive::open(Cursor::new(bytes)).unwrap();
+        a.entries().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn a_run_is_one_entry_and_joins_the_same_tile_before_it() {
+        let mut w = ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
+        w.add_tile(100, b"a").unwrap();
+        // The same bytes right after: one entry, run 1 + 50.
+        w.add_tile_run(101, 50, b"a").unwrap();
+        w.add_tile_run(151, 0, b"b").unwrap();
+        w.add_tile_run(160, 3, b"b").unwrap();
+        // A run of the first bytes again: its own entry, the data not stored twice.
+        w.add_tile_run(163, 2, b"a").unwrap();
+        assert_eq!(w.contents(), 2);
+        // Overlapping what is written is refused.
+        assert!(matches!(
+            w.add_tile_run(164, 5, b"c"),
+            Err(ArchiveError::OutOfOrder { .. })
+        ));
+        let out = w.finish(&meta()).unwrap().into_inner();
+        let e = entries(out);
+        let runs: Vec<(u64, u32)> = e.iter().map(|e| (e.tile_id, e.run_length)).collect();
+        assert_eq!(runs, [(100, 51), (160, 3), (163, 2)]);
+        assert_eq!(e[0].offset, e[2].offset);
+    }
+
+    #[test]
+    fn a_run_longer_than_an_entry_holds_is_split() {
+        let mut w = ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
+        let n = u64::from(u32::MAX) + 10;
+        let start = crate::tile::zoom_first_id(20).unwrap();
+        w.add_tile_run(start, n, b"fill").unwrap();
+        let out = w.finish(&meta()).unwrap().into_inner();
+        let e = entries(out);
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].tile_id, e[0].run_length), (start, u32::MAX));
+        assert_eq!(
+            (e[1].tile_id, e[1].run_length),
+            (start + u64::from(u32::MAX), 10)
+        );
+        // Past the last tile id: refused whole, nothing written.
+        let mut w = ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
+        assert!(matches!(
+            w.add_tile_run(crate::tile::TILE_ID_END - 2, 5, b"x"),
+            Err(ArchiveError::InvalidTileId(_))
+        ));
+        assert_eq!(w.contents(), 0);
     }
 }

@@ -79,6 +79,54 @@ pub fn clip(g: &WorldGeom, bbox: [i64; 4]) -> Option<WorldGeom> {
     }
 }
 
+/// How a clipped geometry covers the box it was clipped to; see [`cover`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cover {
+    /// The whole box: one polygon whose only ring runs around the box.
+    Whole,
+    /// None of it: one polygon whose exterior and one hole both run around the box (the box is
+    /// inside a hole).
+    Nothing,
+    /// Anything else (some of it, or a shape this test does not decide).
+    Part,
+}
+
+/// Whether `g`, the result of [`clip`] to `bbox`, covers the box whole, not at all, or in
+/// part. Exact (integer) and conservative: a ring "runs around the box" when each of its edges
+/// lies along one side of the box and its area is the box's. Such a ring never enters the
+/// box's interior, so its winding number there is one constant, and the area makes it ±1: the
+/// ring bounds exactly the box, which is what clipping a polygon that contains the box gives
+/// (possibly with extra vertices along the sides). Anything else is [`Cover::Part`], which is
+/// always safe: the caller then cuts as usual.
+pub fn cover(g: &WorldGeom, bbox: [i64; 4]) -> Cover {
+    let [a, b, c, d] = bbox.map(|v| v.clamp(-COORD_LIMIT, COORD_LIMIT));
+    let WorldGeom::Polygons(polys) = g else {
+        return Cover::Part;
+    };
+    let [poly] = polys.as_slice() else {
+        return Cover::Part;
+    };
+    let around = |ring: &[[i64; 2]]| {
+        let in_box = |p: &[i64; 2]| (a..=c).contains(&p[0]) && (b..=d).contains(&p[1]);
+        let along_a_side = |p: &[i64; 2], q: &[i64; 2]| {
+            in_box(p)
+                && in_box(q)
+                && ((p[0] == q[0] && (p[0] == a || p[0] == c))
+                    || (p[1] == q[1] && (p[1] == b || p[1] == d)))
+        };
+        let box_area2 = 2 * i128::from(c - a) * i128::from(d - b);
+        ring.len() >= 4
+            && ring.first() == ring.last()
+            && ring.windows(2).all(|w| along_a_side(&w[0], &w[1]))
+            && super::ring_area2(ring).abs() == box_area2
+    };
+    match poly.as_slice() {
+        [ext] if around(ext) => Cover::Whole,
+        [ext, hole] if around(ext) && around(hole) => Cover::Nothing,
+        _ => Cover::Part,
+    }
+}
+
 fn clip_line(line: &[[i64; 2]], bb: Bbox, out: &mut Vec<Vec<[i64; 2]>>) {
     // Fast path: most features of a deep tile are wholly inside it.
     if line.iter().all(|&p| bb.contains_closed(p)) {
@@ -295,5 +343,88 @@ mod tests {
         assert_eq!(clip_segment([-5, 5], [15, 5], bb), Some(([0, 5], [10, 5])));
         assert_eq!(clip_segment([-5, -5], [-1, 20], bb), None);
         assert_eq!(clip_segment([2, 2], [3, 3], bb), Some(([2, 2], [3, 3])));
+    }
+
+    fn square(x0: i64, y0: i64, x1: i64, y1: i64) -> Vec<[i64; 2]> {
+        vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    }
+
+    #[test]
+    fn cover_tells_whole_from_part_and_nothing() {
+        let bb = [100, 100, 200, 200];
+        let polys = |rings: Vec<Vec<[i64; 2]>>| WorldGeom::Polygons(vec![rings]);
+        // A polygon around the box, clipped: the whole box.
+        let big = polys(vec![square(0, 0, 1000, 1000)]);
+        assert_eq!(cover(&clip(&big, bb).unwrap(), bb), Cover::Whole);
+        // A diamond around the box (its clip has extra vertices along the sides).
+        let diamond = polys(vec![vec![
+            [150, -100],
+            [400, 150],
+            [150, 400],
+            [-100, 150],
+            [150, -100],
+        ]]);
+        let clipped = clip(&diamond, bb).unwrap();
+        assert_eq!(cover(&clipped, bb), Cover::Whole, "{clipped:?}");
+        // Reaching into the box from one side: part of it.
+        let part = polys(vec![square(0, 0, 150, 1000)]);
+        assert_eq!(cover(&clip(&part, bb).unwrap(), bb), Cover::Part);
+        // A hole inside the box: part; a hole around the box: nothing.
+        let holed = polys(vec![square(0, 0, 1000, 1000), square(120, 120, 130, 130)]);
+        assert_eq!(cover(&clip(&holed, bb).unwrap(), bb), Cover::Part);
+        let lake = polys(vec![square(0, 0, 1000, 1000), square(50, 50, 500, 500)]);
+        assert_eq!(cover(&clip(&lake, bb).unwrap(), bb), Cover::Nothing);
+        // A notch whose tip touches the box edge does not enter it: still whole.
+        let notch = polys(vec![vec![
+            [0, 0],
+            [150, 0],
+            [160, 100],
+            [170, 0],
+            [1000, 0],
+            [1000, 1000],
+            [0, 1000],
+            [0, 0],
+        ]]);
+        assert_eq!(cover(&clip(&notch, bb).unwrap(), bb), Cover::Whole);
+        // Lines, points and two polygons are never decided here.
+        let two = WorldGeom::Polygons(vec![
+            vec![square(0, 0, 1000, 1000)],
+            vec![square(0, 0, 1000, 1000)],
+        ]);
+        assert_eq!(cover(&two, bb), Cover::Part);
+        let line = WorldGeom::Lines(vec![square(100, 100, 200, 200)]);
+        assert_eq!(cover(&line, bb), Cover::Part);
+    }
+
+    #[test]
+    fn cover_needs_a_ring_that_stays_on_the_sides() {
+        let bb = [0, 0, 10, 10];
+        // Around the box once, then across it and back: edges through the interior.
+        let across = WorldGeom::Polygons(vec![vec![vec![
+            [0, 0],
+            [10, 0],
+            [10, 10],
+            [0, 10],
+            [0, 0],
+            [10, 10],
+            [0, 0],
+        ]]]);
+        assert_eq!(cover(&across, bb), Cover::Part);
+        // Around twice: twice the area.
+        let twice = WorldGeom::Polygons(vec![vec![vec![
+            [0, 0],
+            [10, 0],
+            [10, 10],
+            [0, 10],
+            [0, 0],
+            [10, 0],
+            [10, 10],
+            [0, 10],
+            [0, 0],
+        ]]]);
+        assert_eq!(cover(&twice, bb), Cover::Part);
+        // Either winding is the box.
+        let ccw = WorldGeom::Polygons(vec![vec![vec![[0, 0], [0, 10], [10, 10], [10, 0], [0, 0]]]]);
+        assert_eq!(cover(&ccw, bb), Cover::Whole);
     }
 }

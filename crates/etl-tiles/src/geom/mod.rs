@@ -12,7 +12,7 @@ mod clip;
 mod project;
 mod simplify;
 
-pub use clip::clip;
+pub use clip::{Cover, clip, cover};
 pub use project::{project, to_tile};
 pub use simplify::{simplify, simplify_world};
 

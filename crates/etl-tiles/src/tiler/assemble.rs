@@ -74,6 +74,9 @@ pub(crate) struct Assembled {
     /// The minimum spacing (spatial-key distance) the tile kept between features; 0 when
     /// nothing had to go.
     pub gap: u64,
+    /// Consecutive tile ids from `tile` that hold `data` (more than 1 for a run of tiles only
+    /// fills cover).
+    pub run: u64,
 }
 
 struct Feat<'a> {
@@ -136,6 +139,7 @@ pub(crate) fn assemble(
             dropped,
             coalesced,
             gap,
+            run: 1,
         });
     }
     let mut bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
@@ -189,6 +193,7 @@ pub(crate) fn assemble(
         dropped,
         coalesced,
         gap,
+        run: 1,
     })
 }
 
@@ -398,10 +403,12 @@ pub(crate) fn assemble_batch(
     batch
         .tiles
         .par_iter()
-        .map(|(id, r)| {
-            let tile = crate::tile::tile_coord(*id).unwrap_or(TileCoord { z: 0, x: 0, y: 0 });
-            let frags = batch.frags.get(r.clone()).unwrap_or(&[]);
-            assemble(tile, batch, frags, ctx, min_gap, defer_gzip)
+        .map(|t| {
+            let tile = crate::tile::tile_coord(t.id).unwrap_or(TileCoord { z: 0, x: 0, y: 0 });
+            let frags = batch.frags.get(t.frags.clone()).unwrap_or(&[]);
+            let mut a = assemble(tile, batch, frags, ctx, min_gap, defer_gzip)?;
+            a.run = t.run;
+            Ok(a)
         })
         .collect()
 }

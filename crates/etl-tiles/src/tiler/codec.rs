@@ -403,6 +403,33 @@ pub(crate) fn put_fragment(out: &mut Vec<u8>, id: Option<u64>, props: &[u8], geo
     put_geom(out, GeomRef::Tile(geom));
 }
 
+/// The first byte of a fill payload (fragment payloads start with an id tag 0-2).
+const FILL_TAG: u8 = 0xF1;
+
+/// Appends a fill payload: the fill marker, the end of its run of tile ids (its sort key holds
+/// the start), then the fragment every tile of the run holds.
+pub(crate) fn put_fill(
+    out: &mut Vec<u8>,
+    end: u64,
+    id: Option<u64>,
+    props: &[u8],
+    geom: &TileGeom,
+) {
+    out.push(FILL_TAG);
+    put_varint(out, end);
+    put_fragment(out, id, props, geom);
+}
+
+/// Whether a sorted payload is a fill; if so, the end of its run and its fragment payload.
+pub(crate) fn split_fill(payload: &[u8]) -> Result<Option<(u64, &[u8])>, Truncated> {
+    let Some((&FILL_TAG, rest)) = payload.split_first() else {
+        return Ok(None);
+    };
+    let mut r = Reader::new(rest);
+    let end = r.varint()?;
+    Ok(Some((end, rest.get(r.pos..).ok_or(Truncated)?)))
+}
+
 /// A decoded fragment payload; properties stay encoded.
 pub(crate) struct Fragment<'a> {
     pub id: Option<u64>,

@@ -8,11 +8,16 @@
 //!   unit × `-S`), each zoom's result simplified further for the next lower zoom, then cut into
 //!   the buffered tiles by recursive halving of the tile range, so a feature spanning `T` tiles
 //!   costs `O(V log T)` clipping rather than `O(V · T)`.
+//! - Polygon interiors: a range of tiles that a polygon covers whole (buffer included) is not
+//!   cut further. It becomes *fill* fragments, one per run of consecutive tile ids (the range's
+//!   aligned quadtree blocks, each a contiguous run on the Hilbert curve), all holding the same
+//!   tile-relative square; the sort hands them to assembly as runs (see `sort`), so a country
+//!   costs its outline's tiles, not its area's.
 
-use super::codec::{Staged, put_fragment};
+use super::codec::{Staged, put_fill, put_fragment};
 use super::shard::ShardRange;
 use super::sort::FragBuf;
-use crate::geom::{TileGeom, WorldGeom, clip, simplify_world, to_tile};
+use crate::geom::{Cover, TileGeom, WorldGeom, clip, cover, simplify_world, to_tile};
 use crate::tile::{TileCoord, WORLD_BITS, tile_id};
 
 /// Per-pass cutting parameters.
@@ -119,18 +124,30 @@ pub(crate) fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
 pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
     let seq = f.seq;
     let order = order_key(f.layer, spatial_key(first_point(&f.geom)));
-    let emit = |out: &mut FragBuf, tile: TileCoord, g: &TileGeom| {
-        let id = tile_id(tile);
-        if p.owned.is_some_and(|o| !o.owns_id(id)) {
-            return;
+    let emit = |out: &mut FragBuf, piece: Piece<'_>| match piece {
+        Piece::Tile(tile, g) => {
+            let id = tile_id(tile);
+            if p.owned.is_some_and(|o| !o.owns_id(id)) {
+                return;
+            }
+            out.push(id, order, seq, |a| put_fragment(a, f.id, f.props, g));
         }
-        out.push(id, order, seq, |a| put_fragment(a, f.id, f.props, g));
+        Piece::Fill { start, end, geom } => {
+            // A shard owns one run of tile ids per zoom: the fill's part of it, if any.
+            let (start, end) = match p.owned {
+                Some(o) => o.clip_ids(start, end),
+                None => (start, end),
+            };
+            if start < end {
+                out.push(start, order, seq, |a| put_fill(a, end, f.id, f.props, geom));
+            }
+        }
     };
     match &f.geom {
         WorldGeom::Points(pts) => {
             let from = point_min_zoom(seq, p.base_zoom, p.drop_rate).max(p.min_zoom);
             for z in from..=p.max_zoom {
-                cut_points(pts, z, p.extent, &mut |t, g| emit(out, t, g));
+                cut_points(pts, z, p.extent, &mut |t, g| emit(out, Piece::Tile(t, g)));
             }
         }
         geom => {
@@ -159,7 +176,7 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
                     extent: p.extent,
                     owned: p.owned,
                 };
-                cut.split(&g, range, &mut |t, tg| emit(out, t, tg));
+                cut.split(&g, range, &mut |piece| emit(out, piece));
             }
         }
     }
@@ -201,6 +218,17 @@ fn cut_points(pts: &[[i64; 2]], z: u8, extent: u32, emit: &mut dyn FnMut(TileCoo
     }
 }
 
+/// What cutting makes of a feature: its piece in one tile, or a run of tiles it covers whole.
+pub(crate) enum Piece<'a> {
+    Tile(TileCoord, &'a TileGeom),
+    /// Tile ids `start..end`, all of one zoom, each holding `geom` (the buffered tile square).
+    Fill {
+        start: u64,
+        end: u64,
+        geom: &'a TileGeom,
+    },
+}
+
 struct Cut {
     z: u8,
     size: i64,
@@ -220,15 +248,21 @@ impl Cut {
         ]
     }
 
-    fn split(&self, g: &WorldGeom, r: [i64; 4], emit: &mut dyn FnMut(TileCoord, &TileGeom)) {
+    fn split(&self, g: &WorldGeom, r: [i64; 4], emit: &mut dyn FnMut(Piece<'_>)) {
         // Another shard's tiles only: nothing here to clip (the owned tiles' pieces do not
         // depend on this range, each is clipped from the feature down its own halvings).
         if self.owned.is_some_and(|o| o.none_owned(self.z, r)) {
             return;
         }
-        let Some(g) = clip(g, self.bounds(r)) else {
+        let bounds = self.bounds(r);
+        let Some(g) = clip(g, bounds) else {
             return;
         };
+        let covers = cover(&g, bounds);
+        if covers == Cover::Nothing {
+            // Inside a hole: the exterior and the hole both run around the box.
+            return;
+        }
         if r[0] == r[2] && r[1] == r[3] {
             let (Ok(x), Ok(y)) = (u32::try_from(r[0]), u32::try_from(r[1])) else {
                 return;
@@ -236,21 +270,109 @@ impl Cut {
             if let Some(t) = TileCoord::new(self.z, x, y)
                 && let Some(tg) = to_tile(&g, t, self.extent)
             {
-                emit(t, &tg);
+                emit(Piece::Tile(t, &tg));
             }
             return;
         }
-        // Halve the longer side; each half is clipped from this (already smaller) piece.
+        if covers == Cover::Whole {
+            self.fill(r, emit);
+            return;
+        }
+        // Halve the longer side at its coarsest quadtree boundary, so that the ranges found
+        // covered whole are (nearly) aligned blocks: few fill runs each. Each half is clipped
+        // from this (already smaller) piece.
         let halves = if r[2] - r[0] >= r[3] - r[1] {
-            let mid = (r[0] + r[2]).div_euclid(2);
-            [[r[0], r[1], mid, r[3]], [mid + 1, r[1], r[2], r[3]]]
+            let mid = aligned_mid(r[0], r[2]);
+            [[r[0], r[1], mid - 1, r[3]], [mid, r[1], r[2], r[3]]]
         } else {
-            let mid = (r[1] + r[3]).div_euclid(2);
-            [[r[0], r[1], r[2], mid], [r[0], mid + 1, r[2], r[3]]]
+            let mid = aligned_mid(r[1], r[3]);
+            [[r[0], r[1], r[2], mid - 1], [r[0], mid, r[2], r[3]]]
         };
         for h in halves {
             self.split(&g, h, emit);
         }
+    }
+
+    /// Emits the tiles of range `r`, which the feature covers whole, as fills: the range's
+    /// aligned quadtree blocks as runs of tile ids (adjacent runs joined), each tile holding
+    /// the buffered tile square.
+    fn fill(&self, r: [i64; 4], emit: &mut dyn FnMut(Piece<'_>)) {
+        let (Ok(x), Ok(y)) = (u32::try_from(r[0]), u32::try_from(r[1])) else {
+            return;
+        };
+        let Some(t) = TileCoord::new(self.z, x, y) else {
+            return;
+        };
+        let [x0, y0, x1, y1] = self.bounds([r[0], r[1], r[0], r[1]]);
+        let square = WorldGeom::Polygons(vec![vec![vec![
+            [x0, y0],
+            [x1, y0],
+            [x1, y1],
+            [x0, y1],
+            [x0, y0],
+        ]]]);
+        let Some(geom) = to_tile(&square, t, self.extent) else {
+            return;
+        };
+        let mut runs = Vec::new();
+        aligned_blocks(self.z, r, &mut |id, n| runs.push((id, id + n)));
+        runs.sort_unstable();
+        let mut joined: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+        for (s, e) in runs {
+            match joined.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => joined.push((s, e)),
+            }
+        }
+        for (start, end) in joined {
+            emit(Piece::Fill {
+                start,
+                end,
+                geom: &geom,
+            });
+        }
+    }
+}
+
+/// The split point of tile interval `lo..=hi` (`0 <= lo < hi`): the multiple of the largest
+/// power of two in `lo + 1..=hi`, so `lo..mid` and `mid..=hi` are both non-empty.
+fn aligned_mid(lo: i64, hi: i64) -> i64 {
+    let bit = 63 - (lo ^ hi).leading_zeros();
+    (hi >> bit) << bit
+}
+
+/// Calls `f(first id, tile count)` for each maximal aligned quadtree block (side `2^k` at
+/// zoom `z`, `x` and `y` multiples of `2^k`) inside the inclusive tile range `r`. The Hilbert
+/// curve visits an aligned block's tiles consecutively, entering at one of its corners, so a
+/// block is the id run from its corners' smallest id, `4^k` long.
+pub(crate) fn aligned_blocks(z: u8, r: [i64; 4], f: &mut dyn FnMut(u64, u64)) {
+    fn visit(z: u8, x: i64, y: i64, k: u32, r: [i64; 4], f: &mut dyn FnMut(u64, u64)) {
+        let side = 1i64 << k;
+        let (bx1, by1) = (x + side - 1, y + side - 1);
+        if bx1 < r[0] || by1 < r[1] || x > r[2] || y > r[3] {
+            return;
+        }
+        if x >= r[0] && y >= r[1] && bx1 <= r[2] && by1 <= r[3] {
+            let id = |cx: i64, cy: i64| {
+                let (Ok(cx), Ok(cy)) = (u32::try_from(cx), u32::try_from(cy)) else {
+                    return u64::MAX;
+                };
+                TileCoord::new(z, cx, cy).map_or(u64::MAX, tile_id)
+            };
+            let first = id(x, y).min(id(bx1, y)).min(id(x, by1)).min(id(bx1, by1));
+            if first != u64::MAX {
+                f(first, 1u64 << (2 * k));
+            }
+            return;
+        }
+        let half = side / 2;
+        for (dx, dy) in [(0, 0), (half, 0), (0, half), (half, half)] {
+            visit(z, x + dx, y + dy, k - 1, r, f);
+        }
+    }
+    // The whole zoom is the one block of side 2^z.
+    if z <= 31 {
+        visit(z, 0, 0, u32::from(z), r, f);
     }
 }
 
@@ -283,5 +405,56 @@ mod tests {
             );
         }
         assert!((0..1000).all(|s| point_min_zoom(s, 14, 1.0) == 0));
+    }
+
+    #[test]
+    fn aligned_mid_splits_at_the_coarsest_boundary() {
+        assert_eq!(aligned_mid(0, 1), 1);
+        assert_eq!(aligned_mid(0, 100), 64);
+        assert_eq!(aligned_mid(63, 1000), 512);
+        assert_eq!(aligned_mid(64, 127), 96);
+        assert_eq!(aligned_mid(5, 6), 6);
+        for lo in 0..200 {
+            for hi in lo + 1..260 {
+                let m = aligned_mid(lo, hi);
+                assert!(lo < m && m <= hi, "{lo}..={hi}: {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_blocks_are_id_runs_that_tile_the_range() {
+        use std::collections::BTreeSet;
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: i64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as i64
+        };
+        for z in 0u8..=6 {
+            let n = 1i64 << z;
+            for _ in 0..40 {
+                let (xa, xb, ya, yb) = (next(n), next(n), next(n), next(n));
+                let r = [xa.min(xb), ya.min(yb), xa.max(xb), ya.max(yb)];
+                let mut got = BTreeSet::new();
+                aligned_blocks(z, r, &mut |first, count| {
+                    for id in first..first + count {
+                        assert!(got.insert(id), "z{z} {r:?}: id {id} twice");
+                    }
+                });
+                let mut want = BTreeSet::new();
+                for x in r[0]..=r[2] {
+                    for y in r[1]..=r[3] {
+                        want.insert(tile_id(TileCoord::new(z, x as u32, y as u32).unwrap()));
+                    }
+                }
+                assert_eq!(got, want, "z{z} {r:?}");
+            }
+        }
+        // A block count that grows with the outline, not the area.
+        let mut blocks = 0;
+        aligned_blocks(14, [100, 200, 9000, 7000], &mut |_, _| blocks += 1);
+        assert!(blocks <= 2 * (8901 + 6801), "{blocks} blocks");
     }
 }

@@ -160,13 +160,13 @@ impl PassCtx<'_> {
                 return Err(TilerError::Cancelled);
             }
             let done = assemble::assemble_batch(&batch, &ctx, 0, stage.is_some());
-            for (a, (_, range)) in done.into_iter().zip(&batch.tiles) {
+            for (a, t) in done.into_iter().zip(&batch.tiles) {
                 let a = a?;
                 match &mut stage {
                     Some(st) => st.push(
                         &a,
                         &batch,
-                        range.clone(),
+                        t,
                         &mut zoom::Sink {
                             ctx: &ctx,
                             writer: &mut *writer,
@@ -203,8 +203,10 @@ impl Run {
             }
         }
         let Some(data) = &a.data else { return };
-        r.tiles += 1;
-        r.tile_bytes += data.len() as u64;
+        r.tiles += a.run;
+        r.tile_bytes = r
+            .tile_bytes
+            .saturating_add((data.len() as u64).saturating_mul(a.run));
         if r.largest.is_none_or(|(_, n)| data.len() > n) {
             r.largest = Some((a.tile, data.len()));
         }

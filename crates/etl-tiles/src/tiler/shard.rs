@@ -189,6 +189,34 @@ pub(crate) struct ShardRange {
 }
 
 impl ShardRange {
+    /// The part of the tile-id run `start..end` (all of one zoom) that this shard owns: owned
+    /// tiles are one run of in-zoom indices per zoom (see the module doc). Empty (`start >=
+    /// end`) when none is.
+    pub(crate) fn clip_ids(&self, start: u64, end: u64) -> (u64, u64) {
+        let Some((z, _)) = in_zoom(start) else {
+            return (start, start);
+        };
+        let Some(first) = zoom_first_id(z) else {
+            return (start, start);
+        };
+        let (lo, hi) = if z >= self.p {
+            let k = 2 * u32::from(z - self.p);
+            (
+                self.start.checked_shl(k).unwrap_or(u64::MAX),
+                self.end.checked_shl(k).unwrap_or(u64::MAX),
+            )
+        } else {
+            let k = 2 * u32::from(self.p - z);
+            let up = |v: u64| v.div_ceil(1u64.checked_shl(k).unwrap_or(u64::MAX));
+            (up(self.start), up(self.end))
+        };
+        let (lo, hi) = (
+            first.saturating_add(lo).max(start),
+            first.saturating_add(hi).min(end),
+        );
+        (lo, hi.max(lo))
+    }
+
     /// Whether the tile with id `id` belongs to this shard.
     pub(crate) fn owns_id(&self, id: u64) -> bool {
         match in_zoom(id) {
@@ -374,6 +402,25 @@ mod tests {
                 }
                 if n > 1 && max_zoom >= 3 {
                     assert!(part.weights.iter().all(|&w| w > 0), "{part:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn clip_ids_is_the_owned_part_of_a_run() {
+        use crate::tile::zoom_first_id;
+        for (p, start, end) in [(3u8, 5u64, 40u64), (2, 0, 3), (4, 17, 256), (3, 63, 64)] {
+            let o = ShardRange { p, start, end };
+            for z in 0u8..=6 {
+                let first = zoom_first_id(z).unwrap();
+                let count = 1u64 << (2 * u32::from(z));
+                for (a, b) in [(0, count), (1, count / 2 + 1), (count / 3, count)] {
+                    let (s, e) = o.clip_ids(first + a, first + b);
+                    let want: Vec<u64> =
+                        (first + a..first + b).filter(|id| o.owns_id(*id)).collect();
+                    let got: Vec<u64> = (s..e).collect();
+                    assert_eq!(got, want, "p{p} [{start},{end}) z{z} [{a},{b})");
                 }
             }
         }

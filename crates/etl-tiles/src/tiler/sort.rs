@@ -115,8 +115,19 @@ impl FragBuf {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FragRef {
     pub order: u64,
+    /// The feature's sequence number: with `order`, the fragment's place in its tile.
+    pub seq: u64,
     pub off: usize,
     pub len: usize,
+}
+
+/// One tile of a batch: its id, its fragments, and how many consecutive tile ids (from `id`)
+/// hold exactly these fragments: 1, or more for a run of tiles that only fills cover.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchTile {
+    pub id: u64,
+    pub frags: std::ops::Range<usize>,
+    pub run: u64,
 }
 
 /// A batch of whole tiles in tile-id order.
@@ -124,8 +135,7 @@ pub(crate) struct FragRef {
 pub(crate) struct TileBatch {
     pub arena: Vec<u8>,
     pub frags: Vec<FragRef>,
-    /// `(tile id, range into frags)`.
-    pub tiles: Vec<(u64, std::ops::Range<usize>)>,
+    pub tiles: Vec<BatchTile>,
 }
 
 impl TileBatch {
@@ -136,18 +146,29 @@ impl TileBatch {
         self.tiles.clear();
     }
 
-    pub(crate) fn push(&mut self, tile_id: u64, order: u64, payload: &[u8]) {
+    /// Starts a tile (or a run of `run` identical tiles) at `tile_id`; fragments pushed next
+    /// are its own.
+    pub(crate) fn start_tile(&mut self, tile_id: u64, run: u64) {
+        let at = self.frags.len();
+        self.tiles.push(BatchTile {
+            id: tile_id,
+            frags: at..at,
+            run,
+        });
+    }
+
+    /// Adds a fragment to the last tile started.
+    pub(crate) fn push_frag(&mut self, order: u64, seq: u64, payload: &[u8]) {
         let off = self.arena.len();
         self.arena.extend_from_slice(payload);
-        let i = self.frags.len();
         self.frags.push(FragRef {
             order,
+            seq,
             off,
             len: payload.len(),
         });
-        match self.tiles.last_mut() {
-            Some((id, r)) if *id == tile_id => r.end = i + 1,
-            _ => self.tiles.push((tile_id, i..i + 1)),
+        if let Some(t) = self.tiles.last_mut() {
+            t.frags.end = self.frags.len();
         }
     }
 
@@ -266,10 +287,7 @@ impl Sorter {
         if self.runs.is_empty() {
             let mut buf = std::mem::take(&mut self.buf);
             Self::sort(&mut buf);
-            return Ok(TileStream {
-                source: Source::Memory { buf, pos: 0 },
-                batch_bytes,
-            });
+            return Ok(TileStream::new(Source::Memory { buf, pos: 0 }, batch_bytes));
         }
         self.spill()?;
         // The run buffer is free now; the runs' read buffers share its budget.
@@ -289,10 +307,7 @@ impl Sorter {
             }
             runs.push(r);
         }
-        Ok(TileStream {
-            source: Source::Runs { runs, heap },
-            batch_bytes,
-        })
+        Ok(TileStream::new(Source::Runs { runs, heap }, batch_bytes))
     }
 }
 
@@ -346,45 +361,160 @@ enum Source {
     },
 }
 
+impl Source {
+    /// The key of the next fragment.
+    fn peek(&self) -> Option<SortKey> {
+        match self {
+            Source::Memory { buf, pos } => buf.index.get(*pos).map(FragIdx::key),
+            Source::Runs { heap, .. } => heap.peek().map(|Reverse((k, _))| *k),
+        }
+    }
+
+    /// Hands the next fragment to `f` and moves past it.
+    fn pop<T>(&mut self, f: impl FnOnce(SortKey, &[u8]) -> T) -> io::Result<Option<T>> {
+        match self {
+            Source::Memory { buf, pos } => {
+                let Some(idx) = buf.index.get(*pos) else {
+                    return Ok(None);
+                };
+                *pos += 1;
+                Ok(Some(f(idx.key(), buf.payload(idx))))
+            }
+            Source::Runs { runs, heap } => {
+                let Some(Reverse((k, i))) = heap.pop() else {
+                    return Ok(None);
+                };
+                let Some(r) = runs.get_mut(i) else {
+                    return Ok(None);
+                };
+                let out = f(k, &r.payload);
+                r.advance()?;
+                if let Some(k) = r.head {
+                    heap.push(Reverse((k, i)));
+                }
+                Ok(Some(out))
+            }
+        }
+    }
+}
+
+/// A fill being handed out: the feature covers every tile id from its start (already passed)
+/// to `end`.
+struct ActiveFill {
+    end: u64,
+    order: u64,
+    seq: u64,
+    payload: Vec<u8>,
+}
+
 /// Sorted fragments, handed out as batches of whole tiles.
+///
+/// Fills (see `cut`) come out of the sort at the first tile id of their run and stay active
+/// until its end. A tile that has fragments of its own gets the active fills too (in
+/// fragment order); a stretch of tile ids that only fills cover becomes one run tile per
+/// stretch over which the active fills do not change, assembled once.
 pub(crate) struct TileStream {
     source: Source,
     batch_bytes: usize,
+    /// Fills covering `cur`, in fragment order `(order, seq)`.
+    active: Vec<ActiveFill>,
+    /// Every tile id below this has been handed out.
+    cur: u64,
+}
+
+fn damaged() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "damaged fill in the fragment sort",
+    )
 }
 
 impl TileStream {
+    fn new(source: Source, batch_bytes: usize) -> Self {
+        TileStream {
+            source,
+            batch_bytes,
+            active: Vec::new(),
+            cur: 0,
+        }
+    }
+
     /// Fills `batch` (emptied first; its allocations are reused) with the next whole tiles:
     /// about `batch_bytes`, one tile at least. False at the end, with `batch` empty.
     pub(crate) fn next_batch(&mut self, batch: &mut TileBatch) -> io::Result<bool> {
         batch.clear();
-        let limit = self.batch_bytes;
-        // A batch closes only between tiles.
-        let full = |b: &TileBatch, tile_id: u64| {
-            b.bytes() >= limit && b.tiles.last().is_none_or(|(id, _)| *id != tile_id)
-        };
-        match &mut self.source {
-            Source::Memory { buf, pos } => {
-                while let Some(f) = buf.index.get(*pos) {
-                    if full(batch, f.tile_id) {
-                        break;
+        loop {
+            // A batch closes only between tiles.
+            if !batch.tiles.is_empty() && batch.bytes() >= self.batch_bytes {
+                break;
+            }
+            let next = self.source.peek().map(|k| k.0);
+            let cur = self.cur;
+            self.active.retain(|f| f.end > cur);
+            // Tiles before the next fragment that only fills cover: a run per stretch of
+            // unchanged fills.
+            if let Some(first_end) = self.active.iter().map(|f| f.end).min() {
+                let stop = first_end.min(next.unwrap_or(u64::MAX));
+                if stop > cur {
+                    batch.start_tile(cur, stop - cur);
+                    for f in &self.active {
+                        batch.push_frag(f.order, f.seq, &f.payload);
                     }
-                    batch.push(f.tile_id, f.order, buf.payload(f));
-                    *pos += 1;
+                    self.cur = stop;
+                    continue;
                 }
             }
-            Source::Runs { runs, heap } => {
-                while let Some(&Reverse((k, i))) = heap.peek() {
-                    if full(batch, k.0) {
-                        break;
+            let Some(t) = next else { break };
+            // Tile `t`: its fragments, and the fills that start here.
+            let first_frag = batch.frags.len();
+            let mut own = false;
+            while self.source.peek().is_some_and(|k| k.0 == t) {
+                let active = &mut self.active;
+                let pushed = self.source.pop(|k, p| -> io::Result<()> {
+                    match super::codec::split_fill(p).map_err(|_| damaged())? {
+                        Some((end, frag)) => {
+                            if end <= t {
+                                return Err(damaged());
+                            }
+                            let at = active.partition_point(|f| (f.order, f.seq) < (k.1, k.2));
+                            active.insert(
+                                at,
+                                ActiveFill {
+                                    end,
+                                    order: k.1,
+                                    seq: k.2,
+                                    payload: frag.to_vec(),
+                                },
+                            );
+                        }
+                        None => {
+                            if !own {
+                                batch.start_tile(t, 1);
+                                own = true;
+                            }
+                            batch.push_frag(k.1, k.2, p);
+                        }
                     }
-                    heap.pop();
-                    let Some(r) = runs.get_mut(i) else { continue };
-                    batch.push(k.0, k.1, &r.payload);
-                    r.advance()?;
-                    if let Some(k) = r.head {
-                        heap.push(Reverse((k, i)));
+                    Ok(())
+                })?;
+                if let Some(r) = pushed {
+                    r?;
+                }
+            }
+            if own {
+                // The tile's own fragments are in order; the fills join them in place.
+                if !self.active.is_empty() {
+                    for f in &self.active {
+                        batch.push_frag(f.order, f.seq, &f.payload);
+                    }
+                    if let Some(frags) = batch.frags.get_mut(first_frag..) {
+                        frags.sort_by_key(|f| (f.order, f.seq));
                     }
                 }
+                self.cur = t + 1;
+            } else {
+                // Only fills start here: the run loop above hands the tile out.
+                self.cur = t;
             }
         }
         Ok(!batch.tiles.is_empty())
@@ -394,16 +524,17 @@ impl TileStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn collect(mut s: TileStream) -> Vec<(u64, Vec<Vec<u8>>)> {
         let mut out: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
         let mut b = TileBatch::default();
         while s.next_batch(&mut b).unwrap() {
-            for (id, r) in &b.tiles {
-                assert!(out.last().is_none_or(|(l, _)| l < id), "tiles in order");
+            for t in &b.tiles {
+                assert!(out.last().is_none_or(|(l, _)| *l < t.id), "tiles in order");
                 out.push((
-                    *id,
-                    b.frags[r.clone()]
+                    t.id,
+                    b.frags[t.frags.clone()]
                         .iter()
                         .map(|f| b.payload(f).to_vec())
                         .collect(),
@@ -420,7 +551,9 @@ mod tests {
                 let seq = chunk * n + i;
                 let tile = (seq * 7919) % 97;
                 b.push(tile, seq % 3, seq, |a| {
-                    a.extend_from_slice(&seq.to_le_bytes())
+                    // A fragment payload starts with its id tag (0: none), never the fill tag.
+                    a.push(0);
+                    a.extend_from_slice(&seq.to_le_bytes());
                 });
             }
             s.add(&b).unwrap();
@@ -508,12 +641,98 @@ mod tests {
         for (_, frags) in &a {
             let seqs: Vec<u64> = frags
                 .iter()
-                .map(|p| u64::from_le_bytes(p[..8].try_into().unwrap()))
+                .map(|p| u64::from_le_bytes(p[1..9].try_into().unwrap()))
                 .collect();
             let keys: Vec<(u64, u64)> = seqs.iter().map(|s| (s % 3, *s)).collect();
             let mut sorted = keys.clone();
             sorted.sort();
             assert_eq!(keys, sorted);
         }
+    }
+
+    /// Every tile id the stream hands out, runs expanded, with its fragments' (order, seq).
+    fn expand(mut s: TileStream) -> BTreeMap<u64, Vec<(u64, u64)>> {
+        let mut out = BTreeMap::new();
+        let mut b = TileBatch::default();
+        let mut last = None;
+        while s.next_batch(&mut b).unwrap() {
+            for t in &b.tiles {
+                assert!(t.run >= 1);
+                assert!(last.is_none_or(|l| l < t.id), "tiles in order");
+                last = Some(t.id + t.run - 1);
+                let frags: Vec<(u64, u64)> = b.frags[t.frags.clone()]
+                    .iter()
+                    .map(|f| (f.order, f.seq))
+                    .collect();
+                for id in t.id..t.id + t.run {
+                    out.insert(id, frags.clone());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fills_join_the_tiles_they_cover_and_make_runs_between() {
+        use crate::geom::TileGeom;
+        use crate::tiler::codec::{put_fill, put_fragment};
+        use std::collections::BTreeMap as Map;
+        let geom = TileGeom::Points(vec![[1, 1]]);
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for budget in [usize::MAX, 0] {
+            for round in 0..20u64 {
+                let mut want: Map<u64, Vec<(u64, u64)>> = Map::new();
+                let mut s = Sorter::new(budget, None);
+                let mut b = FragBuf::default();
+                for seq in 0..300u64 {
+                    let order = rnd(4);
+                    let start = rnd(400);
+                    if rnd(3) == 0 {
+                        let end = start + 1 + rnd(60);
+                        b.push(start, order, seq, |a| {
+                            put_fill(a, end, Some(seq), &[], &geom)
+                        });
+                        for id in start..end {
+                            want.entry(id).or_default().push((order, seq));
+                        }
+                    } else {
+                        b.push(start, order, seq, |a| {
+                            put_fragment(a, Some(seq), &[], &geom)
+                        });
+                        want.entry(start).or_default().push((order, seq));
+                    }
+                    if b.index.len() >= 50 {
+                        s.add(&b).unwrap();
+                        b.clear();
+                    }
+                }
+                s.add(&b).unwrap();
+                for v in want.values_mut() {
+                    v.sort();
+                }
+                let got = expand(s.finish(512 + round as usize * 64).unwrap());
+                assert_eq!(got, want, "budget {budget} round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_fill_is_an_error_not_a_tile() {
+        let mut s = Sorter::new(usize::MAX, None);
+        let mut b = FragBuf::default();
+        // A fill whose run ends where it starts.
+        b.push(7, 0, 0, |a| {
+            crate::tiler::codec::put_fill(a, 7, None, &[], &crate::geom::TileGeom::Points(vec![]))
+        });
+        s.add(&b).unwrap();
+        let mut stream = s.finish(1 << 10).unwrap();
+        let err = stream.next_batch(&mut TileBatch::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::assemble::{self, AssembleCtx, Assembled};
 use super::cut::{order_layer, order_spatial};
-use super::sort::TileBatch;
+use super::sort::{BatchTile, TileBatch};
 use super::{Run, TilerError};
 use crate::archive::ArchiveWriter;
 use crate::tile::{tile_coord, tile_id};
@@ -95,7 +95,7 @@ impl ZoomStage {
         &mut self,
         a: &Assembled,
         batch: &TileBatch,
-        frags: std::ops::Range<usize>,
+        tile: &BatchTile,
         sink: &mut Sink<'_, W>,
     ) -> Result<(), TilerError> {
         if self.zoom != Some(a.tile.z) {
@@ -103,9 +103,11 @@ impl ZoomStage {
             self.zoom = Some(a.tile.z);
         }
         let id = tile_id(a.tile);
-        // Replay record: id, fragment count, then (order, length, payload) per fragment.
-        let fr = batch.frags.get(frags).unwrap_or(&[]);
+        // Replay record: id, run, fragment count, then (order, length, payload) per fragment
+        // (in their final order, so the sequence numbers need not come along).
+        let fr = batch.frags.get(tile.frags.clone()).unwrap_or(&[]);
         put_u64(&mut self.replay, id)?;
+        put_u64(&mut self.replay, tile.run)?;
         put_u32(&mut self.replay, len32(fr.len())?)?;
         for f in fr {
             let p = batch.payload(f);
@@ -113,8 +115,9 @@ impl ZoomStage {
             put_u32(&mut self.replay, len32(p.len())?)?;
             self.replay.write_all(p)?;
         }
-        // Pending record: id, dropped, coalesced, layers, data.
+        // Pending record: id, run, dropped, coalesced, layers, data.
         put_u64(&mut self.pending, id)?;
+        put_u64(&mut self.pending, a.run)?;
         put_u32(&mut self.pending, len32(a.dropped)?)?;
         put_u32(&mut self.pending, len32(a.coalesced)?)?;
         put_u32(&mut self.pending, len32(a.layers.len())?)?;
@@ -158,6 +161,7 @@ impl ZoomStage {
         while let Some(a) = read_pending(&mut pending)? {
             if let Some(r) = &mut replay {
                 let id = next_id(r)?.ok_or(TilerError::Damaged(tile_id(a.tile)))?;
+                let tile_run = get_u64(r)?;
                 let n = get_u32(r)?;
                 frags.clear();
                 for _ in 0..n {
@@ -168,8 +172,9 @@ impl ZoomStage {
                     frags.push((order, p));
                 }
                 if a.dropped + a.coalesced > 0 || too_close(&frags, self.gap) {
+                    batch.start_tile(id, tile_run);
                     for (order, p) in &frags {
-                        batch.push(id, *order, p);
+                        batch.push_frag(*order, 0, p);
                     }
                     slots.push(Slot::Again(batch.tiles.len() - 1));
                 } else {
@@ -264,6 +269,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
         return Ok(None);
     };
     let tile = tile_coord(id).ok_or(TilerError::Damaged(id))?;
+    let run = get_u64(r)?;
     let dropped = get_u32(r)? as usize;
     let coalesced = get_u32(r)? as usize;
     let n = get_u32(r)?;
@@ -284,6 +290,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
         dropped,
         coalesced,
         gap: 0,
+        run,
     }))
 }
 
@@ -310,9 +317,11 @@ pub(crate) fn write_tile<W: Write + Seek>(
 ) -> Result<(), TilerError> {
     run.record(a);
     match (&a.data, a.gz) {
-        (Some(data), true) => writer.add_tile(tile_id(a.tile), data)?,
+        (Some(data), true) => writer.add_tile_run(tile_id(a.tile), a.run, data)?,
         // Deferred tiles are gzipped in parallel before they get here; this is the safety net.
-        (Some(data), false) => writer.add_tile(tile_id(a.tile), &assemble::gzip(data)?)?,
+        (Some(data), false) => {
+            writer.add_tile_run(tile_id(a.tile), a.run, &assemble::gzip(data)?)?;
+        }
         (None, _) => {}
     }
     Ok(())

@@ -100,12 +100,22 @@ pub fn open_chunks<R: ChunkSource + 'static>(
     Ok((Box::new(reader), skipped))
 }
 
-/// Runs a call into the Parquet library, turning a panic on corrupt data into an error.
+/// Runs a call into the Parquet library, turning a panic on corrupt data into an error that
+/// keeps the panic's message.
 fn guarded<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the Parquet decoder failed on this data".into()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+            Err(match message {
+                Some(m) => format!("the Parquet decoder failed on this data: {m}"),
+                None => "the Parquet decoder failed on this data".into(),
+            })
+        }
     }
 }
 

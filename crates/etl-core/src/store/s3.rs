@@ -79,7 +79,7 @@ where
 
 /// An ETag the service must send: without it no later `If-Match` could protect the object, so
 /// an answer that lacks one is an error, never an empty string that silently matches nothing.
-fn required_etag(
+pub(super) fn required_etag(
     location: &str,
     operation: &'static str,
     etag: Option<&str>,
@@ -136,6 +136,15 @@ impl S3Store {
             client: Client::from_conf(b.build()),
             config,
         })
+    }
+
+    /// A store over `client` as it is (tests: a client for a loopback server).
+    #[cfg(test)]
+    pub(super) fn with_client(client: Client) -> S3Store {
+        S3Store {
+            client,
+            config: S3Config::default(),
+        }
     }
 
     pub fn client(&self) -> &Client {

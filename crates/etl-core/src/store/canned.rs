@@ -1,5 +1,5 @@
-//! S3 answers lacking what a read relies on (an ETag), from a loopback server giving canned
-//! answers: each is an error, never an unpinned read.
+//! S3 answers lacking what a read relies on (an ETag, an object size), from a loopback server
+//! giving canned answers: each is an error, never an unpinned read or a size of 0.
 
 #![allow(clippy::unwrap_used)]
 
@@ -126,4 +126,32 @@ async fn another_version_is_changed_naming_the_bytes_and_the_etag() {
         "{e}"
     );
     assert_eq!(JobError::from(e).kind, ExitKind::Temporary);
+}
+
+#[tokio::test]
+async fn an_object_without_a_size_is_an_error_not_empty() {
+    // HEAD without Content-Length.
+    let (url, _) = serve("HTTP/1.1 200 OK\r\nETag: \"e\"\r\nConnection: close\r\n\r\n".into());
+    let e = store(&url).head("b", "k").await.unwrap_err();
+    assert!(missing(&e, "MissingSize"), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "s3://b/k: S3 HeadObject failed: the answer carries no object size"
+    );
+    // A listing whose object has no Size.
+    let xml = concat!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+        r#"<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#,
+        "<Name>b</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>",
+        "<IsTruncated>false</IsTruncated>",
+        r#"<Contents><Key>k</Key><ETag>"e"</ETag></Contents></ListBucketResult>"#
+    );
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+        xml.len()
+    );
+    let (url, _) = serve(answer);
+    let e = store(&url).expand("b", "").await.unwrap_err();
+    assert!(missing(&e, "MissingSize"), "{e:?}");
+    assert!(e.to_string().contains("ListObjectsV2"), "{e}");
 }

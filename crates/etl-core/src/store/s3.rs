@@ -96,6 +96,26 @@ pub(super) fn required_etag(
     }
 }
 
+/// An object's size the service must send: a missing (or negative) one is an error, never 0,
+/// which would make the object look empty or a file read in place look truncated.
+fn required_size(
+    location: &str,
+    operation: &'static str,
+    size: Option<i64>,
+) -> Result<u64, StoreError> {
+    size.and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| StoreError::S3 {
+            location: location.to_owned(),
+            operation,
+            message: match size {
+                None => "the answer carries no object size".into(),
+                Some(n) => format!("the answer gives the object a size of {n} bytes"),
+            },
+            status: None,
+            code: Some("MissingSize".into()),
+        })
+}
+
 fn url(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
 }
@@ -182,7 +202,7 @@ impl S3Store {
                 bucket: bucket.into(),
                 key: key.into(),
             },
-            size: out.content_length().unwrap_or(0).max(0) as u64,
+            size: required_size(&url(bucket, key), "HeadObject", out.content_length())?,
             etag: out.e_tag().map(str::to_string),
             version_id: out.version_id().map(str::to_string),
         })
@@ -244,7 +264,7 @@ impl S3Store {
                         bucket: bucket.into(),
                         key: key.into(),
                     },
-                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    size: required_size(&url(bucket, key), "ListObjectsV2", obj.size())?,
                     etag: obj.e_tag().map(str::to_string),
                     version_id: None,
                 });

@@ -1,5 +1,6 @@
 //! Hostile inputs that used to cost unbounded memory or time: a KML with a 2 GiB text node,
-//! nested zip bombs, a Shapefile polygon of a hundred thousand rings.
+//! nested zip bombs, a Shapefile polygon of a hundred thousand rings, a WKB of nested
+//! collections claiming millions of members.
 //!
 //! Peak memory is measured in a child process (this test binary run again on one ignored
 //! test, which reports `VmHWM` from `/proc/self/status`), so other tests running in parallel
@@ -53,18 +54,23 @@ fn run_child(name: &str, env: &[(&str, String)]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// This process's peak resident set size, in bytes.
-fn peak_rss() -> u64 {
+/// A value of `/proc/self/status` (`VmHWM:`, `VmPeak:`), in bytes.
+fn status_bytes(key: &str) -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
     let kib: u64 = line
-        .trim_start_matches("VmHWM:")
+        .trim_start_matches(key)
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
         .unwrap();
     kib * 1024
+}
+
+/// This process's peak resident set size, in bytes.
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -473,4 +479,42 @@ fn shapefile_ring_assembly_stops_when_cancelled() {
         assert!(e.to_string().contains("cancelled"), "{e}");
         assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 0);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// WKB of nested collections, each claiming as many members as the bytes left could hold.
+
+/// 64 GeometryCollections nested around a point, each claiming a member per 9 bytes left,
+/// then zeros to 16 MiB: refused at the first zero. Reports the address space it took
+/// (`VmPeak`): room reserved for every claim would be 64 x 1.8 M members.
+#[test]
+#[ignore = "run in a child process by nested_wkb_collections_reserve_nothing_for_their_claims"]
+fn child_nested_wkb_collections() {
+    const LEN: usize = 16 << 20;
+    let mut wkb = Vec::with_capacity(LEN);
+    for _ in 0..64 {
+        wkb.extend([1, 7, 0, 0, 0]);
+        let left = LEN - wkb.len() - 4;
+        wkb.extend(u32::try_from(left / 9).unwrap().to_le_bytes());
+    }
+    wkb.extend([1, 1, 0, 0, 0]);
+    wkb.extend(1f64.to_le_bytes());
+    wkb.extend(2f64.to_le_bytes());
+    wkb.resize(LEN, 0);
+    let before = status_bytes("VmPeak:");
+    let err = etl_geo::read_ewkb(&wkb).unwrap_err().to_string();
+    let after = status_bytes("VmPeak:");
+    assert!(err.contains("unknown geometry type code 0"), "{err}");
+    println!("REPORT reserved={}", after.saturating_sub(before));
+}
+
+#[test]
+fn nested_wkb_collections_reserve_nothing_for_their_claims() {
+    let r = run_child("child_nested_wkb_collections", &[]);
+    let reserved = r["reserved"];
+    eprintln!(
+        "64 nested WKB collections of 16 MiB: {} MiB of address space",
+        reserved / MIB
+    );
+    assert!(reserved < 64 * MIB, "{reserved} bytes reserved");
 }

@@ -3,6 +3,8 @@
 //! multipart upload whose Complete is the only moment the object appears); small objects support
 //! conditional create and compare-and-swap for checkpoints and leases.
 
+#[cfg(test)]
+mod canned;
 mod file;
 mod location;
 mod publish;
@@ -218,7 +220,8 @@ impl Store {
     /// The bytes `start..start + len` of the object version described by `meta`, for readers
     /// that need random access. For S3 one ranged `GetObject` pinned to that version (`If-Match`
     /// its ETag, and its `VersionId` when the listing had one): an object overwritten since is
-    /// [`StoreError::Changed`]; a range beyond the listed size is refused before any request.
+    /// [`StoreError::Changed`]; a listing or an answer without an ETag is an error; a range
+    /// beyond the listed size is refused before any request.
     pub async fn read_range(
         &self,
         meta: &ObjectMeta,

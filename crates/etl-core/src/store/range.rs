@@ -3,16 +3,18 @@
 //! without copying the whole object first.
 //!
 //! An S3 read is a `GetObject` with `Range`, pinned to what the listing saw: `If-Match` its ETag
-//! and, when the listing had one, its `VersionId`. An object overwritten or deleted since is
-//! [`StoreError::Changed`] (a retry reads the new version whole), never a mix of two versions;
-//! an answer that is not exactly the bytes asked for is an error too.
+//! and, when the listing had one, its `VersionId`; the answer must carry the same ETag. An
+//! object overwritten since is [`StoreError::Changed`], naming the bytes and the ETag read (a
+//! retry lists the new version and reads it in place again), never a mix of two versions; a
+//! listing or an answer without an ETag cannot be pinned and is an error (`MissingETag`), as
+//! is an answer that is not exactly the bytes asked for.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use bytes::Bytes;
 
-use super::s3::{S3Store, s3_err};
+use super::s3::{S3Store, required_etag, s3_err};
 use super::{ObjectMeta, StoreError};
 
 /// The range `start..start + len` of `meta`, checked against its listed size.
@@ -79,6 +81,23 @@ impl S3Store {
     ) -> Result<Bytes, StoreError> {
         let loc = format!("s3://{bucket}/{key}");
         let last = start + len - 1;
+        // Without the listing's ETag nothing would tell this version from a later one.
+        let want = meta
+            .etag
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| StoreError::S3 {
+                location: loc.clone(),
+                operation: "GetObject",
+                message: format!(
+                    "bytes {start}-{last}: the listing carries no ETag to pin the read to"
+                ),
+                status: None,
+                code: Some("MissingETag".into()),
+            })?;
+        let changed =
+            || StoreError::Changed(format!("{loc} (bytes {start}-{last} of ETag {want})"));
         let mut req = self
             .client()
             .get_object()
@@ -88,28 +107,24 @@ impl S3Store {
         if let Some(v) = &meta.version_id {
             req = req.version_id(v);
         }
-        if let Some(etag) = &meta.etag {
-            req = req.if_match(etag);
-        }
-        let out = req.send().await.map_err(|e| {
+        let out = req.if_match(want).send().await.map_err(|e| {
             match s3_err(&loc, "GetObject", e) {
                 // If-Match failed: overwritten since it was listed.
-                StoreError::PreconditionFailed(l) => StoreError::Changed(l),
+                StoreError::PreconditionFailed(_) => changed(),
                 other => other,
             }
         })?;
         // A server that ignored If-Match (or Range) must not hand over another version's bytes.
-        if let (Some(want), Some(got)) = (&meta.etag, out.e_tag())
-            && want.trim_matches('"') != got.trim_matches('"')
-        {
-            return Err(StoreError::Changed(loc));
+        let got = required_etag(&loc, "GetObject", out.e_tag())?;
+        if want.trim_matches('"') != got.trim_matches('"') {
+            return Err(changed());
         }
         let expected_range = format!("bytes {start}-{last}/{}", meta.size);
         match out.content_range() {
             Some(r) if r == expected_range => {}
             // The same range of an object of another size: not the version listed.
             Some(r) if r.starts_with(&format!("bytes {start}-{last}/")) => {
-                return Err(StoreError::Changed(loc));
+                return Err(changed());
             }
             other => {
                 return Err(bad_answer(

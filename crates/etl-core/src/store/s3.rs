@@ -79,7 +79,7 @@ where
 
 /// An ETag the service must send: without it no later `If-Match` could protect the object, so
 /// an answer that lacks one is an error, never an empty string that silently matches nothing.
-fn required_etag(
+pub(super) fn required_etag(
     location: &str,
     operation: &'static str,
     etag: Option<&str>,
@@ -94,6 +94,26 @@ fn required_etag(
             code: Some("MissingETag".into()),
         }),
     }
+}
+
+/// An object's size the service must send: a missing (or negative) one is an error, never 0,
+/// which would make the object look empty or a file read in place look truncated.
+fn required_size(
+    location: &str,
+    operation: &'static str,
+    size: Option<i64>,
+) -> Result<u64, StoreError> {
+    size.and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| StoreError::S3 {
+            location: location.to_owned(),
+            operation,
+            message: match size {
+                None => "the answer carries no object size".into(),
+                Some(n) => format!("the answer gives the object a size of {n} bytes"),
+            },
+            status: None,
+            code: Some("MissingSize".into()),
+        })
 }
 
 fn url(bucket: &str, key: &str) -> String {
@@ -138,6 +158,15 @@ impl S3Store {
         })
     }
 
+    /// A store over `client` as it is (tests: a client for a loopback server).
+    #[cfg(test)]
+    pub(super) fn with_client(client: Client) -> S3Store {
+        S3Store {
+            client,
+            config: S3Config::default(),
+        }
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -173,7 +202,7 @@ impl S3Store {
                 bucket: bucket.into(),
                 key: key.into(),
             },
-            size: out.content_length().unwrap_or(0).max(0) as u64,
+            size: required_size(&url(bucket, key), "HeadObject", out.content_length())?,
             etag: out.e_tag().map(str::to_string),
             version_id: out.version_id().map(str::to_string),
         })
@@ -235,7 +264,7 @@ impl S3Store {
                         bucket: bucket.into(),
                         key: key.into(),
                     },
-                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    size: required_size(&url(bucket, key), "ListObjectsV2", obj.size())?,
                     etag: obj.e_tag().map(str::to_string),
                     version_id: None,
                 });

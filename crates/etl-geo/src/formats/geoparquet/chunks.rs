@@ -3,36 +3,42 @@
 //! [`ChunkReader::get_bytes`] is one request. The same path for both:
 //!
 //! - **Read ahead within a column chunk**: the library reads a column chunk page by page (a
-//!   header, then its body), so a read inside one of the column chunks read fetches up to a
-//!   window of that chunk at once — the whole chunk when it fits — and the next pages are
-//!   served from it. A window never crosses the end of its column chunk, and only the
-//!   current row group's windows are kept: at most one per column, [`READ_AHEAD`] bytes for
-//!   all columns together (a page larger than its window is read whole, up to
-//!   [`MAX_PAGE_BYTES`]). The library reads a row group's columns side by side, so the first
-//!   read of a row group asks for every column's first window at once
-//!   ([`ChunkSource::get_ranges`]: concurrent requests for a reader over the network), when
-//!   together they fit [`READ_AHEAD`].
+//!   header, then its body), so a read inside one of the column chunks read fetches a window
+//!   of that chunk at once — the whole chunk when it fits — and the next pages are served from
+//!   it. A window never crosses the end of its column chunk; each column's window is its share
+//!   of [`READ_AHEAD`] (within [`MIN_WINDOW`] and [`MAX_WINDOW`]), and the windows held, of
+//!   the current row group only, never add up to more than [`READ_AHEAD`]: with more columns
+//!   than fit, the oldest window is dropped first. A page larger than its column's window is
+//!   read whole (up to [`MAX_PAGE_BYTES`]) and handed over, not kept. The library reads a row
+//!   group's columns side by side, so the first read of a row group asks for every column's
+//!   first window at once ([`ChunkSource::get_ranges`]: concurrent requests for a reader over
+//!   the network), when together they fit [`READ_AHEAD`].
+//! - **Reads bounded**: a read the library starts inside a column chunk (a page header) ends
+//!   at the end of that chunk; one started outside every column chunk (the footer's last
+//!   bytes) is one request of at most [`SMALL_READ`] bytes, and ends there.
 //! - **Page headers checked first**: before the library reads a page header (and allocates
 //!   what it claims: a Snappy page is decompressed into a buffer of its stated size, zeroed
-//!   first), the header's sizes are read here; a page claiming more than [`MAX_PAGE_BYTES`]
-//!   is refused.
+//!   first), the header is read here to its end the way the library reads it ([`header`]); a
+//!   page claiming more than [`MAX_PAGE_BYTES`], and a header that is corrupt or reaches past
+//!   its column chunk, is refused.
 
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use parquet::errors::{ParquetError, Result};
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::MAX_PAGE_BYTES;
+use super::header::{self, Unreadable};
 
-/// Bytes read ahead for all the columns of a row group together.
+/// The most bytes of windows held, for all the columns of a row group together.
 const READ_AHEAD: u64 = 16 << 20;
 /// Each column's window: its share of [`READ_AHEAD`], within these bounds.
-const MIN_WINDOW: u64 = 256 << 10;
+const MIN_WINDOW: u64 = 64 << 10;
 const MAX_WINDOW: u64 = 4 << 20;
-/// Most bytes one read outside the column chunks (footer, headers) asks for at once.
+/// Most bytes a read started outside the column chunks (the footer's last bytes) reads.
 const SMALL_READ: u64 = 64 << 10;
 
 /// A [`ChunkReader`] that can also read several ranges at once. The default reads them one
@@ -66,20 +72,52 @@ struct Window {
     bytes: Bytes,
 }
 
+impl Window {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Sorted by start.
     spans: Vec<Span>,
     window: u64,
+    /// Oldest first; together at most [`READ_AHEAD`] bytes.
     windows: Vec<Window>,
 }
 
 impl State {
-    /// The column chunk holding byte `at`.
+    /// A column chunk holding byte `at`.
     fn span_of(&self, at: u64) -> Option<usize> {
         let after = self.spans.partition_point(|s| s.start <= at);
         let i = after.checked_sub(1)?;
-        (self.spans[i].end > at).then_some(i)
+        if self.spans[i].end > at {
+            return Some(i);
+        }
+        // Column chunks that overlap (a corrupt footer): any that holds `at`.
+        self.spans[..i].iter().rposition(|s| s.end > at)
+    }
+
+    /// Bytes held in windows.
+    fn held(&self) -> u64 {
+        self.windows.iter().map(|w| w.bytes.len() as u64).sum()
+    }
+
+    /// Keeps `w` as its column chunk's window: drops the chunk's earlier one and other row
+    /// groups', then the oldest until all fit [`READ_AHEAD`].
+    fn keep(&mut self, w: Window) {
+        let group = self.spans[w.span].group;
+        let spans = &self.spans;
+        self.windows
+            .retain(|o| o.span != w.span && spans[o.span].group == group);
+        let len = w.bytes.len() as u64;
+        let mut held = self.held();
+        while held.saturating_add(len) > READ_AHEAD && !self.windows.is_empty() {
+            let old = self.windows.remove(0);
+            held -= old.bytes.len() as u64;
+        }
+        self.windows.push(w);
     }
 }
 
@@ -97,7 +135,8 @@ impl<R> Shared<R> {
 }
 
 impl<R: ChunkSource> Shared<R> {
-    /// The bytes `start..start + len`, through the column chunks' windows.
+    /// The bytes `start..start + len`: from a window when they lie in one column chunk and
+    /// fit its window; else read as asked and not kept.
     fn bytes_at(&self, start: u64, len: u64) -> Result<Bytes> {
         let end = match start.checked_add(len) {
             Some(end) if end <= self.len => end,
@@ -109,21 +148,31 @@ impl<R: ChunkSource> Shared<R> {
                 )));
             }
         };
-        let mut state = self.state();
-        let Some(i) = state.span_of(start).filter(|&i| end <= state.spans[i].end) else {
-            drop(state);
-            return self.fetch(start, len);
+        let span = {
+            let state = self.state();
+            state
+                .span_of(start)
+                .filter(|&i| end <= state.spans[i].end && len <= state.window)
         };
+        match span {
+            Some(i) => Ok(self.window_at(i, start, len)?.slice(..len as usize)),
+            None => self.fetch(start, len),
+        }
+    }
+
+    /// The bytes of column chunk `i` from `at` to the end of a window holding at least
+    /// `need` of them (`at + need` within the chunk, `need` at most a window).
+    fn window_at(&self, i: usize, at: u64, need: u64) -> Result<Bytes> {
+        let mut state = self.state();
         if let Some(w) = state
             .windows
             .iter()
-            .find(|w| w.span == i && w.start <= start && end <= w.start + w.bytes.len() as u64)
+            .find(|w| w.span == i && w.start <= at && at + need <= w.end())
         {
-            let from = (start - w.start) as usize;
-            return Ok(w.bytes.slice(from..from + len as usize));
+            return Ok(w.bytes.slice((at - w.start) as usize..));
         }
         let span = state.spans[i];
-        if start == span.start
+        if at == span.start
             && !state
                 .windows
                 .iter()
@@ -141,10 +190,19 @@ impl<R: ChunkSource> Shared<R> {
                 })
                 .collect();
             if ranges.iter().map(|r| r.end - r.start).sum::<u64>() <= READ_AHEAD {
-                let all = self.inner.get_ranges(&ranges)?;
+                // The previous row group's windows go before the next are read.
                 state.windows.clear();
+                let all = self.inner.get_ranges(&ranges)?;
+                if all.len() != ranges.len() {
+                    return Err(ParquetError::EOF(format!(
+                        "asked for {} ranges, read {}",
+                        ranges.len(),
+                        all.len()
+                    )));
+                }
                 for ((j, range), bytes) in group.into_iter().zip(ranges).zip(all) {
                     if bytes.len() as u64 != range.end - range.start {
+                        state.windows.clear();
                         return Err(ParquetError::EOF(format!(
                             "asked for {} bytes at {}, read {}",
                             range.end - range.start,
@@ -161,22 +219,20 @@ impl<R: ChunkSource> Shared<R> {
                 if let Some(w) = state
                     .windows
                     .iter()
-                    .find(|w| w.span == i && end <= w.start + w.bytes.len() as u64)
+                    .find(|w| w.span == i && at + need <= w.end())
                 {
-                    return Ok(w.bytes.slice(..len as usize));
+                    return Ok(w.bytes.clone());
                 }
             }
         }
-        let until = span.end.min(start.saturating_add(state.window)).max(end);
-        let bytes = self.fetch(start, until - start)?;
-        let State { spans, windows, .. } = &mut *state;
-        windows.retain(|w| w.span != i && spans[w.span].group == span.group);
-        windows.push(Window {
+        let len = (span.end - at).min(state.window).max(need);
+        let bytes = self.fetch(at, len)?;
+        state.keep(Window {
             span: i,
-            start,
+            start: at,
             bytes: bytes.clone(),
         });
-        Ok(bytes.slice(..len as usize))
+        Ok(bytes)
     }
 
     /// One read of the underlying reader, checked for its length.
@@ -191,15 +247,6 @@ impl<R: ChunkSource> Shared<R> {
             )));
         }
         Ok(bytes)
-    }
-
-    /// How many bytes a read at `at` asks for: to the end of its column chunk, or a little.
-    fn readable(&self, at: u64) -> u64 {
-        let state = self.state();
-        match state.span_of(at) {
-            Some(i) => state.spans[i].end - at,
-            None => (self.len - at).min(SMALL_READ),
-        }
     }
 }
 
@@ -237,39 +284,43 @@ impl<R: ChunkSource> Chunks<R> {
         state.windows.clear();
     }
 
-    /// Refuses the page whose header starts at `at` if it claims more than [`MAX_PAGE_BYTES`].
-    fn check_page(&self, at: u64, end: u64) -> Result<()> {
-        let mut peek = Peek {
-            end,
-            read: ChunkRead {
-                shared: self.shared.clone(),
-                pos: at,
-            },
-            budget: PEEK_BUDGET,
-        };
-        match peek.page_sizes() {
-            Ok((uncompressed, compressed)) => {
-                for (what, size) in [("uncompressed", uncompressed), ("compressed", compressed)] {
-                    // Over the bound as a 64-bit value, or as the 32-bit one a reader may keep.
-                    if size
-                        .is_some_and(|n| n > MAX_PAGE_BYTES || i64::from(n as i32) > MAX_PAGE_BYTES)
-                    {
-                        return Err(ParquetError::General(format!(
-                            "the page at byte {at} claims {} bytes {what}, more than the {} MiB read at once",
-                            size.unwrap_or_default(),
-                            MAX_PAGE_BYTES >> 20
-                        )));
-                    }
-                }
-                Ok(())
+    /// Bytes held in windows.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> u64 {
+        self.shared.state().held()
+    }
+
+    /// Refuses the page whose header starts at `at`, in the column chunk ending at `end`, if
+    /// the header is not one the library reads as it is read here, or claims more than
+    /// [`MAX_PAGE_BYTES`].
+    fn check_page(&self, mut peek: ChunkRead<R>) -> Result<()> {
+        let (at, end) = (peek.pos, peek.end);
+        let sizes = header::page_sizes(&mut peek).map_err(|e| match e {
+            Unreadable::Malformed(why) => {
+                ParquetError::General(format!("the page header at byte {at} is corrupt: {why}"))
             }
-            Err(Unpeekable::TooComplex) => Err(ParquetError::General(format!(
+            Unreadable::PastEnd => ParquetError::General(format!(
+                "the page header at byte {at} reaches past the end of its column chunk (byte {end})"
+            )),
+            Unreadable::TooComplex => ParquetError::General(format!(
                 "the page header at byte {at} is too deeply nested or too long to read"
-            ))),
-            // Not a header this reads: the library's own reader reports what is wrong.
-            Err(Unpeekable::Malformed) => Ok(()),
-            Err(Unpeekable::Read(e)) => Err(e),
+            )),
+            Unreadable::Read(e) => e,
+        })?;
+        for (what, size) in [
+            ("uncompressed", sizes.uncompressed),
+            ("compressed", sizes.compressed),
+        ] {
+            if let Some(n) = size
+                && i64::from(n) > MAX_PAGE_BYTES
+            {
+                return Err(ParquetError::General(format!(
+                    "the page at byte {at} claims {n} bytes {what}, more than the {} MiB read at once",
+                    MAX_PAGE_BYTES >> 20
+                )));
+            }
         }
+        Ok(())
     }
 }
 
@@ -284,17 +335,11 @@ impl<R: ChunkSource> ChunkReader for Chunks<R> {
 
     /// The library reads page headers (and the footer's last bytes) this way.
     fn get_read(&self, start: u64) -> Result<ChunkRead<R>> {
-        let span = {
-            let state = self.shared.state();
-            state.span_of(start).map(|i| state.spans[i].end)
-        };
-        if let Some(end) = span {
-            self.check_page(start, end)?;
+        let read = ChunkRead::new(self.shared.clone(), start);
+        if read.span.is_some() {
+            self.check_page(ChunkRead::new(self.shared.clone(), start))?;
         }
-        Ok(ChunkRead {
-            shared: self.shared.clone(),
-            pos: start,
-        })
+        Ok(read)
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes> {
@@ -302,214 +347,88 @@ impl<R: ChunkSource> ChunkReader for Chunks<R> {
     }
 }
 
-/// Reads from a position on, through the column chunks' windows.
+/// Reads from a position on, to the end of the column chunk it started in (through its
+/// windows), or at most [`SMALL_READ`] bytes in one request outside every column chunk.
 pub(super) struct ChunkRead<R> {
     shared: Arc<Shared<R>>,
+    /// The column chunk read.
+    span: Option<usize>,
     pos: u64,
+    /// Where the read ends.
+    end: u64,
+    /// Bytes from `pos` on, read already.
+    buf: Bytes,
+}
+
+impl<R: ChunkSource> ChunkRead<R> {
+    fn new(shared: Arc<Shared<R>>, start: u64) -> Self {
+        let (span, end) = {
+            let state = shared.state();
+            match state.span_of(start) {
+                Some(i) => (Some(i), state.spans[i].end),
+                None => (None, shared.len.min(start.saturating_add(SMALL_READ))),
+            }
+        };
+        ChunkRead {
+            shared,
+            span,
+            pos: start,
+            end,
+            buf: Bytes::new(),
+        }
+    }
+
+    /// Fills `buf` when it is empty, unless at the end.
+    fn fill(&mut self) -> Result<()> {
+        if !self.buf.is_empty() || self.pos >= self.end {
+            return Ok(());
+        }
+        self.buf = match self.span {
+            Some(i) => self.shared.window_at(i, self.pos, 1)?,
+            None => self.shared.fetch(self.pos, self.end - self.pos)?,
+        };
+        Ok(())
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.pos += n as u64;
+    }
 }
 
 impl<R: ChunkSource> Read for ChunkRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() || self.pos >= self.shared.len {
+        if buf.is_empty() {
             return Ok(0);
         }
-        let n = self.shared.readable(self.pos).min(buf.len() as u64);
-        let bytes = self
-            .shared
-            .bytes_at(self.pos, n)
-            .map_err(io::Error::other)?;
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        self.pos += bytes.len() as u64;
-        Ok(bytes.len())
+        self.fill().map_err(io::Error::other)?;
+        let n = self.buf.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.buf[..n]);
+        self.advance(n);
+        Ok(n)
     }
 }
 
-/// Fields, elements and nesting a page header may have before its sizes are found.
-const PEEK_BUDGET: u32 = 100_000;
-const PEEK_DEPTH: u32 = 32;
-
-enum Unpeekable {
-    /// Not Thrift's compact encoding as this reads it.
-    Malformed,
-    /// More fields or nesting than any real header has.
-    TooComplex,
-    Read(ParquetError),
-}
-
-/// Reads the sizes of a page header (Thrift compact protocol: `PageHeader` fields 2,
-/// `uncompressed_page_size`, and 3, `compressed_page_size`), skipping any other field in
-/// whatever order they come, without holding any of it.
-struct Peek<R> {
-    read: ChunkRead<R>,
-    /// The end of the column chunk: a header does not reach past it.
-    end: u64,
-    budget: u32,
-}
-
-impl<R: ChunkSource> Peek<R> {
-    fn byte(&mut self) -> std::result::Result<u8, Unpeekable> {
-        if self.read.pos >= self.end {
-            return Err(Unpeekable::Malformed);
-        }
-        let mut b = [0u8; 1];
-        match self.read.read(&mut b) {
-            Ok(1) => Ok(b[0]),
-            Ok(_) => Err(Unpeekable::Malformed),
-            Err(e) => Err(Unpeekable::Read(ParquetError::External(Box::new(e)))),
-        }
+impl<R: ChunkSource> header::Source for ChunkRead<R> {
+    fn byte(&mut self) -> std::result::Result<u8, Unreadable> {
+        self.fill().map_err(Unreadable::Read)?;
+        let b = *self.buf.first().ok_or(Unreadable::PastEnd)?;
+        self.advance(1);
+        Ok(b)
     }
 
-    fn spend(&mut self) -> std::result::Result<(), Unpeekable> {
-        self.budget = self.budget.checked_sub(1).ok_or(Unpeekable::TooComplex)?;
+    fn skip(&mut self, n: u64) -> std::result::Result<(), Unreadable> {
+        let to = self
+            .pos
+            .checked_add(n)
+            .filter(|&to| to <= self.end)
+            .ok_or(Unreadable::PastEnd)?;
+        if n < self.buf.len() as u64 {
+            self.buf.advance(n as usize);
+        } else {
+            self.buf = Bytes::new();
+        }
+        self.pos = to;
         Ok(())
-    }
-
-    fn varint(&mut self) -> std::result::Result<u64, Unpeekable> {
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(Unpeekable::Malformed)
-    }
-
-    fn zigzag(&mut self) -> std::result::Result<i64, Unpeekable> {
-        let v = self.varint()?;
-        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
-    }
-
-    fn skip_bytes(&mut self, n: u64) {
-        self.read.pos = self.read.pos.saturating_add(n);
-    }
-
-    /// The two sizes of the header at the read position, as far as it has them.
-    fn page_sizes(&mut self) -> std::result::Result<(Option<i64>, Option<i64>), Unpeekable> {
-        let (mut uncompressed, mut compressed) = (None, None);
-        let mut id = 0i64;
-        while uncompressed.is_none() || compressed.is_none() {
-            self.spend()?;
-            let header = self.byte()?;
-            if header == 0 {
-                break;
-            }
-            let kind = header & 0x0f;
-            let delta = i64::from(header >> 4);
-            id = if delta == 0 {
-                self.zigzag()?
-            } else {
-                id + delta
-            };
-            match (id, kind) {
-                (2, 5) => uncompressed = Some(self.zigzag()?),
-                (3, 5) => compressed = Some(self.zigzag()?),
-                _ => self.skip(kind, false, 0)?,
-            }
-        }
-        Ok((uncompressed, compressed))
-    }
-
-    /// Skips one value of Thrift compact type `kind` (`listed`: an element of a list, where
-    /// a boolean takes a byte).
-    fn skip(&mut self, kind: u8, listed: bool, depth: u32) -> std::result::Result<(), Unpeekable> {
-        self.spend()?;
-        if depth > PEEK_DEPTH {
-            return Err(Unpeekable::TooComplex);
-        }
-        match kind {
-            1 | 2 if !listed => {}
-            1..=3 => self.skip_bytes(1),
-            4..=6 => {
-                self.varint()?;
-            }
-            7 => self.skip_bytes(8),
-            8 => {
-                let n = self.varint()?;
-                self.skip_bytes(n);
-            }
-            9 | 10 => {
-                let header = self.byte()?;
-                let n = match header >> 4 {
-                    15 => self.varint()?,
-                    n => u64::from(n),
-                };
-                for _ in 0..n {
-                    self.skip(header & 0x0f, true, depth + 1)?;
-                }
-            }
-            11 => {
-                let n = self.varint()?;
-                if n > 0 {
-                    let types = self.byte()?;
-                    for _ in 0..n {
-                        self.skip(types >> 4, true, depth + 1)?;
-                        self.skip(types & 0x0f, true, depth + 1)?;
-                    }
-                }
-            }
-            12 => loop {
-                self.spend()?;
-                let header = self.byte()?;
-                if header == 0 {
-                    break;
-                }
-                if header >> 4 == 0 {
-                    self.zigzag()?;
-                }
-                self.skip(header & 0x0f, false, depth + 1)?;
-            },
-            13 => self.skip_bytes(16),
-            _ => return Err(Unpeekable::Malformed),
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    /// `header` at byte 100 of a file, inside a column chunk.
-    fn check(header: &[u8]) -> Result<()> {
-        let mut file = vec![0u8; 100];
-        file.extend_from_slice(header);
-        file.resize(file.len() + 100, 0);
-        let chunks = Chunks::new(Bytes::from(file));
-        let end = chunks.len() - 50;
-        chunks.set_spans(
-            vec![Span {
-                start: 100,
-                end,
-                group: 0,
-            }],
-            1,
-        );
-        chunks.get_read(100).map(|_| ())
-    }
-
-    #[test]
-    fn page_sizes_are_found_in_any_field_order() {
-        // Fields 1, 2, 3 in order, then the data page header: 4096 bytes both ways.
-        let plain = [0x15, 0x00, 0x15, 0x80, 0x40, 0x15, 0x80, 0x40, 0x00];
-        assert!(check(&plain).is_ok());
-        // A binary (field 8), a list of structs (field 9) and a nested struct (field 5)
-        // first, then field 3 and field 2 by their long form: 2^30 bytes uncompressed.
-        let mut reordered = vec![0x08, 0x10, 0x03, b'x', b'y', b'z'];
-        reordered.extend([0x19, 0x2c, 0x15, 0x02, 0x00, 0x15, 0x04, 0x00]);
-        reordered.extend([0x0c, 0x0a, 0x15, 0x00, 0x16, 0x02, 0x00]);
-        reordered.extend([0x05, 0x06, 0x80, 0x40]);
-        reordered.extend([0x05, 0x04, 0x80, 0x80, 0x80, 0x80, 0x08, 0x00]);
-        let e = check(&reordered).unwrap_err().to_string();
-        assert!(e.contains("claims 1073741824 bytes uncompressed"), "{e}");
-        // Nesting deeper than any header: refused, not followed.
-        let mut deep = vec![0x1c; 40];
-        deep.push(0x00);
-        let e = check(&deep).unwrap_err().to_string();
-        assert!(e.contains("too deeply nested"), "{e}");
-        // Not a header this reads (an unknown type): left to the library to report.
-        assert!(check(&[0x1e, 0x00]).is_ok());
     }
 }

@@ -4,7 +4,8 @@
 //!   [`ChunkReader`](parquet::file::reader::ChunkReader) — a local `File`, or a
 //!   ranged reader over object storage ([`open_chunks`], [`ChunkSource`]) — the same way: the footer first,
 //!   then each column chunk read ahead in bounded windows (one read per column chunk when it
-//!   fits), every page header checked against [`MAX_PAGE_BYTES`] before its page is read.
+//!   fits; all windows together bounded), every page header read to its end and checked
+//!   against [`MAX_PAGE_BYTES`] and its column chunk before the library reads it.
 //! - **Opening** ([`layout`]): the file must start and end with `PAR1`, and its footer must
 //!   fit the file and [`MAX_FOOTER_BYTES`] before the Parquet library reads it; an encrypted
 //!   footer (`PARE`) is refused. The `geo` key-value metadata ([`metadata`]) names the primary
@@ -35,6 +36,7 @@
 mod chunks;
 pub use chunks::ChunkSource;
 mod geometry;
+mod header;
 mod infer;
 mod layout;
 pub(crate) mod metadata;
@@ -98,12 +100,22 @@ pub fn open_chunks<R: ChunkSource + 'static>(
     Ok((Box::new(reader), skipped))
 }
 
-/// Runs a call into the Parquet library, turning a panic on corrupt data into an error.
+/// Runs a call into the Parquet library, turning a panic on corrupt data into an error that
+/// keeps the panic's message.
 fn guarded<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the Parquet decoder failed on this data".into()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+            Err(match message {
+                Some(m) => format!("the Parquet decoder failed on this data: {m}"),
+                None => "the Parquet decoder failed on this data".into(),
+            })
+        }
     }
 }
 

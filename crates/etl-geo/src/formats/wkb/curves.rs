@@ -6,7 +6,7 @@ use geo_types::{Coord, LineString, MultiLineString, Polygon};
 use super::read::polygon;
 use super::{
     CIRCULARSTRING, COMPOUNDCURVE, CURVEPOLYGON, Header, LINESTRING, MIN_GEOMETRY, MULTICURVE,
-    Reader, WkbError, type_name,
+    Reader, WkbError, reserve, type_name,
 };
 use crate::curve;
 use crate::repair::close_ring;
@@ -87,7 +87,7 @@ impl Reader<'_> {
 
     pub(super) fn curve_polygon(&mut self, h: Header) -> Result<Polygon<f64>, WkbError> {
         let n = self.count(h, MIN_GEOMETRY)?;
-        let mut rings = Vec::with_capacity(n);
+        let mut rings = reserve(n);
         for _ in 0..n {
             let mut ring = self.curve(CURVEPOLYGON)?;
             close_ring(&mut ring, self.repairs);
@@ -99,7 +99,7 @@ impl Reader<'_> {
     /// A MultiCurve's curves as lines; an empty one is left out.
     pub(super) fn multi_curve(&mut self, h: Header) -> Result<MultiLineString<f64>, WkbError> {
         let n = self.count(h, MIN_GEOMETRY)?;
-        let mut lines = Vec::with_capacity(n);
+        let mut lines = reserve(n);
         for _ in 0..n {
             let line = self.curve(MULTICURVE)?;
             if !line.is_empty() {

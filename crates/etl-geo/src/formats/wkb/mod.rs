@@ -67,6 +67,18 @@ const TRIANGLE: u32 = 17;
 /// The smallest WKB geometry: byte order, type and a count.
 const MIN_GEOMETRY: usize = 9;
 
+/// The most bytes reserved up front for the items a count read from the data announces. A
+/// count is checked against the bytes left, but collections nest (up to [`MAX_NESTING`]
+/// levels, each with its own count checked against nearly the same bytes), so reserving
+/// for each would add up to many times the input; past this, a Vec grows as its items are
+/// actually read.
+const MAX_RESERVE_BYTES: usize = 64 << 10;
+
+/// An empty Vec with room for `n` items, or for [`MAX_RESERVE_BYTES`] of them if fewer.
+fn reserve<T>(n: usize) -> Vec<T> {
+    Vec::with_capacity(n.min(MAX_RESERVE_BYTES / std::mem::size_of::<T>().max(1)))
+}
+
 fn type_name(kind: u32) -> &'static str {
     match kind {
         POINT => "Point",

@@ -9,7 +9,7 @@ use geo_types::{
 use super::{
     CIRCULARSTRING, COMPOUNDCURVE, CURVEPOLYGON, Header, LINESTRING, MAX_NESTING, MIN_GEOMETRY,
     MULTICURVE, MULTILINESTRING, MULTIPOINT, MULTIPOLYGON, MULTISURFACE, POINT, POLYGON,
-    POLYHEDRALSURFACE, Reader, TIN, TRIANGLE, WkbError, type_name,
+    POLYHEDRALSURFACE, Reader, TIN, TRIANGLE, WkbError, reserve, type_name,
 };
 use crate::repair::close_ring;
 
@@ -40,7 +40,7 @@ impl Reader<'_> {
             }
             MULTIPOINT => {
                 let n = self.count(h, MIN_GEOMETRY)?;
-                let mut points = Vec::with_capacity(n);
+                let mut points = reserve(n);
                 for _ in 0..n {
                     let m = self.member(h.kind, POINT)?;
                     let p = self.point(m)?;
@@ -53,7 +53,7 @@ impl Reader<'_> {
             }
             MULTILINESTRING => {
                 let n = self.count(h, MIN_GEOMETRY)?;
-                let mut lines = Vec::with_capacity(n);
+                let mut lines = reserve(n);
                 for _ in 0..n {
                     let m = self.member(h.kind, LINESTRING)?;
                     lines.push(LineString(self.coords(m)?));
@@ -62,7 +62,7 @@ impl Reader<'_> {
             }
             _ => {
                 let n = self.count(h, MIN_GEOMETRY)?;
-                let mut members = Vec::with_capacity(n);
+                let mut members = reserve(n);
                 for _ in 0..n {
                     let offset = self.offset;
                     let g = self.geometry(nesting.saturating_add(1))?;
@@ -89,7 +89,7 @@ impl Reader<'_> {
     /// A LineString's (or ring's, or CircularString's) positions, none NaN.
     pub(super) fn coords(&mut self, h: Header) -> Result<Vec<Coord<f64>>, WkbError> {
         let n = self.count(h, h.dims.saturating_mul(8))?;
-        let mut out = Vec::with_capacity(n);
+        let mut out = reserve(n);
         for _ in 0..n {
             let offset = self.offset;
             let c = self.raw_coord(h)?;
@@ -113,7 +113,7 @@ impl Reader<'_> {
 
     fn polygon(&mut self, h: Header) -> Result<Polygon<f64>, WkbError> {
         let n = self.count(h, 4)?;
-        let mut rings = Vec::with_capacity(n);
+        let mut rings = reserve(n);
         for _ in 0..n {
             let mut ring = self.coords(h)?;
             close_ring(&mut ring, self.repairs);
@@ -125,7 +125,7 @@ impl Reader<'_> {
     /// The polygons of a MultiPolygon, MultiSurface, PolyhedralSurface or TIN.
     fn surfaces(&mut self, h: Header) -> Result<Vec<Polygon<f64>>, WkbError> {
         let n = self.count(h, MIN_GEOMETRY)?;
-        let mut polygons = Vec::with_capacity(n);
+        let mut polygons = reserve(n);
         for _ in 0..n {
             let m = self.header()?;
             let allowed = match h.kind {

@@ -319,3 +319,34 @@ fn curves_made_straight_and_their_refusals() {
     triangle(&mut bad_tin, 3);
     assert_eq!(message(&bad_tin), "WKB: a Polygon inside a TIN at offset 9");
 }
+
+#[test]
+fn nested_claims_reserve_little_and_fail_cleanly() {
+    // 64 collections nested around a point, each claiming a member per 9 bytes left, then
+    // zeros: refused where the second member of the innermost collection should start.
+    const LEN: usize = 1 << 20;
+    let mut b = Vec::with_capacity(LEN);
+    for _ in 0..MAX_NESTING {
+        b.extend(le(COLLECTION));
+        let left = LEN - b.len() - 4;
+        count(&mut b, u32::try_from(left / 9).unwrap());
+    }
+    b.extend(le(POINT));
+    push(&mut b, &[1.0, 2.0]);
+    let second = b.len();
+    b.resize(LEN, 0);
+    assert_eq!(
+        read(&b),
+        Err(WkbError::GeometryType {
+            offset: second,
+            code: 0
+        })
+    );
+    // What any one count may reserve room for up front.
+    let room = reserve::<Geometry<f64>>(usize::MAX).capacity();
+    assert!(
+        room * std::mem::size_of::<Geometry<f64>>() <= MAX_RESERVE_BYTES,
+        "{room}"
+    );
+    assert_eq!(reserve::<Coord<f64>>(10).capacity(), 10);
+}

@@ -100,9 +100,9 @@ impl ChunkReader for Counting {
 }
 
 /// Every read asked of the underlying reader: (start, length).
-type Reads = Vec<(u64, usize)>;
+pub(super) type Reads = Vec<(u64, usize)>;
 
-fn read_all(bytes: &[u8]) -> (Result<Vec<Record>, ReadError>, Reads) {
+pub(super) fn read_all(bytes: &[u8]) -> (Result<Vec<Record>, ReadError>, Reads) {
     let reads = Arc::new(Mutex::new(Vec::new()));
     let reader = Counting {
         bytes: Bytes::copy_from_slice(bytes),
@@ -175,6 +175,12 @@ fn each_column_chunk_is_one_read_and_the_records_are_the_files() {
 /// its page replaced by a header claiming `uncompressed` bytes and a body of zeros filling
 /// the column chunk as the footer states it.
 fn with_page_claiming(uncompressed: i32) -> Vec<u8> {
+    with_page(|body| page_header(uncompressed, body, 50))
+}
+
+/// The same file with its column chunk replaced by `header(body)` and zeros: `body` is how
+/// many bytes the chunk has after the header.
+pub(super) fn with_page(header_of: impl Fn(i32) -> Vec<u8>) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "geometry",
         DataType::Binary,
@@ -205,7 +211,7 @@ fn with_page_claiming(uncompressed: i32) -> Vec<u8> {
     let mut header = Vec::new();
     for _ in 0..3 {
         let body = len - header.len();
-        header = page_header(uncompressed, body as i32, 50);
+        header = header_of(body as i32);
     }
     assert!(header.len() < len);
     let mut page = header;
@@ -214,16 +220,18 @@ fn with_page_claiming(uncompressed: i32) -> Vec<u8> {
     bytes
 }
 
-/// A Thrift compact `PageHeader` of a PLAIN data page.
-fn page_header(uncompressed: i32, compressed: i32, values: i32) -> Vec<u8> {
-    fn int(out: &mut Vec<u8>, v: i32) {
-        let mut z = ((v << 1) ^ (v >> 31)) as u32;
-        while z >= 0x80 {
-            out.push((z as u8) | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
+/// `v` as a Thrift compact zigzag varint.
+pub(super) fn int(out: &mut Vec<u8>, v: i32) {
+    let mut z = ((v << 1) ^ (v >> 31)) as u32;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
     }
+    out.push(z as u8);
+}
+
+/// A Thrift compact `PageHeader` of a PLAIN data page.
+pub(super) fn page_header(uncompressed: i32, compressed: i32, values: i32) -> Vec<u8> {
     let mut h = vec![0x15, 0x00, 0x15];
     int(&mut h, uncompressed);
     h.push(0x15);

@@ -123,3 +123,17 @@ fn corrupt_bytes_anywhere_never_panic() {
     // Both happen: corrupt data pages are caught, and bytes nothing checks go through.
     assert!(outcomes.0 > 0 && outcomes.1 > 0, "{outcomes:?}");
 }
+
+#[test]
+fn a_panic_in_the_parquet_library_keeps_its_message() {
+    use super::super::guarded;
+    let e = guarded(|| -> Result<(), String> { panic!("plain") }).unwrap_err();
+    assert_eq!(e, "the Parquet decoder failed on this data: plain");
+    let e = guarded(|| -> Result<(), String> { panic!("index {} out of range", 7) }).unwrap_err();
+    assert_eq!(
+        e,
+        "the Parquet decoder failed on this data: index 7 out of range"
+    );
+    let e = guarded(|| -> Result<(), String> { std::panic::panic_any(7u8) }).unwrap_err();
+    assert_eq!(e, "the Parquet decoder failed on this data");
+}

@@ -4,6 +4,7 @@
 
 mod chunks;
 mod hostile;
+mod pages;
 mod round_trip;
 
 use std::path::{Path, PathBuf};

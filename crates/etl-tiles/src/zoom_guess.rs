@@ -37,6 +37,12 @@
 //!    area (outer rings minus holes; lines and points do not count), summed over zooms 1..=z,
 //!    stay at or below 2 Mi (`2 · 1024 · 1024`). Only then `--smallest-maximum-zoom-guess` and
 //!    the minzoom raise it.
+//! 3b. **Ours, not tippecanoe's: the polygon size floor.** A guess below z5 for data with
+//!    polygons is raised to the zoom where the median polygon's bounding box is one tile wide,
+//!    at most to step 2's detail zoom + 4 and to z5 (`SIZE_FLOOR_MAX`). Tippecanoe gives z0 for
+//!    Natural Earth's 110m countries (features 173 km apart, vertices 138 km apart), a single
+//!    tile whose 9.8 km grid then stands for every zoom; we give z4. Every guess tippecanoe
+//!    makes at z5 or above, and every guess for points and lines, stays tippecanoe's.
 //! 4. With no sample at all (no feature, one point, or only duplicates of one point and no
 //!    multi-vertex feature) tippecanoe refuses (`Can't guess maxzoom (-zg) without at least two
 //!    distinct feature locations`) unless a smallest maximum zoom was given, which is then used.
@@ -76,6 +82,12 @@ use crate::geom::WorldGeom;
 /// The deepest zoom tippecanoe accepts (`MAX_ZOOM` in `main.hpp`); `--smallest-maximum-zoom-guess`
 /// is capped here.
 pub const TIPPECANOE_MAX_ZOOM: u8 = 24;
+
+/// The highest zoom the polygon size floor of [`ZoomGuesser::guess_with`] raises a guess to:
+/// guesses at or above it are tippecanoe's own. Below z5 a tile is wider than most countries;
+/// data that tippecanoe sends lower (1:110M-1:50M outlines) is generalised by tens of km, which
+/// z4-z5 tiles show in full.
+const SIZE_FLOOR_MAX: i64 = 5;
 
 /// Tippecanoe stops raising the max zoom before the polygons' area needs more tiles than this,
 /// summed over zooms 1..=maxzoom.
@@ -324,6 +336,9 @@ pub struct Guess {
     /// Step 3: when the polygons' area lowered the zoom, the tile count that would have been
     /// reached at the next zoom.
     pub limited_by_area: Option<f64>,
+    /// Our step beyond tippecanoe (see [`ZoomGuesser::guess_with`]): the zoom tippecanoe's
+    /// guess was raised to for polygons larger than its spacing suggests.
+    pub raised_for_size: Option<u8>,
 }
 
 impl Guess {
@@ -359,6 +374,12 @@ impl Guess {
                 (feet / FEET_PER_METRE) as i64,
             ));
         }
+        if let Some(z) = self.raised_for_size {
+            lines.push(format!(
+                "Raising maxzoom to -z{z}: the typical polygon fills a tile there, with its \
+                 vertices about 8 pixels apart"
+            ));
+        }
         if let Some(tiles) = self.limited_by_area {
             lines.push(format!(
                 "Limiting maxzoom to -z{} to keep from generating {} tiles",
@@ -387,6 +408,9 @@ pub struct ZoomGuesser {
     dist_count: u64,
     /// Step 3: total polygon area in squared world units.
     area_sum: f64,
+    /// Polygons by the zoom at which their bounding box's longer side is one tile
+    /// (index 0..=31, deeper ones in 31): the size floor of [`ZoomGuesser::guess_with`].
+    sizes: [u64; 32],
     /// Reused per feature (vertex indices, fixed polygon rings); not part of the state.
     scratch_index: Vec<u64>,
     scratch_ring: Vec<[i64; 2]>,
@@ -445,6 +469,22 @@ impl ZoomGuesser {
             self.dist_count += gaps;
         }
 
+        // The size floor (ours): polygons by the zoom whose tile they span.
+        if matches!(g, WorldGeom::Polygons(_))
+            && let Some(b) = crate::tiler::world_bbox(g)
+        {
+            let extent = b[2]
+                .saturating_sub(b[0])
+                .max(b[3].saturating_sub(b[1]))
+                .max(1) as u64;
+            // ceil(log2(extent)): the tile side 2^(32 - z) that holds the feature's extent.
+            let bits = 64 - (extent - 1).leading_zeros();
+            let z = 32u32.saturating_sub(bits).min(31) as usize;
+            if let Some(n) = self.sizes.get_mut(z) {
+                *n += 1;
+            }
+        }
+
         // Step 3: outer rings count positive, holes negative (after `fix_polygon`'s
         // orientation), so this is the polygon's net area.
         if let WorldGeom::Polygons(polygons) = g {
@@ -484,6 +524,9 @@ impl ZoomGuesser {
         self.dist_sum += other.dist_sum;
         self.dist_count += other.dist_count;
         self.area_sum += other.area_sum;
+        for (a, b) in self.sizes.iter_mut().zip(other.sizes) {
+            *a += b;
+        }
     }
 
     /// Features added so far (duplicates included).
@@ -566,6 +609,37 @@ impl ZoomGuesser {
             });
         }
 
+        // Beyond tippecanoe: polygons whose vertices are far apart (country outlines at
+        // 1:110M) get z0 from the steps above, though a map of them wants to zoom in until a
+        // typical one fills a tile. A guess below SIZE_FLOOR_MAX is raised to the zoom where
+        // the median polygon's extent is one tile, but no further than the detail zoom + 4
+        // (where the vertices are about 8 pixels apart on a 256-pixel tile: step 2 puts an
+        // eighth of their spacing at one of 4096 tile units) and no further than
+        // SIZE_FLOOR_MAX, so every guess tippecanoe makes at or above it stands. The area limit
+        // below still applies.
+        let mut raised_for_size = None;
+        let polygons: u64 = self.sizes.iter().sum();
+        if polygons > 0 && maxzoom < SIZE_FLOOR_MAX {
+            let mut seen = 0;
+            let median = self
+                .sizes
+                .iter()
+                .position(|n| {
+                    seen += n;
+                    seen * 2 >= polygons
+                })
+                .unwrap_or(0) as i64;
+            let floor = match detail {
+                Some(d) => median.min(i64::from(d.zoom).saturating_add(4)),
+                None => median,
+            }
+            .min(SIZE_FLOOR_MAX);
+            if floor > maxzoom {
+                maxzoom = floor;
+                raised_for_size = Some(to_zoom(floor));
+            }
+        }
+
         maxzoom = maxzoom.max(0).min(32 - full_detail).min(33 - low_detail);
 
         let mut limited_by_area = None;
@@ -592,6 +666,7 @@ impl ZoomGuesser {
             spacing,
             detail,
             limited_by_area,
+            raised_for_size: raised_for_size.filter(|z| i64::from(*z) <= maxzoom),
         })
     }
 }
@@ -998,6 +1073,66 @@ mod tests {
     /// own location, its corner (2^31, 0), is one huge gap among small ones: σ grows and the
     /// spacing guess rises from z18 to z20.) With a hole of the same size the net area is 0 and
     /// nothing is cut.
+    /// Country-sized squares: tippecanoe's steps give z0-z1 (as tippecanoe 2.72 gives z0 for
+    /// Natural Earth's 110m countries); the size floor raises the guess to where a typical one
+    /// fills a tile, but no further than its vertices' detail + 4 and z5. Small polygons keep
+    /// tippecanoe's guess.
+    #[test]
+    fn sparse_country_sized_polygons_are_raised_to_their_size() {
+        // `n` squares of `side` world units, `step` apart, with `k` vertices along each edge.
+        let squares = |side: i64, step: i64, n: i64, k: i64| -> Vec<WorldGeom> {
+            (0..n)
+                .map(|i| {
+                    let (x, y) = ((i % 8) * step, (i / 8) * step);
+                    let mut ring = Vec::new();
+                    for (ax, ay, bx, by) in [(0, 0, 1, 0), (1, 0, 1, 1), (1, 1, 0, 1), (0, 1, 0, 0)]
+                    {
+                        for t in 0..k {
+                            ring.push([
+                                x + side * (ax * (k - t) + bx * t) / k,
+                                y + side * (ay * (k - t) + by * t) / k,
+                            ]);
+                        }
+                    }
+                    ring.push([x, y]);
+                    WorldGeom::Polygons(vec![vec![ring]])
+                })
+                .collect()
+        };
+        let guess_of = |features: Vec<WorldGeom>| {
+            let mut g = ZoomGuesser::new();
+            for f in &features {
+                g.add(f);
+            }
+            g.guess_with(&GuessOptions::default()).unwrap()
+        };
+        // 1/64 of the world (about 5.6 degrees), vertices every 1/32 of a side: median z6,
+        // capped at z5 (the detail, z2 + 4, would allow z6).
+        let guess = guess_of(squares(1 << 26, 1 << 28, 40, 32));
+        assert!(guess.spacing.unwrap().zoom <= 1, "{guess:?}");
+        assert_eq!(guess.maxzoom, 5, "{guess:?}");
+        assert_eq!(guess.raised_for_size, Some(5));
+        assert!(
+            guess
+                .describe()
+                .iter()
+                .any(|l| l.starts_with("Raising maxzoom to -z5"))
+        );
+        // Corners only: the vertices' detail limits the raise (z-2 + 4).
+        let guess = guess_of(squares(1 << 26, 1 << 28, 40, 1));
+        assert_eq!(
+            (guess.maxzoom, guess.detail.unwrap().zoom),
+            (2, -2),
+            "{guess:?}"
+        );
+        // 1/8 of the world, detailed: they fill a tile at z3.
+        assert_eq!(guess_of(squares(1 << 29, 1 << 29, 8, 64)).maxzoom, 3);
+        // Tiny squares far apart: tippecanoe's own guess (above z5) stands.
+        let guess = guess_of(squares(1 << 12, 1 << 28, 40, 2));
+        assert_eq!(guess.raised_for_size, None, "{guess:?}");
+        assert!(guess.maxzoom > 5, "{guess:?}");
+    }
+
     #[test]
     fn polygon_area_limits_the_tile_count() {
         let h = 1i64 << 31;

@@ -447,6 +447,9 @@ impl Job for PmtilesJob {
                 "shard written"
             );
         }
+        for note in &report.guess_notes {
+            tracing::info!("{note}");
+        }
         if let Some(z) = report.guessed_zoom {
             tracing::info!("Choosing a maxzoom of -z{z}");
         }

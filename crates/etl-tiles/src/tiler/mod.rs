@@ -40,6 +40,7 @@ use serde_json::{Map, Value};
 
 pub use assemble::TileLimitError;
 pub use attrs::{AttrFilter, mvt_value};
+pub(crate) use cut::bbox as world_bbox;
 
 use crate::archive::{ArchiveError, ArchiveWriter, DEDUP_CACHE_BYTES};
 use crate::geom::project;
@@ -174,6 +175,8 @@ pub struct TileReport {
     pub max_zoom: u8,
     /// The `-zg` guess, when one was made.
     pub guessed_zoom: Option<u8>,
+    /// How the guess was made, in tippecanoe's words (`Choosing a maxzoom of -z…`).
+    pub guess_notes: Vec<String>,
     /// Tiles written (before deduplication).
     pub tiles: u64,
     /// Bytes of (compressed) tile data written, before deduplication.
@@ -396,14 +399,20 @@ impl Tiler {
         self.stage.write_all(&self.buf)?;
         self.buf = Vec::new();
         let mut stage = self.stage.into_inner().map_err(|e| e.into_error())?;
-        let guessed = match self.opts.max_zoom {
-            Some(_) => None,
-            None => Some(
-                self.guesser
-                    .guess()
-                    .unwrap_or(0)
-                    .clamp(self.opts.min_zoom, MAX_TILER_ZOOM),
-            ),
+        let (guessed, guess_notes) = match self.opts.max_zoom {
+            Some(_) => (None, Vec::new()),
+            None => {
+                let g = self
+                    .guesser
+                    .guess_with(&crate::zoom_guess::GuessOptions::default());
+                (
+                    Some(
+                        g.map_or(0, |g| g.maxzoom)
+                            .clamp(self.opts.min_zoom, MAX_TILER_ZOOM),
+                    ),
+                    g.map_or_else(Vec::new, |g| g.describe()),
+                )
+            }
         };
         let mut max_zoom = self.opts.max_zoom.or(guessed).unwrap_or(14);
         let min_zoom = self.opts.min_zoom.min(max_zoom);
@@ -428,6 +437,7 @@ impl Tiler {
                 min_zoom,
                 max_zoom,
                 guessed_zoom: guessed,
+                guess_notes,
                 shard: partition.as_ref().map(|(i, n, part)| {
                     let r = part.range(*i);
                     ShardReport {

@@ -1,0 +1,102 @@
+//! Natural Earth's 110m countries (179 polygons, shared/peer-fixtures) as a new user brings them:
+//! the Shapefile straight in, default flags. Country interiors are millions of tiles; they must
+//! cost runs of one stored tile, not one tile each, and `-zg` must pick a zoom a map can use.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `shared/peer-fixtures/flatgeobuf/countries.shp` beside the repository. Read-only and present
+/// locally and in CI: a missing one fails the test, it never skips it.
+fn countries() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/peer-fixtures/flatgeobuf/countries.shp");
+    assert!(
+        p.is_file(),
+        "peer fixture missing: {} (expected shared/peer-fixtures beside the repository)",
+        p.display()
+    );
+    p
+}
+
+fn etl_pmtiles(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("ETL_CHECKPOINT")
+        .env_remove("ETL_OUTPUT")
+        .env_remove("ETL_INPUT")
+        .args(args)
+        .output()
+        .expect("spawn etl-pmtiles");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn show(p: &Path) -> Value {
+    let (code, stdout, stderr) = etl_pmtiles(&["show", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The `archive written` log record.
+fn written(stdout: &str, stderr: &str) -> Value {
+    stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "archive written")
+        .unwrap_or_else(|| {
+            panic!("no 'archive written' record\n--- stderr\n{stderr}\n--- stdout\n{stdout}")
+        })
+}
+
+#[test]
+fn country_interiors_are_runs_not_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("countries.pmtiles");
+    let input = countries();
+    let (code, stdout, stderr) =
+        etl_pmtiles(&["-o", out.to_str().unwrap(), "-z11", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, _, verify_err) = etl_pmtiles(&["verify", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verify_err}");
+    let v = show(&out);
+    let tiles = v["tiles"].as_u64().unwrap();
+    let entries = v["tile_entries"].as_u64().unwrap();
+    let bytes = std::fs::metadata(&out).unwrap().len();
+    // About 2.1 million tiles (countries cover a third of the Mercator world), made from a
+    // tenth as many fragments and addressed by a tenth as many entries.
+    assert!(tiles > 2_000_000, "{tiles} tiles");
+    assert!(entries * 10 < tiles, "{entries} entries for {tiles} tiles");
+    let w = written(&stdout, &stderr);
+    let fragments = w["fragments"].as_u64().unwrap();
+    assert!(
+        fragments * 5 < tiles,
+        "{fragments} fragments for {tiles} tiles"
+    );
+    assert!(bytes < 20 << 20, "{bytes} bytes");
+    // Every zoom is there, each with the interiors of the largest countries.
+    let per_zoom = v["tiles_per_zoom"].as_object().unwrap();
+    assert_eq!(per_zoom.len(), 12, "{per_zoom:?}");
+    assert!(per_zoom["11"].as_u64().unwrap() > 1_500_000, "{per_zoom:?}");
+}
+
+#[test]
+fn guessed_zoom_for_countries_is_raised_to_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("countries.pmtiles");
+    let input = countries();
+    let (code, stdout, stderr) =
+        etl_pmtiles(&["-o", out.to_str().unwrap(), "-zg", input.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // tippecanoe 2.72 says z0 for these (spacing and detail); the size floor gives z4.
+    assert!(stderr.contains("Choosing a maxzoom of -z0"), "{stderr}");
+    assert!(stderr.contains("Raising maxzoom to -z4"), "{stderr}");
+    assert_eq!(show(&out)["header"]["max_zoom"], 4);
+}

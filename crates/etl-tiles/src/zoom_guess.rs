@@ -322,8 +322,8 @@ pub struct Detail {
 pub struct Guess {
     /// The chosen max zoom.
     pub maxzoom: u8,
-    /// What `-Bg` (without a marker width) would use as the base zoom: the guess before the
-    /// smallest-maximum-zoom and minzoom floors.
+    /// What `-Bg` (without a marker width) would use as the base zoom: the guess (with our
+    /// polygon size floor) before the smallest-maximum-zoom and minzoom floors.
     pub basezoom: u8,
     /// Distinct feature locations (distinct indices).
     pub distinct_locations: u64,
@@ -376,8 +376,8 @@ impl Guess {
         }
         if let Some(z) = self.raised_for_size {
             lines.push(format!(
-                "Raising maxzoom to -z{z}: the typical polygon fills a tile there, with its \
-                 vertices about 8 pixels apart"
+                "Raising maxzoom to -z{z} for polygons typically about a tile wide there (at \
+                 most -z5, the vertices' detail and the area allow)"
             ));
         }
         if let Some(tiles) = self.limited_by_area {
@@ -609,17 +609,40 @@ impl ZoomGuesser {
             });
         }
 
+        maxzoom = maxzoom.max(0).min(32 - full_detail).min(33 - low_detail);
+
+        // Step 3: the deepest zoom the polygons' area allows (tiles over zooms 1..=z at most
+        // MAX_AREA_TILES), looked for up to the deepest zoom any step below may want.
+        let deepest = maxzoom.max(SIZE_FLOOR_MAX);
+        let mut area_cap = deepest;
+        let mut area_tiles = None;
+        let mut total_tiles = 0.0f64;
+        for z in 1..=deepest {
+            let tile_side = 2f64.powi(32 - z as i32);
+            total_tiles += (self.area_sum / (tile_side * tile_side)).ceil();
+            if total_tiles > MAX_AREA_TILES {
+                area_cap = z - 1;
+                area_tiles = Some(total_tiles);
+                break;
+            }
+        }
+        let mut limited_by_area = None;
+        if area_cap < maxzoom {
+            maxzoom = area_cap;
+            limited_by_area = area_tiles;
+        }
+
         // Beyond tippecanoe: polygons whose vertices are far apart (country outlines at
         // 1:110M) get z0 from the steps above, though a map of them wants to zoom in until a
-        // typical one fills a tile. A guess below SIZE_FLOOR_MAX is raised to the zoom where
-        // the median polygon's extent is one tile, but no further than the detail zoom + 4
-        // (where the vertices are about 8 pixels apart on a 256-pixel tile: step 2 puts an
-        // eighth of their spacing at one of 4096 tile units) and no further than
-        // SIZE_FLOOR_MAX, so every guess tippecanoe makes at or above it stands. The area limit
-        // below still applies.
+        // typical one fills a tile. When polygons are at least half of the features, a guess
+        // below SIZE_FLOOR_MAX is raised to the zoom where the median polygon's extent is one
+        // tile, but no further than the detail zoom + 4 (where an eighth of the vertex spacing
+        // is one pixel of a 256-pixel tile: step 2 puts it at one of 4096 tile units), than
+        // SIZE_FLOOR_MAX, or than the area allows. Every guess tippecanoe makes at or above
+        // SIZE_FLOOR_MAX, and every guess for data mostly of points or lines, stands.
         let mut raised_for_size = None;
         let polygons: u64 = self.sizes.iter().sum();
-        if polygons > 0 && maxzoom < SIZE_FLOOR_MAX {
+        if polygons > 0 && polygons * 2 >= self.features && maxzoom < SIZE_FLOOR_MAX {
             let mut seen = 0;
             let median = self
                 .sizes
@@ -633,25 +656,11 @@ impl ZoomGuesser {
                 Some(d) => median.min(i64::from(d.zoom).saturating_add(4)),
                 None => median,
             }
-            .min(SIZE_FLOOR_MAX);
+            .min(SIZE_FLOOR_MAX)
+            .min(area_cap);
             if floor > maxzoom {
                 maxzoom = floor;
                 raised_for_size = Some(to_zoom(floor));
-            }
-        }
-
-        maxzoom = maxzoom.max(0).min(32 - full_detail).min(33 - low_detail);
-
-        let mut limited_by_area = None;
-        let mut total_tiles = 0.0f64;
-        let unlimited = maxzoom;
-        for z in 1..=unlimited {
-            let tile_side = 2f64.powi(32 - z as i32);
-            total_tiles += (self.area_sum / (tile_side * tile_side)).ceil();
-            if total_tiles > MAX_AREA_TILES {
-                maxzoom = z - 1;
-                limited_by_area = Some(total_tiles);
-                break;
             }
         }
 
@@ -666,7 +675,7 @@ impl ZoomGuesser {
             spacing,
             detail,
             limited_by_area,
-            raised_for_size: raised_for_size.filter(|z| i64::from(*z) <= maxzoom),
+            raised_for_size,
         })
     }
 }
@@ -1067,12 +1076,6 @@ mod tests {
         assert_eq!(guess_all(&grid([0, 0], 1 << 24, 16)), Some(0));
     }
 
-    /// A polygon covering a quarter of the world (`2^62` square units) needs `4^z / 4` tiles at
-    /// zoom z; the running total over zooms 1..=z is `(4^z − 1) / 3`: 1 398 101 at z11 and
-    /// 5 592 405 at z12, over the 2 097 152 limit, so the guess is cut to z11. (The polygon's
-    /// own location, its corner (2^31, 0), is one huge gap among small ones: σ grows and the
-    /// spacing guess rises from z18 to z20.) With a hole of the same size the net area is 0 and
-    /// nothing is cut.
     /// Country-sized squares: tippecanoe's steps give z0-z1 (as tippecanoe 2.72 gives z0 for
     /// Natural Earth's 110m countries); the size floor raises the guess to where a typical one
     /// fills a tile, but no further than its vertices' detail + 4 and z5. Small polygons keep
@@ -1127,12 +1130,33 @@ mod tests {
         );
         // 1/8 of the world, detailed: they fill a tile at z3.
         assert_eq!(guess_of(squares(1 << 29, 1 << 29, 8, 64)).maxzoom, 3);
+        // Mostly points: one country-sized square among 40 far-apart points stays as
+        // tippecanoe guesses.
+        let mut features = squares(1 << 26, 1 << 28, 1, 32);
+        features.extend((0..40).map(|i| WorldGeom::Points(vec![[i << 26, i << 27]])));
+        let guess = guess_of(features);
+        assert_eq!(guess.raised_for_size, None, "{guess:?}");
+        // The area limit caps the raise: 64 stacked squares of 1/16 of the world each.
+        let mut features = squares(1 << 28, 0, 1, 64);
+        features = features.into_iter().cycle().take(2048).collect();
+        let guess = guess_of(features);
+        assert!(
+            guess.limited_by_area.is_none() || guess.raised_for_size.is_none(),
+            "{guess:?}"
+        );
+        assert!(guess.maxzoom <= 5, "{guess:?}");
         // Tiny squares far apart: tippecanoe's own guess (above z5) stands.
         let guess = guess_of(squares(1 << 12, 1 << 28, 40, 2));
         assert_eq!(guess.raised_for_size, None, "{guess:?}");
         assert!(guess.maxzoom > 5, "{guess:?}");
     }
 
+    /// A polygon covering a quarter of the world (`2^62` square units) needs `4^z / 4` tiles at
+    /// zoom z; the running total over zooms 1..=z is `(4^z − 1) / 3`: 1 398 101 at z11 and
+    /// 5 592 405 at z12, over the 2 097 152 limit, so the guess is cut to z11. (The polygon's
+    /// own location, its corner (2^31, 0), is one huge gap among small ones: σ grows and the
+    /// spacing guess rises from z18 to z20.) With a hole of the same size the net area is 0 and
+    /// nothing is cut.
     #[test]
     fn polygon_area_limits_the_tile_count() {
         let h = 1i64 << 31;

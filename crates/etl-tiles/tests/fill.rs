@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 
-use etl_tiles::archive::{Archive, verify};
+use etl_tiles::archive::{Archive, merge, verify};
 use etl_tiles::geom::TileGeom;
 use etl_tiles::tile::{TileCoord, lonlat_to_world, tile_bounds};
 use etl_tiles::tiler::TilerOptions;
@@ -251,4 +251,54 @@ fn drop_densest_thins_points_over_an_interior_and_keeps_the_fill() {
             assert!(is_square(&layers[0].features[0].geom), "{c}");
         }
     }
+}
+
+/// Merging shards of a continent at z14 keeps its runs: one call per directory entry, not one
+/// per tile (190 million of them).
+#[test]
+fn merged_shards_of_a_continent_keep_their_runs() {
+    let land = Geometry::Polygon(Polygon::new(
+        LineString::from(vec![
+            (-170.0, -80.0),
+            (170.0, -80.0),
+            (170.0, 80.0),
+            (-170.0, 80.0),
+            (-170.0, -80.0),
+        ]),
+        vec![],
+    ));
+    let feats = [feat(0, Some(1), land, json!({}))];
+    let (whole, report) = build(opts(0, 14), &["land"], &feats).unwrap();
+    let parts: Vec<Archive<Cursor<Vec<u8>>>> = (0..2)
+        .map(|i| {
+            let o = TilerOptions {
+                shard: Some((i, 2)),
+                ..opts(0, 14)
+            };
+            let (bytes, _) = build(o, &["land"], &feats).unwrap();
+            Archive::open(Cursor::new(bytes)).unwrap()
+        })
+        .collect();
+    let (merged, m) = merge(parts, Cursor::new(Vec::new())).unwrap();
+    let merged = merged.into_inner();
+    verify(Cursor::new(&merged), merged.len() as u64).unwrap();
+    assert_eq!(m.tiles, report.tiles, "{m:?}");
+    let entries = |bytes: &[u8]| -> Vec<(u64, u32)> {
+        let mut a = Archive::open(Cursor::new(bytes)).unwrap();
+        a.entries()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.tile_id, e.run_length)
+            })
+            .collect()
+    };
+    let (a, b) = (entries(&whole), entries(&merged));
+    assert_eq!(a.iter().map(|e| u64::from(e.1)).sum::<u64>(), report.tiles);
+    assert_eq!(b.iter().map(|e| u64::from(e.1)).sum::<u64>(), report.tiles);
+    assert!(
+        b.len() < 2 * a.len() + 10,
+        "{} entries merged, {} whole",
+        b.len(),
+        a.len()
+    );
 }

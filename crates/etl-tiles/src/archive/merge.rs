@@ -174,9 +174,10 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
             .map_err(|source| MergeError::Part { part, source })?;
         // `pull` checked that the run stays below TILE_ID_END.
         let end = e.tile_id + u64::from(e.run_length);
-        for id in e.tile_id..end {
-            writer.add_tile(id, &data).map_err(MergeError::Write)?;
-        }
+        // One call per entry: a polygon interior's run may address billions of tiles.
+        writer
+            .add_tile_run(e.tile_id, u64::from(e.run_length), &data)
+            .map_err(MergeError::Write)?;
         if let Some(count) = part_tiles.get_mut(part) {
             *count += u64::from(e.run_length);
         }

@@ -194,12 +194,14 @@ impl PassCtx<'_> {
 impl Run {
     pub(super) fn record(&mut self, a: &assemble::Assembled) {
         let r = &mut self.report;
-        r.dropped += a.dropped as u64;
-        r.coalesced += a.coalesced as u64;
+        // A run tile stands for `run` tiles, each with what it dropped or coalesced.
+        let each = |n: usize| (n as u64).saturating_mul(a.run);
+        r.dropped = r.dropped.saturating_add(each(a.dropped));
+        r.coalesced = r.coalesced.saturating_add(each(a.coalesced));
         if a.dropped + a.coalesced > 0 {
-            r.tiles_reduced += 1;
+            r.tiles_reduced = r.tiles_reduced.saturating_add(a.run);
             if let Some(c) = self.reduced_at.get_mut(usize::from(a.tile.z)) {
-                *c += 1;
+                *c = c.saturating_add(a.run);
             }
         }
         let Some(data) = &a.data else { return };

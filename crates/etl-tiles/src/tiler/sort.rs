@@ -473,7 +473,11 @@ impl TileStream {
                 let pushed = self.source.pop(|k, p| -> io::Result<()> {
                     match super::codec::split_fill(p).map_err(|_| damaged())? {
                         Some((end, frag)) => {
-                            if end <= t {
+                            // A run within the zoom of its first tile.
+                            let zoom_end = crate::tile::tile_zoom(t)
+                                .and_then(|z| crate::tile::zoom_first_id(z + 1))
+                                .unwrap_or(u64::MAX);
+                            if end <= t || end > zoom_end {
                                 return Err(damaged());
                             }
                             let at = active.partition_point(|f| (f.order, f.seq) < (k.1, k.2));
@@ -692,7 +696,8 @@ mod tests {
                 let mut b = FragBuf::default();
                 for seq in 0..300u64 {
                     let order = rnd(4);
-                    let start = rnd(400);
+                    // Within zoom 6 (ids 1365..5461), as real fills are.
+                    let start = 1365 + rnd(400);
                     if rnd(3) == 0 {
                         let end = start + 1 + rnd(60);
                         b.push(start, order, seq, |a| {
@@ -724,15 +729,23 @@ mod tests {
 
     #[test]
     fn a_damaged_fill_is_an_error_not_a_tile() {
-        let mut s = Sorter::new(usize::MAX, None);
-        let mut b = FragBuf::default();
-        // A fill whose run ends where it starts.
-        b.push(7, 0, 0, |a| {
-            crate::tiler::codec::put_fill(a, 7, None, &[], &crate::geom::TileGeom::Points(vec![]))
-        });
-        s.add(&b).unwrap();
-        let mut stream = s.finish(1 << 10).unwrap();
-        let err = stream.next_batch(&mut TileBatch::default()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A fill whose run ends where it starts, and one running into the next zoom.
+        for (start, end) in [(7, 7), (7, 22)] {
+            let mut s = Sorter::new(usize::MAX, None);
+            let mut b = FragBuf::default();
+            b.push(start, 0, 0, |a| {
+                crate::tiler::codec::put_fill(
+                    a,
+                    end,
+                    None,
+                    &[],
+                    &crate::geom::TileGeom::Points(vec![]),
+                )
+            });
+            s.add(&b).unwrap();
+            let mut stream = s.finish(1 << 10).unwrap();
+            let err = stream.next_batch(&mut TileBatch::default()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        }
     }
 }

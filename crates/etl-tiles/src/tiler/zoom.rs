@@ -162,6 +162,9 @@ impl ZoomStage {
             if let Some(r) = &mut replay {
                 let id = next_id(r)?.ok_or(TilerError::Damaged(tile_id(a.tile)))?;
                 let tile_run = get_u64(r)?;
+                if id != tile_id(a.tile) || tile_run != a.run {
+                    return Err(TilerError::Damaged(id));
+                }
                 let n = get_u32(r)?;
                 frags.clear();
                 for _ in 0..n {
@@ -270,6 +273,11 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
     };
     let tile = tile_coord(id).ok_or(TilerError::Damaged(id))?;
     let run = get_u64(r)?;
+    // A run of no tiles, or one running past its zoom, is damage, not an empty tile.
+    let zoom_end = crate::tile::zoom_first_id(tile.z + 1).unwrap_or(u64::MAX);
+    if run == 0 || id.saturating_add(run) > zoom_end {
+        return Err(TilerError::Damaged(id));
+    }
     let dropped = get_u32(r)? as usize;
     let coalesced = get_u32(r)? as usize;
     let n = get_u32(r)?;

@@ -317,8 +317,8 @@ for c in "${cases[@]}"; do
         # Stopped at the time limit: what it reached is the last z/x/y its progress showed.
         reached=$(tr '\r' '\n' <"$log" | grep -aoE '[0-9]+/[0-9]+/[0-9]+' | tail -n 1 || true)
         say "case $c run $r $tool: stopped after ${TIME_LIMIT}s (TIME_LIMIT), last tile in its log: ${reached:-none}"
-        rss_kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt" 2>/dev/null || echo 0)
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$tool" "$r" "$wall" "${rss_kb:-0}" \
+        # timeout's KILL takes its own process group down, so time(1) sees no peak RSS: 0.
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$tool" "$r" "$wall" 0 \
           timeout 0 0 "reached:${reached:-?}" n/a >>"$RESULTS"
         rm -rf "$rundir" "$out"
         continue

@@ -4,15 +4,10 @@
 
 use geo_types::{Coord, Geometry, Polygon};
 
-const SRID_FLAG: u32 = 0x2000_0000;
-
-const POINT: u32 = 1;
-const LINESTRING: u32 = 2;
-const POLYGON: u32 = 3;
-const MULTIPOINT: u32 = 4;
-const MULTILINESTRING: u32 = 5;
-const MULTIPOLYGON: u32 = 6;
-const GEOMETRYCOLLECTION: u32 = 7;
+use crate::formats::wkb::{
+    COLLECTION as GEOMETRYCOLLECTION, LINESTRING, MULTILINESTRING, MULTIPOINT, MULTIPOLYGON, POINT,
+    POLYGON, SRID_FLAG,
+};
 
 /// Appends `geom` as little-endian 2D EWKB, with the SRID flag and value when
 /// `srid` is given. `Line`, `Rect` and `Triangle` are written as a LineString and

@@ -36,13 +36,14 @@
 //!    with the default detail of 12), then lowered so that the tiles covering the total polygon
 //!    area (outer rings minus holes; lines and points do not count), summed over zooms 1..=z,
 //!    stay at or below 2 Mi (`2 · 1024 · 1024`). Only then `--smallest-maximum-zoom-guess` and
-//!    the minzoom raise it.
-//! 3b. **Ours, not tippecanoe's: the polygon size floor.** A guess below z5 for data with
-//!    polygons is raised to the zoom where the median polygon's bounding box is one tile wide,
-//!    at most to step 2's detail zoom + 4 and to z5 (`SIZE_FLOOR_MAX`). Tippecanoe gives z0 for
-//!    Natural Earth's 110m countries (features 173 km apart, vertices 138 km apart), a single
-//!    tile whose 9.8 km grid then stands for every zoom; we give z4. Every guess tippecanoe
-//!    makes at z5 or above, and every guess for points and lines, stays tippecanoe's.
+//!    the minzoom raise it. Before those raises comes our own step, the polygon size floor
+//!    (not tippecanoe's): when polygons are at least half of the features, a guess below z5 is
+//!    raised to the zoom where the median polygon's bounding box is one tile wide, at most to
+//!    step 2's detail zoom + 4, to z5 (`SIZE_FLOOR_MAX`) and to what the area allows.
+//!    Tippecanoe gives z0 for Natural Earth's 110m countries (features 173 km apart, vertices
+//!    138 km apart), a single tile whose 9.8 km grid then stands for every zoom; we give z4.
+//!    Every guess tippecanoe makes at z5 or above, and every guess for data mostly of points or
+//!    lines, stays tippecanoe's.
 //! 4. With no sample at all (no feature, one point, or only duplicates of one point and no
 //!    multi-vertex feature) tippecanoe refuses (`Can't guess maxzoom (-zg) without at least two
 //!    distinct feature locations`) unless a smallest maximum zoom was given, which is then used.

@@ -54,6 +54,20 @@ fn holed_square() -> Geometry<f64> {
     ))
 }
 
+/// A square from 170°W to 170°E and 80°S to 80°N.
+fn continent() -> Geometry<f64> {
+    Geometry::Polygon(Polygon::new(
+        LineString::from(vec![
+            (-170.0, -80.0),
+            (170.0, -80.0),
+            (170.0, 80.0),
+            (-170.0, 80.0),
+            (-170.0, -80.0),
+        ]),
+        vec![],
+    ))
+}
+
 fn entry_count(bytes: &[u8]) -> usize {
     let mut a = Archive::open(Cursor::new(bytes)).unwrap();
     a.entries().count()
@@ -114,16 +128,7 @@ fn interior_tiles_hold_the_square_and_holes_hold_nothing() {
 
 #[test]
 fn a_continent_sized_polygon_to_z14_costs_its_outline() {
-    let land = Geometry::Polygon(Polygon::new(
-        LineString::from(vec![
-            (-170.0, -80.0),
-            (170.0, -80.0),
-            (170.0, 80.0),
-            (-170.0, 80.0),
-            (-170.0, -80.0),
-        ]),
-        vec![],
-    ));
+    let land = continent();
     let (bytes, report) = build(
         TilerOptions {
             memory: 8 << 20,
@@ -257,16 +262,7 @@ fn drop_densest_thins_points_over_an_interior_and_keeps_the_fill() {
 /// per tile (190 million of them).
 #[test]
 fn merged_shards_of_a_continent_keep_their_runs() {
-    let land = Geometry::Polygon(Polygon::new(
-        LineString::from(vec![
-            (-170.0, -80.0),
-            (170.0, -80.0),
-            (170.0, 80.0),
-            (-170.0, 80.0),
-            (-170.0, -80.0),
-        ]),
-        vec![],
-    ));
+    let land = continent();
     let feats = [feat(0, Some(1), land, json!({}))];
     let (whole, report) = build(opts(0, 14), &["land"], &feats).unwrap();
     let parts: Vec<Archive<Cursor<Vec<u8>>>> = (0..2)

@@ -44,15 +44,16 @@ pub(crate) const MAX_NESTING: usize = 64;
 
 const Z_FLAG: u32 = 0x8000_0000;
 const M_FLAG: u32 = 0x4000_0000;
-const SRID_FLAG: u32 = 0x2000_0000;
+/// PostGIS EWKB's flags and type codes, shared with the EWKB writer (`crate::ewkb`).
+pub(crate) const SRID_FLAG: u32 = 0x2000_0000;
 
-const POINT: u32 = 1;
-const LINESTRING: u32 = 2;
-const POLYGON: u32 = 3;
-const MULTIPOINT: u32 = 4;
-const MULTILINESTRING: u32 = 5;
-const MULTIPOLYGON: u32 = 6;
-const COLLECTION: u32 = 7;
+pub(crate) const POINT: u32 = 1;
+pub(crate) const LINESTRING: u32 = 2;
+pub(crate) const POLYGON: u32 = 3;
+pub(crate) const MULTIPOINT: u32 = 4;
+pub(crate) const MULTILINESTRING: u32 = 5;
+pub(crate) const MULTIPOLYGON: u32 = 6;
+pub(crate) const COLLECTION: u32 = 7;
 const CIRCULARSTRING: u32 = 8;
 const COMPOUNDCURVE: u32 = 9;
 const CURVEPOLYGON: u32 = 10;

@@ -423,6 +423,7 @@ impl Job for PmtilesJob {
             dropped = report.dropped,
             coalesced = report.coalesced,
             tiles_reduced = report.tiles_reduced,
+            tiles_detail_reduced = report.tiles_detail_reduced,
             zooms_respaced = report.zooms_respaced,
             clamped = report.clamped,
             no_geometry = counts.no_geometry,

@@ -26,7 +26,7 @@ pub(crate) struct Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum TileLimitError {
     #[error(
-        "tile {tile} is {bytes} bytes with {features} features, over the limit of {max_bytes} bytes / {max_features} features; use --drop-densest-as-needed or --coalesce-densest-as-needed, or raise -M / -O"
+        "tile {tile} is {bytes} bytes with {features} features, over the limit of {max_bytes} bytes / {max_features} features even at detail 7; use --drop-densest-as-needed or --coalesce-densest-as-needed, or raise -M / -O"
     )]
     OverLimit {
         tile: TileCoord,
@@ -36,7 +36,7 @@ pub enum TileLimitError {
         max_features: usize,
     },
     #[error(
-        "tile {tile} is still {bytes} bytes with {features} features after dropping all it could (limit {max_bytes} bytes / {max_features} features)"
+        "tile {tile} is still {bytes} bytes with {features} features after dropping all it could and at detail 7 (limit {max_bytes} bytes / {max_features} features)"
     )]
     CannotReduce {
         tile: TileCoord,
@@ -77,6 +77,9 @@ pub(crate) struct Assembled {
     /// Consecutive tile ids from `tile` that hold `data` (more than 1 for a run of tiles only
     /// fills cover).
     pub run: u64,
+    /// log2 of the tile's extent: [`FULL_DETAIL`], or less when it was made at lower detail
+    /// to fit the byte limit.
+    pub detail: u8,
 }
 
 struct Feat<'a> {
@@ -140,6 +143,7 @@ pub(crate) fn assemble(
             coalesced,
             gap,
             run: 1,
+            detail: FULL_DETAIL,
         });
     }
     let mut bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
@@ -147,6 +151,22 @@ pub(crate) fn assemble(
     let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
     if over(bytes.len(), kept) {
         if !limits.drop_densest && !limits.coalesce_densest {
+            // tippecanoe's way without a dropping strategy: lower detail before giving up.
+            if kept <= limits.max_features
+                && let Some(low) = lower_detail(&feats, &keep, ctx, tile)?
+            {
+                return Ok(Assembled {
+                    tile,
+                    data: Some(low.bytes),
+                    gz: true,
+                    layers: low.layers,
+                    dropped: dropped + low.vanished,
+                    coalesced,
+                    gap,
+                    run: 1,
+                    detail: low.detail,
+                });
+            }
             return Err(TileLimitError::OverLimit {
                 tile,
                 bytes: bytes.len(),
@@ -168,6 +188,22 @@ pub(crate) fn assemble(
             let removed = thin(&mut feats, &mut keep, target, limits.coalesce_densest);
             gap = gap.max(removed.2);
             if removed.0 + removed.1 == 0 || rounds > 64 {
+                // Nothing more to drop (one huge feature, say): draw it simpler instead.
+                if kept <= limits.max_features
+                    && let Some(low) = lower_detail(&feats, &keep, ctx, tile)?
+                {
+                    return Ok(Assembled {
+                        tile,
+                        data: Some(low.bytes),
+                        gz: true,
+                        layers: low.layers,
+                        dropped: dropped + low.vanished,
+                        coalesced,
+                        gap,
+                        run: 1,
+                        detail: low.detail,
+                    });
+                }
                 return Err(TileLimitError::CannotReduce {
                     tile,
                     bytes: bytes.len(),
@@ -194,7 +230,67 @@ pub(crate) fn assemble(
         coalesced,
         gap,
         run: 1,
+        detail: FULL_DETAIL,
     })
+}
+
+/// The detail of every tile that fits as it is: extent 4096.
+pub(crate) const FULL_DETAIL: u8 = 12;
+
+/// A tile made at lower detail.
+struct LowDetail {
+    bytes: Vec<u8>,
+    layers: Vec<u32>,
+    /// log2 of the extent it was made at.
+    detail: u8,
+    /// Kept features with nothing left to draw at that detail.
+    vanished: usize,
+}
+
+/// The kept features encoded at detail 11, 10, … 7 (extent 2048 … 128), the first that fits
+/// the byte limit, gzipped; `None` when none does.
+fn lower_detail(
+    feats: &[Feat<'_>],
+    keep: &[bool],
+    ctx: &AssembleCtx<'_>,
+    tile: TileCoord,
+) -> Result<Option<LowDetail>, TileLimitError> {
+    for shift in 1..=super::detail::MAX_SHIFT {
+        let mut vanished = 0;
+        let coarse: Vec<Feat<'_>> = feats
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .filter_map(|(f, _)| {
+                let g = super::detail::coarser(&f.geom, shift);
+                if g.is_none() {
+                    vanished += 1;
+                }
+                Some(Feat {
+                    layer: f.layer,
+                    spatial: f.spatial,
+                    id: f.id,
+                    props: f.props,
+                    geom: g?,
+                })
+            })
+            .collect();
+        let all = vec![true; coarse.len()];
+        let (raw, layers) = encode(&coarse, &all, ctx.layers, ctx.keys, ctx.extent >> shift)
+            .map_err(|_| TileLimitError::Damaged(tile))?;
+        let bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
+        if bytes.len() <= ctx.limits.max_bytes {
+            return Ok(
+                (!coarse.is_empty() && !layers.is_empty()).then_some(LowDetail {
+                    bytes,
+                    layers,
+                    detail: FULL_DETAIL - shift as u8,
+                    vanished,
+                }),
+            );
+        }
+    }
+    Ok(None)
 }
 
 /// Removes kept features until about `target` remain: features whose spatial gap to the

@@ -25,6 +25,7 @@ mod assemble;
 mod attrs;
 mod codec;
 mod cut;
+mod detail;
 mod meta;
 mod pass;
 mod shard;
@@ -187,6 +188,8 @@ pub struct TileReport {
     pub dropped: u64,
     pub coalesced: u64,
     pub tiles_reduced: u64,
+    /// Tiles made at lower detail (extent below 4096) to fit the byte limit.
+    pub tiles_detail_reduced: u64,
     /// Zooms whose tiles all took the spacing one of them needed (drop/coalesce strategies).
     pub zooms_respaced: u64,
     /// Tile fragments sorted, and bytes that went through spill files.

@@ -198,6 +198,9 @@ impl Run {
         let each = |n: usize| (n as u64).saturating_mul(a.run);
         r.dropped = r.dropped.saturating_add(each(a.dropped));
         r.coalesced = r.coalesced.saturating_add(each(a.coalesced));
+        if a.detail < super::assemble::FULL_DETAIL {
+            r.tiles_detail_reduced = r.tiles_detail_reduced.saturating_add(a.run);
+        }
         if a.dropped + a.coalesced > 0 {
             r.tiles_reduced = r.tiles_reduced.saturating_add(a.run);
             if let Some(c) = self.reduced_at.get_mut(usize::from(a.tile.z)) {

@@ -115,7 +115,7 @@ impl ZoomStage {
             put_u32(&mut self.replay, len32(p.len())?)?;
             self.replay.write_all(p)?;
         }
-        // Pending record: id, run, dropped, coalesced, layers, data.
+        // Pending record: id, run, dropped, coalesced, layers, gzipped and detail, data.
         put_u64(&mut self.pending, id)?;
         put_u64(&mut self.pending, a.run)?;
         put_u32(&mut self.pending, len32(a.dropped)?)?;
@@ -125,7 +125,7 @@ impl ZoomStage {
             put_u32(&mut self.pending, *l)?;
         }
         let data = a.data.as_deref().unwrap_or(&[]);
-        self.pending.write_all(&[u8::from(a.gz)])?;
+        self.pending.write_all(&[u8::from(a.gz), a.detail])?;
         put_u32(&mut self.pending, len32(data.len())?)?;
         self.pending.write_all(data)?;
         self.gap = self.gap.max(a.gap);
@@ -285,7 +285,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
     for _ in 0..n {
         layers.push(get_u32(r)?);
     }
-    let mut gz = [0u8; 1];
+    let mut gz = [0u8; 2];
     r.read_exact(&mut gz)?;
     let len = get_u32(r)? as usize;
     let mut data = vec![0u8; len];
@@ -299,6 +299,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
         coalesced,
         gap: 0,
         run,
+        detail: gz[1],
     }))
 }
 

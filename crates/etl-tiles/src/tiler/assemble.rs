@@ -3,8 +3,9 @@
 //!
 //! A tile over `-M` bytes (compressed, as tippecanoe counts) or `-O` features is never written
 //! silently: with `--drop-densest-as-needed` the features closest to their spatial predecessor
-//! are dropped, with `--coalesce-densest-as-needed` they are merged into it instead, and without
-//! either (or when nothing more can go) the tile fails with its z/x/y.
+//! are dropped, with `--coalesce-densest-as-needed` they are merged into it instead. What is
+//! still over the byte limit then (or at once, without either strategy) is made at lower detail
+//! (`detail`), as tippecanoe does; what fits at no detail fails with its z/x/y.
 
 use super::codec::{Truncated, decode_value, get_fragment, props_iter};
 use super::cut::{order_layer, order_spatial};
@@ -26,22 +27,26 @@ pub(crate) struct Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum TileLimitError {
     #[error(
-        "tile {tile} is {bytes} bytes with {features} features, over the limit of {max_bytes} bytes / {max_features} features even at detail 7; use --drop-densest-as-needed or --coalesce-densest-as-needed, or raise -M / -O"
+        "tile {tile} is {bytes} bytes with {features} features at detail {detail}, over the limit of {max_bytes} bytes / {max_features} features; use --drop-densest-as-needed or --coalesce-densest-as-needed, or raise -M / -O"
     )]
     OverLimit {
         tile: TileCoord,
         bytes: usize,
         features: usize,
+        /// The lowest detail tried (12: none lower, the tile is over the feature limit).
+        detail: u8,
         max_bytes: usize,
         max_features: usize,
     },
     #[error(
-        "tile {tile} is still {bytes} bytes with {features} features after dropping all it could and at detail 7 (limit {max_bytes} bytes / {max_features} features)"
+        "tile {tile} is still {bytes} bytes with {features} features at detail {detail} after dropping all it could (limit {max_bytes} bytes / {max_features} features)"
     )]
     CannotReduce {
         tile: TileCoord,
         bytes: usize,
         features: usize,
+        /// The lowest detail tried.
+        detail: u8,
         max_bytes: usize,
         max_features: usize,
     },
@@ -82,12 +87,12 @@ pub(crate) struct Assembled {
     pub detail: u8,
 }
 
-struct Feat<'a> {
-    layer: u32,
-    spatial: u64,
-    id: Option<u64>,
-    props: &'a [u8],
-    geom: TileGeom,
+pub(super) struct Feat<'a> {
+    pub(super) layer: u32,
+    pub(super) spatial: u64,
+    pub(super) id: Option<u64>,
+    pub(super) props: &'a [u8],
+    pub(super) geom: TileGeom,
 }
 
 /// Assembles one tile.
@@ -150,12 +155,46 @@ pub(crate) fn assemble(
     drop(raw);
     let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
     if over(bytes.len(), kept) {
-        if !limits.drop_densest && !limits.coalesce_densest {
-            // tippecanoe's way without a dropping strategy: lower detail before giving up.
-            if kept <= limits.max_features
-                && let Some(low) = lower_detail(&feats, &keep, ctx, tile)?
-            {
-                return Ok(Assembled {
+        let strategy = limits.drop_densest || limits.coalesce_densest;
+        if strategy {
+            // Each round raises the minimum gap between kept features; the gap is picked as
+            // the quantile that should remove the excess, with a margin, so one or two rounds
+            // suffice.
+            let mut rounds = 0;
+            while over(bytes.len(), kept) && rounds <= 64 {
+                rounds += 1;
+                let frac = (limits.max_bytes as f64 / bytes.len() as f64)
+                    .min(limits.max_features as f64 / kept as f64)
+                    .min(1.0)
+                    * 0.9;
+                let target = ((kept as f64) * frac).floor() as usize;
+                let removed = thin(&mut feats, &mut keep, target, limits.coalesce_densest);
+                gap = gap.max(removed.2);
+                if removed.0 + removed.1 == 0 {
+                    break;
+                }
+                dropped += removed.0;
+                coalesced += removed.1;
+                kept -= removed.0 + removed.1;
+                let (raw, l) = encode(&feats, &keep, layer_names, keys, extent)
+                    .map_err(|_| TileLimitError::Damaged(tile))?;
+                bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
+                layers = l;
+            }
+        }
+        if over(bytes.len(), kept) {
+            // tippecanoe's last resort (and, without a dropping strategy, its first): lower
+            // detail. Over the feature limit it cannot help.
+            let low = if kept <= limits.max_features {
+                super::detail::lower_detail(&feats, &keep, ctx, tile, strategy)?
+            } else {
+                Err(super::detail::Tried {
+                    detail: FULL_DETAIL,
+                    bytes: bytes.len(),
+                })
+            };
+            return match low {
+                Ok(low) => Ok(Assembled {
                     tile,
                     data: Some(low.bytes),
                     gz: true,
@@ -165,60 +204,24 @@ pub(crate) fn assemble(
                     gap,
                     run: 1,
                     detail: low.detail,
-                });
-            }
-            return Err(TileLimitError::OverLimit {
-                tile,
-                bytes: bytes.len(),
-                features: kept,
-                max_bytes: limits.max_bytes,
-                max_features: limits.max_features,
-            });
-        }
-        // Each round raises the minimum gap between kept features; the gap is picked as the
-        // quantile that should remove the excess, with a margin, so one or two rounds suffice.
-        let mut rounds = 0;
-        while over(bytes.len(), kept) {
-            rounds += 1;
-            let frac = (limits.max_bytes as f64 / bytes.len() as f64)
-                .min(limits.max_features as f64 / kept as f64)
-                .min(1.0)
-                * 0.9;
-            let target = ((kept as f64) * frac).floor() as usize;
-            let removed = thin(&mut feats, &mut keep, target, limits.coalesce_densest);
-            gap = gap.max(removed.2);
-            if removed.0 + removed.1 == 0 || rounds > 64 {
-                // Nothing more to drop (one huge feature, say): draw it simpler instead.
-                if kept <= limits.max_features
-                    && let Some(low) = lower_detail(&feats, &keep, ctx, tile)?
-                {
-                    return Ok(Assembled {
-                        tile,
-                        data: Some(low.bytes),
-                        gz: true,
-                        layers: low.layers,
-                        dropped: dropped + low.vanished,
-                        coalesced,
-                        gap,
-                        run: 1,
-                        detail: low.detail,
-                    });
-                }
-                return Err(TileLimitError::CannotReduce {
+                }),
+                Err(tried) if strategy => Err(TileLimitError::CannotReduce {
                     tile,
-                    bytes: bytes.len(),
+                    bytes: tried.bytes,
                     features: kept,
+                    detail: tried.detail,
                     max_bytes: limits.max_bytes,
                     max_features: limits.max_features,
-                });
-            }
-            dropped += removed.0;
-            coalesced += removed.1;
-            kept -= removed.0 + removed.1;
-            let (raw, l) = encode(&feats, &keep, layer_names, keys, extent)
-                .map_err(|_| TileLimitError::Damaged(tile))?;
-            bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
-            layers = l;
+                }),
+                Err(tried) => Err(TileLimitError::OverLimit {
+                    tile,
+                    bytes: tried.bytes,
+                    features: kept,
+                    detail: tried.detail,
+                    max_bytes: limits.max_bytes,
+                    max_features: limits.max_features,
+                }),
+            };
         }
     }
     Ok(Assembled {
@@ -236,62 +239,6 @@ pub(crate) fn assemble(
 
 /// The detail of every tile that fits as it is: extent 4096.
 pub(crate) const FULL_DETAIL: u8 = 12;
-
-/// A tile made at lower detail.
-struct LowDetail {
-    bytes: Vec<u8>,
-    layers: Vec<u32>,
-    /// log2 of the extent it was made at.
-    detail: u8,
-    /// Kept features with nothing left to draw at that detail.
-    vanished: usize,
-}
-
-/// The kept features encoded at detail 11, 10, … 7 (extent 2048 … 128), the first that fits
-/// the byte limit, gzipped; `None` when none does.
-fn lower_detail(
-    feats: &[Feat<'_>],
-    keep: &[bool],
-    ctx: &AssembleCtx<'_>,
-    tile: TileCoord,
-) -> Result<Option<LowDetail>, TileLimitError> {
-    for shift in 1..=super::detail::MAX_SHIFT {
-        let mut vanished = 0;
-        let coarse: Vec<Feat<'_>> = feats
-            .iter()
-            .zip(keep)
-            .filter(|(_, k)| **k)
-            .filter_map(|(f, _)| {
-                let g = super::detail::coarser(&f.geom, shift);
-                if g.is_none() {
-                    vanished += 1;
-                }
-                Some(Feat {
-                    layer: f.layer,
-                    spatial: f.spatial,
-                    id: f.id,
-                    props: f.props,
-                    geom: g?,
-                })
-            })
-            .collect();
-        let all = vec![true; coarse.len()];
-        let (raw, layers) = encode(&coarse, &all, ctx.layers, ctx.keys, ctx.extent >> shift)
-            .map_err(|_| TileLimitError::Damaged(tile))?;
-        let bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
-        if bytes.len() <= ctx.limits.max_bytes {
-            return Ok(
-                (!coarse.is_empty() && !layers.is_empty()).then_some(LowDetail {
-                    bytes,
-                    layers,
-                    detail: FULL_DETAIL - shift as u8,
-                    vanished,
-                }),
-            );
-        }
-    }
-    Ok(None)
-}
 
 /// Removes kept features until about `target` remain: features whose spatial gap to the
 /// previous kept feature of their layer is below a threshold go (dropped, or coalesced into
@@ -388,7 +335,7 @@ fn merge_into(feats: &mut [Feat<'_>], into: usize, from: usize) -> bool {
 }
 
 /// Encodes the kept features. Returns the raw MVT bytes and the layers present.
-fn encode(
+pub(super) fn encode(
     feats: &[Feat<'_>],
     keep: &[bool],
     layer_names: &[String],

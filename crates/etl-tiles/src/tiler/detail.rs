@@ -1,10 +1,15 @@
 //! Lower detail for a tile over the byte limit, as tippecanoe does before it gives up: the tile
 //! is encoded again with an extent of 2048, 1024, … down to 128 (detail 11 to 7), each
-//! coordinate rounded to the coarser grid. Rounding merges the vertices a reader could not tell
-//! apart at that extent, so a huge line or polygon shrinks with it: one feature too big for the
-//! tile is drawn simpler instead of failing the run.
+//! coordinate rounded to the coarser grid, then simplified (Douglas–Peucker, one coarse unit)
+//! with the spikes rounding makes removed. A huge line or polygon shrinks with it: one feature
+//! too big for the tile is drawn simpler instead of failing the run.
+//!
+//! Not repaired: a hole that rounding moves across its exterior's edge (a sub-unit overlap at
+//! the coarse extent).
 
-use crate::geom::{TileGeom, clean_ring, ring_area2};
+use super::assemble::{AssembleCtx, FULL_DETAIL, Feat, TileLimitError, encode, gzip};
+use crate::geom::{TileGeom, clean_ring, ring_area2, simplify};
+use crate::tile::TileCoord;
 
 /// The coarsest detail tried: extent `4096 >> MAX_SHIFT` = 128, tippecanoe's minimum detail 7.
 pub(crate) const MAX_SHIFT: u32 = 5;
@@ -24,6 +29,12 @@ fn scale_pt(p: [i32; 2], shift: u32) -> [i32; 2] {
 /// rounding turned over dropped too (an exterior must keep its MVT sign, a hole its own).
 /// `None` when nothing drawable remains.
 pub(crate) fn coarser(g: &TileGeom, shift: u32) -> Option<TileGeom> {
+    let rounded = rounded(g, shift)?;
+    // One coarse unit: what the tiler's own simplification would have used at this extent.
+    simplify(&rounded, 1.0)
+}
+
+fn rounded(g: &TileGeom, shift: u32) -> Option<TileGeom> {
     match g {
         TileGeom::Points(ps) => {
             let out: Vec<[i32; 2]> = ps.iter().map(|p| scale_pt(*p, shift)).collect();
@@ -33,8 +44,7 @@ pub(crate) fn coarser(g: &TileGeom, shift: u32) -> Option<TileGeom> {
             let out: Vec<Vec<[i32; 2]>> = ls
                 .iter()
                 .filter_map(|l| {
-                    let mut l: Vec<[i32; 2]> = l.iter().map(|p| scale_pt(*p, shift)).collect();
-                    l.dedup();
+                    let l = despike(l.iter().map(|p| scale_pt(*p, shift)).collect(), false);
                     (l.len() >= 2).then_some(l)
                 })
                 .collect();
@@ -56,10 +66,142 @@ pub(crate) fn coarser(g: &TileGeom, shift: u32) -> Option<TileGeom> {
     }
 }
 
+/// Merges repeated vertices and removes spikes (`A, B, A` becomes `A`) until none is left; a
+/// closed ring's first and last vertex count as neighbours.
+fn despike(mut pts: Vec<[i32; 2]>, closed: bool) -> Vec<[i32; 2]> {
+    if closed {
+        while pts.len() > 1 && pts.first() == pts.last() {
+            pts.pop();
+        }
+    }
+    let mut out: Vec<[i32; 2]> = Vec::with_capacity(pts.len());
+    for p in pts {
+        if out.last() == Some(&p) {
+            continue;
+        }
+        // B is a spike when the point after it is the point before it.
+        if out.len() >= 2 && out[out.len() - 2] == p {
+            out.pop();
+            continue;
+        }
+        out.push(p);
+    }
+    if closed {
+        // Repeats and spikes across the seam (last vertex, first vertex and on), one vertex
+        // at a time from either end.
+        let mut ring: std::collections::VecDeque<[i32; 2]> = out.into();
+        while ring.len() >= 3 {
+            let n = ring.len();
+            let (first, second, last, before_last) = (ring[0], ring[1], ring[n - 1], ring[n - 2]);
+            if last == first || before_last == first {
+                // A repeat, or a spike at the last vertex.
+                ring.pop_back();
+            } else if second == last {
+                // A spike at the first vertex.
+                ring.pop_front();
+            } else {
+                break;
+            }
+        }
+        out = ring.into();
+        if let Some(&first) = out.first() {
+            out.push(first);
+        }
+    }
+    out
+}
+
 fn ring(r: &[[i32; 2]], shift: u32, exterior: bool) -> Option<Vec<[i32; 2]>> {
-    let r = clean_ring(r.iter().map(|p| scale_pt(*p, shift)).collect())?;
+    let r = clean_ring(despike(
+        r.iter().map(|p| scale_pt(*p, shift)).collect(),
+        true,
+    ))?;
     // Positive MVT area is an exterior ring (see `geom::ring_area2`).
     ((ring_area2(&r) > 0) == exterior).then_some(r)
+}
+
+/// A tile made at lower detail.
+pub(super) struct LowDetail {
+    pub(super) bytes: Vec<u8>,
+    pub(super) layers: Vec<u32>,
+    /// log2 of the extent it was made at.
+    pub(super) detail: u8,
+    /// Kept features with nothing left to draw at that detail.
+    pub(super) vanished: usize,
+}
+
+/// The last detail tried for a tile that fits at none, and its gzipped size there.
+pub(super) struct Tried {
+    pub(super) detail: u8,
+    pub(super) bytes: usize,
+}
+
+/// The kept features encoded at the finest detail from 11 down to 7 (extent 2048 … 128) that
+/// fits the byte limit, gzipped. Detail 7 is tried first: when even that is too big (bytes
+/// that are attributes, or a crowd of points), the tile fails after one attempt, not five.
+/// Without a dropping strategy (`may_vanish` false) a detail at which some feature has nothing
+/// left to draw does not count as fitting: the run fails rather than lose features unasked.
+pub(super) fn lower_detail(
+    feats: &[Feat<'_>],
+    keep: &[bool],
+    ctx: &AssembleCtx<'_>,
+    tile: TileCoord,
+    may_vanish: bool,
+) -> Result<Result<LowDetail, Tried>, TileLimitError> {
+    let max = MAX_SHIFT;
+    let attempt = |shift: u32| -> Result<Result<LowDetail, Tried>, TileLimitError> {
+        let mut vanished = 0;
+        let coarse: Vec<Feat<'_>> = feats
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .filter_map(|(f, _)| {
+                let g = coarser(&f.geom, shift);
+                if g.is_none() {
+                    vanished += 1;
+                }
+                Some(Feat {
+                    layer: f.layer,
+                    spatial: f.spatial,
+                    id: f.id,
+                    props: f.props,
+                    geom: g?,
+                })
+            })
+            .collect();
+        let all = vec![true; coarse.len()];
+        let (raw, layers) = encode(&coarse, &all, ctx.layers, ctx.keys, ctx.extent >> shift)
+            .map_err(|_| TileLimitError::Damaged(tile))?;
+        let bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
+        let detail = FULL_DETAIL - shift as u8;
+        let fits = bytes.len() <= ctx.limits.max_bytes
+            && !coarse.is_empty()
+            && !layers.is_empty()
+            && (may_vanish || vanished == 0);
+        Ok(if fits {
+            Ok(LowDetail {
+                bytes,
+                layers,
+                detail,
+                vanished,
+            })
+        } else {
+            Err(Tried {
+                detail,
+                bytes: bytes.len(),
+            })
+        })
+    };
+    let coarsest = attempt(max)?;
+    if coarsest.is_err() {
+        return Ok(coarsest);
+    }
+    for shift in 1..max {
+        if let Ok(low) = attempt(shift)? {
+            return Ok(Ok(low));
+        }
+    }
+    Ok(coarsest)
 }
 
 #[cfg(test)]

@@ -92,6 +92,26 @@ pub struct PmtilesConfig {
     #[serde(default)]
     pub exclude_all: bool,
 
+    /// Feature filter (tippecanoe's -j): JSON of layer name (or "*") to a GL legacy filter,
+    /// e.g. '{"*": ["all", ["==", "kind", "road"], [">=", "$zoom", 8]]}'.
+    #[arg(
+        short = 'j',
+        long = "feature-filter",
+        env = "ETL_FEATURE_FILTER",
+        conflicts_with = "feature_filter_file"
+    )]
+    #[serde(default)]
+    pub feature_filter: Option<String>,
+
+    /// The feature filter from a file (tippecanoe's -J).
+    #[arg(
+        short = 'J',
+        long = "feature-filter-file",
+        env = "ETL_FEATURE_FILTER_FILE"
+    )]
+    #[serde(default)]
+    pub feature_filter_file: Option<String>,
+
     /// Maximum compressed tile size in bytes.
     #[arg(
         short = 'M',

@@ -11,7 +11,9 @@ use etl_core::metrics::Stats;
 use etl_core::store::{Location, ObjectMeta};
 use etl_core::{Job, JobContext, JobError, Outcome};
 use etl_geo::{FeatureId, Record};
-use etl_tiles::tiler::{Added, AttrFilter, TileReport, Tiler, TilerError, TilerOptions};
+use etl_tiles::tiler::{
+    Added, AttrFilter, FeatureFilter, TileReport, Tiler, TilerError, TilerOptions,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -151,6 +153,20 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         .clone()
         .unwrap_or_else(|| stem(output.file_name()).to_owned());
     let tmp_dir = config.temporary_directory.as_ref().map(PathBuf::from);
+    let feature_filter = match (&config.feature_filter, &config.feature_filter_file) {
+        (Some(json), _) => {
+            Some(FeatureFilter::parse(json).map_err(|e| JobError::usage(format!("-j: {e}")))?)
+        }
+        (None, Some(path)) => {
+            let json = std::fs::read_to_string(path)
+                .map_err(|e| JobError::usage(format!("-J {path}: {e}")))?;
+            Some(
+                FeatureFilter::parse(&json)
+                    .map_err(|e| JobError::usage(format!("-J {path}: {e}")))?,
+            )
+        }
+        (None, None) => None,
+    };
     let opts = TilerOptions {
         min_zoom: config.minimum_zoom,
         max_zoom,
@@ -168,6 +184,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             exclude: config.exclude.clone(),
             exclude_all: config.exclude_all,
         },
+        feature_filter,
         memory,
         tmp_dir,
         name: name.clone(),
@@ -426,6 +443,7 @@ impl Job for PmtilesJob {
             tiles_detail_reduced = report.tiles_detail_reduced,
             zooms_respaced = report.zooms_respaced,
             clamped = report.clamped,
+            filtered = report.filtered,
             no_geometry = counts.no_geometry,
             invalid_skipped = counts.invalid,
             fragments = report.fragments,

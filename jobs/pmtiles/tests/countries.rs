@@ -100,3 +100,83 @@ fn guessed_zoom_for_countries_is_raised_to_their_size() {
     assert!(stderr.contains("Raising maxzoom to -z4"), "{stderr}");
     assert_eq!(show(&out)["header"]["max_zoom"], 4);
 }
+
+/// Every feature's `name` in every tile, with the tile's zoom.
+fn names_by_zoom(p: &Path) -> std::collections::BTreeSet<(u8, String)> {
+    use etl_tiles::archive::Archive;
+    use std::io::Read;
+    let bytes = std::fs::read(p).unwrap();
+    let mut a = Archive::open(std::io::Cursor::new(&bytes)).unwrap();
+    let entries: Vec<_> = a.entries().map(Result::unwrap).collect();
+    let mut out = std::collections::BTreeSet::new();
+    for e in entries {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&a.read_tile(&e).unwrap()[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        let z = etl_tiles::tile::tile_coord(e.tile_id).unwrap().z;
+        for layer in etl_tiles::mvt::decode_tile(&raw).unwrap() {
+            for f in layer.features {
+                for (k, v) in f.props {
+                    if k == "name" {
+                        out.insert((z, format!("{v:?}")));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_feature_filter_keeps_the_countries_it_names_at_the_zooms_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("some.pmtiles");
+    let input = countries();
+    // Chile and Peru everywhere; Brazil from z2 on; nothing else.
+    let filter = r#"{"*": ["any", ["in", "name", "Chile", "Peru"],
+                                  ["all", ["==", "name", "Brazil"], [">=", "$zoom", 2]]]}"#;
+    let (code, stdout, stderr) = etl_pmtiles(&[
+        "-o",
+        out.to_str().unwrap(),
+        "-z3",
+        "-j",
+        filter,
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(written(&stdout, &stderr)["filtered"], 176, "{stderr}");
+    let names = names_by_zoom(&out);
+    let at = |z: u8| -> Vec<String> {
+        names
+            .iter()
+            .filter(|(nz, _)| *nz == z)
+            .map(|(_, n)| n.clone())
+            .collect()
+    };
+    for z in 0..=3u8 {
+        let n = at(z);
+        assert!(n.iter().any(|s| s.contains("Chile")), "z{z}: {n:?}");
+        assert!(n.iter().any(|s| s.contains("Peru")), "z{z}: {n:?}");
+        assert_eq!(
+            n.iter().any(|s| s.contains("Brazil")),
+            z >= 2,
+            "z{z}: {n:?}"
+        );
+        assert!(n.len() <= 3, "z{z}: {n:?}");
+    }
+    // A filter that is not one is a usage error naming the flag, before any work.
+    let (code, _, stderr) = etl_pmtiles(&[
+        "-o",
+        dir.path().join("bad.pmtiles").to_str().unwrap(),
+        "-j",
+        r#"{"*": ["~", "name", 1]}"#,
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains("-j: feature filter for layer") && stderr.contains("unknown operator"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("bad.pmtiles").exists());
+}

@@ -305,6 +305,9 @@ pub(crate) fn get_tile_geom(r: &mut Reader<'_>) -> Result<TileGeom, Truncated> {
 /// A feature as staged: everything the cutter needs, in world coordinates.
 pub(crate) struct Staged<'a> {
     pub layer: u32,
+    /// The zooms the feature is kept at (bit z for zoom z): all, unless a `-j` filter reads
+    /// `$zoom`.
+    pub zooms: u32,
     /// The caller's stable feature key (thinning and tie order).
     pub seq: u64,
     pub id: Option<u64>,
@@ -318,7 +321,7 @@ pub(crate) struct Staged<'a> {
 pub(crate) fn put_staged(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
-    layer: u32,
+    (layer, zooms): (u32, u32),
     seq: u64,
     id: Option<u64>,
     props: &[u8],
@@ -326,6 +329,7 @@ pub(crate) fn put_staged(
 ) {
     scratch.clear();
     put_varint(scratch, u64::from(layer));
+    put_varint(scratch, u64::from(zooms));
     put_varint(scratch, seq);
     put_id(scratch, id);
     put_varint(scratch, props.len() as u64);
@@ -363,6 +367,7 @@ fn get_id(r: &mut Reader<'_>) -> Result<Option<u64>, Truncated> {
 pub(crate) fn get_staged(body: &[u8]) -> Result<Staged<'_>, Truncated> {
     let mut r = Reader::new(body);
     let layer = u32::try_from(r.varint()?).map_err(|_| Truncated)?;
+    let zooms = u32::try_from(r.varint()?).map_err(|_| Truncated)?;
     let seq = r.varint()?;
     let id = get_id(&mut r)?;
     let n = r.len()?;
@@ -370,6 +375,7 @@ pub(crate) fn get_staged(body: &[u8]) -> Result<Staged<'_>, Truncated> {
     let geom = get_world_geom(&mut r)?;
     Ok(Staged {
         layer,
+        zooms,
         seq,
         id,
         props,
@@ -496,15 +502,23 @@ mod tests {
         put_varint(&mut props, 1);
         put_value(&mut props, &PropValue::SInt(-5));
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
-        put_staged(&mut out, &mut scratch, 3, 9, Some(7), &props, &g);
-        put_staged(&mut out, &mut scratch, 0, 1, Some(u64::MAX), &[0], &g);
+        put_staged(&mut out, &mut scratch, (3, 0b1010), 9, Some(7), &props, &g);
+        put_staged(
+            &mut out,
+            &mut scratch,
+            (0, u32::MAX),
+            1,
+            Some(u64::MAX),
+            &[0],
+            &g,
+        );
         let (bodies, used) = split_records(&out);
         assert_eq!(used, out.len());
         assert_eq!(bodies.len(), 2);
         let s = get_staged(bodies[0]).unwrap();
         assert_eq!(
-            (s.layer, s.seq, s.id, s.geom.clone()),
-            (3, 9, Some(7), g.clone())
+            (s.layer, s.zooms, s.seq, s.id, s.geom.clone()),
+            (3, 0b1010, 9, Some(7), g.clone())
         );
         let p: Vec<_> = props_iter(s.props).map(|r| r.unwrap()).collect();
         assert_eq!(p.len(), 2);

@@ -146,7 +146,7 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
     match &f.geom {
         WorldGeom::Points(pts) => {
             let from = point_min_zoom(seq, p.base_zoom, p.drop_rate).max(p.min_zoom);
-            for z in from..=p.max_zoom {
+            for z in (from..=p.max_zoom).filter(|z| kept_at(f.zooms, *z)) {
                 cut_points(pts, z, p.extent, &mut |t, g| emit(out, Piece::Tile(t, g)));
             }
         }
@@ -159,6 +159,10 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
                     break;
                 };
                 g = std::borrow::Cow::Owned(s);
+                if !kept_at(f.zooms, z) {
+                    // Left out here by a `-j` filter; still simplified on for the lower zooms.
+                    continue;
+                }
                 let Some(b) = bbox(&g) else { break };
                 let size = tile_size(z);
                 let grow = size * i64::from(p.buffer) / i64::from(p.extent.max(1));
@@ -180,6 +184,11 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
             }
         }
     }
+}
+
+/// Whether zoom `z` is in a staged feature's zoom mask (zooms past 31 share bit 31).
+fn kept_at(zooms: u32, z: u8) -> bool {
+    zooms & (1 << u32::from(z.min(31))) != 0
 }
 
 fn tile_size(z: u8) -> i64 {

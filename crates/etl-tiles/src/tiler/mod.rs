@@ -26,6 +26,7 @@ mod attrs;
 mod codec;
 mod cut;
 mod detail;
+mod feature_filter;
 mod meta;
 mod pass;
 mod shard;
@@ -42,9 +43,10 @@ use serde_json::{Map, Value};
 pub use assemble::TileLimitError;
 pub use attrs::{AttrFilter, mvt_value};
 pub(crate) use cut::bbox as world_bbox;
+pub use feature_filter::{FeatureFilter, GeomType};
 
 use crate::archive::{ArchiveError, ArchiveWriter, DEDUP_CACHE_BYTES};
-use crate::geom::project;
+use crate::geom::{WorldGeom, project};
 use crate::tile::{MAX_LAT, TileCoord};
 use crate::zoom_guess::ZoomGuesser;
 use pass::{PassCtx, Run, quarter};
@@ -81,6 +83,8 @@ pub struct TilerOptions {
     pub extend_zooms: bool,
     /// `-y/-x/-X`.
     pub attrs: AttrFilter,
+    /// `-j`: which features each layer keeps, at which zooms.
+    pub feature_filter: Option<FeatureFilter>,
     /// `--memory`: bytes the fragment sort may hold before spilling to disk (at least 1 MiB).
     /// The fragments being cut, a batch of tiles being assembled and the archive writer's
     /// dedup cache take up to a quarter of it more each.
@@ -118,6 +122,7 @@ impl Default for TilerOptions {
             coalesce_densest: false,
             extend_zooms: false,
             attrs: AttrFilter::default(),
+            feature_filter: None,
             memory: 64 << 20,
             tmp_dir: None,
             name: String::new(),
@@ -165,6 +170,8 @@ pub enum Added {
     },
     /// No (non-empty, finite) geometry: nothing to tile.
     NoGeometry,
+    /// Left out at every zoom by the `-j` feature filter.
+    Filtered,
 }
 
 /// What a finished run made.
@@ -172,6 +179,8 @@ pub enum Added {
 pub struct TileReport {
     pub features: u64,
     pub clamped: u64,
+    /// Features the `-j` filter left out at every zoom (not staged, not in `features`).
+    pub filtered: u64,
     pub min_zoom: u8,
     pub max_zoom: u8,
     /// The `-zg` guess, when one was made.
@@ -229,6 +238,8 @@ pub struct Tiler {
     scratch: Vec<u8>,
     features: u64,
     clamped: u64,
+    /// Features the `-j` filter left out at every zoom.
+    filtered: u64,
     /// World bbox of everything staged.
     bounds: [i64; 4],
     guesser: ZoomGuesser,
@@ -306,6 +317,7 @@ impl Tiler {
             scratch: Vec::new(),
             features: 0,
             clamped: 0,
+            filtered: 0,
             bounds: [i64::MAX, i64::MAX, i64::MIN, i64::MIN],
             guesser: ZoomGuesser::new(),
         })
@@ -358,6 +370,31 @@ impl Tiler {
             }
             return Ok(Added::NoGeometry);
         };
+        let zooms = match &self.opts.feature_filter {
+            Some(filter) => {
+                let kind = match &w {
+                    WorldGeom::Points(_) => GeomType::Point,
+                    WorldGeom::Lines(_) => GeomType::LineString,
+                    WorldGeom::Polygons(_) => GeomType::Polygon,
+                };
+                let name = self.layers.get(layer).map_or("", String::as_str);
+                let subject = feature_filter::Subject {
+                    props: properties,
+                    id,
+                    kind,
+                };
+                filter.zoom_mask(name, &subject)
+            }
+            None => u32::MAX,
+        };
+        // The zooms this run makes (with -zg, any up to the deepest the tiler makes).
+        let deepest = self.opts.max_zoom.unwrap_or(MAX_TILER_ZOOM).min(31);
+        let wanted =
+            (u32::MAX >> (31 - u32::from(deepest))) & (u32::MAX << self.opts.min_zoom.min(31));
+        if zooms & wanted == 0 {
+            self.filtered += 1;
+            return Ok(Added::Filtered);
+        }
         let clamped = out_of_range(g);
         self.props.clear();
         self.attrs
@@ -365,7 +402,7 @@ impl Tiler {
         codec::put_staged(
             &mut self.buf,
             &mut self.scratch,
-            layer_idx,
+            (layer_idx, zooms),
             key,
             id,
             &self.props,
@@ -437,6 +474,7 @@ impl Tiler {
             report: TileReport {
                 features: self.features,
                 clamped: self.clamped,
+                filtered: self.filtered,
                 min_zoom,
                 max_zoom,
                 guessed_zoom: guessed,

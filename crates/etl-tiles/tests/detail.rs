@@ -98,3 +98,32 @@ fn what_no_detail_can_fit_still_fails_naming_the_tile() {
     assert_eq!(tile.z, 0);
     assert!(err.to_string().contains("at detail 7"), "{err}");
 }
+
+#[test]
+fn a_tiny_feature_beside_a_huge_one_keeps_its_detail_where_it_still_shows() {
+    // Without a dropping strategy: at detail 7 the tiny square rounds to nothing, which does
+    // not count as fitting; a finer detail keeps both.
+    let tiny = Geometry::Polygon(Polygon::new(
+        LineString::from(vec![
+            (10.0, 10.0),
+            (11.0, 10.0),
+            (11.0, 11.0),
+            (10.0, 11.0),
+            (10.0, 10.0),
+        ]),
+        vec![],
+    ));
+    let feats = [
+        feat(0, Some(1), huge_polygon(100_000), json!({})),
+        feat(0, Some(2), tiny, json!({})),
+    ];
+    let (bytes, report) = build(limited(4_000, false), &["l"], &feats).unwrap();
+    assert_eq!(report.tiles_detail_reduced, 1, "{report:?}");
+    assert_eq!(report.dropped, 0, "{report:?}");
+    let tiles = tiles(&bytes);
+    let layer = &tiles.values().next().unwrap()[0];
+    assert!(layer.extent > 128, "extent {}", layer.extent);
+    let mut ids: Vec<Option<u64>> = layer.features.iter().map(|f| f.id).collect();
+    ids.sort();
+    assert_eq!(ids, [Some(1), Some(2)], "both features, in spatial order");
+}

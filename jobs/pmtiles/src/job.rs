@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 
 use etl_core::metrics::Stats;
 use etl_core::store::{Location, ObjectMeta};
-use etl_core::{Job, JobContext, JobError, Outcome};
+use etl_core::{ExitKind, Job, JobContext, JobError, Outcome};
 use etl_geo::{FeatureId, Record};
 use etl_tiles::tiler::{
     Added, AttrFilter, FeatureFilter, TileReport, Tiler, TilerError, TilerOptions,
@@ -158,8 +158,14 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             Some(FeatureFilter::parse(json).map_err(|e| JobError::usage(format!("-j: {e}")))?)
         }
         (None, Some(path)) => {
-            let json = std::fs::read_to_string(path)
-                .map_err(|e| JobError::usage(format!("-J {path}: {e}")))?;
+            let json = std::fs::read_to_string(path).map_err(|e| {
+                let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                    ExitKind::NoInput
+                } else {
+                    ExitKind::IoError
+                };
+                JobError::new(kind, format!("-J {path}: {e}"))
+            })?;
             Some(
                 FeatureFilter::parse(&json)
                     .map_err(|e| JobError::usage(format!("-J {path}: {e}")))?,

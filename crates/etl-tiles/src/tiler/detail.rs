@@ -136,9 +136,16 @@ pub(super) struct Tried {
     pub(super) bytes: usize,
 }
 
+impl Tried {
+    fn over(&self, ctx: &AssembleCtx<'_>) -> bool {
+        self.bytes > ctx.limits.max_bytes
+    }
+}
+
 /// The kept features encoded at the finest detail from 11 down to 7 (extent 2048 … 128) that
-/// fits the byte limit, gzipped. Detail 7 is tried first: when even that is too big (bytes
-/// that are attributes, or a crowd of points), the tile fails after one attempt, not five.
+/// fits the byte limit, gzipped. Detail 7 is tried first: when even that is over the byte
+/// limit (bytes that are attributes, or a crowd of points), the tile fails after one attempt,
+/// not five.
 /// Without a dropping strategy (`may_vanish` false) a detail at which some feature has nothing
 /// left to draw does not count as fitting: the run fails rather than lose features unasked.
 pub(super) fn lower_detail(
@@ -193,7 +200,11 @@ pub(super) fn lower_detail(
         })
     };
     let coarsest = attempt(max)?;
-    if coarsest.is_err() {
+    // Over the byte limit even at detail 7: no finer detail is smaller. (Failing there for a
+    // vanished feature says nothing of the finer details, which keep more.)
+    if let Err(t) = &coarsest
+        && t.over(ctx)
+    {
         return Ok(coarsest);
     }
     for shift in 1..max {

@@ -10,7 +10,8 @@
 //! feature id) and `$zoom` (the zoom being made: a feature can be kept at some zooms only).
 //! Values compare only with values of their own kind: numbers with numbers, strings with
 //! strings, booleans with booleans, as in the GL filters. A missing property fails every test
-//! but `!=`, `!in` and `!has`.
+//! but `!=`, `!in` and `!has`. A property whose value is null counts as missing: the tiler
+//! writes no null attributes (as tippecanoe), so a filter sees what the tiles will hold.
 //!
 //! A filter is evaluated once per feature while it is staged, for every zoom when it mentions
 //! `$zoom`: the result is a mask of the zooms the feature is kept at.
@@ -68,11 +69,30 @@ enum Expr {
     Has(Key, bool),
 }
 
+/// One layer's filter, and whether it reads `$zoom` (decided once, at parse time).
+#[derive(Debug, Clone)]
+struct Compiled {
+    expr: Expr,
+    by_zoom: bool,
+}
+
 /// Compiled `-j` filters.
 #[derive(Debug, Clone, Default)]
 pub struct FeatureFilter {
-    layers: HashMap<String, Expr>,
-    any_layer: Option<Expr>,
+    layers: HashMap<String, Compiled>,
+    any_layer: Option<Compiled>,
+}
+
+/// The deepest zoom a mask needs (the tiler's own limit).
+const DEEPEST: u32 = super::MAX_TILER_ZOOM as u32;
+
+/// At most this many characters of an offending value go into an error.
+fn brief(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
 }
 
 /// What a feature looks like to a filter.
@@ -95,31 +115,35 @@ impl FeatureFilter {
         };
         let mut out = FeatureFilter::default();
         for (layer, f) in m {
-            let e = expr(&f, 0).map_err(|e| format!("feature filter for layer {layer:?}: {e}"))?;
+            let expr = expr(&f, 0).map_err(|e| {
+                let mut layer = layer.clone();
+                layer.truncate(layer.char_indices().nth(80).map_or(layer.len(), |(i, _)| i));
+                format!("feature filter for layer {layer:?}: {e}")
+            })?;
+            let c = Compiled {
+                by_zoom: uses_zoom(&expr),
+                expr,
+            };
             if layer == "*" {
-                out.any_layer = Some(e);
+                out.any_layer = Some(c);
             } else {
-                out.layers.insert(layer, e);
+                out.layers.insert(layer, c);
             }
         }
         Ok(out)
     }
 
-    /// Whether any filter reads `$zoom` (else one evaluation decides every zoom).
-    fn needs_zoom(&self) -> bool {
-        self.layers.values().chain(&self.any_layer).any(uses_zoom)
-    }
-
-    /// The zooms (bit z for zoom z, 0..=31) at which a feature of `layer` is kept.
+    /// The zooms (bit z for zoom z) at which a feature of `layer` is kept: every bit, or
+    /// none, unless its filter reads `$zoom`; then bits 0..=24, the zooms the tiler makes.
     pub(crate) fn zoom_mask(&self, layer: &str, s: &Subject<'_>) -> u32 {
-        let Some(e) = self.layers.get(layer).or(self.any_layer.as_ref()) else {
+        let Some(c) = self.layers.get(layer).or(self.any_layer.as_ref()) else {
             return u32::MAX;
         };
-        if !self.needs_zoom() {
-            return if eval(e, s, 0) { u32::MAX } else { 0 };
+        if !c.by_zoom {
+            return if eval(&c.expr, s, 0) { u32::MAX } else { 0 };
         }
-        (0..32u32)
-            .filter(|z| eval(e, s, *z))
+        (0..=DEEPEST)
+            .filter(|z| eval(&c.expr, s, *z))
             .fold(0, |m, z| m | (1 << z))
     }
 }
@@ -137,7 +161,7 @@ fn key(v: &Value) -> Result<Key, String> {
         Some("$id") => Ok(Key::Id),
         Some("$zoom") => Ok(Key::Zoom),
         Some(s) => Ok(Key::Prop(s.to_owned())),
-        None => Err(format!("a key must be a string, not {v}")),
+        None => Err(format!("a key must be a string, not {}", brief(v))),
     }
 }
 
@@ -155,7 +179,7 @@ fn expr(v: &Value, depth: usize) -> Result<Expr, String> {
     };
     let op = op
         .as_str()
-        .ok_or_else(|| format!("a filter starts with its operator, not {op}"))?;
+        .ok_or_else(|| format!("a filter starts with its operator, not {}", brief(op)))?;
     let subs = |args: &[Value]| -> Result<Vec<Expr>, String> {
         args.iter().map(|a| expr(a, depth + 1)).collect()
     };
@@ -183,26 +207,38 @@ fn expr(v: &Value, depth: usize) -> Result<Expr, String> {
             [k] => Ok(Expr::Has(key(k)?, op == "!has")),
             _ => Err(format!("{op:?} takes one key")),
         },
-        other => Err(format!("unknown operator {other:?}")),
+        other => Err(format!(
+            "unknown operator {:?}",
+            other.chars().take(80).collect::<String>()
+        )),
     }
 }
 
+/// A feature's value for a key, borrowed where it can be.
+enum Got<'a> {
+    Json(&'a Value),
+    Text(&'static str),
+    Number(f64),
+}
+
 /// The feature's value for `k` at zoom `z`; `None` when it has none.
-fn lookup(k: &Key, s: &Subject<'_>, z: u32) -> Option<Value> {
+fn lookup<'a>(k: &Key, s: &Subject<'a>, z: u32) -> Option<Got<'a>> {
     match k {
-        Key::Prop(name) => s.props.get(name).filter(|v| !v.is_null()).cloned(),
-        Key::Type => Some(Value::from(s.kind.name())),
-        Key::Id => s.id.map(Value::from),
-        Key::Zoom => Some(Value::from(z)),
+        Key::Prop(name) => s.props.get(name).filter(|v| !v.is_null()).map(Got::Json),
+        Key::Type => Some(Got::Text(s.kind.name())),
+        Key::Id => s.id.map(|id| Got::Number(id as f64)),
+        Key::Zoom => Some(Got::Number(f64::from(z))),
     }
 }
 
 /// Compares values of one kind; `None` across kinds.
-fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+fn order(a: &Got<'_>, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Got::Json(Value::Number(x)), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Got::Number(x), Value::Number(y)) => x.partial_cmp(&y.as_f64()?),
+        (Got::Json(Value::String(x)), Value::String(y)) => Some(x.as_str().cmp(y.as_str())),
+        (Got::Text(x), Value::String(y)) => Some((*x).cmp(y.as_str())),
+        (Got::Json(Value::Bool(x)), Value::Bool(y)) => Some(x.cmp(y)),
         _ => None,
     }
 }
@@ -278,6 +314,10 @@ mod tests {
         assert!(yes(r#"{"*": ["==", "$type", "LineString"]}"#));
         assert!(yes(r#"{"*": ["==", "$id", 7]}"#));
         assert!(yes(r#"{"*": ["<", "name", "B"]}"#));
+        // A null property is a missing one (the tiles hold no nulls).
+        let n = json!({"x": null});
+        assert_eq!(mask(r#"{"*": ["has", "x"]}"#, "l", n.clone(), pt), 0);
+        assert_eq!(mask(r#"{"*": ["!has", "x"]}"#, "l", n, pt), u32::MAX);
         // A layer's own filter wins over "*"; a layer with neither keeps everything.
         let f = r#"{"roads": ["==", "kind", "path"], "*": ["has", "kind"]}"#;
         assert_eq!(mask(f, "roads", p.clone(), pt), 0);
@@ -293,7 +333,8 @@ mod tests {
             json!({"big": false}),
             GeomType::Point,
         );
-        assert_eq!(m, !0u32 << 10);
+        // Zooms 10..=24: the tiler makes none deeper.
+        assert_eq!(m, (!0u32 << 10) & (u32::MAX >> 7));
         let m = mask(
             r#"{"*": ["all", [">=", "$zoom", 3], ["<=", "$zoom", 5]]}"#,
             "l",
@@ -318,6 +359,13 @@ mod tests {
             assert!(e.contains(want), "{f}: {e}");
             assert!(!e.contains('\n'), "{e}");
         }
+        // An offending value is quoted briefly, whatever its size.
+        let huge = format!("{{\"*\": [\"==\", {}, 1]}}", "[1],".repeat(10_000) + "[1]");
+        let huge = huge
+            .replacen("[\"==\", ", "[\"==\", [", 1)
+            .replacen(", 1]}", "], 1]}", 1);
+        let e = FeatureFilter::parse(&huge).unwrap_err();
+        assert!(e.len() < 300, "{} characters", e.len());
         let deep = format!(
             "{{\"*\": {}[\"has\", \"a\"]{}}}",
             "[\"all\", ".repeat(100),

@@ -358,15 +358,27 @@ impl Tiler {
             .ok_or_else(|| TilerError::Options(format!("layer index {layer} out of range")))?;
         let Some(w) = project(g) else {
             if let Geometry::GeometryCollection(gc) = g {
-                let mut any = None;
+                // One feature, however many members: counted once as filtered, or not at all.
+                let filtered_before = self.filtered;
+                let (mut any, mut filtered) = (None, false);
                 for member in &gc.0 {
-                    if let Added::Staged { clamped } =
-                        self.add(layer, key, id, Some(member), properties)?
-                    {
-                        any = Some(any.unwrap_or(false) || clamped);
+                    match self.add(layer, key, id, Some(member), properties)? {
+                        Added::Staged { clamped } => {
+                            any = Some(any.unwrap_or(false) || clamped);
+                        }
+                        Added::Filtered => filtered = true,
+                        Added::NoGeometry => {}
                     }
                 }
-                return Ok(any.map_or(Added::NoGeometry, |clamped| Added::Staged { clamped }));
+                self.filtered = filtered_before;
+                return Ok(match any {
+                    Some(clamped) => Added::Staged { clamped },
+                    None if filtered => {
+                        self.filtered += 1;
+                        Added::Filtered
+                    }
+                    None => Added::NoGeometry,
+                });
             }
             return Ok(Added::NoGeometry);
         };
@@ -387,8 +399,12 @@ impl Tiler {
             }
             None => u32::MAX,
         };
-        // The zooms this run makes (with -zg, any up to the deepest the tiler makes).
-        let deepest = self.opts.max_zoom.unwrap_or(MAX_TILER_ZOOM).min(31);
+        // The zooms this run makes (with -zg or --extend-zooms-if-still-dropping, any up to
+        // the deepest the tiler makes).
+        let deepest = match self.opts.max_zoom {
+            Some(z) if !self.opts.extend_zooms => z,
+            _ => MAX_TILER_ZOOM,
+        };
         let wanted =
             (u32::MAX >> (31 - u32::from(deepest))) & (u32::MAX << self.opts.min_zoom.min(31));
         if zooms & wanted == 0 {

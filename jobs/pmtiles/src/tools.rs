@@ -1,4 +1,4 @@
-//! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...`. Every FILE, PART and OUT
+//! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...`, `extract IN OUT --bbox`. Every FILE, PART and OUT
 //! may be a local path or an `s3://` URL (S3 settings from the runner's flags, as for the jobs:
 //! `--s3-endpoint`/`ETL_S3_ENDPOINT`, `AWS_ENDPOINT_URL[_S3]`, `--sse-kms-key-id`, the AWS
 //! credential chain).
@@ -18,7 +18,7 @@ use clap::Subcommand;
 use etl_core::ExitKind;
 use etl_core::runner::CommonArgs;
 use etl_core::store::{Location, S3Config, Store, StoreError};
-use etl_tiles::archive::{Archive, MergeError, merge, summarize, verify};
+use etl_tiles::archive::{Archive, ExtractError, MergeError, extract, merge, summarize, verify};
 use tempfile::NamedTempFile;
 
 /// The archive tools, subcommands of `etl-pmtiles`.
@@ -38,6 +38,29 @@ pub enum Tool {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// Copy the tiles of an area and zoom range, byte for byte, into a new archive.
+    Extract(ExtractArgs),
+}
+
+/// `etl-pmtiles extract IN OUT --bbox W,S,E,N [--minzoom N] [--maxzoom N]`.
+#[derive(clap::Args)]
+pub struct ExtractArgs {
+    /// The archive to read: a path or an s3:// URL.
+    input: String,
+    /// The archive to write: a path or an s3:// URL.
+    out: String,
+    /// The area: WEST,SOUTH,EAST,NORTH in degrees (west < east).
+    #[arg(long, allow_hyphen_values = true)]
+    bbox: String,
+    /// Lowest zoom to copy (default: the archive's).
+    #[arg(long)]
+    minzoom: Option<u8>,
+    /// Highest zoom to copy (default: the archive's).
+    #[arg(long)]
+    maxzoom: Option<u8>,
+    /// Overwrite an existing OUT.
+    #[arg(short = 'f', long)]
+    force: bool,
 }
 
 /// Maps a store error to an exit code: missing → 66, bad URL → 64, unreachable → 69, else 75.
@@ -173,6 +196,12 @@ pub fn run(tool: Tool, common: &CommonArgs) -> ExitCode {
         Tool::Verify { file } => verify_cmd(&mut remote, &file),
         Tool::Show { file } => show_cmd(&mut remote, &file),
         Tool::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),
+        Tool::Extract(x) if common.dry_run => {
+            let plan = serde_json::json!({ "dry_run": { "extract": x.input, "out": x.out, "bbox": x.bbox } });
+            println!("{plan}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Tool::Extract(x) => extract_cmd(&mut remote, &x),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -238,6 +267,50 @@ fn merge_cmd(
         archives.push(Archive::open(r).map_err(|e| fail(ExitKind::BadInput, format!("{p}: {e}")))?);
         held.push(tmp);
     }
+    let mut report = None;
+    publish(remote, out, |file| {
+        let (w, r) = merge(archives, file).map_err(|e| {
+            let code = match &e {
+                MergeError::Write(_) => ExitKind::IoError,
+                _ => ExitKind::BadInput,
+            };
+            let named = match &e {
+                MergeError::Part { part, .. }
+                | MergeError::NotMvt { part, .. }
+                | MergeError::UnsupportedCompression { part, .. }
+                | MergeError::CompressionMismatch { part, .. }
+                | MergeError::Metadata { part, .. } => parts
+                    .get(*part)
+                    .map(|p| format!("{p}: "))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            fail(code, format!("merge: {named}{e}"))
+        })?;
+        report = Some(r);
+        Ok(w)
+    })?;
+    let report = report.ok_or_else(|| fail(ExitKind::Internal, "merge: no report"))?;
+    let _ = writeln!(
+        std::io::stdout(),
+        "{out}: merged {} parts: {} tiles ({} distinct), {} bytes",
+        report.parts,
+        report.tiles,
+        report.tile_contents,
+        report.bytes
+    );
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds an output archive in a temporary file beside `out` (or in the temp dir for an
+/// `s3://` OUT), then renames it into place (fsynced) or uploads it whole: `out` is the old
+/// archive or the new one, never half of one.
+fn publish(
+    remote: &mut Remote,
+    out: &str,
+    build: impl FnOnce(BufWriter<File>) -> Result<BufWriter<File>, ExitCode>,
+) -> Result<(), ExitCode> {
     let s3_out = out.starts_with("s3://");
     let dir = if s3_out {
         std::env::temp_dir()
@@ -248,7 +321,7 @@ fn merge_cmd(
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     };
     let tmp = tempfile::Builder::new()
-        .prefix(".etl-pmtiles-merge-")
+        .prefix(".etl-pmtiles-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(|e| fail(ExitKind::IoError, format!("{}: {e}", dir.display())))?;
@@ -256,42 +329,75 @@ fn merge_cmd(
         .as_file()
         .try_clone()
         .map_err(|e| fail(ExitKind::IoError, e))?;
-    let (w, report) = merge(archives, BufWriter::with_capacity(1 << 20, file)).map_err(|e| {
-        let code = match &e {
-            MergeError::Write(_) => ExitKind::IoError,
-            _ => ExitKind::BadInput,
-        };
-        let named = match &e {
-            MergeError::Part { part, .. }
-            | MergeError::NotMvt { part, .. }
-            | MergeError::UnsupportedCompression { part, .. }
-            | MergeError::CompressionMismatch { part, .. }
-            | MergeError::Metadata { part, .. } => parts
-                .get(*part)
-                .map(|p| format!("{p}: "))
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        fail(code, format!("merge: {named}{e}"))
-    })?;
+    let w = build(BufWriter::with_capacity(1 << 20, file))?;
     w.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
         .map_err(|e| fail(ExitKind::IoError, format!("{out}: {e}")))?;
     if s3_out {
-        remote.upload(&tmp, out)?;
+        remote.upload(&tmp, out)
     } else {
         tmp.persist(out)
-            .map_err(|e| fail(ExitKind::IoError, format!("{out}: {}", e.error)))?;
+            .map(drop)
+            .map_err(|e| fail(ExitKind::IoError, format!("{out}: {}", e.error)))
     }
+}
+
+/// `--bbox W,S,E,N` as four numbers.
+fn parse_bbox(s: &str) -> Result<[f64; 4], ExitCode> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            fail(
+                ExitKind::Usage,
+                format!("--bbox {s}: {e} (want WEST,SOUTH,EAST,NORTH)"),
+            )
+        })?;
+    <[f64; 4]>::try_from(v).map_err(|_| {
+        fail(
+            ExitKind::Usage,
+            format!("--bbox {s}: want four numbers, WEST,SOUTH,EAST,NORTH"),
+        )
+    })
+}
+
+fn extract_cmd(remote: &mut Remote, x: &ExtractArgs) -> Result<ExitCode, ExitCode> {
+    let bbox = parse_bbox(&x.bbox)?;
+    if !x.force && remote.exists(&x.out)? {
+        return Err(fail(
+            ExitKind::Usage,
+            format!("{}: already exists; use -f to overwrite", x.out),
+        ));
+    }
+    let (path, _held) = remote.local(&x.input)?;
+    let (r, _) = open(&path, &x.input)?;
+    let src =
+        Archive::open(r).map_err(|e| fail(ExitKind::BadInput, format!("{}: {e}", x.input)))?;
+    let zooms = (
+        x.minzoom.unwrap_or(0),
+        x.maxzoom.unwrap_or(etl_tiles::tile::MAX_ZOOM),
+    );
+    let mut report = None;
+    publish(remote, &x.out, |file| {
+        let (w, r) = extract(&src, file, bbox, zooms).map_err(|e| match e {
+            ExtractError::Area(m) => fail(ExitKind::Usage, m),
+            ExtractError::Read(e) => fail(ExitKind::BadInput, format!("{}: {e}", x.input)),
+            ExtractError::Write(e) => fail(ExitKind::IoError, format!("{}: {e}", x.out)),
+        })?;
+        report = Some(r);
+        Ok(w)
+    })?;
+    let report = report.ok_or_else(|| fail(ExitKind::Internal, "extract: no report"))?;
     let _ = writeln!(
         std::io::stdout(),
-        "{out}: merged {} parts: {} tiles ({} distinct), {} bytes",
-        report.parts,
+        "{}: extracted {} tiles ({} distinct) of {} in {}",
+        x.out,
         report.tiles,
         report.tile_contents,
-        report.bytes
+        x.input,
+        x.bbox
     );
-    let _ = std::io::stdout().flush();
     Ok(ExitCode::SUCCESS)
 }

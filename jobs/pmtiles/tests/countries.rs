@@ -180,3 +180,74 @@ fn a_feature_filter_keeps_the_countries_it_names_at_the_zooms_it_names() {
     );
     assert!(!dir.path().join("bad.pmtiles").exists());
 }
+
+#[test]
+fn extract_cuts_new_zealand_out_of_the_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world.pmtiles");
+    let nz = dir.path().join("nz.pmtiles");
+    let input = countries();
+    let (code, _, stderr) = etl_pmtiles(&[
+        "-o",
+        world.to_str().unwrap(),
+        "-z7",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = etl_pmtiles(&[
+        "extract",
+        world.to_str().unwrap(),
+        nz.to_str().unwrap(),
+        "--bbox",
+        "165.5,-47.5,179,-34",
+        "--minzoom",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, _, stderr) = etl_pmtiles(&["verify", nz.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let names = names_by_zoom(&nz);
+    assert!(
+        names
+            .iter()
+            .any(|(z, n)| *z == 7 && n.contains("New Zealand")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|(z, n)| *z == 7 && n.contains("Australia")),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|(z, _)| (3..=7).contains(z)));
+    // An existing OUT needs -f; a bad box is a usage error; neither touches OUT.
+    let before = std::fs::read(&nz).unwrap();
+    let (code, _, _) = etl_pmtiles(&[
+        "extract",
+        world.to_str().unwrap(),
+        nz.to_str().unwrap(),
+        "--bbox",
+        "0,0,1,1",
+    ]);
+    assert_eq!(code, 64);
+    let (code, _, stderr) = etl_pmtiles(&[
+        "extract",
+        world.to_str().unwrap(),
+        nz.to_str().unwrap(),
+        "-f",
+        "--bbox",
+        "179,-47,166,-34",
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(stderr.contains("west < east"), "{stderr}");
+    assert_eq!(std::fs::read(&nz).unwrap(), before);
+    // A missing input is 66.
+    let (code, _, _) = etl_pmtiles(&[
+        "extract",
+        dir.path().join("nope.pmtiles").to_str().unwrap(),
+        dir.path().join("x.pmtiles").to_str().unwrap(),
+        "--bbox",
+        "0,0,1,1",
+    ]);
+    assert_eq!(code, 66);
+}

@@ -10,6 +10,7 @@
 //! leaf directories`. Tile data goes right after the reserved root space so tiles can stream
 //! out while the directories, known only at the end, follow them.
 
+mod extract;
 mod merge;
 mod range;
 mod read;
@@ -20,6 +21,7 @@ mod write;
 
 use std::io::Read;
 
+pub use extract::{ExtractError, ExtractReport, extract};
 pub use merge::{MergeError, MergeReport, merge};
 pub use range::{BlockingRangeReader, FileReader, IoReader, RangeReader, ReadError, now};
 pub use read::{Archive, Entries};

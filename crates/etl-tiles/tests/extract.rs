@@ -82,12 +82,23 @@ fn an_extract_holds_exactly_the_area_s_tiles_byte_for_byte() {
     // The interior is still runs: far fewer entries than tiles.
     let entries = Archive::open(Cursor::new(&out)).unwrap().entries().count();
     assert!(entries * 4 < want.len(), "{entries} entries");
-    // The metadata comes along; the bounds are the area's.
+    // The metadata comes along, its layers' zooms within the extract's; the bounds are the
+    // area's.
     let a = Archive::open(Cursor::new(&out)).unwrap();
-    assert_eq!(
-        a.metadata(),
-        Archive::open(Cursor::new(&src_bytes)).unwrap().metadata()
-    );
+    let src_meta = Archive::open(Cursor::new(&src_bytes))
+        .unwrap()
+        .metadata()
+        .clone();
+    assert_eq!(a.metadata()["name"], src_meta["name"]);
+    let layers = a.metadata()["vector_layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for l in layers {
+        let (lo, hi) = (
+            l["minzoom"].as_u64().unwrap(),
+            l["maxzoom"].as_u64().unwrap(),
+        );
+        assert!((2..=8).contains(&lo) && (2..=8).contains(&hi), "{l}");
+    }
     assert_eq!(a.header().min_zoom, 2);
     assert_eq!(a.header().max_zoom, 8);
     assert!(
@@ -107,6 +118,10 @@ fn bad_areas_are_refused() {
         ([f64::NAN, 0.0, 1.0, 1.0], (0, 5)),
         ([-190.0, 0.0, 1.0, 1.0], (0, 5)),
         ([0.0, 0.0, 1.0, 1.0], (6, 5)),
+        // Beyond Web Mercator's latitudes: no area left.
+        ([0.0, 86.0, 10.0, 89.0], (0, 5)),
+        // Zooms the archive does not have.
+        ([0.0, 0.0, 1.0, 1.0], (12, 14)),
     ] {
         let r = extract(&src, Cursor::new(Vec::new()), bbox, zooms);
         assert!(

@@ -18,7 +18,9 @@ use clap::Subcommand;
 use etl_core::ExitKind;
 use etl_core::runner::CommonArgs;
 use etl_core::store::{Location, S3Config, Store, StoreError};
-use etl_tiles::archive::{Archive, ExtractError, MergeError, extract, merge, summarize, verify};
+use etl_tiles::archive::{
+    Archive, ExtractError, MergeError, check_area, extract, merge, summarize, verify,
+};
 use tempfile::NamedTempFile;
 
 /// The archive tools, subcommands of `etl-pmtiles`.
@@ -197,7 +199,10 @@ pub fn run(tool: Tool, common: &CommonArgs) -> ExitCode {
         Tool::Show { file } => show_cmd(&mut remote, &file),
         Tool::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),
         Tool::Extract(x) if common.dry_run => {
-            let plan = serde_json::json!({ "dry_run": { "extract": x.input, "out": x.out, "bbox": x.bbox } });
+            let plan = serde_json::json!({ "dry_run": {
+                "extract": x.input, "out": x.out, "bbox": x.bbox,
+                "minzoom": x.minzoom, "maxzoom": x.maxzoom, "force": x.force,
+            } });
             println!("{plan}");
             Ok(ExitCode::SUCCESS)
         }
@@ -365,6 +370,12 @@ fn parse_bbox(s: &str) -> Result<[f64; 4], ExitCode> {
 
 fn extract_cmd(remote: &mut Remote, x: &ExtractArgs) -> Result<ExitCode, ExitCode> {
     let bbox = parse_bbox(&x.bbox)?;
+    let zooms = (
+        x.minzoom.unwrap_or(0),
+        x.maxzoom.unwrap_or(etl_tiles::tile::MAX_ZOOM),
+    );
+    // The area before any download.
+    check_area(bbox, zooms).map_err(|e| fail(ExitKind::Usage, e))?;
     if !x.force && remote.exists(&x.out)? {
         return Err(fail(
             ExitKind::Usage,
@@ -384,6 +395,7 @@ fn extract_cmd(remote: &mut Remote, x: &ExtractArgs) -> Result<ExitCode, ExitCod
         let (w, r) = extract(&src, file, bbox, zooms).map_err(|e| match e {
             ExtractError::Area(m) => fail(ExitKind::Usage, m),
             ExtractError::Read(e) => fail(ExitKind::BadInput, format!("{}: {e}", x.input)),
+            ExtractError::Damaged(m) => fail(ExitKind::BadInput, format!("{}: {m}", x.input)),
             ExtractError::Write(e) => fail(ExitKind::IoError, format!("{}: {e}", x.out)),
         })?;
         report = Some(r);

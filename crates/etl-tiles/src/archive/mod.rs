@@ -21,7 +21,7 @@ mod write;
 
 use std::io::Read;
 
-pub use extract::{ExtractError, ExtractReport, extract};
+pub use extract::{ExtractError, ExtractReport, check_area, extract};
 pub use merge::{MergeError, MergeReport, merge};
 pub use range::{BlockingRangeReader, FileReader, IoReader, RangeReader, ReadError, now};
 pub use read::{Archive, Entries};

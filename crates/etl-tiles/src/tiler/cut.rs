@@ -325,15 +325,7 @@ impl Cut {
         };
         let mut runs = Vec::new();
         aligned_blocks(self.z, r, &mut |id, n| runs.push((id, id + n)));
-        runs.sort_unstable();
-        let mut joined: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
-        for (s, e) in runs {
-            match joined.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => joined.push((s, e)),
-            }
-        }
-        for (start, end) in joined {
+        for (start, end) in join_runs(runs) {
             emit(Piece::Fill {
                 start,
                 end,
@@ -341,6 +333,19 @@ impl Cut {
             });
         }
     }
+}
+
+/// Tile-id runs `[start, end)` sorted, with runs that meet joined into one.
+pub(crate) fn join_runs(mut runs: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    runs.sort_unstable();
+    let mut joined: Vec<(u64, u64)> = Vec::with_capacity(runs.len());
+    for (s, e) in runs {
+        match joined.last_mut() {
+            Some(last) if last.1 == s => last.1 = e,
+            _ => joined.push((s, e)),
+        }
+    }
+    joined
 }
 
 /// The split point of tile interval `lo..=hi` (`0 <= lo < hi`): the multiple of the largest

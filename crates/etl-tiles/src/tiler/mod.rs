@@ -42,7 +42,7 @@ use serde_json::{Map, Value};
 
 pub use assemble::TileLimitError;
 pub use attrs::{AttrFilter, mvt_value};
-pub(crate) use cut::{aligned_blocks, bbox as world_bbox};
+pub(crate) use cut::{aligned_blocks, bbox as world_bbox, join_runs};
 pub use feature_filter::{FeatureFilter, GeomType};
 
 use crate::archive::{ArchiveError, ArchiveWriter, DEDUP_CACHE_BYTES};

@@ -330,6 +330,17 @@ fn publish(
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .tempfile_in(&dir)
         .map_err(|e| fail(ExitKind::IoError, format!("{}: {e}", dir.display())))?;
+    // Locked while it is built: a tiling job's sweep of abandoned `.etl-pmtiles-` files in the
+    // same directory leaves a live one alone, however long the build goes without writing.
+    etl_core::scratch::lock_file(tmp.as_file()).map_err(|e| {
+        fail(
+            ExitKind::IoError,
+            format!(
+                "{}: cannot lock the temporary archive: {e}",
+                tmp.path().display()
+            ),
+        )
+    })?;
     let file = tmp
         .as_file()
         .try_clone()
@@ -412,4 +423,33 @@ fn extract_cmd(remote: &mut Remote, x: &ExtractArgs) -> Result<ExitCode, ExitCod
         x.bbox
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_output_survives_another_run_s_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.pmtiles");
+        let mut remote = Remote {
+            s3: S3Config::default(),
+            rt: None,
+        };
+        let mut swept = None;
+        let r = publish(&mut remote, out.to_str().unwrap(), |mut file| {
+            file.write_all(b"archive").unwrap();
+            file.flush().unwrap();
+            // Old enough to count as abandoned, but locked: the sweep must leave it.
+            let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+            file.get_ref().set_modified(old).unwrap();
+            swept = Some(etl_core::scratch::sweep(dir.path(), ".etl-pmtiles-"));
+            Ok(file)
+        });
+        assert!(r.is_ok());
+        assert_eq!(swept, Some(Vec::new()), "the sweep removed a live build");
+        assert_eq!(std::fs::read(&out).unwrap(), b"archive");
+    }
 }

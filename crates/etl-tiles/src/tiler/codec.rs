@@ -329,7 +329,8 @@ pub(crate) fn put_staged(
 ) {
     scratch.clear();
     put_varint(scratch, u64::from(layer));
-    put_varint(scratch, u64::from(zooms));
+    // Stored inverted: the usual "every zoom" is one byte, not five.
+    put_varint(scratch, u64::from(!zooms));
     put_varint(scratch, seq);
     put_id(scratch, id);
     put_varint(scratch, props.len() as u64);
@@ -367,7 +368,7 @@ fn get_id(r: &mut Reader<'_>) -> Result<Option<u64>, Truncated> {
 pub(crate) fn get_staged(body: &[u8]) -> Result<Staged<'_>, Truncated> {
     let mut r = Reader::new(body);
     let layer = u32::try_from(r.varint()?).map_err(|_| Truncated)?;
-    let zooms = u32::try_from(r.varint()?).map_err(|_| Truncated)?;
+    let zooms = !u32::try_from(r.varint()?).map_err(|_| Truncated)?;
     let seq = r.varint()?;
     let id = get_id(&mut r)?;
     let n = r.len()?;
@@ -520,6 +521,10 @@ mod tests {
             (s.layer, s.zooms, s.seq, s.id, s.geom.clone()),
             (3, 0b1010, 9, Some(7), g.clone())
         );
+        let every = get_staged(bodies[1]).unwrap();
+        assert_eq!(every.zooms, u32::MAX);
+        // Layer 0 and "every zoom" take one byte each.
+        assert_eq!(&bodies[1][..2], &[0, 0]);
         let p: Vec<_> = props_iter(s.props).map(|r| r.unwrap()).collect();
         assert_eq!(p.len(), 2);
         assert_eq!(

@@ -12,6 +12,7 @@ use etl_tiles::geom::TileGeom;
 use etl_tiles::mvt::{DecodedLayer, PropValue};
 use etl_tiles::tile::{TileCoord, lonlat_to_world, tile_coord, tile_id};
 use etl_tiles::tiler::{Added, AttrFilter, Tiler, TilerError, TilerOptions};
+use geo::Contains;
 use geo_types::{Geometry, LineString, Polygon, coord};
 use proptest::prelude::*;
 use serde_json::{Map, json};
@@ -1073,17 +1074,27 @@ fn holes_crossing_tile_edges_stay_holes_in_each_tile() {
         // Western tiles: the holed square's piece; eastern: that and the second square.
         let want = if c.x == 2 { 2 } else { 1 };
         assert_eq!(ps.len(), want, "{c}: polygons");
-        assert_eq!(ps[0].len(), 2, "{c}: the hole's quarter is a hole");
-        let hole = &ps[0][1];
-        // The hole's piece reaches the tile's inner corner plus the buffer on both sides.
-        let xs: BTreeSet<i32> = hole.iter().map(|p| p[0]).collect();
-        let ys: BTreeSet<i32> = hole.iter().map(|p| p[1]).collect();
-        let inner_x = if c.x == 1 { 4096 + 80 } else { -80 };
-        let inner_y = if c.y == 1 { 4096 + 80 } else { -80 };
-        assert!(
-            xs.contains(&inner_x) && ys.contains(&inner_y),
-            "{c}: {hole:?}"
+        // The hole's quarter reaches the buffered tile's edge: in a valid polygon it is a
+        // notch of the exterior, not a hole touching it along a line.
+        assert_eq!(ps[0].len(), 1, "{c}: the hole's quarter is a notch");
+        let ring = geo_types::LineString(
+            ps[0][0]
+                .iter()
+                .map(|p| geo_types::Coord {
+                    x: f64::from(p[0]),
+                    y: f64::from(p[1]),
+                })
+                .collect(),
         );
+        let notched = Polygon::new(ring, vec![]);
+        // Toward the tile's inner corner (where the four tiles meet) by `d` units each way.
+        let at = |d: f64| {
+            let x = if c.x == 1 { 4096.0 - d } else { d };
+            let y = if c.y == 1 { 4096.0 - d } else { d };
+            geo_types::Point::new(x, y)
+        };
+        assert!(!notched.contains(&at(40.0)), "{c}: inside the hole");
+        assert!(notched.contains(&at(600.0)), "{c}: beyond the hole");
     }
 }
 

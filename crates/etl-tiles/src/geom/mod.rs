@@ -2,8 +2,9 @@
 //!
 //! The pipeline per feature and tile is `project` (once per feature) → `clip` (per tile, in
 //! world coordinates, so neighbouring tiles cut at exactly the same integer points) →
-//! `to_tile` (scale to extent units, fix MVT winding) → `simplify` (in tile units, where the
-//! tolerance means "pixels").
+//! `to_tile` (scale to extent units, fix MVT winding, rebuild what simplification, clipping and
+//! rounding made invalid: `valid`) → `simplify` (in tile units, where the tolerance means
+//! "pixels").
 //!
 //! All coordinates are integers: world coordinates are `i64` and tile coordinates `i32`, so there
 //! is no NaN to propagate and every intermediate product is computed in `i128`.
@@ -11,10 +12,12 @@
 mod clip;
 mod project;
 mod simplify;
+mod valid;
 
 pub use clip::{Cover, clip, cover};
 pub use project::{project, to_tile};
 pub use simplify::{simplify, simplify_world};
+pub(crate) use valid::valid_polygons;
 
 /// A geometry in world coordinates (i64 so buffered tiles can extend past the world edge).
 #[derive(Debug, Clone, PartialEq)]

@@ -138,6 +138,7 @@ pub fn to_tile(g: &WorldGeom, tile: TileCoord, extent: u32) -> Option<TileGeom> 
                     Some(out)
                 })
                 .collect();
+            let out = super::valid_polygons(out);
             (!out.is_empty()).then_some(TileGeom::Polygons(out))
         }
     }

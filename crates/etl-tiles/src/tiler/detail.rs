@@ -3,12 +3,10 @@
 //! coordinate rounded to the coarser grid, then simplified (Douglas–Peucker, one coarse unit)
 //! with the spikes rounding makes removed. A huge line or polygon shrinks with it: one feature
 //! too big for the tile is drawn simpler instead of failing the run.
-//!
-//! Not repaired: a hole that rounding moves across its exterior's edge (a sub-unit overlap at
-//! the coarse extent).
+//! Polygons are rebuilt valid afterwards (`geom::valid`).
 
 use super::assemble::{AssembleCtx, FULL_DETAIL, Feat, TileLimitError, encode, gzip};
-use crate::geom::{TileGeom, clean_ring, ring_area2, simplify};
+use crate::geom::{TileGeom, clean_ring, ring_area2, simplify, valid_polygons};
 use crate::tile::TileCoord;
 
 /// The coarsest detail tried: extent `4096 >> MAX_SHIFT` = 128, tippecanoe's minimum detail 7.
@@ -31,7 +29,14 @@ fn scale_pt(p: [i32; 2], shift: u32) -> [i32; 2] {
 pub(crate) fn coarser(g: &TileGeom, shift: u32) -> Option<TileGeom> {
     let rounded = rounded(g, shift)?;
     // One coarse unit: what the tiler's own simplification would have used at this extent.
-    simplify(&rounded, 1.0)
+    match simplify(&rounded, 1.0)? {
+        // Rounding and simplifying can fold a ring over or push a hole across its exterior.
+        TileGeom::Polygons(p) => {
+            let p = valid_polygons(p);
+            (!p.is_empty()).then_some(TileGeom::Polygons(p))
+        }
+        other => Some(other),
+    }
 }
 
 fn rounded(g: &TileGeom, shift: u32) -> Option<TileGeom> {

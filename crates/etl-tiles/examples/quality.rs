@@ -5,7 +5,7 @@
 //! ```
 //!
 //! For each archive and zoom: tiles (a run of identical tiles counts each), compressed bytes,
-//! features, point features (copies in neighbouring tiles' buffers included) and distinct point
+//! features, line, polygon and point features (copies in neighbouring tiles' buffers included) and distinct point
 //! ids, the share of point ids shown at zoom z that are still shown at
 //! z+1 (1.0 is a monotone map: nothing a user saw disappears when zooming in), and the share of
 //! polygon features that are not OGC-valid by the `geo` crate's validity test (checked on the
@@ -30,6 +30,8 @@ struct Zoom {
     bytes: u64,
     features: u64,
     points: u64,
+    lines: u64,
+    polygons: u64,
     point_ids: HashSet<u64>,
     polygons_checked: u64,
     polygons_invalid: u64,
@@ -84,7 +86,10 @@ fn report(path: &str, sample: u64) {
                             z.point_ids.insert(id);
                         }
                     }
-                    TileGeom::Polygons(p) if checked => {
+                    TileGeom::Lines(_) => z.lines += run,
+                    TileGeom::Polygons(_) if !checked => z.polygons += run,
+                    TileGeom::Polygons(p) => {
+                        z.polygons += run;
                         z.polygons_checked += 1;
                         let errors = to_geo(p).validation_errors();
                         if !errors.is_empty() {
@@ -96,18 +101,19 @@ fn report(path: &str, sample: u64) {
                             }
                         }
                     }
-                    _ => {}
                 }
             }
         }
     }
     println!("\n{path}");
     println!(
-        "  {:>4} {:>10} {:>13} {:>11} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
+        "  {:>4} {:>10} {:>13} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
         "zoom",
         "tiles",
         "bytes",
         "features",
+        "lines",
+        "polygons",
         "points",
         "point_ids",
         "kept_z+1",
@@ -135,11 +141,13 @@ fn report(path: &str, sample: u64) {
         chk += s.polygons_checked;
         bad += s.polygons_invalid;
         println!(
-            "  {:>4} {:>10} {:>13} {:>11} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
+            "  {:>4} {:>10} {:>13} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
             z,
             s.tiles,
             s.bytes,
             s.features,
+            s.lines,
+            s.polygons,
             s.points,
             s.point_ids.len(),
             share,
@@ -150,11 +158,13 @@ fn report(path: &str, sample: u64) {
     }
     let total = |f: fn(&Zoom) -> u64| zooms.values().map(f).sum::<u64>();
     println!(
-        "  {:>4} {:>10} {:>13} {:>11} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
+        "  {:>4} {:>10} {:>13} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12}",
         "all",
         total(|s| s.tiles),
         total(|s| s.bytes),
         total(|s| s.features),
+        total(|s| s.lines),
+        total(|s| s.polygons),
         total(|s| s.points),
         "",
         if kept_den > 0 {

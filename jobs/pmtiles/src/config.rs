@@ -145,6 +145,12 @@ pub struct PmtilesConfig {
     #[serde(default)]
     pub extend_zooms_if_still_dropping: bool,
 
+    /// Draw polygons smaller than 4 square tile units as themselves at every zoom, instead of
+    /// as 2x2 squares that keep their total area below the max zoom.
+    #[arg(long, env = "ETL_NO_TINY_POLYGON_REDUCTION")]
+    #[serde(default)]
+    pub no_tiny_polygon_reduction: bool,
+
     /// Tile buffer in screen pixels (of 256).
     #[arg(short = 'b', long = "buffer", env = "ETL_BUFFER", default_value_t = 5)]
     pub buffer: u32,

@@ -185,6 +185,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         drop_densest: config.drop_densest_as_needed,
         coalesce_densest: config.coalesce_densest_as_needed,
         extend_zooms: config.extend_zooms_if_still_dropping,
+        tiny_polygon_reduction: !config.no_tiny_polygon_reduction,
         attrs: AttrFilter {
             include: config.include.clone(),
             exclude: config.exclude.clone(),

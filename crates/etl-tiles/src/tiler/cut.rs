@@ -35,7 +35,16 @@ pub(crate) struct CutParams {
     pub simplification: f64,
     /// With a shard: the tiles to emit (others are skipped).
     pub owned: Option<ShardRange>,
+    /// Below the max zoom, polygons smaller than [`TINY_AREA`] square tile units are drawn as
+    /// squares of that area with a probability that keeps their total area (tippecanoe's
+    /// tiny-polygon reduction); off with `--no-tiny-polygon-reduction`.
+    pub tiny_polygons: bool,
 }
+
+/// tippecanoe's "4 square subpixels": the area (in square tile units, at extent 4096) below
+/// which a polygon is too small to draw as itself, and the area of the square that stands for
+/// it when it is drawn.
+pub(crate) const TINY_AREA: f64 = 4.0;
 
 /// Bit-interleaves world x and y (y in the odd bits): a Z-order key that keeps neighbours close.
 pub(crate) fn spatial_key(p: [i64; 2]) -> u64 {
@@ -152,8 +161,24 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
         }
         geom => {
             let mut g = std::borrow::Cow::Borrowed(geom);
+            let polygon = matches!(geom, WorldGeom::Polygons(_));
             for z in (p.min_zoom..=p.max_zoom).rev() {
                 let unit = tile_size(z) as f64 / f64::from(p.extent.max(1));
+                if polygon && p.tiny_polygons && z < p.max_zoom {
+                    let area = world_area(&g) / (unit * unit);
+                    if area < TINY_AREA {
+                        if !kept_tiny(seq, area) {
+                            // Smaller still at every lower zoom (the same area in 4x larger
+                            // units), so not drawn there either.
+                            break;
+                        }
+                        if kept_at(f.zooms, z) {
+                            let square = tiny_square(&g, unit);
+                            cut_tile_range(&square, z, p, &mut |piece| emit(out, piece));
+                        }
+                        continue;
+                    }
+                }
                 let Some(s) = simplify_world(&g, p.simplification * unit) else {
                     // Smaller than a tile unit here, and smaller still at every lower zoom.
                     break;
@@ -163,27 +188,72 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
                     // Left out here by a `-j` filter; still simplified on for the lower zooms.
                     continue;
                 }
-                let Some(b) = bbox(&g) else { break };
-                let size = tile_size(z);
-                let grow = size * i64::from(p.buffer) / i64::from(p.extent.max(1));
-                let last = (1i64 << z) - 1;
-                let range = [
-                    ((b[0] - grow).div_euclid(size)).clamp(0, last),
-                    ((b[1] - grow).div_euclid(size)).clamp(0, last),
-                    ((b[2] + grow).div_euclid(size)).clamp(0, last),
-                    ((b[3] + grow).div_euclid(size)).clamp(0, last),
-                ];
-                let cut = Cut {
-                    z,
-                    size,
-                    grow,
-                    extent: p.extent,
-                    owned: p.owned,
-                };
-                cut.split(&g, range, &mut |piece| emit(out, piece));
+                if bbox(&g).is_none() {
+                    break;
+                }
+                cut_tile_range(&g, z, p, &mut |piece| emit(out, piece));
             }
         }
     }
+}
+
+/// Cuts `g` into the buffered tiles of zoom `z` it touches.
+fn cut_tile_range(g: &WorldGeom, z: u8, p: &CutParams, emit: &mut dyn FnMut(Piece<'_>)) {
+    let Some(b) = bbox(g) else { return };
+    let size = tile_size(z);
+    let grow = size * i64::from(p.buffer) / i64::from(p.extent.max(1));
+    let last = (1i64 << z) - 1;
+    let range = [
+        ((b[0] - grow).div_euclid(size)).clamp(0, last),
+        ((b[1] - grow).div_euclid(size)).clamp(0, last),
+        ((b[2] + grow).div_euclid(size)).clamp(0, last),
+        ((b[3] + grow).div_euclid(size)).clamp(0, last),
+    ];
+    let cut = Cut {
+        z,
+        size,
+        grow,
+        extent: p.extent,
+        owned: p.owned,
+    };
+    cut.split(g, range, emit);
+}
+
+/// The area a polygon geometry covers, in square world units (exteriors less holes).
+fn world_area(g: &WorldGeom) -> f64 {
+    let WorldGeom::Polygons(polys) = g else {
+        return 0.0;
+    };
+    let twice: i128 = polys
+        .iter()
+        .flatten()
+        .map(|r| crate::geom::ring_area2(r))
+        .fold(0i128, i128::saturating_add);
+    // The sign depends on the ring orientation the input had; the magnitude is the area.
+    (twice.unsigned_abs() as f64) / 2.0
+}
+
+/// Whether a tiny polygon of `area` square tile units is drawn (as a [`TINY_AREA`] square):
+/// with probability `area / TINY_AREA`, from the feature's own hash, so the squares drawn keep
+/// the total area of the polygons they stand for. The hash is the same at every zoom and the
+/// area in tile units grows 4x per zoom: a polygon drawn at zoom z is drawn at every deeper zoom.
+fn kept_tiny(seq: u64, area: f64) -> bool {
+    let u = ((mix(seq ^ 0x7469_6e79) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    u * TINY_AREA <= area
+}
+
+/// The [`TINY_AREA`] square (side 2 tile units) centred on `g`'s bounding box.
+fn tiny_square(g: &WorldGeom, unit: f64) -> WorldGeom {
+    let b = bbox(g).unwrap_or([0, 0, 0, 0]);
+    let (cx, cy) = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
+    let h = (unit * TINY_AREA.sqrt() / 2.0).round() as i64;
+    WorldGeom::Polygons(vec![vec![vec![
+        [cx - h, cy - h],
+        [cx + h, cy - h],
+        [cx + h, cy + h],
+        [cx - h, cy + h],
+        [cx - h, cy - h],
+    ]]])
 }
 
 /// Whether zoom `z` is in a staged feature's zoom mask (zooms past 31 share bit 31).

@@ -81,6 +81,10 @@ pub struct TilerOptions {
     pub coalesce_densest: bool,
     /// `--extend-zooms-if-still-dropping`.
     pub extend_zooms: bool,
+    /// Below the max zoom, polygons of less than 4 square tile units are drawn as 2×2 squares
+    /// with a probability that keeps their total area (tippecanoe's tiny-polygon reduction);
+    /// `false` is `--no-tiny-polygon-reduction`.
+    pub tiny_polygon_reduction: bool,
     /// `-y/-x/-X`.
     pub attrs: AttrFilter,
     /// `-j`: which features each layer keeps, at which zooms.
@@ -121,6 +125,7 @@ impl Default for TilerOptions {
             drop_densest: false,
             coalesce_densest: false,
             extend_zooms: false,
+            tiny_polygon_reduction: true,
             attrs: AttrFilter::default(),
             feature_filter: None,
             memory: 64 << 20,
@@ -529,6 +534,7 @@ impl Tiler {
             buffer: self.opts.buffer.saturating_mul(EXTENT / 256),
             simplification: self.opts.simplification,
             owned,
+            tiny_polygons: self.opts.tiny_polygon_reduction,
         };
         ctx.pass(&mut stage, &params, &mut writer, &mut run)?;
         // tippecanoe's --extend-zooms-if-still-dropping: while the deepest zoom still had to

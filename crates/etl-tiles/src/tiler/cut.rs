@@ -164,7 +164,8 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
             let polygon = matches!(geom, WorldGeom::Polygons(_));
             for z in (p.min_zoom..=p.max_zoom).rev() {
                 let unit = tile_size(z) as f64 / f64::from(p.extent.max(1));
-                if polygon && p.tiny_polygons && z < p.max_zoom {
+                // Past z20 a tile unit is under one world unit: no square of the right size.
+                if polygon && p.tiny_polygons && z < p.max_zoom && unit >= 1.0 {
                     let area = world_area(&g) / (unit * unit);
                     if area < TINY_AREA {
                         if !kept_tiny(seq, area) {
@@ -219,18 +220,21 @@ fn cut_tile_range(g: &WorldGeom, z: u8, p: &CutParams, emit: &mut dyn FnMut(Piec
     cut.split(g, range, emit);
 }
 
-/// The area a polygon geometry covers, in square world units (exteriors less holes).
+/// The area a polygon geometry covers, in square world units: each polygon's exterior less
+/// its holes (taken by magnitude, whatever winding the input had), the polygons added up.
 fn world_area(g: &WorldGeom) -> f64 {
     let WorldGeom::Polygons(polys) = g else {
         return 0.0;
     };
-    let twice: i128 = polys
-        .iter()
-        .flatten()
-        .map(|r| crate::geom::ring_area2(r))
-        .fold(0i128, i128::saturating_add);
-    // The sign depends on the ring orientation the input had; the magnitude is the area.
-    (twice.unsigned_abs() as f64) / 2.0
+    polys.iter().map(|p| polygon_area(p)).sum()
+}
+
+fn polygon_area(rings: &[Vec<[i64; 2]>]) -> f64 {
+    let area = |r: &Vec<[i64; 2]>| crate::geom::ring_area2(r).unsigned_abs() as f64 / 2.0;
+    let Some((exterior, holes)) = rings.split_first() else {
+        return 0.0;
+    };
+    (area(exterior) - holes.iter().map(area).sum::<f64>()).max(0.0)
 }
 
 /// Whether a tiny polygon of `area` square tile units is drawn (as a [`TINY_AREA`] square):
@@ -242,10 +246,20 @@ fn kept_tiny(seq: u64, area: f64) -> bool {
     u * TINY_AREA <= area
 }
 
-/// The [`TINY_AREA`] square (side 2 tile units) centred on `g`'s bounding box.
+/// The [`TINY_AREA`] square (side 2 tile units) centred on the bounding box of `g`'s largest
+/// polygon (not of the whole feature: islets far apart, or parts on both sides of the
+/// antimeridian, would put it in open sea).
 fn tiny_square(g: &WorldGeom, unit: f64) -> WorldGeom {
-    let b = bbox(g).unwrap_or([0, 0, 0, 0]);
-    let (cx, cy) = ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2);
+    let largest = match g {
+        WorldGeom::Polygons(polys) => polys
+            .iter()
+            .max_by(|a, b| polygon_area(a).total_cmp(&polygon_area(b)))
+            .and_then(|p| p.first())
+            .and_then(|r| bbox(&WorldGeom::Lines(vec![r.clone()]))),
+        _ => None,
+    };
+    let b = largest.or_else(|| bbox(g)).unwrap_or([0, 0, 0, 0]);
+    let (cx, cy) = (b[0] / 2 + b[2] / 2, b[1] / 2 + b[3] / 2);
     let h = (unit * TINY_AREA.sqrt() / 2.0).round() as i64;
     WorldGeom::Polygons(vec![vec![vec![
         [cx - h, cy - h],

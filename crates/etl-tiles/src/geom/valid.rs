@@ -7,13 +7,14 @@
 //! leaves zero-width bridges along the tile edge (a ring that runs out along the edge and back
 //! the same way), and rounding to extent units can fold thin parts over. The rebuild is
 //! i_overlay's integer overlay (exact arithmetic, no new coordinates off the grid) of the
-//! feature's rings as `to_tile` oriented them, under the non-zero fill rule with OGC
-//! extraction: a bow-tie becomes two triangles, overlapping parts merge, a bridge vanishes.
-//! Known imperfection: the part of a hole that simplification or rounding pushed outside its
-//! exterior (winding −1) is filled, a sub-unit bump beside the notch. A single ring that is
-//! already simple and correctly wound is checked by i_overlay's fast path and kept exactly as it
-//! is; rings with holes and multipolygons always go through the overlay, which drops collinear
-//! vertices.
+//! feature's rings as `to_tile` oriented them (exteriors +1, holes −1) under the *positive*
+//! fill rule, with OGC extraction: what exteriors cover and no hole takes away. A hole that
+//! rounding pushed over its exterior's edge becomes a notch (its outer part, winding −1, is not
+//! filled), overlapping parts merge, a bridge vanishes, and a ring that crosses itself keeps its
+//! lobes of positive winding (the small lobes of opposite winding that simplification twists
+//! out are left out). A single ring that is already simple and correctly wound is checked by
+//! i_overlay's fast path and kept exactly as it is; rings with holes and multipolygons always go
+//! through the overlay, which drops collinear vertices.
 
 use i_overlay::core::fill_rule::FillRule;
 use i_overlay::core::overlay::{ContourDirection, IntOverlayOptions, Overlay};
@@ -52,8 +53,8 @@ pub(crate) fn valid_polygons(polygons: Vec<Polygon>) -> Vec<Polygon> {
             let out = catch(|| match contours.as_slice() {
                 // The common case (one ring, as most clipped pieces are): i_overlay's fast path
                 // tells a simple ring from one that needs rebuilding without building the graph.
-                [one] => o.simplify_contour(one, FillRule::NonZero),
-                all => o.simplify_shape(all, FillRule::NonZero),
+                [one] => o.simplify_contour(one, FILL),
+                all => o.simplify_shape(all, FILL),
             });
             if out.is_none() {
                 // A panic may have left the overlay's buffers half-updated: start afresh.
@@ -76,10 +77,9 @@ thread_local! {
     static OVERLAY: std::cell::RefCell<Option<Overlay>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Non-zero: what any ring winds around is filled. (i_overlay 4.5's positive and negative
-/// rules gave the same result as this one on the bow-tie and the hole over an edge, so the
-/// rule that is documented to fill both lobes is used.)
-const FILL: FillRule = FillRule::NonZero;
+/// Positive: exteriors wind +1 (positive by the MVT formula, counter-clockwise with y up,
+/// i_overlay's positive direction), holes −1; what exteriors cover and no hole takes away.
+const FILL: FillRule = FillRule::Positive;
 
 fn options(ogc: bool) -> IntOverlayOptions {
     IntOverlayOptions {
@@ -240,30 +240,27 @@ mod tests {
     }
 
     #[test]
-    fn a_bow_tie_becomes_two_triangles() {
+    fn a_bow_tie_keeps_its_positive_lobe() {
+        // Lobes of opposite winding: the positive one (an exterior by the MVT formula) stays.
         let bow = vec![vec![vec![[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]];
         let out = valid_polygons(bow);
-        assert_eq!(out.len(), 2, "{out:?}");
-        for p in &out {
-            assert_eq!(p.len(), 1);
-            assert!(ring_area2(&p[0]) > 0);
-        }
-        assert_eq!(area(&out), 2 * 50);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].len(), 1);
+        assert!(ring_area2(&out[0][0]) > 0);
+        assert_eq!(area(&out), 50);
     }
 
     #[test]
-    fn a_hole_pushed_over_its_exterior_edge_is_valid_with_a_bump() {
-        // Exterior 0..10; hole 8..12 × 2..4 sticks out past x = 10: inside, a notch; outside,
-        // the known imperfection (module doc), a separate 2×2 square.
+    fn a_hole_pushed_over_its_exterior_edge_becomes_a_notch() {
+        // Exterior 0..10; hole 8..12 × 2..4 sticks out past x = 10.
         let mut hole = square(8, 2, 12, 4);
         hole.reverse();
         let out = valid_polygons(vec![vec![square(0, 0, 10, 10), hole]]);
-        assert_eq!(out.len(), 2, "{out:?}");
-        assert!(
-            out.iter().all(|p| p.len() == 1),
-            "no hole touches an edge: {out:?}"
-        );
-        assert_eq!(area(&out), 2 * (100 - 4 + 4));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].len(), 1, "a notch, not a hole: {out:?}");
+        // 100 less the hole's 2×2 part inside; nothing added outside.
+        assert_eq!(area(&out), 2 * (100 - 4));
+        assert!(out[0][0].iter().all(|p| p[0] <= 10));
     }
 
     #[test]

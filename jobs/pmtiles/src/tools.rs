@@ -157,6 +157,23 @@ impl Remote {
     }
 }
 
+/// Prints a subcommand's result to stdout. A reader that went away (`show | head`) is not an
+/// error; any other failure to write (a full disk under `> file`) is, so a truncated result
+/// never ends with exit 0.
+fn say(text: std::fmt::Arguments<'_>) -> Result<(), ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_fmt(text)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(fail(ExitKind::IoError, format!("writing to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn fail(kind: ExitKind, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("etl-pmtiles: {msg}");
     kind.exit_code()
@@ -223,14 +240,10 @@ fn verify_cmd(remote: &mut Remote, arg: &str) -> Result<ExitCode, ExitCode> {
                 (Some(a), Some(b)) => format!("z{a}-z{b}"),
                 _ => "no tiles".into(),
             };
-            let _ = writeln!(
-                std::io::stdout(),
+            say(format_args!(
                 "{arg}: valid: {} tiles ({} entries, {} distinct), {zooms}, {} bytes",
-                rep.addressed_tiles,
-                rep.tile_entries,
-                rep.unique_tiles,
-                rep.total_size
-            );
+                rep.addressed_tiles, rep.tile_entries, rep.unique_tiles, rep.total_size
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(fail(ExitKind::BadInput, format!("{arg}: {e}"))),
@@ -246,8 +259,7 @@ fn show_cmd(remote: &mut Remote, arg: &str) -> Result<ExitCode, ExitCode> {
     let s = summarize(&mut a).map_err(|e| fail(ExitKind::BadInput, format!("{arg}: {e}")))?;
     let text = serde_json::to_string_pretty(&s.to_json(&header, &metadata))
         .map_err(|e| fail(ExitKind::IoError, e))?;
-    // A closed pipe (`show | head`) is not an error worth a panic.
-    let _ = writeln!(std::io::stdout(), "{text}");
+    say(format_args!("{text}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -296,15 +308,10 @@ fn merge_cmd(
         Ok(w)
     })?;
     let report = report.ok_or_else(|| fail(ExitKind::Internal, "merge: no report"))?;
-    let _ = writeln!(
-        std::io::stdout(),
+    say(format_args!(
         "{out}: merged {} parts: {} tiles ({} distinct), {} bytes",
-        report.parts,
-        report.tiles,
-        report.tile_contents,
-        report.bytes
-    );
-    let _ = std::io::stdout().flush();
+        report.parts, report.tiles, report.tile_contents, report.bytes
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -413,15 +420,10 @@ fn extract_cmd(remote: &mut Remote, x: &ExtractArgs) -> Result<ExitCode, ExitCod
         Ok(w)
     })?;
     let report = report.ok_or_else(|| fail(ExitKind::Internal, "extract: no report"))?;
-    let _ = writeln!(
-        std::io::stdout(),
+    say(format_args!(
         "{}: extracted {} tiles ({} distinct) of {} in {}",
-        x.out,
-        report.tiles,
-        report.tile_contents,
-        x.input,
-        x.bbox
-    );
+        x.out, report.tiles, report.tile_contents, x.input, x.bbox
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

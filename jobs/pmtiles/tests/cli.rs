@@ -504,6 +504,29 @@ fn show_prints_json_with_tiles_per_zoom() {
     r.assert_code(66);
 }
 
+#[test]
+fn a_result_that_cannot_be_written_is_not_a_success() {
+    // `show > /dev/full`: the JSON is lost, so the exit code must not say it was printed.
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _) = good_archive(dir.path());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = etl_pmtiles()
+        .args(["show", s(&good)])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(74),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writing to stdout"));
+}
+
 /// Points, lines and polygons spread over a few degrees: many tiles by z6.
 fn spread_input(dir: &Path) -> PathBuf {
     let p = dir.join("spread.geojsonl");

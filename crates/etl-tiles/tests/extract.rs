@@ -1,13 +1,20 @@
-//! `extract`: the tiles of an area and zoom range, byte for byte, with runs of interior tiles
-//! cut to the area and kept as runs.
+//! `extract`: the tiles of an area (a box or a region of polygons) and zoom range, byte for
+//! byte, with runs of interior tiles cut to the area and kept as runs; only the directories
+//! and tiles of the area read; damaged sources refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use etl_tiles::archive::{Archive, ExtractError, extract, verify};
-use etl_tiles::tile::{TileCoord, lonlat_to_world, tile_coord};
-use geo_types::{Geometry, LineString, Point, Polygon};
+use bytes::Bytes;
+use etl_tiles::archive::{
+    Archive, ArchiveError, ArchiveIndex, ArchiveMeta, ArchiveWriter, Area, Entry, ExtractError,
+    ExtractReport, HEADER_LEN, Header, Region, decode_directory, encode_directory, extract, now,
+    verify,
+};
+use etl_tiles::tile::{TileCoord, lonlat_to_world, tile_coord, world_to_lonlat, zoom_first_id};
+use geo::Intersects;
+use geo_types::{Coord, Geometry, LineString, MultiPolygon, Point, Polygon, Rect};
 use serde_json::json;
 
 mod support;
@@ -59,12 +66,23 @@ fn source() -> Vec<u8> {
     build(opts(0, 9), &["area", "pts"], &feats).unwrap().0
 }
 
+type Extracted = Result<(Cursor<Vec<u8>>, ExtractReport), ExtractError<ArchiveError>>;
+
+/// `extract` over an archive in memory, into memory.
+fn run(src: &[u8], area: &Area, zooms: (u8, u8)) -> Extracted {
+    now(extract(
+        &Bytes::copy_from_slice(src),
+        Cursor::new(Vec::new()),
+        area,
+        zooms,
+    ))
+}
+
 #[test]
 fn an_extract_holds_exactly_the_area_s_tiles_byte_for_byte() {
     let src_bytes = source();
-    let src = Archive::open(Cursor::new(&src_bytes)).unwrap();
     let bbox = [-20.5, 10.25, 30.0, 40.0];
-    let (out, report) = extract(&src, Cursor::new(Vec::new()), bbox, (2, 8)).unwrap();
+    let (out, report) = run(&src_bytes, &Area::Bbox(bbox), (2, 8)).unwrap();
     let out = out.into_inner();
     verify(Cursor::new(&out), out.len() as u64).unwrap();
     let (all, got) = (stored(&src_bytes), stored(&out));
@@ -111,7 +129,6 @@ fn an_extract_holds_exactly_the_area_s_tiles_byte_for_byte() {
 #[test]
 fn bad_areas_are_refused() {
     let src_bytes = source();
-    let src = Archive::open(Cursor::new(&src_bytes)).unwrap();
     for (bbox, zooms) in [
         ([10.0, 0.0, -10.0, 5.0], (0, 5)),
         ([0.0, 5.0, 10.0, 5.0], (0, 5)),
@@ -123,21 +140,232 @@ fn bad_areas_are_refused() {
         // Zooms the archive does not have.
         ([0.0, 0.0, 1.0, 1.0], (12, 14)),
     ] {
-        let r = extract(&src, Cursor::new(Vec::new()), bbox, zooms);
+        let r = run(&src_bytes, &Area::Bbox(bbox), zooms);
         assert!(
             matches!(r, Err(ExtractError::Area(_))),
             "{bbox:?} {zooms:?}"
         );
     }
     // An area with no tiles at its zooms gives a valid, empty archive.
-    let (out, report) = extract(
-        &src,
-        Cursor::new(Vec::new()),
-        [170.0, 80.0, 171.0, 81.0],
-        (4, 9),
-    )
-    .unwrap();
+    let (out, report) = run(&src_bytes, &Area::Bbox([170.0, 80.0, 171.0, 81.0]), (4, 9)).unwrap();
     assert_eq!(report.tiles, 0);
     let out = out.into_inner();
     verify(Cursor::new(&out), out.len() as u64).unwrap();
+}
+
+/// Whether tile `c` meets `region`, in world coordinates (where the region's edges are straight
+/// lines, as the extract draws them), by the `geo` crate's test.
+fn meets_region(c: TileCoord, region: &MultiPolygon<f64>) -> bool {
+    let world = MultiPolygon(
+        region
+            .iter()
+            .map(|p| {
+                let ring = |l: &LineString<f64>| {
+                    LineString::from(
+                        l.coords()
+                            .map(|c| {
+                                let (x, y) = lonlat_to_world(c.x, c.y);
+                                (x as f64, y as f64)
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                };
+                Polygon::new(ring(p.exterior()), p.interiors().iter().map(ring).collect())
+            })
+            .collect(),
+    );
+    let side = (1u64 << (32 - c.z)) as f64;
+    let (x, y) = (f64::from(c.x) * side, f64::from(c.y) * side);
+    world.intersects(&Rect::new(
+        Coord { x, y },
+        Coord {
+            x: x + side,
+            y: y + side,
+        },
+    ))
+}
+
+#[test]
+fn a_region_extract_holds_the_tiles_the_region_meets() {
+    let src_bytes = source();
+    let all = stored(&src_bytes);
+    let mut rng = Rng(31);
+    for round in 0..6 {
+        // A star-shaped ring around a random centre, with a hole in the middle.
+        let (cx, cy) = (rng.range(-50.0, 50.0), rng.range(-40.0, 40.0));
+        let n = 5 + (rng.next() % 20) as usize;
+        let mut ring: Vec<(f64, f64)> = (0..n)
+            .map(|i| {
+                let a = i as f64 / n as f64 * std::f64::consts::TAU;
+                let r = rng.range(3.0, 25.0);
+                (cx + r * a.cos(), cy + r * a.sin())
+            })
+            .collect();
+        ring.push(ring[0]);
+        let hole = LineString::from(vec![
+            (cx - 1.3, cy - 1.1),
+            (cx - 1.3, cy + 1.2),
+            (cx + 1.4, cy + 1.2),
+            (cx + 1.4, cy - 1.1),
+            (cx - 1.3, cy - 1.1),
+        ]);
+        let region = MultiPolygon(vec![Polygon::new(LineString::from(ring), vec![hole])]);
+        let area = Area::Region(Region::new::<()>(&region).unwrap());
+        let (out, report) = run(&src_bytes, &area, (0, 9)).unwrap();
+        let out = out.into_inner();
+        verify(Cursor::new(&out), out.len() as u64).unwrap();
+        let got = stored(&out);
+        let want: BTreeMap<u64, Vec<u8>> = all
+            .iter()
+            .filter(|(id, _)| meets_region(tile_coord(**id).unwrap(), &region))
+            .map(|(id, d)| (*id, d.clone()))
+            .collect();
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|k| !got.contains_key(k))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !want.contains_key(k))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "round {round}: missing {:?}, extra {:?}",
+            missing.iter().map(|k| tile_coord(**k)).collect::<Vec<_>>(),
+            extra.iter().map(|k| tile_coord(**k)).collect::<Vec<_>>()
+        );
+        assert!(got == want, "round {round}: bytes differ");
+        assert_eq!(report.tiles, want.len() as u64);
+        assert!(want.len() > 100, "round {round}: {} tiles", want.len());
+    }
+}
+
+/// An archive of `n` distinct tiles at zoom `z`, big enough to have leaf directories.
+fn many_tiles(z: u8, n: u64) -> (Vec<u8>, u64) {
+    let mut w = ArchiveWriter::new(Cursor::new(Vec::new())).unwrap();
+    // Ids with gaps and tiles of varied length, so the directory does not compress away.
+    let mut id = zoom_first_id(z).unwrap();
+    let mut rng = Rng(5);
+    for k in 0..n {
+        let data = format!("tile {k:08} {}", ".".repeat((rng.next() % 40) as usize));
+        w.add_tile(id, data.as_bytes()).unwrap();
+        id += 1 + rng.next() % 3;
+    }
+    let meta = ArchiveMeta {
+        min_zoom: z,
+        max_zoom: z,
+        bounds: [-180.0, -85.0, 180.0, 85.0],
+        center: (0.0, 0.0, z),
+        metadata: json!({"name": "many"}),
+    };
+    (w.finish(&meta).unwrap().into_inner(), n)
+}
+
+#[test]
+fn a_small_area_reads_its_own_leaves_and_tiles_only() {
+    let (src, n) = many_tiles(10, 1 << 18);
+    let leaves = {
+        let index = now(ArchiveIndex::open(&Bytes::copy_from_slice(&src))).unwrap();
+        index.root().iter().filter(|e| e.is_leaf()).count()
+    };
+    assert!(leaves > 20, "{leaves} leaves");
+    let bbox = [10.0, 40.0, 12.0, 42.0];
+    let (out, report) = run(&src, &Area::Bbox(bbox), (0, 10)).unwrap();
+    let out = out.into_inner();
+    let got = stored(&out);
+    let want: Vec<u64> = stored(&src)
+        .into_keys()
+        .filter(|id| in_box(tile_coord(*id).unwrap(), bbox))
+        .collect();
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), want);
+    assert!(report.leaves_read <= 2, "{report:?}");
+    assert!(report.tile_reads <= 2, "{report:?}");
+    assert!(
+        report.bytes_read * 20 < src.len() as u64,
+        "{report:?} of {} bytes ({n} tiles)",
+        src.len()
+    );
+    // The whole world reads every leaf, in batches of joined ranges.
+    let (_, all) = run(&src, &Area::Bbox([-180.0, -90.0, 180.0, 90.0]), (0, 10)).unwrap();
+    assert_eq!(all.tiles, n);
+    assert_eq!(all.leaves_read, leaves as u64);
+    assert!(all.tile_reads < 10, "{all:?}");
+}
+
+#[test]
+fn damaged_sources_are_errors_not_panics() {
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/pmtiles/hostile"
+    ));
+    let world = Area::Bbox([-180.0, -90.0, 180.0, 90.0]);
+    let mut refused = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "pmtiles") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match run(&bytes, &world, (0, 31)) {
+            Ok(_) => assert_eq!(name, "good-with-leaf.pmtiles", "{name} was extracted"),
+            Err(ExtractError::Area(m)) => panic!("{name}: {m}"),
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 10, "{refused} refused");
+    // Directories a writer would never make: each is refused with what is wrong.
+    let (good, _) = many_tiles(6, 200);
+    // (Directories hold id deltas, so only overlapping runs can be out of order.)
+    let cases: [(&str, Edit); 3] = [
+        ("out of order", |e| e[10].run_length = 5),
+        ("zero length", |e| e[10].length = 0),
+        ("beyond data section", |e| e[10].offset = 1 << 40),
+    ];
+    for (want, edit) in cases {
+        let bad = with_root(&good, edit);
+        match run(&bad, &world, (0, 31)) {
+            Err(e) => assert!(e.to_string().contains(want), "{want}: {e}"),
+            Ok(_) => panic!("{want}: extracted"),
+        }
+    }
+    // An area that does not reach the damage still extracts.
+    let bad = with_root(&good, |e| e[200 - 1].offset = 1 << 40);
+    let c = tile_coord(zoom_first_id(6).unwrap()).unwrap();
+    let side = 1i64 << 26;
+    let (w, n) = world_to_lonlat(i64::from(c.x) * side + 1000, i64::from(c.y) * side + 1000);
+    let (e, s) = world_to_lonlat(
+        i64::from(c.x + 1) * side - 1000,
+        i64::from(c.y + 1) * side - 1000,
+    );
+    let (out, report) = run(&bad, &Area::Bbox([w, s, e, n]), (6, 6)).unwrap();
+    assert_eq!(report.tiles, 1);
+    assert_eq!(
+        stored(&out.into_inner()).into_keys().collect::<Vec<_>>(),
+        [zoom_first_id(6).unwrap()]
+    );
+}
+
+type Edit = fn(&mut Vec<Entry>);
+
+/// `good` with its root directory's entries edited (the new root is appended at the end).
+fn with_root(good: &[u8], edit: Edit) -> Vec<u8> {
+    let mut h = Header::from_bytes(good).unwrap();
+    let at = h.root_offset as usize;
+    let mut entries = decode_directory(&gunzip(&good[at..at + h.root_length as usize])).unwrap();
+    edit(&mut entries);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &encode_directory(&entries)).unwrap();
+    let root = gz.finish().unwrap();
+    let mut out = good.to_vec();
+    h.root_offset = out.len() as u64;
+    h.root_length = root.len() as u64;
+    out.extend_from_slice(&root);
+    out[..HEADER_LEN].copy_from_slice(&h.to_bytes());
+    out
 }

@@ -1,29 +1,57 @@
 //! `extract`: the tiles of an area and a zoom range, copied byte for byte into a new clustered
-//! archive (offline packages for TAK devices).
+//! archive (offline packages for TAK devices), from any [`RangeReader`]: a local file, or a
+//! remote archive read by ranged requests without downloading it.
 //!
 //! The area's tiles at each zoom are decomposed into aligned quadtree blocks, each one run of
-//! tile ids on the Hilbert curve; the source's entries, in tile-id order, are intersected with
-//! those runs in one sweep. A run-length entry (a polygon interior) is cut to the part inside
-//! the area and written as one run again, so an extract costs the source's directory and the
-//! area's outline, not its tile count.
+//! tile ids on the Hilbert curve ([`super::area`]). The source's directories are walked in
+//! tile-id order, reading only the leaf directories whose ids meet those runs; the tile entries
+//! met are cut to the runs (a run-length entry of a polygon interior stays one run). Their
+//! bytes are then read in batches: the byte ranges of a batch sorted, neighbours less than
+//! [`GAP_BYTES`] apart joined into one request, a few requests in flight, so a clustered
+//! source gives a few large reads per zoom, and memory stays at one batch whatever the area.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
+use std::sync::Arc;
 
-use super::{Archive, ArchiveError, ArchiveMeta, ArchiveWriter};
-use crate::tile::{MAX_LAT, TILE_ID_END, lonlat_to_world, tile_zoom, zoom_first_id};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
-/// What an extract wrote.
+use super::area::Area;
+use super::range::{RangeReader, ReadError};
+use super::walk::{absolute, check_entry, read, read_leaf};
+use super::{
+    ArchiveError, ArchiveIndex, ArchiveMeta, ArchiveWriter, Entry, Header, MAX_DIRECTORY_DEPTH,
+    MAX_TILE_BYTES,
+};
+use crate::tile::{MAX_LAT, MAX_ZOOM, TILE_ID_END, lonlat_to_world, tile_zoom};
+
+/// Tile bytes one batch reads before they are written out.
+pub const BATCH_BYTES: u64 = 16 << 20;
+/// Byte ranges closer than this are read as one (the bytes between are read and dropped).
+pub const GAP_BYTES: u64 = 256 << 10;
+/// A joined read grows to at most this (one tile may be larger; it is read alone).
+const MAX_READ_BYTES: u64 = 8 << 20;
+/// Reads in flight at once.
+const READS_IN_FLIGHT: usize = 4;
+
+/// What an extract wrote and read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExtractReport {
     /// Tiles addressed (run-length entries count every tile).
     pub tiles: u64,
     /// Distinct tile contents written.
     pub tile_contents: u64,
+    /// Leaf directories read (of the source's, only those meeting the area).
+    pub leaves_read: u64,
+    /// Requests for tile bytes.
+    pub tile_reads: u64,
+    /// Bytes read from the source in all (header, directories, metadata and tiles).
+    pub bytes_read: u64,
 }
 
-/// Why an extract failed.
+/// Why an extract failed. `E` is the reader's own error.
 #[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
+pub enum ExtractError<E> {
     /// The area or zooms asked for make no sense.
     #[error("{0}")]
     Area(String),
@@ -33,145 +61,211 @@ pub enum ExtractError {
     /// The source's directory is out of order or out of range.
     #[error("source: {0}")]
     Damaged(String),
+    /// The reader failed (I/O, network, the archive changed while it was read).
+    #[error("source: {0}")]
+    Source(E),
     /// Writing the extract failed.
     #[error("write: {0}")]
     Write(ArchiveError),
 }
 
-/// Checks an area and zoom range before any work: `[west, south, east, north]` in degrees,
-/// west < east (an area across the antimeridian is two extracts), south < north after
-/// clamping to Web Mercator's ±85.05°, and `min_zoom <= max_zoom <= 31`.
-pub fn check_area(bbox: [f64; 4], (min_zoom, max_zoom): (u8, u8)) -> Result<(), ExtractError> {
-    let [w, s, e, n] = bbox;
-    if !bbox.iter().all(|v| v.is_finite()) || w >= e || s >= n {
-        return Err(ExtractError::Area(format!(
-            "--bbox {w},{s},{e},{n}: want WEST,SOUTH,EAST,NORTH with west < east and south < \
-             north (an area across the antimeridian is two extracts)"
-        )));
+impl<E> From<ArchiveError> for ExtractError<E> {
+    fn from(e: ArchiveError) -> Self {
+        ExtractError::Read(e)
     }
-    if w < -180.0 || e > 180.0 || s < -90.0 || n > 90.0 {
-        return Err(ExtractError::Area(format!(
-            "--bbox {w},{s},{e},{n}: longitudes go from -180 to 180, latitudes from -90 to 90"
-        )));
+}
+
+impl<E> From<ReadError<E>> for ExtractError<E> {
+    fn from(e: ReadError<E>) -> Self {
+        match e {
+            ReadError::Corrupt(e) => ExtractError::Read(e),
+            ReadError::Source(e) => ExtractError::Source(e),
+        }
     }
-    let (x0, y0) = lonlat_to_world(w, n);
-    let (x1, y1) = lonlat_to_world(e, s);
-    if x1 <= x0 || y1 <= y0 {
-        return Err(ExtractError::Area(format!(
-            "--bbox {w},{s},{e},{n}: no area left inside Web Mercator's latitudes (±{MAX_LAT:.2})"
-        )));
+}
+
+/// Checks an area and zoom range before any work: a box is `[west, south, east, north]` in
+/// degrees, west < east (an area across the antimeridian is two extracts), south < north after
+/// clamping to Web Mercator's ±85.05°; `min_zoom <= max_zoom <= 31`.
+pub fn check_area<E>(area: &Area, (min_zoom, max_zoom): (u8, u8)) -> Result<(), ExtractError<E>> {
+    if let Area::Bbox(bbox) = area {
+        let [w, s, e, n] = *bbox;
+        if !bbox.iter().all(|v| v.is_finite()) || w >= e || s >= n {
+            return Err(ExtractError::Area(format!(
+                "--bbox {w},{s},{e},{n}: want WEST,SOUTH,EAST,NORTH with west < east and south < \
+                 north (an area across the antimeridian is two extracts)"
+            )));
+        }
+        if w < -180.0 || e > 180.0 || s < -90.0 || n > 90.0 {
+            return Err(ExtractError::Area(format!(
+                "--bbox {w},{s},{e},{n}: longitudes go from -180 to 180, latitudes from -90 to 90"
+            )));
+        }
+        let (x0, y0) = lonlat_to_world(w, n);
+        let (x1, y1) = lonlat_to_world(e, s);
+        if x1 <= x0 || y1 <= y0 {
+            return Err(ExtractError::Area(format!(
+                "--bbox {w},{s},{e},{n}: no area left inside Web Mercator's latitudes (±{MAX_LAT:.2})"
+            )));
+        }
     }
-    if min_zoom > max_zoom || max_zoom > crate::tile::MAX_ZOOM {
+    if min_zoom > max_zoom || max_zoom > MAX_ZOOM {
         return Err(ExtractError::Area(format!(
-            "zooms {min_zoom}..{max_zoom}: the min zoom must not be above the max zoom (at most {})",
-            crate::tile::MAX_ZOOM
+            "zooms {min_zoom}..{max_zoom}: the min zoom must not be above the max zoom (at most {MAX_ZOOM})"
         )));
     }
     Ok(())
 }
 
-/// Copies the tiles of `bbox` (see [`check_area`]) at zooms `min_zoom..=max_zoom` from `src`
-/// into a new archive on `out`, with the source's metadata (its zooms, bounds and center made
-/// the extract's), tile type and compression.
-pub fn extract<R: Read + Seek, W: Write + Seek>(
-    src: &Archive<R>,
+/// A reader that counts what it reads, for the report.
+struct Counted<'a, R> {
+    r: &'a R,
+    bytes: std::cell::Cell<u64>,
+}
+
+impl<R: RangeReader> RangeReader for Counted<'_, R> {
+    type Error = R::Error;
+
+    fn size(&self) -> u64 {
+        self.r.size()
+    }
+
+    async fn read_range(&self, offset: u64, len: u64) -> Result<Bytes, R::Error> {
+        let got = self.r.read_range(offset, len).await?;
+        self.bytes.set(self.bytes.get() + got.len() as u64);
+        Ok(got)
+    }
+}
+
+/// Copies the tiles of `area` (see [`check_area`]) at zooms `min_zoom..=max_zoom` from the
+/// archive `src` reads into a new archive on `out`, with the source's metadata (its zooms,
+/// bounds and center made the extract's), tile type and compression.
+pub async fn extract<R: RangeReader, W: Write + Seek>(
+    src: &R,
     out: W,
-    bbox: [f64; 4],
+    area: &Area,
     (min_zoom, max_zoom): (u8, u8),
-) -> Result<(W, ExtractReport), ExtractError> {
-    check_area(bbox, (min_zoom, max_zoom))?;
-    let header = src.header().clone();
+) -> Result<(W, ExtractReport), ExtractError<R::Error>> {
+    check_area(area, (min_zoom, max_zoom))?;
+    let r = Counted {
+        r: src,
+        bytes: std::cell::Cell::new(0),
+    };
+    let index = ArchiveIndex::open(&r).await?;
+    let header = index.header().clone();
     if min_zoom > header.max_zoom || max_zoom < header.min_zoom {
         return Err(ExtractError::Area(format!(
             "zooms {min_zoom}..{max_zoom}: the archive has z{}-z{}",
             header.min_zoom, header.max_zoom
         )));
     }
+    let want = area.runs((min_zoom.max(header.min_zoom), max_zoom.min(header.max_zoom)));
     let mut writer = ArchiveWriter::new(out).map_err(ExtractError::Write)?;
     writer.set_tile_format(header.tile_type, header.tile_compression);
     let mut report = ExtractReport::default();
-    // One sweep: the source's entries in tile-id order (checked), each cut at zoom borders
-    // (a run of identical tiles may cross one) and intersected with that zoom's runs, which
-    // are made as the sweep reaches the zoom.
-    let mut zoom_runs: Option<(u8, Vec<(u64, u64)>)> = None;
-    let mut next = 0usize;
+    let mut batch = Batch::default();
+    let mut zooms = (u8::MAX, 0u8);
+    let mut stack = vec![Frame {
+        entries: Arc::new(index.root().to_vec()),
+        next: 0,
+        end: TILE_ID_END,
+        depth: 0,
+    }];
+    // Every entry must start at or after the end of the one before (directories in tile-id
+    // order, runs not overlapping).
     let mut covered = 0u64;
-    let (mut lo, mut hi) = (u8::MAX, 0u8);
-    for entry in src.walk_entries() {
-        let entry = entry.map_err(ExtractError::Read)?;
-        let start = entry.tile_id;
-        let end = start
-            .checked_add(u64::from(entry.run_length))
-            .filter(|e| *e <= TILE_ID_END)
-            .ok_or_else(|| ExtractError::Damaged(format!("tile id {start} out of range")))?;
-        if start < covered {
+    let last_wanted = want.last().map_or(0, |w| w.1);
+    while let Some(top) = stack.last_mut() {
+        let Some(&e) = top.entries.get(top.next) else {
+            stack.pop();
+            continue;
+        };
+        top.next += 1;
+        if e.tile_id < covered || e.tile_id >= top.end {
             return Err(ExtractError::Damaged(format!(
-                "directory out of order: tile id {start} after {covered}"
+                "directory out of order: tile id {} after {covered} (directory up to {})",
+                e.tile_id, top.end
             )));
         }
-        covered = end;
-        let mut data: Option<bytes::Bytes> = None;
-        let mut from = start;
-        while from < end {
-            let z =
-                tile_zoom(from).ok_or_else(|| ExtractError::Damaged(format!("tile id {from}")))?;
-            if z > max_zoom {
-                break;
-            }
-            let zoom_end = zoom_first_id(z + 1).unwrap_or(TILE_ID_END).min(end);
-            if z >= min_zoom {
-                if zoom_runs.as_ref().is_none_or(|(rz, _)| *rz != z) {
-                    zoom_runs = Some((z, area_runs(bbox, z)));
-                    next = 0;
-                }
-                let runs = zoom_runs.as_ref().map_or(&[][..], |(_, r)| r.as_slice());
-                while runs.get(next).is_some_and(|r| r.1 <= from) {
-                    next += 1;
-                }
-                let mut k = next;
-                while let Some(&(a, b)) = runs.get(k) {
-                    if a >= zoom_end {
-                        break;
-                    }
-                    let (x, y) = (a.max(from), b.min(zoom_end));
-                    if x < y {
-                        let bytes = match &data {
-                            Some(d) => d,
-                            None => {
-                                data.insert(src.tile_bytes(&entry).map_err(ExtractError::Read)?)
-                            }
-                        };
-                        writer
-                            .add_tile_run(x, y - x, bytes)
-                            .map_err(ExtractError::Write)?;
-                        report.tiles += y - x;
-                        (lo, hi) = (lo.min(z), hi.max(z));
-                    }
-                    k += 1;
-                }
-            }
-            from = zoom_end;
-        }
-        if tile_zoom(start).is_some_and(|z| z > max_zoom) {
+        if e.tile_id >= last_wanted {
             break;
         }
+        if e.is_leaf() {
+            // A leaf holds the ids up to the next entry of its directory.
+            let end = top
+                .entries
+                .get(top.next)
+                .map_or(top.end, |n| n.tile_id.min(top.end));
+            covered = e.tile_id;
+            if !meets(&want, e.tile_id, end) {
+                continue;
+            }
+            let depth = top.depth + 1;
+            if depth > MAX_DIRECTORY_DEPTH {
+                return Err(ExtractError::Damaged(format!(
+                    "leaf directories nested deeper than {MAX_DIRECTORY_DEPTH}"
+                )));
+            }
+            let leaf = read_leaf(&r, &header, &e).await?;
+            report.leaves_read += 1;
+            stack.push(Frame {
+                entries: Arc::new(leaf),
+                next: 0,
+                end,
+                depth,
+            });
+            continue;
+        }
+        let end = e
+            .tile_id
+            .checked_add(u64::from(e.run_length))
+            .filter(|end| *end <= top.end)
+            .ok_or_else(|| {
+                ExtractError::Damaged(format!(
+                    "tile id {} + run {} beyond its directory's end {}",
+                    e.tile_id, e.run_length, top.end
+                ))
+            })?;
+        covered = end;
+        let first = want.partition_point(|w| w.1 <= e.tile_id);
+        for &(a, b) in want.iter().skip(first).take_while(|w| w.0 < end) {
+            let (from, to) = (a.max(e.tile_id), b.min(end));
+            // (Directory decoding refused zero lengths.)
+            check_entry(&e, "data", header.data_length, MAX_TILE_BYTES)
+                .map_err(|m| ArchiveError::Entry(format!("tile id {}: {m}", e.tile_id)))?;
+            for id in [from, to - 1] {
+                let z = tile_zoom(id).unwrap_or(MAX_ZOOM);
+                zooms = (zooms.0.min(z), zooms.1.max(z));
+            }
+            batch.push(Piece {
+                from,
+                count: to - from,
+                offset: e.offset,
+                len: u64::from(e.length),
+            });
+            if batch.bytes >= BATCH_BYTES {
+                batch.flush(&r, &header, &mut writer, &mut report).await?;
+            }
+        }
     }
+    batch.flush(&r, &header, &mut writer, &mut report).await?;
     report.tile_contents = writer.contents();
-    let [w, s, e, n] = bbox;
-    let clamp_lat = |v: f64| v.clamp(-MAX_LAT, MAX_LAT);
-    let area = [w, clamp_lat(s), e, clamp_lat(n)];
+    report.bytes_read = r.bytes.get();
+    let asked = area.bounds();
+    let b = header.bounds;
     let both = [
-        area[0].max(header.bounds[0]),
-        area[1].max(header.bounds[1]),
-        area[2].min(header.bounds[2]),
-        area[3].min(header.bounds[3]),
+        asked[0].max(b[0]),
+        asked[1].max(b[1]),
+        asked[2].min(b[2]),
+        asked[3].min(b[3]),
     ];
     // The area where the source has data; the area asked for when they do not meet.
     let bounds = if both[0] < both[2] && both[1] < both[3] {
         both
     } else {
-        area
+        asked
     };
+    let (mut lo, mut hi) = zooms;
     if lo > hi {
         (lo, hi) = (min_zoom.max(header.min_zoom), max_zoom.min(header.max_zoom));
     }
@@ -185,10 +279,108 @@ pub fn extract<R: Read + Seek, W: Write + Seek>(
         max_zoom: hi,
         bounds,
         center,
-        metadata: fitted_metadata(src.metadata(), (lo, hi), bounds, center),
+        metadata: fitted_metadata(index.metadata(), (lo, hi), bounds, center),
     };
     let out = writer.finish(&meta).map_err(ExtractError::Write)?;
     Ok((out, report))
+}
+
+/// A directory being walked: its entries, the next one, and the end of the ids it holds.
+struct Frame {
+    entries: Arc<Vec<Entry>>,
+    next: usize,
+    end: u64,
+    depth: usize,
+}
+
+/// Whether the sorted runs `want` meet the ids `a..b`.
+fn meets(want: &[(u64, u64)], a: u64, b: u64) -> bool {
+    let i = want.partition_point(|w| w.1 <= a);
+    want.get(i).is_some_and(|w| w.0 < b)
+}
+
+/// Tiles `from..from + count`, all holding the `len` bytes at `offset` in the data section.
+struct Piece {
+    from: u64,
+    count: u64,
+    offset: u64,
+    len: u64,
+}
+
+/// Pieces in tile-id order waiting for their bytes.
+#[derive(Default)]
+struct Batch {
+    pieces: Vec<Piece>,
+    bytes: u64,
+}
+
+impl Batch {
+    fn push(&mut self, p: Piece) {
+        self.bytes += p.len;
+        self.pieces.push(p);
+    }
+
+    /// Reads the batch's bytes (joined ranges, a few in flight) and writes its pieces in order.
+    async fn flush<R: RangeReader, W: Write + Seek>(
+        &mut self,
+        r: &R,
+        h: &Header,
+        writer: &mut ArchiveWriter<W>,
+        report: &mut ExtractReport,
+    ) -> Result<(), ExtractError<R::Error>> {
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        let mut ranges: Vec<(u64, u64)> = self
+            .pieces
+            .iter()
+            .map(|p| (p.offset, p.offset + p.len))
+            .collect();
+        ranges.sort_unstable();
+        let mut reads: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in ranges {
+            match reads.last_mut() {
+                Some(last)
+                    if a <= last.1.saturating_add(GAP_BYTES)
+                        && b.max(last.1) - last.0 <= MAX_READ_BYTES =>
+                {
+                    last.1 = last.1.max(b);
+                }
+                _ => reads.push((a, b)),
+            }
+        }
+        report.tile_reads += reads.len() as u64;
+        let got: Vec<Bytes> = futures::stream::iter(reads.iter().map(|&(a, b)| async move {
+            let abs = absolute(h.data_offset, a, "tile")?;
+            read(r, abs, b - a, "tile").await
+        }))
+        .buffered(READS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+        for p in self.pieces.drain(..) {
+            let i = reads.partition_point(|x| x.0 <= p.offset).saturating_sub(1);
+            let (Some(&(a, _)), Some(bytes)) = (reads.get(i), got.get(i)) else {
+                return Err(ExtractError::Damaged(format!(
+                    "tile id {}: no read",
+                    p.from
+                )));
+            };
+            let at = usize::try_from(p.offset - a).unwrap_or(usize::MAX);
+            let end = at.saturating_add(usize::try_from(p.len).unwrap_or(usize::MAX));
+            let Some(data) = bytes.get(at..end) else {
+                return Err(ExtractError::Damaged(format!(
+                    "tile id {}: short read",
+                    p.from
+                )));
+            };
+            writer
+                .add_tile_run(p.from, p.count, data)
+                .map_err(ExtractError::Write)?;
+            report.tiles += p.count;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// The source's metadata with its zooms, bounds and center (where it has them) made the
@@ -230,20 +422,4 @@ fn fitted_metadata(
         }
     }
     m
-}
-
-/// The tile-id runs of `bbox`'s tiles at zoom `z`, sorted and joined.
-fn area_runs(bbox: [f64; 4], z: u8) -> Vec<(u64, u64)> {
-    let [w, s, e, n] = bbox;
-    let (x0, y0) = lonlat_to_world(w, n);
-    let (x1, y1) = lonlat_to_world(e, s);
-    let mut runs = Vec::new();
-    let shift = crate::tile::WORLD_BITS - u32::from(z);
-    let last = (1i64 << z) - 1;
-    let t = |v: i64| (v >> shift).clamp(0, last);
-    // The east and south edges are exclusive: an edge on a tile border takes no tile beyond
-    // it. (`check_area` made sure x1 > x0 and y1 > y0.)
-    let r = [t(x0), t(y0), t((x1 - 1).max(x0)), t((y1 - 1).max(y0))];
-    crate::tiler::aligned_blocks(z, r, &mut |first, count| runs.push((first, first + count)));
-    crate::tiler::join_runs(runs)
 }

@@ -10,6 +10,7 @@
 //! leaf directories`. Tile data goes right after the reserved root space so tiles can stream
 //! out while the directories, known only at the end, follow them.
 
+mod area;
 mod extract;
 mod merge;
 mod range;
@@ -21,7 +22,8 @@ mod write;
 
 use std::io::Read;
 
-pub use extract::{ExtractError, ExtractReport, check_area, extract};
+pub use area::{Area, MAX_REGION_EDGES, Region};
+pub use extract::{BATCH_BYTES, ExtractError, ExtractReport, GAP_BYTES, check_area, extract};
 pub use merge::{MergeError, MergeReport, merge};
 pub use range::{BlockingRangeReader, FileReader, IoReader, RangeReader, ReadError, now};
 pub use read::{Archive, Entries};

@@ -253,7 +253,12 @@ fn check_leaf(h: &Header, e: &Entry) -> Result<(), ArchiveError> {
 /// Checks that what entry `e` points to lies within its section (`section_len` bytes) and is
 /// at most `limit` bytes; the problem, if any, in words (only then is a message built: this
 /// runs on every lookup).
-fn check_entry(e: &Entry, section: &str, section_len: u64, limit: u64) -> Result<(), String> {
+pub(super) fn check_entry(
+    e: &Entry,
+    section: &str,
+    section_len: u64,
+    limit: u64,
+) -> Result<(), String> {
     let end = e.offset.checked_add(u64::from(e.length));
     if end.is_none_or(|end| end > section_len) {
         return Err(format!(
@@ -284,7 +289,7 @@ pub async fn read_leaf<R: RangeReader>(
     )?)?)
 }
 
-fn absolute(section: u64, offset: u64, what: &str) -> Result<u64, ArchiveError> {
+pub(super) fn absolute(section: u64, offset: u64, what: &str) -> Result<u64, ArchiveError> {
     section.checked_add(offset).ok_or_else(|| {
         ArchiveError::Truncated(format!("{what} at offset {section} + {offset}: past 2^64"))
     })
@@ -306,7 +311,7 @@ pub(crate) fn check_within(
 
 /// Reads `len` bytes at `offset`, after checking they lie within the archive, so a corrupt
 /// length never reaches the reader (nor its allocation).
-async fn read<R: RangeReader>(
+pub(super) async fn read<R: RangeReader>(
     r: &R,
     offset: u64,
     len: u64,

@@ -1,9 +1,10 @@
-//! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...`, `extract IN OUT --bbox`. Every FILE, PART and OUT
-//! may be a local path or an `s3://` URL (S3 settings from the runner's flags, as for the jobs:
+//! The archive tools: `verify FILE`, `show FILE`, `merge OUT PART...`, `extract IN OUT --bbox`
+//! ([`extract`]). Every FILE, PART and OUT may be a local path or an `s3://` URL (S3 settings from the runner's flags, as for the jobs:
 //! `--s3-endpoint`/`ETL_S3_ENDPOINT`, `AWS_ENDPOINT_URL[_S3]`, `--sse-kms-key-id`, the AWS
 //! credential chain).
-//! S3 inputs are downloaded to temporary files first (archives are read with seeks); an S3
-//! output is built locally and uploaded whole.
+//! S3 inputs of verify, show and merge are downloaded to temporary files first (they read
+//! whole archives); extract reads S3 and HTTP(S) archives by ranged requests. An S3 output is
+//! built locally and uploaded whole.
 //!
 //! Exit codes: 0 success; 65 the archive is invalid (verify: the first problem, in one line;
 //! merge: a part is invalid or the parts overlap); 66 a file does not exist; 64 bad usage;
@@ -18,10 +19,11 @@ use clap::Subcommand;
 use etl_core::ExitKind;
 use etl_core::runner::CommonArgs;
 use etl_core::store::{Location, S3Config, Store, StoreError};
-use etl_tiles::archive::{
-    Archive, ExtractError, MergeError, check_area, extract, merge, summarize, verify,
-};
+use etl_tiles::archive::{Archive, MergeError, merge, summarize, verify};
 use tempfile::NamedTempFile;
+
+mod extract;
+pub use extract::ExtractArgs;
 
 /// The archive tools, subcommands of `etl-pmtiles`.
 #[derive(Subcommand)]
@@ -40,34 +42,16 @@ pub enum Tool {
         #[arg(short = 'f', long)]
         force: bool,
     },
-    /// Copy the tiles of an area and zoom range, byte for byte, into a new archive.
+    /// Copy the tiles of an area (a box or a region's polygons) and zoom range, byte for byte,
+    /// into a new archive; IN may be a path, an s3:// URL or an http(s):// URL, read by ranged
+    /// requests (only the area's directories and tiles).
     Extract(ExtractArgs),
 }
 
-/// `etl-pmtiles extract IN OUT --bbox W,S,E,N [--minzoom N] [--maxzoom N]`.
-#[derive(clap::Args)]
-pub struct ExtractArgs {
-    /// The archive to read: a path or an s3:// URL.
-    input: String,
-    /// The archive to write: a path or an s3:// URL.
-    out: String,
-    /// The area: WEST,SOUTH,EAST,NORTH in degrees (west < east).
-    #[arg(long, allow_hyphen_values = true)]
-    bbox: String,
-    /// Lowest zoom to copy (default: the archive's).
-    #[arg(long)]
-    minzoom: Option<u8>,
-    /// Highest zoom to copy (default: the archive's).
-    #[arg(long)]
-    maxzoom: Option<u8>,
-    /// Overwrite an existing OUT.
-    #[arg(short = 'f', long)]
-    force: bool,
-}
-
-/// Maps a store error to an exit code: missing → 66, bad URL → 64, unreachable → 69, else 75.
-fn store_fail(what: &str, e: &StoreError) -> ExitCode {
-    let code = match e {
+/// What a store error means for the exit code: missing → 66, bad URL → 64, unreachable → 69,
+/// else 75.
+fn store_kind(e: &StoreError) -> ExitKind {
+    match e {
         StoreError::NotFound(_) => ExitKind::NoInput,
         StoreError::InvalidUrl(_) | StoreError::Config(_) => ExitKind::Usage,
         StoreError::S3 { status: None, .. } => ExitKind::Unavailable,
@@ -75,8 +59,12 @@ fn store_fail(what: &str, e: &StoreError) -> ExitCode {
             status: Some(404), ..
         } => ExitKind::NoInput,
         _ => ExitKind::Temporary,
-    };
-    fail(code, format!("{what}: {e}"))
+    }
+}
+
+/// Says what failed and gives its exit code ([`store_kind`]).
+fn store_fail(what: &str, e: &StoreError) -> ExitCode {
+    fail(store_kind(e), format!("{what}: {e}"))
 }
 
 /// S3 access for the tools: a runtime and a store, made on first use.
@@ -216,14 +204,10 @@ pub fn run(tool: Tool, common: &CommonArgs) -> ExitCode {
         Tool::Show { file } => show_cmd(&mut remote, &file),
         Tool::Merge { out, parts, force } => merge_cmd(&mut remote, &out, &parts, force),
         Tool::Extract(x) if common.dry_run => {
-            let plan = serde_json::json!({ "dry_run": {
-                "extract": x.input, "out": x.out, "bbox": x.bbox,
-                "minzoom": x.minzoom, "maxzoom": x.maxzoom, "force": x.force,
-            } });
-            println!("{plan}");
+            println!("{}", x.plan());
             Ok(ExitCode::SUCCESS)
         }
-        Tool::Extract(x) => extract_cmd(&mut remote, &x),
+        Tool::Extract(x) => extract::run(&mut remote, &x),
     };
     result.unwrap_or_else(|code| code)
 }
@@ -364,67 +348,6 @@ fn publish(
             .map(drop)
             .map_err(|e| fail(ExitKind::IoError, format!("{out}: {}", e.error)))
     }
-}
-
-/// `--bbox W,S,E,N` as four numbers.
-fn parse_bbox(s: &str) -> Result<[f64; 4], ExitCode> {
-    let v: Vec<f64> = s
-        .split(',')
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            fail(
-                ExitKind::Usage,
-                format!("--bbox {s}: {e} (want WEST,SOUTH,EAST,NORTH)"),
-            )
-        })?;
-    <[f64; 4]>::try_from(v).map_err(|_| {
-        fail(
-            ExitKind::Usage,
-            format!("--bbox {s}: want four numbers, WEST,SOUTH,EAST,NORTH"),
-        )
-    })
-}
-
-fn extract_cmd(remote: &mut Remote, x: &ExtractArgs) -> Result<ExitCode, ExitCode> {
-    let bbox = parse_bbox(&x.bbox)?;
-    let zooms = (
-        x.minzoom.unwrap_or(0),
-        x.maxzoom.unwrap_or(etl_tiles::tile::MAX_ZOOM),
-    );
-    // The area before any download.
-    check_area(bbox, zooms).map_err(|e| fail(ExitKind::Usage, e))?;
-    if !x.force && remote.exists(&x.out)? {
-        return Err(fail(
-            ExitKind::Usage,
-            format!("{}: already exists; use -f to overwrite", x.out),
-        ));
-    }
-    let (path, _held) = remote.local(&x.input)?;
-    let (r, _) = open(&path, &x.input)?;
-    let src =
-        Archive::open(r).map_err(|e| fail(ExitKind::BadInput, format!("{}: {e}", x.input)))?;
-    let zooms = (
-        x.minzoom.unwrap_or(0),
-        x.maxzoom.unwrap_or(etl_tiles::tile::MAX_ZOOM),
-    );
-    let mut report = None;
-    publish(remote, &x.out, |file| {
-        let (w, r) = extract(&src, file, bbox, zooms).map_err(|e| match e {
-            ExtractError::Area(m) => fail(ExitKind::Usage, m),
-            ExtractError::Read(e) => fail(ExitKind::BadInput, format!("{}: {e}", x.input)),
-            ExtractError::Damaged(m) => fail(ExitKind::BadInput, format!("{}: {m}", x.input)),
-            ExtractError::Write(e) => fail(ExitKind::IoError, format!("{}: {e}", x.out)),
-        })?;
-        report = Some(r);
-        Ok(w)
-    })?;
-    let report = report.ok_or_else(|| fail(ExitKind::Internal, "extract: no report"))?;
-    say(format_args!(
-        "{}: extracted {} tiles ({} distinct) of {} in {}",
-        x.out, report.tiles, report.tile_contents, x.input, x.bbox
-    ))?;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -174,6 +174,7 @@ pub(super) fn lower_detail(
                 }
                 Some(Feat {
                     layer: f.layer,
+                    seq: f.seq,
                     spatial: f.spatial,
                     id: f.id,
                     props: f.props,

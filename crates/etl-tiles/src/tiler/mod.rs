@@ -516,6 +516,7 @@ impl Tiler {
             layer_zooms: vec![None; self.layers.len()],
             reduced_at: vec![0; usize::from(MAX_TILER_ZOOM) + 1],
             zooms_respaced: 0,
+            shown: None,
         };
         let ctx = PassCtx {
             layers: &self.layers,

@@ -19,6 +19,9 @@ pub(super) struct Run {
     pub(super) reduced_at: Vec<u64>,
     /// Zooms assembled again with a zoom-wide spacing.
     pub(super) zooms_respaced: u64,
+    /// With a dropping strategy: the last zoom written and the features its tiles show, which
+    /// the next zoom keeps (across passes: `--extend-zooms-if-still-dropping` adds zooms).
+    pub(super) shown: Option<(u8, zoom::Protected)>,
 }
 
 /// What every pass of a run shares.
@@ -159,7 +162,7 @@ impl PassCtx<'_> {
             if (self.cancel)() {
                 return Err(TilerError::Cancelled);
             }
-            let done = assemble::assemble_batch(&batch, &ctx, 0, stage.is_some());
+            let done = assemble::assemble_batch(&batch, &ctx, 0, stage.is_some(), None);
             for (a, t) in done.into_iter().zip(&batch.tiles) {
                 let a = a?;
                 match &mut stage {

@@ -8,6 +8,10 @@
 //! the zoom ends: if no tile had to thin, the pending tiles are written as they are; otherwise
 //! every tile of the zoom is assembled again from the replay file with the largest spacing any
 //! of them needed, and those tiles are written. Memory stays one batch of tiles.
+//!
+//! The features a zoom's written tiles show are remembered by sequence number (a bit each), and
+//! the next zoom's re-assembly keeps them whatever the spacing ([`Protected`]): a feature shown
+//! at z stays shown at z + 1.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -19,6 +23,52 @@ use super::sort::{BatchTile, TileBatch};
 use super::{Run, TilerError};
 use crate::archive::ArchiveWriter;
 use crate::tile::{tile_coord, tile_id};
+
+/// The features shown at the zoom above, by sequence number: a zoom-wide dropping strategy
+/// never removes them, so a feature shown at z is shown at z + 1 (tippecanoe's densest-first
+/// dropping does not promise this). Only when a tile is still over its limits with every
+/// unprotected feature gone are protected ones dropped.
+///
+/// Sequence numbers are the callers' keys, `input << 40 | ordinal` by convention: one bit per
+/// ordinal of each input (150M features: 19 MB), and a set for keys past [`DENSE_ORDINALS`]
+/// (a caller with sparse keys pays per kept feature instead).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Protected {
+    dense: rustc_hash::FxHashMap<u64, Vec<u64>>,
+    sparse: rustc_hash::FxHashSet<u64>,
+}
+
+/// Ordinals per input kept as bits (a bitset of at most 128 MiB per input).
+const DENSE_ORDINALS: u64 = 1 << 30;
+
+impl Protected {
+    pub(crate) fn insert(&mut self, seq: u64) {
+        let (input, ordinal) = (seq >> 40, seq & ((1 << 40) - 1));
+        if ordinal >= DENSE_ORDINALS {
+            self.sparse.insert(seq);
+            return;
+        }
+        let bits = self.dense.entry(input).or_default();
+        let (w, b) = ((ordinal / 64) as usize, ordinal % 64);
+        if w >= bits.len() {
+            bits.resize(w + 1, 0);
+        }
+        if let Some(word) = bits.get_mut(w) {
+            *word |= 1 << b;
+        }
+    }
+
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        let (input, ordinal) = (seq >> 40, seq & ((1 << 40) - 1));
+        if ordinal >= DENSE_ORDINALS {
+            return self.sparse.contains(&seq);
+        }
+        self.dense
+            .get(&input)
+            .and_then(|bits| bits.get((ordinal / 64) as usize))
+            .is_some_and(|w| w & (1 << (ordinal % 64)) != 0)
+    }
+}
 
 /// Where finished tiles go, and what the zoom stage needs to assemble them again.
 pub(crate) struct Sink<'a, W: Write + Seek> {
@@ -103,8 +153,8 @@ impl ZoomStage {
             self.zoom = Some(a.tile.z);
         }
         let id = tile_id(a.tile);
-        // Replay record: id, run, fragment count, then (order, length, payload) per fragment
-        // (in their final order, so the sequence numbers need not come along).
+        // Replay record: id, run, fragment count, then (order, sequence number, length,
+        // payload) per fragment, in their final order.
         let fr = batch.frags.get(tile.frags.clone()).unwrap_or(&[]);
         put_u64(&mut self.replay, id)?;
         put_u64(&mut self.replay, tile.run)?;
@@ -112,10 +162,12 @@ impl ZoomStage {
         for f in fr {
             let p = batch.payload(f);
             put_u64(&mut self.replay, f.order)?;
+            put_u64(&mut self.replay, f.seq)?;
             put_u32(&mut self.replay, len32(p.len())?)?;
             self.replay.write_all(p)?;
         }
-        // Pending record: id, run, dropped, coalesced, layers, gzipped and detail, data.
+        // Pending record: id, run, dropped, coalesced, layers, gzipped and detail, data, the
+        // kept features' sequence numbers.
         put_u64(&mut self.pending, id)?;
         put_u64(&mut self.pending, a.run)?;
         put_u32(&mut self.pending, len32(a.dropped)?)?;
@@ -128,6 +180,10 @@ impl ZoomStage {
         self.pending.write_all(&[u8::from(a.gz), a.detail])?;
         put_u32(&mut self.pending, len32(data.len())?)?;
         self.pending.write_all(data)?;
+        put_u32(&mut self.pending, len32(a.kept.len())?)?;
+        for k in &a.kept {
+            put_u64(&mut self.pending, *k)?;
+        }
         self.gap = self.gap.max(a.gap);
         Ok(())
     }
@@ -138,9 +194,17 @@ impl ZoomStage {
         &mut self,
         sink: &mut Sink<'_, W>,
     ) -> Result<(), TilerError> {
-        if self.zoom.is_none() {
+        let Some(z) = self.zoom else {
             return Ok(());
-        }
+        };
+        // What the zoom above showed (when it was tiled in this run), and what this one shows.
+        let above = sink
+            .run
+            .shown
+            .take()
+            .filter(|(sz, _)| z.checked_sub(1) == Some(*sz))
+            .map(|(_, p)| p);
+        let mut shown = Protected::default();
         let respace = self.gap > 0;
         if respace {
             sink.run.zooms_respaced += 1;
@@ -157,7 +221,7 @@ impl ZoomStage {
         let mut slots: Vec<Slot> = Vec::new();
         let mut batch = TileBatch::default();
         let mut held = 0usize;
-        let mut frags: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut frags: Vec<(u64, u64, Vec<u8>)> = Vec::new();
         while let Some(a) = read_pending(&mut pending)? {
             if let Some(r) = &mut replay {
                 let id = next_id(r)?.ok_or(TilerError::Damaged(tile_id(a.tile)))?;
@@ -169,15 +233,16 @@ impl ZoomStage {
                 frags.clear();
                 for _ in 0..n {
                     let order = get_u64(r)?;
+                    let seq = get_u64(r)?;
                     let len = get_u32(r)? as usize;
                     let mut p = vec![0u8; len];
                     r.read_exact(&mut p)?;
-                    frags.push((order, p));
+                    frags.push((order, seq, p));
                 }
                 if a.dropped + a.coalesced > 0 || too_close(&frags, self.gap) {
                     batch.start_tile(id, tile_run);
-                    for (order, p) in &frags {
-                        batch.push_frag(*order, 0, p);
+                    for (order, seq, p) in &frags {
+                        batch.push_frag(*order, *seq, p);
                     }
                     slots.push(Slot::Again(batch.tiles.len() - 1));
                 } else {
@@ -188,19 +253,20 @@ impl ZoomStage {
                     if (sink.cancel)() {
                         return Err(TilerError::Cancelled);
                     }
-                    self.flush(&mut slots, &mut batch, sink)?;
+                    self.flush(&mut slots, &mut batch, sink, above.as_ref(), &mut shown)?;
                     held = 0;
                 }
             } else {
                 held += a.data.as_ref().map_or(0, Vec::len);
                 slots.push(Slot::Ready(a));
                 if held >= sink.ctx.batch_bytes {
-                    self.flush(&mut slots, &mut batch, sink)?;
+                    self.flush(&mut slots, &mut batch, sink, above.as_ref(), &mut shown)?;
                     held = 0;
                 }
             }
         }
-        self.flush(&mut slots, &mut batch, sink)?;
+        self.flush(&mut slots, &mut batch, sink, above.as_ref(), &mut shown)?;
+        sink.run.shown = Some((z, shown));
         // Start the next zoom with empty files (flushed first: bytes left in a buffer would
         // land in the next zoom's file).
         truncate(&mut self.replay)?;
@@ -210,17 +276,20 @@ impl ZoomStage {
         Ok(())
     }
 
-    /// Assembles the batched tiles again with the zoom's spacing and writes every slot in order.
+    /// Assembles the batched tiles again with the zoom's spacing (keeping what the zoom above
+    /// showed) and writes every slot in order, noting the features each shows.
     fn flush<W: Write + Seek>(
         &self,
         slots: &mut Vec<Slot>,
         batch: &mut TileBatch,
         sink: &mut Sink<'_, W>,
+        above: Option<&Protected>,
+        shown: &mut Protected,
     ) -> Result<(), TilerError> {
         let mut done: Vec<Option<Result<Assembled, _>>> = if batch.tiles.is_empty() {
             Vec::new()
         } else {
-            assemble::assemble_batch(batch, sink.ctx, self.gap, false)
+            assemble::assemble_batch(batch, sink.ctx, self.gap, false, above)
                 .into_iter()
                 .map(Some)
                 .collect()
@@ -235,16 +304,19 @@ impl ZoomStage {
                 .collect::<Vec<_>>(),
         );
         for slot in slots.drain(..) {
-            match slot {
-                Slot::Ready(a) => write_tile(&a, sink.writer, sink.run)?,
-                Slot::Again(i) => {
-                    let a = done
-                        .get_mut(i)
-                        .and_then(Option::take)
-                        .ok_or(TilerError::Damaged(0))??;
-                    write_tile(&a, sink.writer, sink.run)?;
+            let a = match slot {
+                Slot::Ready(a) => a,
+                Slot::Again(i) => done
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .ok_or(TilerError::Damaged(0))??,
+            };
+            if a.data.is_some() {
+                for &k in &a.kept {
+                    shown.insert(k);
                 }
             }
+            write_tile(&a, sink.writer, sink.run)?;
         }
         batch.clear();
         Ok(())
@@ -259,7 +331,7 @@ enum Slot {
 
 /// Whether any feature is closer than `gap` to its predecessor in the same layer (fragments
 /// are in sort order: layer, then spatial key).
-fn too_close(frags: &[(u64, Vec<u8>)], gap: u64) -> bool {
+fn too_close(frags: &[(u64, u64, Vec<u8>)], gap: u64) -> bool {
     frags.windows(2).any(|w| {
         order_layer(w[0].0) == order_layer(w[1].0)
             && order_spatial(w[1].0).saturating_sub(order_spatial(w[0].0)) < gap
@@ -290,6 +362,11 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
     let len = get_u32(r)? as usize;
     let mut data = vec![0u8; len];
     r.read_exact(&mut data)?;
+    let k = get_u32(r)?;
+    let mut kept = Vec::with_capacity(k.min(1 << 20) as usize);
+    for _ in 0..k {
+        kept.push(get_u64(r)?);
+    }
     Ok(Some(Assembled {
         tile,
         data: (len > 0).then_some(data),
@@ -300,6 +377,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
         gap: 0,
         run,
         detail: gz[1],
+        kept,
     }))
 }
 
@@ -334,4 +412,47 @@ pub(crate) fn write_tile<W: Write + Seek>(
         (None, _) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_keys_are_bits_per_input_and_a_set_beyond() {
+        let mut p = Protected::default();
+        let keys = [
+            0,
+            63,
+            64,
+            (1 << 40) | 5,
+            (7 << 40) | 123_456,
+            // Ordinals past the dense range, and keys that follow no convention.
+            (2 << 40) | (DENSE_ORDINALS + 3),
+            u64::MAX,
+            u64::MAX - (1 << 41),
+        ];
+        for k in keys {
+            p.insert(k);
+        }
+        for k in keys {
+            assert!(p.contains(k), "{k:#x}");
+        }
+        for k in [
+            1,
+            62,
+            65,
+            (1 << 40) | 4,
+            (7 << 40),
+            (2 << 40) | 3,
+            u64::MAX - 1,
+        ] {
+            assert!(!p.contains(k), "{k:#x}");
+        }
+        // Bits, not a word per key: seven inputs' worth of small ordinals stay small.
+        let words: usize = p.dense.values().map(Vec::len).sum();
+        assert!(words < 2_000, "{words} words");
+        assert_eq!(p.sparse.len(), 3);
+    }
 }

@@ -151,6 +151,36 @@ pub struct PmtilesConfig {
     #[serde(default)]
     pub no_tiny_polygon_reduction: bool,
 
+    /// Write the features of each layer of a tile in ascending order of this attribute
+    /// (missing, then booleans, numbers, strings); repeat for more keys, the first primary.
+    #[arg(long = "order-by", env = "ETL_ORDER_BY", value_delimiter = ',')]
+    #[serde(default)]
+    pub order_by: Vec<String>,
+
+    /// As --order-by, descending; these keys come after the --order-by keys.
+    #[arg(
+        long = "order-descending-by",
+        env = "ETL_ORDER_DESCENDING_BY",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub order_descending_by: Vec<String>,
+
+    /// Write the smallest features (polygon area, line length) of each layer first, after any
+    /// attribute keys.
+    #[arg(
+        long,
+        env = "ETL_ORDER_SMALLEST_FIRST",
+        conflicts_with = "order_largest_first"
+    )]
+    #[serde(default)]
+    pub order_smallest_first: bool,
+
+    /// Write the largest features of each layer first, after any attribute keys.
+    #[arg(long, env = "ETL_ORDER_LARGEST_FIRST")]
+    #[serde(default)]
+    pub order_largest_first: bool,
+
     /// Tile buffer in screen pixels (of 256).
     #[arg(short = 'b', long = "buffer", env = "ETL_BUFFER", default_value_t = 5)]
     pub buffer: u32,

@@ -186,6 +186,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         coalesce_densest: config.coalesce_densest_as_needed,
         extend_zooms: config.extend_zooms_if_still_dropping,
         tiny_polygon_reduction: !config.no_tiny_polygon_reduction,
+        order: order_keys(&config),
         attrs: AttrFilter {
             include: config.include.clone(),
             exclude: config.exclude.clone(),
@@ -558,4 +559,24 @@ fn tile_blocking(
     out.flush()
         .map_err(|e| JobError::temporary(format!("temporary archive: {e}")))?;
     Ok((report, counts))
+}
+
+/// The written order of features from the `--order-*` flags: `--order-by` keys, then
+/// `--order-descending-by` keys, then size.
+fn order_keys(config: &PmtilesConfig) -> Vec<etl_tiles::tiler::OrderKey> {
+    use etl_tiles::tiler::OrderKey;
+    let attr = |descending: bool| {
+        move |name: &String| OrderKey::Attribute {
+            name: name.clone(),
+            descending,
+        }
+    };
+    let mut keys: Vec<OrderKey> = config.order_by.iter().map(attr(false)).collect();
+    keys.extend(config.order_descending_by.iter().map(attr(true)));
+    if config.order_smallest_first || config.order_largest_first {
+        keys.push(OrderKey::Size {
+            largest_first: config.order_largest_first,
+        });
+    }
+    keys
 }

@@ -310,10 +310,57 @@ fn usage_errors_exit_64() {
         ],
         vec!["-o", s(&out), "-L", "nocolon", &site],
         vec!["-o", s(&out), "--memory", "lots", &site],
+        vec![
+            "-o",
+            s(&out),
+            "--order-smallest-first",
+            "--order-largest-first",
+            &site,
+        ],
     ] {
         run(&args).assert_code(64);
     }
     assert!(!out.exists());
+}
+
+#[test]
+fn order_flags_order_the_features_of_a_tile() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.pmtiles");
+    let site = fixture("sites.geojson");
+    run(&[
+        "-o",
+        s(&out),
+        "-z2",
+        "-r1",
+        "--order-descending-by",
+        "capacity",
+        &site,
+    ])
+    .assert_code(0);
+    let z0 = tiles(&out)
+        .remove(&TileCoord::new(0, 0, 0).unwrap())
+        .unwrap();
+    let capacities: Vec<f64> = z0
+        .iter()
+        .flat_map(|l| &l.features)
+        .filter_map(|f| {
+            f.props
+                .iter()
+                .find(|(k, _)| k == "capacity")
+                .map(|(_, v)| match v {
+                    PropValue::Int(i) | PropValue::SInt(i) => *i as f64,
+                    PropValue::UInt(u) => *u as f64,
+                    PropValue::Double(d) => *d,
+                    other => panic!("{other:?}"),
+                })
+        })
+        .collect();
+    assert!(capacities.len() > 2, "{capacities:?}");
+    assert!(
+        capacities.windows(2).all(|w| w[0] >= w[1]),
+        "{capacities:?}"
+    );
 }
 
 /// A GeoJSON sequence of `n` features with a broken line 3.

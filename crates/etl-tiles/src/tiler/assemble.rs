@@ -63,6 +63,8 @@ pub(crate) struct AssembleCtx<'a> {
     pub limits: &'a Limits,
     /// Fragment bytes per batch of tiles assembled in parallel.
     pub batch_bytes: usize,
+    /// The order features are written in within a layer.
+    pub order: &'a [super::order::Resolved],
 }
 
 /// One assembled tile.
@@ -151,7 +153,7 @@ pub(crate) fn assemble(
         kept -= d + c;
         gap = min_gap;
     }
-    let (raw, mut layers) = encode(&feats, &keep, layer_names, keys, extent)
+    let (raw, mut layers) = encode(&feats, &keep, layer_names, keys, extent, ctx.order)
         .map_err(|_| TileLimitError::Damaged(tile))?;
     // A raw tile that fits with room for gzip's framing fits compressed too: when the caller
     // may still drop this result (a zoom held for respacing), the gzip is left for later.
@@ -207,7 +209,7 @@ pub(crate) fn assemble(
                 dropped += removed.0;
                 coalesced += removed.1;
                 kept -= removed.0 + removed.1;
-                let (raw, l) = encode(&feats, &keep, layer_names, keys, extent)
+                let (raw, l) = encode(&feats, &keep, layer_names, keys, extent, ctx.order)
                     .map_err(|_| TileLimitError::Damaged(tile))?;
                 bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
                 layers = l;
@@ -400,10 +402,14 @@ pub(super) fn encode(
     layer_names: &[String],
     keys: &[String],
     extent: u32,
+    order: &[super::order::Resolved],
 ) -> Result<(Vec<u8>, Vec<u32>), Truncated> {
     let mut builders: Vec<(u32, LayerBuilder)> = Vec::new();
     let mut props: Vec<(&str, PropValue)> = Vec::new();
-    for (f, _) in feats.iter().zip(keep).filter(|(_, k)| **k) {
+    for f in super::order::written_order(feats, keep, order)?
+        .into_iter()
+        .filter_map(|i| feats.get(i))
+    {
         if builders.last().is_none_or(|(l, _)| *l != f.layer) {
             let name = layer_names
                 .get(f.layer as usize)

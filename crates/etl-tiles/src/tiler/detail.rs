@@ -183,8 +183,15 @@ pub(super) fn lower_detail(
             })
             .collect();
         let all = vec![true; coarse.len()];
-        let (raw, layers) = encode(&coarse, &all, ctx.layers, ctx.keys, ctx.extent >> shift)
-            .map_err(|_| TileLimitError::Damaged(tile))?;
+        let (raw, layers) = encode(
+            &coarse,
+            &all,
+            ctx.layers,
+            ctx.keys,
+            ctx.extent >> shift,
+            ctx.order,
+        )
+        .map_err(|_| TileLimitError::Damaged(tile))?;
         let bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
         let detail = FULL_DETAIL - shift as u8;
         let fits = bytes.len() <= ctx.limits.max_bytes

@@ -28,6 +28,7 @@ mod cut;
 mod detail;
 mod feature_filter;
 mod meta;
+mod order;
 mod pass;
 mod shard;
 mod sort;
@@ -44,6 +45,7 @@ pub use assemble::TileLimitError;
 pub use attrs::{AttrFilter, mvt_value};
 pub(crate) use cut::{aligned_blocks, bbox as world_bbox, join_runs};
 pub use feature_filter::{FeatureFilter, GeomType};
+pub use order::OrderKey;
 
 use crate::archive::{ArchiveError, ArchiveWriter, DEDUP_CACHE_BYTES};
 use crate::geom::{WorldGeom, project};
@@ -85,6 +87,9 @@ pub struct TilerOptions {
     /// with a probability that keeps their total area (tippecanoe's tiny-polygon reduction);
     /// `false` is `--no-tiny-polygon-reduction`.
     pub tiny_polygon_reduction: bool,
+    /// The order features are written in within each layer of a tile (primary key first);
+    /// empty: spatial order.
+    pub order: Vec<OrderKey>,
     /// `-y/-x/-X`.
     pub attrs: AttrFilter,
     /// `-j`: which features each layer keeps, at which zooms.
@@ -126,6 +131,7 @@ impl Default for TilerOptions {
             coalesce_densest: false,
             extend_zooms: false,
             tiny_polygon_reduction: true,
+            order: Vec::new(),
             attrs: AttrFilter::default(),
             feature_filter: None,
             memory: 64 << 20,
@@ -525,6 +531,7 @@ impl Tiler {
             memory: self.opts.memory,
             tmp_dir: self.opts.tmp_dir.clone(),
             cancel,
+            order: order::resolve(&self.opts.order, &self.attrs.keys),
         };
         let mut params = cut::CutParams {
             min_zoom,

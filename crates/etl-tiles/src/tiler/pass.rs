@@ -32,6 +32,8 @@ pub(super) struct PassCtx<'a> {
     pub(super) memory: usize,
     pub(super) tmp_dir: Option<PathBuf>,
     pub(super) cancel: &'a (dyn Fn() -> bool + Sync),
+    /// The written order of features within a tile's layers, resolved to key indices.
+    pub(super) order: Vec<super::order::Resolved>,
 }
 
 /// Staged bytes read per chunk, at most and at least; each chunk is cut in parallel. Between
@@ -149,6 +151,7 @@ impl PassCtx<'_> {
             extent: EXTENT,
             limits: self.limits,
             batch_bytes,
+            order: &self.order,
         };
         // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
         // applies to the whole zoom; without one there is nothing to apply.

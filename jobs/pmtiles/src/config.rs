@@ -140,6 +140,18 @@ pub struct PmtilesConfig {
     #[serde(default)]
     pub coalesce_densest_as_needed: bool,
 
+    /// When a tile is over the limits, drop its smallest lines and polygons (points stay); the
+    /// size found applies to the whole zoom.
+    #[arg(long, env = "ETL_DROP_SMALLEST_AS_NEEDED")]
+    #[serde(default)]
+    pub drop_smallest_as_needed: bool,
+
+    /// When a tile is over the limits, drop a share of its features (by a hash of each); the
+    /// share found applies to the whole zoom.
+    #[arg(long, env = "ETL_DROP_FRACTION_AS_NEEDED")]
+    #[serde(default)]
+    pub drop_fraction_as_needed: bool,
+
     /// Add zooms past the max zoom while its tiles still had to drop features.
     #[arg(long, env = "ETL_EXTEND_ZOOMS_IF_STILL_DROPPING")]
     #[serde(default)]

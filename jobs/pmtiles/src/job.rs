@@ -69,6 +69,8 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
                 config.coalesce_densest_as_needed,
                 "--coalesce-densest-as-needed",
             ),
+            (config.drop_smallest_as_needed, "--drop-smallest-as-needed"),
+            (config.drop_fraction_as_needed, "--drop-fraction-as-needed"),
             (
                 config.extend_zooms_if_still_dropping,
                 "--extend-zooms-if-still-dropping",
@@ -93,10 +95,23 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             config.minimum_zoom
         )));
     }
-    if config.coalesce_densest_as_needed && config.drop_densest_as_needed {
-        return Err(JobError::usage(
-            "--drop-densest-as-needed and --coalesce-densest-as-needed are alternatives; pick one",
-        ));
+    let strategies: Vec<&str> = [
+        (config.drop_densest_as_needed, "--drop-densest-as-needed"),
+        (
+            config.coalesce_densest_as_needed,
+            "--coalesce-densest-as-needed",
+        ),
+        (config.drop_smallest_as_needed, "--drop-smallest-as-needed"),
+        (config.drop_fraction_as_needed, "--drop-fraction-as-needed"),
+    ]
+    .into_iter()
+    .filter_map(|(on, flag)| on.then_some(flag))
+    .collect();
+    if strategies.len() > 1 {
+        return Err(JobError::usage(format!(
+            "{} are alternatives; pick one",
+            strategies.join(" and ")
+        )));
     }
     if !(config.drop_rate.is_finite() && config.drop_rate >= 0.0) {
         return Err(JobError::usage("-r: the drop rate must be a number >= 0"));
@@ -184,6 +199,8 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         max_tile_features: config.maximum_tile_features,
         drop_densest: config.drop_densest_as_needed,
         coalesce_densest: config.coalesce_densest_as_needed,
+        drop_smallest: config.drop_smallest_as_needed,
+        drop_fraction: config.drop_fraction_as_needed,
         extend_zooms: config.extend_zooms_if_still_dropping,
         tiny_polygon_reduction: !config.no_tiny_polygon_reduction,
         order: order_keys(&config),

@@ -10,6 +10,7 @@
 use super::codec::{Truncated, decode_value, get_fragment, props_iter};
 use super::cut::{order_layer, order_spatial};
 use super::sort::{FragRef, TileBatch};
+use super::thin::{self, Reduction};
 use super::zoom::Protected;
 use crate::geom::TileGeom;
 use crate::mvt::{LayerBuilder, PropValue, encode_tile};
@@ -22,6 +23,15 @@ pub(crate) struct Limits {
     pub max_features: usize,
     pub drop_densest: bool,
     pub coalesce_densest: bool,
+    pub drop_smallest: bool,
+    pub drop_fraction: bool,
+}
+
+impl Limits {
+    /// Whether a strategy drops features from over-limit tiles (zoom-wide).
+    pub(crate) fn strategy(&self) -> bool {
+        self.drop_densest || self.coalesce_densest || self.drop_smallest || self.drop_fraction
+    }
 }
 
 /// Why a tile could not be made.
@@ -79,9 +89,9 @@ pub(crate) struct Assembled {
     /// Features dropped / coalesced to meet the limits.
     pub dropped: usize,
     pub coalesced: usize,
-    /// The minimum spacing (spatial-key distance) the tile kept between features; 0 when
-    /// nothing had to go.
-    pub gap: u64,
+    /// What the tile needed dropped to fit ([`Reduction::NONE`] when nothing had to go); the
+    /// zoom's tiles are made again with the strictest.
+    pub reduction: Reduction,
     /// Consecutive tile ids from `tile` that hold `data` (more than 1 for a run of tiles only
     /// fills cover).
     pub run: u64,
@@ -96,20 +106,23 @@ pub(crate) struct Assembled {
 pub(super) struct Feat<'a> {
     pub(super) layer: u32,
     pub(super) seq: u64,
+    /// The whole feature's size ([`super::codec::Fragment::size`]).
+    pub(super) size: u64,
     pub(super) spatial: u64,
     pub(super) id: Option<u64>,
     pub(super) props: &'a [u8],
     pub(super) geom: TileGeom,
 }
 
-/// Assembles one tile. `protect`: the features the zoom above showed, kept whatever the
-/// spacing while the tile can be made with them.
+/// Assembles one tile. `zoom`: what the zoom's other tiles needed dropped; `protect`: the
+/// features the zoom above showed, kept whatever the reduction while the tile can be made
+/// with them.
 pub(crate) fn assemble(
     tile: TileCoord,
     batch: &TileBatch,
     frags: &[FragRef],
     ctx: &AssembleCtx<'_>,
-    min_gap: u64,
+    zoom: &Reduction,
     defer_gzip: bool,
     protect: Option<&Protected>,
 ) -> Result<Assembled, TileLimitError> {
@@ -120,6 +133,7 @@ pub(crate) fn assemble(
         feats.push(Feat {
             layer: order_layer(f.order),
             seq: f.seq,
+            size: fr.size,
             spatial: order_spatial(f.order),
             id: fr.id,
             props: fr.props,
@@ -131,27 +145,21 @@ pub(crate) fn assemble(
     let mut kept = n;
     let mut dropped = 0;
     let mut coalesced = 0;
-    let mut gap = 0;
-    // A spacing found by another tile of this zoom applies here too (tippecanoe's "the
-    // discovered spacing applies to the entire zoom level"): no density seams between tiles.
-    let strategy = limits.drop_densest || limits.coalesce_densest;
+    let mut reduction = Reduction::NONE;
+    let strategy = limits.strategy();
     // Which features a dropping strategy may not remove.
     let mut fixed: Vec<bool> = match protect {
         Some(p) => feats.iter().map(|f| p.contains(f.seq)).collect(),
         None => Vec::new(),
     };
-    if min_gap > 0 {
-        let (d, c) = apply_gap(
-            &mut feats,
-            &mut keep,
-            &fixed,
-            min_gap,
-            limits.coalesce_densest,
-        );
+    // What another tile of this zoom needed applies here too (tippecanoe's "the discovered
+    // spacing applies to the entire zoom level"): no density seams between tiles.
+    if !zoom.is_none() {
+        let (d, c) = thin::apply(&mut feats, &mut keep, &fixed, zoom, limits.coalesce_densest);
         dropped += d;
         coalesced += c;
         kept -= d + c;
-        gap = min_gap;
+        reduction = *zoom;
     }
     let (raw, mut layers) = encode(&feats, &keep, layer_names, keys, extent, ctx.order)
         .map_err(|_| TileLimitError::Damaged(tile))?;
@@ -168,7 +176,7 @@ pub(crate) fn assemble(
             layers,
             dropped,
             coalesced,
-            gap,
+            reduction,
             run: 1,
             detail: FULL_DETAIL,
             kept: kept_seqs(&feats, &keep, strategy),
@@ -190,14 +198,25 @@ pub(crate) fn assemble(
                     .min(1.0)
                     * 0.9;
                 let target = ((kept as f64) * frac).floor() as usize;
-                let removed = thin(
-                    &mut feats,
-                    &mut keep,
-                    &fixed,
-                    target,
-                    limits.coalesce_densest,
-                );
-                gap = gap.max(removed.2);
+                let removed = if limits.drop_smallest {
+                    let (d, size) = thin::thin_smallest(&feats, &mut keep, &fixed, target);
+                    reduction.min_size = reduction.min_size.max(size);
+                    (d, 0)
+                } else if limits.drop_fraction {
+                    let (d, limit) = thin::thin_fraction(&feats, &mut keep, &fixed, target);
+                    reduction.rank_limit = reduction.rank_limit.min(limit);
+                    (d, 0)
+                } else {
+                    let (d, c, gap) = thin::thin_densest(
+                        &mut feats,
+                        &mut keep,
+                        &fixed,
+                        target,
+                        limits.coalesce_densest,
+                    );
+                    reduction.gap = reduction.gap.max(gap);
+                    (d, c)
+                };
                 if removed.0 + removed.1 == 0 {
                     if fixed.is_empty() {
                         break;
@@ -234,7 +253,7 @@ pub(crate) fn assemble(
                     layers: low.layers,
                     dropped: dropped + low.vanished,
                     coalesced,
-                    gap,
+                    reduction,
                     run: 1,
                     detail: low.detail,
                     kept: kept_seqs(&feats, &keep, strategy),
@@ -265,7 +284,7 @@ pub(crate) fn assemble(
         layers,
         dropped,
         coalesced,
-        gap,
+        reduction,
         run: 1,
         detail: FULL_DETAIL,
         kept: kept_seqs(&feats, &keep, strategy),
@@ -292,108 +311,6 @@ fn kept_seqs(feats: &[Feat<'_>], keep: &[bool], strategy: bool) -> Vec<u64> {
 
 /// The detail of every tile that fits as it is: extent 4096.
 pub(crate) const FULL_DETAIL: u8 = 12;
-
-/// Removes kept features until about `target` remain: features whose spatial gap to the
-/// previous kept feature of their layer is below a threshold go (dropped, or coalesced into
-/// that previous feature when it has the same geometry type); `fixed` ones (when given) stay.
-/// Returns (dropped, coalesced, threshold).
-fn thin(
-    feats: &mut [Feat<'_>],
-    keep: &mut [bool],
-    fixed: &[bool],
-    target: usize,
-    coalesce: bool,
-) -> (usize, usize, u64) {
-    // Gaps of kept features to their predecessor within the layer; a layer's first feature
-    // has an infinite gap and is never removed.
-    let mut gaps: Vec<u64> = Vec::new();
-    let mut prev: Option<(u32, u64)> = None;
-    for (i, (f, k)) in feats.iter().zip(keep.iter()).enumerate() {
-        if !*k {
-            continue;
-        }
-        let gap = match prev {
-            // A fixed feature is never removed: it counts as infinitely far.
-            _ if fixed.get(i).copied().unwrap_or(false) => u64::MAX,
-            Some((l, s)) if l == f.layer => f.spatial.saturating_sub(s),
-            _ => u64::MAX,
-        };
-        gaps.push(gap);
-        prev = Some((f.layer, f.spatial));
-    }
-    let kept = gaps.len();
-    // Only finite gaps can go; asking for more than there are takes them all (the threshold
-    // stays a real spacing, never "everything", as it applies to the whole zoom).
-    let mut sorted: Vec<u64> = gaps.into_iter().filter(|g| *g != u64::MAX).collect();
-    let excess = kept.saturating_sub(target.max(1)).min(sorted.len());
-    if excess == 0 {
-        return (0, 0, 0);
-    }
-    sorted.sort_unstable();
-    // Everything strictly below the threshold goes; ties at the threshold stay, so bump it
-    // when the quantile falls inside a run of equal gaps (e.g. duplicate points, gap 0).
-    let threshold = sorted
-        .get(excess.min(sorted.len() - 1))
-        .copied()
-        .unwrap_or(0)
-        .max(sorted.get(excess - 1).map_or(0, |g| g.saturating_add(1)));
-    let (dropped, coalesced) = apply_gap(feats, keep, fixed, threshold, coalesce);
-    (dropped, coalesced, threshold)
-}
-
-/// Removes every kept feature closer than `threshold` (spatial-key distance) to the previous
-/// kept feature of its layer, unless it is `fixed`: dropped, or coalesced into that feature
-/// when `coalesce` and the geometry types match. Returns (dropped, coalesced).
-fn apply_gap(
-    feats: &mut [Feat<'_>],
-    keep: &mut [bool],
-    fixed: &[bool],
-    threshold: u64,
-    coalesce: bool,
-) -> (usize, usize) {
-    let (mut dropped, mut coalesced) = (0, 0);
-    let mut last_kept: Option<usize> = None;
-    for i in 0..feats.len() {
-        if !keep[i] {
-            continue;
-        }
-        let close = !fixed.get(i).copied().unwrap_or(false)
-            && last_kept.is_some_and(|j| {
-                feats[j].layer == feats[i].layer
-                    && feats[i].spatial.saturating_sub(feats[j].spatial) < threshold
-            });
-        if !close {
-            last_kept = Some(i);
-            continue;
-        }
-        keep[i] = false;
-        let j = last_kept.unwrap_or(i);
-        if coalesce && merge_into(feats, j, i) {
-            coalesced += 1;
-        } else {
-            dropped += 1;
-        }
-    }
-    (dropped, coalesced)
-}
-
-/// Moves feature `from`'s geometry into feature `into` when both have the same type.
-fn merge_into(feats: &mut [Feat<'_>], into: usize, from: usize) -> bool {
-    if into >= from || from >= feats.len() {
-        return false;
-    }
-    let (head, tail) = feats.split_at_mut(from);
-    let (Some(a), Some(b)) = (head.get_mut(into), tail.first_mut()) else {
-        return false;
-    };
-    match (&mut a.geom, &mut b.geom) {
-        (TileGeom::Points(x), TileGeom::Points(y)) => x.append(y),
-        (TileGeom::Lines(x), TileGeom::Lines(y)) => x.append(y),
-        (TileGeom::Polygons(x), TileGeom::Polygons(y)) => x.append(y),
-        _ => return false,
-    }
-    true
-}
 
 /// Encodes the kept features. Returns the raw MVT bytes and the layers present.
 pub(super) fn encode(
@@ -504,7 +421,7 @@ pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
 pub(crate) fn assemble_batch(
     batch: &TileBatch,
     ctx: &AssembleCtx<'_>,
-    min_gap: u64,
+    zoom: &Reduction,
     defer_gzip: bool,
     protect: Option<&Protected>,
 ) -> Vec<Result<Assembled, TileLimitError>> {
@@ -515,7 +432,7 @@ pub(crate) fn assemble_batch(
         .map(|t| {
             let tile = crate::tile::tile_coord(t.id).unwrap_or(TileCoord { z: 0, x: 0, y: 0 });
             let frags = batch.frags.get(t.frags.clone()).unwrap_or(&[]);
-            let mut a = assemble(tile, batch, frags, ctx, min_gap, defer_gzip, protect)?;
+            let mut a = assemble(tile, batch, frags, ctx, zoom, defer_gzip, protect)?;
             a.run = t.run;
             Ok(a)
         })

@@ -402,9 +402,17 @@ pub(crate) fn split_records(buf: &[u8]) -> (Vec<&[u8]>, usize) {
 
 // ---- fragments ---------------------------------------------------------------------------
 
-/// Appends a fragment payload: id, properties, tile geometry.
-pub(crate) fn put_fragment(out: &mut Vec<u8>, id: Option<u64>, props: &[u8], geom: &TileGeom) {
+/// Appends a fragment payload: id, the whole feature's size (see [`Fragment::size`]),
+/// properties, tile geometry.
+pub(crate) fn put_fragment(
+    out: &mut Vec<u8>,
+    id: Option<u64>,
+    size: u64,
+    props: &[u8],
+    geom: &TileGeom,
+) {
     put_id(out, id);
+    put_varint(out, size);
     put_varint(out, props.len() as u64);
     out.extend_from_slice(props);
     put_geom(out, GeomRef::Tile(geom));
@@ -419,12 +427,13 @@ pub(crate) fn put_fill(
     out: &mut Vec<u8>,
     end: u64,
     id: Option<u64>,
+    size: u64,
     props: &[u8],
     geom: &TileGeom,
 ) {
     out.push(FILL_TAG);
     put_varint(out, end);
-    put_fragment(out, id, props, geom);
+    put_fragment(out, id, size, props, geom);
 }
 
 /// Whether a sorted payload is a fill; if so, the end of its run and its fragment payload.
@@ -440,6 +449,9 @@ pub(crate) fn split_fill(payload: &[u8]) -> Result<Option<(u64, &[u8])>, Truncat
 /// A decoded fragment payload; properties stay encoded.
 pub(crate) struct Fragment<'a> {
     pub id: Option<u64>,
+    /// The whole feature's size in world units, the same in every tile and at every zoom:
+    /// a line's length, the square root of a polygon's area; 0 for points.
+    pub size: u64,
     pub props: &'a [u8],
     pub geom: TileGeom,
 }
@@ -447,10 +459,23 @@ pub(crate) struct Fragment<'a> {
 pub(crate) fn get_fragment(payload: &[u8]) -> Result<Fragment<'_>, Truncated> {
     let mut r = Reader::new(payload);
     let id = get_id(&mut r)?;
+    let size = r.varint()?;
     let n = r.len()?;
     let props = r.bytes(n)?;
     let geom = get_tile_geom(&mut r)?;
-    Ok(Fragment { id, props, geom })
+    Ok(Fragment {
+        id,
+        size,
+        props,
+        geom,
+    })
+}
+
+/// A fragment payload's feature size, without decoding the rest.
+pub(crate) fn fragment_size(payload: &[u8]) -> Result<u64, Truncated> {
+    let mut r = Reader::new(payload);
+    get_id(&mut r)?;
+    r.varint()
 }
 
 /// Iterates encoded properties: `(key index, raw value bytes)`.
@@ -543,7 +568,7 @@ mod tests {
     fn fragment_round_trip() {
         let g = TileGeom::Lines(vec![vec![[-5, 4100], [3, 3]]]);
         let mut out = Vec::new();
-        put_fragment(&mut out, None, &[0], &g);
+        put_fragment(&mut out, None, 7, &[0], &g);
         let f = get_fragment(&out).unwrap();
         assert_eq!((f.id, f.geom), (None, g));
         assert_eq!(props_iter(f.props).count(), 0);

@@ -133,13 +133,14 @@ pub(crate) fn bbox(g: &WorldGeom) -> Option<[i64; 4]> {
 pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
     let seq = f.seq;
     let order = order_key(f.layer, spatial_key(first_point(&f.geom)));
+    let size = feature_size(&f.geom);
     let emit = |out: &mut FragBuf, piece: Piece<'_>| match piece {
         Piece::Tile(tile, g) => {
             let id = tile_id(tile);
             if p.owned.is_some_and(|o| !o.owns_id(id)) {
                 return;
             }
-            out.push(id, order, seq, |a| put_fragment(a, f.id, f.props, g));
+            out.push(id, order, seq, |a| put_fragment(a, f.id, size, f.props, g));
         }
         Piece::Fill { start, end, geom } => {
             // A shard owns one run of tile ids per zoom: the fill's part of it, if any.
@@ -148,7 +149,9 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
                 None => (start, end),
             };
             if start < end {
-                out.push(start, order, seq, |a| put_fill(a, end, f.id, f.props, geom));
+                out.push(start, order, seq, |a| {
+                    put_fill(a, end, f.id, size, f.props, geom)
+                });
             }
         }
     };
@@ -218,6 +221,22 @@ fn cut_tile_range(g: &WorldGeom, z: u8, p: &CutParams, emit: &mut dyn FnMut(Piec
         owned: p.owned,
     };
     cut.split(g, range, emit);
+}
+
+/// A feature's size for `--drop-smallest-as-needed`, in world units: a line's length, the
+/// square root of a polygon's area (so both are lengths), at least 1; 0 for points.
+pub(crate) fn feature_size(g: &WorldGeom) -> u64 {
+    let size = match g {
+        WorldGeom::Points(_) => return 0,
+        WorldGeom::Lines(ls) => ls
+            .iter()
+            .flat_map(|l| l.windows(2))
+            .map(|w| ((w[1][0] - w[0][0]) as f64).hypot((w[1][1] - w[0][1]) as f64))
+            .sum::<f64>(),
+        WorldGeom::Polygons(_) => world_area(g).sqrt(),
+    };
+    // `as` saturates (and maps NaN to 0).
+    (size as u64).max(1)
 }
 
 /// The area a polygon geometry covers, in square world units: each polygon's exterior less

@@ -175,6 +175,7 @@ pub(super) fn lower_detail(
                 Some(Feat {
                     layer: f.layer,
                     seq: f.seq,
+                    size: f.size,
                     spatial: f.spatial,
                     id: f.id,
                     props: f.props,

@@ -32,6 +32,7 @@ mod order;
 mod pass;
 mod shard;
 mod sort;
+mod thin;
 mod zoom;
 
 use std::fs::File;
@@ -81,6 +82,12 @@ pub struct TilerOptions {
     pub drop_densest: bool,
     /// `--coalesce-densest-as-needed`.
     pub coalesce_densest: bool,
+    /// `--drop-smallest-as-needed`: an over-limit tile drops its smallest lines and polygons
+    /// (points are not dropped by size), and every tile of the zoom drops what is smaller.
+    pub drop_smallest: bool,
+    /// `--drop-fraction-as-needed`: an over-limit tile drops a share of its features by a hash
+    /// of each, and every tile of the zoom drops the same share.
+    pub drop_fraction: bool,
     /// `--extend-zooms-if-still-dropping`.
     pub extend_zooms: bool,
     /// Below the max zoom, polygons of less than 4 square tile units are drawn as 2×2 squares
@@ -111,7 +118,7 @@ pub struct TilerOptions {
     /// `--shard I/N`: make only shard `I` (0-based) of `N` of the tile set. Every shard must
     /// stage the same features; the shards' archives are disjoint and together hold exactly
     /// the tiles of an unsharded run (join them with [`crate::archive::merge`]). The
-    /// zoom-wide strategies (`drop_densest`, `coalesce_densest`, `extend_zooms`) decide from
+    /// zoom-wide strategies (`drop_*`, `coalesce_densest`, `extend_zooms`) decide from
     /// tiles of other shards, so they are refused with a shard.
     pub shard: Option<(u32, u32)>,
 }
@@ -129,6 +136,8 @@ impl Default for TilerOptions {
             max_tile_features: 200_000,
             drop_densest: false,
             coalesce_densest: false,
+            drop_smallest: false,
+            drop_fraction: false,
             extend_zooms: false,
             tiny_polygon_reduction: true,
             order: Vec::new(),
@@ -295,16 +304,34 @@ impl Tiler {
         if opts.max_tile_bytes == 0 || opts.max_tile_features == 0 {
             return Err(TilerError::Options("tile limits must be above zero".into()));
         }
+        let strategies = [
+            opts.drop_densest,
+            opts.coalesce_densest,
+            opts.drop_smallest,
+            opts.drop_fraction,
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if strategies > 1 {
+            return Err(TilerError::Options(
+                "--drop-densest-as-needed, --coalesce-densest-as-needed, \
+                 --drop-smallest-as-needed and --drop-fraction-as-needed are alternatives; pick \
+                 one"
+                .into(),
+            ));
+        }
         if let Some((i, n)) = opts.shard {
             if n == 0 || i >= n {
                 return Err(TilerError::Options(format!(
                     "shard {i}/{n}: the index must be below the count"
                 )));
             }
-            if opts.drop_densest || opts.coalesce_densest || opts.extend_zooms {
+            if strategies > 0 || opts.extend_zooms {
                 return Err(TilerError::Options(
-                    "a shard cannot use --drop-densest-as-needed, --coalesce-densest-as-needed \
-                     or --extend-zooms-if-still-dropping (they decide from the tiles of a whole \
+                    "a shard cannot use --drop-densest-as-needed, --coalesce-densest-as-needed, \
+                     --drop-smallest-as-needed, --drop-fraction-as-needed or \
+                     --extend-zooms-if-still-dropping (they decide from the tiles of a whole \
                      zoom, which other shards make)"
                         .into(),
                 ));
@@ -489,6 +516,8 @@ impl Tiler {
             max_features: self.opts.max_tile_features,
             drop_densest: self.opts.drop_densest,
             coalesce_densest: self.opts.coalesce_densest,
+            drop_smallest: self.opts.drop_smallest,
+            drop_fraction: self.opts.drop_fraction,
         };
         let partition = match (&self.weights, self.opts.shard) {
             (Some(w), Some((i, n))) => Some((i, n, shard::Partition::new(w, max_zoom, n))),

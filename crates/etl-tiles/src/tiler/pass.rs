@@ -155,7 +155,7 @@ impl PassCtx<'_> {
         };
         // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
         // applies to the whole zoom; without one there is nothing to apply.
-        let mut stage = if self.limits.drop_densest || self.limits.coalesce_densest {
+        let mut stage = if self.limits.strategy() {
             Some(zoom::ZoomStage::new(self.tmp_dir.as_deref())?)
         } else {
             None
@@ -165,7 +165,13 @@ impl PassCtx<'_> {
             if (self.cancel)() {
                 return Err(TilerError::Cancelled);
             }
-            let done = assemble::assemble_batch(&batch, &ctx, 0, stage.is_some(), None);
+            let done = assemble::assemble_batch(
+                &batch,
+                &ctx,
+                &super::thin::Reduction::NONE,
+                stage.is_some(),
+                None,
+            );
             for (a, t) in done.into_iter().zip(&batch.tiles) {
                 let a = a?;
                 match &mut stage {

@@ -701,14 +701,14 @@ mod tests {
                     if rnd(3) == 0 {
                         let end = start + 1 + rnd(60);
                         b.push(start, order, seq, |a| {
-                            put_fill(a, end, Some(seq), &[], &geom)
+                            put_fill(a, end, Some(seq), 0, &[], &geom)
                         });
                         for id in start..end {
                             want.entry(id).or_default().push((order, seq));
                         }
                     } else {
                         b.push(start, order, seq, |a| {
-                            put_fragment(a, Some(seq), &[], &geom)
+                            put_fragment(a, Some(seq), 0, &[], &geom)
                         });
                         want.entry(start).or_default().push((order, seq));
                     }
@@ -738,6 +738,7 @@ mod tests {
                     a,
                     end,
                     None,
+                    0,
                     &[],
                     &crate::geom::TileGeom::Points(vec![]),
                 )

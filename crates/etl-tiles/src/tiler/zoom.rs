@@ -18,8 +18,10 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::assemble::{self, AssembleCtx, Assembled};
+use super::codec::fragment_size;
 use super::cut::{order_layer, order_spatial};
 use super::sort::{BatchTile, TileBatch};
+use super::thin::{self, Reduction};
 use super::{Run, TilerError};
 use crate::archive::ArchiveWriter;
 use crate::tile::{tile_coord, tile_id};
@@ -83,7 +85,7 @@ pub(crate) struct ZoomStage {
     zoom: Option<u8>,
     replay: BufWriter<File>,
     pending: BufWriter<File>,
-    gap: u64,
+    reduction: Reduction,
 }
 
 fn temp(dir: Option<&Path>) -> io::Result<File> {
@@ -135,7 +137,7 @@ impl ZoomStage {
             zoom: None,
             replay: BufWriter::with_capacity(1 << 20, temp(tmp_dir)?),
             pending: BufWriter::with_capacity(1 << 20, temp(tmp_dir)?),
-            gap: 0,
+            reduction: Reduction::NONE,
         })
     }
 
@@ -184,7 +186,7 @@ impl ZoomStage {
         for k in &a.kept {
             put_u64(&mut self.pending, *k)?;
         }
-        self.gap = self.gap.max(a.gap);
+        self.reduction = self.reduction.and(a.reduction);
         Ok(())
     }
 
@@ -205,7 +207,7 @@ impl ZoomStage {
             .filter(|(sz, _)| z.checked_sub(1) == Some(*sz))
             .map(|(_, p)| p);
         let mut shown = Protected::default();
-        let respace = self.gap > 0;
+        let respace = !self.reduction.is_none();
         if respace {
             sink.run.zooms_respaced += 1;
         }
@@ -239,7 +241,7 @@ impl ZoomStage {
                     r.read_exact(&mut p)?;
                     frags.push((order, seq, p));
                 }
-                if a.dropped + a.coalesced > 0 || too_close(&frags, self.gap) {
+                if a.dropped + a.coalesced > 0 || would_reduce(&frags, &self.reduction)? {
                     batch.start_tile(id, tile_run);
                     for (order, seq, p) in &frags {
                         batch.push_frag(*order, *seq, p);
@@ -271,7 +273,7 @@ impl ZoomStage {
         // land in the next zoom's file).
         truncate(&mut self.replay)?;
         truncate(&mut self.pending)?;
-        self.gap = 0;
+        self.reduction = Reduction::NONE;
         self.zoom = None;
         Ok(())
     }
@@ -289,7 +291,7 @@ impl ZoomStage {
         let mut done: Vec<Option<Result<Assembled, _>>> = if batch.tiles.is_empty() {
             Vec::new()
         } else {
-            assemble::assemble_batch(batch, sink.ctx, self.gap, false, above)
+            assemble::assemble_batch(batch, sink.ctx, &self.reduction, false, above)
                 .into_iter()
                 .map(Some)
                 .collect()
@@ -329,13 +331,29 @@ enum Slot {
     Again(usize),
 }
 
-/// Whether any feature is closer than `gap` to its predecessor in the same layer (fragments
-/// are in sort order: layer, then spatial key).
-fn too_close(frags: &[(u64, u64, Vec<u8>)], gap: u64) -> bool {
-    frags.windows(2).any(|w| {
+/// Whether the zoom's reduction would remove anything from a tile that kept everything: a
+/// feature closer than the gap to its predecessor in the same layer (fragments are in sort
+/// order: layer, then spatial key), one under the minimum size, one at or over the rank limit.
+fn would_reduce(frags: &[(u64, u64, Vec<u8>)], r: &Reduction) -> Result<bool, TilerError> {
+    let close = frags.windows(2).any(|w| {
         order_layer(w[0].0) == order_layer(w[1].0)
-            && order_spatial(w[1].0).saturating_sub(order_spatial(w[0].0)) < gap
-    })
+            && order_spatial(w[1].0).saturating_sub(order_spatial(w[0].0)) < r.gap
+    });
+    if close {
+        return Ok(true);
+    }
+    for (_, seq, payload) in frags {
+        if thin::rank(*seq) >= r.rank_limit {
+            return Ok(true);
+        }
+        if r.min_size > 0 {
+            let size = fragment_size(payload).map_err(|_| TilerError::Damaged(0))?;
+            if thin::too_small(size, r.min_size) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Reads one pending tile, `None` at the end.
@@ -374,7 +392,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
         layers,
         dropped,
         coalesced,
-        gap: 0,
+        reduction: Reduction::NONE,
         run,
         detail: gz[1],
         kept,

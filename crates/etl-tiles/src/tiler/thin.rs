@@ -1,0 +1,275 @@
+//! How the dropping strategies remove features from a tile over its limits, and the
+//! zoom-wide [`Reduction`] that makes every tile of a zoom follow the one that needed most:
+//!
+//! - `--drop-densest-as-needed` / `--coalesce-densest-as-needed`: a minimum spacing (spatial
+//!   key distance) between kept features of a layer ([`thin_densest`]);
+//! - `--drop-smallest-as-needed`: a minimum size, lines by length and polygons by the square
+//!   root of their area, both of the whole feature so a feature is kept or dropped in every
+//!   tile alike; points are not dropped by size ([`thin_smallest`]);
+//! - `--drop-fraction-as-needed`: a share of features, the same share everywhere in the zoom,
+//!   by a hash of the feature ([`thin_fraction`]).
+//!
+//! Features `fixed` (the points the zoom above showed) are never removed here.
+
+use super::assemble::Feat;
+use crate::geom::TileGeom;
+
+/// What a zoom's tiles must drop: the strictest of what its tiles needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reduction {
+    /// Minimum spatial-key distance to the previous kept feature of the layer (0: none).
+    pub gap: u64,
+    /// Minimum size of a line or polygon in world units (0: none).
+    pub min_size: u64,
+    /// Features whose rank is at or above this go (`u64::MAX`: none).
+    pub rank_limit: u64,
+}
+
+impl Reduction {
+    pub(crate) const NONE: Reduction = Reduction {
+        gap: 0,
+        min_size: 0,
+        rank_limit: u64::MAX,
+    };
+
+    pub(crate) fn is_none(&self) -> bool {
+        *self == Reduction::NONE
+    }
+
+    /// The stricter of the two on every count.
+    pub(crate) fn and(self, o: Reduction) -> Reduction {
+        Reduction {
+            gap: self.gap.max(o.gap),
+            min_size: self.min_size.max(o.min_size),
+            rank_limit: self.rank_limit.min(o.rank_limit),
+        }
+    }
+}
+
+/// A feature's rank for `--drop-fraction-as-needed`: a hash of its sequence number, below
+/// `u64::MAX` (so the "none" limit keeps every feature).
+pub(crate) fn rank(seq: u64) -> u64 {
+    let mut z = seq ^ 0x6672_6163_7469_6f6e;
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 1
+}
+
+fn is_fixed(fixed: &[bool], i: usize) -> bool {
+    fixed.get(i).copied().unwrap_or(false)
+}
+
+/// Whether a reduction of `min_size` removes a feature of `size` (0: a point, never).
+pub(crate) fn too_small(size: u64, min_size: u64) -> bool {
+    size > 0 && size < min_size
+}
+
+/// Applies a zoom's reduction to a tile's features. Returns (dropped, coalesced).
+pub(crate) fn apply(
+    feats: &mut [Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    r: &Reduction,
+    coalesce: bool,
+) -> (usize, usize) {
+    let (mut dropped, mut coalesced) = (0, 0);
+    if r.gap > 0 {
+        (dropped, coalesced) = apply_gap(feats, keep, fixed, r.gap, coalesce);
+    }
+    for (i, f) in feats.iter().enumerate() {
+        let Some(k) = keep.get_mut(i) else { break };
+        if *k
+            && !is_fixed(fixed, i)
+            && (too_small(f.size, r.min_size) || rank(f.seq) >= r.rank_limit)
+        {
+            *k = false;
+            dropped += 1;
+        }
+    }
+    (dropped, coalesced)
+}
+
+/// Removes the smallest lines and polygons until about `target` features remain. Returns
+/// (dropped, the size below which features went).
+pub(super) fn thin_smallest(
+    feats: &[Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    target: usize,
+) -> (usize, u64) {
+    let kept = keep.iter().filter(|k| **k).count();
+    let mut sizes: Vec<u64> = feats
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            keep.get(*i).copied().unwrap_or(false) && !is_fixed(fixed, *i) && f.size > 0
+        })
+        .map(|(_, f)| f.size)
+        .collect();
+    let excess = kept.saturating_sub(target.max(1)).min(sizes.len());
+    if excess == 0 {
+        return (0, 0);
+    }
+    sizes.sort_unstable();
+    // Everything strictly below the threshold goes; a run of equal sizes goes whole.
+    let threshold = sizes
+        .get(excess.min(sizes.len() - 1))
+        .copied()
+        .unwrap_or(0)
+        .max(sizes.get(excess - 1).map_or(0, |s| s.saturating_add(1)));
+    let r = Reduction {
+        min_size: threshold,
+        ..Reduction::NONE
+    };
+    let mut dropped = 0;
+    for (i, f) in feats.iter().enumerate() {
+        if let Some(k) = keep.get_mut(i)
+            && *k
+            && !is_fixed(fixed, i)
+            && too_small(f.size, r.min_size)
+        {
+            *k = false;
+            dropped += 1;
+        }
+    }
+    (dropped, threshold)
+}
+
+/// Removes the features of highest rank until about `target` remain. Returns (dropped, the
+/// rank at and above which features went).
+pub(super) fn thin_fraction(
+    feats: &[Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    target: usize,
+) -> (usize, u64) {
+    let kept = keep.iter().filter(|k| **k).count();
+    let mut ranks: Vec<u64> = feats
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.get(*i).copied().unwrap_or(false) && !is_fixed(fixed, *i))
+        .map(|(_, f)| rank(f.seq))
+        .collect();
+    let excess = kept.saturating_sub(target.max(1)).min(ranks.len());
+    if excess == 0 {
+        return (0, u64::MAX);
+    }
+    ranks.sort_unstable();
+    // The `excess` highest ranks go: the limit is the lowest of them.
+    let limit = ranks.get(ranks.len() - excess).copied().unwrap_or(u64::MAX);
+    let mut dropped = 0;
+    for (i, f) in feats.iter().enumerate() {
+        if let Some(k) = keep.get_mut(i)
+            && *k
+            && !is_fixed(fixed, i)
+            && rank(f.seq) >= limit
+        {
+            *k = false;
+            dropped += 1;
+        }
+    }
+    (dropped, limit)
+}
+
+/// Removes kept features until about `target` remain: features whose spatial gap to the
+/// previous kept feature of their layer is below a threshold go (dropped, or coalesced into
+/// that previous feature when it has the same geometry type); `fixed` ones (when given) stay.
+/// Returns (dropped, coalesced, threshold).
+pub(super) fn thin_densest(
+    feats: &mut [Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    target: usize,
+    coalesce: bool,
+) -> (usize, usize, u64) {
+    // Gaps of kept features to their predecessor within the layer; a layer's first feature
+    // has an infinite gap and is never removed.
+    let mut gaps: Vec<u64> = Vec::new();
+    let mut prev: Option<(u32, u64)> = None;
+    for (i, (f, k)) in feats.iter().zip(keep.iter()).enumerate() {
+        if !*k {
+            continue;
+        }
+        let gap = match prev {
+            // A fixed feature is never removed: it counts as infinitely far.
+            _ if fixed.get(i).copied().unwrap_or(false) => u64::MAX,
+            Some((l, s)) if l == f.layer => f.spatial.saturating_sub(s),
+            _ => u64::MAX,
+        };
+        gaps.push(gap);
+        prev = Some((f.layer, f.spatial));
+    }
+    let kept = gaps.len();
+    // Only finite gaps can go; asking for more than there are takes them all (the threshold
+    // stays a real spacing, never "everything", as it applies to the whole zoom).
+    let mut sorted: Vec<u64> = gaps.into_iter().filter(|g| *g != u64::MAX).collect();
+    let excess = kept.saturating_sub(target.max(1)).min(sorted.len());
+    if excess == 0 {
+        return (0, 0, 0);
+    }
+    sorted.sort_unstable();
+    // Everything strictly below the threshold goes; ties at the threshold stay, so bump it
+    // when the quantile falls inside a run of equal gaps (e.g. duplicate points, gap 0).
+    let threshold = sorted
+        .get(excess.min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(0)
+        .max(sorted.get(excess - 1).map_or(0, |g| g.saturating_add(1)));
+    let (dropped, coalesced) = apply_gap(feats, keep, fixed, threshold, coalesce);
+    (dropped, coalesced, threshold)
+}
+
+/// Removes every kept feature closer than `threshold` (spatial-key distance) to the previous
+/// kept feature of its layer, unless it is `fixed`: dropped, or coalesced into that feature
+/// when `coalesce` and the geometry types match. Returns (dropped, coalesced).
+fn apply_gap(
+    feats: &mut [Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    threshold: u64,
+    coalesce: bool,
+) -> (usize, usize) {
+    let (mut dropped, mut coalesced) = (0, 0);
+    let mut last_kept: Option<usize> = None;
+    for i in 0..feats.len() {
+        if !keep[i] {
+            continue;
+        }
+        let close = !fixed.get(i).copied().unwrap_or(false)
+            && last_kept.is_some_and(|j| {
+                feats[j].layer == feats[i].layer
+                    && feats[i].spatial.saturating_sub(feats[j].spatial) < threshold
+            });
+        if !close {
+            last_kept = Some(i);
+            continue;
+        }
+        keep[i] = false;
+        let j = last_kept.unwrap_or(i);
+        if coalesce && merge_into(feats, j, i) {
+            coalesced += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+    (dropped, coalesced)
+}
+
+/// Moves feature `from`'s geometry into feature `into` when both have the same type.
+fn merge_into(feats: &mut [Feat<'_>], into: usize, from: usize) -> bool {
+    if into >= from || from >= feats.len() {
+        return false;
+    }
+    let (head, tail) = feats.split_at_mut(from);
+    let (Some(a), Some(b)) = (head.get_mut(into), tail.first_mut()) else {
+        return false;
+    };
+    match (&mut a.geom, &mut b.geom) {
+        (TileGeom::Points(x), TileGeom::Points(y)) => x.append(y),
+        (TileGeom::Lines(x), TileGeom::Lines(y)) => x.append(y),
+        (TileGeom::Polygons(x), TileGeom::Polygons(y)) => x.append(y),
+        _ => return false,
+    }
+    true
+}

@@ -39,7 +39,11 @@ fn squares() -> (Vec<Feat>, BTreeMap<u64, f64>) {
     let mut rng = Rng(11);
     for i in 0..400u64 {
         let side = 0.01 * 1.03f64.powi((i * 7 % 200) as i32);
-        let (x0, spread) = if i < 360 { (10.0, 30.0) } else { (-100.0, 20.0) };
+        let (x0, spread) = if i < 360 {
+            (10.0, 30.0)
+        } else {
+            (-100.0, 20.0)
+        };
         let (x, y) = (x0 + rng.range(0.0, spread), rng.range(-4.0, 4.0));
         sides.insert(i, side);
         feats.push(feat(
@@ -94,7 +98,12 @@ fn drop_smallest_keeps_the_largest_and_applies_the_size_to_the_zoom() {
     }
     // Zoom-wide: the sparse group (40 squares, well under the limit in its own tiles) still
     // loses its small squares at the zooms where the dense group had to drop.
-    let sparse_at = |z: u8| by_zoom[&z].iter().filter(|id| (360..400).contains(*id)).count();
+    let sparse_at = |z: u8| {
+        by_zoom[&z]
+            .iter()
+            .filter(|id| (360..400).contains(*id))
+            .count()
+    };
     assert!(sparse_at(2) < 40, "{}", sparse_at(2));
 }
 
@@ -142,7 +151,11 @@ fn drop_fraction_thins_every_tile_of_the_zoom_alike() {
     // Points shown at z stay at z + 1.
     for (z, ids) in &by_zoom {
         if let Some(up) = by_zoom.get(&(z + 1)) {
-            assert!(ids.is_subset(up), "z{z}: {} not kept", ids.difference(up).count());
+            assert!(
+                ids.is_subset(up),
+                "z{z}: {} not kept",
+                ids.difference(up).count()
+            );
         }
     }
     // Deep enough, everything is back.
@@ -178,6 +191,9 @@ fn strategies_are_alternatives_and_refused_with_a_shard() {
             ..opts(0, 3)
         };
         let e = build(o, &["pts"], &clusters()).unwrap_err();
-        assert!(matches!(&e, TilerError::Options(m) if m.contains("shard")), "{e}");
+        assert!(
+            matches!(&e, TilerError::Options(m) if m.contains("shard")),
+            "{e}"
+        );
     }
 }

@@ -369,3 +369,74 @@ fn with_root(good: &[u8], edit: Edit) -> Vec<u8> {
     out[..HEADER_LEN].copy_from_slice(&h.to_bytes());
     out
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, data).unwrap();
+    gz.finish().unwrap()
+}
+
+/// `good` (an archive with leaf directories) with the leaf of root entry `k` replaced by
+/// `entries`: leaves and root copied to the end, the header pointed at them.
+fn with_leaf(good: &[u8], k: usize, entries: &[Entry]) -> Vec<u8> {
+    let mut h = Header::from_bytes(good).unwrap();
+    let (ro, rl) = (h.root_offset as usize, h.root_length as usize);
+    let mut root = decode_directory(&gunzip(&good[ro..ro + rl])).unwrap();
+    let (lo, ll) = (h.leaf_offset as usize, h.leaf_length as usize);
+    let leaf = gzip(&encode_directory(entries));
+    let mut out = good.to_vec();
+    h.leaf_offset = out.len() as u64;
+    out.extend_from_slice(&good[lo..lo + ll]);
+    out.extend_from_slice(&leaf);
+    h.leaf_length = (ll + leaf.len()) as u64;
+    root[k].offset = ll as u64;
+    root[k].length = leaf.len() as u32;
+    let root = gzip(&encode_directory(&root));
+    h.root_offset = out.len() as u64;
+    h.root_length = root.len() as u64;
+    out.extend_from_slice(&root);
+    out[..HEADER_LEN].copy_from_slice(&h.to_bytes());
+    out
+}
+
+#[test]
+fn damaged_leaf_directories_are_refused_where_the_walk_meets_them() {
+    let (good, _) = many_tiles(10, 1 << 18);
+    let h = Header::from_bytes(&good).unwrap();
+    let root = decode_directory(&gunzip(
+        &good[h.root_offset as usize..(h.root_offset + h.root_length) as usize],
+    ))
+    .unwrap();
+    assert!(root.iter().all(Entry::is_leaf) && root.len() > 20);
+    let k = 5;
+    let (start, next) = (root[k].tile_id, root[k + 1].tile_id);
+    let tile = |tile_id: u64, run_length: u32| Entry {
+        tile_id,
+        offset: 0,
+        length: 10,
+        run_length,
+    };
+    let world = Area::Bbox([-180.0, -90.0, 180.0, 90.0]);
+    for (entries, want) in [
+        (vec![], "is empty"),
+        (vec![tile(start, 1), tile(next + 5, 1)], "out of order"),
+        (vec![tile(next - 1, 10)], "beyond its directory's end"),
+    ] {
+        let bad = with_leaf(&good, k, &entries);
+        match run(&bad, &world, (0, 31)) {
+            Err(e) => assert!(e.to_string().contains(want), "{want}: {e}"),
+            Ok(_) => panic!("{want}: extracted"),
+        }
+        // An area the damaged leaf does not hold never reads it, and extracts.
+        let c = tile_coord(root[k + 3].tile_id).unwrap();
+        let side = 1i64 << (32 - c.z);
+        let (w, n) = world_to_lonlat(i64::from(c.x) * side + 10, i64::from(c.y) * side + 10);
+        let (e, s) = world_to_lonlat(
+            i64::from(c.x + 1) * side - 10,
+            i64::from(c.y + 1) * side - 10,
+        );
+        let (_, report) = run(&bad, &Area::Bbox([w, s, e, n]), (c.z, c.z)).unwrap();
+        assert_eq!(report.tiles, 1, "{want}");
+        assert_eq!(report.leaves_read, 1, "{want}");
+    }
+}

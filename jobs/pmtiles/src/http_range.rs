@@ -42,7 +42,14 @@ pub enum HttpError {
     /// The archive changed since it was opened (the ETag no longer matches); open it again.
     #[error("{url}: the archive changed while it was read")]
     Changed { url: String },
+    /// An answer was cut short, did not come within [`REQUEST_TIMEOUT`], or named another
+    /// length than the archive's: a retry may succeed.
+    #[error("{url}: {message}")]
+    Interrupted { url: String, message: String },
 }
+
+/// How long one request may take, answer and body, before it is given up.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One version of an archive behind a URL.
 pub struct HttpReader {
@@ -62,6 +69,18 @@ impl HttpReader {
     /// version (`ETag`), and its bytes serve the walk's first read. A GET rather than a HEAD,
     /// so presigned URLs (signed for GET only) work too.
     pub async fn open(url: &str) -> Result<HttpReader, HttpError> {
+        tokio::time::timeout(REQUEST_TIMEOUT, Self::open_now(url))
+            .await
+            .map_err(|_| HttpError::Interrupted {
+                url: url.to_string(),
+                message: format!(
+                    "GET of the first 16 KiB: no answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            })?
+    }
+
+    async fn open_now(url: &str) -> Result<HttpReader, HttpError> {
         let uri: hyper::Uri = url
             .parse()
             .ok()
@@ -163,6 +182,13 @@ impl HttpReader {
         }
     }
 
+    fn interrupted(&self, message: String) -> HttpError {
+        HttpError::Interrupted {
+            url: self.url.clone(),
+            message,
+        }
+    }
+
     fn protocol(&self, message: String) -> HttpError {
         HttpError::Protocol {
             url: self.url.clone(),
@@ -189,7 +215,7 @@ impl HttpReader {
                 let want = format!("bytes {offset}-{last}/{}", self.size);
                 let got = resp.headers().get(CONTENT_RANGE);
                 if got.is_none_or(|g| g.as_bytes() != want.as_bytes()) {
-                    return Err(self.protocol(format!(
+                    return Err(self.interrupted(format!(
                         "{what}: Content-Range is {got:?}, expected {want:?} (the archive may have \
                          changed)"
                     )));
@@ -225,10 +251,10 @@ impl HttpReader {
         let body = Limited::new(resp.into_body(), limit)
             .collect()
             .await
-            .map_err(|e| self.protocol(format!("{what}: reading the body: {e}")))?
+            .map_err(|e| self.interrupted(format!("{what}: reading the body: {e}")))?
             .to_bytes();
         if body.len() as u64 != len {
-            return Err(self.protocol(format!("{what}: got {} bytes, not {len}", body.len())));
+            return Err(self.interrupted(format!("{what}: got {} bytes, not {len}", body.len())));
         }
         Ok(body)
     }
@@ -242,6 +268,13 @@ impl RangeReader for HttpReader {
     }
 
     async fn read_range(&self, offset: u64, len: u64) -> Result<Bytes, HttpError> {
-        self.get(offset, len).await
+        tokio::time::timeout(REQUEST_TIMEOUT, self.get(offset, len))
+            .await
+            .map_err(|_| {
+                self.interrupted(format!(
+                    "GET bytes {offset}+{len}: no answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
     }
 }

@@ -113,6 +113,11 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             strategies.join(" and ")
         )));
     }
+    if config.order_smallest_first && config.order_largest_first {
+        return Err(JobError::usage(
+            "--order-smallest-first and --order-largest-first are alternatives; pick one",
+        ));
+    }
     if !(config.drop_rate.is_finite() && config.drop_rate >= 0.0) {
         return Err(JobError::usage("-r: the drop rate must be a number >= 0"));
     }

@@ -20,6 +20,10 @@ pub const MAX_REGION_EDGES: usize = 1_000_000;
 /// Edge references the point-in-region index may hold in all its bands together.
 const MAX_BAND_REFS: usize = 16_000_000;
 
+/// Quadtree tiles one zoom's covering may visit: an outline that crosses more tiles than this
+/// at a zoom is refused there, not covered for hours.
+pub const MAX_REGION_VISITS: u64 = 16_000_000;
+
 const WORLD: f64 = (1u64 << WORLD_BITS) as f64;
 
 /// What an extract takes.
@@ -42,24 +46,24 @@ impl Area {
         }
     }
 
-    /// The sorted, joined tile-id runs of the area's tiles at zooms `lo..=hi`.
-    pub(crate) fn runs(&self, (lo, hi): (u8, u8)) -> Vec<(u64, u64)> {
+    /// The sorted, joined tile-id runs of the area's tiles at zoom `z`; an error when a
+    /// region's outline is too detailed for the zoom.
+    pub(crate) fn runs_at(&self, z: u8) -> Result<Vec<(u64, u64)>, String> {
         let mut runs = Vec::new();
-        for z in lo..=hi.min(MAX_ZOOM) {
-            match self {
-                Area::Bbox(b) => bbox_runs(*b, z, &mut runs),
-                Area::Region(r) => r.runs(z, &mut runs),
-            }
+        match self {
+            Area::Bbox(b) => bbox_runs(*b, z.min(MAX_ZOOM), &mut runs),
+            Area::Region(r) => r.runs(z.min(MAX_ZOOM), &mut runs)?,
         }
-        join_runs(runs)
+        Ok(join_runs(runs))
     }
 }
 
-/// A line of a region's outline in world coordinates.
+/// A line of a region's outline in world coordinates, and the polygon it bounds.
 #[derive(Debug, Clone, Copy)]
 struct Edge {
     a: (f64, f64),
     b: (f64, f64),
+    polygon: u32,
 }
 
 /// Polygons prepared for covering: their edges in world coordinates, and an index of the edges
@@ -75,17 +79,24 @@ pub struct Region {
 }
 
 impl Region {
-    /// Prepares `polygons` (longitude, latitude in degrees; holes are holes, overlapping parts
-    /// count by the even-odd rule). Refused: a coordinate that is not a number or outside
-    /// ±180/±90, no area within Web Mercator's latitudes, more than [`MAX_REGION_EDGES`] edges.
+    /// Prepares `polygons` (longitude, latitude in degrees): a point is inside when it is
+    /// inside any polygon (holes are holes of their own polygon; overlapping polygons add up,
+    /// they do not cancel). Edges are straight in longitude and latitude, as GeoJSON draws
+    /// them: an edge from 179° to -179° goes the long way round, so a region across the
+    /// antimeridian must be split there (as RFC 7946 asks). Refused: a coordinate that is not a
+    /// number or outside ±180/±90, no area within Web Mercator's latitudes, more than
+    /// [`MAX_REGION_EDGES`] edges.
     pub fn new<E>(polygons: &MultiPolygon<f64>) -> Result<Region, ExtractError<E>> {
         let bad = |m: String| ExtractError::Area(format!("--region: {m}"));
         let mut edges = Vec::new();
         let mut bounds = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
-        for ring in polygons
-            .iter()
-            .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
-        {
+        let rings = polygons.iter().enumerate().flat_map(|(i, p)| {
+            std::iter::once(p.exterior())
+                .chain(p.interiors())
+                .map(move |r| (i, r))
+        });
+        for (polygon, ring) in rings {
+            let polygon = u32::try_from(polygon).unwrap_or(u32::MAX);
             let mut prev: Option<(f64, f64)> = None;
             for c in ring.coords() {
                 if !(c.x.is_finite() && c.y.is_finite()) || c.x.abs() > 180.0 || c.y.abs() > 90.0 {
@@ -110,7 +121,11 @@ impl Region {
                             "more than {MAX_REGION_EDGES} edges; simplify the outline"
                         )));
                     }
-                    edges.push(Edge { a: q, b: p });
+                    edges.push(Edge {
+                        a: q,
+                        b: p,
+                        polygon,
+                    });
                 }
                 prev = Some(p);
             }
@@ -144,12 +159,38 @@ impl Region {
     }
 
     /// Adds the runs of the region's tiles at zoom `z` to `out`.
-    fn runs(&self, z: u8, out: &mut Vec<(u64, u64)>) {
-        let all: Vec<u32> = (0..self.edges.len() as u32).collect();
-        self.visit(z, 0, (0, 0), &all, out);
+    fn runs(&self, z: u8, out: &mut Vec<(u64, u64)>) -> Result<(), String> {
+        self.runs_within(z, out, MAX_REGION_VISITS)
     }
 
-    fn visit(&self, z: u8, k: u8, (x, y): (i64, i64), parent: &[u32], out: &mut Vec<(u64, u64)>) {
+    /// [`Region::runs`] visiting at most `limit` quadtree tiles.
+    fn runs_within(&self, z: u8, out: &mut Vec<(u64, u64)>, limit: u64) -> Result<(), String> {
+        let all: Vec<u32> = (0..self.edges.len() as u32).collect();
+        let mut visits = limit;
+        self.visit(z, 0, (0, 0), &all, out, &mut visits);
+        if visits == 0 {
+            return Err(format!(
+                "--region: its outline crosses more than {limit} tiles at z{z}; simplify it \
+                 or lower --maxzoom"
+            ));
+        }
+        Ok(())
+    }
+
+    fn visit(
+        &self,
+        z: u8,
+        k: u8,
+        (x, y): (i64, i64),
+        parent: &[u32],
+        out: &mut Vec<(u64, u64)>,
+        visits: &mut u64,
+    ) {
+        // Counts down the visits left; at 0 the covering stops (and fails).
+        if *visits == 0 {
+            return;
+        }
+        *visits -= 1;
         let side = WORLD / (1u64 << k) as f64;
         // The tile's inside: shrunk by half a world unit, so an outline along a tile border
         // (world coordinates are whole numbers) does not take the tile beyond it.
@@ -173,38 +214,45 @@ impl Region {
             if self.contains(centre) {
                 let d = z - k;
                 let r = [x << d, y << d, ((x + 1) << d) - 1, ((y + 1) << d) - 1];
-                aligned_blocks(z, r, &mut |first, count| out.push((first, first + count)));
+                aligned_blocks(z, r, &mut |first, count| push_run(out, first, count));
             }
             return;
         }
         if k == z {
             aligned_blocks(z, [x, y, x, y], &mut |first, count| {
-                out.push((first, first + count));
+                push_run(out, first, count);
             });
             return;
         }
         for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            self.visit(z, k + 1, (2 * x + dx, 2 * y + dy), &crossing, out);
+            self.visit(z, k + 1, (2 * x + dx, 2 * y + dy), &crossing, out, visits);
         }
     }
 
-    /// Whether world point `p` is inside the region (even-odd rule, a ray towards +x).
+    /// Whether world point `p` is inside any of the region's polygons (each by the even-odd
+    /// rule, a ray towards +x).
     fn contains(&self, (px, py): (f64, f64)) -> bool {
         let band = band_of(py, self.band_y0, self.band_h, self.bands.len());
         let Some(ids) = self.bands.get(band) else {
             return false;
         };
-        let mut inside = false;
+        // The polygons the ray has crossed an odd number of times.
+        let mut odd: Vec<u32> = Vec::new();
         for e in ids.iter().filter_map(|&i| self.edges.get(i as usize)) {
             let (a, b) = (e.a, e.b);
             if (a.1 > py) != (b.1 > py) {
                 let x = a.0 + (py - a.1) * (b.0 - a.0) / (b.1 - a.1);
                 if x > px {
-                    inside = !inside;
+                    match odd.iter().position(|p| *p == e.polygon) {
+                        Some(i) => {
+                            odd.swap_remove(i);
+                        }
+                        None => odd.push(e.polygon),
+                    }
                 }
             }
         }
-        inside
+        !odd.is_empty()
     }
 }
 
@@ -273,7 +321,15 @@ fn bbox_runs(bbox: [f64; 4], z: u8, out: &mut Vec<(u64, u64)>) {
     // The east and south edges are exclusive: an edge on a tile border takes no tile beyond
     // it. (`check_area` made sure x1 > x0 and y1 > y0.)
     let r = [t(x0), t(y0), t((x1 - 1).max(x0)), t((y1 - 1).max(y0))];
-    aligned_blocks(z, r, &mut |first, count| out.push((first, first + count)));
+    aligned_blocks(z, r, &mut |first, count| push_run(out, first, count));
+}
+
+/// Adds a run, joined to the last one when they meet (most quadtree blocks follow each other).
+fn push_run(out: &mut Vec<(u64, u64)>, first: u64, count: u64) {
+    match out.last_mut() {
+        Some(last) if last.1 == first => last.1 += count,
+        _ => out.push((first, first + count)),
+    }
 }
 
 #[cfg(test)]
@@ -307,7 +363,7 @@ mod tests {
             for z in 0..=9 {
                 let (mut a, mut r) = (Vec::new(), Vec::new());
                 bbox_runs(b, z, &mut a);
-                region.runs(z, &mut r);
+                region.runs(z, &mut r).unwrap();
                 assert_eq!(ids(&join_runs(a)), ids(&join_runs(r)), "{b:?} z{z}");
             }
         }
@@ -323,7 +379,7 @@ mod tests {
         .unwrap();
         let z = 6;
         let mut r = Vec::new();
-        region.runs(z, &mut r);
+        region.runs(z, &mut r).unwrap();
         let got = ids(&join_runs(r));
         let tile = |lon: f64, lat: f64| {
             let (x, y) = lonlat_to_world(lon, lat);
@@ -344,7 +400,7 @@ mod tests {
         )]))
         .unwrap();
         let (mut t, mut b) = (Vec::new(), Vec::new());
-        tri.runs(9, &mut t);
+        tri.runs(9, &mut t).unwrap();
         bbox_runs([0.0, 0.0, 40.0, 20.0], 9, &mut b);
         let (t, b) = (ids(&join_runs(t)), ids(&join_runs(b)));
         assert!(t.is_subset(&b));
@@ -358,6 +414,52 @@ mod tests {
             !t.contains(&at(35.0, 2.0)),
             "a tile of the box outside the triangle"
         );
+    }
+
+    #[test]
+    fn overlapping_polygons_add_up_instead_of_cancelling() {
+        let one = Polygon::new(square(0.0, 0.0, 40.0, 40.0), vec![]);
+        let twice = Region::new::<()>(&MultiPolygon(vec![one.clone(), one.clone()])).unwrap();
+        let once = Region::new::<()>(&MultiPolygon(vec![one])).unwrap();
+        let overlap = Region::new::<()>(&MultiPolygon(vec![
+            Polygon::new(square(0.0, 0.0, 30.0, 40.0), vec![]),
+            Polygon::new(square(10.0, 0.0, 40.0, 40.0), vec![]),
+        ]))
+        .unwrap();
+        for z in [3, 6] {
+            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+            once.runs(z, &mut a).unwrap();
+            twice.runs(z, &mut b).unwrap();
+            overlap.runs(z, &mut c).unwrap();
+            let a = ids(&join_runs(a));
+            assert_eq!(a, ids(&join_runs(b)), "z{z}: a polygon given twice");
+            assert_eq!(a, ids(&join_runs(c)), "z{z}: two overlapping halves");
+        }
+    }
+
+    #[test]
+    fn an_outline_too_detailed_for_a_zoom_is_refused_there() {
+        // A zigzag over 160 degrees of latitude: at z10 it crosses over a million tiles.
+        let mut ring: Vec<(f64, f64)> = (0..2000)
+            .map(|i| {
+                (
+                    -170.0 + i as f64 * 0.17,
+                    if i % 2 == 0 { -80.0 } else { 80.0 },
+                )
+            })
+            .collect();
+        ring.push((-170.0, -85.0));
+        ring.push(ring[0]);
+        let region = Region::new::<()>(&MultiPolygon(vec![Polygon::new(
+            LineString::from(ring),
+            vec![],
+        )]))
+        .unwrap();
+        let mut r = Vec::new();
+        assert!(region.runs_within(4, &mut r, 200_000).is_ok());
+        let mut r = Vec::new();
+        let e = region.runs_within(10, &mut r, 200_000).unwrap_err();
+        assert!(e.contains("z10"), "{e}");
     }
 
     #[test]

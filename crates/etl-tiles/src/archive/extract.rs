@@ -23,7 +23,7 @@ use super::{
     ArchiveError, ArchiveIndex, ArchiveMeta, ArchiveWriter, Entry, Header, MAX_DIRECTORY_DEPTH,
     MAX_TILE_BYTES,
 };
-use crate::tile::{MAX_LAT, MAX_ZOOM, TILE_ID_END, lonlat_to_world, tile_zoom};
+use crate::tile::{MAX_LAT, MAX_ZOOM, TILE_ID_END, lonlat_to_world, tile_zoom, zoom_first_id};
 
 /// Tile bytes one batch reads before they are written out.
 pub const BATCH_BYTES: u64 = 16 << 20;
@@ -159,7 +159,11 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
             header.min_zoom, header.max_zoom
         )));
     }
-    let want = area.runs((min_zoom.max(header.min_zoom), max_zoom.min(header.max_zoom)));
+    let mut want = Wanted {
+        area,
+        zooms: (min_zoom.max(header.min_zoom), max_zoom.min(header.max_zoom)),
+        kept: Vec::new(),
+    };
     let mut writer = ArchiveWriter::new(out).map_err(ExtractError::Write)?;
     writer.set_tile_format(header.tile_type, header.tile_compression);
     let mut report = ExtractReport::default();
@@ -171,10 +175,13 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
         end: TILE_ID_END,
         depth: 0,
     }];
+    // The last leaf read: a directory pointing at one leaf again gets it without a request
+    // (and then fails the order check below).
+    let mut last_leaf: Option<((u64, u32), super::Leaf)> = None;
     // Every entry must start at or after the end of the one before (directories in tile-id
     // order, runs not overlapping).
     let mut covered = 0u64;
-    let last_wanted = want.last().map_or(0, |w| w.1);
+    let mut overlaps: Vec<(u64, u64)> = Vec::new();
     while let Some(top) = stack.last_mut() {
         let Some(&e) = top.entries.get(top.next) else {
             stack.pop();
@@ -187,7 +194,8 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
                 e.tile_id, top.end
             )));
         }
-        if e.tile_id >= last_wanted {
+        // Past the last zoom wanted: nothing more to find.
+        if tile_zoom(e.tile_id).is_none_or(|z| z > want.zooms.1) {
             break;
         }
         if e.is_leaf() {
@@ -197,7 +205,8 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
                 .get(top.next)
                 .map_or(top.end, |n| n.tile_id.min(top.end));
             covered = e.tile_id;
-            if !meets(&want, e.tile_id, end) {
+            want.overlaps(e.tile_id, end, true, &mut overlaps)?;
+            if overlaps.is_empty() {
                 continue;
             }
             let depth = top.depth + 1;
@@ -206,10 +215,24 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
                     "leaf directories nested deeper than {MAX_DIRECTORY_DEPTH}"
                 )));
             }
-            let leaf = read_leaf(&r, &header, &e).await?;
-            report.leaves_read += 1;
+            let key = (e.offset, e.length);
+            let leaf = match &last_leaf {
+                Some((k, leaf)) if *k == key => leaf.clone(),
+                _ => {
+                    let leaf = Arc::new(read_leaf(&r, &header, &e).await?);
+                    report.leaves_read += 1;
+                    last_leaf = Some((key, leaf.clone()));
+                    leaf
+                }
+            };
+            if leaf.is_empty() {
+                return Err(ExtractError::Damaged(format!(
+                    "the leaf directory for tile id {} is empty",
+                    e.tile_id
+                )));
+            }
             stack.push(Frame {
-                entries: Arc::new(leaf),
+                entries: leaf,
                 next: 0,
                 end,
                 depth,
@@ -227,12 +250,14 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
                 ))
             })?;
         covered = end;
-        let first = want.partition_point(|w| w.1 <= e.tile_id);
-        for &(a, b) in want.iter().skip(first).take_while(|w| w.0 < end) {
-            let (from, to) = (a.max(e.tile_id), b.min(end));
-            // (Directory decoding refused zero lengths.)
-            check_entry(&e, "data", header.data_length, MAX_TILE_BYTES)
-                .map_err(|m| ArchiveError::Entry(format!("tile id {}: {m}", e.tile_id)))?;
+        want.overlaps(e.tile_id, end, false, &mut overlaps)?;
+        if overlaps.is_empty() {
+            continue;
+        }
+        // (Directory decoding refused zero lengths.)
+        check_entry(&e, "data", header.data_length, MAX_TILE_BYTES)
+            .map_err(|m| ArchiveError::Entry(format!("tile id {}: {m}", e.tile_id)))?;
+        for &(from, to) in &overlaps {
             for id in [from, to - 1] {
                 let z = tile_zoom(id).unwrap_or(MAX_ZOOM);
                 zooms = (zooms.0.min(z), zooms.1.max(z));
@@ -243,9 +268,9 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
                 offset: e.offset,
                 len: u64::from(e.length),
             });
-            if batch.bytes >= BATCH_BYTES {
-                batch.flush(&r, &header, &mut writer, &mut report).await?;
-            }
+        }
+        if batch.bytes >= BATCH_BYTES {
+            batch.flush(&r, &header, &mut writer, &mut report).await?;
         }
     }
     batch.flush(&r, &header, &mut writer, &mut report).await?;
@@ -293,10 +318,55 @@ struct Frame {
     depth: usize,
 }
 
-/// Whether the sorted runs `want` meet the ids `a..b`.
-fn meets(want: &[(u64, u64)], a: u64, b: u64) -> bool {
-    let i = want.partition_point(|w| w.1 <= a);
-    want.get(i).is_some_and(|w| w.0 < b)
+/// The area's tile-id runs, made zoom by zoom as the walk reaches each zoom (an archive that
+/// claims zooms it has no tiles at costs nothing there), at most the zooms a span crosses kept.
+struct Wanted<'a> {
+    area: &'a Area,
+    /// The zooms wanted that the archive has.
+    zooms: (u8, u8),
+    kept: Vec<(u8, Vec<(u64, u64)>)>,
+}
+
+impl Wanted<'_> {
+    /// Sets `out` to the parts of ids `a..b` the area wants, in order; with `any`, stops at
+    /// the first (a leaf only needs to know whether to be read).
+    fn overlaps<E>(
+        &mut self,
+        a: u64,
+        b: u64,
+        any: bool,
+        out: &mut Vec<(u64, u64)>,
+    ) -> Result<(), ExtractError<E>> {
+        out.clear();
+        let (Some(za), Some(zb)) = (tile_zoom(a), tile_zoom(b.saturating_sub(1).max(a))) else {
+            return Ok(());
+        };
+        // Zooms behind the walk are done with.
+        self.kept.retain(|(z, _)| *z >= za);
+        for z in za.max(self.zooms.0)..=zb.min(self.zooms.1) {
+            let (Some(first), next) = (zoom_first_id(z), zoom_first_id(z + 1)) else {
+                break;
+            };
+            let (lo, hi) = (a.max(first), b.min(next.unwrap_or(TILE_ID_END)));
+            if !self.kept.iter().any(|(k, _)| *k == z) {
+                let runs = self.area.runs_at(z).map_err(ExtractError::Area)?;
+                self.kept.push((z, runs));
+            }
+            let runs = self
+                .kept
+                .iter()
+                .find(|(k, _)| *k == z)
+                .map_or(&[][..], |(_, r)| r.as_slice());
+            let i = runs.partition_point(|w| w.1 <= lo);
+            for &(x, y) in runs.iter().skip(i).take_while(|w| w.0 < hi) {
+                out.push((x.max(lo), y.min(hi)));
+                if any {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Tiles `from..from + count`, all holding the `len` bytes at `offset` in the data section.
@@ -311,12 +381,17 @@ struct Piece {
 #[derive(Default)]
 struct Batch {
     pieces: Vec<Piece>,
+    /// The bytes of the distinct ranges the pieces need (a tile that many entries or runs
+    /// share counts once).
     bytes: u64,
+    ranges: std::collections::HashSet<(u64, u64)>,
 }
 
 impl Batch {
     fn push(&mut self, p: Piece) {
-        self.bytes += p.len;
+        if self.ranges.insert((p.offset, p.len)) {
+            self.bytes += p.len;
+        }
         self.pieces.push(p);
     }
 
@@ -337,14 +412,19 @@ impl Batch {
             .map(|p| (p.offset, p.offset + p.len))
             .collect();
         ranges.sort_unstable();
+        ranges.dedup();
+        // Neighbours are joined when the bytes between are fewer than GAP_BYTES and fewer
+        // than the read has so far (so a batch reads at most twice what it needs), up to
+        // MAX_READ_BYTES; a range inside the read is always taken from it.
         let mut reads: Vec<(u64, u64)> = Vec::new();
         for (a, b) in ranges {
             match reads.last_mut() {
+                Some(last) if b <= last.1 => {}
                 Some(last)
-                    if a <= last.1.saturating_add(GAP_BYTES)
-                        && b.max(last.1) - last.0 <= MAX_READ_BYTES =>
+                    if a <= last.1.saturating_add(GAP_BYTES.min(last.1 - last.0))
+                        && b - last.0 <= MAX_READ_BYTES =>
                 {
-                    last.1 = last.1.max(b);
+                    last.1 = b;
                 }
                 _ => reads.push((a, b)),
             }
@@ -379,6 +459,7 @@ impl Batch {
             report.tiles += p.count;
         }
         self.bytes = 0;
+        self.ranges.clear();
         Ok(())
     }
 }

@@ -12,7 +12,6 @@ use std::cmp::Ordering;
 
 use super::assemble::Feat;
 use super::codec::{Truncated, decode_value, props_iter};
-use crate::geom::TileGeom;
 use crate::mvt::PropValue;
 
 /// One key of the order, primary first.
@@ -20,7 +19,8 @@ use crate::mvt::PropValue;
 pub enum OrderKey {
     /// By the value of an attribute.
     Attribute { name: String, descending: bool },
-    /// By the feature's size in the tile: polygon area, line length; points have none.
+    /// By the whole feature's size (the same in every tile, so neighbouring tiles agree): a
+    /// line's length, the square root of a polygon's area; points have none.
     Size { largest_first: bool },
 }
 
@@ -107,37 +107,6 @@ fn attribute(props: &[u8], key: Option<usize>) -> Result<SortValue, Truncated> {
     Ok(SortValue::Missing)
 }
 
-/// A geometry's size in tile units: the area of its polygons (exteriors less holes, by
-/// magnitude), the length of its lines, 0 for points.
-fn size(g: &TileGeom) -> f64 {
-    let length = |l: &[[i32; 2]]| {
-        l.windows(2)
-            .map(|w| {
-                let (dx, dy) = (
-                    f64::from(w[1][0]) - f64::from(w[0][0]),
-                    f64::from(w[1][1]) - f64::from(w[0][1]),
-                );
-                dx.hypot(dy)
-            })
-            .sum::<f64>()
-    };
-    match g {
-        TileGeom::Points(_) => 0.0,
-        TileGeom::Lines(lines) => lines.iter().map(|l| length(l)).sum(),
-        TileGeom::Polygons(polys) => polys
-            .iter()
-            .map(|rings| {
-                // Twice the area, exact; halved once.
-                let mut it = rings
-                    .iter()
-                    .map(|r| crate::geom::ring_area2(r).unsigned_abs());
-                let outer = it.next().unwrap_or(0);
-                outer.saturating_sub(it.sum::<u128>()) as f64 / 2.0
-            })
-            .sum(),
-    }
-}
-
 /// The kept features' indices in the order they are written: by layer (as sorted), and
 /// within a layer by `order` (spatial order when it is empty or for ties).
 pub(crate) fn written_order(
@@ -151,17 +120,18 @@ pub(crate) fn written_order(
     if order.is_empty() {
         return Ok(idx);
     }
-    // The keys of every kept feature, once.
-    let mut values: Vec<Vec<SortValue>> = Vec::with_capacity(feats.len());
-    for f in feats {
-        let mut v = Vec::with_capacity(order.len());
+    // The keys of every kept feature, once (features dropped are not looked at).
+    let mut values: Vec<Vec<SortValue>> = vec![Vec::new(); feats.len()];
+    for &i in &idx {
+        let (Some(f), Some(v)) = (feats.get(i), values.get_mut(i)) else {
+            continue;
+        };
         for k in order {
             v.push(match k {
                 Resolved::Attribute { key, .. } => attribute(f.props, *key)?,
-                Resolved::Size { .. } => SortValue::Number(size(&f.geom)),
+                Resolved::Size { .. } => SortValue::Number(f.size as f64),
             });
         }
-        values.push(v);
     }
     let cmp = |a: usize, b: usize| {
         for (i, k) in order.iter().enumerate() {

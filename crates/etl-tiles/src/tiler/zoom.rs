@@ -32,43 +32,49 @@ use crate::tile::{tile_coord, tile_id};
 /// unprotected feature gone are protected ones dropped.
 ///
 /// Sequence numbers are the callers' keys, `input << 40 | ordinal` by convention: one bit per
-/// ordinal of each input (150M features: 19 MB), and a set for keys past [`DENSE_ORDINALS`]
-/// (a caller with sparse keys pays per kept feature instead).
+/// ordinal of each input (150M features: 19 MB) while an input's bits stay within
+/// [`DENSE_SLACK`] words per key held, and a set for any other key, so keys that follow no
+/// convention (hashes) cost per kept feature, never a bitset per key.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Protected {
-    dense: rustc_hash::FxHashMap<u64, Vec<u64>>,
+    /// Per input: the bits, and how many keys they hold.
+    dense: rustc_hash::FxHashMap<u64, (Vec<u64>, u64)>,
     sparse: rustc_hash::FxHashSet<u64>,
 }
 
-/// Ordinals per input kept as bits (a bitset of at most 128 MiB per input).
-const DENSE_ORDINALS: u64 = 1 << 30;
+/// An input's bitset may grow to this many words per key it holds, plus [`DENSE_FLOOR`].
+const DENSE_SLACK: u64 = 16;
+const DENSE_FLOOR: u64 = 1 << 12;
 
 impl Protected {
     pub(crate) fn insert(&mut self, seq: u64) {
         let (input, ordinal) = (seq >> 40, seq & ((1 << 40) - 1));
-        if ordinal >= DENSE_ORDINALS {
+        let (w, b) = (ordinal / 64, ordinal % 64);
+        let (bits, held) = self.dense.entry(input).or_default();
+        if w >= bits.len() as u64 && w >= DENSE_SLACK * (*held + 1) + DENSE_FLOOR {
             self.sparse.insert(seq);
             return;
         }
-        let bits = self.dense.entry(input).or_default();
-        let (w, b) = ((ordinal / 64) as usize, ordinal % 64);
+        let w = w as usize;
         if w >= bits.len() {
             bits.resize(w + 1, 0);
         }
         if let Some(word) = bits.get_mut(w) {
+            if *word & (1 << b) == 0 {
+                *held += 1;
+            }
             *word |= 1 << b;
         }
     }
 
     pub(crate) fn contains(&self, seq: u64) -> bool {
         let (input, ordinal) = (seq >> 40, seq & ((1 << 40) - 1));
-        if ordinal >= DENSE_ORDINALS {
-            return self.sparse.contains(&seq);
-        }
-        self.dense
+        let dense = self
+            .dense
             .get(&input)
-            .and_then(|bits| bits.get((ordinal / 64) as usize))
-            .is_some_and(|w| w & (1 << (ordinal % 64)) != 0)
+            .and_then(|(bits, _)| bits.get((ordinal / 64) as usize))
+            .is_some_and(|w| w & (1 << (ordinal % 64)) != 0);
+        dense || self.sparse.contains(&seq)
     }
 }
 
@@ -446,8 +452,8 @@ mod tests {
             64,
             (1 << 40) | 5,
             (7 << 40) | 123_456,
-            // Ordinals past the dense range, and keys that follow no convention.
-            (2 << 40) | (DENSE_ORDINALS + 3),
+            // Far past what an input's bits hold, and keys that follow no convention.
+            (2 << 40) | (1 << 35),
             u64::MAX,
             u64::MAX - (1 << 41),
         ];
@@ -469,8 +475,25 @@ mod tests {
             assert!(!p.contains(k), "{k:#x}");
         }
         // Bits, not a word per key: seven inputs' worth of small ordinals stay small.
-        let words: usize = p.dense.values().map(Vec::len).sum();
+        let words: usize = p.dense.values().map(|(b, _)| b.len()).sum();
         assert!(words < 2_000, "{words} words");
         assert_eq!(p.sparse.len(), 3);
+        // Hashed keys: a set entry each, no bitset grows.
+        let mut h = Protected::default();
+        let mut k = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..10_000 {
+            k = k.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            h.insert(k);
+            assert!(h.contains(k));
+        }
+        let words: usize = h.dense.values().map(|(b, _)| b.len()).sum();
+        assert!(words < 10_000, "{words} words");
+        // Dense ordinals of one input: bits, not set entries.
+        let mut d = Protected::default();
+        for o in (0..1_000_000u64).step_by(3) {
+            d.insert((5 << 40) | o);
+        }
+        assert!(d.sparse.is_empty());
+        assert!(d.contains((5 << 40) | 999_999) && !d.contains((5 << 40) | 1));
     }
 }

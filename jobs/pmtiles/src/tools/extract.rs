@@ -27,7 +27,8 @@ use etl_core::store::{Location, ObjectMeta, Store, StoreError};
 use etl_geo::geo_types::{Geometry, MultiPolygon};
 use etl_geo::{Format, ReadOptions};
 use etl_tiles::archive::{
-    Area, ExtractError, ExtractReport, FileReader, RangeReader, Region, check_area, extract, now,
+    Area, ExtractError, ExtractReport, FileReader, MAX_REGION_EDGES, RangeReader, Region,
+    check_area, extract, now,
 };
 
 use super::{Remote, fail, publish, say, store_fail, store_kind};
@@ -201,9 +202,9 @@ fn extract_fail<E: Display>(
     }
 }
 
-/// What an HTTP failure means: a missing archive 66, denied access 78, a server failure or a
-/// changed archive 75 (retry), an unreachable server 69, a server that cannot serve ranges or
-/// answers nonsense 65.
+/// What an HTTP failure means: a missing archive 66, denied access 78, a server failure, a
+/// changed archive, an answer cut short or too slow 75 (retry), an unreachable server 69, a
+/// server that cannot serve ranges or answers nonsense 65.
 fn http_kind(e: &HttpError) -> ExitKind {
     match e {
         HttpError::BadUrl { .. } => ExitKind::Usage,
@@ -216,7 +217,7 @@ fn http_kind(e: &HttpError) -> ExitKind {
             _ => ExitKind::BadInput,
         },
         HttpError::Protocol { .. } => ExitKind::BadInput,
-        HttpError::Changed { .. } => ExitKind::Temporary,
+        HttpError::Changed { .. } | HttpError::Interrupted { .. } => ExitKind::Temporary,
     }
 }
 
@@ -271,14 +272,30 @@ fn read_region(remote: &mut Remote, arg: &str) -> Result<Region, ExitCode> {
     let records = etl_geo::open(format, Box::new(input), &ReadOptions::default())
         .map_err(|e| bad(e.to_string()))?;
     let mut polygons = MultiPolygon::<f64>(Vec::new());
+    // Counted as they are read: a region too big is refused before it is all in memory.
+    let mut vertices = 0usize;
     for rec in records {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
         let feature = rec
             .feature
             .map_err(|r| bad(format!("line {}: {}", rec.line, r.reason)))?;
         let Some(g) = feature.geometry else { continue };
+        let before = polygons.0.len();
         add_polygons(g, &mut polygons)
             .map_err(|kind| bad(format!("line {}: a {kind}; a region is polygons", rec.line)))?;
+        vertices += polygons
+            .0
+            .iter()
+            .skip(before)
+            .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+            .map(|r| r.0.len())
+            .sum::<usize>();
+        if vertices > MAX_REGION_EDGES + polygons.0.len() {
+            return Err(bad(format!(
+                "line {}: more than {MAX_REGION_EDGES} vertices; simplify the outline",
+                rec.line
+            )));
+        }
     }
     if polygons.0.is_empty() {
         return Err(bad("no polygons".to_owned()));

@@ -49,7 +49,7 @@ pub enum Tool {
 }
 
 /// What a store error means for the exit code: missing → 66, bad URL → 64, unreachable → 69,
-/// else 75.
+/// access denied → 78, else 75.
 fn store_kind(e: &StoreError) -> ExitKind {
     match e {
         StoreError::NotFound(_) => ExitKind::NoInput,
@@ -58,6 +58,10 @@ fn store_kind(e: &StoreError) -> ExitKind {
         StoreError::S3 {
             status: Some(404), ..
         } => ExitKind::NoInput,
+        StoreError::S3 {
+            status: Some(401 | 403),
+            ..
+        } => ExitKind::Config,
         _ => ExitKind::Temporary,
     }
 }

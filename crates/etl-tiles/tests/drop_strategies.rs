@@ -4,7 +4,7 @@
 //! at z stay at z + 1; the strategies are alternatives.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use etl_tiles::tile::TileCoord;
 use etl_tiles::tiler::{TilerError, TilerOptions};
@@ -13,19 +13,6 @@ use serde_json::json;
 
 mod support;
 use support::*;
-
-/// Per zoom: the ids shown.
-fn ids_by_zoom(bytes: &[u8]) -> BTreeMap<u8, BTreeSet<u64>> {
-    let mut out: BTreeMap<u8, BTreeSet<u64>> = BTreeMap::new();
-    for (c, layers) in tiles(bytes) {
-        for l in layers {
-            for f in l.features {
-                out.entry(c.z).or_default().insert(f.id.unwrap());
-            }
-        }
-    }
-    out
-}
 
 fn feature_count(layers: &[etl_tiles::mvt::DecodedLayer]) -> usize {
     layers.iter().map(|l| l.features.len()).sum()

@@ -41,19 +41,6 @@ fn clustered(n: u64) -> Vec<Feat> {
         .collect()
 }
 
-/// Per zoom: the feature ids shown.
-fn ids_by_zoom(bytes: &[u8]) -> BTreeMap<u8, BTreeSet<u64>> {
-    let mut out: BTreeMap<u8, BTreeSet<u64>> = BTreeMap::new();
-    for (c, layers) in tiles(bytes) {
-        for l in layers {
-            for f in l.features {
-                out.entry(c.z).or_default().insert(f.id.unwrap());
-            }
-        }
-    }
-    out
-}
-
 /// Every id shown at z is shown at z + 1, for every zoom present; the ids that break this.
 fn not_kept_up(by_zoom: &BTreeMap<u8, BTreeSet<u64>>) -> Vec<(u8, usize, usize)> {
     let mut bad = Vec::new();

@@ -98,42 +98,9 @@ pub(super) fn thin_smallest(
     fixed: &[bool],
     target: usize,
 ) -> (usize, u64) {
-    let kept = keep.iter().filter(|k| **k).count();
-    let mut sizes: Vec<u64> = feats
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| {
-            keep.get(*i).copied().unwrap_or(false) && !is_fixed(fixed, *i) && f.size > 0
-        })
-        .map(|(_, f)| f.size)
-        .collect();
-    let excess = kept.saturating_sub(target.max(1)).min(sizes.len());
-    if excess == 0 {
-        return (0, 0);
-    }
-    sizes.sort_unstable();
-    // Everything strictly below the threshold goes; a run of equal sizes goes whole.
-    let threshold = sizes
-        .get(excess.min(sizes.len() - 1))
-        .copied()
-        .unwrap_or(0)
-        .max(sizes.get(excess - 1).map_or(0, |s| s.saturating_add(1)));
-    let r = Reduction {
-        min_size: threshold,
-        ..Reduction::NONE
-    };
-    let mut dropped = 0;
-    for (i, f) in feats.iter().enumerate() {
-        if let Some(k) = keep.get_mut(i)
-            && *k
-            && !is_fixed(fixed, i)
-            && too_small(f.size, r.min_size)
-        {
-            *k = false;
-            dropped += 1;
-        }
-    }
-    (dropped, threshold)
+    thin_lowest(feats, keep, fixed, target, |f| {
+        (f.size > 0).then_some(f.size)
+    })
 }
 
 /// Removes the features of highest rank until about `target` remain. Returns (dropped, the
@@ -144,32 +111,52 @@ pub(super) fn thin_fraction(
     fixed: &[bool],
     target: usize,
 ) -> (usize, u64) {
+    // The highest ranks are the lowest keys; key < t is rank >= MAX - t + 1 (t >= 1).
+    let (dropped, t) = thin_lowest(feats, keep, fixed, target, |f| Some(u64::MAX - rank(f.seq)));
+    let limit = if t == 0 { u64::MAX } else { u64::MAX - t + 1 };
+    (dropped, limit)
+}
+
+/// Removes the kept, unfixed features of lowest `key` (`None`: never removed) until about
+/// `target` remain. Returns (dropped, the key below which features went; 0: none).
+fn thin_lowest(
+    feats: &[Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    target: usize,
+    key: impl Fn(&Feat<'_>) -> Option<u64>,
+) -> (usize, u64) {
     let kept = keep.iter().filter(|k| **k).count();
-    let mut ranks: Vec<u64> = feats
+    let removable =
+        |keep: &[bool], i: usize| keep.get(i).copied().unwrap_or(false) && !is_fixed(fixed, i);
+    let mut keys: Vec<u64> = feats
         .iter()
         .enumerate()
-        .filter(|(i, _)| keep.get(*i).copied().unwrap_or(false) && !is_fixed(fixed, *i))
-        .map(|(_, f)| rank(f.seq))
+        .filter(|(i, _)| removable(keep, *i))
+        .filter_map(|(_, f)| key(f))
         .collect();
-    let excess = kept.saturating_sub(target.max(1)).min(ranks.len());
+    let excess = kept.saturating_sub(target.max(1)).min(keys.len());
     if excess == 0 {
-        return (0, u64::MAX);
+        return (0, 0);
     }
-    ranks.sort_unstable();
-    // The `excess` highest ranks go: the limit is the lowest of them.
-    let limit = ranks.get(ranks.len() - excess).copied().unwrap_or(u64::MAX);
+    keys.sort_unstable();
+    // Everything strictly below the threshold goes; a run of equal keys goes whole.
+    let threshold = keys
+        .get(excess.min(keys.len() - 1))
+        .copied()
+        .unwrap_or(0)
+        .max(keys.get(excess - 1).map_or(0, |k| k.saturating_add(1)));
     let mut dropped = 0;
     for (i, f) in feats.iter().enumerate() {
-        if let Some(k) = keep.get_mut(i)
-            && *k
-            && !is_fixed(fixed, i)
-            && rank(f.seq) >= limit
+        if removable(keep, i)
+            && key(f).is_some_and(|k| k < threshold)
+            && let Some(k) = keep.get_mut(i)
         {
             *k = false;
             dropped += 1;
         }
     }
-    (dropped, limit)
+    (dropped, threshold)
 }
 
 /// Removes kept features until about `target` remain: features whose spatial gap to the

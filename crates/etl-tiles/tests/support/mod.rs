@@ -114,3 +114,18 @@ pub fn tiles(bytes: &[u8]) -> BTreeMap<TileCoord, Vec<DecodedLayer>> {
         })
         .collect()
 }
+
+/// Per zoom: the feature ids shown in any tile.
+pub fn ids_by_zoom(bytes: &[u8]) -> BTreeMap<u8, std::collections::BTreeSet<u64>> {
+    let mut out: BTreeMap<u8, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for (c, layers) in tiles(bytes) {
+        for l in layers {
+            for f in l.features {
+                if let Some(id) = f.id {
+                    out.entry(c.z).or_default().insert(id);
+                }
+            }
+        }
+    }
+    out
+}

@@ -178,6 +178,29 @@ fn s3_and_http_archives_extract_by_ranges_to_the_local_extract() {
     let (code, _, stderr) = etl_pmtiles(&["extract", &junk, s(&never), "--bbox", NZ]);
     assert_eq!(code, 65, "{stderr}");
     assert!(!never.exists());
+    // An object the server will not give without credentials: access denied, 78 (a retry
+    // cannot help).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::new(S3Config {
+            endpoint: Some(s3_endpoint()),
+            ..Default::default()
+        });
+        let client = store.s3().await.unwrap().client().clone();
+        client
+            .put_object()
+            .bucket(&b2)
+            .key("private.pmtiles")
+            .body(std::fs::read(&world).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+    });
+    let private = format!("{}/{b2}/private.pmtiles", s3_endpoint());
+    let (code, _, stderr) = etl_pmtiles(&["extract", &private, s(&never), "--bbox", NZ]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    assert!(!never.exists());
 }
 
 #[test]

@@ -22,7 +22,6 @@ use etl_tiles::geom::TileGeom;
 use etl_tiles::mvt::decode_tile;
 use etl_tiles::tile::tile_coord;
 use geo::algorithm::Validation;
-use geo_types::{Coord, LineString, MultiPolygon, Polygon};
 
 #[derive(Default)]
 struct Zoom {
@@ -186,21 +185,6 @@ fn percent(n: u64, of: u64) -> String {
     }
 }
 
-fn to_geo(polys: &[Vec<Vec<[i32; 2]>>]) -> MultiPolygon<f64> {
-    let ring = |r: &Vec<[i32; 2]>| {
-        LineString(
-            r.iter()
-                .map(|p| Coord {
-                    x: f64::from(p[0]),
-                    y: f64::from(p[1]),
-                })
-                .collect(),
-        )
-    };
-    MultiPolygon(
-        polys
-            .iter()
-            .map(|p| Polygon::new(ring(&p[0]), p[1..].iter().map(ring).collect()))
-            .collect(),
-    )
-}
+#[path = "../tests/common/geo_polygons.rs"]
+mod geo_polygons;
+use geo_polygons::to_geo;

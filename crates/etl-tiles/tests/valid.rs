@@ -8,30 +8,15 @@ mod support;
 use etl_tiles::geom::{TileGeom, WorldGeom, clip, simplify_world, to_tile};
 use etl_tiles::tile::{TileCoord, WORLD_BITS, tile_bounds};
 use geo::algorithm::Validation;
-use geo_types::{Coord, Geometry, LineString, MultiPolygon, Polygon};
+use geo_types::{Geometry, LineString, MultiPolygon, Polygon};
 use proptest::prelude::*;
 use support::{Rng, build, feat, opts, tiles};
 
 /// A tile polygon set as a geo multipolygon (y down, as the tile has it: validity does not
 /// depend on the axis direction).
-fn to_geo(polys: &[Vec<Vec<[i32; 2]>>]) -> MultiPolygon<f64> {
-    let ring = |r: &Vec<[i32; 2]>| {
-        LineString(
-            r.iter()
-                .map(|p| Coord {
-                    x: f64::from(p[0]),
-                    y: f64::from(p[1]),
-                })
-                .collect(),
-        )
-    };
-    MultiPolygon(
-        polys
-            .iter()
-            .map(|p| Polygon::new(ring(&p[0]), p[1..].iter().map(ring).collect()))
-            .collect(),
-    )
-}
+#[path = "common/geo_polygons.rs"]
+mod geo_polygons;
+use geo_polygons::to_geo;
 
 fn problems(polys: &[Vec<Vec<[i32; 2]>>]) -> Vec<String> {
     to_geo(polys)

@@ -48,8 +48,11 @@ pub enum HttpError {
     Interrupted { url: String, message: String },
 }
 
-/// How long one request may take, answer and body, before it is given up.
+/// How long one request may take, answer and body, before it is given up: this, plus a second
+/// per [`SLOWEST_BYTES_PER_SECOND`] of body (so a slow link fails only below that rate).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The slowest transfer a request waits for (128 KiB/s, about 1 Mbit/s).
+pub const SLOWEST_BYTES_PER_SECOND: u64 = 128 << 10;
 
 /// One version of an archive behind a URL.
 pub struct HttpReader {
@@ -268,12 +271,14 @@ impl RangeReader for HttpReader {
     }
 
     async fn read_range(&self, offset: u64, len: u64) -> Result<Bytes, HttpError> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.get(offset, len))
+        let limit =
+            REQUEST_TIMEOUT + std::time::Duration::from_secs(len / SLOWEST_BYTES_PER_SECOND);
+        tokio::time::timeout(limit, self.get(offset, len))
             .await
             .map_err(|_| {
                 self.interrupted(format!(
                     "GET bytes {offset}+{len}: no answer within {} s",
-                    REQUEST_TIMEOUT.as_secs()
+                    limit.as_secs()
                 ))
             })?
     }

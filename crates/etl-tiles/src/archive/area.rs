@@ -166,9 +166,9 @@ impl Region {
     /// [`Region::runs`] visiting at most `limit` quadtree tiles.
     fn runs_within(&self, z: u8, out: &mut Vec<(u64, u64)>, limit: u64) -> Result<(), String> {
         let all: Vec<u32> = (0..self.edges.len() as u32).collect();
-        let mut visits = limit;
+        let mut visits = (limit, false);
         self.visit(z, 0, (0, 0), &all, out, &mut visits);
-        if visits == 0 {
+        if visits.1 {
             return Err(format!(
                 "--region: its outline crosses more than {limit} tiles at z{z}; simplify it \
                  or lower --maxzoom"
@@ -184,13 +184,14 @@ impl Region {
         (x, y): (i64, i64),
         parent: &[u32],
         out: &mut Vec<(u64, u64)>,
-        visits: &mut u64,
+        visits: &mut (u64, bool),
     ) {
-        // Counts down the visits left; at 0 the covering stops (and fails).
-        if *visits == 0 {
+        // Counts down the visits left; past the last one the covering stops (and fails).
+        if visits.0 == 0 {
+            visits.1 = true;
             return;
         }
-        *visits -= 1;
+        visits.0 -= 1;
         let side = WORLD / (1u64 << k) as f64;
         // The tile's inside: shrunk by half a world unit, so an outline along a tile border
         // (world coordinates are whole numbers) does not take the tile beyond it.

@@ -33,6 +33,8 @@ pub const GAP_BYTES: u64 = 256 << 10;
 const MAX_READ_BYTES: u64 = 8 << 20;
 /// Reads in flight at once.
 const READS_IN_FLIGHT: usize = 4;
+/// Pieces one batch holds at most (runs of one shared tile, an ocean, add pieces but no bytes).
+const BATCH_PIECES: usize = 1 << 20;
 
 /// What an extract wrote and read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -269,7 +271,7 @@ pub async fn extract<R: RangeReader, W: Write + Seek>(
                 len: u64::from(e.length),
             });
         }
-        if batch.bytes >= BATCH_BYTES {
+        if batch.bytes >= BATCH_BYTES || batch.pieces.len() >= BATCH_PIECES {
             batch.flush(&r, &header, &mut writer, &mut report).await?;
         }
     }
@@ -414,19 +416,24 @@ impl Batch {
         ranges.sort_unstable();
         ranges.dedup();
         // Neighbours are joined when the bytes between are fewer than GAP_BYTES and fewer
-        // than the read has so far (so a batch reads at most twice what it needs), up to
-        // MAX_READ_BYTES; a range inside the read is always taken from it.
+        // than the tile bytes the read needs so far (so a batch reads at most twice what it
+        // needs), up to MAX_READ_BYTES; a range inside the read is always taken from it.
         let mut reads: Vec<(u64, u64)> = Vec::new();
+        let mut needed = 0u64;
         for (a, b) in ranges {
             match reads.last_mut() {
                 Some(last) if b <= last.1 => {}
                 Some(last)
-                    if a <= last.1.saturating_add(GAP_BYTES.min(last.1 - last.0))
+                    if a <= last.1.saturating_add(GAP_BYTES.min(needed))
                         && b - last.0 <= MAX_READ_BYTES =>
                 {
+                    needed += b - a.max(last.1);
                     last.1 = b;
                 }
-                _ => reads.push((a, b)),
+                _ => {
+                    needed = b - a;
+                    reads.push((a, b));
+                }
             }
         }
         report.tile_reads += reads.len() as u64;

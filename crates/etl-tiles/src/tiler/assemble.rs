@@ -38,7 +38,7 @@ impl Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum TileLimitError {
     #[error(
-        "tile {tile} is {bytes} bytes with {features} features at detail {detail}, over the limit of {max_bytes} bytes / {max_features} features; use --drop-densest-as-needed or --coalesce-densest-as-needed, or raise -M / -O"
+        "tile {tile} is {bytes} bytes with {features} features at detail {detail}, over the limit of {max_bytes} bytes / {max_features} features; use a dropping strategy (--drop-densest-as-needed, --coalesce-densest-as-needed, --drop-smallest-as-needed, --drop-fraction-as-needed), or raise -M / -O"
     )]
     OverLimit {
         tile: TileCoord,
@@ -50,7 +50,7 @@ pub enum TileLimitError {
         max_features: usize,
     },
     #[error(
-        "tile {tile} is still {bytes} bytes with {features} features at detail {detail} after dropping all it could (limit {max_bytes} bytes / {max_features} features)"
+        "tile {tile} is still {bytes} bytes with {features} features at detail {detail} after dropping all its strategy could (limit {max_bytes} bytes / {max_features} features; --drop-smallest-as-needed never drops points)"
     )]
     CannotReduce {
         tile: TileCoord,

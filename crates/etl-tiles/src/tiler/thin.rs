@@ -118,7 +118,9 @@ pub(super) fn thin_fraction(
 }
 
 /// Removes the kept, unfixed features of lowest `key` (`None`: never removed) until about
-/// `target` remain. Returns (dropped, the key below which features went; 0: none).
+/// `target` remain. Returns (dropped, the key below which features went; 0: none, or when
+/// removing every removable feature is not enough: that says nothing about the rest of the
+/// zoom, whose tiles must not lose all their lines for one tile of points).
 fn thin_lowest(
     feats: &[Feat<'_>],
     keep: &mut [bool],
@@ -135,7 +137,8 @@ fn thin_lowest(
         .filter(|(i, _)| removable(keep, *i))
         .filter_map(|(_, f)| key(f))
         .collect();
-    let excess = kept.saturating_sub(target.max(1)).min(keys.len());
+    let wanted = kept.saturating_sub(target.max(1));
+    let excess = wanted.min(keys.len());
     if excess == 0 {
         return (0, 0);
     }
@@ -156,7 +159,7 @@ fn thin_lowest(
             dropped += 1;
         }
     }
-    (dropped, threshold)
+    (dropped, if wanted > keys.len() { 0 } else { threshold })
 }
 
 /// Removes kept features until about `target` remain: features whose spatial gap to the

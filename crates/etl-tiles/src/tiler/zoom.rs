@@ -50,11 +50,16 @@ impl Protected {
     pub(crate) fn insert(&mut self, seq: u64) {
         let (input, ordinal) = (seq >> 40, seq & ((1 << 40) - 1));
         let (w, b) = (ordinal / 64, ordinal % 64);
-        let (bits, held) = self.dense.entry(input).or_default();
-        if w >= bits.len() as u64 && w >= DENSE_SLACK * (*held + 1) + DENSE_FLOOR {
+        let grown = self
+            .dense
+            .get(&input)
+            .map_or((0, 0), |(b, h)| (b.len() as u64, *h));
+        if w >= grown.0 && w >= DENSE_SLACK * (grown.1 + 1) + DENSE_FLOOR {
+            // No map entry either: keys that follow no convention cost one set entry each.
             self.sparse.insert(seq);
             return;
         }
+        let (bits, held) = self.dense.entry(input).or_default();
         let w = w as usize;
         if w >= bits.len() {
             bits.resize(w + 1, 0);
@@ -488,6 +493,7 @@ mod tests {
         }
         let words: usize = h.dense.values().map(|(b, _)| b.len()).sum();
         assert!(words < 10_000, "{words} words");
+        assert!(h.dense.len() < 100, "{} inputs", h.dense.len());
         // Dense ordinals of one input: bits, not set entries.
         let mut d = Protected::default();
         for o in (0..1_000_000u64).step_by(3) {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use etl_tiles::tile::TileCoord;
 use etl_tiles::tiler::{TilerError, TilerOptions};
-use geo_types::Geometry;
+use geo_types::{Geometry, LineString};
 use serde_json::json;
 
 mod support;
@@ -183,4 +183,25 @@ fn strategies_are_alternatives_and_refused_with_a_shard() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn drop_smallest_splits_a_run_of_equal_sizes() {
+    // 200 lines along the equator of exactly one length (their ends fall on whole world
+    // units: 360 / 512 degrees is 2^23 units): the limit is reached inside one size.
+    let feats: Vec<Feat> = (0..200u64)
+        .map(|i| {
+            let x = -180.0 + i as f64 * 1.40625;
+            let line = LineString::from(vec![(x, 0.0), (x + 0.703125, 0.0)]);
+            feat(0, Some(i), Geometry::LineString(line), json!({}))
+        })
+        .collect();
+    let o = TilerOptions {
+        max_tile_features: 80,
+        drop_smallest: true,
+        ..opts(0, 0)
+    };
+    let (bytes, report) = build(o, &["sq"], &feats).unwrap();
+    let shown = ids_by_zoom(&bytes).remove(&0).unwrap_or_default().len();
+    assert!((40..=80).contains(&shown), "{shown} shown; {report:?}");
 }

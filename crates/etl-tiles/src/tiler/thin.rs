@@ -19,8 +19,9 @@ use crate::geom::TileGeom;
 pub(crate) struct Reduction {
     /// Minimum spatial-key distance to the previous kept feature of the layer (0: none).
     pub gap: u64,
-    /// Minimum size of a line or polygon in world units (0: none).
-    pub min_size: u64,
+    /// Lines and polygons whose [`size_key`] is below this go (0: none): the size in world
+    /// units, ties split by rank, so a threshold can fall inside a run of equal sizes.
+    pub min_size: u128,
     /// Features whose rank is at or above this go (`u64::MAX`: none).
     pub rank_limit: u64,
 }
@@ -60,9 +61,14 @@ fn is_fixed(fixed: &[bool], i: usize) -> bool {
     fixed.get(i).copied().unwrap_or(false)
 }
 
+/// A line's or polygon's key for `--drop-smallest-as-needed`: its size, then its rank.
+pub(crate) fn size_key(size: u64, seq: u64) -> u128 {
+    (u128::from(size) << 64) | u128::from(rank(seq))
+}
+
 /// Whether a reduction of `min_size` removes a feature of `size` (0: a point, never).
-pub(crate) fn too_small(size: u64, min_size: u64) -> bool {
-    size > 0 && size < min_size
+pub(crate) fn too_small(size: u64, seq: u64, min_size: u128) -> bool {
+    size > 0 && size_key(size, seq) < min_size
 }
 
 /// Applies a zoom's reduction to a tile's features. Returns (dropped, coalesced).
@@ -81,7 +87,7 @@ pub(crate) fn apply(
         let Some(k) = keep.get_mut(i) else { break };
         if *k
             && !is_fixed(fixed, i)
-            && (too_small(f.size, r.min_size) || rank(f.seq) >= r.rank_limit)
+            && (too_small(f.size, f.seq, r.min_size) || rank(f.seq) >= r.rank_limit)
         {
             *k = false;
             dropped += 1;
@@ -91,15 +97,15 @@ pub(crate) fn apply(
 }
 
 /// Removes the smallest lines and polygons until about `target` features remain. Returns
-/// (dropped, the size below which features went).
+/// (dropped, the [`size_key`] below which features went).
 pub(super) fn thin_smallest(
     feats: &[Feat<'_>],
     keep: &mut [bool],
     fixed: &[bool],
     target: usize,
-) -> (usize, u64) {
+) -> (usize, u128) {
     thin_lowest(feats, keep, fixed, target, |f| {
-        (f.size > 0).then_some(f.size)
+        (f.size > 0).then(|| size_key(f.size, f.seq))
     })
 }
 
@@ -112,8 +118,15 @@ pub(super) fn thin_fraction(
     target: usize,
 ) -> (usize, u64) {
     // The highest ranks are the lowest keys; key < t is rank >= MAX - t + 1 (t >= 1).
-    let (dropped, t) = thin_lowest(feats, keep, fixed, target, |f| Some(u64::MAX - rank(f.seq)));
-    let limit = if t == 0 { u64::MAX } else { u64::MAX - t + 1 };
+    let (dropped, t) = thin_lowest(feats, keep, fixed, target, |f| {
+        Some(u128::from(u64::MAX - rank(f.seq)))
+    });
+    // t <= u64::MAX + 1 (a key plus one), so the limit is exact.
+    let limit = match u64::try_from(t) {
+        Ok(0) => u64::MAX,
+        Ok(t) => u64::MAX - t + 1,
+        Err(_) => 0,
+    };
     (dropped, limit)
 }
 
@@ -126,12 +139,12 @@ fn thin_lowest(
     keep: &mut [bool],
     fixed: &[bool],
     target: usize,
-    key: impl Fn(&Feat<'_>) -> Option<u64>,
-) -> (usize, u64) {
+    key: impl Fn(&Feat<'_>) -> Option<u128>,
+) -> (usize, u128) {
     let kept = keep.iter().filter(|k| **k).count();
     let removable =
         |keep: &[bool], i: usize| keep.get(i).copied().unwrap_or(false) && !is_fixed(fixed, i);
-    let mut keys: Vec<u64> = feats
+    let mut keys: Vec<u128> = feats
         .iter()
         .enumerate()
         .filter(|(i, _)| removable(keep, *i))

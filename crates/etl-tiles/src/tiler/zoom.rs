@@ -359,7 +359,7 @@ fn would_reduce(frags: &[(u64, u64, Vec<u8>)], r: &Reduction) -> Result<bool, Ti
         }
         if r.min_size > 0 {
             let size = fragment_size(payload).map_err(|_| TilerError::Damaged(0))?;
-            if thin::too_small(size, r.min_size) {
+            if thin::too_small(size, *seq, r.min_size) {
                 return Ok(true);
             }
         }

@@ -57,6 +57,10 @@ pub enum ExtractError<E> {
     /// The area or zooms asked for make no sense.
     #[error("{0}")]
     Area(String),
+    /// The region is too detailed for a zoom the walk reached (see
+    /// [`super::MAX_REGION_VISITS`]): the region file's problem, not the command line's.
+    #[error("{0}")]
+    Region(String),
     /// The source archive is damaged.
     #[error("source: {0}")]
     Read(ArchiveError),
@@ -351,7 +355,7 @@ impl Wanted<'_> {
             };
             let (lo, hi) = (a.max(first), b.min(next.unwrap_or(TILE_ID_END)));
             if !self.kept.iter().any(|(k, _)| *k == z) {
-                let runs = self.area.runs_at(z).map_err(ExtractError::Area)?;
+                let runs = self.area.runs_at(z).map_err(ExtractError::Region)?;
                 self.kept.push((z, runs));
             }
             let runs = self

@@ -192,6 +192,10 @@ fn extract_fail<E: Display>(
 ) -> ExitCode {
     match e {
         ExtractError::Area(m) => fail(ExitKind::Usage, m),
+        ExtractError::Region(m) => fail(
+            ExitKind::BadInput,
+            format!("{m} ({})", x.region.as_deref().unwrap_or("--region")),
+        ),
         ExtractError::Read(e) => fail(ExitKind::BadInput, format!("{}: {e}", x.input)),
         ExtractError::Damaged(m) => fail(ExitKind::BadInput, format!("{}: {m}", x.input)),
         ExtractError::Source(e) => {

@@ -56,30 +56,44 @@ fn world(dir: &Path) -> PathBuf {
     world
 }
 
-/// A new public-read bucket holding `objects`; its name.
-fn bucket(name: &str, objects: &[(&str, Vec<u8>)]) -> String {
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// The S3 server's store, and a runtime to drive it.
+fn s3() -> (tokio::runtime::Runtime, Store) {
+    let store = Store::new(S3Config {
+        endpoint: Some(s3_endpoint()),
+        ..Default::default()
+    });
+    (tokio::runtime::Runtime::new().unwrap(), store)
+}
+
+/// Puts `bytes` at `key` in `bucket`, readable without credentials when `public`.
+fn put(bucket: &str, key: &str, bytes: Vec<u8>, public: bool) {
+    let (rt, store) = s3();
     rt.block_on(async {
-        let store = Store::new(S3Config {
-            endpoint: Some(s3_endpoint()),
-            ..Default::default()
-        });
-        let client = store.s3().await.unwrap().client().clone();
-        let bucket = format!("{name}-{}", std::process::id());
-        client.create_bucket().bucket(&bucket).send().await.unwrap();
-        for (key, bytes) in objects {
-            client
-                .put_object()
-                .bucket(&bucket)
-                .key(*key)
-                .acl("public-read".into())
-                .body(bytes.clone().into())
-                .send()
-                .await
-                .unwrap();
+        let client = store.s3().await.unwrap().client();
+        let mut req = client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(bytes.into());
+        if public {
+            req = req.acl("public-read".into());
         }
-        bucket
-    })
+        req.send().await.unwrap();
+    });
+}
+
+/// A new bucket holding `objects`, public-read; its name.
+fn bucket(name: &str, objects: &[(&str, Vec<u8>)]) -> String {
+    let (rt, store) = s3();
+    let bucket = format!("{name}-{}", std::process::id());
+    rt.block_on(async {
+        let client = store.s3().await.unwrap().client();
+        client.create_bucket().bucket(&bucket).send().await.unwrap();
+    });
+    for (key, bytes) in objects {
+        put(&bucket, key, bytes.clone(), true);
+    }
+    bucket
 }
 
 /// Every tile id with its stored bytes, runs expanded.
@@ -180,22 +194,12 @@ fn s3_and_http_archives_extract_by_ranges_to_the_local_extract() {
     assert!(!never.exists());
     // An object the server will not give without credentials: access denied, 78 (a retry
     // cannot help).
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let store = Store::new(S3Config {
-            endpoint: Some(s3_endpoint()),
-            ..Default::default()
-        });
-        let client = store.s3().await.unwrap().client().clone();
-        client
-            .put_object()
-            .bucket(&b2)
-            .key("private.pmtiles")
-            .body(std::fs::read(&world).unwrap().into())
-            .send()
-            .await
-            .unwrap();
-    });
+    put(
+        &b2,
+        "private.pmtiles",
+        std::fs::read(&world).unwrap(),
+        false,
+    );
     let private = format!("{}/{b2}/private.pmtiles", s3_endpoint());
     let (code, _, stderr) = etl_pmtiles(&["extract", &private, s(&never), "--bbox", NZ]);
     assert_eq!(code, 78, "{stderr}");

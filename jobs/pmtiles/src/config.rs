@@ -193,6 +193,44 @@ pub struct PmtilesConfig {
     #[serde(default)]
     pub order_largest_first: bool,
 
+    /// Cluster points closer than about this many pixels (of 256): each grid cell of that size
+    /// shows one point with clustered, point_count, sqrt_point_count and
+    /// point_count_abbreviated; 1 to 255.
+    #[arg(
+        short = 'K',
+        long = "cluster-distance",
+        env = "ETL_CLUSTER_DISTANCE",
+        value_parser = clap::value_parser!(u8).range(1..=255)
+    )]
+    #[serde(default)]
+    pub cluster_distance: Option<u8>,
+
+    /// The deepest zoom --cluster-distance clusters (default: every zoom); `g`: the zoom below
+    /// the max zoom, so every point shows at the max zoom.
+    #[arg(
+        short = 'k',
+        long = "cluster-maxzoom",
+        env = "ETL_CLUSTER_MAXZOOM",
+        value_name = "N|g"
+    )]
+    #[serde(default)]
+    pub cluster_maxzoom: Option<String>,
+
+    /// Leave a cluster on its first point instead of the mean of its points.
+    #[arg(long, env = "ETL_KEEP_POINT_CLUSTER_POSITION")]
+    #[serde(default)]
+    pub keep_point_cluster_position: bool,
+
+    /// Fold an attribute of a cluster's points into the cluster: NAME:OP (sum, product, mean,
+    /// max, min, concat, comma, count) or a JSON object {"NAME":"OP"}; repeat for more.
+    #[arg(
+        short = 'E',
+        long = "accumulate-attribute",
+        env = "ETL_ACCUMULATE_ATTRIBUTE"
+    )]
+    #[serde(default)]
+    pub accumulate_attribute: Vec<String>,
+
     /// Tile buffer in screen pixels (of 256).
     #[arg(short = 'b', long = "buffer", env = "ETL_BUFFER", default_value_t = 5)]
     pub buffer: u32,
@@ -298,6 +336,63 @@ pub fn parse_max_zoom(v: Option<&str>) -> Result<MaxZoom, JobError> {
                 ))
             }),
     }
+}
+
+/// The clustering the `--cluster-*` and `--accumulate-attribute` flags ask for; `None`
+/// without `--cluster-distance` (the companions alone are refused: they would do nothing).
+pub fn cluster_options(
+    config: &PmtilesConfig,
+) -> Result<Option<etl_tiles::tiler::ClusterOptions>, JobError> {
+    use etl_tiles::tiler::{ClusterMaxZoom, ClusterOptions, parse_accumulate};
+    let Some(distance) = config.cluster_distance else {
+        let stray = [
+            (config.cluster_maxzoom.is_some(), "--cluster-maxzoom"),
+            (
+                config.keep_point_cluster_position,
+                "--keep-point-cluster-position",
+            ),
+            (
+                !config.accumulate_attribute.is_empty(),
+                "--accumulate-attribute",
+            ),
+        ];
+        if let Some((_, flag)) = stray.iter().find(|(on, _)| *on) {
+            return Err(JobError::usage(format!(
+                "{flag} needs --cluster-distance (it applies to clustered points only)"
+            )));
+        }
+        return Ok(None);
+    };
+    let max_zoom = match config.cluster_maxzoom.as_deref().map(str::trim) {
+        None => ClusterMaxZoom::Every,
+        Some("g") => ClusterMaxZoom::BelowMax,
+        Some(s) => s
+            .parse::<u8>()
+            .ok()
+            .filter(|z| *z <= etl_tiles::tiler::MAX_TILER_ZOOM)
+            .map(ClusterMaxZoom::Zoom)
+            .ok_or_else(|| {
+                JobError::usage(format!(
+                    "--cluster-maxzoom {s:?}: expected a zoom from 0 to {} or g",
+                    etl_tiles::tiler::MAX_TILER_ZOOM
+                ))
+            })?,
+    };
+    let mut accumulate = Vec::new();
+    for a in &config.accumulate_attribute {
+        accumulate.extend(
+            parse_accumulate(a)
+                .map_err(|e| JobError::usage(format!("--accumulate-attribute {e}")))?,
+        );
+    }
+    let c = ClusterOptions {
+        distance,
+        max_zoom,
+        keep_position: config.keep_point_cluster_position,
+        accumulate,
+    };
+    c.validate().map_err(JobError::usage)?;
+    Ok(Some(c))
 }
 
 /// Parses `--memory`: plain bytes or a K/M/G (binary) suffix.

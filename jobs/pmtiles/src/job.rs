@@ -215,6 +215,7 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             exclude_all: config.exclude_all,
         },
         feature_filter,
+        cluster: crate::config::cluster_options(&config)?,
         memory,
         tmp_dir,
         name: name.clone(),
@@ -472,6 +473,8 @@ impl Job for PmtilesJob {
             tiles_reduced = report.tiles_reduced,
             tiles_detail_reduced = report.tiles_detail_reduced,
             zooms_respaced = report.zooms_respaced,
+            clusters = report.clusters,
+            clustered_points = report.clustered_points,
             clamped = report.clamped,
             filtered = report.filtered,
             no_geometry = counts.no_geometry,
@@ -482,6 +485,13 @@ impl Job for PmtilesJob {
             assemble_secs = report.assemble_time.as_secs_f64(),
             "archive written"
         );
+        if report.accumulate_truncated > 0 {
+            tracing::warn!(
+                clusters = report.accumulate_truncated,
+                max_bytes = etl_tiles::tiler::MAX_ACCUMULATED_TEXT,
+                "accumulated text (concat/comma) was cut at its cap"
+            );
+        }
         if let Some(s) = &report.shard {
             tracing::info!(
                 shard = s.index,

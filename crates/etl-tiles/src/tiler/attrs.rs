@@ -72,7 +72,7 @@ pub(crate) enum FieldType {
 }
 
 impl FieldType {
-    fn of(v: &PropValue) -> FieldType {
+    pub(crate) fn of(v: &PropValue) -> FieldType {
         match v {
             PropValue::String(_) => FieldType::String,
             PropValue::Bool(_) => FieldType::Boolean,
@@ -89,7 +89,7 @@ impl FieldType {
         }
     }
 
-    fn join(self, other: FieldType) -> FieldType {
+    pub(crate) fn join(self, other: FieldType) -> FieldType {
         if self == other {
             self
         } else {
@@ -116,7 +116,23 @@ impl Attributes {
         }
     }
 
-    fn key(&mut self, k: &str) -> Option<u32> {
+    /// The index of a key some feature carried.
+    pub(crate) fn find(&self, k: &str) -> Option<u32> {
+        self.index.get(k).copied()
+    }
+
+    /// Records that layer `layer` holds values of type `t` under key index `key`.
+    pub(crate) fn note(&mut self, layer: usize, key: usize, t: FieldType) {
+        let (Some(fields), Some(name)) = (self.fields.get_mut(layer), self.keys.get(key)) else {
+            return;
+        };
+        fields
+            .entry(name.clone())
+            .and_modify(|e| *e = e.join(t))
+            .or_insert(t);
+    }
+
+    pub(crate) fn key(&mut self, k: &str) -> Option<u32> {
         if let Some(&i) = self.index.get(k) {
             return Some(i);
         }

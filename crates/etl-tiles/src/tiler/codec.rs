@@ -44,6 +44,11 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    /// Bytes read so far.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     pub(crate) fn varint(&mut self) -> Result<u64, Truncated> {
         let mut v = 0u64;
         let mut shift = 0u32;

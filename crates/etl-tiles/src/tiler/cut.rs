@@ -4,6 +4,9 @@
 //!   pseudo-random rank from its sequence number, so a point kept at zoom z is kept at every
 //!   deeper zoom), then each point goes to the one tile that contains it (no buffer copies:
 //!   across the tiles of a zoom every point appears exactly once).
+//! - Points at the zooms `--cluster-distance` clusters: not thinned; each single point goes to
+//!   its tile as a member of its grid cell, sorted by the cell's centre, and the tile stream
+//!   folds each cell's members into one feature (see `cluster`).
 //! - Lines and polygons: simplified once per zoom in world coordinates (tolerance = one tile
 //!   unit × `-S`), each zoom's result simplified further for the next lower zoom, then cut into
 //!   the buffered tiles by recursive halving of the tile range, so a feature spanning `T` tiles
@@ -14,6 +17,7 @@
 //!   tile-relative square; the sort hands them to assembly as runs (see `sort`), so a country
 //!   costs its outline's tiles, not its area's.
 
+use super::cluster::{ClusterCut, put_member};
 use super::codec::{Staged, put_fill, put_fragment};
 use super::shard::ShardRange;
 use super::sort::FragBuf;
@@ -39,6 +43,8 @@ pub(crate) struct CutParams {
     /// squares of that area with a probability that keeps their total area (tippecanoe's
     /// tiny-polygon reduction); off with `--no-tiny-polygon-reduction`.
     pub tiny_polygons: bool,
+    /// `--cluster-distance`: the grid and the zooms whose single points are clustered.
+    pub cluster: Option<ClusterCut>,
 }
 
 /// tippecanoe's "4 square subpixels": the area (in square tile units, at extent 4096) below
@@ -158,8 +164,28 @@ pub(crate) fn cut_feature(f: &Staged<'_>, p: &CutParams, out: &mut FragBuf) {
     match &f.geom {
         WorldGeom::Points(pts) => {
             let from = point_min_zoom(seq, p.base_zoom, p.drop_rate).max(p.min_zoom);
-            for z in (from..=p.max_zoom).filter(|z| kept_at(f.zooms, *z)) {
-                cut_points(pts, z, p.extent, &mut |t, g| emit(out, Piece::Tile(t, g)));
+            for z in (p.min_zoom..=p.max_zoom).filter(|z| kept_at(f.zooms, *z)) {
+                match (p.cluster, pts.as_slice()) {
+                    // Clustered zooms: every single point, as a member of its cell.
+                    (Some(c), [one]) if z <= c.max_zoom => {
+                        let (cell, Some(t)) = c.cell(*one, z) else {
+                            continue;
+                        };
+                        let id = tile_id(t);
+                        if p.owned.is_some_and(|o| !o.owns_id(id)) {
+                            continue;
+                        }
+                        let Some(g) = to_tile(&WorldGeom::Points(vec![*one]), t, p.extent) else {
+                            continue;
+                        };
+                        let order = order_key(f.layer, spatial_key(c.centre(cell, z)));
+                        out.push(id, order, seq, |a| put_member(a, cell, f.id, f.props, &g));
+                    }
+                    _ if z >= from => {
+                        cut_points(pts, z, p.extent, &mut |t, g| emit(out, Piece::Tile(t, g)));
+                    }
+                    _ => {}
+                }
             }
         }
         geom => {

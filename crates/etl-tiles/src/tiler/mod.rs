@@ -21,8 +21,10 @@
 //! the partition comes from staged statistics, and tiles of other shards are skipped as they
 //! are cut, so the sort and the assembly only see this shard's tiles.
 
+mod accumulate;
 mod assemble;
 mod attrs;
+mod cluster;
 mod codec;
 mod cut;
 mod detail;
@@ -42,8 +44,10 @@ use std::path::PathBuf;
 use geo_types::{Coord, Geometry};
 use serde_json::{Map, Value};
 
+pub use accumulate::{AccumOp, MAX_ACCUMULATED_TEXT, parse_accumulate};
 pub use assemble::TileLimitError;
 pub use attrs::{AttrFilter, mvt_value};
+pub use cluster::{CLUSTER_KEYS, ClusterMaxZoom, ClusterOptions};
 pub(crate) use cut::{aligned_blocks, bbox as world_bbox, join_runs};
 pub use feature_filter::{FeatureFilter, GeomType};
 pub use order::OrderKey;
@@ -101,6 +105,9 @@ pub struct TilerOptions {
     pub attrs: AttrFilter,
     /// `-j`: which features each layer keeps, at which zooms.
     pub feature_filter: Option<FeatureFilter>,
+    /// `--cluster-distance`: single points at the clustered zooms become one feature per grid
+    /// cell of about that many pixels, with counts (see [`ClusterOptions`]).
+    pub cluster: Option<ClusterOptions>,
     /// `--memory`: bytes the fragment sort may hold before spilling to disk (at least 1 MiB).
     /// The fragments being cut, a batch of tiles being assembled and the archive writer's
     /// dedup cache take up to a quarter of it more each.
@@ -143,6 +150,7 @@ impl Default for TilerOptions {
             order: Vec::new(),
             attrs: AttrFilter::default(),
             feature_filter: None,
+            cluster: None,
             memory: 64 << 20,
             tmp_dir: None,
             name: String::new(),
@@ -219,6 +227,12 @@ pub struct TileReport {
     pub tiles_reduced: u64,
     /// Tiles made at lower detail (extent below 4096) to fit the byte limit.
     pub tiles_detail_reduced: u64,
+    /// `--cluster-distance`: cluster features made (tile by tile), the points they absorbed
+    /// (a cluster of k points absorbs k − 1), and accumulated texts cut at
+    /// [`MAX_ACCUMULATED_TEXT`].
+    pub clusters: u64,
+    pub clustered_points: u64,
+    pub accumulate_truncated: u64,
     /// Zooms whose tiles all took the spacing one of them needed (drop/coalesce strategies).
     pub zooms_respaced: u64,
     /// Tile fragments sorted, and bytes that went through spill files.
@@ -320,6 +334,9 @@ impl Tiler {
                  one"
                 .into(),
             ));
+        }
+        if let Some(c) = &opts.cluster {
+            c.validate().map_err(TilerError::Options)?;
         }
         if let Some((i, n)) = opts.shard {
             if n == 0 || i >= n {
@@ -552,6 +569,11 @@ impl Tiler {
             reduced_at: vec![0; usize::from(MAX_TILER_ZOOM) + 1],
             zooms_respaced: 0,
             shown: None,
+            cluster_fields: Default::default(),
+        };
+        let cluster = match &self.opts.cluster {
+            Some(c) => Some(cluster_setup(&mut self.attrs, c)?),
+            None => None,
         };
         let ctx = PassCtx {
             layers: &self.layers,
@@ -561,6 +583,7 @@ impl Tiler {
             tmp_dir: self.opts.tmp_dir.clone(),
             cancel,
             order: order::resolve(&self.opts.order, &self.attrs.keys),
+            cluster,
         };
         let mut params = cut::CutParams {
             min_zoom,
@@ -572,6 +595,10 @@ impl Tiler {
             simplification: self.opts.simplification,
             owned,
             tiny_polygons: self.opts.tiny_polygon_reduction,
+            cluster: self.opts.cluster.as_ref().and_then(|c| {
+                c.deepest(max_zoom)
+                    .map(|z| cluster::ClusterCut::new(c.distance, z))
+            }),
         };
         ctx.pass(&mut stage, &params, &mut writer, &mut run)?;
         // tippecanoe's --extend-zooms-if-still-dropping: while the deepest zoom still had to
@@ -592,6 +619,10 @@ impl Tiler {
         }
         run.report.max_zoom = max_zoom;
         run.report.zooms_respaced = run.zooms_respaced;
+        drop(ctx);
+        for ((layer, key), t) in std::mem::take(&mut run.cluster_fields) {
+            self.attrs.note(layer as usize, key, t);
+        }
         let meta = meta::archive_meta(
             &self.opts,
             &self.layers,
@@ -604,6 +635,31 @@ impl Tiler {
         let out = writer.finish(&meta)?;
         Ok((out, run.report))
     }
+}
+
+/// Adds the keys clusters write to the key table and finds the accumulated attributes' keys
+/// (an attribute no feature carries has nothing to fold).
+fn cluster_setup(
+    attrs: &mut attrs::Attributes,
+    c: &ClusterOptions,
+) -> Result<cluster::ClusterSetup, TilerError> {
+    let mut keys = [0usize; 4];
+    for (k, name) in keys.iter_mut().zip(CLUSTER_KEYS) {
+        *k = attrs
+            .key(name)
+            .ok_or_else(|| TilerError::Options("too many attribute keys".into()))?
+            as usize;
+    }
+    let specs = c
+        .accumulate
+        .iter()
+        .filter_map(|(name, op)| attrs.find(name).map(|k| (k as usize, *op)))
+        .collect();
+    Ok(cluster::ClusterSetup {
+        keys,
+        specs,
+        keep_position: c.keep_position,
+    })
 }
 
 /// True when a finite coordinate lies outside Web Mercator's range (and will be clamped).

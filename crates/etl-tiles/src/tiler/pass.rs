@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use super::{EXTENT, TileReport, TilerError, assemble, codec, cut, sort, zoom};
+use super::{EXTENT, TileReport, TilerError, assemble, cluster, codec, cut, sort, zoom};
 use crate::archive::ArchiveWriter;
 
 /// What a run made so far, over its passes.
@@ -22,6 +22,8 @@ pub(super) struct Run {
     /// With a dropping strategy: the last zoom written and the features its tiles show, which
     /// the next zoom keeps (across passes: `--extend-zooms-if-still-dropping` adds zooms).
     pub(super) shown: Option<(u8, zoom::Protected)>,
+    /// What clusters wrote: (layer, key index) → type, for `vector_layers`.
+    pub(super) cluster_fields: std::collections::BTreeMap<(u32, usize), super::attrs::FieldType>,
 }
 
 /// What every pass of a run shares.
@@ -34,6 +36,8 @@ pub(super) struct PassCtx<'a> {
     pub(super) cancel: &'a (dyn Fn() -> bool + Sync),
     /// The written order of features within a tile's layers, resolved to key indices.
     pub(super) order: Vec<super::order::Resolved>,
+    /// With `--cluster-distance`: the keys clusters write and the attributes they fold.
+    pub(super) cluster: Option<cluster::ClusterSetup>,
 }
 
 /// Staged bytes read per chunk, at most and at least; each chunk is cut in parallel. Between
@@ -142,6 +146,9 @@ impl PassCtx<'_> {
         let runs_before = sorter.spilled_bytes;
         let batch_bytes = tile_batch_bytes(self.memory);
         let mut stream = sorter.finish(batch_bytes)?;
+        if let Some(c) = &self.cluster {
+            stream.set_fold(cluster::Fold::new(c.clone()));
+        }
         run.report.spilled_bytes += runs_before;
         run.report.cut_time += started.elapsed();
         let started = std::time::Instant::now();
@@ -197,6 +204,18 @@ impl PassCtx<'_> {
                 run: &mut *run,
                 cancel: self.cancel,
             })?;
+        }
+        if let Some(f) = stream.take_fold() {
+            let r = &mut run.report;
+            r.clusters = r.clusters.saturating_add(f.stats.clusters);
+            r.clustered_points = r.clustered_points.saturating_add(f.stats.absorbed);
+            r.accumulate_truncated = r.accumulate_truncated.saturating_add(f.stats.truncated);
+            for (k, t) in f.stats.fields {
+                run.cluster_fields
+                    .entry(k)
+                    .and_modify(|e| *e = e.join(t))
+                    .or_insert(t);
+            }
         }
         run.report.assemble_time += started.elapsed();
         Ok(())

@@ -420,13 +420,12 @@ pub(crate) struct TileStream {
     active: Vec<ActiveFill>,
     /// Every tile id below this has been handed out.
     cur: u64,
+    /// With `--cluster-distance`: folds each cell's cluster members as they come out.
+    fold: Option<super::cluster::Fold>,
 }
 
 fn damaged() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        "damaged fill in the fragment sort",
-    )
+    io::Error::new(io::ErrorKind::InvalidData, "damaged fragment in the sort")
 }
 
 impl TileStream {
@@ -436,7 +435,18 @@ impl TileStream {
             batch_bytes,
             active: Vec::new(),
             cur: 0,
+            fold: None,
         }
+    }
+
+    /// Folds cluster members from now on (see `cluster`).
+    pub(crate) fn set_fold(&mut self, fold: super::cluster::Fold) {
+        self.fold = Some(fold);
+    }
+
+    /// The fold, with what it made.
+    pub(crate) fn take_fold(&mut self) -> Option<super::cluster::Fold> {
+        self.fold.take()
     }
 
     /// Fills `batch` (emptied first; its allocations are reused) with the next whole tiles:
@@ -470,6 +480,7 @@ impl TileStream {
             let mut own = false;
             while self.source.peek().is_some_and(|k| k.0 == t) {
                 let active = &mut self.active;
+                let fold = &mut self.fold;
                 let pushed = self.source.pop(|k, p| -> io::Result<()> {
                     match super::codec::split_fill(p).map_err(|_| damaged())? {
                         Some((end, frag)) => {
@@ -496,7 +507,10 @@ impl TileStream {
                                 batch.start_tile(t, 1);
                                 own = true;
                             }
-                            batch.push_frag(k.1, k.2, p);
+                            match fold {
+                                Some(f) => f.push(batch, k.1, k.2, p).map_err(|_| damaged())?,
+                                None => batch.push_frag(k.1, k.2, p),
+                            }
                         }
                     }
                     Ok(())
@@ -504,6 +518,9 @@ impl TileStream {
                 if let Some(r) = pushed {
                     r?;
                 }
+            }
+            if let Some(f) = &mut self.fold {
+                f.end_tile(batch).map_err(|_| damaged())?;
             }
             if own {
                 // The tile's own fragments are in order; the fills join them in place.

@@ -15,6 +15,9 @@
 #               ogr2ogr once), the default zooms -z14: big polygons whose interiors are millions
 #               of tiles
 #   countries-zg  the same with -zg
+#   cluster     the synthetic points alone, clustered as tippecanoe's README clusters populated
+#               places: -z12 -r1 --cluster-distance=10 --cluster-maxzoom=g
+#               --accumulate-attribute=value:sum
 # A tool that runs past TIME_LIMIT seconds (default 1200) is stopped; the table then shows
 # "timeout" and the last zoom its log reached.
 # Every run passes -P (parallel reading of line-delimited input, which all inputs here are).
@@ -28,7 +31,7 @@ cd "$ROOT"
 
 SCALE=${SCALE:-1.0}
 RUNS=${RUNS:-1}
-CASES=${CASES:-z14,zg,coastlines,countries,countries-zg}
+CASES=${CASES:-z14,zg,coastlines,countries,countries-zg,cluster}
 TIME_LIMIT=${TIME_LIMIT:-1200}
 TOOLS=${TOOLS:-tippecanoe,etl-pmtiles}
 KEEP_ARCHIVES=${KEEP_ARCHIVES:-0}
@@ -56,7 +59,7 @@ for t in "${tools[@]}"; do
 done
 IFS=, read -r -a cases <<<"$CASES"
 for c in "${cases[@]}"; do
-  case $c in z14 | zg | coastlines | countries | countries-zg) ;; *) die "unknown case '$c' in CASES (z14, zg, coastlines, countries, countries-zg)" ;; esac
+  case $c in z14 | zg | coastlines | countries | countries-zg | cluster) ;; *) die "unknown case '$c' in CASES (z14, zg, coastlines, countries, countries-zg, cluster)" ;; esac
 done
 ((${#tools[@]} > 0 && ${#cases[@]} > 0)) || die "TOOLS and CASES must not be empty"
 wants() { [[ ,$TOOLS, == *,$1,* ]]; }
@@ -113,7 +116,7 @@ if wants tippecanoe; then
     die "$TIPPECANOE_BIN reports '$tippecanoe_version', expected v2.72.0 (remove $TIPPECANOE_VENV to reinstall)"
 fi
 
-if { wants_case z14 || wants_case zg; } && [[ ! -f $DATA/.complete ]]; then
+if { wants_case z14 || wants_case zg || wants_case cluster; } && [[ ! -f $DATA/.complete ]]; then
   pip_install_quiet numpy numpy || die "could not install numpy"
   [[ -f $SHARED_DIR/bench/gen_synthetic.py ]] ||
     die "$SHARED_DIR/bench/gen_synthetic.py not found (set TAK_SHARED_DIR)"
@@ -252,6 +255,11 @@ case_args() { # CASE: sets args (without -o OUT -f) and inputs
     args=(-P -zg -L "countries:$COUNTRIES")
     inputs=("$COUNTRIES")
     ;;
+  cluster)
+    args=(-P -z12 -r1 --cluster-distance=10 --cluster-maxzoom=g --accumulate-attribute=value:sum
+      -L "points:$DATA/points.geojsonl")
+    inputs=("$DATA/points.geojsonl")
+    ;;
   esac
 }
 bin_of() { case $1 in tippecanoe) echo "$TIPPECANOE_BIN" ;; etl-pmtiles) echo "$ETL_PMTILES_BIN" ;; esac }
@@ -353,6 +361,7 @@ done
 # ---- 4. report ----
 describe() {
   case $1 in
+  cluster) echo "synthetic-$SCALE points: $(wc -l <"$DATA/points.geojsonl") points ($(du -h "$DATA/points.geojsonl" | cut -f1) GeoJSONSeq)" ;;
   z14 | zg) echo "synthetic-$SCALE: $(wc -l <"$DATA/points.geojsonl") points, $(wc -l <"$DATA/polygons.geojsonl") polygons, $(wc -l <"$DATA/lines.geojsonl") lines ($(du -ch "$DATA"/*.geojsonl | tail -n 1 | cut -f1) GeoJSONSeq)" ;;
   coastlines) echo "coastlines-$SCALE: $(wc -l <"$COAST") features ($(du -h "$COAST" | cut -f1) GeoJSONSeq)" ;;
   countries | countries-zg) echo "Natural Earth countries: $(wc -l <"$COUNTRIES") polygons ($(du -h "$COUNTRIES" | cut -f1) GeoJSONSeq)" ;;

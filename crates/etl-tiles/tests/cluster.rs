@@ -330,3 +330,67 @@ fn bad_options_are_refused() {
         assert!(matches!(err, TilerError::Options(_)), "{err}");
     }
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Longitudes and latitudes at and past the edges of Web Mercator (clamped), on tile and
+    /// cell boundaries, and anywhere.
+    fn coord() -> impl Strategy<Value = (f64, f64)> {
+        let lon = prop_oneof![
+            Just(-180.0),
+            Just(180.0),
+            Just(0.0),
+            Just(-200.0),
+            Just(1e-12),
+            -180.0f64..180.0,
+        ];
+        let lat = prop_oneof![
+            Just(85.051_128_78),
+            Just(-85.051_128_78),
+            Just(89.9),
+            Just(0.0),
+            -85.0f64..85.0,
+        ];
+        (lon, lat)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the points and the cell size, every clustered zoom counts each point once
+        /// and sums each attribute exactly.
+        #[test]
+        fn counts_add_up_for_any_points(
+            pts in prop::collection::vec(coord(), 1..150),
+            distance in 1u8..=255,
+            max_zoom in 0u8..=7,
+        ) {
+            let feats: Vec<Feat> = pts
+                .iter()
+                .enumerate()
+                .map(|(i, (x, y))| {
+                    feat(0, Some(i as u64), point(*x, *y), json!({"pop": i, "name": "n"}))
+                })
+                .collect();
+            let o = TilerOptions {
+                cluster: Some(ClusterOptions {
+                    distance,
+                    ..clustering(ClusterMaxZoom::Every)
+                }),
+                ..opts(0, max_zoom)
+            };
+            let (bytes, _) = build(o, &["pts"], &feats).unwrap();
+            let n = pts.len() as u64;
+            let pop: u64 = (0..n).sum();
+            let by_zoom = totals(&bytes);
+            prop_assert_eq!(by_zoom.len(), usize::from(max_zoom) + 1);
+            for (z, t) in &by_zoom {
+                prop_assert_eq!(t.0, n, "z{}", z);
+                prop_assert_eq!(t.1, pop, "z{}", z);
+                prop_assert_eq!(t.2, n, "z{}", z);
+            }
+        }
+    }
+}

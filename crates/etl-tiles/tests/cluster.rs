@@ -394,3 +394,47 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn deep_zooms_with_one_pixel_cells_still_add_up() {
+    // At z18 with 1-pixel cells many cells share one sort key (it keeps 24 bits per axis):
+    // they are told apart by their cell, not merged, and not scanned member by member.
+    let mut rng = Rng(9);
+    let feats: Vec<Feat> = (0..3000u64)
+        .map(|i| {
+            let (x, y) = (10.0 + rng.range(0.0, 0.002), 45.0 + rng.range(0.0, 0.002));
+            feat(0, Some(i), point(x, y), json!({"pop": i, "name": "n"}))
+        })
+        .collect();
+    let o = TilerOptions {
+        cluster: Some(ClusterOptions {
+            distance: 1,
+            ..clustering(ClusterMaxZoom::Every)
+        }),
+        ..opts(15, 18)
+    };
+    let (bytes, report) = build(o, &["pts"], &feats).unwrap();
+    let by_zoom = totals(&bytes);
+    for z in 15..=18u8 {
+        assert_eq!(by_zoom[&z].0, 3000, "z{z}");
+        assert_eq!(by_zoom[&z].1, (0..3000u64).sum::<u64>(), "z{z}");
+    }
+    assert!(report.clusters > 0);
+    // Deeper zooms split clusters: more features at z18 than at z15.
+    assert!(by_zoom[&18].3 > by_zoom[&15].3);
+}
+
+#[test]
+fn an_accumulated_attribute_no_feature_has_is_refused() {
+    let mut c = clustering(ClusterMaxZoom::Every);
+    c.accumulate = vec![("popp".into(), AccumOp::Sum)];
+    let o = TilerOptions {
+        cluster: Some(c),
+        ..opts(0, 4)
+    };
+    let err = build(o, &["pts"], &input()).unwrap_err();
+    assert!(
+        matches!(&err, TilerError::Options(m) if m.contains("popp")),
+        "{err}"
+    );
+}

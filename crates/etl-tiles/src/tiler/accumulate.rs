@@ -89,7 +89,7 @@ pub fn parse_accumulate(arg: &str) -> Result<Vec<(String, AccumOp)>, String> {
 }
 
 /// A number read from a value: integers exactly, strings that are numbers as numbers.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Num {
     Int(i128),
     Float(f64),
@@ -105,6 +105,8 @@ fn number(v: &PropValue) -> Option<Num> {
             let t = s.trim();
             if let Ok(i) = t.parse::<i64>() {
                 Some(Num::Int(i128::from(i)))
+            } else if let Ok(u) = t.parse::<u64>() {
+                Some(Num::Int(i128::from(u)))
             } else {
                 t.parse::<f64>()
                     .ok()
@@ -113,6 +115,14 @@ fn number(v: &PropValue) -> Option<Num> {
             }
         }
         PropValue::Bool(_) => None,
+    }
+}
+
+/// Integers compare exactly (also beyond 2^53), anything with a float as f64.
+fn compare(a: Num, b: Num) -> std::cmp::Ordering {
+    match (a, b) {
+        (Num::Int(x), Num::Int(y)) => x.cmp(&y),
+        _ => as_f64(a).total_cmp(&as_f64(b)),
     }
 }
 
@@ -156,7 +166,7 @@ pub(crate) struct Acc {
     /// Floating total or product of every numeric value.
     float: f64,
     /// max / min: the value kept and its number.
-    best: Option<(f64, PropValue)>,
+    best: Option<(Num, PropValue)>,
     text: String,
     /// Whether `text` was cut at [`MAX_ACCUMULATED_TEXT`].
     pub(crate) truncated: bool,
@@ -220,11 +230,17 @@ impl Acc {
                     AccumOp::Max | AccumOp::Min => {
                         let better = match &self.best {
                             None => true,
-                            Some((b, _)) if op == AccumOp::Max => f > *b,
-                            Some((b, _)) => f < *b,
+                            Some((b, _)) => {
+                                let ord = compare(n, *b);
+                                if op == AccumOp::Max {
+                                    ord == std::cmp::Ordering::Greater
+                                } else {
+                                    ord == std::cmp::Ordering::Less
+                                }
+                            }
                         };
                         if better {
-                            self.best = Some((f, v.clone()));
+                            self.best = Some((n, v.clone()));
                         }
                     }
                     AccumOp::Concat | AccumOp::Comma | AccumOp::Count => {}
@@ -233,8 +249,8 @@ impl Acc {
         }
     }
 
-    /// The folded value; `None` when no member carried a value the operation reads (the
-    /// feature keeps what it had).
+    /// The folded value; `None` when no member carried a value the operation reads, or when a
+    /// sum, product or mean of finite values overflowed (the feature keeps what it had).
     pub(crate) fn finish(&self) -> Option<PropValue> {
         match self.op {
             AccumOp::Count => (self.carried > 0).then_some(PropValue::UInt(self.carried)),
@@ -242,11 +258,17 @@ impl Acc {
                 (self.carried > 0).then(|| PropValue::String(self.text.clone()))
             }
             _ if self.numeric == 0 => None,
-            AccumOp::Sum | AccumOp::Product => Some(match self.int {
-                Some(i) => int_value(i),
-                None => PropValue::Double(self.float),
-            }),
-            AccumOp::Mean => Some(PropValue::Double(self.float / self.numeric as f64)),
+            AccumOp::Sum | AccumOp::Product => match self.int {
+                Some(i) => Some(int_value(i)),
+                None => self
+                    .float
+                    .is_finite()
+                    .then_some(PropValue::Double(self.float)),
+            },
+            AccumOp::Mean => {
+                let m = self.float / self.numeric as f64;
+                m.is_finite().then_some(PropValue::Double(m))
+            }
             AccumOp::Max | AccumOp::Min => self.best.as_ref().map(|(_, v)| v.clone()),
         }
     }
@@ -289,6 +311,31 @@ mod tests {
         assert_eq!(
             fold(AccumOp::Sum, &[big.clone(), UInt(1)]),
             Some(UInt(u64::MAX / 2 + 1))
+        );
+        // Integers beyond 2^53 compare exactly; strings beyond i64 parse as u64.
+        assert_eq!(
+            fold(AccumOp::Max, &[UInt(u64::MAX), UInt(u64::MAX - 1)]),
+            Some(UInt(u64::MAX))
+        );
+        assert_eq!(
+            fold(
+                AccumOp::Min,
+                &[UInt(u64::MAX - 1), String(u64::MAX.to_string())]
+            ),
+            Some(UInt(u64::MAX - 1))
+        );
+        assert_eq!(
+            fold(AccumOp::Sum, &[String(u64::MAX.to_string()), UInt(1)]),
+            Some(Double(2f64.powi(64)))
+        );
+        // Finite values whose sum overflows f64: no value rather than infinity.
+        assert_eq!(
+            fold(AccumOp::Sum, &[Double(f64::MAX), Double(f64::MAX)]),
+            None
+        );
+        assert_eq!(
+            fold(AccumOp::Mean, &[Double(f64::MAX), Double(f64::MAX)]),
+            None
         );
         // An integer overflow falls back to the double total.
         assert_eq!(

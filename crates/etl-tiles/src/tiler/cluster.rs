@@ -18,8 +18,13 @@
 //!   fragments of a cell as they come out of the sort, so a tile holds one feature per cell, not
 //!   one per point, whatever the input size.
 //!
+//! The counts add up in every tile that no dropping strategy reduced: `--drop-*-as-needed` and
+//! `--coalesce-densest-as-needed` treat a cluster as one point and may drop it (counted in the
+//! run's `dropped`, not folded into a neighbour).
+//!
 //! Drop-rate thinning does not apply to points at clustered zooms (clustering replaces it, as
-//! tippecanoe's `-r1` advice does by hand). Multi-point features are not clustered.
+//! tippecanoe's `-r1` advice does by hand); below `-k N`'s zoom it applies again as usual.
+//! Multi-point features of more than one point are not clustered.
 
 use std::collections::BTreeMap;
 
@@ -198,7 +203,6 @@ pub(crate) struct FoldStats {
 
 /// A cell being folded.
 struct Open {
-    cell: [u64; 2],
     /// The first member: its sequence number and fragment payload.
     seq: u64,
     first: Vec<u8>,
@@ -215,6 +219,9 @@ pub(crate) struct Fold {
     /// key, so they come out of the sort together (by sequence) and a cell is complete when the
     /// order moves on.
     open: Vec<Open>,
+    /// Where each open cell is in `open`: at deep zooms many cells share an order key (it keeps
+    /// 24 bits of each axis), and a scan per member would be quadratic.
+    index: rustc_hash::FxHashMap<[u64; 2], usize>,
     order: u64,
     scratch: Vec<u8>,
     body: Vec<u8>,
@@ -226,6 +233,7 @@ impl Fold {
         Fold {
             setup,
             open: Vec::new(),
+            index: rustc_hash::FxHashMap::default(),
             order: 0,
             scratch: Vec::new(),
             body: Vec::new(),
@@ -257,11 +265,11 @@ impl Fold {
             },
             _ => return Err(Truncated),
         };
-        let at = match self.open.iter().position(|o| o.cell == cell) {
-            Some(i) => i,
+        let at = match self.index.get(&cell) {
+            Some(&i) => i,
             None => {
+                self.index.insert(cell, self.open.len());
                 self.open.push(Open {
-                    cell,
                     seq,
                     first: frag.to_vec(),
                     count: 0,
@@ -297,6 +305,7 @@ impl Fold {
 
     /// Writes the cells still open (at the end of a tile, or when the sort order moves on).
     pub(crate) fn end_tile(&mut self, batch: &mut TileBatch) -> Result<(), Truncated> {
+        self.index.clear();
         let mut open = std::mem::take(&mut self.open);
         for o in open.drain(..) {
             if o.count <= 1 {

@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod geom;
 pub mod mbtiles;
+pub mod mlt;
 pub mod mvt;
 pub mod tile;
 pub mod tiler;

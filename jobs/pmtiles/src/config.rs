@@ -193,6 +193,18 @@ pub struct PmtilesConfig {
     #[serde(default)]
     pub order_largest_first: bool,
 
+    /// The tiles' encoding: mvt (Mapbox Vector Tiles) or mlt (MapLibre Tiles, PMTiles tile type
+    /// 6, drawn by MapLibre GL JS 5.12 and later; each tile is made as MVT, within -M and -O,
+    /// then transcoded).
+    #[arg(
+        long = "tile-format",
+        env = "ETL_TILE_FORMAT",
+        default_value = "mvt",
+        value_parser = ["mvt", "mlt"]
+    )]
+    #[serde(default = "default_tile_format")]
+    pub tile_format: String,
+
     /// Cluster points closer than about this many pixels (of 256): each grid cell of that size
     /// shows one point with clustered, point_count, sqrt_point_count and
     /// point_count_abbreviated; 1 to 255.
@@ -203,6 +215,7 @@ pub struct PmtilesConfig {
         value_parser = clap::value_parser!(u8).range(1..=255)
     )]
     #[serde(default)]
+    #[schemars(range(min = 1, max = 255))]
     pub cluster_distance: Option<u8>,
 
     /// The deepest zoom --cluster-distance clusters (default: every zoom); `g`: the zoom below
@@ -336,6 +349,10 @@ pub fn parse_max_zoom(v: Option<&str>) -> Result<MaxZoom, JobError> {
                 ))
             }),
     }
+}
+
+fn default_tile_format() -> String {
+    "mvt".into()
 }
 
 /// The clustering the `--cluster-*` and `--accumulate-attribute` flags ask for; `None`

@@ -209,6 +209,15 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         extend_zooms: config.extend_zooms_if_still_dropping,
         tiny_polygon_reduction: !config.no_tiny_polygon_reduction,
         order: order_keys(&config),
+        tile_format: match config.tile_format.as_str() {
+            "mlt" => etl_tiles::tiler::TileFormat::Mlt,
+            "mvt" => etl_tiles::tiler::TileFormat::Mvt,
+            other => {
+                return Err(JobError::usage(format!(
+                    "--tile-format {other:?}: expected mvt or mlt"
+                )));
+            }
+        },
         attrs: AttrFilter {
             include: config.include.clone(),
             exclude: config.exclude.clone(),
@@ -330,6 +339,9 @@ fn tiler_err(e: TilerError) -> JobError {
         TilerError::Temp(_) | TilerError::Damaged(_) | TilerError::Archive(_) => {
             JobError::temporary(msg)
         }
+        // The MLT encoder refused a tile we made: a defect, not the input's fault (a retry
+        // would fail alike); the message names the tile.
+        TilerError::Mlt { .. } => JobError::new(ExitKind::Internal, msg),
     }
 }
 
@@ -474,7 +486,7 @@ impl Job for PmtilesJob {
             tiles_detail_reduced = report.tiles_detail_reduced,
             zooms_respaced = report.zooms_respaced,
             clusters = report.clusters,
-            clustered_points = report.clustered_points,
+            points_absorbed_by_clusters = report.clustered_points,
             clamped = report.clamped,
             filtered = report.filtered,
             no_geometry = counts.no_geometry,
@@ -487,7 +499,7 @@ impl Job for PmtilesJob {
         );
         if report.accumulate_truncated > 0 {
             tracing::warn!(
-                clusters = report.accumulate_truncated,
+                accumulated_texts_cut = report.accumulate_truncated,
                 max_bytes = etl_tiles::tiler::MAX_ACCUMULATED_TEXT,
                 "accumulated text (concat/comma) was cut at its cap"
             );

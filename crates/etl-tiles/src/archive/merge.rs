@@ -26,8 +26,16 @@ use crate::tile::{TILE_ID_END, tile_coord, tile_zoom};
 pub enum MergeError {
     #[error("nothing to merge: no parts given")]
     NoParts,
-    #[error("part {part}: tile type {tile_type:?}, but only MVT archives can be merged")]
+    #[error("part {part}: tile type {tile_type:?}, but only MVT and MLT archives can be merged")]
     NotMvt { part: usize, tile_type: TileType },
+    #[error(
+        "part {part}: tile type {found:?} differs from part 0's {expected:?}; all parts must agree"
+    )]
+    TypeMismatch {
+        part: usize,
+        found: TileType,
+        expected: TileType,
+    },
     #[error(
         "part {part}: tile compression {found:?} is not supported (merged archives hold gzip-compressed tiles)"
     )]
@@ -104,7 +112,7 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     if parts.is_empty() {
         return Err(MergeError::NoParts);
     }
-    check_tile_formats(parts.iter().map(Archive::header))?;
+    let tile_type = check_tile_formats(parts.iter().map(Archive::header))?;
 
     let walkers = parts;
     let metadata = {
@@ -115,6 +123,7 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     let mut out = HeaderCapture::new(out).map_err(|e| MergeError::Write(e.into()))?;
     let base = out.base;
     let mut writer = ArchiveWriter::new(&mut out).map_err(MergeError::Write)?;
+    writer.set_tile_format(tile_type, Compression::Gzip);
 
     let n = walkers.len();
     // The entry walks and the tile reads of a part share its reader (`&` borrows of it).
@@ -211,14 +220,29 @@ pub fn merge<R: Read + Seek, W: Write + Seek>(
     Ok((out.inner, report))
 }
 
-fn check_tile_formats<'a>(headers: impl Iterator<Item = &'a Header>) -> Result<(), MergeError> {
+/// The parts' common tile type (MVT or MLT), gzip-compressed in every part.
+fn check_tile_formats<'a>(
+    headers: impl Iterator<Item = &'a Header>,
+) -> Result<TileType, MergeError> {
     let mut expected = None;
+    let mut tile_type = None;
     for (part, h) in headers.enumerate() {
-        if h.tile_type != TileType::Mvt {
+        if !matches!(h.tile_type, TileType::Mvt | TileType::Mlt) {
             return Err(MergeError::NotMvt {
                 part,
                 tile_type: h.tile_type,
             });
+        }
+        match tile_type {
+            None => tile_type = Some(h.tile_type),
+            Some(t) if t != h.tile_type => {
+                return Err(MergeError::TypeMismatch {
+                    part,
+                    found: h.tile_type,
+                    expected: t,
+                });
+            }
+            Some(_) => {}
         }
         match expected {
             None => {
@@ -241,7 +265,7 @@ fn check_tile_formats<'a>(headers: impl Iterator<Item = &'a Header>) -> Result<(
             Some(_) => {}
         }
     }
-    Ok(())
+    tile_type.ok_or(MergeError::NoParts)
 }
 
 /// The next entry of a part, checked to come after the part's previous one and to stay within

@@ -295,7 +295,7 @@ fn check_bounds(h: &Header) -> Result<(), VerifyError> {
 fn check_metadata(h: &Header, m: &serde_json::Value) -> Result<(), VerifyError> {
     // Only vector tiles need `vector_layers` (clients build their layer list from it);
     // raster and other tile types are valid without it.
-    if h.tile_type == TileType::Mvt {
+    if matches!(h.tile_type, TileType::Mvt | TileType::Mlt) {
         match m.get("vector_layers") {
             Some(serde_json::Value::Array(_)) => {}
             Some(_) => {
@@ -305,7 +305,7 @@ fn check_metadata(h: &Header, m: &serde_json::Value) -> Result<(), VerifyError> 
             }
             None => {
                 return Err(VerifyError::Metadata(
-                    "MVT archive without `vector_layers`".into(),
+                    "vector tile archive without `vector_layers`".into(),
                 ));
             }
         }

@@ -75,6 +75,8 @@ pub(crate) struct AssembleCtx<'a> {
     pub batch_bytes: usize,
     /// The order features are written in within a layer.
     pub order: &'a [super::order::Resolved],
+    /// How finished tiles are stored.
+    pub output: super::output::Output,
 }
 
 /// One assembled tile.
@@ -84,6 +86,8 @@ pub(crate) struct Assembled {
     pub data: Option<Vec<u8>>,
     /// Whether `data` is gzipped already (else it is raw and within the limits).
     pub gz: bool,
+    /// Whether `data` is in the archive's stored form (see `output`).
+    pub stored: bool,
     /// Layers present (indices into the layer names).
     pub layers: Vec<u32>,
     /// Features dropped / coalesced to meet the limits.
@@ -173,6 +177,7 @@ pub(crate) fn assemble(
             tile,
             data: (kept > 0 && !layers.is_empty()).then_some(raw),
             gz: false,
+            stored: false,
             layers,
             dropped,
             coalesced,
@@ -250,6 +255,7 @@ pub(crate) fn assemble(
                     tile,
                     data: Some(low.bytes),
                     gz: true,
+                    stored: false,
                     layers: low.layers,
                     dropped: dropped + low.vanished,
                     coalesced,
@@ -281,6 +287,7 @@ pub(crate) fn assemble(
         tile,
         data: (kept > 0 && !layers.is_empty()).then_some(bytes),
         gz: true,
+        stored: false,
         layers,
         dropped,
         coalesced,
@@ -437,26 +444,6 @@ pub(crate) fn assemble_batch(
             Ok(a)
         })
         .collect()
-}
-
-/// Gzips, in parallel, the tiles whose data was left raw.
-pub(crate) fn gzip_deferred<'a>(
-    tiles: impl rayon::iter::IntoParallelIterator<Item = &'a mut Assembled>,
-) {
-    use rayon::prelude::*;
-    tiles.into_par_iter().for_each(|a| {
-        if !a.gz {
-            match a.data.as_deref().map(gzip) {
-                Some(Ok(z)) => {
-                    a.data = Some(z);
-                    a.gz = true;
-                }
-                // Left raw: `write_tile` compresses it again and reports the error there.
-                Some(Err(_)) => {}
-                None => a.gz = true,
-            }
-        }
-    });
 }
 
 #[cfg(test)]

@@ -75,7 +75,10 @@ pub(crate) fn archive_meta(
         "description": opts.description,
         "version": "2",
         "type": "overlay",
-        "format": "pbf",
+        "format": match opts.tile_format {
+            super::TileFormat::Mvt => "pbf",
+            super::TileFormat::Mlt => "mlt",
+        },
         "generator": opts.generator,
         "vector_layers": vector_layers,
     });

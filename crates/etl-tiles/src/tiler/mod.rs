@@ -31,6 +31,7 @@ mod detail;
 mod feature_filter;
 mod meta;
 mod order;
+mod output;
 mod pass;
 mod shard;
 mod sort;
@@ -51,6 +52,7 @@ pub use cluster::{CLUSTER_KEYS, ClusterMaxZoom, ClusterOptions};
 pub(crate) use cut::{aligned_blocks, bbox as world_bbox, join_runs};
 pub use feature_filter::{FeatureFilter, GeomType};
 pub use order::OrderKey;
+pub use output::TileFormat;
 
 use crate::archive::{ArchiveError, ArchiveWriter, DEDUP_CACHE_BYTES};
 use crate::geom::{WorldGeom, project};
@@ -101,6 +103,8 @@ pub struct TilerOptions {
     /// The order features are written in within each layer of a tile (primary key first);
     /// empty: spatial order.
     pub order: Vec<OrderKey>,
+    /// `--tile-format`: MVT, or MLT (each tile made as MVT, then transcoded).
+    pub tile_format: TileFormat,
     /// `-y/-x/-X`.
     pub attrs: AttrFilter,
     /// `-j`: which features each layer keeps, at which zooms.
@@ -148,6 +152,7 @@ impl Default for TilerOptions {
             extend_zooms: false,
             tiny_polygon_reduction: true,
             order: Vec::new(),
+            tile_format: TileFormat::Mvt,
             attrs: AttrFilter::default(),
             feature_filter: None,
             cluster: None,
@@ -186,6 +191,9 @@ pub enum TilerError {
     /// `cancel` said stop.
     #[error("cancelled")]
     Cancelled,
+    /// A tile could not be written as MLT.
+    #[error("tile {tile}: MLT: {reason}")]
+    Mlt { tile: TileCoord, reason: String },
 }
 
 /// What [`Tiler::add`] did with a feature.
@@ -286,6 +294,13 @@ impl Tiler {
     pub fn new(opts: TilerOptions, layers: Vec<String>) -> Result<Self, TilerError> {
         if layers.is_empty() {
             return Err(TilerError::Options("no layers".into()));
+        }
+        // A fragment's sort key holds its layer in 16 bits.
+        if layers.len() > 0xFFFF {
+            return Err(TilerError::Options(format!(
+                "{} layers: at most 65535",
+                layers.len()
+            )));
         }
         if let Some(z) = opts.max_zoom {
             if z > MAX_TILER_ZOOM {
@@ -542,6 +557,12 @@ impl Tiler {
         };
         let owned = partition.as_ref().map(|(i, _, part)| part.range(*i));
         let mut writer = ArchiveWriter::new(out)?;
+        if self.opts.tile_format == TileFormat::Mlt {
+            writer.set_tile_format(
+                crate::archive::TileType::Mlt,
+                crate::archive::Compression::Gzip,
+            );
+        }
         writer.set_dedup_cache_bytes(quarter(self.opts.memory).min(DEDUP_CACHE_BYTES));
         let mut run = Run {
             report: TileReport {
@@ -584,6 +605,10 @@ impl Tiler {
             cancel,
             order: order::resolve(&self.opts.order, &self.attrs.keys),
             cluster,
+            output: output::Output {
+                format: self.opts.tile_format,
+                keep_order: !self.opts.order.is_empty(),
+            },
         };
         let mut params = cut::CutParams {
             min_zoom,
@@ -638,7 +663,7 @@ impl Tiler {
 }
 
 /// Adds the keys clusters write to the key table and finds the accumulated attributes' keys
-/// (an attribute no feature carries has nothing to fold).
+/// (an attribute no feature carries is refused: a typo would otherwise do nothing).
 fn cluster_setup(
     attrs: &mut attrs::Attributes,
     c: &ClusterOptions,
@@ -650,11 +675,20 @@ fn cluster_setup(
             .ok_or_else(|| TilerError::Options("too many attribute keys".into()))?
             as usize;
     }
-    let specs = c
-        .accumulate
-        .iter()
-        .filter_map(|(name, op)| attrs.find(name).map(|k| (k as usize, *op)))
-        .collect();
+    let mut specs = Vec::with_capacity(c.accumulate.len());
+    for (name, op) in &c.accumulate {
+        let Some(k) = attrs.find(name) else {
+            let hint = if name.contains(',') {
+                " (give several as repeated flags or as one JSON object)"
+            } else {
+                " (or -x/-y/-X left it out)"
+            };
+            return Err(TilerError::Options(format!(
+                "--accumulate-attribute {name:?}: no feature has that attribute{hint}"
+            )));
+        };
+        specs.push((k as usize, *op));
+    }
     Ok(cluster::ClusterSetup {
         keys,
         specs,

@@ -38,6 +38,8 @@ pub(super) struct PassCtx<'a> {
     pub(super) order: Vec<super::order::Resolved>,
     /// With `--cluster-distance`: the keys clusters write and the attributes they fold.
     pub(super) cluster: Option<cluster::ClusterSetup>,
+    /// How finished tiles are stored.
+    pub(super) output: super::output::Output,
 }
 
 /// Staged bytes read per chunk, at most and at least; each chunk is cut in parallel. Between
@@ -159,6 +161,7 @@ impl PassCtx<'_> {
             limits: self.limits,
             batch_bytes,
             order: &self.order,
+            output: self.output,
         };
         // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
         // applies to the whole zoom; without one there is nothing to apply.
@@ -179,8 +182,11 @@ impl PassCtx<'_> {
                 stage.is_some(),
                 None,
             );
-            for (a, t) in done.into_iter().zip(&batch.tiles) {
-                let a = a?;
+            let mut done = done.into_iter().collect::<Result<Vec<_>, _>>()?;
+            if stage.is_none() {
+                super::output::finish_all(&mut done, self.output)?;
+            }
+            for (mut a, t) in done.into_iter().zip(&batch.tiles) {
                 match &mut stage {
                     Some(st) => st.push(
                         &a,
@@ -193,7 +199,7 @@ impl PassCtx<'_> {
                             cancel: self.cancel,
                         },
                     )?,
-                    None => zoom::write_tile(&a, writer, run)?,
+                    None => zoom::write_tile(&mut a, self.output, writer, run)?,
                 }
             }
         }

@@ -307,29 +307,24 @@ impl ZoomStage {
                 .map(Some)
                 .collect()
         };
-        assemble::gzip_deferred(
-            slots
-                .iter_mut()
-                .filter_map(|s| match s {
-                    Slot::Ready(a) => Some(a),
-                    Slot::Again(_) => None,
-                })
-                .collect::<Vec<_>>(),
-        );
+        let mut ready: Vec<Assembled> = Vec::with_capacity(slots.len());
         for slot in slots.drain(..) {
-            let a = match slot {
+            ready.push(match slot {
                 Slot::Ready(a) => a,
                 Slot::Again(i) => done
                     .get_mut(i)
                     .and_then(Option::take)
                     .ok_or(TilerError::Damaged(0))??,
-            };
+            });
+        }
+        super::output::finish_all(&mut ready, sink.ctx.output)?;
+        for mut a in ready {
             if a.data.is_some() {
                 for &k in &a.kept {
                     shown.insert(k);
                 }
             }
-            write_tile(&a, sink.writer, sink.run)?;
+            write_tile(&mut a, sink.ctx.output, sink.writer, sink.run)?;
         }
         batch.clear();
         Ok(())
@@ -400,6 +395,7 @@ fn read_pending(r: &mut impl Read) -> Result<Option<Assembled>, TilerError> {
         tile,
         data: (len > 0).then_some(data),
         gz: gz[0] != 0,
+        stored: false,
         layers,
         dropped,
         coalesced,
@@ -427,18 +423,17 @@ fn rewind(w: &mut BufWriter<File>) -> io::Result<BufReader<File>> {
 
 /// Records a finished tile and writes it when it has data.
 pub(crate) fn write_tile<W: Write + Seek>(
-    a: &Assembled,
+    a: &mut Assembled,
+    output: super::output::Output,
     writer: &mut ArchiveWriter<W>,
     run: &mut Run,
 ) -> Result<(), TilerError> {
+    // Tiles are brought to their stored form in parallel before they get here; this is the
+    // safety net.
+    super::output::finish(a, output)?;
     run.record(a);
-    match (&a.data, a.gz) {
-        (Some(data), true) => writer.add_tile_run(tile_id(a.tile), a.run, data)?,
-        // Deferred tiles are gzipped in parallel before they get here; this is the safety net.
-        (Some(data), false) => {
-            writer.add_tile_run(tile_id(a.tile), a.run, &assemble::gzip(data)?)?;
-        }
-        (None, _) => {}
+    if let Some(data) = &a.data {
+        writer.add_tile_run(tile_id(a.tile), a.run, data)?;
     }
     Ok(())
 }

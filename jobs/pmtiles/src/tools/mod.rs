@@ -282,6 +282,7 @@ fn merge_cmd(
             let named = match &e {
                 MergeError::Part { part, .. }
                 | MergeError::NotMvt { part, .. }
+                | MergeError::TypeMismatch { part, .. }
                 | MergeError::UnsupportedCompression { part, .. }
                 | MergeError::CompressionMismatch { part, .. }
                 | MergeError::Metadata { part, .. } => parts

@@ -7,9 +7,13 @@
 //! property columns get their own lightweight encodings (delta, RLE, FastPFOR, FSST,
 //! dictionaries), chosen per column for the smallest result.
 
+use std::collections::HashMap;
+
 use mlt_core::encoder::EncoderConfig;
 use mlt_core::mvt::{mvt_to_tile_layers, tile_layers_to_mvt};
 use mlt_core::{Decoder, Layer, Parser};
+
+use crate::mvt::{LayerBuilder, PropValue, decode_tile, encode_tile};
 
 /// The most memory the reference decoder may take for one tile.
 const MAX_DECODED_BYTES: u32 = 256 << 20;
@@ -23,12 +27,20 @@ pub enum MltError {
     /// The reference implementation panicked on the tile (caught; a bug to report upstream).
     #[error("the MLT encoder failed on this tile: {0}")]
     Panicked(String),
+    /// The MVT given is not a valid tile.
+    #[error("MVT: {0}")]
+    Mvt(#[from] crate::mvt::MvtError),
 }
 
 /// Transcodes one (uncompressed) MVT tile to MLT. With `keep_order`, each layer's features stay
 /// in the MVT's order (the tiler's `--order-*`); otherwise the encoder may sort them (by space or
 /// id) when that encodes smaller. An MVT without features gives an empty tile.
+///
+/// An MLT property column has one type, where an MVT key may hold any value in any feature; see
+/// [`uniform_columns`] for what a mixed key becomes.
 pub fn mvt_to_mlt(mvt: &[u8], keep_order: bool) -> Result<Vec<u8>, MltError> {
+    let uniform = uniform_columns(mvt)?;
+    let mvt = uniform.as_deref().unwrap_or(mvt);
     guard(|| {
         let mut cfg = EncoderConfig::default();
         if keep_order {
@@ -59,6 +71,130 @@ pub fn mlt_to_mvt(mlt: &[u8]) -> Result<Vec<u8>, MltError> {
         }
         Ok(tile_layers_to_mvt(layers)?)
     })
+}
+
+/// The type class of a value, for [`uniform_columns`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Integers that fit `i64` (an MLT column of `u64` and `i64` values widens to `i64`).
+    Int,
+    /// Integers above `i64::MAX`.
+    BigUint,
+    Float,
+    Bool,
+    Str,
+}
+
+fn kind(v: &PropValue) -> Kind {
+    match v {
+        PropValue::UInt(u) if i64::try_from(*u).is_err() => Kind::BigUint,
+        PropValue::UInt(_) | PropValue::SInt(_) | PropValue::Int(_) => Kind::Int,
+        PropValue::Float(_) | PropValue::Double(_) => Kind::Float,
+        PropValue::Bool(_) => Kind::Bool,
+        PropValue::String(_) => Kind::Str,
+    }
+}
+
+/// What one key of a layer becomes when its values are not all of one MLT type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Column {
+    /// As it is: one type (or only `u64` and `i64` values that fit `i64`).
+    Keep,
+    /// Numbers of several kinds (integers and floats, or integers beyond `i64` with negative
+    /// ones): all as doubles (exact up to 2^53).
+    Double,
+    /// Numbers, booleans and strings mixed: all as text (`90`, `88.25`, `true`).
+    Text,
+}
+
+/// The MVT rewritten so that every key of a layer holds values of one MLT type, or `None` when
+/// it does already. `mlt-core` would otherwise write each value of a mixed key as its Rust debug
+/// text (`UInt(90)`); here mixed numbers become doubles and numbers mixed with text or booleans
+/// become text, each feature keeping its value.
+pub fn uniform_columns(mvt: &[u8]) -> Result<Option<Vec<u8>>, MltError> {
+    let layers = decode_tile(mvt)?;
+    let mut plans: Vec<HashMap<String, Column>> = Vec::with_capacity(layers.len());
+    let mut any = false;
+    for l in &layers {
+        let mut kinds: HashMap<&str, (Kind, bool)> = HashMap::new();
+        for f in &l.features {
+            for (k, v) in &f.props {
+                let k2 = kind(v);
+                kinds
+                    .entry(k.as_str())
+                    .and_modify(|(first, mixed)| *mixed |= *first != k2)
+                    .or_insert((k2, false));
+            }
+        }
+        let mut plan = HashMap::new();
+        for (k, (_, mixed)) in kinds {
+            if !mixed {
+                continue;
+            }
+            let all_numbers = l.features.iter().all(|f| {
+                f.props
+                    .iter()
+                    .filter(|(key, _)| key == k)
+                    .all(|(_, v)| matches!(kind(v), Kind::Int | Kind::BigUint | Kind::Float))
+            });
+            plan.insert(
+                k.to_owned(),
+                if all_numbers {
+                    Column::Double
+                } else {
+                    Column::Text
+                },
+            );
+            any = true;
+        }
+        plans.push(plan);
+    }
+    if !any {
+        return Ok(None);
+    }
+    let mut builders = Vec::with_capacity(layers.len());
+    for (l, plan) in layers.iter().zip(&plans) {
+        let mut b = LayerBuilder::new(l.name.clone(), l.extent);
+        for f in &l.features {
+            let props: Vec<(&str, PropValue)> = f
+                .props
+                .iter()
+                .map(|(k, v)| {
+                    let v = match plan.get(k).copied().unwrap_or(Column::Keep) {
+                        Column::Keep => v.clone(),
+                        Column::Double => PropValue::Double(as_double(v)),
+                        Column::Text => PropValue::String(as_text(v)),
+                    };
+                    (k.as_str(), v)
+                })
+                .collect();
+            b.add_feature(f.id, &f.geom, &props);
+        }
+        builders.push(b);
+    }
+    Ok(Some(encode_tile(&builders)))
+}
+
+fn as_double(v: &PropValue) -> f64 {
+    match v {
+        PropValue::UInt(u) => *u as f64,
+        PropValue::SInt(i) | PropValue::Int(i) => *i as f64,
+        PropValue::Float(f) => f64::from(*f),
+        PropValue::Double(d) => *d,
+        PropValue::Bool(b) => f64::from(u8::from(*b)),
+        PropValue::String(_) => f64::NAN,
+    }
+}
+
+fn as_text(v: &PropValue) -> String {
+    match v {
+        PropValue::String(s) => s.clone(),
+        PropValue::UInt(u) => u.to_string(),
+        PropValue::SInt(i) | PropValue::Int(i) => i.to_string(),
+        PropValue::Float(f) => f.to_string(),
+        PropValue::Double(d) => d.to_string(),
+        PropValue::Bool(b) => b.to_string(),
+    }
 }
 
 /// Runs `f`, turning a panic inside the reference implementation into an error.
@@ -156,6 +292,39 @@ mod tests {
             assert_eq!(features(&back), features(&mvt), "keep_order {keep_order}");
         }
         assert!(mvt_to_mlt(&encode_tile(&[]), false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn mixed_keys_keep_their_values() {
+        let mut l = LayerBuilder::new("t", 4096);
+        let vals = [
+            (PropValue::UInt(90), PropValue::UInt(1), PropValue::String("a".into())),
+            (PropValue::Double(88.25), PropValue::SInt(-2), PropValue::Bool(true)),
+            (PropValue::UInt(u64::MAX), PropValue::UInt(3), PropValue::UInt(7)),
+        ];
+        for (i, (a, b, c)) in vals.iter().enumerate() {
+            l.add_feature(
+                Some(i as u64),
+                &TileGeom::Points(vec![[i as i32, 1]]),
+                &[("num", a.clone()), ("int", b.clone()), ("mix", c.clone())],
+            );
+        }
+        let mvt = encode_tile(&[l]);
+        let back = decode_tile(&mlt_to_mvt(&mvt_to_mlt(&mvt, true).unwrap()).unwrap()).unwrap();
+        let f = &back[0].features;
+        let get = |i: usize, k: &str| f[i].props.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        // Numbers of several kinds: doubles; integers that fit i64 stay integers.
+        assert_eq!(as_double(&get(0, "num")), 90.0);
+        assert_eq!(as_double(&get(1, "num")), 88.25);
+        assert_eq!(as_double(&get(2, "num")), u64::MAX as f64);
+        assert_eq!(as_double(&get(1, "int")), -2.0);
+        assert!(matches!(get(1, "int"), PropValue::SInt(-2) | PropValue::Int(-2)));
+        // Numbers, text and booleans: text, never a debug spelling.
+        assert_eq!(get(0, "mix"), PropValue::String("a".into()));
+        assert_eq!(get(1, "mix"), PropValue::String("true".into()));
+        assert_eq!(get(2, "mix"), PropValue::String("7".into()));
+        // One type per key already: passed through untouched.
+        assert!(uniform_columns(&sample()).unwrap().is_none());
     }
 
     #[test]

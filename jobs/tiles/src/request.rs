@@ -17,9 +17,11 @@ pub enum BadRequest {
     Zoom(u32),
     #[error("tile {z}/{x}/{y} does not exist: x and y must be below 2^{z}")]
     OutOfWorld { z: u8, x: u32, y: u32 },
-    #[error("unknown tile extension {0:?} (expected mvt, pbf, png, jpg, jpeg or webp)")]
+    #[error("unknown tile extension {0:?} (expected mvt, pbf, mlt, png, jpg, jpeg or webp)")]
     Extension(String),
-    #[error("missing tile extension in {0:?} (expected y.mvt, y.pbf, y.png, y.jpg or y.webp)")]
+    #[error(
+        "missing tile extension in {0:?} (expected y.mvt, y.pbf, y.mlt, y.png, y.jpg or y.webp)"
+    )]
     NoExtension(String),
     #[error("extension .{ext} does not match the archive's {tile_type} tiles")]
     WrongType {
@@ -52,6 +54,7 @@ pub fn archive_name(raw: &str) -> Result<&str, BadRequest> {
 pub enum TileExt {
     Mvt,
     Pbf,
+    Mlt,
     Png,
     Jpg,
     Webp,
@@ -62,6 +65,7 @@ impl TileExt {
         match ext {
             "mvt" => Ok(TileExt::Mvt),
             "pbf" => Ok(TileExt::Pbf),
+            "mlt" => Ok(TileExt::Mlt),
             "png" => Ok(TileExt::Png),
             "jpg" | "jpeg" => Ok(TileExt::Jpg),
             "webp" => Ok(TileExt::Webp),
@@ -73,30 +77,89 @@ impl TileExt {
         match self {
             TileExt::Mvt => "mvt",
             TileExt::Pbf => "pbf",
+            TileExt::Mlt => "mlt",
             TileExt::Png => "png",
             TileExt::Jpg => "jpg",
             TileExt::Webp => "webp",
         }
     }
 
-    /// Whether tiles of `tile_type` may be served under this extension.
-    pub fn check(self, tile_type: TileType) -> Result<(), BadRequest> {
-        let ok = matches!(
-            (self, tile_type),
+    /// What to answer a request under this extension from an archive of `tile_type` tiles:
+    /// the stored tile, or the vector tile in the other encoding. `.mlt` on an MVT archive asks
+    /// for MLT; `.pbf`/`.mvt` on one asks for MLT too when `prefers_mlt` (the client's `Accept`
+    /// says so); `.pbf`/`.mvt` on an MLT archive asks for MVT.
+    pub fn serve(self, tile_type: TileType, prefers_mlt: bool) -> Result<Serve, BadRequest> {
+        match (self, tile_type) {
+            (TileExt::Mvt | TileExt::Pbf, TileType::Mvt) if prefers_mlt => Ok(Serve::AsMlt),
             (TileExt::Mvt | TileExt::Pbf, TileType::Mvt)
-                | (TileExt::Png, TileType::Png)
-                | (TileExt::Jpg, TileType::Jpeg)
-                | (TileExt::Webp, TileType::Webp)
-        );
-        if ok {
-            Ok(())
-        } else {
-            Err(BadRequest::WrongType {
+            | (TileExt::Mlt, TileType::Mlt)
+            | (TileExt::Png, TileType::Png)
+            | (TileExt::Jpg, TileType::Jpeg)
+            | (TileExt::Webp, TileType::Webp) => Ok(Serve::Stored),
+            (TileExt::Mlt, TileType::Mvt) => Ok(Serve::AsMlt),
+            (TileExt::Mvt | TileExt::Pbf, TileType::Mlt) => Ok(Serve::AsMvt),
+            _ => Err(BadRequest::WrongType {
                 ext: self.as_str(),
                 tile_type: tile_type_name(tile_type),
-            })
+            }),
         }
     }
+
+    /// Whether the client's `Accept` can change the answer under this extension.
+    pub fn negotiable(self) -> bool {
+        matches!(self, TileExt::Mvt | TileExt::Pbf)
+    }
+}
+
+/// How a tile request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The tile as the archive stores it.
+    Stored,
+    /// An MVT archive's tile transcoded to MLT.
+    AsMlt,
+    /// An MLT archive's tile transcoded to MVT.
+    AsMvt,
+}
+
+/// The media type MLT tiles are served as (martin's, go-pmtiles' and MapLibre Native's).
+pub const MLT_MEDIA_TYPE: &str = "application/vnd.maplibre-vector-tile";
+
+/// Whether an `Accept` header asks for MLT over MVT: an MLT media type
+/// (`application/vnd.maplibre-vector-tile`, or the shorter `application/vnd.maplibre-tile`)
+/// with a quality above every MVT one (`application/vnd.mapbox-vector-tile`,
+/// `application/x-protobuf`) and above `*/*`.
+pub fn prefers_mlt(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let (mut mlt, mut other) = (0.0f32, 0.0f32);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        // No q: 1. A q that is not a number from 0 to 1: the item is ignored (q 0).
+        let q = match parts.find_map(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="))
+        }) {
+            None => 1.0,
+            Some(q) => q
+                .trim()
+                .parse::<f32>()
+                .ok()
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(0.0),
+        };
+        match name.as_str() {
+            "application/vnd.maplibre-vector-tile" | "application/vnd.maplibre-tile" => {
+                mlt = mlt.max(q);
+            }
+            "application/vnd.mapbox-vector-tile" | "application/x-protobuf" | "*/*"
+            | "application/*" => other = other.max(q),
+            _ => {}
+        }
+    }
+    mlt > 0.0 && mlt > other
 }
 
 /// The name of a tile type as TileJSON's `format` and the listing page use it.
@@ -120,7 +183,8 @@ pub fn content_type(t: TileType) -> &'static str {
         TileType::Jpeg => "image/jpeg",
         TileType::Webp => "image/webp",
         TileType::Avif => "image/avif",
-        TileType::Mlt | TileType::Unknown | TileType::Other(_) => "application/octet-stream",
+        TileType::Mlt => MLT_MEDIA_TYPE,
+        TileType::Unknown | TileType::Other(_) => "application/octet-stream",
     }
 }
 
@@ -225,12 +289,42 @@ mod tests {
 
     #[test]
     fn extension_matches_type() {
-        assert!(TileExt::Pbf.check(TileType::Mvt).is_ok());
-        assert!(TileExt::Mvt.check(TileType::Mvt).is_ok());
-        assert!(TileExt::Png.check(TileType::Mvt).is_err());
-        assert!(TileExt::Jpg.check(TileType::Jpeg).is_ok());
-        assert!(TileExt::Pbf.check(TileType::Png).is_err());
-        assert!(TileExt::Webp.check(TileType::Webp).is_ok());
+        assert_eq!(TileExt::Pbf.serve(TileType::Mvt, false), Ok(Serve::Stored));
+        assert_eq!(TileExt::Mvt.serve(TileType::Mvt, false), Ok(Serve::Stored));
+        assert!(TileExt::Png.serve(TileType::Mvt, false).is_err());
+        assert_eq!(TileExt::Jpg.serve(TileType::Jpeg, true), Ok(Serve::Stored));
+        assert!(TileExt::Pbf.serve(TileType::Png, false).is_err());
+        assert!(TileExt::Mlt.serve(TileType::Png, false).is_err());
+        assert_eq!(TileExt::Webp.serve(TileType::Webp, false), Ok(Serve::Stored));
+        // The two vector encodings, either way.
+        assert_eq!(TileExt::Mlt.serve(TileType::Mlt, false), Ok(Serve::Stored));
+        assert_eq!(TileExt::Mlt.serve(TileType::Mvt, false), Ok(Serve::AsMlt));
+        assert_eq!(TileExt::Pbf.serve(TileType::Mvt, true), Ok(Serve::AsMlt));
+        assert_eq!(TileExt::Pbf.serve(TileType::Mlt, false), Ok(Serve::AsMvt));
+        assert!(TileExt::Pbf.negotiable() && !TileExt::Mlt.negotiable());
+    }
+
+    #[test]
+    fn accept_for_mlt() {
+        for yes in [
+            "application/vnd.maplibre-vector-tile",
+            "application/vnd.maplibre-tile, application/x-protobuf;q=0.5",
+            "APPLICATION/VND.MAPLIBRE-TILE;q=0.9, */*;q=0.1",
+        ] {
+            assert!(prefers_mlt(Some(yes)), "{yes}");
+        }
+        for no in [
+            "",
+            "*/*",
+            "application/x-protobuf",
+            "application/vnd.maplibre-tile;q=0",
+            "application/vnd.maplibre-tile;q=0.5, application/vnd.mapbox-vector-tile",
+            "application/vnd.maplibre-tile;q=0.5, */*",
+            "application/vnd.maplibre-tile;q=nan",
+        ] {
+            assert!(!prefers_mlt(Some(no)), "{no}");
+        }
+        assert!(!prefers_mlt(None));
     }
 
     proptest::proptest! {

@@ -72,3 +72,48 @@ fn preview_draws_the_archive_in_headless_chromium() {
     assert_eq!(r["metadataShown"], true, "{r}");
     let _ = std::fs::remove_file(&shot);
 }
+
+/// What the preview drew of `/view/{path}` over `root`: ready, no errors, sites and tracks on
+/// the canvas.
+fn assert_draws(base: &str, path: &str) -> Value {
+    let r = check(&format!("{base}/view/{path}"), None);
+    assert_eq!(r["state"], "ready", "{path}: {r}");
+    assert_eq!(r["consoleErrors"], serde_json::json!([]), "{path}: {r}");
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{path}: {r}");
+    assert_eq!(r["failedRequests"], serde_json::json!([]), "{path}: {r}");
+    assert!(r["drawnPixels"].as_u64().unwrap() > 500, "{path}: {r}");
+    let layers: Vec<&str> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for source_layer in ["sites", "tracks"] {
+        assert!(
+            layers.iter().any(|l| l.contains(source_layer)),
+            "{path}: {source_layer} drawn: {layers:?}"
+        );
+    }
+    r
+}
+
+#[test]
+fn the_preview_draws_mlt_tiles() {
+    // An MLT archive as it is, and the MVT archive through the server's transcoding: MapLibre GL
+    // JS decodes the MLT and draws the same layers as from the MVT.
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiles/fixtures.pmtiles");
+    std::fs::copy(&src, dir.path().join("fixtures.pmtiles")).unwrap();
+    support::mlt_copy(&src, &dir.path().join("fixtures_mlt.pmtiles"));
+    let (_server, base) = spawn_server(dir.path(), &["--no-auth"], false);
+    let mvt = assert_draws(&base, "fixtures");
+    let mlt = assert_draws(&base, "fixtures_mlt");
+    let transcoded = assert_draws(&base, "fixtures?encoding=mlt");
+    for r in [&mlt, &transcoded] {
+        assert_eq!(r["layers"], mvt["layers"], "the same layers drawn: {r}");
+        assert_eq!(
+            r["renderedFeatures"], mvt["renderedFeatures"],
+            "the same features drawn: {r}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 
 mod pages;
 mod tiles;
+mod transcode;
 
 use std::sync::Arc;
 
@@ -54,8 +55,10 @@ pub struct Settings {
 pub struct AppState {
     pub archives: Archives,
     pub settings: Settings,
-    /// One permit per decompression in flight (see [`Settings::inflate_limit`]).
+    /// One permit per decompression or transcoding in flight (see [`Settings::inflate_limit`]).
     pub inflate: Semaphore,
+    /// Tiles served in the other vector encoding (MVT as MLT and back), cached.
+    pub transcoded: transcode::Transcoded,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
         AppState {
             archives,
             inflate: Semaphore::new(settings.inflate_limit),
+            transcoded: transcode::Transcoded::new(transcode::TRANSCODE_CACHE_BYTES),
             settings,
         }
     }
@@ -114,6 +118,7 @@ fn cors_layer(cors: &Cors) -> Option<CorsLayer> {
                 header::IF_NONE_MATCH,
                 header::IF_MATCH,
                 header::ACCEPT_ENCODING,
+                header::ACCEPT,
             ])
             .expose_headers([
                 header::ETAG,

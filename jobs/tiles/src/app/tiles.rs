@@ -15,12 +15,12 @@ use etl_tiles::archive::{Compression, TileType};
 use etl_tiles::tile::{TileCoord, tile_id};
 
 use super::{
-    Answer, Failure, PATH_SEGMENT, Shared, archive, authorize, base_url, cacheable, if_none_match,
+    Answer, Failure, transcode, PATH_SEGMENT, Shared, archive, authorize, base_url, cacheable, if_none_match,
     not_modified, query_token, strong_etag,
 };
 use crate::archives::ServeError;
 use crate::negotiate;
-use crate::request::{self, TileRequest};
+use crate::request::{self, Serve, TileRequest};
 use crate::source::SourceError;
 
 /// Decompressed tiles larger than this are refused (for clients that cannot take gzip): 406,
@@ -37,7 +37,11 @@ pub(super) async fn tilejson(
     authorize(&state, &headers, query.as_deref(), name)?;
     let a = archive(&state, name).await?;
     let base = base_url(&state);
+    // `?encoding=mlt` on an MVT archive: tile URLs that the server answers in MLT.
+    let as_mlt = a.header().tile_type == TileType::Mlt
+        || (a.header().tile_type == TileType::Mvt && query_encoding(query.as_deref()) == Some("mlt"));
     let ext = match a.header().tile_type {
+        _ if as_mlt => "mlt",
         TileType::Mvt => "pbf",
         t => request::tile_type_name(t),
     };
@@ -68,7 +72,19 @@ pub(super) async fn tilejson(
         }
     }
     tj.insert("scheme".into(), "xyz".into());
-    tj.insert("format".into(), request::tile_type_name(h.tile_type).into());
+    tj.insert(
+        "format".into(),
+        if as_mlt {
+            "mlt"
+        } else {
+            request::tile_type_name(h.tile_type)
+        }
+        .into(),
+    );
+    if as_mlt {
+        // MapLibre GL JS (5.12 and later) reads a vector source's tiles as MLT with this.
+        tj.insert("encoding".into(), "mlt".into());
+    }
     tj.insert("minzoom".into(), h.min_zoom.into());
     tj.insert("maxzoom".into(), h.max_zoom.into());
     tj.insert("bounds".into(), serde_json::json!(h.bounds));
@@ -76,7 +92,7 @@ pub(super) async fn tilejson(
         "center".into(),
         serde_json::json!([h.center_lon, h.center_lat, h.center_zoom]),
     );
-    if h.tile_type == TileType::Mvt {
+    if matches!(h.tile_type, TileType::Mvt | TileType::Mlt) {
         let layers = a
             .metadata()
             .get("vector_layers")
@@ -111,9 +127,10 @@ pub(super) async fn tile(
     // A replaced S3 archive (or the versioned object of a swapped manifest, collected since)
     // shows up as `Changed` on the first read: resolve the name again once and answer from that.
     let mut retried = false;
-    let (a, data) = loop {
+    let prefers_mlt = request::prefers_mlt(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let (a, data, serve) = loop {
         let a = archive(&state, name).await?;
-        t.ext.check(a.header().tile_type)?;
+        let serve = t.ext.serve(a.header().tile_type, prefers_mlt)?;
         if t.z < a.header().min_zoom || t.z > a.header().max_zoom {
             return Err(Failure::new(
                 StatusCode::NOT_FOUND,
@@ -126,7 +143,7 @@ pub(super) async fn tile(
             ));
         }
         match state.archives.tile(&a, id).await {
-            Ok(data) => break (a, data),
+            Ok(data) => break (a, data, serve),
             Err(ServeError::Source(SourceError::Changed(_))) if !retried => {
                 retried = true;
                 state.archives.forget(name);
@@ -135,36 +152,55 @@ pub(super) async fn tile(
         }
     };
     let cache_control = state.settings.cache_control.clone();
+    // `Accept` decides between MVT and MLT for `.pbf`/`.mvt` tiles of an MVT archive.
+    let vary = if t.ext.negotiable() && a.header().tile_type == TileType::Mvt {
+        "Accept-Encoding, Accept"
+    } else {
+        "Accept-Encoding"
+    };
     let Some(data) = data else {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         r.headers_mut().insert(header::CACHE_CONTROL, cache_control);
-        return Ok(r);
+        return Ok(with_vary(r, vary));
     };
     let accept = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let coding = match a.header().tile_compression {
-        Compression::Gzip => Some("gzip"),
-        Compression::Brotli => Some("br"),
-        Compression::Zstd => Some("zstd"),
-        _ => None,
+    let (data, tile_type, variant, coding) = match serve {
+        Serve::Stored => {
+            let coding = match a.header().tile_compression {
+                Compression::Gzip => Some("gzip"),
+                Compression::Brotli => Some("br"),
+                Compression::Zstd => Some("zstd"),
+                _ => None,
+            };
+            (data, a.header().tile_type, "", coding)
+        }
+        Serve::AsMlt | Serve::AsMvt => {
+            let (tile_type, variant) = match serve {
+                Serve::AsMlt => (TileType::Mlt, "-mlt"),
+                _ => (TileType::Mvt, "-mvt"),
+            };
+            let data = transcode::transcode(&state, name, &a, id, data, serve).await?;
+            (data, tile_type, variant, Some("gzip"))
+        }
     };
     let (body, encoding, etag) = match coding {
         None => {
-            let etag = strong_etag(&data, "");
+            let etag = strong_etag(&data, variant);
             (data, None, etag)
         }
         Some(c) if negotiate::accepts(accept, c) => {
-            let etag = strong_etag(&data, "");
+            let etag = strong_etag(&data, variant);
             (data, Some(c), etag)
         }
         Some("gzip") => {
             // The client cannot take gzip: the ETag names the decoded representation, which is
             // a different one, so it must not match the gzip ETag.
-            let etag = strong_etag(&data, "-identity");
+            let etag = strong_etag(&data, &format!("{variant}-identity"));
             if if_none_match(&headers, &etag) {
-                return Ok(with_vary(not_modified(etag, cache_control)));
+                return Ok(with_vary(not_modified(etag, cache_control), vary));
             }
             let plain = inflate_bounded(&state, name, data).await?;
             (plain, None, etag)
@@ -177,31 +213,38 @@ pub(super) async fn tile(
         }
     };
     if if_none_match(&headers, &etag) {
-        return Ok(with_vary(not_modified(etag, cache_control)));
+        return Ok(with_vary(not_modified(etag, cache_control), vary));
     }
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(request::content_type(a.header().tile_type)),
+        HeaderValue::from_static(request::content_type(tile_type)),
     );
     if let Some(c) = encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c));
     }
     h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, cache_control);
-    Ok(with_vary(r))
+    Ok(with_vary(r, vary))
 }
 
-fn with_vary(mut r: Response) -> Response {
+fn with_vary(mut r: Response, vary: &'static str) -> Response {
     r.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        .insert(header::VARY, HeaderValue::from_static(vary));
     r
+}
+
+/// The `encoding` query parameter (`?encoding=mlt`), if any.
+fn query_encoding(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("encoding="))
 }
 
 /// Why a gzip tile could not be decoded.
 #[derive(Debug)]
-enum Inflate {
+pub(super) enum Inflate {
     /// It decodes to more than the cap.
     TooLarge,
     /// It is not gzip.
@@ -210,7 +253,7 @@ enum Inflate {
 
 /// Decodes a gzip tile, never holding more than `limit + 1` decoded bytes (the buffer grows by
 /// doubling, clamped to that).
-fn inflate(data: &[u8], limit: u64) -> Result<Vec<u8>, Inflate> {
+pub(super) fn inflate(data: &[u8], limit: u64) -> Result<Vec<u8>, Inflate> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX - 1);
     let mut decoder = flate2::read::GzDecoder::new(data);
     let mut out: Vec<u8> = Vec::with_capacity(data.len().saturating_mul(4).min(limit + 1));

@@ -432,3 +432,64 @@ pub async fn listed(app: &Router, headers: &[(&str, &str)]) -> Vec<String> {
         .map(|a| a["name"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Copies the MVT archive at `src` to `dst` with every tile transcoded to MLT (tile type 6,
+/// gzip), as `etl-pmtiles --tile-format mlt` writes them.
+pub fn mlt_copy(src: &Path, dst: &Path) {
+    use etl_tiles::archive::Archive;
+    let bytes = std::fs::read(src).unwrap();
+    let mut a = Archive::open(std::io::Cursor::new(&bytes)).unwrap();
+    assert_eq!(a.header().tile_type, TileType::Mvt);
+    let entries: Vec<_> = a.entries().map(Result::unwrap).collect();
+    let mut w = ArchiveWriter::new(std::fs::File::create(dst).unwrap()).unwrap();
+    w.set_tile_format(TileType::Mlt, Compression::Gzip);
+    for e in entries {
+        let mvt = gunzip(&a.read_tile(&e).unwrap());
+        let mlt = etl_tiles::mlt::mvt_to_mlt(&mvt, false).unwrap();
+        w.add_tile_run(e.tile_id, u64::from(e.run_length), &gzip(&mlt))
+            .unwrap();
+    }
+    let h = a.header().clone();
+    w.finish(&ArchiveMeta {
+        min_zoom: h.min_zoom,
+        max_zoom: h.max_zoom,
+        bounds: h.bounds,
+        center: (h.center_lon, h.center_lat, h.center_zoom),
+        metadata: a.metadata().clone(),
+    })
+    .unwrap();
+}
+
+/// The features of an MVT tile, one line each (layer, id, geometry, sorted properties), sorted:
+/// equal for two tiles that hold the same features in any order.
+pub fn mvt_features(mvt: &[u8]) -> Vec<String> {
+    use etl_tiles::mvt::{PropValue, decode_tile};
+    let mut out: Vec<String> = decode_tile(mvt)
+        .unwrap()
+        .into_iter()
+        .flat_map(|l| {
+            let name = l.name.clone();
+            l.features.into_iter().map(move |f| {
+                let mut props: Vec<String> = f
+                    .props
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            PropValue::String(s) => s.clone(),
+                            PropValue::Double(d) => d.to_string(),
+                            PropValue::Float(x) => x.to_string(),
+                            PropValue::UInt(u) => u.to_string(),
+                            PropValue::SInt(i) | PropValue::Int(i) => i.to_string(),
+                            PropValue::Bool(b) => b.to_string(),
+                        };
+                        format!("{k}={v}")
+                    })
+                    .collect();
+                props.sort();
+                format!("{name} {:?} {:?} {props:?}", f.id, f.geom)
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -208,6 +208,10 @@ function readConfig() {
   for (const key of ['name', 'tilejson', 'archive']) {
     if (typeof config[key] !== 'string') throw new Error(`the page config has no "${key}"`);
   }
+  // `/view/NAME?encoding=mlt`: draw an MVT archive from the tiles the server transcodes to MLT.
+  if (new URLSearchParams(window.location.search).get('encoding') === 'mlt') {
+    config.tilejson += `${config.tilejson.includes('?') ? '&' : '?'}encoding=mlt`;
+  }
   return config;
 }
 
@@ -239,7 +243,7 @@ function withToken(url, token) {
 function isRaster(tilejson) {
   const format = String(tilejson.format || '').toLowerCase();
   if (['png', 'jpg', 'jpeg', 'webp', 'avif'].includes(format)) return true;
-  if (format === 'pbf' || format === 'mvt') return false;
+  if (format === 'pbf' || format === 'mvt' || format === 'mlt') return false;
   return !Array.isArray(tilejson.vector_layers);
 }
 
@@ -297,6 +301,8 @@ function buildStyle(tilejson, tiles, rasterTileSize) {
   if (validBounds(tilejson.bounds)) source.bounds = tilejson.bounds;
   if (tilejson.attribution) source.attribution = safeAttributionHtml(tilejson.attribution);
   if (tilejson.scheme === 'tms') source.scheme = 'tms';
+  // MapLibre Tiles (MapLibre GL JS 5.12 and later decode them).
+  if (tilejson.encoding === 'mlt' && source.type === 'vector') source.encoding = 'mlt';
   if (source.type === 'raster') source.tileSize = rasterTileSize;
 
   const layers = [{ id: 'background', type: 'background', paint: { 'background-color': BACKGROUND } }];

@@ -16,7 +16,31 @@ use mlt_core::{Decoder, Layer, Parser};
 use crate::mvt::{LayerBuilder, PropValue, decode_tile, encode_tile};
 
 /// The most memory the reference decoder may take for one tile.
-const MAX_DECODED_BYTES: u32 = 256 << 20;
+const MAX_DECODED_BYTES: u32 = 64 << 20;
+
+/// How much of a tile the MVT → MLT transcoding may take on. `mlt-core` builds one row per
+/// feature with a slot for every key of the layer (about 48 bytes each), and copies each tag's
+/// text; a small hostile tile can ask for gigabytes of either.
+#[derive(Debug, Clone, Copy)]
+pub struct MltLimits {
+    /// Features × distinct keys, per layer.
+    pub max_slots: u64,
+    /// Key and string-value bytes over all tags of a layer.
+    pub max_tag_text: u64,
+}
+
+impl MltLimits {
+    /// For tiles from elsewhere (the tile server): about 200 MiB of rows and 64 MiB of text.
+    pub const SERVE: MltLimits = MltLimits {
+        max_slots: 4 << 20,
+        max_tag_text: 64 << 20,
+    };
+    /// For the tiler's own tiles (at most `-O` features each): four times as much.
+    pub const TILER: MltLimits = MltLimits {
+        max_slots: 16 << 20,
+        max_tag_text: 256 << 20,
+    };
+}
 
 /// Why a tile could not be transcoded.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +54,18 @@ pub enum MltError {
     /// The MVT given is not a valid tile.
     #[error("MVT: {0}")]
     Mvt(#[from] crate::mvt::MvtError),
+    /// A layer is too large to transcode within [`MltLimits`].
+    #[error(
+        "layer {layer} has {features} features × {keys} keys and {text} bytes of tag text, over the MLT transcoding limit ({max_slots} feature-keys, {max_text} bytes)"
+    )]
+    TooWide {
+        layer: usize,
+        features: u64,
+        keys: u64,
+        text: u64,
+        max_slots: u64,
+        max_text: u64,
+    },
 }
 
 /// Transcodes one (uncompressed) MVT tile to MLT. With `keep_order`, each layer's features stay
@@ -38,11 +74,27 @@ pub enum MltError {
 ///
 /// An MLT property column has one type, where an MVT key may hold any value in any feature; see
 /// [`uniform_columns`] for what a mixed key becomes.
-pub fn mvt_to_mlt(mvt: &[u8], keep_order: bool) -> Result<Vec<u8>, MltError> {
+pub fn mvt_to_mlt(mvt: &[u8], keep_order: bool, limits: MltLimits) -> Result<Vec<u8>, MltError> {
+    for (layer, s) in crate::mvt::tile_stats(mvt)?.into_iter().enumerate() {
+        if s.features.saturating_mul(s.keys) > limits.max_slots
+            || s.tag_text_bytes > limits.max_tag_text
+        {
+            return Err(MltError::TooWide {
+                layer,
+                features: s.features,
+                keys: s.keys,
+                text: s.tag_text_bytes,
+                max_slots: limits.max_slots,
+                max_text: limits.max_tag_text,
+            });
+        }
+    }
     let uniform = uniform_columns(mvt)?;
     let mvt = uniform.as_deref().unwrap_or(mvt);
     guard(|| {
-        let mut cfg = EncoderConfig::default();
+        // No FastPFOR: MapLibre GL JS decodes it only from 5.15, MapLibre Native only when built
+        // with it; the other integer encodings cost a few percent.
+        let mut cfg = EncoderConfig::default().with_fastpfor(false);
         if keep_order {
             cfg = cfg
                 .with_spatial_morton_sort(false)
@@ -73,32 +125,45 @@ pub fn mlt_to_mvt(mlt: &[u8]) -> Result<Vec<u8>, MltError> {
     })
 }
 
-/// The type class of a value, for [`uniform_columns`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Integers that fit `i64` (an MLT column of `u64` and `i64` values widens to `i64`).
-    Int,
-    /// Integers above `i64::MAX`.
-    BigUint,
-    Float,
-    Bool,
-    Str,
+/// The type class of a value, as a bit, for [`uniform_columns`]. `mlt-core` makes a column of
+/// unsigned integers `u64`, of unsigned and signed ones `i64` (an unsigned one above
+/// `i64::MAX` then does not fit), of `f32` and `f64` values `f64`; any other mix is text.
+const UINT: u8 = 1;
+const BIG_UINT: u8 = 2;
+const SIGNED: u8 = 4;
+const FLOAT: u8 = 8;
+const BOOL: u8 = 16;
+const STR: u8 = 32;
+const NUMBERS: u8 = UINT | BIG_UINT | SIGNED | FLOAT;
+
+fn kind(v: &PropValue) -> u8 {
+    match v {
+        PropValue::UInt(u) if i64::try_from(*u).is_err() => BIG_UINT,
+        PropValue::UInt(_) => UINT,
+        PropValue::SInt(_) | PropValue::Int(_) => SIGNED,
+        PropValue::Float(_) | PropValue::Double(_) => FLOAT,
+        PropValue::Bool(_) => BOOL,
+        PropValue::String(_) => STR,
+    }
 }
 
-fn kind(v: &PropValue) -> Kind {
-    match v {
-        PropValue::UInt(u) if i64::try_from(*u).is_err() => Kind::BigUint,
-        PropValue::UInt(_) | PropValue::SInt(_) | PropValue::Int(_) => Kind::Int,
-        PropValue::Float(_) | PropValue::Double(_) => Kind::Float,
-        PropValue::Bool(_) => Kind::Bool,
-        PropValue::String(_) => Kind::Str,
+/// How `mlt-core` would store a key whose values have the kinds in `mask`.
+fn column(mask: u8) -> Column {
+    let fine =
+        mask.count_ones() <= 1 || mask & !(UINT | BIG_UINT) == 0 || mask & !(UINT | SIGNED) == 0;
+    if fine {
+        Column::Keep
+    } else if mask & !NUMBERS == 0 {
+        Column::Double
+    } else {
+        Column::Text
     }
 }
 
 /// What one key of a layer becomes when its values are not all of one MLT type.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Column {
-    /// As it is: one type (or only `u64` and `i64` values that fit `i64`).
+    /// As it is: one type, or a mix `mlt-core` widens without loss.
     Keep,
     /// Numbers of several kinds (integers and floats, or integers beyond `i64` with negative
     /// ones): all as doubles (exact up to 2^53).
@@ -116,36 +181,19 @@ pub fn uniform_columns(mvt: &[u8]) -> Result<Option<Vec<u8>>, MltError> {
     let mut plans: Vec<HashMap<String, Column>> = Vec::with_capacity(layers.len());
     let mut any = false;
     for l in &layers {
-        let mut kinds: HashMap<&str, (Kind, bool)> = HashMap::new();
+        let mut kinds: HashMap<&str, u8> = HashMap::new();
         for f in &l.features {
             for (k, v) in &f.props {
-                let k2 = kind(v);
-                kinds
-                    .entry(k.as_str())
-                    .and_modify(|(first, mixed)| *mixed |= *first != k2)
-                    .or_insert((k2, false));
+                *kinds.entry(k.as_str()).or_insert(0) |= kind(v);
             }
         }
         let mut plan = HashMap::new();
-        for (k, (_, mixed)) in kinds {
-            if !mixed {
-                continue;
+        for (k, mask) in kinds {
+            let c = column(mask);
+            if c != Column::Keep {
+                plan.insert(k.to_owned(), c);
+                any = true;
             }
-            let all_numbers = l.features.iter().all(|f| {
-                f.props
-                    .iter()
-                    .filter(|(key, _)| key == k)
-                    .all(|(_, v)| matches!(kind(v), Kind::Int | Kind::BigUint | Kind::Float))
-            });
-            plan.insert(
-                k.to_owned(),
-                if all_numbers {
-                    Column::Double
-                } else {
-                    Column::Text
-                },
-            );
-            any = true;
         }
         plans.push(plan);
     }
@@ -286,21 +334,37 @@ mod tests {
     fn round_trip_keeps_every_feature() {
         let mvt = sample();
         for keep_order in [false, true] {
-            let mlt = mvt_to_mlt(&mvt, keep_order).unwrap();
+            let mlt = mvt_to_mlt(&mvt, keep_order, MltLimits::SERVE).unwrap();
             assert!(!mlt.is_empty());
             let back = mlt_to_mvt(&mlt).unwrap();
             assert_eq!(features(&back), features(&mvt), "keep_order {keep_order}");
         }
-        assert!(mvt_to_mlt(&encode_tile(&[]), false).unwrap().is_empty());
+        assert!(
+            mvt_to_mlt(&encode_tile(&[]), false, MltLimits::SERVE)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn mixed_keys_keep_their_values() {
         let mut l = LayerBuilder::new("t", 4096);
         let vals = [
-            (PropValue::UInt(90), PropValue::UInt(1), PropValue::String("a".into())),
-            (PropValue::Double(88.25), PropValue::SInt(-2), PropValue::Bool(true)),
-            (PropValue::UInt(u64::MAX), PropValue::UInt(3), PropValue::UInt(7)),
+            (
+                PropValue::UInt(90),
+                PropValue::UInt(1),
+                PropValue::String("a".into()),
+            ),
+            (
+                PropValue::Double(88.25),
+                PropValue::SInt(-2),
+                PropValue::Bool(true),
+            ),
+            (
+                PropValue::UInt(u64::MAX),
+                PropValue::UInt(3),
+                PropValue::UInt(7),
+            ),
         ];
         for (i, (a, b, c)) in vals.iter().enumerate() {
             l.add_feature(
@@ -310,7 +374,9 @@ mod tests {
             );
         }
         let mvt = encode_tile(&[l]);
-        let back = decode_tile(&mlt_to_mvt(&mvt_to_mlt(&mvt, true).unwrap()).unwrap()).unwrap();
+        let back =
+            decode_tile(&mlt_to_mvt(&mvt_to_mlt(&mvt, true, MltLimits::SERVE).unwrap()).unwrap())
+                .unwrap();
         let f = &back[0].features;
         let get = |i: usize, k: &str| f[i].props.iter().find(|(n, _)| n == k).unwrap().1.clone();
         // Numbers of several kinds: doubles; integers that fit i64 stay integers.
@@ -318,18 +384,56 @@ mod tests {
         assert_eq!(as_double(&get(1, "num")), 88.25);
         assert_eq!(as_double(&get(2, "num")), u64::MAX as f64);
         assert_eq!(as_double(&get(1, "int")), -2.0);
-        assert!(matches!(get(1, "int"), PropValue::SInt(-2) | PropValue::Int(-2)));
+        assert!(matches!(
+            get(1, "int"),
+            PropValue::SInt(-2) | PropValue::Int(-2)
+        ));
         // Numbers, text and booleans: text, never a debug spelling.
         assert_eq!(get(0, "mix"), PropValue::String("a".into()));
         assert_eq!(get(1, "mix"), PropValue::String("true".into()));
         assert_eq!(get(2, "mix"), PropValue::String("7".into()));
         // One type per key already: passed through untouched.
         assert!(uniform_columns(&sample()).unwrap().is_none());
+        // Mixes mlt-core widens without loss are left to it.
+        assert_eq!(column(UINT | BIG_UINT), Column::Keep);
+        assert_eq!(column(UINT | SIGNED), Column::Keep);
+        assert_eq!(column(BIG_UINT | SIGNED), Column::Double);
+        assert_eq!(column(UINT | FLOAT), Column::Double);
+        assert_eq!(column(STR | UINT), Column::Text);
+        assert_eq!(column(BOOL | STR), Column::Text);
+    }
+
+    #[test]
+    fn a_tile_too_wide_to_transcode_is_refused_before_decoding() {
+        // 20,000 features, each naming one 10 KB string: 200 MB of tag text from a tile of a
+        // few hundred KB (that gzips to far less).
+        let long = PropValue::String("y".repeat(10_000));
+        let mut l = LayerBuilder::new("w", 4096);
+        for i in 0..20_000u64 {
+            l.add_feature(
+                Some(i),
+                &TileGeom::Points(vec![[1, 1]]),
+                &[("s", long.clone())],
+            );
+        }
+        let mvt = encode_tile(&[l]);
+        assert!(mvt.len() < 1_000_000, "{} bytes", mvt.len());
+        let err = mvt_to_mlt(&mvt, false, MltLimits::SERVE).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MltError::TooWide {
+                    features: 20_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn hostile_bytes_are_errors_not_panics() {
-        let mlt = mvt_to_mlt(&sample(), false).unwrap();
+        let mlt = mvt_to_mlt(&sample(), false, MltLimits::SERVE).unwrap();
         // Cut anywhere or with any byte changed: an error or some tile, never a panic (a cut
         // at a layer boundary is a smaller valid tile).
         let mut refused = 0;
@@ -352,6 +456,6 @@ mod tests {
             }
             flipped[i] ^= 0x5a;
         }
-        assert!(mvt_to_mlt(b"\xff\xff\xff", false).is_err());
+        assert!(mvt_to_mlt(b"\xff\xff\xff", false, MltLimits::SERVE).is_err());
     }
 }

@@ -29,12 +29,28 @@ fn input() -> Vec<Feat> {
         out.push(feat(0, Some(i), point(x, y), props));
         if i % 10 == 0 {
             let line = LineString::from(vec![(x, y), (x + 0.3, y + 0.2), (x + 0.5, y - 0.1)]);
-            out.push(feat(1, Some(i), Geometry::LineString(line), json!({"kind": "road"})));
+            out.push(feat(
+                1,
+                Some(i),
+                Geometry::LineString(line),
+                json!({"kind": "road"}),
+            ));
             let poly = Polygon::new(
-                LineString::from(vec![(x, y), (x + 0.2, y), (x + 0.2, y + 0.2), (x, y + 0.2), (x, y)]),
+                LineString::from(vec![
+                    (x, y),
+                    (x + 0.2, y),
+                    (x + 0.2, y + 0.2),
+                    (x, y + 0.2),
+                    (x, y),
+                ]),
                 vec![],
             );
-            out.push(feat(2, Some(i), Geometry::Polygon(poly), json!({"levels": i % 9})));
+            out.push(feat(
+                2,
+                Some(i),
+                Geometry::Polygon(poly),
+                json!({"levels": i % 9}),
+            ));
         }
     }
     out
@@ -60,8 +76,11 @@ fn features(mvt: &[u8]) -> Vec<String> {
         .flat_map(|l| {
             let name = l.name.clone();
             l.features.into_iter().map(move |f| {
-                let mut p: Vec<String> =
-                    f.props.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+                let mut p: Vec<String> = f
+                    .props
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", text(v)))
+                    .collect();
                 p.sort();
                 format!("{name} {:?} {:?} {p:?}", f.id, f.geom)
             })
@@ -87,11 +106,18 @@ fn text(v: &etl_tiles::mvt::PropValue) -> String {
 fn every_mlt_tile_holds_the_mvt_tiles_features() {
     let feats = input();
     let names = ["pts", "lines", "polys"];
-    for order in [Vec::new(), vec![OrderKey::Attribute { name: "rank".into(), descending: true }]]
-    {
+    let rank = vec![OrderKey::Attribute {
+        name: "rank".into(),
+        descending: true,
+    }];
+    // Plain; with --order-by (order kept); with a dropping strategy (tiles held per zoom and
+    // made again before they are written).
+    for (order, drop) in [(Vec::new(), false), (rank, false), (Vec::new(), true)] {
         let keep_order = !order.is_empty();
         let mvt_opts = TilerOptions {
             order: order.clone(),
+            drop_densest: drop,
+            max_tile_features: if drop { 150 } else { 200_000 },
             ..opts(0, 8)
         };
         let (mvt, _) = build(mvt_opts.clone(), &names, &feats).unwrap();
@@ -123,5 +149,8 @@ fn every_mlt_tile_holds_the_mvt_tiles_features() {
             }
         }
         assert_eq!(report.tiles as usize, mlt_tiles.len());
+        if drop {
+            assert!(report.dropped > 0, "the strategy dropped: {report:?}");
+        }
     }
 }

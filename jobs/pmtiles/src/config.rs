@@ -199,11 +199,11 @@ pub struct PmtilesConfig {
     #[arg(
         long = "tile-format",
         env = "ETL_TILE_FORMAT",
-        default_value = "mvt",
-        value_parser = ["mvt", "mlt"]
+        value_enum,
+        default_value_t = TileFormatArg::Mvt
     )]
-    #[serde(default = "default_tile_format")]
-    pub tile_format: String,
+    #[serde(default)]
+    pub tile_format: TileFormatArg,
 
     /// Cluster points closer than about this many pixels (of 256): each grid cell of that size
     /// shows one point with clustered, point_count, sqrt_point_count and
@@ -351,65 +351,17 @@ pub fn parse_max_zoom(v: Option<&str>) -> Result<MaxZoom, JobError> {
     }
 }
 
-fn default_tile_format() -> String {
-    "mvt".into()
-}
-
-/// The clustering the `--cluster-*` and `--accumulate-attribute` flags ask for; `None`
-/// without `--cluster-distance` (the companions alone are refused: they would do nothing).
-pub fn cluster_options(
-    config: &PmtilesConfig,
-) -> Result<Option<etl_tiles::tiler::ClusterOptions>, JobError> {
-    use etl_tiles::tiler::{ClusterMaxZoom, ClusterOptions, parse_accumulate};
-    let Some(distance) = config.cluster_distance else {
-        let stray = [
-            (config.cluster_maxzoom.is_some(), "--cluster-maxzoom"),
-            (
-                config.keep_point_cluster_position,
-                "--keep-point-cluster-position",
-            ),
-            (
-                !config.accumulate_attribute.is_empty(),
-                "--accumulate-attribute",
-            ),
-        ];
-        if let Some((_, flag)) = stray.iter().find(|(on, _)| *on) {
-            return Err(JobError::usage(format!(
-                "{flag} needs --cluster-distance (it applies to clustered points only)"
-            )));
-        }
-        return Ok(None);
-    };
-    let max_zoom = match config.cluster_maxzoom.as_deref().map(str::trim) {
-        None => ClusterMaxZoom::Every,
-        Some("g") => ClusterMaxZoom::BelowMax,
-        Some(s) => s
-            .parse::<u8>()
-            .ok()
-            .filter(|z| *z <= etl_tiles::tiler::MAX_TILER_ZOOM)
-            .map(ClusterMaxZoom::Zoom)
-            .ok_or_else(|| {
-                JobError::usage(format!(
-                    "--cluster-maxzoom {s:?}: expected a zoom from 0 to {} or g",
-                    etl_tiles::tiler::MAX_TILER_ZOOM
-                ))
-            })?,
-    };
-    let mut accumulate = Vec::new();
-    for a in &config.accumulate_attribute {
-        accumulate.extend(
-            parse_accumulate(a)
-                .map_err(|e| JobError::usage(format!("--accumulate-attribute {e}")))?,
-        );
-    }
-    let c = ClusterOptions {
-        distance,
-        max_zoom,
-        keep_position: config.keep_point_cluster_position,
-        accumulate,
-    };
-    c.validate().map_err(JobError::usage)?;
-    Ok(Some(c))
+/// `--tile-format`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TileFormatArg {
+    /// Mapbox Vector Tiles.
+    #[default]
+    Mvt,
+    /// MapLibre Tiles.
+    Mlt,
 }
 
 /// Parses `--memory`: plain bytes or a K/M/G (binary) suffix.

@@ -208,23 +208,15 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         drop_fraction: config.drop_fraction_as_needed,
         extend_zooms: config.extend_zooms_if_still_dropping,
         tiny_polygon_reduction: !config.no_tiny_polygon_reduction,
-        order: order_keys(&config),
-        tile_format: match config.tile_format.as_str() {
-            "mlt" => etl_tiles::tiler::TileFormat::Mlt,
-            "mvt" => etl_tiles::tiler::TileFormat::Mvt,
-            other => {
-                return Err(JobError::usage(format!(
-                    "--tile-format {other:?}: expected mvt or mlt"
-                )));
-            }
-        },
+        order: crate::flags::order_keys(&config),
+        tile_format: crate::flags::tile_format(&config)?,
         attrs: AttrFilter {
             include: config.include.clone(),
             exclude: config.exclude.clone(),
             exclude_all: config.exclude_all,
         },
         feature_filter,
-        cluster: crate::config::cluster_options(&config)?,
+        cluster: crate::flags::cluster_options(&config)?,
         memory,
         tmp_dir,
         name: name.clone(),
@@ -331,17 +323,20 @@ fn stopped() -> JobError {
 }
 
 fn tiler_err(e: TilerError) -> JobError {
+    use etl_tiles::tiler::FailureKind;
     let msg = e.to_string();
-    match e {
-        TilerError::Options(_) => JobError::usage(msg),
-        TilerError::NoFeatures | TilerError::Tile(_) => JobError::bad_input(msg),
-        TilerError::Cancelled => stopped(),
-        TilerError::Temp(_) | TilerError::Damaged(_) | TilerError::Archive(_) => {
-            JobError::temporary(msg)
-        }
+    match e.kind() {
+        FailureKind::Usage => JobError::usage(msg),
+        // Attributes too many for MLT: the input's (use MVT or drop attributes with -x/-y).
+        FailureKind::BadInput if matches!(e, TilerError::Mlt { .. }) => JobError::bad_input(
+            format!("{msg}; write MVT (--tile-format mvt) or leave attributes out (-x, -y)"),
+        ),
+        FailureKind::BadInput => JobError::bad_input(msg),
+        FailureKind::Cancelled => stopped(),
+        FailureKind::Temporary => JobError::temporary(msg),
         // The MLT encoder refused a tile we made: a defect, not the input's fault (a retry
         // would fail alike); the message names the tile.
-        TilerError::Mlt { .. } => JobError::new(ExitKind::Internal, msg),
+        FailureKind::Internal => JobError::new(ExitKind::Internal, msg),
     }
 }
 
@@ -603,24 +598,4 @@ fn tile_blocking(
     out.flush()
         .map_err(|e| JobError::temporary(format!("temporary archive: {e}")))?;
     Ok((report, counts))
-}
-
-/// The written order of features from the `--order-*` flags: `--order-by` keys, then
-/// `--order-descending-by` keys, then size.
-fn order_keys(config: &PmtilesConfig) -> Vec<etl_tiles::tiler::OrderKey> {
-    use etl_tiles::tiler::OrderKey;
-    let attr = |descending: bool| {
-        move |name: &String| OrderKey::Attribute {
-            name: name.clone(),
-            descending,
-        }
-    };
-    let mut keys: Vec<OrderKey> = config.order_by.iter().map(attr(false)).collect();
-    keys.extend(config.order_descending_by.iter().map(attr(true)));
-    if config.order_smallest_first || config.order_largest_first {
-        keys.push(OrderKey::Size {
-            largest_first: config.order_largest_first,
-        });
-    }
-    keys
 }

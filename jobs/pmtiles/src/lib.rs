@@ -2,6 +2,7 @@
 //! `verify`, `show` and `merge` archive tools.
 
 pub mod config;
+pub mod flags;
 pub mod http_range;
 pub mod job;
 pub mod output;

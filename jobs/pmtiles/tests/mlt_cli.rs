@@ -112,4 +112,17 @@ fn an_unknown_tile_format_is_a_usage_error() {
     assert_eq!(code, 64, "{log}");
     assert!(log.contains("tile-format"), "{log}");
     assert!(!out.exists());
+    // MLT layers need names.
+    let (code, log) = run(&[
+        "-o",
+        out.to_str().unwrap(),
+        "--tile-format",
+        "mlt",
+        "-l",
+        "",
+        site.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 64, "{log}");
+    assert!(log.contains("MLT layer needs a name"), "{log}");
+    assert!(!out.exists());
 }

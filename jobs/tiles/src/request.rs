@@ -154,7 +154,9 @@ pub fn prefers_mlt(accept: Option<&str>) -> bool {
             "application/vnd.maplibre-vector-tile" | "application/vnd.maplibre-tile" => {
                 mlt = mlt.max(q);
             }
-            "application/vnd.mapbox-vector-tile" | "application/x-protobuf" | "*/*"
+            "application/vnd.mapbox-vector-tile"
+            | "application/x-protobuf"
+            | "*/*"
             | "application/*" => other = other.max(q),
             _ => {}
         }
@@ -295,7 +297,10 @@ mod tests {
         assert_eq!(TileExt::Jpg.serve(TileType::Jpeg, true), Ok(Serve::Stored));
         assert!(TileExt::Pbf.serve(TileType::Png, false).is_err());
         assert!(TileExt::Mlt.serve(TileType::Png, false).is_err());
-        assert_eq!(TileExt::Webp.serve(TileType::Webp, false), Ok(Serve::Stored));
+        assert_eq!(
+            TileExt::Webp.serve(TileType::Webp, false),
+            Ok(Serve::Stored)
+        );
         // The two vector encodings, either way.
         assert_eq!(TileExt::Mlt.serve(TileType::Mlt, false), Ok(Serve::Stored));
         assert_eq!(TileExt::Mlt.serve(TileType::Mvt, false), Ok(Serve::AsMlt));

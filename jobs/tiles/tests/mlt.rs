@@ -119,7 +119,12 @@ async fn an_mlt_archive_is_served_as_it_is_and_as_mvt_to_old_clients() {
     let tj = get(&app, "/tiles/fixtures_mlt", &[]).await.json();
     assert_eq!(tj["encoding"], "mlt");
     assert_eq!(tj["format"], "mlt");
-    assert!(tj["tiles"][0].as_str().unwrap().ends_with("{z}/{x}/{y}.mlt"));
+    assert!(
+        tj["tiles"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("{z}/{x}/{y}.mlt")
+    );
     assert_eq!(tj["vector_layers"].as_array().unwrap().len(), 3);
     for (i, (path, mvt)) in fixture_tiles().iter().enumerate() {
         let r = get(&app, &format!("/tiles/fixtures_mlt/{path}.mlt"), &[]).await;
@@ -172,4 +177,56 @@ async fn a_tile_that_does_not_transcode_is_a_server_error_not_a_panic() {
     // The stored tile itself is still served.
     let r = get(&app, "/tiles/bad/0/0/0.mlt", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tile_too_wide_to_transcode_is_refused_or_served_as_stored() {
+    // 20,000 features naming one 10 KB string each: 200 MB of rows for a transcoder, from a
+    // tile of a few hundred KB. Refused before decoding; a client whose Accept chose MLT gets
+    // the stored MVT instead.
+    use etl_tiles::archive::{ArchiveMeta, ArchiveWriter, Compression};
+    use etl_tiles::geom::TileGeom;
+    use etl_tiles::mvt::{LayerBuilder, PropValue, encode_tile};
+    let dir = tempfile::tempdir().unwrap();
+    let long = PropValue::String("y".repeat(10_000));
+    let mut l = LayerBuilder::new("w", 4096);
+    for i in 0..20_000u64 {
+        l.add_feature(
+            Some(i),
+            &TileGeom::Points(vec![[1, 1]]),
+            &[("s", long.clone())],
+        );
+    }
+    let mvt = encode_tile(&[l]);
+    let mut w = ArchiveWriter::new(std::fs::File::create(dir.path().join("wide.pmtiles")).unwrap())
+        .unwrap();
+    w.set_tile_format(TileType::Mvt, Compression::Gzip);
+    w.add_tile_run(0, 1, &gzip(&mvt)).unwrap();
+    w.finish(&ArchiveMeta {
+        min_zoom: 0,
+        max_zoom: 0,
+        bounds: [-10.0, -10.0, 10.0, 10.0],
+        center: (0.0, 0.0, 0),
+        metadata: serde_json::json!({"vector_layers": [{"id": "w", "fields": {}}]}),
+    })
+    .unwrap();
+    let (app, _) = dir_app(dir.path(), dev_settings());
+    let r = get(&app, "/tiles/wide/0/0/0.mlt", &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{}", r.text());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("too large to transcode")
+    );
+    let r = get(
+        &app,
+        "/tiles/wide/0/0/0.pbf",
+        &[("accept", "application/vnd.maplibre-vector-tile")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some(MVT));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding, Accept"));
+    assert_eq!(gunzip(&r.body), mvt);
 }

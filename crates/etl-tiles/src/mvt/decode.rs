@@ -1,6 +1,8 @@
 //! MVT decoder, written from the spec independently of the encoder so that tests of one check
-//! the other. It never panics and allocates at most in proportion to the input: counts read
-//! from the input are checked against the bytes that remain before anything is reserved.
+//! the other. It never panics, and counts read from the input are checked against the bytes
+//! that remain before anything is reserved. Each feature gets its own copy of every key and
+//! value its tags name, so a small tile whose tags all name one long string decodes large:
+//! bound that with [`super::tile_stats`] before decoding a tile from an untrusted source.
 
 use std::collections::HashSet;
 
@@ -13,7 +15,7 @@ use crate::geom::{TileGeom, ring_area2};
 /// The proto2 default of `Layer.extent`.
 const DEFAULT_EXTENT: u32 = 4096;
 
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     /// Offset of `buf` in the whole tile, for error messages.
@@ -21,15 +23,15 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], base: usize) -> Self {
+    pub(super) fn new(buf: &'a [u8], base: usize) -> Self {
         Reader { buf, pos: 0, base }
     }
 
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
-    fn varint(&mut self) -> Result<u64, MvtError> {
+    pub(super) fn varint(&mut self) -> Result<u64, MvtError> {
         let start = self.base + self.pos;
         let mut v: u64 = 0;
         for i in 0..10 {
@@ -47,7 +49,7 @@ impl<'a> Reader<'a> {
         Err(MvtError::BadVarint(start))
     }
 
-    fn key(&mut self) -> Result<(u32, u8), MvtError> {
+    pub(super) fn key(&mut self) -> Result<(u32, u8), MvtError> {
         let k = self.varint()?;
         let field = u32::try_from(k >> 3).map_err(|_| MvtError::OutOfRange("field number"))?;
         if field == 0 {
@@ -66,7 +68,7 @@ impl<'a> Reader<'a> {
         Ok((&self.buf[start..end], self.base + start))
     }
 
-    fn bytes(&mut self) -> Result<(&'a [u8], usize), MvtError> {
+    pub(super) fn bytes(&mut self) -> Result<(&'a [u8], usize), MvtError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| MvtError::Truncated(self.base + self.pos))?;
         self.take(len)
@@ -77,7 +79,7 @@ impl<'a> Reader<'a> {
         b.try_into().map_err(|_| MvtError::Truncated(at))
     }
 
-    fn skip(&mut self, wire: u8) -> Result<(), MvtError> {
+    pub(super) fn skip(&mut self, wire: u8) -> Result<(), MvtError> {
         match wire {
             WIRE_VARINT => self.varint().map(drop),
             WIRE_FIXED64 => self.take(8).map(drop),
@@ -113,7 +115,7 @@ fn utf8(b: &[u8], what: &'static str) -> Result<String, MvtError> {
 
 /// Reads a `repeated uint32` field occurrence: packed (wire 2) or a single varint (wire 0), as
 /// protobuf parsers must accept both. Occurrences concatenate.
-fn read_u32s(
+pub(super) fn read_u32s(
     r: &mut Reader<'_>,
     wire: u8,
     field: u32,

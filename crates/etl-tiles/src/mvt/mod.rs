@@ -6,9 +6,11 @@
 
 mod decode;
 mod encode;
+mod stats;
 
 pub use decode::decode_tile;
 pub use encode::{LayerBuilder, encode_tile};
+pub use stats::{LayerStats, tile_stats};
 
 use crate::geom::TileGeom;
 

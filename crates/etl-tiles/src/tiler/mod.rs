@@ -191,9 +191,47 @@ pub enum TilerError {
     /// `cancel` said stop.
     #[error("cancelled")]
     Cancelled,
-    /// A tile could not be written as MLT.
+    /// A tile could not be written as MLT; `too_wide`: its attributes are beyond what the
+    /// transcoding takes on (the input's doing), else the encoder refused it.
     #[error("tile {tile}: MLT: {reason}")]
-    Mlt { tile: TileCoord, reason: String },
+    Mlt {
+        tile: TileCoord,
+        too_wide: bool,
+        reason: String,
+    },
+}
+
+/// What kind of failure a [`TilerError`] is: what a job's exit code says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The options contradict each other or name what does not exist.
+    Usage,
+    /// The input cannot be tiled as asked (no features, a tile over its limits, attributes too
+    /// many for MLT).
+    BadInput,
+    /// `cancel` said stop.
+    Cancelled,
+    /// Temporary files or the archive could not be written (disk full, I/O): a retry may pass.
+    Temporary,
+    /// A defect: the MLT encoder refused a tile we made.
+    Internal,
+}
+
+impl TilerError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            TilerError::Options(_) => FailureKind::Usage,
+            TilerError::NoFeatures | TilerError::Tile(_) => FailureKind::BadInput,
+            TilerError::Mlt { too_wide: true, .. } => FailureKind::BadInput,
+            TilerError::Mlt {
+                too_wide: false, ..
+            } => FailureKind::Internal,
+            TilerError::Cancelled => FailureKind::Cancelled,
+            TilerError::Temp(_) | TilerError::Damaged(_) | TilerError::Archive(_) => {
+                FailureKind::Temporary
+            }
+        }
+    }
 }
 
 /// What [`Tiler::add`] did with a feature.

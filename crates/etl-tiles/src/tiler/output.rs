@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::TilerError;
 use super::assemble::{Assembled, gzip};
-use crate::mlt::mvt_to_mlt;
+use crate::mlt::{MltError, MltLimits, mvt_to_mlt};
 
 /// The tile encoding an archive is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,10 +53,12 @@ pub(crate) fn finish(a: &mut Assembled, out: Output) -> Result<(), TilerError> {
             } else {
                 data
             };
-            let mlt = mvt_to_mlt(mvt, out.keep_order).map_err(|e| TilerError::Mlt {
-                tile: a.tile,
-                reason: e.to_string(),
-            })?;
+            let mlt =
+                mvt_to_mlt(mvt, out.keep_order, MltLimits::TILER).map_err(|e| TilerError::Mlt {
+                    tile: a.tile,
+                    too_wide: matches!(e, MltError::TooWide { .. }),
+                    reason: e.to_string(),
+                })?;
             a.data = if mlt.is_empty() {
                 None
             } else {

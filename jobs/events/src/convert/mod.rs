@@ -472,14 +472,14 @@ fn first_reason(rejections: &[Value]) -> String {
 }
 
 fn tiler_error(e: TilerError) -> JobError {
+    use etl_tiles::tiler::FailureKind;
     let msg = e.to_string();
-    match e {
-        TilerError::Options(_) => JobError::usage(msg),
-        TilerError::NoFeatures | TilerError::Tile(_) => JobError::bad_input(msg),
-        TilerError::Cancelled => stopped(),
-        TilerError::Temp(_) | TilerError::Damaged(_) | TilerError::Archive(_) => {
-            JobError::temporary(msg)
-        }
+    match e.kind() {
+        FailureKind::Usage => JobError::usage(msg),
+        FailureKind::BadInput => JobError::bad_input(msg),
+        FailureKind::Cancelled => stopped(),
+        FailureKind::Temporary => JobError::temporary(msg),
+        FailureKind::Internal => JobError::new(ExitKind::Internal, msg),
     }
 }
 

@@ -56,7 +56,7 @@ pub struct AppState {
     pub archives: Archives,
     pub settings: Settings,
     /// One permit per decompression or transcoding in flight (see [`Settings::inflate_limit`]).
-    pub inflate: Semaphore,
+    pub inflate: Arc<Semaphore>,
     /// Tiles served in the other vector encoding (MVT as MLT and back), cached.
     pub transcoded: transcode::Transcoded,
 }
@@ -65,7 +65,7 @@ impl AppState {
     pub fn new(archives: Archives, settings: Settings) -> AppState {
         AppState {
             archives,
-            inflate: Semaphore::new(settings.inflate_limit),
+            inflate: Arc::new(Semaphore::new(settings.inflate_limit)),
             transcoded: transcode::Transcoded::new(transcode::TRANSCODE_CACHE_BYTES),
             settings,
         }

@@ -15,8 +15,8 @@ use etl_tiles::archive::{Compression, TileType};
 use etl_tiles::tile::{TileCoord, tile_id};
 
 use super::{
-    Answer, Failure, transcode, PATH_SEGMENT, Shared, archive, authorize, base_url, cacheable, if_none_match,
-    not_modified, query_token, strong_etag,
+    Answer, Failure, PATH_SEGMENT, Shared, archive, authorize, base_url, cacheable, if_none_match,
+    not_modified, query_token, strong_etag, transcode,
 };
 use crate::archives::ServeError;
 use crate::negotiate;
@@ -39,7 +39,8 @@ pub(super) async fn tilejson(
     let base = base_url(&state);
     // `?encoding=mlt` on an MVT archive: tile URLs that the server answers in MLT.
     let as_mlt = a.header().tile_type == TileType::Mlt
-        || (a.header().tile_type == TileType::Mvt && query_encoding(query.as_deref()) == Some("mlt"));
+        || (a.header().tile_type == TileType::Mvt
+            && query_encoding(query.as_deref()) == Some("mlt"));
     let ext = match a.header().tile_type {
         _ if as_mlt => "mlt",
         TileType::Mvt => "pbf",
@@ -127,7 +128,8 @@ pub(super) async fn tile(
     // A replaced S3 archive (or the versioned object of a swapped manifest, collected since)
     // shows up as `Changed` on the first read: resolve the name again once and answer from that.
     let mut retried = false;
-    let prefers_mlt = request::prefers_mlt(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let prefers_mlt =
+        request::prefers_mlt(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let (a, data, serve) = loop {
         let a = archive(&state, name).await?;
         let serve = t.ext.serve(a.header().tile_type, prefers_mlt)?;
@@ -168,22 +170,24 @@ pub(super) async fn tile(
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let (data, tile_type, variant, coding) = match serve {
-        Serve::Stored => {
-            let coding = match a.header().tile_compression {
-                Compression::Gzip => Some("gzip"),
-                Compression::Brotli => Some("br"),
-                Compression::Zstd => Some("zstd"),
-                _ => None,
-            };
-            (data, a.header().tile_type, "", coding)
-        }
+        Serve::Stored => (data, a.header().tile_type, "", stored_coding(&a)),
         Serve::AsMlt | Serve::AsMvt => {
             let (tile_type, variant) = match serve {
                 Serve::AsMlt => (TileType::Mlt, "-mlt"),
                 _ => (TileType::Mvt, "-mvt"),
             };
-            let data = transcode::transcode(&state, name, &a, id, data, serve).await?;
-            (data, tile_type, variant, Some("gzip"))
+            match transcode::transcode(&state, name, &a, id, data.clone(), serve).await {
+                Ok(t) => (t, tile_type, variant, Some("gzip")),
+                // Asked for by `Accept` on `.pbf`/`.mvt`: the stored MVT is a fine answer too.
+                Err(transcode::TranscodeError::Busy(_) | transcode::TranscodeError::Refused(_))
+                    if t.ext.negotiable() && a.header().tile_type == TileType::Mvt =>
+                {
+                    (data, a.header().tile_type, "", stored_coding(&a))
+                }
+                Err(transcode::TranscodeError::Busy(f) | transcode::TranscodeError::Refused(f)) => {
+                    return Err(f);
+                }
+            }
         }
     };
     let (body, encoding, etag) = match coding {
@@ -235,6 +239,16 @@ fn with_vary(mut r: Response, vary: &'static str) -> Response {
     r
 }
 
+/// The content coding of the archive's stored tiles.
+fn stored_coding(a: &crate::archives::OpenArchive) -> Option<&'static str> {
+    match a.header().tile_compression {
+        Compression::Gzip => Some("gzip"),
+        Compression::Brotli => Some("br"),
+        Compression::Zstd => Some("zstd"),
+        _ => None,
+    }
+}
+
 /// The `encoding` query parameter (`?encoding=mlt`), if any.
 fn query_encoding(query: Option<&str>) -> Option<&str> {
     query?
@@ -280,7 +294,7 @@ pub(super) fn inflate(data: &[u8], limit: u64) -> Result<Vec<u8>, Inflate> {
 /// a while and must not hold up an async worker). No permit free: 503 with `Retry-After`,
 /// rather than a queue whose waiting requests would each hold their tile and connection.
 async fn inflate_bounded(state: &Shared, name: &str, data: Bytes) -> Result<Bytes, Failure> {
-    let Ok(permit) = state.inflate.try_acquire() else {
+    let Ok(permit) = state.inflate.clone().try_acquire_owned() else {
         tracing::warn!(
             archive = name,
             limit = state.settings.inflate_limit,
@@ -294,8 +308,12 @@ async fn inflate_bounded(state: &Shared, name: &str, data: Bytes) -> Result<Byte
             ),
         ));
     };
-    let decoded = tokio::task::spawn_blocking(move || inflate(&data, MAX_DECOMPRESSED_TILE)).await;
-    drop(permit);
+    let decoded = tokio::task::spawn_blocking(move || {
+        // The permit lives as long as the work, not as long as the request.
+        let _held = permit;
+        inflate(&data, MAX_DECOMPRESSED_TILE)
+    })
+    .await;
     match decoded {
         Ok(Ok(plain)) => Ok(Bytes::from(plain)),
         Ok(Err(Inflate::TooLarge)) => Err(Failure::new(

@@ -1,9 +1,11 @@
 //! Vector tiles in the other encoding: an MVT archive's tiles as MLT (`.mlt`, or `Accept` asking
 //! for MLT on `.pbf`/`.mvt`), an MLT archive's tiles as MVT (`.pbf`/`.mvt`, for clients that
-//! cannot read MLT). Each tile is transcoded once, on the blocking pool and under one of the
-//! decompression permits (none free: 503 with `Retry-After`), then kept gzipped in a cache
-//! bounded in bytes and keyed by the archive's file, its version and the tile, so a replaced
-//! archive never answers from its old tiles.
+//! cannot read MLT). Each tile is transcoded once (concurrent requests for it wait for the
+//! first), on the blocking pool and under one of the decompression permits (none free: 503 with
+//! `Retry-After`; the permit goes with the work, so a client that hangs up does not free it
+//! early), then kept gzipped in a cache bounded in bytes and keyed by the archive's file, its
+//! version and the tile, so a replaced archive never answers from its old tiles. A tile too wide
+//! to transcode within [`MltLimits::SERVE`] is refused before it is decoded (406).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use super::tiles::{Inflate, MAX_DECOMPRESSED_TILE, inflate};
 use super::{Failure, Shared};
 use crate::archives::{OpenArchive, ServeError};
 use crate::request::Serve;
+use etl_tiles::mlt::{MltError, MltLimits};
 
 /// Bytes of transcoded (gzipped) tiles kept.
 pub const TRANSCODE_CACHE_BYTES: u64 = 64 << 20;
@@ -48,6 +51,15 @@ impl Transcoded {
     }
 }
 
+/// Why a tile could not be transcoded.
+pub(super) enum TranscodeError {
+    /// Not now (permits): 503, or the stored tile to a client whose `Accept` chose.
+    Busy(Failure),
+    /// Never for this tile (too large, too wide, compressed with neither gzip nor nothing, or
+    /// refused by the codec): an error, or the stored tile to a client whose `Accept` chose.
+    Refused(Failure),
+}
+
 /// The tile `stored` (as archive `a` stores tile `id`) in the encoding `want` asks for, gzipped.
 pub(super) async fn transcode(
     state: &Shared,
@@ -56,64 +68,99 @@ pub(super) async fn transcode(
     id: u64,
     stored: Bytes,
     want: Serve,
-) -> Result<Bytes, Failure> {
+) -> Result<Bytes, TranscodeError> {
     let to_mlt = match want {
         Serve::Stored => return Ok(stored),
         Serve::AsMlt => true,
         Serve::AsMvt => false,
     };
+    let gzipped = match a.header().tile_compression {
+        Compression::Gzip => true,
+        Compression::None => false,
+        other => {
+            return Err(TranscodeError::Refused(Failure::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!(
+                    "tiles of {name:?} are {other:?}-compressed; only gzip or uncompressed tiles are transcoded, so they are served only as stored"
+                ),
+            )));
+        }
+    };
     let key: Key = (a.version.file.clone(), a.version.etag.clone(), id, to_mlt);
-    if let Some(hit) = state.transcoded.cache.get(&key) {
-        return Ok(hit);
-    }
-    let Ok(permit) = state.inflate.try_acquire() else {
+    // One transcoding per tile: concurrent requests for it wait for the first and share its
+    // result (a failed first leaves the next to try).
+    let guard = match state.transcoded.cache.get_value_or_guard_async(&key).await {
+        Ok(hit) => return Ok(hit),
+        Err(guard) => guard,
+    };
+    let Ok(permit) = state.inflate.clone().try_acquire_owned() else {
         tracing::warn!(
             archive = name,
             limit = state.settings.inflate_limit,
             "every decompression permit is taken; answering 503"
         );
-        return Err(Failure::new(
+        return Err(TranscodeError::Busy(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "too many tiles are being transcoded or decompressed (limit {}); retry",
                 state.settings.inflate_limit
             ),
-        ));
+        )));
     };
-    let gzipped = a.header().tile_compression == Compression::Gzip;
-    let done = tokio::task::spawn_blocking(move || convert(&stored, gzipped, to_mlt)).await;
-    drop(permit);
-    let corrupt = |what: String| {
-        Failure::from(ServeError::Corrupt {
-            name: name.to_string(),
-            error: etl_tiles::archive::ArchiveError::Directory(format!("tile: {what}")),
-        })
-    };
+    let done = tokio::task::spawn_blocking(move || {
+        // The permit lives as long as the work, not as long as the request.
+        let _held = permit;
+        convert(&stored, gzipped, to_mlt)
+    })
+    .await;
     let tile = match done {
         Ok(Ok(t)) => t,
         Ok(Err(Convert::TooLarge)) => {
-            return Err(Failure::new(
+            return Err(TranscodeError::Refused(Failure::new(
                 StatusCode::NOT_ACCEPTABLE,
                 format!(
                     "a tile of {name:?} decodes to more than {MAX_DECOMPRESSED_TILE} bytes; it is served only as stored"
                 ),
-            ));
+            )));
         }
-        Ok(Err(Convert::Bad(e))) => return Err(corrupt(e)),
+        Ok(Err(Convert::TooWide(e))) => {
+            return Err(TranscodeError::Refused(Failure::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!(
+                    "a tile of {name:?} is too large to transcode ({e}); it is served only as stored"
+                ),
+            )));
+        }
+        Ok(Err(Convert::Bad(what))) => {
+            return Err(TranscodeError::Refused(Failure::from(
+                ServeError::Corrupt {
+                    name: name.to_string(),
+                    error: etl_tiles::archive::ArchiveError::Directory(format!("tile: {what}")),
+                },
+            )));
+        }
         Err(e) => {
-            return Err(Failure::new(
+            return Err(TranscodeError::Refused(Failure::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("transcoding a tile of {name:?} failed: {e}"),
-            ));
+            )));
         }
     };
     let tile = Bytes::from(tile);
-    state.transcoded.cache.insert(key, tile.clone());
+    if guard.insert(tile.clone()).is_err() {
+        // The cache took another value for the key meanwhile (a replaced entry): this tile is
+        // still the right answer for this request.
+        tracing::debug!(
+            archive = name,
+            "transcoded tile not cached: the slot was taken"
+        );
+    }
     Ok(tile)
 }
 
 enum Convert {
     TooLarge,
+    TooWide(String),
     Bad(String),
 }
 
@@ -130,7 +177,12 @@ fn convert(stored: &[u8], gzipped: bool, to_mlt: bool) -> Result<Vec<u8>, Conver
         stored
     };
     let out = if to_mlt {
-        etl_tiles::mlt::mvt_to_mlt(tile, false).map_err(|e| Convert::Bad(format!("MVT: {e}")))?
+        // The archive's feature order stays (it may be a label priority, as tippecanoe's
+        // --order-by makes it).
+        etl_tiles::mlt::mvt_to_mlt(tile, true, MltLimits::SERVE).map_err(|e| match e {
+            MltError::TooWide { .. } => Convert::TooWide(e.to_string()),
+            e => Convert::Bad(format!("MVT: {e}")),
+        })?
     } else {
         etl_tiles::mlt::mlt_to_mvt(tile).map_err(|e| Convert::Bad(format!("MLT: {e}")))?
     };

@@ -445,7 +445,8 @@ pub fn mlt_copy(src: &Path, dst: &Path) {
     w.set_tile_format(TileType::Mlt, Compression::Gzip);
     for e in entries {
         let mvt = gunzip(&a.read_tile(&e).unwrap());
-        let mlt = etl_tiles::mlt::mvt_to_mlt(&mvt, false).unwrap();
+        let mlt =
+            etl_tiles::mlt::mvt_to_mlt(&mvt, false, etl_tiles::mlt::MltLimits::SERVE).unwrap();
         w.add_tile_run(e.tile_id, u64::from(e.run_length), &gzip(&mlt))
             .unwrap();
     }

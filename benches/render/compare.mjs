@@ -11,7 +11,8 @@
 // where `differing` is the share of pixels whose colour differs by more than 48 (sum of the
 // RGB channels) between the two maps, and `ink*` the share of pixels that are not background.
 // The two maps share one style made from the archives' vector_layers: every layer draws its
-// polygons (fill, half opaque), lines (1 px) and points (2 px circles) in its own colour.
+// polygons (fill, half opaque), lines (1 px) and points (2 px circles) in its own colour. An MLT
+// archive (tile type 6) is read with the source's `encoding: "mlt"`.
 // Exit 0 when every view rendered; 1 when one did not (its error is in its line); 2 on bad use.
 //
 // The archives are served by a small HTTP server in this process (with Range requests, as the
@@ -120,7 +121,7 @@ async function layersOf(url) {
   const meta = await new pmtiles.PMTiles(url).getMetadata();
   return (meta.vector_layers || []).map((l) => l.id);
 }
-function style(source, ids) {
+function style(source, ids, mlt) {
   const layers = [{ id: 'background', type: 'background', paint: { 'background-color': BACKGROUND } }];
   ids.forEach((id, i) => {
     const colour = COLOURS[i % COLOURS.length];
@@ -133,7 +134,10 @@ function style(source, ids) {
         filter: ['==', ['geometry-type'], 'Point'], paint: { 'circle-color': colour, 'circle-radius': 2 } },
     );
   });
-  return { version: 8, sources: { data: { type: 'vector', url: 'pmtiles://' + source } }, layers };
+  const data = { type: 'vector', url: 'pmtiles://' + source };
+  // MapLibre Tiles (PMTiles tile type 6) are decoded only when the source says so.
+  if (mlt) data.encoding = 'mlt';
+  return { version: 8, sources: { data }, layers };
 }
 function idle(map) {
   return new Promise((resolve) => {
@@ -156,12 +160,18 @@ window.setup = async (a, b, labelA, labelB) => {
   const ids = [...new Set([...(await layersOf(a)), ...(await layersOf(b))])];
   document.getElementById('la').textContent = labelA;
   document.getElementById('lb').textContent = labelB;
-  const make = (container, url) => new maplibregl.Map({
-    container, style: style(url, ids), center: [0, 0], zoom: 0, interactive: false,
+  const isMlt = async (url) => (await new pmtiles.PMTiles(url).getHeader()).tileType === 6;
+  const [mltA, mltB] = [await isMlt(a), await isMlt(b)];
+  const make = (container, url, mlt) => new maplibregl.Map({
+    container, style: style(url, ids, mlt), center: [0, 0], zoom: 0, interactive: false,
     attributionControl: false, fadeDuration: 0, pixelRatio: 1,
     canvasContextAttributes: { preserveDrawingBuffer: true, antialias: false },
   });
-  window.maps = [make('a', a), make('b', b)];
+  window.maps = [make('a', a, mltA), make('b', b, mltB)];
+  window.maps.forEach((m, i) => m.on('error', (e) => {
+    const err = e && e.error;
+    console.error('map ' + 'ab'[i] + ': ' + ((err && (err.message || String(err))) || 'error'));
+  }));
   await Promise.all(window.maps.map((m) => new Promise((r) => m.once('load', r))));
   return ids;
 };
@@ -181,6 +191,15 @@ window.show = async (view) => {
   return { differing: differing / n, inkA: inkA / n, inkB: inkB / n, pixels: n };
 };
 </script></body></html>`;
+
+/** `promise`, or an error after `seconds` (page.evaluate itself never times out). */
+function bounded(promise, seconds, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done within ${seconds} s`)), seconds * 1000);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
@@ -224,22 +243,33 @@ async function main() {
     const page = await browser.newPage({ viewport: { width: 2 * SIDE, height: SIDE + 24 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
+    // MapLibre reports a tile it cannot parse on the console, not as a page error.
+    page.on('console', (m) => {
+      if (m.type() === 'error') {
+        const at = m.location() && m.location().url;
+        // The page asks for no favicon; the browser does.
+        if (!(at && at.endsWith('/favicon.ico'))) errors.push(at ? `${m.text()} (${at})` : m.text());
+      }
+    });
     page.setDefaultTimeout(args.timeout * 1000);
     await page.goto(`${base}/`);
-    await page.evaluate(
-      ([a, b, la, lb]) => window.setup(a, b, la, lb),
-      [`${base}/a.pmtiles`, `${base}/b.pmtiles`, args['label-a'], args['label-b']],
-    );
+    try {
+      await bounded(
+        page.evaluate(
+          ([a, b, la, lb]) => window.setup(a, b, la, lb),
+          [`${base}/a.pmtiles`, `${base}/b.pmtiles`, args['label-a'], args['label-b']],
+        ),
+        args.timeout,
+        'loading the two maps',
+      );
+    } catch (err) {
+      throw new Error(`${err.message}; page errors: ${JSON.stringify(errors)}`);
+    }
     for (const view of views) {
       const picture = path.join(args.out, `${view.name}.png`);
       const line = { view: view.name, zoom: view.zoom, lon: view.lon, lat: view.lat };
       try {
-        const r = await Promise.race([
-          page.evaluate((v) => window.show(v), view),
-          new Promise((_, reject) => {
-            setTimeout(() => reject(new Error(`not drawn within ${args.timeout} s`)), args.timeout * 1000);
-          }),
-        ]);
+        const r = await bounded(page.evaluate((v) => window.show(v), view), args.timeout, 'drawing');
         await page.evaluate(
           ([la, lb]) => {
             document.getElementById('la').textContent = la;
@@ -260,7 +290,10 @@ async function main() {
         failed += 1;
         line.error = String(err && err.message);
       }
-      if (errors.length) line.pageErrors = errors.splice(0);
+      if (errors.length) {
+        line.pageErrors = errors.splice(0);
+        failed += 1;
+      }
       process.stdout.write(`${JSON.stringify(line)}\n`);
     }
   } finally {

@@ -92,9 +92,13 @@ pub fn mvt_to_mlt(mvt: &[u8], keep_order: bool, limits: MltLimits) -> Result<Vec
     let uniform = uniform_columns(mvt)?;
     let mvt = uniform.as_deref().unwrap_or(mvt);
     guard(|| {
-        // No FastPFOR: MapLibre GL JS decodes it only from 5.15, MapLibre Native only when built
-        // with it; the other integer encodings cost a few percent.
-        let mut cfg = EncoderConfig::default().with_fastpfor(false);
+        // What MapLibre GL JS decodes: no FastPFOR (decoded only from 5.15; MapLibre Native only
+        // when built with it), and no FSST (5.24's decoder fails on an FSST string column
+        // without nulls: "Cannot read properties of null (reading 'size')"). Dictionaries and
+        // the integer encodings remain.
+        let mut cfg = EncoderConfig::default()
+            .with_fastpfor(false)
+            .with_fsst(false);
         if keep_order {
             cfg = cfg
                 .with_spatial_morton_sort(false)

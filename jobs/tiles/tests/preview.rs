@@ -117,3 +117,41 @@ fn the_preview_draws_mlt_tiles() {
         );
     }
 }
+
+#[test]
+fn the_preview_draws_mlt_tiles_with_many_distinct_strings() {
+    // Thousands of distinct names in one tile: the kind of string column MLT encoders compress
+    // hardest (dictionaries, FSST). MapLibre GL JS must decode every encoding we write.
+    use etl_tiles::tiler::{TileFormat, Tiler, TilerOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TilerOptions {
+        max_zoom: Some(3),
+        tile_format: TileFormat::Mlt,
+        name: "names".into(),
+        ..TilerOptions::default()
+    };
+    let mut t = Tiler::new(opts, vec!["poi".into()]).unwrap();
+    for i in 0..5000u64 {
+        let lon = -100.0 + (i % 100) as f64 * 0.5;
+        let lat = 30.0 + (i / 100) as f64 * 0.3;
+        let street = ["main", "oak", "pine", "elm"][(i % 4) as usize];
+        let kind = ["cafe", "shop", "school"][(i % 3) as usize];
+        let props = serde_json::json!({"name": format!("poi {i} on {street} street"), "kind": kind});
+        t.add(
+            0,
+            i,
+            Some(i),
+            Some(&geo_types::Geometry::Point(geo_types::Point::new(lon, lat))),
+            props.as_object().unwrap(),
+        )
+        .unwrap();
+    }
+    let file = std::fs::File::create(dir.path().join("names.pmtiles")).unwrap();
+    t.finish(std::io::BufWriter::new(file), &|| false).unwrap();
+    let (_server, base) = spawn_server(dir.path(), &["--no-auth"], false);
+    let r = check(&format!("{base}/view/names"), None);
+    assert_eq!(r["state"], "ready", "{r}");
+    assert_eq!(r["consoleErrors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{r}");
+    assert!(r["drawnPixels"].as_u64().unwrap() > 500, "{r}");
+}

@@ -176,60 +176,17 @@ WORK=$(mktemp -d "$BENCH_DIR/work.XXXXXX")
 # Reads a PMTiles v3 archive's header and directories and prints the subset of
 # `etl-pmtiles show`'s JSON that this bench uses. Used only when there is no etl-pmtiles binary.
 cat >"$WORK/pmtiles_stats.py" <<'EOF'
-import gzip, json, struct, sys
+import json, os, sys
+sys.path.insert(0, os.environ["BENCHES_DIR"])
+from pmtiles_dir import read
 
-def varint(b, i):
-    shift = value = 0
-    while True:
-        byte = b[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-
-def directory(raw, compression):
-    if compression == 2:
-        raw = gzip.decompress(raw)
-    elif compression != 1:
-        sys.exit(f"internal compression {compression} not supported by this reader")
-    n, i = varint(raw, 0)
-    cols = []
-    for _ in range(4):
-        col = []
-        for _ in range(n):
-            v, i = varint(raw, i)
-            col.append(v)
-        cols.append(col)
-    ids, runs, lens, offs = cols
-    tid, out = 0, []
-    for k in range(n):
-        tid += ids[k]
-        off = out[k - 1][1] + out[k - 1][2] if offs[k] == 0 and k > 0 else offs[k] - 1
-        out.append((tid, off, lens[k], runs[k]))
-    return out
-
-with open(sys.argv[1], "rb") as f:
-    h = f.read(127)
-    if h[:7] != b"PMTiles" or h[7] != 3:
-        sys.exit("not a PMTiles v3 archive")
-    (root_off, root_len, _, _, leaf_off, _, _, _, addressed, entries, contents) = struct.unpack_from("<11Q", h, 8)
-    clustered, icomp, tcomp, ttype, min_zoom, max_zoom = h[96:102]
-    tiles = largest = 0
-    stack = [(root_off, root_len)]
-    while stack:
-        off, length = stack.pop()
-        f.seek(off)
-        for _, e_off, e_len, run in directory(f.read(length), icomp):
-            if run == 0:
-                stack.append((leaf_off + e_off, e_len))
-            else:
-                tiles += run
-                largest = max(largest, e_len)
-print(json.dumps({"tiles": tiles, "largest_tile": {"bytes": largest},
-                  "header": {"min_zoom": min_zoom, "max_zoom": max_zoom, "addressed_tiles": addressed,
-                             "tile_entries": entries, "tile_contents": contents}}))
+header, tiles = read(sys.argv[1])
+print(json.dumps({"tiles": sum(t[3] for t in tiles),
+                  "largest_tile": {"bytes": max((t[2] for t in tiles), default=0)},
+                  "header": {k: header[k] for k in ("min_zoom", "max_zoom", "addressed_tiles",
+                                                    "tile_entries", "tile_contents")}}))
 EOF
+export BENCHES_DIR=$ROOT/benches
 
 # ---- 3. runs ----
 case_args() { # CASE: sets args (without -o OUT -f) and inputs

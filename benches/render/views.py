@@ -9,45 +9,14 @@ on (later rounds from the deepest zoom up), until COUNT views (or every tile). A
 512-pixel MapLibre map there shows exactly that tile. Prints JSON:
 [{"name": "v01-z14", "zoom": 14, "lon": ..., "lat": ..., "tile": "14/x/y", "bytes": n}, ...]
 """
-import gzip
 import heapq
 import json
 import math
-import struct
+import os
 import sys
 
-
-def varint(b, i):
-    shift = value = 0
-    while True:
-        byte = b[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i
-        shift += 7
-
-
-def directory(raw, compression):
-    if compression == 2:
-        raw = gzip.decompress(raw)
-    elif compression != 1:
-        sys.exit(f"views.py: internal compression {compression} is not supported")
-    n, i = varint(raw, 0)
-    cols = []
-    for _ in range(4):
-        col = []
-        for _ in range(n):
-            v, i = varint(raw, i)
-            col.append(v)
-        cols.append(col)
-    ids, runs, lens, offs = cols
-    tid, out = 0, []
-    for k in range(n):
-        tid += ids[k]
-        off = out[k - 1][1] + out[k - 1][2] if offs[k] == 0 and k > 0 else offs[k] - 1
-        out.append((tid, off, lens[k], runs[k]))
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from pmtiles_dir import read  # noqa: E402
 
 
 def zxy(tile_id):
@@ -79,26 +48,17 @@ def main():
         sys.exit(__doc__)
     path, count = sys.argv[1], int(sys.argv[2])
     by_zoom = {}
-    with open(path, "rb") as f:
-        h = f.read(127)
-        if h[:7] != b"PMTiles" or h[7] != 3:
-            sys.exit(f"views.py: {path} is not a PMTiles v3 archive")
-        (root_off, root_len, _, _, leaf_off, _, _, _, _, _, _) = struct.unpack_from("<11Q", h, 8)
-        icomp = h[97]
-        stack = [(root_off, root_len)]
-        while stack:
-            off, length = stack.pop()
-            f.seek(off)
-            for tid, e_off, e_len, run in directory(f.read(length), icomp):
-                if run == 0:
-                    stack.append((leaf_off + e_off, e_len))
-                    continue
-                # A run of identical tiles (a polygon's interior) is never the densest view.
-                z, x, y = zxy(tid)
-                heap = by_zoom.setdefault(z, [])
-                heapq.heappush(heap, (e_len, x, y))
-                if len(heap) > count:
-                    heapq.heappop(heap)
+    try:
+        _, tiles = read(path)
+    except (OSError, ValueError) as e:
+        sys.exit(f"views.py: {e}")
+    for tid, _, e_len, _ in tiles:
+        # A run of identical tiles (a polygon's interior) counts as its first tile.
+        z, x, y = zxy(tid)
+        heap = by_zoom.setdefault(z, [])
+        heapq.heappush(heap, (e_len, x, y))
+        if len(heap) > count:
+            heapq.heappop(heap)
     ranked = {z: sorted(h, reverse=True) for z, h in by_zoom.items()}
     views, rank = [], 0
     while len(views) < count and any(rank < len(r) for r in ranked.values()):

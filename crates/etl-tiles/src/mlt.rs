@@ -302,36 +302,8 @@ mod tests {
         encode_tile(&[pts, lines, polys])
     }
 
-    /// (layer, id, geometry, sorted properties) of every feature, in a canonical order.
     fn features(mvt: &[u8]) -> Vec<String> {
-        let mut out: Vec<String> = decode_tile(mvt)
-            .unwrap()
-            .into_iter()
-            .flat_map(|l| {
-                let name = l.name.clone();
-                l.features.into_iter().map(move |f| {
-                    let mut props: Vec<String> = f
-                        .props
-                        .iter()
-                        .map(|(k, v)| {
-                            let v = match v {
-                                PropValue::String(s) => s.clone(),
-                                PropValue::Double(d) => d.to_string(),
-                                PropValue::Float(x) => x.to_string(),
-                                PropValue::UInt(u) => u.to_string(),
-                                PropValue::SInt(i) | PropValue::Int(i) => i.to_string(),
-                                PropValue::Bool(b) => b.to_string(),
-                            };
-                            format!("{k}={v}")
-                        })
-                        .collect();
-                    props.sort();
-                    format!("{name} {:?} {:?} {props:?}", f.id, f.geom)
-                })
-            })
-            .collect();
-        out.sort();
-        out
+        crate::mvt::feature_lines(mvt).unwrap()
     }
 
     #[test]

@@ -70,36 +70,7 @@ fn order_of(mvt: &[u8]) -> Vec<(String, Option<u64>)> {
 }
 
 fn features(mvt: &[u8]) -> Vec<String> {
-    let mut out: Vec<String> = decode_tile(mvt)
-        .unwrap()
-        .into_iter()
-        .flat_map(|l| {
-            let name = l.name.clone();
-            l.features.into_iter().map(move |f| {
-                let mut p: Vec<String> = f
-                    .props
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", text(v)))
-                    .collect();
-                p.sort();
-                format!("{name} {:?} {:?} {p:?}", f.id, f.geom)
-            })
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn text(v: &etl_tiles::mvt::PropValue) -> String {
-    use etl_tiles::mvt::PropValue::*;
-    match v {
-        String(s) => s.clone(),
-        Double(d) => d.to_string(),
-        Float(f) => f.to_string(),
-        UInt(u) => u.to_string(),
-        SInt(i) | Int(i) => i.to_string(),
-        Bool(b) => b.to_string(),
-    }
+    etl_tiles::mvt::feature_lines(mvt).unwrap()
 }
 
 #[test]

@@ -6,34 +6,16 @@
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
-use std::process::Command;
 
 use etl_tiles::archive::Archive;
 use etl_tiles::geom::TileGeom;
 use etl_tiles::mvt::{PropValue, decode_tile};
 use etl_tiles::tile::tile_coord;
 
-const N: u64 = 3000;
+mod support;
+use support::run as etl_pmtiles;
 
-fn etl_pmtiles(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env_remove("ETL_CHECKPOINT")
-        .env_remove("ETL_OUTPUT")
-        .env_remove("ETL_INPUT")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+const N: u64 = 3000;
 
 /// `n` populated places around three towns, as a GeoJSON sequence.
 fn places(dir: &Path) -> String {

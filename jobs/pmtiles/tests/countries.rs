@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
+
+mod support;
+use support::etl_pmtiles;
 
 /// `shared/peer-fixtures/flatgeobuf/countries.shp` beside the repository. Read-only and present
 /// locally and in CI: a missing one fails the test, it never skips it.
@@ -19,23 +21,6 @@ fn countries() -> PathBuf {
         p.display()
     );
     p
-}
-
-fn etl_pmtiles(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env_remove("ETL_CHECKPOINT")
-        .env_remove("ETL_OUTPUT")
-        .env_remove("ETL_INPUT")
-        .args(args)
-        .output()
-        .expect("spawn etl-pmtiles");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn show(p: &Path) -> Value {

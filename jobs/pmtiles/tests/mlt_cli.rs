@@ -5,37 +5,19 @@
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use etl_tiles::archive::{Archive, TileType};
-use etl_tiles::mvt::decode_tile;
+use etl_tiles::mvt::feature_lines;
 use etl_tiles::tile::tile_coord;
 
-fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
-        .env("LOG_FORMAT", "json")
-        .env_remove("ETL_CHECKPOINT")
-        .env_remove("ETL_OUTPUT")
-        .env_remove("ETL_INPUT")
-        .env_remove("ETL_TILE_FORMAT")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+mod support;
+use support::run;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/data")
 }
 
-/// Tile -> sorted feature lines (layer, id, geometry type, property names), tiles decoded as
+/// Tile -> its features as sorted lines (`etl_tiles::mvt::feature_lines`), tiles decoded as
 /// MVT (MLT through the reference decoder first).
 fn features(path: &Path) -> (TileType, BTreeMap<String, Vec<String>>) {
     let bytes = std::fs::read(path).unwrap();
@@ -52,21 +34,11 @@ fn features(path: &Path) -> (TileType, BTreeMap<String, Vec<String>>) {
             TileType::Mlt => etl_tiles::mlt::mlt_to_mvt(&raw).unwrap(),
             _ => raw,
         };
-        let mut lines: Vec<String> = decode_tile(&mvt)
-            .unwrap()
-            .into_iter()
-            .flat_map(|l| {
-                let name = l.name.clone();
-                l.features.into_iter().map(move |f| {
-                    let mut keys: Vec<&str> = f.props.iter().map(|(k, _)| k.as_str()).collect();
-                    keys.sort_unstable();
-                    format!("{name} {:?} {:?} {keys:?}", f.id, f.geom)
-                })
-            })
-            .collect();
-        lines.sort();
         let c = tile_coord(e.tile_id).unwrap();
-        out.insert(format!("{}/{}/{}", c.z, c.x, c.y), lines);
+        out.insert(
+            format!("{}/{}/{}", c.z, c.x, c.y),
+            feature_lines(&mvt).unwrap(),
+        );
     }
     (t, out)
 }

@@ -47,36 +47,21 @@ fn check(url: &str, screenshot: Option<&Path>) -> Value {
 fn preview_draws_the_archive_in_headless_chromium() {
     let (_server, base) = spawn_server(&fixtures().join("tiles"), &["--no-auth"], false);
     let shot = std::env::temp_dir().join(format!("etl-tiles-preview-{}.png", std::process::id()));
-    let r = check(&format!("{base}/view/fixtures"), Some(&shot));
-    assert_eq!(r["state"], "ready", "{r}");
-    assert_eq!(r["consoleErrors"], serde_json::json!([]), "{r}");
-    assert_eq!(r["pageErrors"], serde_json::json!([]), "{r}");
-    assert_eq!(r["failedRequests"], serde_json::json!([]), "{r}");
-    let drawn = r["drawnPixels"].as_u64().unwrap();
+    let r = assert_draws(&base, "fixtures", Some(&shot));
     let total = r["totalPixels"].as_u64().unwrap();
-    assert!(drawn > 500, "features drawn on the canvas: {r}");
-    assert!(drawn < total, "not the whole canvas in one colour: {r}");
+    assert!(
+        r["drawnPixels"].as_u64().unwrap() < total,
+        "not the whole canvas in one colour: {r}"
+    );
     assert!(r["renderedFeatures"].as_u64().unwrap() > 0, "{r}");
-    let layers: Vec<&str> = r["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for source_layer in ["sites", "tracks"] {
-        assert!(
-            layers.iter().any(|l| l.contains(source_layer)),
-            "{source_layer} drawn: {layers:?}"
-        );
-    }
     assert_eq!(r["metadataShown"], true, "{r}");
-    let _ = std::fs::remove_file(&shot);
+    std::fs::remove_file(&shot).unwrap_or_else(|e| panic!("{}: {e}", shot.display()));
 }
 
-/// What the preview drew of `/view/{path}` over `root`: ready, no errors, sites and tracks on
-/// the canvas.
-fn assert_draws(base: &str, path: &str) -> Value {
-    let r = check(&format!("{base}/view/{path}"), None);
+/// What the preview drew of `/view/{path}`: ready, no errors, sites and tracks on the canvas
+/// (a screenshot of it at `screenshot`).
+fn assert_draws(base: &str, path: &str, screenshot: Option<&Path>) -> Value {
+    let r = check(&format!("{base}/view/{path}"), screenshot);
     assert_eq!(r["state"], "ready", "{path}: {r}");
     assert_eq!(r["consoleErrors"], serde_json::json!([]), "{path}: {r}");
     assert_eq!(r["pageErrors"], serde_json::json!([]), "{path}: {r}");
@@ -106,9 +91,9 @@ fn the_preview_draws_mlt_tiles() {
     std::fs::copy(&src, dir.path().join("fixtures.pmtiles")).unwrap();
     support::mlt_copy(&src, &dir.path().join("fixtures_mlt.pmtiles"));
     let (_server, base) = spawn_server(dir.path(), &["--no-auth"], false);
-    let mvt = assert_draws(&base, "fixtures");
-    let mlt = assert_draws(&base, "fixtures_mlt");
-    let transcoded = assert_draws(&base, "fixtures?encoding=mlt");
+    let mvt = assert_draws(&base, "fixtures", None);
+    let mlt = assert_draws(&base, "fixtures_mlt", None);
+    let transcoded = assert_draws(&base, "fixtures?encoding=mlt", None);
     for r in [&mlt, &transcoded] {
         assert_eq!(r["layers"], mvt["layers"], "the same layers drawn: {r}");
         assert_eq!(
@@ -136,7 +121,8 @@ fn the_preview_draws_mlt_tiles_with_many_distinct_strings() {
         let lat = 30.0 + (i / 100) as f64 * 0.3;
         let street = ["main", "oak", "pine", "elm"][(i % 4) as usize];
         let kind = ["cafe", "shop", "school"][(i % 3) as usize];
-        let props = serde_json::json!({"name": format!("poi {i} on {street} street"), "kind": kind});
+        let props =
+            serde_json::json!({"name": format!("poi {i} on {street} street"), "kind": kind});
         t.add(
             0,
             i,

@@ -5,10 +5,12 @@
 //! tile. The decoder is an independent reading of the spec, used by tests and `verify`.
 
 mod decode;
+mod describe;
 mod encode;
 mod stats;
 
 pub use decode::decode_tile;
+pub use describe::{feature_lines, value_text};
 pub use encode::{LayerBuilder, encode_tile};
 pub use stats::{LayerStats, tile_stats};
 

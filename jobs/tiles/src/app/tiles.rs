@@ -290,24 +290,41 @@ pub(super) fn inflate(data: &[u8], limit: u64) -> Result<Vec<u8>, Inflate> {
     }
 }
 
-/// Decodes a gzip tile under a decompression permit, on the blocking pool (a large tile takes
-/// a while and must not hold up an async worker). No permit free: 503 with `Retry-After`,
-/// rather than a queue whose waiting requests would each hold their tile and connection.
-async fn inflate_bounded(state: &Shared, name: &str, data: Bytes) -> Result<Bytes, Failure> {
-    let Ok(permit) = state.inflate.clone().try_acquire_owned() else {
+/// One of the `--inflate-limit` permits for decoding or transcoding a tile of `name`; none
+/// free: 503 (`Retry-After` is added to every 503), rather than a queue whose waiting requests
+/// would each hold their tile and connection. `doing` and `hint` finish the message.
+pub(super) fn take_permit(
+    state: &Shared,
+    name: &str,
+    doing: &str,
+    hint: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+    state.inflate.clone().try_acquire_owned().map_err(|_| {
         tracing::warn!(
             archive = name,
             limit = state.settings.inflate_limit,
             "every decompression permit is taken; answering 503"
         );
-        return Err(Failure::new(
+        Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "too many tiles are being decompressed for clients that refuse gzip (limit {}); retry, or send Accept-Encoding: gzip",
+                "too many tiles are being {doing} (limit {}){hint}",
                 state.settings.inflate_limit
             ),
-        ));
-    };
+        )
+    })
+}
+
+/// Decodes a gzip tile under a decompression permit, on the blocking pool (a large tile takes
+/// a while and must not hold up an async worker). No permit free: 503 with `Retry-After`,
+/// rather than a queue whose waiting requests would each hold their tile and connection.
+async fn inflate_bounded(state: &Shared, name: &str, data: Bytes) -> Result<Bytes, Failure> {
+    let permit = take_permit(
+        state,
+        name,
+        "decompressed for clients that refuse gzip",
+        "; retry, or send Accept-Encoding: gzip",
+    )?;
     let decoded = tokio::task::spawn_blocking(move || {
         // The permit lives as long as the work, not as long as the request.
         let _held = permit;

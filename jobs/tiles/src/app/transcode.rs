@@ -16,7 +16,7 @@ use etl_tiles::archive::Compression;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use super::tiles::{Inflate, MAX_DECOMPRESSED_TILE, inflate};
+use super::tiles::{Inflate, MAX_DECOMPRESSED_TILE, inflate, take_permit};
 use super::{Failure, Shared};
 use crate::archives::{OpenArchive, ServeError};
 use crate::request::Serve;
@@ -93,20 +93,8 @@ pub(super) async fn transcode(
         Ok(hit) => return Ok(hit),
         Err(guard) => guard,
     };
-    let Ok(permit) = state.inflate.clone().try_acquire_owned() else {
-        tracing::warn!(
-            archive = name,
-            limit = state.settings.inflate_limit,
-            "every decompression permit is taken; answering 503"
-        );
-        return Err(TranscodeError::Busy(Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "too many tiles are being transcoded or decompressed (limit {}); retry",
-                state.settings.inflate_limit
-            ),
-        )));
-    };
+    let permit = take_permit(state, name, "transcoded or decompressed", "; retry")
+        .map_err(TranscodeError::Busy)?;
     let done = tokio::task::spawn_blocking(move || {
         // The permit lives as long as the work, not as long as the request.
         let _held = permit;

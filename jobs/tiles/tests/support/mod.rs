@@ -461,36 +461,7 @@ pub fn mlt_copy(src: &Path, dst: &Path) {
     .unwrap();
 }
 
-/// The features of an MVT tile, one line each (layer, id, geometry, sorted properties), sorted:
-/// equal for two tiles that hold the same features in any order.
+/// The features of an MVT tile, one line each, sorted (see `etl_tiles::mvt::feature_lines`).
 pub fn mvt_features(mvt: &[u8]) -> Vec<String> {
-    use etl_tiles::mvt::{PropValue, decode_tile};
-    let mut out: Vec<String> = decode_tile(mvt)
-        .unwrap()
-        .into_iter()
-        .flat_map(|l| {
-            let name = l.name.clone();
-            l.features.into_iter().map(move |f| {
-                let mut props: Vec<String> = f
-                    .props
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            PropValue::String(s) => s.clone(),
-                            PropValue::Double(d) => d.to_string(),
-                            PropValue::Float(x) => x.to_string(),
-                            PropValue::UInt(u) => u.to_string(),
-                            PropValue::SInt(i) | PropValue::Int(i) => i.to_string(),
-                            PropValue::Bool(b) => b.to_string(),
-                        };
-                        format!("{k}={v}")
-                    })
-                    .collect();
-                props.sort();
-                format!("{name} {:?} {:?} {props:?}", f.id, f.geom)
-            })
-        })
-        .collect();
-    out.sort();
-    out
+    etl_tiles::mvt::feature_lines(mvt).unwrap()
 }

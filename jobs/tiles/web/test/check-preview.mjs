@@ -18,25 +18,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { CHROMIUM_ARGS } from './chromium.mjs';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** Flags that work as root without a GPU and without network beyond loopback. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
-  // WebGL without a GPU: with --disable-gpu, Debian's chromium (148) offers no WebGL at all
-  // unless ANGLE is told to use SwiftShader (software Vulkan); --enable-unsafe-swiftshader alone
-  // (which playwright-core adds by default) is not enough, --use-angle=swiftshader is.
-  '--use-angle=swiftshader',
-  '--enable-unsafe-swiftshader',
-];
 
 function usage(message) {
   process.stderr.write(

@@ -13,7 +13,7 @@ use mlt_core::encoder::EncoderConfig;
 use mlt_core::mvt::{mvt_to_tile_layers, tile_layers_to_mvt};
 use mlt_core::{Decoder, Layer, Parser};
 
-use crate::mvt::{LayerBuilder, PropValue, decode_tile, encode_tile};
+use crate::mvt::{LayerBuilder, PropValue, decode_tile, encode_tile, value_text};
 
 /// The most memory the reference decoder may take for one tile.
 const MAX_DECODED_BYTES: u32 = 64 << 20;
@@ -215,7 +215,7 @@ pub fn uniform_columns(mvt: &[u8]) -> Result<Option<Vec<u8>>, MltError> {
                     let v = match plan.get(k).copied().unwrap_or(Column::Keep) {
                         Column::Keep => v.clone(),
                         Column::Double => PropValue::Double(as_double(v)),
-                        Column::Text => PropValue::String(as_text(v)),
+                        Column::Text => PropValue::String(value_text(v)),
                     };
                     (k.as_str(), v)
                 })
@@ -235,17 +235,6 @@ fn as_double(v: &PropValue) -> f64 {
         PropValue::Double(d) => *d,
         PropValue::Bool(b) => f64::from(u8::from(*b)),
         PropValue::String(_) => f64::NAN,
-    }
-}
-
-fn as_text(v: &PropValue) -> String {
-    match v {
-        PropValue::String(s) => s.clone(),
-        PropValue::UInt(u) => u.to_string(),
-        PropValue::SInt(i) | PropValue::Int(i) => i.to_string(),
-        PropValue::Float(f) => f.to_string(),
-        PropValue::Double(d) => d.to_string(),
-        PropValue::Bool(b) => b.to_string(),
     }
 }
 

@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use etl_core::store::{S3Config, Store};
 use etl_tiles::archive::Archive;
 use etl_tiles::tile::tile_coord;
+
+mod support;
 
 fn s3_endpoint() -> String {
     std::env::var("S3_ENDPOINT").expect(
@@ -29,19 +30,7 @@ fn countries() -> PathBuf {
 }
 
 fn etl_pmtiles(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
-        .env("ETL_S3_ENDPOINT", s3_endpoint())
-        .env_remove("ETL_CHECKPOINT")
-        .env_remove("ETL_OUTPUT")
-        .env_remove("ETL_INPUT")
-        .args(args)
-        .output()
-        .expect("spawn etl-pmtiles");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::etl_pmtiles_with(&[("ETL_S3_ENDPOINT", &s3_endpoint())], args)
 }
 
 fn s(p: &Path) -> &str {

@@ -4,7 +4,7 @@
 //! A cluster's members are folded in input order (their sort order), so the result does not
 //! depend on how the sort split its runs or on the memory budget.
 
-use crate::mvt::PropValue;
+use crate::mvt::{PropValue, value_text};
 
 /// How a cluster folds one attribute of its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,17 +143,6 @@ fn int_value(i: i128) -> PropValue {
     }
 }
 
-fn text(v: &PropValue) -> String {
-    match v {
-        PropValue::String(s) => s.clone(),
-        PropValue::Double(d) => d.to_string(),
-        PropValue::Float(f) => f.to_string(),
-        PropValue::UInt(u) => u.to_string(),
-        PropValue::SInt(i) | PropValue::Int(i) => i.to_string(),
-        PropValue::Bool(b) => b.to_string(),
-    }
-}
-
 /// The fold of one attribute over a cluster's members so far.
 #[derive(Debug, Clone)]
 pub(crate) struct Acc {
@@ -197,7 +186,7 @@ impl Acc {
                 if self.op == AccumOp::Comma && self.carried > 1 {
                     self.text.push(',');
                 }
-                self.text.push_str(&text(v));
+                self.text.push_str(&value_text(v));
                 if self.text.len() > MAX_ACCUMULATED_TEXT {
                     let mut end = MAX_ACCUMULATED_TEXT;
                     while !self.text.is_char_boundary(end) {

@@ -6,7 +6,13 @@ use std::process::Command;
 /// Runs `etl-pmtiles ARGS` with JSON logs and none of the job's `ETL_*` inputs from the
 /// environment: (exit code, stdout, stderr).
 pub fn etl_pmtiles(args: &[&str]) -> (i32, String, String) {
+    etl_pmtiles_with(&[], args)
+}
+
+/// [`etl_pmtiles`] with these environment variables set as well.
+pub fn etl_pmtiles_with(envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
+        .envs(envs.iter().copied())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env_remove("ETL_CHECKPOINT")

@@ -162,6 +162,7 @@ impl PassCtx<'_> {
             batch_bytes,
             order: &self.order,
             output: self.output,
+            max_zoom: p.max_zoom,
         };
         // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
         // applies to the whole zoom; without one there is nothing to apply.

@@ -1,8 +1,9 @@
 //! How the dropping strategies remove features from a tile over its limits, and the
 //! zoom-wide [`Reduction`] that makes every tile of a zoom follow the one that needed most:
 //!
-//! - `--drop-densest-as-needed` / `--coalesce-densest-as-needed`: a minimum spacing (spatial
-//!   key distance) between kept features of a layer ([`thin_densest`]);
+//! - `--drop-densest-as-needed` / `--coalesce-densest-as-needed`: a minimum [`spacing`]
+//!   between kept features, measured across layers in spatial order, where a feature's own size
+//!   counts as spacing ([`thin_densest`]);
 //! - `--drop-smallest-as-needed`: a minimum size, lines by length and polygons by the square
 //!   root of their area, both of the whole feature so a feature is kept or dropped in every
 //!   tile alike; points are not dropped by size ([`thin_smallest`]);
@@ -17,7 +18,7 @@ use crate::geom::TileGeom;
 /// What a zoom's tiles must drop: the strictest of what its tiles needed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reduction {
-    /// Minimum spatial-key distance to the previous kept feature of the layer (0: none).
+    /// Minimum [`spacing`] from the previous kept feature, any layer (0: none).
     pub gap: u64,
     /// Lines and polygons whose [`size_key`] is below this go (0: none): the size in world
     /// units, ties split by rank, so a threshold can fall inside a run of equal sizes.
@@ -55,6 +56,35 @@ pub(crate) fn rank(seq: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) >> 1
+}
+
+/// A feature's spacing from the previous kept feature (`prev` and `at` are their spatial
+/// keys): the squared distance between their first points, or the feature's own squared size
+/// when that is larger, both in units of 2^16 square world units (the keys drop 8 bits of each
+/// coordinate). A long line or a big polygon is never "dense" because it starts near another
+/// feature, so thinning falls on small features in crowded places, as tippecanoe's gap (the
+/// squared distance from the previous feature to the farthest vertex) does.
+pub(crate) fn spacing(prev: u64, at: u64, size: u64) -> u64 {
+    let (ax, ay) = key_point(prev);
+    let (bx, by) = key_point(at);
+    let (dx, dy) = (ax.abs_diff(bx), ay.abs_diff(by));
+    let distance = dx * dx + dy * dy;
+    let extent = (u128::from(size) * u128::from(size)) >> 16;
+    distance.max(u64::try_from(extent).unwrap_or(u64::MAX))
+}
+
+/// The position a spatial key (an interleaved key without its low 16 bits) stands for, in
+/// units of 256 world units: x from the even bits, y from the odd ones.
+fn key_point(k: u64) -> (u64, u64) {
+    fn squeeze(mut v: u64) -> u64 {
+        v &= 0x5555_5555_5555_5555;
+        v = (v | (v >> 1)) & 0x3333_3333_3333_3333;
+        v = (v | (v >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+        v = (v | (v >> 4)) & 0x00FF_00FF_00FF_00FF;
+        v = (v | (v >> 8)) & 0x0000_FFFF_0000_FFFF;
+        (v | (v >> 16)) & 0x0000_0000_FFFF_FFFF
+    }
+    (squeeze(k), squeeze(k >> 1))
 }
 
 fn is_fixed(fixed: &[bool], i: usize) -> bool {
@@ -175,10 +205,19 @@ fn thin_lowest(
     (dropped, if wanted > keys.len() { 0 } else { threshold })
 }
 
-/// Removes kept features until about `target` remain: features whose spatial gap to the
-/// previous kept feature of their layer is below a threshold go (dropped, or coalesced into
-/// that previous feature when it has the same geometry type); `fixed` ones (when given) stay.
-/// Returns (dropped, coalesced, threshold).
+/// The tile's features in spatial order across layers (ties by layer, then input order):
+/// the order in which spacing is measured, so a crowded place is thinned in every layer
+/// alike rather than each layer against its own density.
+fn spatial_order(feats: &[Feat<'_>]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..feats.len()).collect();
+    idx.sort_by_key(|&i| feats.get(i).map(|f| (f.spatial, f.layer)));
+    idx
+}
+
+/// Removes kept features until about `target` remain: features whose [`spacing`] from the
+/// previous kept feature (of any layer, in spatial order) is below a threshold go (dropped,
+/// or coalesced into the previous kept feature of their own layer when it has the same
+/// geometry type); `fixed` ones (when given) stay. Returns (dropped, coalesced, threshold).
 pub(super) fn thin_densest(
     feats: &mut [Feat<'_>],
     keep: &mut [bool],
@@ -186,22 +225,22 @@ pub(super) fn thin_densest(
     target: usize,
     coalesce: bool,
 ) -> (usize, usize, u64) {
-    // Gaps of kept features to their predecessor within the layer; a layer's first feature
-    // has an infinite gap and is never removed.
+    let order = spatial_order(feats);
+    // Spacings of kept features; the first has none and is never removed.
     let mut gaps: Vec<u64> = Vec::new();
-    let mut prev: Option<(u32, u64)> = None;
-    for (i, (f, k)) in feats.iter().zip(keep.iter()).enumerate() {
-        if !*k {
+    let mut prev: Option<u64> = None;
+    for &i in &order {
+        let (Some(f), Some(true)) = (feats.get(i), keep.get(i).copied()) else {
             continue;
-        }
+        };
         let gap = match prev {
             // A fixed feature is never removed: it counts as infinitely far.
-            _ if fixed.get(i).copied().unwrap_or(false) => u64::MAX,
-            Some((l, s)) if l == f.layer => f.spatial.saturating_sub(s),
-            _ => u64::MAX,
+            _ if is_fixed(fixed, i) => u64::MAX,
+            Some(s) => spacing(s, f.spatial, f.size),
+            None => u64::MAX,
         };
         gaps.push(gap);
-        prev = Some((f.layer, f.spatial));
+        prev = Some(f.spatial);
     }
     let kept = gaps.len();
     // Only finite gaps can go; asking for more than there are takes them all (the threshold
@@ -219,13 +258,14 @@ pub(super) fn thin_densest(
         .copied()
         .unwrap_or(0)
         .max(sorted.get(excess - 1).map_or(0, |g| g.saturating_add(1)));
-    let (dropped, coalesced) = apply_gap(feats, keep, fixed, threshold, coalesce);
+    let (dropped, coalesced) = apply_gap_in(feats, keep, fixed, threshold, coalesce, &order);
     (dropped, coalesced, threshold)
 }
 
-/// Removes every kept feature closer than `threshold` (spatial-key distance) to the previous
-/// kept feature of its layer, unless it is `fixed`: dropped, or coalesced into that feature
-/// when `coalesce` and the geometry types match. Returns (dropped, coalesced).
+/// Removes every kept feature whose [`spacing`] from the previous kept feature (any layer, in
+/// spatial order) is below `threshold`, unless it is `fixed`: dropped, or coalesced into the
+/// previous kept feature of its layer when `coalesce` and the geometry types match. Returns
+/// (dropped, coalesced).
 fn apply_gap(
     feats: &mut [Feat<'_>],
     keep: &mut [bool],
@@ -233,24 +273,39 @@ fn apply_gap(
     threshold: u64,
     coalesce: bool,
 ) -> (usize, usize) {
+    let order = spatial_order(feats);
+    apply_gap_in(feats, keep, fixed, threshold, coalesce, &order)
+}
+
+fn apply_gap_in(
+    feats: &mut [Feat<'_>],
+    keep: &mut [bool],
+    fixed: &[bool],
+    threshold: u64,
+    coalesce: bool,
+    order: &[usize],
+) -> (usize, usize) {
     let (mut dropped, mut coalesced) = (0, 0);
-    let mut last_kept: Option<usize> = None;
-    for i in 0..feats.len() {
-        if !keep[i] {
+    let mut last_spatial: Option<u64> = None;
+    // The last kept feature of each layer: where a coalesced feature goes.
+    let mut last_of_layer: rustc_hash::FxHashMap<u32, usize> = Default::default();
+    for &i in order {
+        let (Some(f), Some(true)) = (feats.get(i), keep.get(i).copied()) else {
             continue;
-        }
-        let close = !fixed.get(i).copied().unwrap_or(false)
-            && last_kept.is_some_and(|j| {
-                feats[j].layer == feats[i].layer
-                    && feats[i].spatial.saturating_sub(feats[j].spatial) < threshold
-            });
+        };
+        let (layer, at) = (f.layer, f.spatial);
+        let close =
+            !is_fixed(fixed, i) && last_spatial.is_some_and(|s| spacing(s, at, f.size) < threshold);
         if !close {
-            last_kept = Some(i);
+            last_spatial = Some(at);
+            last_of_layer.insert(layer, i);
             continue;
         }
-        keep[i] = false;
-        let j = last_kept.unwrap_or(i);
-        if coalesce && merge_into(feats, j, i) {
+        if let Some(k) = keep.get_mut(i) {
+            *k = false;
+        }
+        let into = last_of_layer.get(&layer).copied();
+        if coalesce && into.is_some_and(|j| merge_into(feats, j, i)) {
             coalesced += 1;
         } else {
             dropped += 1;
@@ -275,4 +330,50 @@ fn merge_into(feats: &mut [Feat<'_>], into: usize, from: usize) -> bool {
         _ => return false,
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tiler::cut::{order_key, order_spatial, spatial_key};
+
+    fn key(x: i64, y: i64) -> u64 {
+        order_spatial(order_key(3, spatial_key([x, y])))
+    }
+
+    #[test]
+    fn a_key_gives_back_its_point_in_units_of_256() {
+        for (x, y) in [
+            (0, 0),
+            (255, 256),
+            (1 << 20, 3 << 24),
+            (u32::MAX as i64, 12_345_678),
+        ] {
+            assert_eq!(
+                key_point(key(x, y)),
+                ((x >> 8) as u64, (y >> 8) as u64),
+                "{x},{y}"
+            );
+        }
+    }
+
+    #[test]
+    fn spacing_is_distance_squared_or_size_squared_whichever_is_larger() {
+        // 10 units of 256 apart in x and y: 200 square units.
+        let (a, b) = (
+            key(1 << 20, 1 << 20),
+            key((1 << 20) + 2560, (1 << 20) + 2560),
+        );
+        assert_eq!(spacing(a, b, 0), 200);
+        assert_eq!(spacing(b, a, 0), 200, "symmetric");
+        // A line 100 units of 256 long that starts there: its own extent.
+        assert_eq!(spacing(a, b, 25_600), 10_000);
+        // Far corners of the world and the largest size: no overflow.
+        let far = key(u32::MAX as i64, u32::MAX as i64);
+        assert_eq!(
+            spacing(key(0, 0), far, 0),
+            2 * (u64::from(u32::MAX >> 8)).pow(2)
+        );
+        assert_eq!(spacing(0, 0, u64::MAX), u64::MAX);
+    }
 }

@@ -338,15 +338,23 @@ enum Slot {
 }
 
 /// Whether the zoom's reduction would remove anything from a tile that kept everything: a
-/// feature closer than the gap to its predecessor in the same layer (fragments are in sort
-/// order: layer, then spatial key), one under the minimum size, one at or over the rank limit.
+/// feature whose spacing from its predecessor (any layer, in spatial order) is under the gap,
+/// one under the minimum size, one at or over the rank limit.
 fn would_reduce(frags: &[(u64, u64, Vec<u8>)], r: &Reduction) -> Result<bool, TilerError> {
-    let close = frags.windows(2).any(|w| {
-        order_layer(w[0].0) == order_layer(w[1].0)
-            && order_spatial(w[1].0).saturating_sub(order_spatial(w[0].0)) < r.gap
-    });
-    if close {
-        return Ok(true);
+    if r.gap > 0 {
+        // Spacing is measured across layers in spatial order (see `thin::apply`).
+        let mut at: Vec<(u64, u32, u64)> = Vec::with_capacity(frags.len());
+        for (order, _, payload) in frags {
+            let size = fragment_size(payload).map_err(|_| TilerError::Damaged(0))?;
+            at.push((order_spatial(*order), order_layer(*order), size));
+        }
+        at.sort_unstable_by_key(|&(s, l, _)| (s, l));
+        let close = at
+            .windows(2)
+            .any(|w| thin::spacing(w[0].0, w[1].0, w[1].2) < r.gap);
+        if close {
+            return Ok(true);
+        }
     }
     for (_, seq, payload) in frags {
         if thin::rank(*seq) >= r.rank_limit {
@@ -496,5 +504,55 @@ mod tests {
         }
         assert!(d.sparse.is_empty());
         assert!(d.contains((5 << 40) | 999_999) && !d.contains((5 << 40) | 1));
+    }
+
+    use crate::geom::TileGeom;
+    use crate::tiler::assemble::Feat;
+    use crate::tiler::codec::put_fragment;
+    use crate::tiler::cut::{order_key, spatial_key};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `would_reduce` is how a respaced zoom decides which tiles to assemble again: when it
+        /// says no, applying the zoom's reduction must remove nothing.
+        #[test]
+        fn would_reduce_is_false_only_when_nothing_goes(
+            raw in prop::collection::vec((0u32..3, 0i64..1 << 22, 0i64..1 << 22, 0u64..1 << 16), 1..60),
+            gap in prop_oneof![Just(0u64), 1u64..1 << 30],
+            fixed_every in 0usize..5,
+        ) {
+            let mut frags: Vec<(u64, u64, Vec<u8>)> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &(layer, x, y, size))| {
+                    let mut payload = Vec::new();
+                    let geom = TileGeom::Points(vec![[0, 0]]);
+                    put_fragment(&mut payload, None, size, &[], &geom);
+                    (order_key(layer, spatial_key([x, y])), i as u64, payload)
+                })
+                .collect();
+            frags.sort_by_key(|f| (f.0, f.1));
+            let r = Reduction { gap, ..Reduction::NONE };
+            let mut feats: Vec<Feat<'_>> = frags
+                .iter()
+                .map(|(order, seq, payload)| Feat {
+                    layer: order_layer(*order),
+                    seq: *seq,
+                    size: fragment_size(payload).unwrap(),
+                    spatial: order_spatial(*order),
+                    id: None,
+                    props: &[],
+                    geom: TileGeom::Points(vec![[0, 0]]),
+                })
+                .collect();
+            let mut keep = vec![true; feats.len()];
+            let fixed: Vec<bool> = (0..feats.len())
+                .map(|i| fixed_every > 0 && i % fixed_every == 0)
+                .collect();
+            let (dropped, coalesced) = thin::apply(&mut feats, &mut keep, &fixed, &r, false);
+            if !would_reduce(&frags, &r).unwrap() {
+                prop_assert_eq!(dropped + coalesced, 0);
+            }
+        }
     }
 }

@@ -83,8 +83,9 @@ pub(crate) struct AssembleCtx<'a> {
     pub order: &'a [super::order::Resolved],
     /// How finished tiles are stored.
     pub output: super::output::Output,
-    /// The deepest zoom of the pass: its tiles are thinned only as far as they must be.
-    pub max_zoom: u8,
+    /// The deepest zoom of the run, when known: its tiles are thinned only as far as they must
+    /// be.
+    pub deepest: Option<u8>,
 }
 
 /// One assembled tile.
@@ -207,7 +208,7 @@ pub(crate) fn assemble(
             // drops more per feature), and the zoom's other tiles follow its spacing. At the
             // deepest zoom, the most detailed the map gets, tiles are thinned only as far as
             // they must be: a narrow margin, more rounds.
-            let margin = if tile.z >= ctx.max_zoom {
+            let margin = if ctx.deepest.is_some_and(|d| tile.z >= d) {
                 MARGIN_DEEPEST
             } else {
                 MARGIN

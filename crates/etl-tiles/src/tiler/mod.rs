@@ -647,6 +647,7 @@ impl Tiler {
                 format: self.opts.tile_format,
                 keep_order: !self.opts.order.is_empty(),
             },
+            extend_zooms: self.opts.extend_zooms,
         };
         let mut params = cut::CutParams {
             min_zoom,

@@ -40,6 +40,8 @@ pub(super) struct PassCtx<'a> {
     pub(super) cluster: Option<cluster::ClusterSetup>,
     /// How finished tiles are stored.
     pub(super) output: super::output::Output,
+    /// `--extend-zooms-if-still-dropping`: the deepest zoom of a pass may not be the last.
+    pub(super) extend_zooms: bool,
 }
 
 /// Staged bytes read per chunk, at most and at least; each chunk is cut in parallel. Between
@@ -162,7 +164,9 @@ impl PassCtx<'_> {
             batch_bytes,
             order: &self.order,
             output: self.output,
-            max_zoom: p.max_zoom,
+            // With zooms added while the deepest still drops, no zoom is known to be the last
+            // when it is made: every zoom is thinned alike.
+            deepest: (!self.extend_zooms).then_some(p.max_zoom),
         };
         // With a dropping strategy, tiles are held per zoom so that the spacing one tile needs
         // applies to the whole zoom; without one there is nothing to apply.

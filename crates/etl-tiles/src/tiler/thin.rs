@@ -67,8 +67,9 @@ pub(crate) fn rank(seq: u64) -> u64 {
 pub(crate) fn spacing(prev: u64, at: u64, size: u64) -> u64 {
     let (ax, ay) = key_point(prev);
     let (bx, by) = key_point(at);
-    let (dx, dy) = (ax.abs_diff(bx), ay.abs_diff(by));
-    let distance = dx * dx + dy * dy;
+    let (dx, dy) = (u128::from(ax.abs_diff(bx)), u128::from(ay.abs_diff(by)));
+    // Keys are 48 bits (24 per axis), but nothing here overflows on any u64.
+    let distance = u64::try_from(dx * dx + dy * dy).unwrap_or(u64::MAX);
     let extent = (u128::from(size) * u128::from(size)) >> 16;
     distance.max(u64::try_from(extent).unwrap_or(u64::MAX))
 }
@@ -375,5 +376,10 @@ mod tests {
             2 * (u64::from(u32::MAX >> 8)).pow(2)
         );
         assert_eq!(spacing(0, 0, u64::MAX), u64::MAX);
+        assert_eq!(
+            spacing(0, u64::MAX, 0),
+            u64::MAX,
+            "full 64-bit keys saturate"
+        );
     }
 }

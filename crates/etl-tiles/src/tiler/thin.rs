@@ -215,6 +215,18 @@ fn spatial_order(feats: &[Feat<'_>]) -> Vec<usize> {
     idx
 }
 
+/// Whether any of a tile's features, given as (spatial key, layer, size) in the tile's order,
+/// has a [`spacing`] under `gap` from its predecessor in [`spatial_order`]: if none has,
+/// [`apply`] with that gap removes nothing (each feature's previous kept one is then its
+/// predecessor). Sorts `items`.
+pub(crate) fn any_closer(items: &mut [(u64, u32, u64)], gap: u64) -> bool {
+    // Stable, on the key `spatial_order` sorts by: ties keep the tile's order, as there.
+    items.sort_by_key(|&(spatial, layer, _)| (spatial, layer));
+    items
+        .windows(2)
+        .any(|w| spacing(w[0].0, w[1].0, w[1].2) < gap)
+}
+
 /// Removes kept features until about `target` remain: features whose [`spacing`] from the
 /// previous kept feature (of any layer, in spatial order) is below a threshold go (dropped,
 /// or coalesced into the previous kept feature of their own layer when it has the same

@@ -341,34 +341,25 @@ enum Slot {
 /// feature whose spacing from its predecessor (any layer, in spatial order) is under the gap,
 /// one under the minimum size, one at or over the rank limit.
 fn would_reduce(id: u64, frags: &[(u64, u64, Vec<u8>)], r: &Reduction) -> Result<bool, TilerError> {
-    if r.gap > 0 {
-        // Spacing is measured across layers in spatial order (see `thin::apply`).
-        let mut at: Vec<(u64, u32, u64)> = Vec::with_capacity(frags.len());
-        for (order, _, payload) in frags {
-            let size = fragment_size(payload).map_err(|_| TilerError::Damaged(id))?;
-            at.push((order_spatial(*order), order_layer(*order), size));
-        }
-        // Stable, on the key `thin::apply` orders by: ties keep the tile's order, as there.
-        at.sort_by_key(|&(s, l, _)| (s, l));
-        let close = at
-            .windows(2)
-            .any(|w| thin::spacing(w[0].0, w[1].0, w[1].2) < r.gap);
-        if close {
+    if frags
+        .iter()
+        .any(|(_, seq, _)| thin::rank(*seq) >= r.rank_limit)
+    {
+        return Ok(true);
+    }
+    if r.gap == 0 && r.min_size == 0 {
+        return Ok(false);
+    }
+    // Each fragment's size, read once: (spatial key, layer, size) in the tile's order.
+    let mut items: Vec<(u64, u32, u64)> = Vec::with_capacity(frags.len());
+    for (order, seq, payload) in frags {
+        let size = fragment_size(payload).map_err(|_| TilerError::Damaged(id))?;
+        if thin::too_small(size, *seq, r.min_size) {
             return Ok(true);
         }
+        items.push((order_spatial(*order), order_layer(*order), size));
     }
-    for (_, seq, payload) in frags {
-        if thin::rank(*seq) >= r.rank_limit {
-            return Ok(true);
-        }
-        if r.min_size > 0 {
-            let size = fragment_size(payload).map_err(|_| TilerError::Damaged(id))?;
-            if thin::too_small(size, *seq, r.min_size) {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
+    Ok(r.gap > 0 && thin::any_closer(&mut items, r.gap))
 }
 
 /// Reads one pending tile, `None` at the end.

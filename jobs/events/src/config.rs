@@ -8,7 +8,7 @@ use etl_geo::{ReadOptions, UploadOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::convert::ConvertOptions;
+use crate::convert::{ConvertOptions, TilesProfile};
 
 /// Import uploads (GeoJSON, CSV, KML, KMZ, GPX, Shapefile zip, FlatGeobuf, CoT, TAK data packages,
 /// MBTiles) into immutable PREFIX/NAME.<VERSION>.geojsonl + .pmtiles outputs and the manifest
@@ -90,6 +90,20 @@ pub struct EventsConfig {
         value_name = "N|g"
     )]
     pub maximum_zoom: String,
+
+    /// How the PMTiles output is tiled: `etl`, a layer per input layer with 500 KB / 200k
+    /// feature limits per tile and --maximum-zoom/--minimum-zoom; or `cloudtak`, what CloudTAK's
+    /// import worker makes (its tippecanoe command): one layer `out`, z0–14, base zoom 6, no
+    /// tile limits, described "Automatically Converted by @tak-ps/etl", which CloudTAK's map
+    /// draws unchanged.
+    #[arg(
+        long = "profile-tiles",
+        env = "ETL_PROFILE_TILES",
+        value_enum,
+        default_value_t = TilesProfile::Etl
+    )]
+    #[serde(default)]
+    pub profile_tiles: TilesProfile,
 
     /// Lowest zoom of the PMTiles output.
     #[arg(
@@ -367,6 +381,15 @@ impl EventsConfig {
         if max_zoom.is_some_and(|z| z < self.minimum_zoom) {
             return Err(JobError::usage("--minimum-zoom is above --maximum-zoom"));
         }
+        // The defaults of the two flags are the profile's zooms; anything else would make an
+        // archive CloudTAK's map does not expect.
+        if self.profile_tiles == TilesProfile::Cloudtak
+            && (max_zoom != Some(14) || self.minimum_zoom != 0)
+        {
+            return Err(JobError::usage(
+                "--profile-tiles cloudtak tiles z0-14, as CloudTAK does: leave out --maximum-zoom and --minimum-zoom",
+            ));
+        }
         let source = self.input_args.source(&self.layer)?;
         Ok(ConvertOptions {
             upload: UploadOptions {
@@ -388,6 +411,7 @@ impl EventsConfig {
             geojsonl,
             pmtiles,
             tiler_memory: self.tiler_memory,
+            tiles: self.profile_tiles,
             scratch: self
                 .scratch
                 .as_ref()

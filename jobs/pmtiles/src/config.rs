@@ -130,6 +130,16 @@ pub struct PmtilesConfig {
     )]
     pub maximum_tile_features: usize,
 
+    /// No byte limit per tile (overrides -M), as tippecanoe's flag; CloudTAK tiles with it.
+    #[arg(long, env = "ETL_NO_TILE_SIZE_LIMIT")]
+    #[serde(default)]
+    pub no_tile_size_limit: bool,
+
+    /// No feature limit per tile (overrides -O), as tippecanoe's flag; CloudTAK tiles with it.
+    #[arg(long, env = "ETL_NO_FEATURE_LIMIT")]
+    #[serde(default)]
+    pub no_feature_limit: bool,
+
     /// When a tile is over the limits, drop the features closest to their neighbours.
     #[arg(long, env = "ETL_DROP_DENSEST_AS_NEEDED")]
     #[serde(default)]
@@ -281,6 +291,12 @@ pub struct PmtilesConfig {
     #[arg(long, env = "ETL_SKIP_INVALID")]
     #[serde(default)]
     pub skip_invalid: bool,
+
+    /// Accepted for tippecanoe compatibility: etl-pmtiles draws no progress bar (its logs go to
+    /// stderr, filtered by RUST_LOG).
+    #[arg(short = 'q', long = "quiet", hide = true)]
+    #[serde(default, skip_serializing)]
+    pub quiet: bool,
 
     /// Accepted for tippecanoe compatibility: inputs are always read in parallel.
     #[arg(short = 'P', long = "read-parallel", hide = true)]

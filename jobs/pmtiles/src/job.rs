@@ -200,8 +200,16 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         drop_rate: config.drop_rate,
         buffer: config.buffer,
         simplification: config.simplification,
-        max_tile_bytes: config.maximum_tile_bytes,
-        max_tile_features: config.maximum_tile_features,
+        max_tile_bytes: if config.no_tile_size_limit {
+            usize::MAX
+        } else {
+            config.maximum_tile_bytes
+        },
+        max_tile_features: if config.no_feature_limit {
+            usize::MAX
+        } else {
+            config.maximum_tile_features
+        },
         drop_densest: config.drop_densest_as_needed,
         coalesce_densest: config.coalesce_densest_as_needed,
         drop_smallest: config.drop_smallest_as_needed,

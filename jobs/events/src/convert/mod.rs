@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use etl_core::{ExitKind, JobError};
 use etl_geo::{FeatureId, FeatureWriter, OutputFormat, ReadError, Upload, UploadOptions};
-use etl_tiles::tiler::{Tiler, TilerError, TilerOptions};
+use etl_tiles::tiler::{Tiler, TilerError};
 use serde_json::{Map, Value, json};
 
 use tempfile::NamedTempFile;
@@ -16,8 +16,10 @@ use crate::repairs::RepairTally;
 
 mod files;
 mod mbtiles;
+mod profile;
 
 use files::{HashingWriter, artifact, extend_bounds, temp_err, temp_in};
+pub use profile::{CLOUDTAK_DESCRIPTION, CLOUDTAK_LAYER, TilesProfile};
 
 /// Records handed from the reader thread at a time.
 const READ_BATCH: usize = 1024;
@@ -144,6 +146,8 @@ pub struct ConvertOptions {
     pub tiler_memory: usize,
     /// Where archives are unpacked and temporary outputs are built.
     pub scratch: PathBuf,
+    /// The tiling profile of the PMTiles output.
+    pub tiles: TilesProfile,
 }
 
 /// A finished conversion: temporary files and the manifest's facts about them.
@@ -228,17 +232,9 @@ fn convert_features(
         None
     };
     let mut tiler = if opts.pmtiles {
-        let tiler_opts = TilerOptions {
-            min_zoom: opts.min_zoom,
-            max_zoom: opts.max_zoom,
-            memory: opts.tiler_memory,
-            tmp_dir: Some(opts.scratch.clone()),
-            name: name.to_owned(),
-            description: format!("{name}, imported by etl-events"),
-            generator: concat!("etl-events ", env!("CARGO_PKG_VERSION")).to_owned(),
-            ..TilerOptions::default()
-        };
-        Some(Tiler::new(tiler_opts, layers.clone()).map_err(tiler_error)?)
+        let tiler_opts = opts.tiles.tiler_options(opts, name);
+        let tiler_layers = opts.tiles.tiler_layers(&layers);
+        Some(Tiler::new(tiler_opts, tiler_layers).map_err(tiler_error)?)
     } else {
         None
     };
@@ -320,7 +316,7 @@ fn convert_features(
             if let Some(tiler) = &mut tiler {
                 tiler
                     .add(
-                        layer,
+                        opts.tiles.tiler_layer(layer),
                         record.ordinal,
                         tile_id(feature.id.as_ref()),
                         feature.geometry.as_ref(),

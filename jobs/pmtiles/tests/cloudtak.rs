@@ -1,0 +1,163 @@
+//! CloudTAK's tippecanoe command line (`../shared/cloudtak-contract.md`, "Transform": `-l out -f
+//! --no-feature-limit --no-tile-size-limit --maximum-zoom 14 --minimum-zoom 0 --base-zoom 6 -n
+//! NAME -N "Automatically Converted by @tak-ps/etl" --quiet`) run by etl-pmtiles with an input
+//! file: one layer `out` at z0–14 with the name and description CloudTAK sets, and the two
+//! no-limit flags overriding `-M` and `-O`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::{Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+
+use etl_tiles::archive::Archive;
+use etl_tiles::mvt::{DecodedLayer, PropValue, decode_tile};
+use etl_tiles::tile::tile_coord;
+
+mod support;
+use support::run;
+
+const DESCRIPTION: &str = "Automatically Converted by @tak-ps/etl";
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/data")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Every stored tile as (zoom, decoded layers).
+fn tiles(path: &Path) -> Vec<(u8, Vec<DecodedLayer>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut a = Archive::open(Cursor::new(&bytes)).unwrap();
+    let entries: Vec<_> = a.entries().map(Result::unwrap).collect();
+    entries
+        .iter()
+        .map(|e| {
+            let mut raw = Vec::new();
+            flate2::read::GzDecoder::new(&a.read_tile(e).unwrap()[..])
+                .read_to_end(&mut raw)
+                .unwrap();
+            (tile_coord(e.tile_id).unwrap().z, decode_tile(&raw).unwrap())
+        })
+        .collect()
+}
+
+fn cloudtak_args<'a>(out: &'a str, name: &'a str) -> Vec<&'a str> {
+    vec![
+        "-o",
+        out,
+        "-l",
+        "out",
+        "-f",
+        "--no-feature-limit",
+        "--no-tile-size-limit",
+        "--maximum-zoom",
+        "14",
+        "--minimum-zoom",
+        "0",
+        "--base-zoom",
+        "6",
+        "-n",
+        name,
+        "-N",
+        DESCRIPTION,
+        "--quiet",
+    ]
+}
+
+#[test]
+fn cloudtaks_command_line_gives_one_layer_out_at_z0_to_14() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("upload.pmtiles");
+    let mut args = cloudtak_args(out.to_str().unwrap(), "upload.geojson");
+    let inputs = [
+        fixture("sites.geojson"),
+        fixture("tracks.geojsonl"),
+        fixture("observations.csv"),
+    ];
+    args.extend(inputs.iter().map(String::as_str));
+    let (code, log) = run(&args);
+    assert_eq!(code, 0, "{log}");
+
+    let f = std::fs::File::open(&out).unwrap();
+    let a = Archive::open(std::io::BufReader::new(f)).unwrap();
+    assert_eq!((a.header().min_zoom, a.header().max_zoom), (0, 14));
+    let m = a.metadata().clone();
+    assert_eq!(m["name"], "upload.geojson");
+    assert_eq!(m["description"], DESCRIPTION);
+    let ids: Vec<&str> = m["vector_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["out"]);
+
+    let tiles = tiles(&out);
+    let zooms: BTreeSet<u8> = tiles.iter().map(|(z, _)| *z).collect();
+    assert_eq!(zooms, (0..=14).collect(), "a tile at every zoom");
+    let mut deepest = BTreeSet::new();
+    for (z, layers) in &tiles {
+        let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["out"], "z{z}");
+        if *z == 14 {
+            for f in &layers[0].features {
+                let tag = f
+                    .props
+                    .iter()
+                    .find(|(k, _)| k == "name" || k == "callsign")
+                    .map(|(_, v)| match v {
+                        PropValue::String(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap_or_default();
+                deepest.insert(tag);
+            }
+        }
+    }
+    // The 12 features of the three files (5 sites, 4 tracks, 3 observations), each with a
+    // distinct name or callsign, are all in the one layer at z14.
+    assert_eq!(deepest.len(), 12, "{deepest:?}");
+}
+
+/// A 60 × 50 grid of points 0.01° apart: one z0 tile of about 60 KB.
+fn crowd(dir: &Path) -> PathBuf {
+    let input = dir.join("crowd.geojsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for i in 0..3000 {
+        let (x, y) = (10.0 + (i % 60) as f64 * 0.01, 10.0 + (i / 60) as f64 * 0.01);
+        writeln!(
+            f,
+            r#"{{"type":"Feature","id":{i},"properties":{{"name":"point {i}"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+        )
+        .unwrap();
+    }
+    input
+}
+
+#[test]
+fn no_limit_flags_override_the_byte_and_feature_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = crowd(dir.path());
+    let out = dir.path().join("o.pmtiles");
+    let (o, i) = (out.to_str().unwrap(), input.to_str().unwrap());
+    for (limit, off) in [
+        (["-M", "5000"], "--no-tile-size-limit"),
+        (["-O", "100"], "--no-feature-limit"),
+    ] {
+        let (code, log) = run(&["-o", o, "-f", "-z3", "-r1", limit[0], limit[1], i]);
+        assert_eq!(code, 65, "{limit:?} alone fails: {log}");
+        assert!(!out.exists());
+        let (code, log) = run(&["-o", o, "-f", "-z3", "-r1", limit[0], limit[1], off, i]);
+        assert_eq!(code, 0, "{limit:?} {off}: {log}");
+        let z0: usize = tiles(&out)
+            .iter()
+            .filter(|(z, _)| *z == 0)
+            .map(|(_, l)| l[0].features.len())
+            .sum();
+        assert_eq!(z0, 3000, "{off}: every point at z0, nothing dropped");
+        std::fs::remove_file(&out).unwrap();
+    }
+}

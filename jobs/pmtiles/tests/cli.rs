@@ -14,6 +14,8 @@ use etl_tiles::mvt::{DecodedLayer, PropValue, decode_tile};
 use etl_tiles::tile::{TileCoord, tile_coord};
 use serde_json::Value;
 
+mod support;
+
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -442,17 +444,7 @@ fn empty_input_is_no_features() {
 #[test]
 fn failing_tile_limit_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("crowd.geojsonl");
-    let mut f = std::fs::File::create(&input).unwrap();
-    for i in 0..3000 {
-        let (x, y) = (10.0 + (i % 60) as f64 * 0.01, 10.0 + (i / 60) as f64 * 0.01);
-        writeln!(
-            f,
-            r#"{{"type":"Feature","id":{i},"properties":{{"name":"point {i}"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
-        )
-        .unwrap();
-    }
-    drop(f);
+    let input = support::crowd(dir.path());
     let outdir = dir.path().join("out");
     let out = outdir.join("o.pmtiles");
     let r = run(&["-o", s(&out), "-z3", "-r1", "-M", "5000", s(&input)]);

@@ -6,41 +6,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::io::{Cursor, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use etl_tiles::archive::Archive;
-use etl_tiles::mvt::{DecodedLayer, PropValue, decode_tile};
-use etl_tiles::tile::tile_coord;
+use etl_tiles::mvt::{DecodedLayer, PropValue};
 
 mod support;
-use support::run;
+use support::{crowd, fixture, run, stored_tiles};
 
 const DESCRIPTION: &str = "Automatically Converted by @tak-ps/etl";
 
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/data")
-        .join(name)
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Every stored tile as (zoom, decoded layers).
 fn tiles(path: &Path) -> Vec<(u8, Vec<DecodedLayer>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut a = Archive::open(Cursor::new(&bytes)).unwrap();
-    let entries: Vec<_> = a.entries().map(Result::unwrap).collect();
-    entries
-        .iter()
-        .map(|e| {
-            let mut raw = Vec::new();
-            flate2::read::GzDecoder::new(&a.read_tile(e).unwrap()[..])
-                .read_to_end(&mut raw)
-                .unwrap();
-            (tile_coord(e.tile_id).unwrap().z, decode_tile(&raw).unwrap())
-        })
+    stored_tiles(path)
+        .into_iter()
+        .map(|(c, layers)| (c.z, layers))
         .collect()
 }
 
@@ -120,21 +100,6 @@ fn cloudtaks_command_line_gives_one_layer_out_at_z0_to_14() {
     // The 12 features of the three files (5 sites, 4 tracks, 3 observations), each with a
     // distinct name or callsign, are all in the one layer at z14.
     assert_eq!(deepest.len(), 12, "{deepest:?}");
-}
-
-/// A 60 × 50 grid of points 0.01° apart: one z0 tile of about 60 KB.
-fn crowd(dir: &Path) -> PathBuf {
-    let input = dir.join("crowd.geojsonl");
-    let mut f = std::fs::File::create(&input).unwrap();
-    for i in 0..3000 {
-        let (x, y) = (10.0 + (i % 60) as f64 * 0.01, 10.0 + (i / 60) as f64 * 0.01);
-        writeln!(
-            f,
-            r#"{{"type":"Feature","id":{i},"properties":{{"name":"point {i}"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
-        )
-        .unwrap();
-    }
-    input
 }
 
 #[test]

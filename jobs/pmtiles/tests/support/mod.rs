@@ -34,3 +34,56 @@ pub fn run(args: &[&str]) -> (i32, String) {
     let (code, out, err) = etl_pmtiles(args);
     (code, format!("{out}{err}"))
 }
+
+/// A bundled fixture under `fixtures/data`, as a path string.
+pub fn fixture(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/data")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `crowd.geojsonl` in `dir`: a 60 × 50 grid of 3,000 named points 0.01° apart, whose one z0
+/// tile is about 60 KB (over `-M 5000`, over `-O 100`).
+pub fn crowd(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let input = dir.join("crowd.geojsonl");
+    let mut f = std::fs::File::create(&input).unwrap();
+    for i in 0..3000 {
+        let (x, y) = (10.0 + (i % 60) as f64 * 0.01, 10.0 + (i / 60) as f64 * 0.01);
+        writeln!(
+            f,
+            r#"{{"type":"Feature","id":{i},"properties":{{"name":"point {i}"}},"geometry":{{"type":"Point","coordinates":[{x},{y}]}}}}"#
+        )
+        .unwrap();
+    }
+    input
+}
+
+/// Every stored tile of an MVT archive (a run of identical tiles once) with its layers.
+pub fn stored_tiles(
+    path: &std::path::Path,
+) -> Vec<(
+    etl_tiles::tile::TileCoord,
+    Vec<etl_tiles::mvt::DecodedLayer>,
+)> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).unwrap();
+    let mut a = etl_tiles::archive::Archive::open(std::io::Cursor::new(&bytes)).unwrap();
+    let entries: Vec<_> = a.entries().map(Result::unwrap).collect();
+    entries
+        .iter()
+        .map(|e| {
+            let mut raw = Vec::new();
+            flate2::read::GzDecoder::new(&a.read_tile(e).unwrap()[..])
+                .read_to_end(&mut raw)
+                .unwrap();
+            (
+                etl_tiles::tile::tile_coord(e.tile_id).unwrap(),
+                etl_tiles::mvt::decode_tile(&raw).unwrap(),
+            )
+        })
+        .collect()
+}

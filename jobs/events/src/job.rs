@@ -157,6 +157,8 @@ async fn import_objects(
             version_id: o.version_id.clone(),
             sequencer: o.sequencer.clone(),
             bytes: o.size,
+            // Set by the importer from its profile.
+            tiles: None,
         };
         // One object's bad key or refused bucket does not stop the others.
         let result = match check_source(&allowed, &loc)

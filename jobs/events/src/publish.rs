@@ -41,6 +41,10 @@ pub struct Source {
     pub sequencer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// The tiling profile the outputs were made with, when not the default (`cloudtak`): the
+    /// same object imported under another profile is imported again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiles: Option<String>,
 }
 
 /// What to do with an incoming source, given the source of the outputs already there.
@@ -53,9 +57,19 @@ pub enum Decision {
     Stale,
 }
 
-/// Pure: same object version → `Unchanged`; an older sequencer on the same key → `Stale`;
-/// anything else (nothing there, another key, a newer event, no way to tell) → `Import`.
+/// Pure: same object version → `Unchanged` (`Import` when it was tiled under another
+/// profile); an older sequencer on the same key → `Stale`; anything else (nothing there,
+/// another key, a newer event, no way to tell) → `Import`.
 pub fn decide(current: Option<&Source>, incoming: &Source) -> Decision {
+    match decide_version(current, incoming) {
+        Decision::Unchanged if current.is_some_and(|c| c.tiles != incoming.tiles) => {
+            Decision::Import
+        }
+        d => d,
+    }
+}
+
+fn decide_version(current: Option<&Source>, incoming: &Source) -> Decision {
     let Some(cur) = current else {
         return Decision::Import;
     };
@@ -438,6 +452,7 @@ mod tests {
             version_id: version.map(Into::into),
             sequencer: seq.map(Into::into),
             bytes: None,
+            tiles: None,
         }
     }
 
@@ -461,6 +476,19 @@ mod tests {
         let e2 = src("/in/k.kml", Some("y"), None, None);
         assert_eq!(decide(Some(&e1), &e1), Decision::Unchanged);
         assert_eq!(decide(Some(&e1), &e2), Decision::Import);
+        // The same version under another tiling profile is imported again; an older event
+        // stays stale whatever its profile.
+        let cloudtak = |s: &Source| Source {
+            tiles: Some("cloudtak".into()),
+            ..s.clone()
+        };
+        assert_eq!(decide(Some(&e1), &cloudtak(&e1)), Decision::Import);
+        assert_eq!(decide(Some(&cloudtak(&e1)), &e1), Decision::Import);
+        assert_eq!(
+            decide(Some(&cloudtak(&e1)), &cloudtak(&e1)),
+            Decision::Unchanged
+        );
+        assert_eq!(decide(Some(&a), &cloudtak(&older)), Decision::Stale);
         let unknown = src("/in/k.kml", None, None, None);
         assert_eq!(decide(Some(&unknown), &unknown), Decision::Import);
     }

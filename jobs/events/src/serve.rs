@@ -305,6 +305,8 @@ impl Worker {
             version_id: None,
             sequencer: row.sequencer.clone().filter(|s| !s.is_empty()),
             bytes: None,
+            // Set by the importer from its profile.
+            tiles: None,
         };
         let imported = importer.import(source, &target).await?;
         Ok((imported, target.manifest().to_string()))

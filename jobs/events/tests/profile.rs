@@ -15,7 +15,7 @@ use etl_tiles::mvt::{PropValue, decode_tile};
 use etl_tiles::tile::tile_coord;
 use support::{check_outputs, output_path, repo, run};
 
-/// Per stored tile: its zoom, its layer names, and the `name` values of its features.
+/// Per stored tile: its zoom, its layer names, and per feature its `name` and `layer` values.
 fn tile_layers(path: &Path) -> Vec<(u8, Vec<String>, Vec<String>)> {
     let bytes = std::fs::read(path).unwrap();
     let mut a = Archive::open(Cursor::new(&bytes)).unwrap();
@@ -33,13 +33,16 @@ fn tile_layers(path: &Path) -> Vec<(u8, Vec<String>, Vec<String>)> {
                 .iter()
                 .flat_map(|l| &l.features)
                 .map(|f| {
-                    f.props
-                        .iter()
-                        .find(|(k, _)| k == "name")
-                        .map_or_else(String::new, |(_, v)| match v {
-                            PropValue::String(s) => s.clone(),
-                            other => format!("{other:?}"),
-                        })
+                    let text = |key: &str| {
+                        f.props
+                            .iter()
+                            .find(|(k, _)| k == key)
+                            .map_or_else(String::new, |(_, v)| match v {
+                                PropValue::String(s) => s.clone(),
+                                other => format!("{other:?}"),
+                            })
+                    };
+                    format!("{}|{}", text("name"), text("layer"))
                 })
                 .collect();
             (tile_coord(e.tile_id).unwrap().z, names, features)
@@ -115,10 +118,21 @@ fn cloudtak_profile_puts_every_layer_in_out_at_z0_to_14() {
             deepest.extend(names.iter().cloned());
         }
     }
-    // The named waypoint, the route and both tracks, from three input layers, in one layer.
-    for name in ["Paris & co", "Route one", "Run", "Single segment"] {
-        assert!(deepest.contains(name), "{name} at z14: {deepest:?}");
-    }
+    // The named waypoint, the route and both tracks, from three input layers, in one layer,
+    // each with its input layer in `layer` (as in the GeoJSON sequence).
+    let in_layer = |name: &str| {
+        deepest
+            .iter()
+            .find_map(|t| t.strip_prefix(&format!("{name}|")))
+            .unwrap_or_else(|| panic!("{name} at z14: {deepest:?}"))
+            .to_owned()
+    };
+    let layers: BTreeSet<String> = ["Paris & co", "Route one", "Run", "Single segment"]
+        .iter()
+        .map(|n| in_layer(n))
+        .collect();
+    assert_eq!(layers.len(), 3, "three input layers named: {layers:?}");
+    assert!(!layers.contains(""), "{layers:?}");
 }
 
 #[test]

@@ -126,7 +126,10 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
             "-S: the simplification must be a number >= 0",
         ));
     }
-    if config.maximum_tile_bytes == 0 || config.maximum_tile_features == 0 {
+    // Only a limit in force must be above zero (the no-limit flags override -M / -O).
+    if (config.maximum_tile_bytes == 0 && !config.no_tile_size_limit)
+        || (config.maximum_tile_features == 0 && !config.no_feature_limit)
+    {
         return Err(JobError::usage("-M and -O must be above zero"));
     }
     let memory = parse_bytes(&config.memory)?;

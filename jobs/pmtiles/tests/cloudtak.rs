@@ -109,7 +109,7 @@ fn no_limit_flags_override_the_byte_and_feature_limits() {
     let out = dir.path().join("o.pmtiles");
     let (o, i) = (out.to_str().unwrap(), input.to_str().unwrap());
     for (limit, off) in [
-        (["-M", "5000"], "--no-tile-size-limit"),
+        (["-M", "1000"], "--no-tile-size-limit"),
         (["-O", "100"], "--no-feature-limit"),
     ] {
         let (code, log) = run(&["-o", o, "-f", "-z3", "-r1", limit[0], limit[1], i]);

@@ -78,8 +78,8 @@ fn scalar_key(v: &PropValue) -> Option<ScalarKey> {
 /// Geometries are encoded as they are added, so a builder holds bytes, not geometries. The
 /// tags are kept apart until the layer is encoded, when the values table is sorted by its
 /// encoded bytes (as tippecanoe sorts it): values of one type sit together, strings by length,
-/// so deflate finds the shared prefixes of neighbours. On the synthetic points that makes the
-/// densest tiles 8 % smaller gzipped at the same features.
+/// so deflate finds the shared prefixes of neighbours. On the 5M synthetic points it made the
+/// archive 4.3 % smaller (232.1 → 222.2 MB).
 #[derive(Debug)]
 pub struct LayerBuilder {
     name: String,
@@ -184,7 +184,10 @@ impl LayerBuilder {
         if let Some(&i) = found {
             return Some(i);
         }
-        let i = u32::try_from(self.values.len()).ok()?;
+        // At most u32::MAX values, so every index and the table's length fit a u32.
+        let i = u32::try_from(self.values.len())
+            .ok()
+            .filter(|&i| i < u32::MAX)?;
         match (v, scalar_key(v)) {
             (PropValue::String(s), _) => {
                 self.string_index.insert(s.clone(), i);
@@ -222,7 +225,7 @@ impl LayerBuilder {
             let start = if i == 0 { 0 } else { ends[i - 1] };
             &enc[start..ends[i]]
         };
-        // `values` holds at most u32::MAX + 1 entries (`value` refuses more).
+        // `values` holds at most u32::MAX entries (`value` refuses more).
         let mut order: Vec<u32> = (0..self.values.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| span(a as usize).cmp(span(b as usize)));
         let mut remap = vec![0u32; order.len()];

@@ -376,9 +376,10 @@ pub(super) fn encode(
 }
 
 thread_local! {
-    /// Each thread's compressor, made once: a libdeflate compressor allocates a few hundred
-    /// KiB of match-finder state.
-    static DEFLATE: std::cell::RefCell<Option<libdeflater::Compressor>> =
+    /// Each thread's compressor and output window, made once: a libdeflate compressor
+    /// allocates a few hundred KiB of match-finder state, and the window (grown to the largest
+    /// bound seen) keeps each tile's result from holding a raw-sized allocation.
+    static DEFLATE: std::cell::RefCell<Option<(libdeflater::Compressor, Vec<u8>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -386,24 +387,37 @@ thread_local! {
 /// --drop-densest-as-needed`) level 6 made a 210.9 MB archive in the time zlib-rs took for
 /// 222.2 MB; level 8 saved 0.4 % more for 20 % more time.
 const GZIP_LEVEL: i32 = 6;
+/// The largest output window a thread keeps between tiles (the default limit is 500 KB).
+const WINDOW_KEPT: usize = 4 << 20;
 
-/// Gzip of one tile, with libdeflate: no name, no time, OS unknown, as tippecanoe's (zlib's)
-/// headers.
+/// Gzip of one tile, with libdeflate: no name, no time, OS unknown (255), so identical tiles
+/// give identical bytes whichever thread compressed them.
 pub(crate) fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     DEFLATE.with_borrow_mut(|slot| {
-        let c = match slot {
-            Some(c) => c,
+        let (c, window) = match slot {
+            Some(s) => s,
             None => {
                 let lvl = libdeflater::CompressionLvl::new(GZIP_LEVEL)
                     .map_err(|e| std::io::Error::other(format!("gzip level: {e:?}")))?;
-                slot.insert(libdeflater::Compressor::new(lvl))
+                slot.insert((libdeflater::Compressor::new(lvl), Vec::new()))
             }
         };
-        let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+        let bound = c.gzip_compress_bound(data.len());
+        if window.len() < bound {
+            window.resize(bound, 0);
+        }
         let n = c
-            .gzip_compress(data, &mut out)
+            .gzip_compress(data, window)
             .map_err(|e| std::io::Error::other(format!("gzip: {e:?}")))?;
-        out.truncate(n);
+        // An exact-size copy: the result lives on while its batch is written.
+        let out = window
+            .get(..n)
+            .ok_or_else(|| std::io::Error::other("gzip: output past its window"))?
+            .to_vec();
+        // A window grown for one huge tile (no tile limits) is not kept for the rest.
+        if window.len() > WINDOW_KEPT {
+            *window = Vec::new();
+        }
         Ok(out)
     })
 }

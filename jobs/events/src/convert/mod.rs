@@ -313,6 +313,15 @@ fn convert_features(
                 with_geometry += 1;
                 extend_bounds(g, &mut bounds);
             }
+            // CloudTAK's map reads one layer: there, as in the GeoJSON sequence it tiles, a
+            // `layer` property says which input layer a feature came from.
+            if multi_layer
+                && opts.tiles == TilesProfile::Cloudtak
+                && !feature.properties.contains_key("layer")
+                && let Some(l) = layers.get(layer)
+            {
+                feature.properties.insert("layer".into(), json!(l));
+            }
             if let Some(tiler) = &mut tiler {
                 tiler
                     .add(

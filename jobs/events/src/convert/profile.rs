@@ -61,6 +61,15 @@ impl TilesProfile {
         }
     }
 
+    /// The profile as the manifest's `source` records it: nothing for the default, so the
+    /// manifests written before profiles existed read as made with it.
+    pub fn recorded(self) -> Option<String> {
+        match self {
+            TilesProfile::Etl => None,
+            TilesProfile::Cloudtak => Some("cloudtak".to_owned()),
+        }
+    }
+
     /// The tiler's layers for the upload's `layers`.
     pub(super) fn tiler_layers(self, layers: &[String]) -> Vec<String> {
         match self {
@@ -75,5 +84,62 @@ impl TilesProfile {
             TilesProfile::Etl => layer,
             TilesProfile::Cloudtak => 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudtak_options_are_cloudtaks_tippecanoe_flags() {
+        let opts = ConvertOptions {
+            upload: etl_geo::UploadOptions::default(),
+            max_zoom: Some(14),
+            min_zoom: 0,
+            geojsonl: true,
+            pmtiles: true,
+            tiler_memory: 1 << 20,
+            scratch: std::env::temp_dir(),
+            tiles: TilesProfile::Cloudtak,
+        };
+        let t = TilesProfile::Cloudtak.tiler_options(&opts, "x.kml");
+        // -z14 -Z0 -B6 --no-tile-size-limit --no-feature-limit -n x.kml -N …
+        assert_eq!(
+            (t.min_zoom, t.max_zoom, t.base_zoom),
+            (0, Some(14), Some(6))
+        );
+        assert_eq!(
+            (t.max_tile_bytes, t.max_tile_features),
+            (usize::MAX, usize::MAX)
+        );
+        assert_eq!(t.name, "x.kml");
+        assert_eq!(t.description, CLOUDTAK_DESCRIPTION);
+        // The rest as tippecanoe's defaults (drop rate 2.5, no dropping strategy).
+        let d = TilerOptions::default();
+        assert_eq!(t.drop_rate, d.drop_rate);
+        assert!(!t.drop_densest && !t.coalesce_densest && !t.drop_smallest && !t.drop_fraction);
+        assert_eq!(
+            TilesProfile::Cloudtak.tiler_layers(&["a".into(), "b".into()]),
+            ["out"]
+        );
+        assert_eq!(TilesProfile::Cloudtak.tiler_layer(1), 0);
+        // Ours: the flags' zooms, the default limits, a layer each.
+        let e = TilesProfile::Etl.tiler_options(
+            &ConvertOptions {
+                max_zoom: Some(9),
+                ..opts
+            },
+            "x",
+        );
+        assert_eq!((e.max_zoom, e.base_zoom), (Some(9), None));
+        assert_eq!(
+            (e.max_tile_bytes, e.max_tile_features),
+            (d.max_tile_bytes, d.max_tile_features)
+        );
+        assert_eq!(
+            TilesProfile::Etl.tiler_layers(&["a".into(), "b".into()]),
+            ["a", "b"]
+        );
     }
 }

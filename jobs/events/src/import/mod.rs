@@ -69,7 +69,8 @@ impl Importer {
     /// fetching and converting are abandoned when it passes, and the swap is not attempted
     /// after it; once the swap is under way it is finished (a swap cut short could not say
     /// whether it happened).
-    pub async fn import(&self, source: Source, target: &Target) -> Result<Imported, JobError> {
+    pub async fn import(&self, mut source: Source, target: &Target) -> Result<Imported, JobError> {
+        source.tiles = self.convert.tiles.recorded();
         let deadline = std::time::Instant::now() + self.timeout;
         let url = source.url.clone();
         // Everything this import unpacks or builds lives in a locked work directory, removed

@@ -46,7 +46,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 /// `crowd.geojsonl` in `dir`: a 60 × 50 grid of 3,000 named points 0.01° apart, whose one z0
-/// tile is about 60 KB (over `-M 5000`, over `-O 100`).
+/// tile is over `-M 5000` and `-O 100`.
 pub fn crowd(dir: &std::path::Path) -> std::path::PathBuf {
     use std::io::Write;
     let input = dir.join("crowd.geojsonl");

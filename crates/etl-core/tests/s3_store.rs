@@ -624,6 +624,10 @@ async fn new_only_writers_never_replace_an_object() {
         let (bytes, _) = store.get(&at).await.unwrap().unwrap();
         assert_eq!(bytes, b"first", "{what}: the object was replaced");
     }
+    // The failed multipart writer was dropped on a blocking thread of the runtime, which
+    // spawns its abort as a registered clean-up: await it, as the runner does before exit,
+    // rather than racing it (this assertion failed once in CI when it ran first).
+    etl_core::store::finish_cleanups(std::time::Duration::from_secs(60)).await;
     assert!(multipart_uploads(&store, &bucket).await.is_empty());
     let free = loc(&bucket, "v/a.v2.pmtiles");
     let mut w = store.writer_new(&free).await.unwrap();

@@ -46,6 +46,8 @@ struct Plan {
     sql: Option<(String, String)>,
     /// `--shard` or the Batch array position: (index, count).
     shard: Option<(u32, u32)>,
+    /// No input named and stdin is piped: read it (as tippecanoe does).
+    from_stdin: bool,
 }
 
 fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<Plan, JobError> {
@@ -165,9 +167,10 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         }
         None => None,
     };
-    if sources.is_empty() && sql.is_none() {
+    let from_stdin = sources.is_empty() && sql.is_none() && crate::stdin::piped();
+    if sources.is_empty() && sql.is_none() && !from_stdin {
         return Err(JobError::usage(
-            "no input: give INPUT files, -L NAME:INPUT or --sql",
+            "no input: give INPUT files, -L NAME:INPUT or --sql, or pipe GeoJSON on stdin",
         ));
     }
     let source = config.input_args.source(&config.input_layer)?;
@@ -244,7 +247,34 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         source,
         sql,
         shard,
+        from_stdin,
     })
+}
+
+/// With nothing named and stdin piped, stdin spooled to a file and added as an input of the
+/// layer `-l` names (else the output's stem, as the file name would give). The file is
+/// removed when the returned handle drops.
+async fn take_stdin(
+    plan: &mut Plan,
+    ctx: &JobContext,
+) -> Result<Option<tempfile::NamedTempFile>, JobError> {
+    if !plan.from_stdin {
+        return Ok(None);
+    }
+    let file = crate::stdin::spool(plan.opts.tmp_dir.as_deref(), &ctx.shutdown, stopped).await?;
+    let layer = plan
+        .config
+        .layer
+        .clone()
+        .unwrap_or_else(|| stem(plan.output.file_name()).to_owned());
+    let path = file.path().to_str().ok_or_else(|| {
+        JobError::temporary(format!(
+            "spooling stdin: the temporary path {} is not UTF-8",
+            file.path().display()
+        ))
+    })?;
+    plan.sources.push((Some(layer), path.to_owned()));
+    Ok(Some(file))
 }
 
 /// The file name without directory, `.gz` and its last extension: tippecanoe's layer name.
@@ -365,7 +395,16 @@ impl Job for PmtilesJob {
 
     async fn dry_run(config: PmtilesConfig, ctx: JobContext) -> Result<Value, JobError> {
         let plan = plan(config, &ctx.batch)?;
-        let inputs = expand(&plan, &ctx).await?;
+        // A dry run does not consume stdin: it says it would read it.
+        let inputs = if plan.from_stdin {
+            Inputs {
+                layers: Vec::new(),
+                objects: Vec::new(),
+                sql_layer: None,
+            }
+        } else {
+            expand(&plan, &ctx).await?
+        };
         let exists = output::exists(&ctx.store, &plan.output).await?;
         Ok(json!({
             "output": plan.output.to_string(),
@@ -374,6 +413,7 @@ impl Job for PmtilesJob {
             "layers": inputs.layers,
             "inputs": inputs.objects.iter().map(|(l, m)| json!({"layer": inputs.layers.get(*l), "input": m.location.to_string(), "bytes": m.size})).collect::<Vec<_>>(),
             "sql": plan.sql.is_some(),
+            "stdin": plan.from_stdin,
             "min_zoom": plan.opts.min_zoom,
             "max_zoom": plan.opts.max_zoom.map_or(json!("guess"), |z| json!(z)),
             "shard": plan.shard.map(|(i, n)| json!([i, n])),
@@ -381,13 +421,15 @@ impl Job for PmtilesJob {
     }
 
     async fn run(config: PmtilesConfig, ctx: JobContext) -> Result<Outcome, JobError> {
-        let plan = plan(config, &ctx.batch)?;
+        let mut plan = plan(config, &ctx.batch)?;
         if !plan.config.force && output::exists(&ctx.store, &plan.output).await? {
             return Err(JobError::usage(format!(
                 "{}: already exists; use -f to overwrite",
                 plan.output
             )));
         }
+        // Kept until the run ends: the readers read it.
+        let _stdin_file = take_stdin(&mut plan, &ctx).await?;
         let inputs = expand(&plan, &ctx).await?;
         let temp = output::temp_for(&plan.output, plan.opts.tmp_dir.as_deref())?;
 

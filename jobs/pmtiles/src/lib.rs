@@ -7,6 +7,7 @@ pub mod http_range;
 pub mod job;
 pub mod output;
 pub mod sql;
+pub mod stdin;
 pub mod tools;
 
 pub use config::PmtilesConfig;

@@ -126,3 +126,69 @@ fn no_limit_flags_override_the_byte_and_feature_limits() {
         std::fs::remove_file(&out).unwrap();
     }
 }
+
+/// CloudTAK pipes its GeoJSON into tippecanoe: with no input named, etl-pmtiles reads stdin,
+/// as one layer named by `-l`, and leaves no spooled copy behind. Empty stdin with nothing
+/// named is a usage error.
+#[test]
+fn stdin_is_read_when_no_input_is_named() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("piped.pmtiles");
+    let spool = dir.path().join("tmp");
+    std::fs::create_dir(&spool).unwrap();
+    let mut args = cloudtak_args(out.to_str().unwrap(), "piped.geojson");
+    args.extend(["-t", spool.to_str().unwrap()]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_etl-pmtiles"))
+        .args(&args)
+        .env("LOG_FORMAT", "json")
+        .env_remove("ETL_INPUT")
+        .env_remove("ETL_OUTPUT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::fs::read(fixture("tracks.geojsonl")).unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let m = Archive::open(std::io::BufReader::new(std::fs::File::open(&out).unwrap()))
+        .unwrap()
+        .metadata()
+        .clone();
+    assert_eq!(m["vector_layers"][0]["id"], "out");
+    let callsigns: BTreeSet<String> = tiles(&out)
+        .iter()
+        .filter(|(z, _)| *z == 14)
+        .flat_map(|(_, l)| &l[0].features)
+        .filter_map(|f| {
+            f.props.iter().find_map(|(k, v)| match v {
+                PropValue::String(s) if k == "callsign" => Some(s.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(
+        callsigns.len(),
+        4,
+        "the four units of the piped file: {callsigns:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&spool).unwrap().count(),
+        0,
+        "the spooled copy is removed"
+    );
+
+    // Nothing named, nothing piped: exit 64, no archive.
+    std::fs::remove_file(&out).unwrap();
+    let (code, log) = run(&["-o", out.to_str().unwrap()]);
+    assert_eq!(code, 64, "{log}");
+    assert!(log.contains("stdin was empty"), "{log}");
+    assert!(!out.exists());
+}

@@ -41,8 +41,9 @@ pub struct Source {
     pub sequencer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
-    /// The tiling profile the outputs were made with, when not the default (`cloudtak`): the
-    /// same object imported under another profile is imported again.
+    /// The tiling profile the tiles were made with when it is not the default `etl` (so
+    /// `"cloudtak"`), absent otherwise: the same object imported under another profile is
+    /// imported again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tiles: Option<String>,
 }

@@ -86,9 +86,25 @@ fn cloudtak_profile_puts_every_layer_in_out_at_z0_to_14() {
         "12",
     ]);
     r.assert_code(0);
-    check_outputs(&ours, "gpx11_all");
+    let before = check_outputs(&ours, "gpx11_all");
+    assert!(before["source"].get("tiles").is_none(), "{before}");
     let (_, m) = header_and_metadata(&output_path(&ours, "gpx11_all", "pmtiles"));
     assert_eq!(layer_ids(&m).len(), 3, "the default profile: a layer each");
+    // The same upload under the other profile is imported again, not found unchanged.
+    let r = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        ours.to_str().unwrap(),
+        "--profile-tiles",
+        "cloudtak",
+    ]);
+    r.assert_code(0);
+    let after = check_outputs(&ours, "gpx11_all");
+    assert_eq!(after["source"]["tiles"], "cloudtak", "{after}");
+    assert_ne!(after["version"], before["version"], "re-imported");
+    let (_, m) = header_and_metadata(&output_path(&ours, "gpx11_all", "pmtiles"));
+    assert_eq!(layer_ids(&m), ["out"]);
 
     let cloudtak = tmp.path().join("cloudtak");
     let r = run(&[

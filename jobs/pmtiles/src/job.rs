@@ -48,6 +48,8 @@ struct Plan {
     shard: Option<(u32, u32)>,
     /// No input named and stdin is piped: read it (as tippecanoe does).
     from_stdin: bool,
+    /// Once spooled: stdin's layer and file.
+    stdin_input: Option<(String, PathBuf)>,
 }
 
 fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<Plan, JobError> {
@@ -248,33 +250,29 @@ fn plan(mut config: PmtilesConfig, batch: &etl_core::batch::BatchEnv) -> Result<
         sql,
         shard,
         from_stdin,
+        stdin_input: None,
     })
 }
 
-/// With nothing named and stdin piped, stdin spooled to a file and added as an input of the
-/// layer `-l` names (else the output's stem, as the file name would give). The file is
-/// removed when the returned handle drops.
+/// With nothing named and stdin piped, stdin spooled to a file and made an input of the
+/// layer `-l` names (else the output's stem, as a file name would give). The work directory
+/// holding it is removed when the returned handle drops.
 async fn take_stdin(
     plan: &mut Plan,
     ctx: &JobContext,
-) -> Result<Option<tempfile::NamedTempFile>, JobError> {
+) -> Result<Option<etl_core::scratch::WorkDir>, JobError> {
     if !plan.from_stdin {
         return Ok(None);
     }
-    let file = crate::stdin::spool(plan.opts.tmp_dir.as_deref(), &ctx.shutdown, stopped).await?;
+    let (work, path) =
+        crate::stdin::spool(plan.opts.tmp_dir.as_deref(), &ctx.shutdown, stopped).await?;
     let layer = plan
         .config
         .layer
         .clone()
         .unwrap_or_else(|| stem(plan.output.file_name()).to_owned());
-    let path = file.path().to_str().ok_or_else(|| {
-        JobError::temporary(format!(
-            "spooling stdin: the temporary path {} is not UTF-8",
-            file.path().display()
-        ))
-    })?;
-    plan.sources.push((Some(layer), path.to_owned()));
-    Ok(Some(file))
+    plan.stdin_input = Some((layer, path));
+    Ok(Some(work))
 }
 
 /// The file name without directory, `.gz` and its last extension: tippecanoe's layer name.
@@ -323,6 +321,16 @@ async fn expand(plan: &Plan, ctx: &JobContext) -> Result<Inputs, JobError> {
             };
             objects.push((layer_of(&layer), meta));
         }
+    }
+    // The spooled stdin is one known file: taken as it is, never expanded as a pattern (its
+    // directory may hold glob characters).
+    if let Some((layer, path)) = &plan.stdin_input {
+        let meta = ctx
+            .store
+            .head(&Location::File(path.clone()))
+            .await
+            .map_err(JobError::from)?;
+        objects.push((layer_of(layer), meta));
     }
     let sql_layer = plan.sql.as_ref().map(|_| {
         let name = plan
@@ -428,10 +436,11 @@ impl Job for PmtilesJob {
                 plan.output
             )));
         }
-        // Kept until the run ends: the readers read it.
-        let _stdin_file = take_stdin(&mut plan, &ctx).await?;
-        let inputs = expand(&plan, &ctx).await?;
         let temp = output::temp_for(&plan.output, plan.opts.tmp_dir.as_deref())?;
+        // Spooled once the output's directory is known to work; kept until the run ends (the
+        // readers read it).
+        let _stdin_dir = take_stdin(&mut plan, &ctx).await?;
+        let inputs = expand(&plan, &ctx).await?;
 
         // Readers: up to PARALLEL_READERS inputs parse at once, all feeding one channel.
         let (tx, rx) = mpsc::channel::<Result<Msg, JobError>>(2);

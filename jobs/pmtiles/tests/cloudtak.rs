@@ -125,6 +125,13 @@ fn no_limit_flags_override_the_byte_and_feature_limits() {
         assert_eq!(z0, 3000, "{off}: every point at z0, nothing dropped");
         std::fs::remove_file(&out).unwrap();
     }
+    // A zero limit is refused only while it is in force.
+    for (limit, off) in [("-M", "--no-tile-size-limit"), ("-O", "--no-feature-limit")] {
+        let (code, log) = run(&["-o", o, "-f", "-z1", limit, "0", i]);
+        assert_eq!(code, 64, "{limit} 0: {log}");
+        let (code, log) = run(&["-o", o, "-f", "-z1", limit, "0", off, i]);
+        assert_eq!(code, 0, "{limit} 0 {off}: {log}");
+    }
 }
 
 /// CloudTAK pipes its GeoJSON into tippecanoe: with no input named, etl-pmtiles reads stdin,

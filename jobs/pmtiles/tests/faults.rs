@@ -92,7 +92,9 @@ fn a_local_archive_is_old_or_new_whatever_the_kill_point() {
         let r = run(&new_in, Some(point));
         assert!(
             killed(&r),
-            "{point}: {}",
+            "{point}: not killed there: exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            r.status.code(),
+            String::from_utf8_lossy(&r.stdout),
             String::from_utf8_lossy(&r.stderr)
         );
         let now = std::fs::read(&out).unwrap();

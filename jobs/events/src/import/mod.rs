@@ -70,7 +70,12 @@ impl Importer {
     /// after it; once the swap is under way it is finished (a swap cut short could not say
     /// whether it happened).
     pub async fn import(&self, mut source: Source, target: &Target) -> Result<Imported, JobError> {
-        source.tiles = self.convert.tiles.recorded();
+        // The profile only shapes the tiles: without them it does not set the outputs apart.
+        source.tiles = if self.convert.pmtiles {
+            self.convert.tiles.recorded()
+        } else {
+            None
+        };
         let deadline = std::time::Instant::now() + self.timeout;
         let url = source.url.clone();
         // Everything this import unpacks or builds lives in a locked work directory, removed

@@ -63,6 +63,19 @@ pub enum TileLimitError {
     },
     #[error("tile {0}: damaged spill data")]
     Damaged(TileCoord),
+    /// gzip refused a tile (a defect: its output window is the compressor's own bound).
+    #[error("tile {tile}: gzip: {reason}")]
+    Gzip { tile: TileCoord, reason: String },
+}
+
+impl TileLimitError {
+    /// The error of a failed gzip of `tile`.
+    pub(crate) fn gzip(tile: TileCoord) -> impl Fn(std::io::Error) -> TileLimitError {
+        move |e| TileLimitError::Gzip {
+            tile,
+            reason: e.to_string(),
+        }
+    }
 }
 
 /// The share of the features a thinning round aims to keep, of those that would just fit by
@@ -196,7 +209,7 @@ pub(crate) fn assemble(
             kept: kept_seqs(&feats, &keep, strategy),
         });
     }
-    let mut bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
+    let mut bytes = gzip(&raw).map_err(TileLimitError::gzip(tile))?;
     drop(raw);
     let over = |bytes: usize, kept: usize| bytes > limits.max_bytes || kept > limits.max_features;
     if over(bytes.len(), kept) {
@@ -253,7 +266,7 @@ pub(crate) fn assemble(
                 kept -= removed.0 + removed.1;
                 let (raw, l) = encode(&feats, &keep, layer_names, keys, extent, ctx.order)
                     .map_err(|_| TileLimitError::Damaged(tile))?;
-                bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
+                bytes = gzip(&raw).map_err(TileLimitError::gzip(tile))?;
                 layers = l;
             }
         }
@@ -448,6 +461,28 @@ pub(crate) fn assemble_batch(
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// Damaged spill data and a refused gzip are not the input's fault: exit codes that say a
+    /// retry may help (damaged) or that it is a defect (gzip), not "bad input".
+    #[test]
+    fn tile_failures_are_classed_by_whose_fault_they_are() {
+        use crate::tiler::{FailureKind, TilerError};
+        let tile = TileCoord { z: 3, x: 1, y: 2 };
+        let kind = |e: TileLimitError| TilerError::Tile(e).kind();
+        assert_eq!(kind(TileLimitError::Damaged(tile)), FailureKind::Temporary);
+        let refused = TileLimitError::gzip(tile)(std::io::Error::other("no room"));
+        assert_eq!(refused.to_string(), "tile z3/1/2: gzip: no room");
+        assert_eq!(kind(refused), FailureKind::Internal);
+        let over = TileLimitError::OverLimit {
+            tile,
+            bytes: 2,
+            features: 1,
+            detail: 12,
+            max_bytes: 1,
+            max_features: 1,
+        };
+        assert_eq!(kind(over), FailureKind::BadInput);
+    }
 
     #[test]
     fn gzip_round_trips_and_reuses_state() {

@@ -193,7 +193,7 @@ pub(super) fn lower_detail(
             ctx.order,
         )
         .map_err(|_| TileLimitError::Damaged(tile))?;
-        let bytes = gzip(&raw).map_err(|_| TileLimitError::Damaged(tile))?;
+        let bytes = gzip(&raw).map_err(TileLimitError::gzip(tile))?;
         let detail = FULL_DETAIL - shift as u8;
         let fits = bytes.len() <= ctx.limits.max_bytes
             && !coarse.is_empty()

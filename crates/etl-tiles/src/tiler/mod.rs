@@ -221,6 +221,10 @@ impl TilerError {
     pub fn kind(&self) -> FailureKind {
         match self {
             TilerError::Options(_) => FailureKind::Usage,
+            // Spill data read back damaged is the disk's doing, not the input's: a retry may
+            // pass. A gzip refusal is a defect.
+            TilerError::Tile(TileLimitError::Damaged(_)) => FailureKind::Temporary,
+            TilerError::Tile(TileLimitError::Gzip { .. }) => FailureKind::Internal,
             TilerError::NoFeatures | TilerError::Tile(_) => FailureKind::BadInput,
             TilerError::Mlt { too_wide: true, .. } => FailureKind::BadInput,
             TilerError::Mlt {

@@ -266,13 +266,16 @@ async fn take_stdin(
     }
     let (work, path) =
         crate::stdin::spool(plan.opts.tmp_dir.as_deref(), &ctx.shutdown, stopped).await?;
-    let layer = plan
-        .config
+    plan.stdin_input = Some((stdin_layer(plan), path));
+    Ok(Some(work))
+}
+
+/// The layer stdin's features go to: `-l`, else the output's stem (as a file name would give).
+fn stdin_layer(plan: &Plan) -> String {
+    plan.config
         .layer
         .clone()
-        .unwrap_or_else(|| stem(plan.output.file_name()).to_owned());
-    plan.stdin_input = Some((layer, path));
-    Ok(Some(work))
+        .unwrap_or_else(|| stem(plan.output.file_name()).to_owned())
 }
 
 /// The file name without directory, `.gz` and its last extension: tippecanoe's layer name.
@@ -403,10 +406,10 @@ impl Job for PmtilesJob {
 
     async fn dry_run(config: PmtilesConfig, ctx: JobContext) -> Result<Value, JobError> {
         let plan = plan(config, &ctx.batch)?;
-        // A dry run does not consume stdin: it says it would read it.
+        // A dry run does not consume stdin: it says it would read it, and into which layer.
         let inputs = if plan.from_stdin {
             Inputs {
-                layers: Vec::new(),
+                layers: vec![stdin_layer(&plan)],
                 objects: Vec::new(),
                 sql_layer: None,
             }

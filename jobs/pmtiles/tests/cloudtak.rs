@@ -192,8 +192,24 @@ fn stdin_is_read_when_no_input_is_named() {
         "the spooled copy is removed"
     );
 
-    // Nothing named, nothing piped: exit 64, no archive.
+    // A dry run says it would read stdin, into which layer, and reads nothing.
     std::fs::remove_file(&out).unwrap();
+    let (code, log) = run(&["-o", out.to_str().unwrap(), "-l", "out", "--dry-run"]);
+    assert_eq!(code, 0, "{log}");
+    let plan: serde_json::Value = log
+        .lines()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()?
+                .get("dry_run")
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no plan in {log}"));
+    assert_eq!(plan["stdin"], true, "{plan}");
+    assert_eq!(plan["layers"], serde_json::json!(["out"]), "{plan}");
+    assert!(!out.exists());
+
+    // Nothing named, nothing piped: exit 64, no archive.
     let (code, log) = run(&["-o", out.to_str().unwrap()]);
     assert_eq!(code, 64, "{log}");
     assert!(log.contains("stdin was empty"), "{log}");

@@ -386,7 +386,10 @@ pub fn encode_tile(layers: &[LayerBuilder]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         layers
             .iter()
-            .map(|l| l.bodies.len() + l.tags.len() * 2 + 256)
+            .map(|l| {
+                let table: usize = l.keys.iter().map(|k| k.len() + 2).sum();
+                l.bodies.len() + l.tags.len() * 2 + table + l.values.len() * 10 + 256
+            })
             .sum(),
     );
     for l in layers.iter().filter(|l| !l.is_empty()) {

@@ -92,7 +92,7 @@ fn cloudtaks_command_line_gives_one_layer_out_at_z0_to_14() {
                         PropValue::String(s) => s.clone(),
                         other => format!("{other:?}"),
                     })
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| panic!("a feature with no name or callsign: {f:?}"));
                 deepest.insert(tag);
             }
         }

@@ -22,7 +22,7 @@ use crate::format::{Format, describe_unknown};
 use crate::formats::{FeatureSource, ReadOptions, Record};
 
 mod kmz;
-mod manifest;
+pub mod manifest;
 
 use manifest::read_manifest;
 

@@ -57,7 +57,54 @@ pub struct EventsConfig {
     #[serde(default)]
     pub serve: bool,
 
-    /// Imports processed at once by --serve (default: the number of cores).
+    /// Run as CloudTAK's import worker (its `events` service): poll CloudTAK's API at this URL
+    /// (or, given without a URL or as ETL_CLOUDTAK=true, at API_URL) for Pending imports, read
+    /// them from ASSET_BUCKET and publish as CloudTAK's worker does, until SIGTERM.
+    #[arg(long, env = "ETL_CLOUDTAK", value_name = "API_URL", num_args = 0..=1, default_missing_value = "true")]
+    pub cloudtak: Option<String>,
+
+    /// CloudTAK's API URL, for --cloudtak given without one.
+    #[arg(long = "api-url", env = "API_URL", hide = true)]
+    pub api_url: Option<String>,
+
+    /// The secret CloudTAK signs its tokens with (--cloudtak).
+    #[arg(long = "signing-secret", env = "SigningSecret", hide_env_values = true)]
+    #[serde(skip_serializing)]
+    pub signing_secret: Option<String>,
+
+    /// CloudTAK's asset bucket: uploads under import/, outputs under profile/ (--cloudtak).
+    #[arg(long = "asset-bucket", env = "ASSET_BUCKET")]
+    pub asset_bucket: Option<String>,
+
+    /// CloudTAK's S3 endpoint override (an S3-compatible server), with its keys below.
+    #[arg(long = "cloudtak-s3-endpoint", env = "AWS_S3_Endpoint", hide = true)]
+    pub cloudtak_s3_endpoint: Option<String>,
+    #[arg(
+        long = "cloudtak-s3-access-key-id",
+        env = "AWS_S3_AccessKeyId",
+        hide = true
+    )]
+    pub cloudtak_s3_access_key_id: Option<String>,
+    #[arg(
+        long = "cloudtak-s3-secret-access-key",
+        env = "AWS_S3_SecretAccessKey",
+        hide = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing)]
+    pub cloudtak_s3_secret_access_key: Option<String>,
+
+    /// With --cloudtak: a Running import nobody holds and nobody has touched for this long is
+    /// taken over (its worker died). Ours touch their imports every minute.
+    #[arg(
+        long = "reclaim-after",
+        env = "ETL_RECLAIM_AFTER",
+        default_value = "30m"
+    )]
+    #[serde(default = "default_reclaim_after")]
+    pub reclaim_after: String,
+
+    /// Imports processed at once by --serve and --cloudtak (default: the number of cores).
     #[arg(long, env = "ETL_CONCURRENCY")]
     pub concurrency: Option<usize>,
 
@@ -218,6 +265,10 @@ fn default_import_timeout() -> String {
     "15m".into()
 }
 
+fn default_reclaim_after() -> String {
+    "30m".into()
+}
+
 fn default_gc_grace() -> String {
     "1h".into()
 }
@@ -233,6 +284,10 @@ pub enum Mode {
     },
     Object(crate::event::ObjectRef),
     Serve,
+    /// CloudTAK's import worker, polling the API at this URL.
+    Cloudtak {
+        api: String,
+    },
     /// Garbage-collect the output prefix.
     Gc,
 }
@@ -245,6 +300,10 @@ impl EventsConfig {
         let mut modes = Vec::new();
         if self.serve {
             modes.push("--serve");
+        }
+        let cloudtak = self.cloudtak.as_deref().map(str::trim);
+        if cloudtak.is_some_and(|c| !matches!(c, "false" | "0" | "")) {
+            modes.push("--cloudtak");
         }
         if self.gc {
             modes.push("--gc");
@@ -266,6 +325,24 @@ impl EventsConfig {
         }
         if self.serve {
             return Ok(Mode::Serve);
+        }
+        if let Some(c) = cloudtak.filter(|c| !matches!(*c, "false" | "0" | "")) {
+            let api = match c {
+                "true" | "1" => self
+                    .api_url
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| {
+                        JobError::usage(
+                            "--cloudtak needs CloudTAK's API URL: --cloudtak URL, or API_URL",
+                        )
+                    })?,
+                url => url,
+            };
+            return Ok(Mode::Cloudtak {
+                api: api.to_owned(),
+            });
         }
         if self.gc {
             return Ok(Mode::Gc);
@@ -304,7 +381,7 @@ impl EventsConfig {
                 Err(JobError::usage("--bucket and --key go together"))
             }
             (None, None) => Err(JobError::usage(
-                "nothing to import: give --input FILE --output DIR, --event FILE|- (or ETL_EVENT), --bucket B --key K, or --serve",
+                "nothing to import: give --input FILE --output DIR, --event FILE|- (or ETL_EVENT), --bucket B --key K, --serve or --cloudtak",
             )),
         }
     }

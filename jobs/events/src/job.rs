@@ -20,6 +20,9 @@ impl Job for EventsJob {
 
     async fn dry_run(config: EventsConfig, ctx: JobContext) -> Result<Value, JobError> {
         let mode = config.mode()?;
+        if let Mode::Cloudtak { api } = &mode {
+            return crate::cloudtak::dry_run(&config, api, &ctx).await;
+        }
         let convert = config.convert_options()?;
         if let Some(output) = &config.output {
             let loc =
@@ -28,6 +31,7 @@ impl Job for EventsJob {
         }
         let plan = match &mode {
             Mode::Serve => crate::serve::dry_run(&config).await?,
+            Mode::Cloudtak { .. } => json!({"mode": "cloudtak"}),
             Mode::Local { input } => json!({"mode": "local", "input": input}),
             Mode::Event { json } => {
                 let objects =
@@ -48,6 +52,9 @@ impl Job for EventsJob {
 
     async fn run(config: EventsConfig, ctx: JobContext) -> Result<Outcome, JobError> {
         let mode = config.mode()?;
+        if let Mode::Cloudtak { api } = &mode {
+            return crate::cloudtak::run(&config, api, ctx).await;
+        }
         let convert = config.convert_options()?;
         std::fs::create_dir_all(&convert.scratch).map_err(|e| {
             JobError::config(format!(
@@ -66,6 +73,7 @@ impl Job for EventsJob {
         };
         match mode {
             Mode::Serve => crate::serve::run(&config, importer).await,
+            Mode::Cloudtak { .. } => Err(JobError::internal("the CloudTAK mode runs above")),
             Mode::Gc => {
                 let output = config.output.as_deref().ok_or_else(|| {
                     JobError::usage("--gc needs --output DIR|s3://bucket/prefix/")

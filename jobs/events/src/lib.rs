@@ -2,6 +2,7 @@
 //! of the `imports` queue) becomes PREFIX/NAME.geojsonl, PREFIX/NAME.pmtiles and a
 //! PREFIX/NAME.json manifest, all or nothing.
 
+pub mod cloudtak;
 pub mod config;
 pub mod convert;
 pub mod event;

@@ -120,6 +120,7 @@ impl S3Args {
             force_path_style: self.path_style,
             sse_kms_key_id: None,
             part_size: 0,
+            static_keys: None,
         }
     }
 }

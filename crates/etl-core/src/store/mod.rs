@@ -19,7 +19,7 @@ use tokio::io::AsyncRead;
 
 pub use location::{Location, has_glob};
 pub use publish::{PublishError, publish_file, publish_new_file};
-pub use s3::{S3Config, S3Store};
+pub use s3::{S3Config, S3Store, StaticKeys};
 
 use crate::error::{ExitKind, JobError};
 
@@ -179,6 +179,11 @@ impl Store {
             s3_config,
             s3: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The S3 settings this store connects with.
+    pub fn s3_config(&self) -> &S3Config {
+        &self.s3_config
     }
 
     pub async fn s3(&self) -> Result<&S3Store, StoreError> {

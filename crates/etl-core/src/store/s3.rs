@@ -28,6 +28,26 @@ pub struct S3Config {
     pub sse_kms_key_id: Option<String>,
     /// Multipart part size in bytes (minimum 5 MiB); 0 means the default of 8 MiB.
     pub part_size: usize,
+    /// Keys to sign with instead of the default credential chain (CloudTAK's
+    /// `AWS_S3_AccessKeyId`/`AWS_S3_SecretAccessKey`, for an S3-compatible server).
+    #[serde(skip)]
+    pub static_keys: Option<StaticKeys>,
+}
+
+/// An access key pair; its Debug output never shows the secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StaticKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 const DEFAULT_PART: usize = 8 * 1024 * 1024;
@@ -144,6 +164,15 @@ impl S3Store {
                 .read_timeout(READ_TIMEOUT)
                 .build(),
         );
+        if let Some(keys) = &config.static_keys {
+            b = b.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.clone(),
+                None,
+                None,
+                "static keys",
+            ));
+        }
         if let Some(ep) = &config.endpoint {
             b = b.endpoint_url(ep.clone()).force_path_style(true);
         } else if config.force_path_style {

@@ -12,21 +12,21 @@ use crate::formats::xml::XmlReader;
 
 /// What a data package's `MANIFEST/manifest.xml` says.
 #[derive(Debug, Default)]
-pub(super) struct Manifest {
-    pub(super) settings: Map<String, Value>,
-    pub(super) contents: Vec<Content>,
+pub struct Manifest {
+    pub settings: Map<String, Value>,
+    pub contents: Vec<Content>,
 }
 
 #[derive(Debug)]
-pub(super) struct Content {
-    pub(super) entry: String,
-    pub(super) ignore: bool,
-    pub(super) uid: Option<String>,
+pub struct Content {
+    pub entry: String,
+    pub ignore: bool,
+    pub uid: Option<String>,
 }
 
 /// Reads `<Configuration><Parameter name value/>` into settings and each
 /// `<Contents><Content zipEntry ignore><Parameter name="uid" value/>` into contents.
-pub(super) fn read_manifest(path: &Path, max_xml_text: usize) -> Result<Manifest, ReadError> {
+pub fn read_manifest(path: &Path, max_xml_text: usize) -> Result<Manifest, ReadError> {
     use quick_xml::events::Event;
     let file = File::open(path)?;
     let mut xml = XmlReader::new(BufReader::new(file), max_xml_text);

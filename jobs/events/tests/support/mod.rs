@@ -2,6 +2,8 @@
 //! scripts/test.sh starts.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cloudtak;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

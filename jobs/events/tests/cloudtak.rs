@@ -434,3 +434,56 @@ fn a_killed_worker_leaves_a_row_another_takes_over_and_finishes() {
         .collect();
     assert_eq!(posts, [200, 400]);
 }
+
+#[test]
+fn sigterm_gives_an_import_back_and_the_next_worker_takes_it_at_once() {
+    let s3 = S3::new();
+    let api = CloudTak::start(SECRET, &s3.bucket, store());
+    let gpx = std::fs::read(repo("fixtures/formats/gpx/gpx10.gpx")).unwrap();
+    s3.put("import/c0000001.gpx", gpx);
+    api.add_import("c0000001", "held.gpx", USER);
+    let gate = tempfile::tempdir().unwrap();
+    let gate_path = gate.path().join("gate");
+    let first = worker(
+        &api,
+        &[(
+            "ETL_FAULT",
+            &format!("cloudtak.process:held.gpx={}", gate_path.display()),
+        )],
+    );
+    // Held inside the import, its row Running.
+    let reached = gate.path().join("gate.1.reached");
+    api.wait_for(
+        Duration::from_secs(60),
+        "the worker to lock the import",
+        |s| s.imports["c0000001"]["status"] == "Running",
+    );
+    let start = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the import never reached its gate"
+        );
+        std::thread::yield_now();
+    }
+    let (code, stderr) = stop(first);
+    assert_eq!(code, 143, "{stderr}");
+    assert!(stderr.contains("given back"), "{stderr}");
+    assert_eq!(api.status("c0000001"), "Running");
+    // With the default --reclaim-after (30 minutes), only the giving back lets the next
+    // worker take it now.
+    let second = worker(&api, &[]);
+    api.wait_for(Duration::from_secs(60), "the import to be finished", |s| {
+        s.imports["c0000001"]["status"] == "Success"
+    });
+    let (code, stderr) = stop(second);
+    assert_eq!(code, 143, "{stderr}");
+    let s = api.state();
+    assert_eq!(s.assets.len(), 1);
+    assert_eq!(
+        s.imports["c0000001"]["results"].as_array().unwrap().len(),
+        1
+    );
+    drop(s);
+    assert_eq!(s3.keys(".etl-events/"), Vec::<String>::new());
+}

@@ -120,6 +120,9 @@ async fn attempts(
                 Err(_) => return Err(Ended::TimedOut),
             },
             _ = lost.cancelled() => return Err(Ended::LeaseLost),
+            // Whatever the attempt is waiting on (an API call, S3), SIGTERM ends it; a
+            // conversion in flight sees the same token and stops by itself.
+            _ = cancel.cancelled() => return Err(Ended::Stopped),
         };
         let e = match r {
             Ok(()) => return Ok(()),

@@ -2,6 +2,7 @@
 # Entrypoint of the tak-etl image, installed as /usr/local/bin/etl:
 #   etl JOB [ARGS...]   runs the job binary etl-JOB with ARGS (etl data --input ... -> etl-data --input ...)
 #   etl help | --help   lists the jobs in this image
+#   ETL_JOB=JOB etl     runs etl-JOB when no command is given (the image's default is `help`)
 # exec keeps the job as the container's main process, so SIGTERM from Batch/ECS reaches it directly.
 set -eu
 
@@ -23,6 +24,12 @@ usage() {
   echo "jobs:"
   list_jobs
 }
+
+# A task definition that sets no command (CloudTAK's events service) names the job in ETL_JOB:
+# ETL_JOB=events with ETL_CLOUDTAK=true runs CloudTAK's import worker on its own variables.
+if [ -n "${ETL_JOB:-}" ] && { [ $# -eq 0 ] || [ "$*" = help ]; }; then
+  set -- "$ETL_JOB"
+fi
 
 if [ $# -eq 0 ]; then
   usage >&2

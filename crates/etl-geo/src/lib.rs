@@ -39,10 +39,11 @@ pub use format::{Format, GPX_LAYERS, describe_unknown};
 pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to_json};
 pub use formats::geoparquet::write::{GeoParquetError, GeoParquetWriter};
 pub use formats::geoparquet::{ChunkSource, open_chunks as open_geoparquet};
+pub use formats::kml::links::{network_links as kml_network_links, resolve as resolve_kml_link};
 pub use formats::wkb::{WkbError as EwkbError, read_ewkb, read_ewkb_with_repairs};
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,
 };
 pub use repair::{Repair, Repairs};
-pub use upload::{Asset, Upload, UploadFormat, UploadOptions};
+pub use upload::{Asset, LinkedDoc, Upload, UploadFormat, UploadOptions};
 pub use validate::validate;

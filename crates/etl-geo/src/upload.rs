@@ -78,6 +78,19 @@ pub struct UploadOptions {
     /// The format of a plain (not archive, GeoPackage, GeoParquet or Shapefile) upload
     /// (`--format`), whatever its content says.
     pub format: Option<Format>,
+    /// KML documents a KML or KMZ upload's NetworkLinks name outside it, fetched by the
+    /// caller: each is read as a layer of its own after the upload's.
+    pub linked: Vec<LinkedDoc>,
+}
+
+/// A KML document a NetworkLink names, fetched to a local file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedDoc {
+    /// What the link named (its URL), for messages.
+    pub label: String,
+    pub path: PathBuf,
+    /// Its layer's name.
+    pub layer: String,
 }
 
 /// A file inside an archive upload that is not read as features: a KMZ's icons, a data
@@ -181,7 +194,8 @@ impl Upload {
         scratch: &Path,
         opts: &UploadOptions,
     ) -> Result<Upload, ReadError> {
-        let upload = Self::open_any(path, stem, scratch, opts)?;
+        let mut upload = Self::open_any(path, stem, scratch, opts)?;
+        upload.add_linked();
         // `--layer` names GeoPackage tables; anything else would be read whole, so it is
         // refused rather than silently ignored.
         if !opts.layers.is_empty() && upload.format != UploadFormat::GeoPackage {
@@ -278,6 +292,19 @@ impl Upload {
         upload.format = UploadFormat::Plain(format);
         upload.push_plain(None, path.to_path_buf(), format, stem);
         Ok(upload)
+    }
+
+    /// Appends the fetched documents of [`UploadOptions::linked`] to a KML or KMZ upload.
+    fn add_linked(&mut self) {
+        if !matches!(
+            self.format,
+            UploadFormat::Kmz | UploadFormat::Plain(Format::Kml)
+        ) {
+            return;
+        }
+        for doc in self.opts.linked.clone() {
+            self.push_plain(Some(doc.label), doc.path, Format::Kml, &doc.layer);
+        }
     }
 
     /// The path of an MBTiles upload, to convert as tiles.

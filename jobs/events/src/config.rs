@@ -482,6 +482,7 @@ impl EventsConfig {
                 },
                 layers: source.layers,
                 format: source.format,
+                linked: Vec::new(),
             },
             max_zoom,
             min_zoom: self.minimum_zoom,

@@ -169,7 +169,7 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
         &api,
         &[
             ("ETL_CONCURRENCY", "3"),
-            ("ETL_IMPORT_TIMEOUT", "8s"),
+            ("ETL_IMPORT_TIMEOUT", "15s"),
             ("ETL_GC_GRACE", "1h"),
             (
                 "ETL_FAULT",
@@ -266,7 +266,6 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
         .iter()
         .filter(|c| c.method == "GET" && c.path == "/api/import")
         .collect();
-    assert!(!polls.is_empty());
     for p in polls {
         assert!(p.etl && p.claims.get("id").is_none(), "{p:?}");
         let limit: usize = p
@@ -299,9 +298,23 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
         "{}",
         error("a0000004")
     );
+    assert!(error("a0000004").contains("zip bomb"), "{}", error("a0000004"));
     for id in ["a0000003", "a0000004", "a0000007"] {
         assert!(!error(id).contains('\n'));
         assert_eq!(api.state().imports[id]["results"], json!([]), "{id}");
+    }
+    // Nothing was created for them: no asset named after them, and every object under
+    // profile/ belongs to an asset the API knows.
+    {
+        let s = api.state();
+        for name in ["notes.txt", "bomb.kmz", "slow.geojson"] {
+            assert!(!s.assets.values().any(|a| a["name"] == name), "{name}");
+        }
+        let known: Vec<String> = s.assets.keys().cloned().collect();
+        drop(s);
+        for key in s3.keys("profile/") {
+            assert!(known.iter().any(|id| key.contains(id.as_str())), "{key}");
+        }
     }
 
     // The data package: its CoT as a feature (its attachment uploaded by hash), the GeoJSON
@@ -340,6 +353,28 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
                 .as_str()
                 .unwrap()
                 .starts_with("data:image/png;base64,iVBOR")
+        );
+        // Icons go in without regenerating the sprite each time, then once.
+        let icon_calls: Vec<String> = s
+            .calls
+            .iter()
+            .filter(|c| c.path.starts_with("/api/iconset/11111111"))
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c.method,
+                    c.path.rsplit('/').next().unwrap(),
+                    c.query
+                )
+            })
+            .collect();
+        assert_eq!(
+            icon_calls,
+            [
+                "GET 11111111-2222-3333-4444-555555555555 ",
+                "POST icon regen=false",
+                "POST regen "
+            ]
         );
         let topo = s.basemaps.iter().find(|b| b["name"] == "Topo").unwrap();
         assert_eq!(topo["format"], "jpeg");
@@ -464,7 +499,7 @@ fn sigterm_gives_an_import_back_and_the_next_worker_takes_it_at_once() {
             start.elapsed() < Duration::from_secs(60),
             "the import never reached its gate"
         );
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(5));
     }
     let (code, stderr) = stop(first);
     assert_eq!(code, 143, "{stderr}");
@@ -484,6 +519,45 @@ fn sigterm_gives_an_import_back_and_the_next_worker_takes_it_at_once() {
         s.imports["c0000001"]["results"].as_array().unwrap().len(),
         1
     );
+    drop(s);
+    assert_eq!(s3.keys(".etl-events/"), Vec::<String>::new());
+}
+
+#[test]
+fn two_workers_on_one_queue_import_each_row_once() {
+    let s3 = S3::new();
+    let api = CloudTak::start(SECRET, &s3.bucket, store());
+    let gpx = std::fs::read(repo("fixtures/formats/gpx/gpx10.gpx")).unwrap();
+    let ids: Vec<String> = (0..8).map(|i| format!("d000000{i}")).collect();
+    for id in &ids {
+        s3.put(&format!("import/{id}.gpx"), gpx.clone());
+        api.add_import(id, &format!("{id}.gpx"), USER);
+    }
+    let one = worker(&api, &[("ETL_CONCURRENCY", "2")]);
+    let two = worker(&api, &[("ETL_CONCURRENCY", "2")]);
+    api.wait_for(Duration::from_secs(120), "every import to end", |s| {
+        ids.iter().all(|id| s.imports[id]["status"] == "Success")
+    });
+    let (a, ea) = stop(one);
+    let (b, eb) = stop(two);
+    assert_eq!((a, b), (143, 143), "{ea}\n{eb}");
+    let s = api.state();
+    assert_eq!(s.assets.len(), ids.len());
+    for id in &ids {
+        let results = s.imports[id]["results"].as_array().unwrap();
+        assert_eq!(results.len(), 1, "{id}: {results:?}");
+        // Locked once: one PATCH Running succeeded per row.
+        let running = s
+            .calls
+            .iter()
+            .filter(|c| {
+                c.path == format!("/api/import/{id}")
+                    && c.body == json!({"status": "Running"})
+                    && c.status == 200
+            })
+            .count();
+        assert_eq!(running, 1, "{id}");
+    }
     drop(s);
     assert_eq!(s3.keys(".etl-events/"), Vec::<String>::new());
 }

@@ -64,7 +64,7 @@ fuzz_target!(|input: &[u8]| {
             max_total_bytes: 16 << 20,
             ..ArchiveLimits::default()
         },
-        layers: Vec::new(),
+        ..UploadOptions::default()
     };
     if let Ok(upload) = Upload::open(&path, "x", scratch(), &opts) {
         for r in upload {

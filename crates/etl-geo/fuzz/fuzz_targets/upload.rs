@@ -30,7 +30,7 @@ fn options() -> &'static UploadOptions {
             max_total_bytes: 16 << 20,
             ..ArchiveLimits::default()
         },
-        layers: Vec::new(),
+        ..UploadOptions::default()
     })
 }
 

@@ -7,7 +7,7 @@ pub(crate) mod geojson;
 pub(crate) mod geoparquet;
 pub(crate) mod gpkg;
 pub(crate) mod gpx;
-pub(crate) mod kml;
+pub mod kml;
 pub(crate) mod shapefile;
 pub(crate) mod wkb;
 pub(crate) mod xml;

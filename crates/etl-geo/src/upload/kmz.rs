@@ -7,6 +7,9 @@ use crate::error::ReadError;
 use crate::format::Format;
 use crate::formats::kml::links::{network_links, resolve};
 
+/// How deep NetworkLinks inside a KMZ are followed (the document's own links are depth 1).
+pub const MAX_LINK_DEPTH: usize = 3;
+
 impl Upload {
     /// A KMZ: `doc.kml` at the root, else the first `.kml` at the root, else the first
     /// `.kml` anywhere; the `.kml` entries its `NetworkLink`s name are layers too (named after
@@ -34,21 +37,27 @@ impl Upload {
         // export) are layers of their own, as GDAL's LIBKML driver reads them. The document is
         // scanned for links only when the archive holds another .kml for them to name.
         let mut linked: Vec<&Entry> = Vec::new();
-        let links = if entries.iter().filter(is_kml).any(|e| e.name != doc.name) {
-            network_links(&doc.path, self.opts.read.max_xml_text)
-                .map_err(|e| in_part(&format!("{prefix}{}", doc.name), e))?
-        } else {
-            Vec::new()
-        };
-        for href in links {
-            let Some(name) = resolve(&doc.name, &href) else {
-                continue;
-            };
-            if let Some(e) = entries.iter().find(|e| e.name == name)
-                && e.name != doc.name
-                && !linked.iter().any(|l| l.name == e.name)
-            {
-                linked.push(e);
+        if entries.iter().filter(is_kml).any(|e| e.name != doc.name) {
+            // Links of linked documents too, to MAX_LINK_DEPTH (CloudTAK follows 3 levels).
+            let mut queue = std::collections::VecDeque::from([(doc, 0usize)]);
+            while let Some((at, depth)) = queue.pop_front() {
+                if depth >= MAX_LINK_DEPTH {
+                    continue;
+                }
+                let links = network_links(&at.path, self.opts.read.max_xml_text)
+                    .map_err(|e| in_part(&format!("{prefix}{}", at.name), e))?;
+                for href in links {
+                    let Some(name) = resolve(&at.name, &href) else {
+                        continue;
+                    };
+                    if let Some(e) = entries.iter().find(|e| e.name == name)
+                        && e.name != doc.name
+                        && !linked.iter().any(|l| l.name == e.name)
+                    {
+                        linked.push(e);
+                        queue.push_back((e, depth + 1));
+                    }
+                }
             }
         }
         for e in entries {

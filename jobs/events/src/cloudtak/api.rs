@@ -23,8 +23,9 @@ type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Longest one API call may take, answer included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest answer read; the API's answers are rows and lists of at most 100 rows.
-const MAX_REPLY: usize = 16 << 20;
+/// Largest answer read: lists of at most 100 rows, each with the user's `config` (CloudTAK's
+/// API takes JSON bodies up to 50 MB).
+const MAX_REPLY: usize = 64 << 20;
 
 /// Who a call is made as.
 #[derive(Debug, Clone, Copy)]

@@ -33,6 +33,15 @@ pub struct Held {
     scope: String,
 }
 
+/// A row's `updated`: RFC 3339 (`2026-12-08T03:07:22.123Z`), or PostgreSQL's text form of a
+/// `timestamptz`, which CloudTAK's API passes through (`2026-12-08 03:07:22.123+00`).
+pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let s = s.trim();
+    chrono::DateTime::parse_from_rfc3339(s)
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .ok()
+}
+
 /// The state document of one import.
 fn state(attempts: u64, returned: bool) -> Value {
     json!({"attempts": attempts, "returned": returned})
@@ -66,30 +75,35 @@ impl Claims {
         format!("import-{}", segment(id))
     }
 
-    /// Takes the lease of a row this worker just locked (or may take over); `None` when
-    /// another worker holds it. Counts the attempt.
-    pub async fn take(&self, id: &str) -> Result<Option<Held>, JobError> {
-        let scope = Self::scope(id);
-        let lease = match self
+    /// Takes the lease of import `id`: `None` when another worker holds it. Each call holds
+    /// it as a new owner, so two slots of one process exclude each other too.
+    pub async fn lease(&self, id: &str) -> Result<Option<Lease>, JobError> {
+        static HOLDERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = HOLDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let owner = format!("{}/{n}", self.owner);
+        Ok(self
             .cp
-            .acquire(&scope, &self.owner, self.ttl)
+            .acquire(&Self::scope(id), &owner, self.ttl)
             .await
             .map_err(JobError::from)?
-        {
-            Ok(lease) => lease,
-            Err(_) => return Ok(None),
-        };
-        let (attempts, _) = self.read(&scope).await?;
+            .ok())
+    }
+
+    /// Starts an attempt under `lease`. A row taken from Pending starts counting afresh (a
+    /// first run, or the user's retry); one taken over counts the attempts before it.
+    pub async fn begin(&self, id: &str, lease: Lease, fresh: bool) -> Result<Held, JobError> {
+        let scope = Self::scope(id);
+        let attempts = if fresh { 0 } else { self.read(&scope).await?.0 };
         let attempt = attempts + 1;
         self.cp
             .save(&scope, "state", &state(attempt, false))
             .await
             .map_err(JobError::from)?;
-        Ok(Some(Held {
+        Ok(Held {
             lease,
             attempt,
             scope,
-        }))
+        })
     }
 
     /// Attempts so far and whether the last was given back.
@@ -109,14 +123,17 @@ impl Claims {
     /// Whether a Running row may be taken over now: its worker gave it back, or it has not
     /// been touched for `reclaim_after`. Whether its lease is free is for [`Claims::take`].
     pub async fn abandoned(&self, row: &ImportRow) -> Result<bool, JobError> {
-        let stale = row
-            .updated
-            .as_deref()
-            .and_then(|u| chrono::DateTime::parse_from_rfc3339(u).ok())
-            .is_some_and(|u| {
+        let stale = match row.updated.as_deref().map(parse_time) {
+            Some(Some(u)) => {
                 let age = chrono::Utc::now().signed_duration_since(u);
                 age.to_std().is_ok_and(|age| age >= self.reclaim_after)
-            });
+            }
+            Some(None) => {
+                tracing::warn!(id = %row.id, updated = ?row.updated, "the import's `updated` is not a time this worker reads; it is not taken over unless given back");
+                false
+            }
+            None => false,
+        };
         if stale {
             return Ok(true);
         }
@@ -150,5 +167,22 @@ impl Claims {
     /// finished: the next worker counts it).
     pub async fn drop_lease(&self, held: Held) {
         held.lease.release().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updated_times_in_both_forms() {
+        let a = parse_time("2026-12-08T03:07:22.123Z").unwrap();
+        let b = parse_time("2026-12-08 03:07:22.123+00").unwrap();
+        let c = parse_time("2026-12-08 05:07:22.123+02:00").unwrap();
+        let d = parse_time("2026-12-08 03:07:22+00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(d.timestamp(), a.timestamp());
+        assert_eq!(parse_time("yesterday"), None);
     }
 }

@@ -60,12 +60,24 @@ pub(crate) async fn process(job: &Job<'_>, local: Local) -> Result<(), JobError>
 
 /// Everything that can fail for the file's own sake, before anything is created.
 pub(crate) async fn prepare(job: &Job<'_>, local: &Local) -> Result<Prepared, JobError> {
+    prepare_within(job, local, job.w.convert.upload.archive).await
+}
+
+/// [`prepare`], with these archive limits for the file (a file inside a package shares the
+/// package's).
+pub(crate) async fn prepare_within(
+    job: &Job<'_>,
+    local: &Local,
+    limits: etl_geo::archive::ArchiveLimits,
+) -> Result<Prepared, JobError> {
     if local.ext() == ".xml"
         && let Some(basemap) = super::xml::read_basemap(&local.path, &local.name)?
     {
         return Ok(Prepared::Basemap(basemap));
     }
-    Ok(Prepared::Asset(Box::new(convert_file(job, local).await?)))
+    Ok(Prepared::Asset(Box::new(
+        convert_file(job, local, limits).await?,
+    )))
 }
 
 pub(crate) async fn publish(
@@ -120,18 +132,23 @@ pub(crate) async fn publish(
 
 /// Converts off the async threads, CloudTAK's tiling profile, errors naming the file as the
 /// user knows it.
-async fn convert_file(job: &Job<'_>, local: &Local) -> Result<Converted, JobError> {
+async fn convert_file(
+    job: &Job<'_>,
+    local: &Local,
+    limits: etl_geo::archive::ArchiveLimits,
+) -> Result<Converted, JobError> {
     let mut opts = job.w.convert.clone();
     opts.scratch = job.work.clone();
+    opts.upload.archive = limits;
     let read_cancel = etl_geo::Cancel::new().with_deadline(job.deadline);
     opts.upload.read.cancel = read_cancel.clone();
-    let watch = {
+    let watch = crate::import::AbortOnDrop({
         let cancel = job.cancel.clone();
         tokio::spawn(async move {
             cancel.cancelled().await;
             read_cancel.cancel();
         })
-    };
+    });
     let cancel = job.cancel.clone();
     let deadline = job.deadline;
     let path = local.path.clone();
@@ -149,7 +166,7 @@ async fn convert_file(job: &Job<'_>, local: &Local) -> Result<Converted, JobErro
         })
     })
     .await;
-    watch.abort();
+    drop(watch);
     r.map_err(|e| crate::import::task_failed("conversion", e))?
 }
 

@@ -2,7 +2,6 @@
 //! archive), retries of temporary failures inside the deadline, and how it ends —
 //! Success, Fail with a one-line error, or given back on SIGTERM.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use etl_core::{ExitKind, JobError};
 use hyper::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +27,7 @@ pub(crate) struct Job<'a> {
     pub w: &'a Worker,
     pub row: &'a ImportRow,
     /// Results the import has (from earlier attempts too), and those this attempt added.
-    results: Mutex<Vec<ResultRow>>,
+    results: &'a Mutex<Vec<ResultRow>>,
     pub cancel: CancellationToken,
     pub deadline: Instant,
     pub work: PathBuf,
@@ -55,10 +54,13 @@ pub(crate) async fn run(w: Arc<Worker>, row: ImportRow, held: Held, _slot: Owned
     }
     let cancel = w.ctx.shutdown.child_token();
     let lost = held.lease.lost();
-    let touch = tokio::spawn(touch(w.clone(), id.clone(), w.touch_every));
+    // Stopped when this function returns or unwinds, so a failed import stops looking alive.
+    let touch = AbortOnDrop(tokio::spawn(touch(w.clone(), id.clone(), w.touch_every)));
     let deadline = Instant::now() + w.timeout;
     let ended = attempts(&w, &row, &cancel, &lost, deadline).await;
-    touch.abort();
+    // Whatever still runs for this import (a conversion off the async threads) stops.
+    cancel.cancel();
+    drop(touch);
     match ended {
         Ok(()) => end(&w, &id, held, None).await,
         Err(Ended::Failed(e)) => end(&w, &id, held, Some(e.message)).await,
@@ -93,6 +95,11 @@ async fn attempts(
 ) -> Result<(), Ended> {
     let mut pause = Duration::from_secs(1);
     let mut tries = 0;
+    // What every try recorded, so a later try does not record it again.
+    let results = Mutex::new(row.results.clone());
+    if let Err(e) = check_user(&row.username) {
+        return Err(Ended::Failed(e));
+    }
     loop {
         tries += 1;
         let once = async {
@@ -107,7 +114,7 @@ async fn attempts(
             let job = Job {
                 w,
                 row,
-                results: Mutex::new(row.results.clone()),
+                results: &results,
                 cancel: cancel.clone(),
                 deadline,
                 work: work.path().to_path_buf(),
@@ -145,6 +152,34 @@ async fn attempts(
         }
         pause = (pause * 4).min(Duration::from_secs(60));
     }
+}
+
+/// Stops a helper task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// CloudTAK's users are email addresses; one that could change the layout of the keys it
+/// becomes part of (`profile/<user>/…`) is refused.
+fn check_user(user: &str) -> Result<(), JobError> {
+    if user.is_empty()
+        || user == "."
+        || user == ".."
+        || user.len() > 256
+        || user
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(JobError::bad_input(format!(
+            "the import's username {:?} cannot name a folder of the asset bucket",
+            one_line(user, 80)
+        )));
+    }
+    Ok(())
 }
 
 /// Touches the row while the import runs, so nobody takes it for abandoned.
@@ -259,11 +294,10 @@ impl Job<'_> {
             )));
         }
         let mut reader = self.w.store.reader(&meta).await.map_err(JobError::from)?;
-        let mut out = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(to)
-                .map_err(|e| JobError::temporary(format!("{}: {e}", to.display())))?,
-        );
+        let file = tokio::fs::File::create(to)
+            .await
+            .map_err(|e| JobError::temporary(format!("{}: {e}", to.display())))?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         loop {
@@ -282,9 +316,11 @@ impl Job<'_> {
                 )));
             }
             out.write_all(buf.get(..n).unwrap_or_default())
+                .await
                 .map_err(|e| JobError::temporary(format!("{}: {e}", to.display())))?;
         }
         out.flush()
+            .await
             .map_err(|e| JobError::temporary(format!("{}: {e}", to.display())))?;
         etl_core::metrics::Stats::add(&self.w.ctx.stats.bytes_in, total);
         Ok(())

@@ -261,19 +261,26 @@ async fn fill(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             return Ok(());
         };
-        let Some(locked) = worker.api.lock(&row.id).await? else {
-            tracing::debug!(id = %row.id, "another worker locked this import first");
+        // The lease first: a row locked without it would be Running with nobody on it.
+        let Some(lease) = worker.claims.lease(&row.id).await? else {
+            tracing::debug!(id = %row.id, "another worker holds this import's lease");
             continue;
         };
-        match worker.claims.take(&row.id).await? {
-            Some(held) => {
-                let w = worker.clone();
-                tasks.spawn(async move { job::run(w, locked, held, permit).await });
+        let locked = match worker.api.lock(&row.id).await {
+            Ok(Some(locked)) => locked,
+            Ok(None) => {
+                tracing::debug!(id = %row.id, "another worker locked this import first");
+                lease.release().await;
+                continue;
             }
-            // Only a worker that takes over Running rows takes a lease without the lock: it
-            // found this row Running and abandoned a moment ago, and has it now.
-            None => tracing::warn!(id = %row.id, "locked, but another worker holds its lease"),
-        }
+            Err(e) => {
+                lease.release().await;
+                return Err(e);
+            }
+        };
+        let held = worker.claims.begin(&row.id, lease, true).await?;
+        let w = worker.clone();
+        tasks.spawn(async move { job::run(w, locked, held, permit).await });
     }
     if !reclaim {
         return Ok(());
@@ -288,13 +295,20 @@ async fn fill(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             return Ok(());
         };
-        if let Some(held) = worker.claims.take(&row.id).await? {
+        if let Some(lease) = worker.claims.lease(&row.id).await? {
             // The row as it is now: its results say what the last attempt did.
-            let row = worker.api.import(&row.id).await?;
-            if row.status != "Running" {
-                worker.claims.finish(held).await?;
-                continue;
-            }
+            let row = match worker.api.import(&row.id).await {
+                Ok(row) if row.status == "Running" => row,
+                Ok(_) => {
+                    lease.release().await;
+                    continue;
+                }
+                Err(e) => {
+                    lease.release().await;
+                    return Err(e);
+                }
+            };
+            let held = worker.claims.begin(&row.id, lease, false).await?;
             tracing::warn!(id = %row.id, attempt = held.attempt, "taking over an abandoned import");
             let w = worker.clone();
             tasks.spawn(async move { job::run(w, row, held, permit).await });

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use etl_core::JobError;
-use etl_geo::archive::{self, Budget};
+use etl_geo::archive::{self, ArchiveLimits, Budget};
 use etl_geo::upload::manifest::read_manifest;
 use hyper::Method;
 use serde_json::{Map, Value, json};
@@ -143,7 +143,8 @@ pub(crate) async fn process(job: &Job<'_>, upload: Local) -> Result<(), JobError
             continue;
         }
         if let Some(uid) = p.uid.as_ref().filter(|u| cot_uids.contains(*u)) {
-            let hash = sha256_file(&p.path)?;
+            let path = p.path.clone();
+            let hash = blocking(move || sha256_file(&path)).await??;
             attachments.entry(uid.clone()).or_default().push((
                 p.entry.clone(),
                 p.path.clone(),
@@ -176,6 +177,18 @@ pub(crate) async fn process(job: &Job<'_>, upload: Local) -> Result<(), JobError
         .flatten()
         .map(|(e, _, _)| e.as_str())
         .collect();
+    let files = parts
+        .iter()
+        .filter(|p| {
+            !matches!(
+                lower_ext(&p.entry).as_str(),
+                ".cot" | ".png" | ".svg" | ".xml"
+            ) && p.entry != MANIFEST
+                && !attached.contains(p.entry.as_str())
+        })
+        .count() as u64;
+    let unpacked: u64 = entries.iter().map(|e| e.bytes).sum();
+    let left = limits.max_total_bytes.saturating_sub(unpacked);
     let mut indexes: Vec<Index> = Vec::new();
     let mut assets: Vec<(Local, Prepared)> = Vec::new();
     let mut icons: HashMap<String, (String, PathBuf)> = HashMap::new();
@@ -195,7 +208,7 @@ pub(crate) async fn process(job: &Job<'_>, upload: Local) -> Result<(), JobError
                 } else if let Some(b) = read_basemap(&p.path, &shown)? {
                     indexes.push(Index::Basemap(b));
                 } else {
-                    tracing::info!(id = %job.row.id, entry = %p.entry, "an XML file that is neither an iconset nor a map source: left out");
+                    tracing::warn!(id = %job.row.id, entry = %p.entry, "an XML file that is neither an iconset nor a map source: left out");
                 }
             }
             ".xml" => {}
@@ -211,7 +224,12 @@ pub(crate) async fn process(job: &Job<'_>, upload: Local) -> Result<(), JobError
                     name: base(&p.entry).to_owned(),
                     entry: p.entry.clone(),
                 };
-                let prepared = file::prepare(job, &local).await?;
+                // The package's files share what is left of its expansion allowance.
+                let limits = ArchiveLimits {
+                    max_total_bytes: left / files.max(1),
+                    ..limits
+                };
+                let prepared = file::prepare_within(job, &local, limits).await?;
                 assets.push((local, prepared));
             }
         }
@@ -269,6 +287,25 @@ fn is_zip(path: &Path) -> Result<bool, JobError> {
         .read(&mut prefix)
         .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
     Ok(archive::is_zip(prefix.get(..n).unwrap_or_default()))
+}
+
+/// Largest icon sent (CloudTAK draws them at 32 px; its sprite sheets hold 1,000).
+const MAX_ICON_BYTES: u64 = 1 << 20;
+
+/// An icon file as a data URL, `None` when it is over [`MAX_ICON_BYTES`].
+fn icon_data(path: &Path, mime: &str) -> Result<Option<String>, JobError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?
+        .len();
+    if len > MAX_ICON_BYTES {
+        return Ok(None);
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
+    Ok(Some(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )))
 }
 
 fn sha256_file(path: &Path) -> Result<String, JobError> {
@@ -456,6 +493,7 @@ async fn iconset(
         .expect(Method::POST, "/api/iconset", &[], auth, Some(&body))
         .await?;
     job.result(&set.name, "Iconset", &set.uid).await?;
+    let mut failed = Vec::new();
     for (name, type2525b) in &set.icons {
         let mime = match lower_ext(name).as_str() {
             ".png" => "image/png",
@@ -469,28 +507,50 @@ async fn iconset(
             tracing::warn!(iconset = %set.uid, icon = %name, "the package does not hold this icon: left out");
             continue;
         };
-        let bytes = std::fs::read(path)
-            .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
-        let data = format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        );
-        job.w
+        let path = path.clone();
+        let data = blocking(move || icon_data(&path, mime)).await??;
+        let Some(data) = data else {
+            tracing::warn!(iconset = %set.uid, icon = %entry, "an icon over {MAX_ICON_BYTES} bytes: left out");
+            continue;
+        };
+        // CloudTAK names an icon by its path in the package; its API takes 64 characters.
+        let icon_name = if entry.chars().count() <= 64 {
+            entry.as_str()
+        } else {
+            base(entry)
+        };
+        let reply = job
+            .w
             .api
-            .expect(
+            .send(
                 Method::POST,
                 &format!("{at}/icon"),
-                &[],
+                &[("regen", "false")],
                 auth,
                 Some(&json!({
-                    "name": entry,
-                    "path": format!("{}/{entry}", set.uid),
+                    "name": icon_name,
+                    "path": format!("{}/{icon_name}", set.uid),
                     "type2525b": type2525b,
                     "data": data,
                 })),
             )
-            .await
-            .map_err(|e| e.context(format!("{}: icon {entry}", job.row.name)))?;
+            .await?;
+        if !reply.ok() {
+            // As CloudTAK's worker: one refused icon does not undo the iconset.
+            let e = reply.error();
+            if e.kind.retryable() {
+                return Err(e);
+            }
+            tracing::error!(iconset = %set.uid, icon = %entry, error = %e.message, "an icon was refused");
+            failed.push(entry.clone());
+        }
+    }
+    job.w
+        .api
+        .expect(Method::POST, &format!("{at}/regen"), &[], auth, None)
+        .await?;
+    if !failed.is_empty() {
+        tracing::error!(iconset = %set.uid, refused = failed.len(), first = %failed[0], "icons refused by the API");
     }
     Ok(())
 }

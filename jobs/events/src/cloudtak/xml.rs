@@ -44,15 +44,16 @@ pub struct Iconset {
 fn text(path: &Path) -> Result<Option<String>, JobError> {
     let f = std::fs::File::open(path)
         .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
-    let mut s = String::new();
+    let mut bytes = Vec::new();
     let n = f
         .take(MAX_INDEX_BYTES + 1)
-        .read_to_string(&mut s)
-        .map_err(|e| JobError::bad_input(format!("{}: {e}", path.display())));
-    match n {
-        Ok(n) if n as u64 <= MAX_INDEX_BYTES => Ok(Some(s)),
-        _ => Ok(None),
+        .read_to_end(&mut bytes)
+        .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
+    if n as u64 > MAX_INDEX_BYTES {
+        return Ok(None);
     }
+    // Text that is not UTF-8 is not an index of either kind.
+    Ok(String::from_utf8(bytes).ok())
 }
 
 fn attrs(e: &BytesStart<'_>) -> Map<String, Value> {

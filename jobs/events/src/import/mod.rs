@@ -396,7 +396,7 @@ fn source_error(url: &str, e: StoreError) -> JobError {
 }
 
 /// Stops a helper task when the import is done with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -52,9 +52,12 @@ pub struct CloudTak {
     _rt: tokio::runtime::Runtime,
 }
 
+/// Now as CloudTAK's API shows `updated`: PostgreSQL's text form of a `timestamptz`, which
+/// drizzle's string mode passes through.
 fn now_iso(offset_s: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(offset_s))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        .format("%Y-%m-%d %H:%M:%S%.3f+00")
+        .to_string()
 }
 
 impl CloudTak {
@@ -483,8 +486,12 @@ impl Shared {
                 let name = body["name"].as_str().unwrap_or("");
                 let data = body["data"].as_str().unwrap_or("");
                 let mut s = self.state.0.lock().unwrap();
-                if !s.iconsets.contains_key(*uid) {
-                    return err(404, "Item Not Found");
+                match s.iconsets.get(*uid) {
+                    None => return err(404, "Item Not Found"),
+                    Some(i) if i["username"].as_str() != Self::user(claims).as_deref() => {
+                        return err(400, "You don't have permission to modify this iconset");
+                    }
+                    Some(_) => {}
                 }
                 if name.is_empty() || name.chars().count() > 64 {
                     return err(400, "Validation Error POST /api/iconset/:iconset/icon");
@@ -501,8 +508,12 @@ impl Shared {
             }
             ("POST", ["api", "iconset", uid, "regen"]) => {
                 let s = self.state.0.lock().unwrap();
-                if !s.iconsets.contains_key(*uid) {
-                    return err(404, "Item Not Found");
+                match s.iconsets.get(*uid) {
+                    None => return err(404, "Item Not Found"),
+                    Some(i) if i["username"].as_str() != Self::user(claims).as_deref() => {
+                        return err(400, "You don't have permission to modify this iconset");
+                    }
+                    Some(_) => {}
                 }
                 reply(
                     200,

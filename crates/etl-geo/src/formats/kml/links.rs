@@ -19,7 +19,7 @@ use crate::formats::xml::XmlReader;
 const MAX_LINKS: usize = 10_000;
 
 /// The `href`s of the document's `NetworkLink`s (in `Link` or the older `Url`), in order.
-pub(crate) fn network_links(path: &Path, max_xml_text: usize) -> Result<Vec<String>, ReadError> {
+pub fn network_links(path: &Path, max_xml_text: usize) -> Result<Vec<String>, ReadError> {
     let file = File::open(path)?;
     let mut xml = XmlReader::new(BufReader::new(file), max_xml_text);
     let mut buf = Vec::new();
@@ -65,7 +65,7 @@ pub(crate) fn network_links(path: &Path, max_xml_text: usize) -> Result<Vec<Stri
 /// The archive entry a link names, relative to the document at `doc` (an entry name): `None`
 /// for an absolute or remote link, one that climbs out of the archive, or one that is not a
 /// `.kml`.
-pub(crate) fn resolve(doc: &str, href: &str) -> Option<String> {
+pub fn resolve(doc: &str, href: &str) -> Option<String> {
     let href = href.split(['?', '#']).next().unwrap_or(href);
     if href.contains("://") || href.starts_with('/') || href.contains('\\') {
         return None;

@@ -62,7 +62,7 @@
 //! dropped), plus the styles seen so far.
 
 mod geometry;
-pub(crate) mod links;
+pub mod links;
 mod read;
 mod style;
 mod tree;

@@ -210,6 +210,31 @@ pub struct EventsConfig {
     #[serde(default = "default_max_xml_text")]
     pub max_xml_text: usize,
 
+    /// Do not follow a KML upload's NetworkLinks to documents outside it (followed by default,
+    /// to depth 3, http and https only, never to loopback, private or link-local addresses).
+    #[arg(long = "no-network-links", env = "ETL_NO_NETWORK_LINKS")]
+    #[serde(default)]
+    pub no_network_links: bool,
+
+    /// A host NetworkLinks may reach although it is (or resolves to) a loopback, private or
+    /// link-local address: a name or an address, repeatable or comma separated.
+    #[arg(
+        long = "allow-network-link-host",
+        env = "ETL_ALLOW_NETWORK_LINK_HOST",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allow_network_link_host: Vec<String>,
+
+    /// Longest one NetworkLink fetch may take, redirects included.
+    #[arg(
+        long = "network-link-timeout",
+        env = "ETL_NETWORK_LINK_TIMEOUT",
+        default_value = "10s"
+    )]
+    #[serde(default = "default_network_link_timeout")]
+    pub network_link_timeout: String,
+
     /// Bytes the tiler may sort in memory before spilling to the scratch directory.
     #[arg(long = "tiler-memory", env = "ETL_TILER_MEMORY", default_value_t = 15 << 20)]
     pub tiler_memory: usize,
@@ -263,6 +288,10 @@ fn default_max_xml_text() -> usize {
 
 fn default_import_timeout() -> String {
     "15m".into()
+}
+
+fn default_network_link_timeout() -> String {
+    "10s".into()
 }
 
 fn default_reclaim_after() -> String {
@@ -490,6 +519,21 @@ impl EventsConfig {
             pmtiles,
             tiler_memory: self.tiler_memory,
             tiles: self.profile_tiles,
+            links: crate::links::LinkOptions {
+                follow: !self.no_network_links,
+                allow_hosts: self
+                    .allow_network_link_host
+                    .iter()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                timeout: humantime::parse_duration(&self.network_link_timeout).map_err(|e| {
+                    JobError::usage(format!(
+                        "--network-link-timeout {:?}: {e}",
+                        self.network_link_timeout
+                    ))
+                })?,
+            },
             scratch: self
                 .scratch
                 .as_ref()

@@ -9,6 +9,7 @@ pub mod event;
 pub mod gc;
 pub mod import;
 pub mod job;
+pub mod links;
 pub mod publish;
 mod repairs;
 pub mod serve;

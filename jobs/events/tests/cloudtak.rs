@@ -298,7 +298,11 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
         "{}",
         error("a0000004")
     );
-    assert!(error("a0000004").contains("zip bomb"), "{}", error("a0000004"));
+    assert!(
+        error("a0000004").contains("zip bomb"),
+        "{}",
+        error("a0000004")
+    );
     for id in ["a0000003", "a0000004", "a0000007"] {
         assert!(!error(id).contains('\n'));
         assert_eq!(api.state().imports[id]["results"], json!([]), "{id}");

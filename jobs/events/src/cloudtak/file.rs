@@ -140,6 +140,18 @@ async fn convert_file(
     let mut opts = job.w.convert.clone();
     opts.scratch = job.work.clone();
     opts.upload.archive = limits;
+    // Its NetworkLinks to documents outside it (a KML or KMZ only), as CloudTAK follows them.
+    let followed = crate::links::follow(
+        &local.path,
+        &job.work
+            .join(format!("links-{}", job.derived_uuid(&local.entry))),
+        &opts.links,
+        &limits,
+        opts.upload.read.max_xml_text,
+        &job.cancel,
+    )
+    .await?;
+    opts.upload.linked = followed.linked;
     let read_cancel = etl_geo::Cancel::new().with_deadline(job.deadline);
     opts.upload.read.cancel = read_cancel.clone();
     let watch = crate::import::AbortOnDrop({

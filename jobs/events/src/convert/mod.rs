@@ -148,6 +148,8 @@ pub struct ConvertOptions {
     pub scratch: PathBuf,
     /// The tiling profile of the PMTiles output.
     pub tiles: TilesProfile,
+    /// Whether and how a KML upload's NetworkLinks are followed.
+    pub links: crate::links::LinkOptions,
 }
 
 /// A finished conversion: temporary files and the manifest's facts about them.
@@ -454,6 +456,19 @@ fn convert_features(
         geojsonl,
         pmtiles,
     })
+}
+
+/// Adds what following the upload's NetworkLinks skipped to the manifest's `skipped`.
+pub fn note_skipped(manifest: &mut Map<String, Value>, skipped: &[String]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let list = manifest
+        .entry("skipped")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(items) = list {
+        items.extend(skipped.iter().map(|s| json!(s)));
+    }
 }
 
 /// The exit kind of a read error: I/O may go away on retry, everything else is the input's fault.

@@ -102,6 +102,7 @@ mod tests {
             tiler_memory: 1 << 20,
             scratch: std::env::temp_dir(),
             tiles: TilesProfile::Cloudtak,
+            links: crate::links::LinkOptions::default(),
         };
         let t = TilesProfile::Cloudtak.tiler_options(&opts, "x.kml");
         // -z14 -Z0 -B6 --no-tile-size-limit --no-feature-limit -n x.kml -N …

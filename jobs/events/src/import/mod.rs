@@ -246,9 +246,20 @@ impl Importer {
                 (file.path().to_path_buf(), Some(file))
             }
         };
-        let converted = {
+        // Documents its NetworkLinks name outside it, fetched first (a KML or KMZ only).
+        let followed = crate::links::follow(
+            &path,
+            work,
+            &self.convert.links,
+            &self.convert.upload.archive,
+            self.convert.upload.read.max_xml_text,
+            &self.ctx.shutdown,
+        )
+        .await?;
+        let mut converted = {
             let mut opts = self.convert.clone();
             opts.scratch = work.to_path_buf();
+            opts.upload.linked = followed.linked;
             // Readers busy inside one record (a shapefile polygon of many rings) poll this.
             let read_cancel = etl_geo::Cancel::new().with_deadline(deadline);
             opts.upload.read.cancel = read_cancel.clone();
@@ -290,6 +301,7 @@ impl Importer {
                 }
             })?
         };
+        crate::convert::note_skipped(&mut converted.manifest, &followed.skipped);
         if self.ctx.shutdown.is_cancelled() {
             return Err(stopped());
         }

@@ -2,8 +2,10 @@
 //! points at the `.kml` files packed beside it (a super-overlay, a multi-file export) is read
 //! the way GDAL's LIBKML driver reads it: each linked file of the archive is a layer.
 //!
-//! Only the document's own links are followed (one level, as LIBKML does), and only relative
-//! ones naming a `.kml` inside the same archive; nothing is ever fetched.
+//! Links are followed to depth 3 inside the archive (as CloudTAK does; LIBKML follows one
+//! level), and only relative ones naming a `.kml` inside the same archive; nothing is fetched
+//! here (etl-events fetches remote documents and hands them over as
+//! [`crate::UploadOptions::linked`]).
 
 use std::fs::File;
 use std::io::BufReader;

@@ -1,0 +1,337 @@
+//! Fetching what a KML NetworkLink names, guarded against server-side request forgery: http
+//! and https only; a host that is, or resolves to, a loopback, private, link-local, unspecified,
+//! multicast or otherwise reserved address is refused unless `--allow-network-link-host`
+//! names it; the connection goes to the addresses that were checked (no second lookup for a
+//! rebinding DNS server to answer differently); redirects are followed (3 at most) with the
+//! same checks; each answer is bounded in time and bytes.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::StatusCode;
+use hyper::header::LOCATION;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::AsyncWriteExt;
+
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 3;
+
+/// Why a link was not fetched; the message names the link.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}: only http and https links are followed")]
+    Scheme(String),
+    #[error("{url}: {why} (name the host with --allow-network-link-host to allow it)")]
+    Forbidden { url: String, why: String },
+    #[error("{0}: no answer within the link timeout")]
+    Timeout(String),
+    #[error("{url}: {why}")]
+    Failed { url: String, why: String },
+    #[error("{url}: over the limit of {limit} bytes for one linked document")]
+    TooLarge { url: String, limit: u64 },
+}
+
+/// Whether an address must not be reached from a worker on behalf of an upload.
+pub fn forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_v4(v4);
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
+                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0) // NAT64 prefix itself
+                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
+        }
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0 // "this network"
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT 100.64/10
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
+        || a >= 240 // reserved
+}
+
+/// Whether `--allow-network-link-host` names `host` (case-insensitive; an IP literal as text).
+fn allowed(allow: &[String], host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    allow.iter().any(|a| a.eq_ignore_ascii_case(host))
+}
+
+/// The resolver the client connects through: every address a name resolves to is checked.
+#[derive(Clone)]
+struct Guarded {
+    allow: Arc<Vec<String>>,
+}
+
+impl tower_service::Service<Name> for Guarded {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !allowed(&allow, &host)
+                && let Some(bad) = addrs.iter().find(|a| forbidden(a.ip()))
+            {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{host} resolves to {}, an address uploads may not reach",
+                        bad.ip()
+                    ),
+                ));
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector<Guarded>>;
+
+/// A client for linked documents.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client<Https, Empty<Bytes>>,
+    allow: Arc<Vec<String>>,
+    timeout: Duration,
+    max_bytes: u64,
+}
+
+impl Fetcher {
+    pub fn new(allow: &[String], timeout: Duration, max_bytes: u64) -> Result<Fetcher, String> {
+        let allow = Arc::new(
+            allow
+                .iter()
+                .map(|a| a.trim().to_owned())
+                .collect::<Vec<_>>(),
+        );
+        let mut http = HttpConnector::new_with_resolver(Guarded {
+            allow: allow.clone(),
+        });
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("loading the system's TLS roots: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Fetcher {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            allow,
+            timeout,
+            max_bytes,
+        })
+    }
+
+    /// Fetches `url` into `to`; the final URL (after redirects) and the bytes written.
+    pub async fn get(&self, url: &url::Url, to: &Path) -> Result<(url::Url, u64), FetchError> {
+        match tokio::time::timeout(self.timeout, self.get_now(url, to)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(url.to_string())),
+        }
+    }
+
+    async fn get_now(&self, url: &url::Url, to: &Path) -> Result<(url::Url, u64), FetchError> {
+        let mut at = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            self.check(&at)?;
+            let failed = |why: String| FetchError::Failed {
+                url: at.to_string(),
+                why,
+            };
+            let uri: hyper::Uri = at.as_str().parse().map_err(|e| failed(format!("{e}")))?;
+            let req = hyper::Request::get(uri)
+                .header(
+                    "user-agent",
+                    concat!("etl-events/", env!("CARGO_PKG_VERSION")),
+                )
+                .body(Empty::new())
+                .map_err(|e| failed(format!("{e}")))?;
+            let resp = self.client.request(req).await.map_err(|e| {
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text = format!("{text}: {c}");
+                    cause = c.source();
+                }
+                if text.contains("uploads may not reach") {
+                    FetchError::Forbidden {
+                        url: at.to_string(),
+                        why: text,
+                    }
+                } else {
+                    failed(text)
+                }
+            })?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let next = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| at.join(l).ok())
+                    .ok_or_else(|| failed(format!("HTTP {status} without a usable Location")))?;
+                at = next;
+                continue;
+            }
+            if status != StatusCode::OK {
+                return Err(failed(format!("HTTP {status}")));
+            }
+            let mut body = resp.into_body();
+            let mut file = tokio::fs::File::create(to)
+                .await
+                .map_err(|e| failed(format!("{}: {e}", to.display())))?;
+            let mut total = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| failed(format!("reading the answer: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    total += data.len() as u64;
+                    if total > self.max_bytes {
+                        return Err(FetchError::TooLarge {
+                            url: at.to_string(),
+                            limit: self.max_bytes,
+                        });
+                    }
+                    file.write_all(&data)
+                        .await
+                        .map_err(|e| failed(format!("{}: {e}", to.display())))?;
+                }
+            }
+            file.flush()
+                .await
+                .map_err(|e| failed(format!("{}: {e}", to.display())))?;
+            return Ok((at, total));
+        }
+        Err(FetchError::Failed {
+            url: url.to_string(),
+            why: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
+    /// The checks the URL itself allows: the scheme, and a host given as an address (which
+    /// the connector does not look up, so the resolver never sees it).
+    fn check(&self, url: &url::Url) -> Result<(), FetchError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FetchError::Scheme(url.to_string()));
+        }
+        let host = url.host_str().unwrap_or("");
+        if allowed(&self.allow, host) {
+            return Ok(());
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            _ => None,
+        };
+        match ip {
+            Some(ip) if forbidden(ip) => Err(FetchError::Forbidden {
+                url: url.to_string(),
+                why: format!("{ip} is an address uploads may not reach"),
+            }),
+            None if host.is_empty() => Err(FetchError::Failed {
+                url: url.to_string(),
+                why: "no host".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_uploads_may_not_reach() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(forbidden(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
+            assert!(!forbidden(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn urls_are_checked_before_any_lookup() {
+        let f = Fetcher::new(&["127.0.0.1".into()], Duration::from_secs(1), 10).unwrap();
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(matches!(
+            f.check(&u("file:///etc/passwd")),
+            Err(FetchError::Scheme(_))
+        ));
+        assert!(matches!(
+            f.check(&u("ftp://x/y.kml")),
+            Err(FetchError::Scheme(_))
+        ));
+        assert!(matches!(
+            f.check(&u("http://169.254.169.254/latest/meta-data")),
+            Err(FetchError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            f.check(&u("http://[::1]:8080/x.kml")),
+            Err(FetchError::Forbidden { .. })
+        ));
+        assert!(
+            f.check(&u("http://127.0.0.1:8080/x.kml")).is_ok(),
+            "allowed by name"
+        );
+        assert!(f.check(&u("https://example.org/x.kml")).is_ok());
+    }
+}

@@ -1,0 +1,246 @@
+//! NetworkLinks of a KML upload to documents outside it: fetched from a loopback HTTP server
+//! (allowed by --allow-network-link-host), relative links against the fetched document's URL,
+//! a KMZ among them, redirects, depth 3 and not 4; the metadata address, file:// and an
+//! unallowed loopback host skipped, never fatal.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use support::{check_outputs, run};
+
+fn kml(name: &str, links: &[&str]) -> String {
+    let links: String = links
+        .iter()
+        .map(|h| {
+            format!("<NetworkLink><name>to {h}</name><Link><href>{h}</href></Link></NetworkLink>")
+        })
+        .collect();
+    format!(
+        r#"<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>{links}<Placemark><name>{name}</name><Point><coordinates>-105,39.7</coordinates></Point></Placemark></Document></kml>"#
+    )
+}
+
+fn kmz(doc: &str) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("doc.kml", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(doc.as_bytes()).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+/// A loopback HTTP/1.1 server answering from a fixed table; records the paths asked for.
+fn serve(
+    routes: Vec<(&'static str, u16, Vec<(&'static str, String)>, Vec<u8>)>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            log.lock().unwrap().push(path.clone());
+            let (status, headers, body) = routes
+                .iter()
+                .find(|(p, ..)| *p == path)
+                .map(|(_, s, h, b)| (*s, h.clone(), b.clone()))
+                .unwrap_or((404, vec![], b"not here".to_vec()));
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+        }
+    });
+    (format!("http://127.0.0.1:{}", addr.port()), asked)
+}
+
+fn names_in(out: &std::path::Path, manifest: &Value) -> Vec<(String, String)> {
+    let file = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["kind"] == "geojsonl")
+        .unwrap()["file"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut got: Vec<(String, String)> = std::fs::read_to_string(out.join(file))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Value = serde_json::from_str(l).unwrap();
+            (
+                f["properties"]["layer"].as_str().unwrap_or("").to_owned(),
+                f["properties"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+#[test]
+fn network_links_are_followed_three_deep_and_guarded() {
+    let (base, asked) = serve(vec![
+        (
+            "/a.kml",
+            200,
+            vec![],
+            kml("remote a", &["sub/b.kml"]).into_bytes(),
+        ),
+        (
+            "/sub/b.kml",
+            200,
+            vec![],
+            kml("remote b", &["../moved"]).into_bytes(),
+        ),
+        (
+            "/moved",
+            302,
+            vec![("location", "/c.kmz".to_owned())],
+            Vec::new(),
+        ),
+        ("/c.kmz", 200, vec![], kmz(&kml("remote c", &["/d.kml"]))),
+        ("/d.kml", 200, vec![], kml("remote d", &[]).into_bytes()),
+        ("/notkml", 200, vec![], b"{\"type\":\"Feature\"}".to_vec()),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("links.kml");
+    std::fs::write(
+        &upload,
+        kml(
+            "local",
+            &[
+                &format!("{base}/a.kml"),
+                &format!("{base}/notkml"),
+                "http://169.254.169.254/latest/meta-data/",
+                "file:///etc/passwd",
+                "packed-beside.kml",
+            ],
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let r = run(&[
+        "--input",
+        upload.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--allow-network-link-host",
+        "127.0.0.1",
+    ]);
+    r.assert_code(0);
+    let manifest = check_outputs(&out, "links");
+    let layers: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["links", "a", "b", "c"], "{manifest}");
+    assert_eq!(
+        names_in(&out, &manifest),
+        [
+            ("a".to_owned(), "remote a".to_owned()),
+            ("b".to_owned(), "remote b".to_owned()),
+            ("c".to_owned(), "remote c".to_owned()),
+            ("links".to_owned(), "local".to_owned()),
+        ]
+    );
+    // Depth 4 was never asked for; the metadata address never reached.
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        ["/a.kml", "/notkml", "/sub/b.kml", "/moved", "/c.kmz"]
+    );
+    let skipped: Vec<&str> = manifest["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert!(
+        skipped[0].contains("/notkml: not a KML or KMZ document"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[1].contains("169.254.169.254") && skipped[1].contains("--allow-network-link-host"),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped[2].contains("file:///etc/passwd") && skipped[2].contains("only http and https"),
+        "{skipped:?}"
+    );
+}
+
+#[test]
+fn loopback_is_refused_unless_allowed_and_links_can_be_turned_off() {
+    let (base, asked) = serve(vec![(
+        "/a.kml",
+        200,
+        vec![],
+        kml("remote a", &[]).into_bytes(),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("up.kml");
+    std::fs::write(&upload, kml("local", &[&format!("{base}/a.kml")])).unwrap();
+    let out = dir.path().join("out");
+    let r = run(&[
+        "--input",
+        upload.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    r.assert_code(0);
+    let manifest = check_outputs(&out, "up");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    let skipped = manifest["skipped"][0].as_str().unwrap();
+    assert!(
+        skipped.contains("127.0.0.1") && skipped.contains("--allow-network-link-host"),
+        "{skipped}"
+    );
+    let off = dir.path().join("off");
+    let r = run(&[
+        "--input",
+        upload.to_str().unwrap(),
+        "--output",
+        off.to_str().unwrap(),
+        "--no-network-links",
+        "--allow-network-link-host",
+        "127.0.0.1",
+    ]);
+    r.assert_code(0);
+    let manifest = check_outputs(&off, "up");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    assert!(manifest.get("skipped").is_none(), "{manifest}");
+    assert!(
+        asked.lock().unwrap().is_empty(),
+        "nothing is fetched from a host not allowed"
+    );
+}

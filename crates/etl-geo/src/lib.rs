@@ -39,7 +39,9 @@ pub use format::{Format, GPX_LAYERS, describe_unknown};
 pub use formats::geojson::{FeatureWriter, GeometryJson, OutputFormat, feature_to_json};
 pub use formats::geoparquet::write::{GeoParquetError, GeoParquetWriter};
 pub use formats::geoparquet::{ChunkSource, open_chunks as open_geoparquet};
-pub use formats::kml::links::{network_links as kml_network_links, resolve as resolve_kml_link};
+pub use formats::kml::links::{
+    icon_hrefs as kml_icon_hrefs, network_links as kml_network_links, resolve as resolve_kml_link,
+};
 pub use formats::wkb::{WkbError as EwkbError, read_ewkb, read_ewkb_with_repairs};
 pub use formats::{
     CsvOptions, FeatureSource, MAX_RECORD_BYTES, ReadOptions, Record, Rejection, excerpt, open,

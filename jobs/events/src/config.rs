@@ -519,6 +519,7 @@ impl EventsConfig {
             pmtiles,
             tiler_memory: self.tiler_memory,
             tiles: self.profile_tiles,
+            icon_names: std::sync::Arc::default(),
             links: crate::links::LinkOptions {
                 follow: !self.no_network_links,
                 allow_hosts: self

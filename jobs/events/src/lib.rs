@@ -7,6 +7,7 @@ pub mod config;
 pub mod convert;
 pub mod event;
 pub mod gc;
+pub mod icons;
 pub mod import;
 pub mod job;
 pub mod links;

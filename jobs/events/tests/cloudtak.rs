@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::cloudtak::{Call, CloudTak};
+use support::http::serve;
 use support::{S3, etl_events, repo, s3_endpoint};
 
 const SECRET: &str = "test-signing-secret";
@@ -107,6 +108,20 @@ fn data_package() -> Vec<u8> {
     ])
 }
 
+/// A KMZ whose placemarks use a packed icon and one served on loopback, with a NetworkLink to
+/// a document served there too.
+fn camp_kmz(base: &str) -> Vec<u8> {
+    let doc = format!(
+        r#"<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>
+<Style id="tent"><IconStyle><Icon><href>files/tent.png</href></Icon></IconStyle></Style>
+<NetworkLink><name>more</name><Link><href>{base}/more.kml</href></Link></NetworkLink>
+<Placemark><name>Tent</name><styleUrl>#tent</styleUrl><Point><coordinates>-105.2,39.7</coordinates></Point></Placemark>
+<Placemark><name>Pin</name><Style><IconStyle><Icon><href>{base}/pin.png</href></Icon></IconStyle></Style><Point><coordinates>-105.1,39.8</coordinates></Point></Placemark>
+</Document></kml>"#
+    );
+    zip_of(&[("doc.kml", doc.as_bytes()), ("files/tent.png", &png())])
+}
+
 fn call_names(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
@@ -146,7 +161,17 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
     let shp = std::fs::read(repo("fixtures/crs/nztm/nztm_points.zip")).unwrap();
     let bomb = std::fs::read(repo("fixtures/hostile/zip-bomb.kmz")).unwrap();
     let topo = br#"<?xml version="1.0"?><customMapSource><name>Street</name><minZoom>1</minZoom><maxZoom>18</maxZoom><tileType>image/png</tileType><url>https://s.example/{$z}/{$x}/{$y}.png</url></customMapSource>"#;
+    let (base, _asked) = serve(vec![
+        ("/pin.png", 200, vec![], png()),
+        (
+            "/more.kml",
+            200,
+            vec![],
+            br#"<kml xmlns="http://www.opengis.net/kml/2.2"><Placemark><name>Remote</name><Point><coordinates>-105,39.9</coordinates></Point></Placemark></kml>"#.to_vec(),
+        ),
+    ]);
     let uploads: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("a0000008", "camp.kmz", camp_kmz(&base)),
         ("a0000001", "Trail.GPX", gpx),
         ("a0000002", "points.zip", shp),
         ("a0000003", "notes.txt", b"just some words, no geometry\n".to_vec()),
@@ -170,6 +195,7 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
         &[
             ("ETL_CONCURRENCY", "3"),
             ("ETL_IMPORT_TIMEOUT", "15s"),
+            ("ETL_ALLOW_NETWORK_LINK_HOST", "127.0.0.1"),
             ("ETL_GC_GRACE", "1h"),
             (
                 "ETL_FAULT",
@@ -350,10 +376,15 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
             (Some("Camp"), Some(2))
         );
         assert_eq!(iconset["default_group"], "General");
-        assert_eq!(s.icons.len(), 1);
-        assert_eq!(s.icons[0]["name"], "icons/General/tent.png");
+        let camp: Vec<&Value> = s
+            .icons
+            .iter()
+            .filter(|i| i["iconset"] == "11111111-2222-3333-4444-555555555555")
+            .collect();
+        assert_eq!(camp.len(), 1);
+        assert_eq!(camp[0]["name"], "icons/General/tent.png");
         assert!(
-            s.icons[0]["data"]
+            camp[0]["data"]
                 .as_str()
                 .unwrap()
                 .starts_with("data:image/png;base64,iVBOR")
@@ -407,6 +438,61 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
             street["maxzoom"].as_i64()
         ),
         (Some("png"), Some(1), Some(18))
+    );
+
+    // The KMZ: its NetworkLink's placemark imported, its icons (packed and fetched) made an
+    // iconset linked to the asset, and the placemarks' icons renamed into it.
+    assert_eq!(status("a0000008"), "Success", "{}", error("a0000008"));
+    let asset = asset_of(&api, "a0000008");
+    let aid = asset["id"].as_str().unwrap().to_owned();
+    let uid = asset["iconset"]
+        .as_str()
+        .expect("the asset names its iconset")
+        .to_owned();
+    {
+        let s = api.state();
+        assert_eq!(s.iconsets[&uid]["name"], "camp.kmz Icons");
+        assert_eq!(s.iconsets[&uid]["internal"], true);
+        let mut names: Vec<&str> = s
+            .icons
+            .iter()
+            .filter(|i| i["iconset"] == uid.as_str())
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["files/tent.png", "pin.png"]);
+        let kinds: Vec<&str> = s.imports["a0000008"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["Asset", "Iconset"]);
+    }
+    let lines = String::from_utf8(
+        s3.get(&format!("profile/{USER}/{aid}.geojsonld"))
+            .unwrap()
+            .0,
+    )
+    .unwrap();
+    let mut icons: Vec<(String, String)> = lines
+        .lines()
+        .map(|l| {
+            let f: Value = serde_json::from_str(l).unwrap();
+            (
+                f["properties"]["name"].as_str().unwrap().to_owned(),
+                f["properties"]["icon"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    icons.sort();
+    assert_eq!(
+        icons,
+        [
+            ("Pin".to_owned(), format!("{uid}:pin")),
+            ("Remote".to_owned(), String::new()),
+            ("Tent".to_owned(), format!("{uid}:files/tent")),
+        ]
     );
 
     // Past its deadline: Fail, saying so.

@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
 
 use serde_json::Value;
+use support::http::serve;
 use support::{check_outputs, run};
 
 fn kml(name: &str, links: &[&str]) -> String {
@@ -31,52 +30,6 @@ fn kmz(doc: &str) -> Vec<u8> {
         .unwrap();
     w.write_all(doc.as_bytes()).unwrap();
     w.finish().unwrap().into_inner()
-}
-
-/// A loopback HTTP/1.1 server answering from a fixed table; records the paths asked for.
-fn serve(
-    routes: Vec<(&'static str, u16, Vec<(&'static str, String)>, Vec<u8>)>,
-) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let log = asked.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                    break;
-                }
-            }
-            log.lock().unwrap().push(path.clone());
-            let (status, headers, body) = routes
-                .iter()
-                .find(|(p, ..)| *p == path)
-                .map(|(_, s, h, b)| (*s, h.clone(), b.clone()))
-                .unwrap_or((404, vec![], b"not here".to_vec()));
-            let mut head = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-                body.len()
-            );
-            for (k, v) in headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-            let mut rest = Vec::new();
-            let _ = stream.read_to_end(&mut rest);
-        }
-    });
-    (format!("http://127.0.0.1:{}", addr.port()), asked)
 }
 
 fn names_in(out: &std::path::Path, manifest: &Value) -> Vec<(String, String)> {

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use super::api::{Auth, segment};
 use super::job::Job;
 use crate::convert::{Converted, convert};
+use crate::icons::Icons;
 
 /// A file to import.
 #[derive(Debug, Clone)]
@@ -50,7 +51,8 @@ impl Local {
 /// A file read and converted, not yet published.
 pub(crate) enum Prepared {
     Basemap(super::xml::Basemap),
-    Asset(Box<Converted>),
+    /// The conversion, and the iconset its placemarks' icons were renamed into.
+    Asset(Box<(Converted, Option<(String, Icons)>)>),
 }
 
 pub(crate) async fn process(job: &Job<'_>, local: Local) -> Result<(), JobError> {
@@ -85,9 +87,9 @@ pub(crate) async fn publish(
     local: &Local,
     prepared: Prepared,
 ) -> Result<(), JobError> {
-    let converted = match prepared {
+    let (converted, iconset) = match prepared {
         Prepared::Basemap(b) => return super::package::basemap(job, &b).await,
-        Prepared::Asset(c) => c,
+        Prepared::Asset(c) => *c,
     };
     job.check()?;
     let user = job.user().to_owned();
@@ -98,6 +100,9 @@ pub(crate) async fn publish(
     create_asset(job, &asset, &local.asset_name()).await?;
     etl_core::fault::point("cloudtak.after_asset");
     job.result(&local.asset_name(), "Asset", &asset).await?;
+    if let Some((uid, icons)) = &iconset {
+        super::iconset::from_kml(job, uid, icons, &asset).await?;
+    }
     let mut artifacts: Vec<Value> = Vec::new();
     if let Some(geojsonl) = &converted.geojsonl {
         job.upload(geojsonl.file.path(), &format!("{prefix}.geojsonld"))
@@ -136,7 +141,7 @@ async fn convert_file(
     job: &Job<'_>,
     local: &Local,
     limits: etl_geo::archive::ArchiveLimits,
-) -> Result<Converted, JobError> {
+) -> Result<(Converted, Option<(String, Icons)>), JobError> {
     let mut opts = job.w.convert.clone();
     opts.scratch = job.work.clone();
     opts.upload.archive = limits;
@@ -151,6 +156,23 @@ async fn convert_file(
         &job.cancel,
     )
     .await?;
+    // Its placemarks' icons, renamed into the iconset that publishing makes.
+    let icons = crate::icons::collect(
+        &followed,
+        &opts.links,
+        opts.upload.read.max_xml_text,
+        &job.work
+            .join(format!("icons-{}", job.derived_uuid(&local.entry))),
+        &job.cancel,
+    )
+    .await?;
+    let iconset = if icons.icons.is_empty() {
+        None
+    } else {
+        let uid = job.derived_uuid(&format!("iconset:{}", local.entry));
+        opts.icon_names = std::sync::Arc::new(icons.names(&uid));
+        Some((uid, icons))
+    };
     opts.upload.linked = followed.linked;
     let read_cancel = etl_geo::Cancel::new().with_deadline(job.deadline);
     opts.upload.read.cancel = read_cancel.clone();
@@ -179,7 +201,8 @@ async fn convert_file(
     })
     .await;
     drop(watch);
-    r.map_err(|e| crate::import::task_failed("conversion", e))?
+    let converted = r.map_err(|e| crate::import::task_failed("conversion", e))??;
+    Ok((converted, iconset))
 }
 
 /// `POST /api/profile/asset`. An earlier attempt may have created it already (the id is the

@@ -27,6 +27,7 @@ use crate::convert::{ConvertOptions, TilesProfile};
 pub mod api;
 mod claim;
 mod file;
+mod iconset;
 mod job;
 mod package;
 mod xml;

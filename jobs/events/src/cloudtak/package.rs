@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use etl_core::JobError;
 use etl_geo::archive::{self, ArchiveLimits, Budget};
 use etl_geo::upload::manifest::read_manifest;
@@ -17,7 +16,7 @@ use hyper::Method;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::api::{Auth, segment};
+use super::api::Auth;
 use super::file::{self, Local, Prepared};
 use super::job::Job;
 use super::xml::{Basemap, Iconset, read_basemap, read_iconset};
@@ -258,7 +257,7 @@ pub(crate) async fn process(job: &Job<'_>, upload: Local) -> Result<(), JobError
     }
     for index in indexes {
         match index {
-            Index::Iconset(set) => iconset(job, &set, &icons).await?,
+            Index::Iconset(set) => super::iconset::from_package(job, &set, &icons).await?,
             Index::Basemap(b) => basemap(job, &b).await?,
         }
     }
@@ -287,25 +286,6 @@ fn is_zip(path: &Path) -> Result<bool, JobError> {
         .read(&mut prefix)
         .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
     Ok(archive::is_zip(prefix.get(..n).unwrap_or_default()))
-}
-
-/// Largest icon sent (CloudTAK draws them at 32 px; its sprite sheets hold 1,000).
-const MAX_ICON_BYTES: u64 = 1 << 20;
-
-/// An icon file as a data URL, `None` when it is over [`MAX_ICON_BYTES`].
-fn icon_data(path: &Path, mime: &str) -> Result<Option<String>, JobError> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?
-        .len();
-    if len > MAX_ICON_BYTES {
-        return Ok(None);
-    }
-    let bytes =
-        std::fs::read(path).map_err(|e| JobError::temporary(format!("{}: {e}", path.display())))?;
-    Ok(Some(format!(
-        "data:{mime};base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )))
 }
 
 fn sha256_file(path: &Path) -> Result<String, JobError> {
@@ -460,97 +440,4 @@ pub(crate) async fn basemap(job: &Job<'_>, b: &Basemap) -> Result<(), JobError> 
         .unwrap_or(&b.name)
         .to_owned();
     job.result(&name, "Basemap", &id).await
-}
-
-/// An iconset and its icons (`POST /api/iconset`, then each icon found in the package), unless
-/// it exists already.
-async fn iconset(
-    job: &Job<'_>,
-    set: &Iconset,
-    files: &HashMap<String, (String, PathBuf)>,
-) -> Result<(), JobError> {
-    let auth = Auth::User(job.user());
-    let at = format!("/api/iconset/{}", segment(&set.uid));
-    let check = job.w.api.send(Method::GET, &at, &[], auth, None).await?;
-    if check.status == 200 {
-        tracing::info!(id = %job.row.id, iconset = %set.uid, "the iconset exists already: left as it is");
-        return Ok(());
-    }
-    if check.status != 404 {
-        return Err(check.error());
-    }
-    let mut body = json!({
-        "uid": set.uid,
-        "version": set.version,
-        "name": set.name,
-        "skip_resize": set.skip_resize,
-    });
-    if let Some(o) = body.as_object_mut() {
-        o.extend(set.defaults.clone());
-    }
-    job.w
-        .api
-        .expect(Method::POST, "/api/iconset", &[], auth, Some(&body))
-        .await?;
-    job.result(&set.name, "Iconset", &set.uid).await?;
-    let mut failed = Vec::new();
-    for (name, type2525b) in &set.icons {
-        let mime = match lower_ext(name).as_str() {
-            ".png" => "image/png",
-            ".svg" => "image/svg+xml",
-            other => {
-                tracing::warn!(iconset = %set.uid, icon = %name, "an icon of type {other:?}: left out");
-                continue;
-            }
-        };
-        let Some((entry, path)) = files.get(base(name)) else {
-            tracing::warn!(iconset = %set.uid, icon = %name, "the package does not hold this icon: left out");
-            continue;
-        };
-        let path = path.clone();
-        let data = blocking(move || icon_data(&path, mime)).await??;
-        let Some(data) = data else {
-            tracing::warn!(iconset = %set.uid, icon = %entry, "an icon over {MAX_ICON_BYTES} bytes: left out");
-            continue;
-        };
-        // CloudTAK names an icon by its path in the package; its API takes 64 characters.
-        let icon_name = if entry.chars().count() <= 64 {
-            entry.as_str()
-        } else {
-            base(entry)
-        };
-        let reply = job
-            .w
-            .api
-            .send(
-                Method::POST,
-                &format!("{at}/icon"),
-                &[("regen", "false")],
-                auth,
-                Some(&json!({
-                    "name": icon_name,
-                    "path": format!("{}/{icon_name}", set.uid),
-                    "type2525b": type2525b,
-                    "data": data,
-                })),
-            )
-            .await?;
-        if !reply.ok() {
-            // As CloudTAK's worker: one refused icon does not undo the iconset.
-            let e = reply.error();
-            if e.kind.retryable() {
-                return Err(e);
-            }
-            tracing::error!(iconset = %set.uid, icon = %entry, error = %e.message, "an icon was refused");
-            failed.push(entry.clone());
-        }
-    }
-    job.w
-        .api
-        .expect(Method::POST, &format!("{at}/regen"), &[], auth, None)
-        .await?;
-    if !failed.is_empty() {
-        tracing::error!(iconset = %set.uid, refused = failed.len(), first = %failed[0], "icons refused by the API");
-    }
-    Ok(())
 }

@@ -150,6 +150,9 @@ pub struct ConvertOptions {
     pub tiles: TilesProfile,
     /// Whether and how a KML upload's NetworkLinks are followed.
     pub links: crate::links::LinkOptions,
+    /// Placemarks' `icon` values to rewrite (to `<iconset uid>:<name>`), once the iconset
+    /// they name is sure to exist.
+    pub icon_names: std::sync::Arc<std::collections::HashMap<String, String>>,
 }
 
 /// A finished conversion: temporary files and the manifest's facts about them.
@@ -308,6 +311,15 @@ fn convert_features(
             };
             features += 1;
             repairs.note(record.repairs, shown, layers.get(layer), record.line);
+            if !opts.icon_names.is_empty()
+                && let Some(Value::String(icon)) = feature.properties.get("icon")
+                && let Some(named) = opts.icon_names.get(icon)
+            {
+                let named = named.clone();
+                feature
+                    .properties
+                    .insert("icon".into(), Value::String(named));
+            }
             if let Some(n) = per_layer.get_mut(layer) {
                 *n += 1;
             }

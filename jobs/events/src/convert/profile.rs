@@ -103,6 +103,7 @@ mod tests {
             scratch: std::env::temp_dir(),
             tiles: TilesProfile::Cloudtak,
             links: crate::links::LinkOptions::default(),
+            icon_names: std::sync::Arc::default(),
         };
         let t = TilesProfile::Cloudtak.tiler_options(&opts, "x.kml");
         // -z14 -Z0 -B6 --no-tile-size-limit --no-feature-limit -n x.kml -N …

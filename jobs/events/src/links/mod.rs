@@ -54,6 +54,11 @@ impl Default for LinkOptions {
 pub struct Followed {
     pub linked: Vec<LinkedDoc>,
     pub skipped: Vec<String>,
+    /// Every KML document of the upload (for a KMZ, each `.kml` it packs) and each fetched
+    /// one with its URL: where icons are named.
+    pub docs: Vec<(PathBuf, Option<url::Url>)>,
+    /// Where a KMZ upload was unpacked (its icons are read from there).
+    pub unpacked: Option<PathBuf>,
 }
 
 /// The first bytes of a file.
@@ -72,6 +77,15 @@ fn prefix(path: &Path) -> Result<Vec<u8>, JobError> {
 /// The KML document of a file: itself when it is KML, the document of a KMZ (extracted into
 /// `dir`, bounded by `limits`), or `None`.
 fn kml_of(path: &Path, dir: &Path, limits: &ArchiveLimits) -> Result<Option<PathBuf>, String> {
+    Ok(kml_docs_of(path, dir, limits)?.map(|(doc, _)| doc))
+}
+
+/// [`kml_of`], and for a KMZ every `.kml` it packs.
+fn kml_docs_of(
+    path: &Path,
+    dir: &Path,
+    limits: &ArchiveLimits,
+) -> Result<Option<(PathBuf, Vec<PathBuf>)>, String> {
     let head = prefix(path).map_err(|e| e.message)?;
     if archive::is_zip(&head) {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -86,9 +100,15 @@ fn kml_of(path: &Path, dir: &Path, limits: &ArchiveLimits) -> Result<Option<Path
                     .find(|e| is_kml(&e.name) && !e.name.contains('/'))
             })
             .or_else(|| entries.iter().find(|e| is_kml(&e.name)));
-        return Ok(doc.map(|e| e.path.clone()));
+        let all = entries
+            .iter()
+            .filter(|e| is_kml(&e.name))
+            .map(|e| e.path.clone())
+            .collect();
+        return Ok(doc.map(|e| (e.path.clone(), all)));
     }
-    Ok((Format::sniff(&head) == Some(Format::Kml)).then(|| path.to_path_buf()))
+    let kml = Format::sniff(&head) == Some(Format::Kml);
+    Ok(kml.then(|| (path.to_path_buf(), vec![path.to_path_buf()])))
 }
 
 /// A layer name from a URL: its file stem, made unique among `taken`.
@@ -120,18 +140,25 @@ pub async fn follow(
     cancel: &CancellationToken,
 ) -> Result<Followed, JobError> {
     let mut out = Followed::default();
-    if !opts.follow {
-        return Ok(out);
-    }
     let dir = work.join("links");
+    let unpacked = dir.join("upload");
     let root = {
-        let (upload, into, limits) = (upload.to_path_buf(), dir.join("upload"), *limits);
-        match blocking(move || kml_of(&upload, &into, &limits)).await? {
-            Ok(Some(doc)) => doc,
+        let (upload, into, limits) = (upload.to_path_buf(), unpacked.clone(), *limits);
+        match blocking(move || kml_docs_of(&upload, &into, &limits)).await? {
+            Ok(Some((doc, all))) => {
+                out.docs = all.into_iter().map(|p| (p, None)).collect();
+                if unpacked.exists() {
+                    out.unpacked = Some(unpacked);
+                }
+                doc
+            }
             // Not KML, or an archive that fails here fails where it is read, with its error.
             Ok(None) | Err(_) => return Ok(out),
         }
     };
+    if !opts.follow {
+        return Ok(out);
+    }
     let fetcher = Fetcher::new(&opts.allow_hosts, opts.timeout, MAX_DOCUMENT_BYTES)
         .map_err(JobError::config)?;
     let mut queue = std::collections::VecDeque::from([(root, None::<url::Url>, 0usize)]);
@@ -227,6 +254,7 @@ pub async fn follow(
                 path: kml.clone(),
                 layer: layer_name(&final_url, &mut layers),
             });
+            out.docs.push((kml.clone(), Some(final_url.clone())));
             queue.push_back((kml, Some(final_url), depth + 1));
         }
     }

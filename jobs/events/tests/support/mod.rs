@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cloudtak;
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -64,6 +64,51 @@ pub fn network_links(path: &Path, max_xml_text: usize) -> Result<Vec<String>, Re
     }
 }
 
+/// The distinct `href`s of the document's `IconStyle` icons, in order of first use: what a
+/// placemark's `icon` property will hold.
+pub fn icon_hrefs(path: &Path, max_xml_text: usize) -> Result<Vec<String>, ReadError> {
+    let file = File::open(path)?;
+    let mut xml = XmlReader::new(BufReader::new(file), max_xml_text);
+    let mut buf = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut style: Option<usize> = None;
+    let mut icon: Option<usize> = None;
+    loop {
+        match xml.next(&mut buf)? {
+            Event::Start(e) => {
+                let name = e.name().into_inner().to_owned();
+                let depth = xml.depth();
+                match local_name(&name) {
+                    "IconStyle" if style.is_none() => style = Some(depth),
+                    "Icon" if style.is_some() && icon.is_none() => icon = Some(depth),
+                    "href" if icon.is_some() => {
+                        let href = xml.read_text(&mut buf)?;
+                        let href = href.trim();
+                        if !href.is_empty()
+                            && out.len() < MAX_LINKS
+                            && !out.iter().any(|h| h == href)
+                        {
+                            out.push(href.to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::End(_) => {
+                let depth = xml.depth();
+                if icon.is_some_and(|d| depth < d) {
+                    icon = None;
+                }
+                if style.is_some_and(|d| depth < d) {
+                    style = None;
+                }
+            }
+            Event::Eof => return Ok(out),
+            _ => {}
+        }
+    }
+}
+
 /// The archive entry a link names, relative to the document at `doc` (an entry name): `None`
 /// for an absolute or remote link, one that climbs out of the archive, or one that is not a
 /// `.kml`.
@@ -110,6 +155,26 @@ mod tests {
         assert_eq!(
             network_links(&doc, 1 << 20).unwrap(),
             ["0/0/0.kml", "http://example.org/x.kml", "b.kml"]
+        );
+    }
+
+    #[test]
+    fn icons_of_the_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = dir.path().join("doc.kml");
+        std::fs::write(
+            &doc,
+            r#"<kml><Document>
+<Style id="a"><IconStyle><Icon><href> files/a.png </href></Icon></IconStyle></Style>
+<GroundOverlay><Icon><href>overlay.jpg</href></Icon></GroundOverlay>
+<Placemark><Style><IconStyle><Icon><href>http://h/b.png?x=1</href></Icon></IconStyle></Style></Placemark>
+<Placemark><Style><IconStyle><Icon><href>files/a.png</href></Icon></IconStyle></Style></Placemark>
+</Document></kml>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            icon_hrefs(&doc, 1 << 20).unwrap(),
+            ["files/a.png", "http://h/b.png?x=1"]
         );
     }
 

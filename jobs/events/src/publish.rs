@@ -105,7 +105,7 @@ pub struct Target {
 }
 
 /// The kinds of versioned output, by file extension.
-pub const OUTPUT_KINDS: [&str; 2] = ["geojsonl", "pmtiles"];
+pub const OUTPUT_KINDS: [&str; 4] = ["geojsonl", "pmtiles", "sprite.png", "sprite.json"];
 
 impl Target {
     /// The mutable manifest, the import's commit point.
@@ -233,8 +233,18 @@ impl Publish<'_> {
         let mut written: Vec<Location> = Vec::new();
         let outputs = match self
             .write_outputs(
-                converted.geojsonl,
-                converted.pmtiles,
+                {
+                    let (png, json) = match converted.sprite {
+                        Some((p, j)) => (Some(p), Some(j)),
+                        None => (None, None),
+                    };
+                    [
+                        (converted.geojsonl, "geojsonl"),
+                        (converted.pmtiles, "pmtiles"),
+                        (png, "sprite.png"),
+                        (json, "sprite.json"),
+                    ]
+                },
                 &version,
                 &mut written,
             )
@@ -329,13 +339,12 @@ impl Publish<'_> {
 
     async fn write_outputs(
         &self,
-        geojsonl: Option<Artifact>,
-        pmtiles: Option<Artifact>,
+        artifacts: [(Option<Artifact>, &'static str); 4],
         version: &str,
         written: &mut Vec<Location>,
     ) -> Result<Vec<Value>, JobError> {
         let mut outputs = Vec::new();
-        for (artifact, kind) in [(geojsonl, "geojsonl"), (pmtiles, "pmtiles")] {
+        for (artifact, kind) in artifacts {
             let Some(Artifact {
                 file,
                 bytes,

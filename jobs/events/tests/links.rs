@@ -197,3 +197,87 @@ fn loopback_is_refused_unless_allowed_and_links_can_be_turned_off() {
         "nothing is fetched from a host not allowed"
     );
 }
+
+#[test]
+fn a_kmzs_icons_become_a_sprite_sheet_beside_the_tiles() {
+    let img = image_png(48, 48);
+    let (base, _asked) = serve(vec![("/pin.png", 200, vec![], img.clone())]);
+    let doc = format!(
+        r#"<kml xmlns="http://www.opengis.net/kml/2.2"><Document>
+<Style id="t"><IconStyle><Icon><href>files/tent.png</href></Icon></IconStyle></Style>
+<Placemark><name>Tent</name><styleUrl>#t</styleUrl><Point><coordinates>1,2</coordinates></Point></Placemark>
+<Placemark><name>Pin</name><Style><IconStyle><Icon><href>{base}/pin.png</href></Icon></IconStyle></Style><Point><coordinates>2,3</coordinates></Point></Placemark>
+<Placemark><name>Lost</name><Style><IconStyle><Icon><href>files/missing.png</href></Icon></IconStyle></Style><Point><coordinates>3,4</coordinates></Point></Placemark>
+</Document></kml>"#
+    );
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in [
+        ("doc.kml", doc.as_bytes().to_vec()),
+        ("files/tent.png", img),
+    ] {
+        w.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(&data).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("camp.kmz");
+    std::fs::write(&upload, w.finish().unwrap().into_inner()).unwrap();
+    let out = dir.path().join("out");
+    let r = run(&[
+        "--input",
+        upload.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--allow-network-link-host",
+        "127.0.0.1",
+    ]);
+    r.assert_code(0);
+    let manifest = check_outputs(&out, "camp");
+    let kinds: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["geojsonl", "pmtiles", "sprite.png", "sprite.json"]);
+    let file = |kind: &str| {
+        out.join(
+            manifest["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["kind"] == kind)
+                .unwrap()["file"]
+                .as_str()
+                .unwrap(),
+        )
+    };
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(file("sprite.json")).unwrap()).unwrap();
+    let keys: Vec<&String> = index.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["files/tent.png", &format!("{base}/pin.png")]);
+    assert_eq!(index["files/tent.png"]["height"], 32);
+    let sheet = std::fs::read(file("sprite.png")).unwrap();
+    assert_eq!(&sheet[1..4], b"PNG");
+    // The placemarks keep their hrefs: the sprite is indexed by them.
+    let names = names_in(&out, &manifest);
+    assert_eq!(names.len(), 3);
+    let skipped = manifest["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s
+            .as_str()
+            .unwrap()
+            .contains("files/missing.png: not in the upload")),
+        "{skipped:?}"
+    );
+}
+
+/// A plain PNG of `w`×`h`.
+fn image_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_pixel(w, h, image::Rgba([200, 30, 30, 255]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}

@@ -43,6 +43,7 @@ pub(super) fn convert_mbtiles(
         manifest,
         geojsonl: None,
         pmtiles: Some(artifact(file)?),
+        sprite: None,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::repairs::RepairTally;
 mod files;
 mod mbtiles;
 mod profile;
+pub mod sprite;
 
 use files::{HashingWriter, artifact, extend_bounds, temp_err, temp_in};
 pub use profile::{CLOUDTAK_DESCRIPTION, CLOUDTAK_LAYER, TilesProfile};
@@ -162,6 +163,8 @@ pub struct Converted {
     pub manifest: Map<String, Value>,
     pub geojsonl: Option<Artifact>,
     pub pmtiles: Option<Artifact>,
+    /// A sprite sheet of the upload's icons and its index, when it has icons.
+    pub sprite: Option<(Artifact, Artifact)>,
 }
 
 /// A temporary output file with its size and SHA-256.
@@ -467,6 +470,7 @@ fn convert_features(
         manifest,
         geojsonl,
         pmtiles,
+        sprite: None,
     })
 }
 

@@ -256,6 +256,15 @@ impl Importer {
             &self.ctx.shutdown,
         )
         .await?;
+        // Its placemarks' icons, for a sprite sheet beside the tiles.
+        let icons = crate::icons::collect(
+            &followed,
+            &self.convert.links,
+            self.convert.upload.read.max_xml_text,
+            work,
+            &self.ctx.shutdown,
+        )
+        .await?;
         let mut converted = {
             let mut opts = self.convert.clone();
             opts.scratch = work.to_path_buf();
@@ -302,6 +311,18 @@ impl Importer {
             })?
         };
         crate::convert::note_skipped(&mut converted.manifest, &followed.skipped);
+        crate::convert::note_skipped(&mut converted.manifest, &icons.skipped);
+        if !icons.icons.is_empty() && converted.pmtiles.is_some() {
+            let work = work.to_path_buf();
+            let list = icons.icons;
+            converted.sprite = Some(
+                tokio::task::spawn_blocking(move || {
+                    crate::convert::sprite::artifacts(&list, &work)
+                })
+                .await
+                .map_err(|e| task_failed("sprite sheet", e))??,
+            );
+        }
         if self.ctx.shutdown.is_cancelled() {
             return Err(stopped());
         }

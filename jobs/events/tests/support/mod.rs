@@ -177,6 +177,14 @@ pub fn check_outputs(dir: &Path, name: &str) -> Value {
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(report.addressed_tiles > 0, "{}: {report:?}", path.display());
             }
+            "sprite.png" => {
+                let img = image::load_from_memory(&bytes).unwrap();
+                assert!(img.height() >= 32, "{}", path.display());
+            }
+            "sprite.json" => {
+                let index: Value = serde_json::from_slice(&bytes).unwrap();
+                assert!(!index.as_object().unwrap().is_empty(), "{}", path.display());
+            }
             other => panic!("unexpected output kind {other}"),
         }
     }

@@ -68,6 +68,24 @@ fn stop(child: Child) -> (i32, String) {
     )
 }
 
+/// The child's output once it exits; killed (and the test failed, with its stderr) if it has
+/// not exited within `limit`.
+fn exit_within(mut child: Child, limit: Duration) -> std::process::Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the worker did not exit within {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn png() -> Vec<u8> {
     // A 1x1 PNG.
     vec![
@@ -515,15 +533,16 @@ fn a_killed_worker_leaves_a_row_another_takes_over_and_finishes() {
     s3.put("import/b0000001.gpx", gpx);
     api.add_import("b0000001", "walk.gpx", USER);
     // The first worker dies right after creating the asset, before recording the result.
-    let first = worker(
-        &api,
-        &[
-            ("ETL_FAULT", "cloudtak.after_asset"),
-            ("ETL_LEASE_TTL", "2s"),
-        ],
-    )
-    .wait_with_output()
-    .unwrap();
+    let first = exit_within(
+        worker(
+            &api,
+            &[
+                ("ETL_FAULT", "cloudtak.after_asset"),
+                ("ETL_LEASE_TTL", "2s"),
+            ],
+        ),
+        Duration::from_secs(120),
+    );
     assert_ne!(first.status.code(), Some(0));
     assert_eq!(api.status("b0000001"), "Running");
     assert_eq!(api.state().assets.len(), 1);
@@ -650,4 +669,50 @@ fn two_workers_on_one_queue_import_each_row_once() {
     }
     drop(s);
     assert_eq!(s3.keys(".etl-events/"), Vec::<String>::new());
+}
+
+#[test]
+fn the_mode_needs_cloudtaks_settings() {
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = etl_events();
+        cmd.env_remove("API_URL")
+            .env_remove("SigningSecret")
+            .env_remove("ASSET_BUCKET")
+            .env("ETL_CLOUDTAK", "true");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("API_URL"), "{err}");
+    let (code, err) = run(&[("API_URL", "http://127.0.0.1:9"), ("ASSET_BUCKET", "b")]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("SigningSecret"), "{err}");
+    let (code, err) = run(&[("API_URL", "http://127.0.0.1:9"), ("SigningSecret", "s")]);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("ASSET_BUCKET"), "{err}");
+    let (code, err) = run(&[
+        ("API_URL", "ftp://x"),
+        ("SigningSecret", "s"),
+        ("ASSET_BUCKET", "b"),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    // Another mode beside it is a usage error.
+    let (code, err) = run(&[
+        ("API_URL", "http://127.0.0.1:9"),
+        ("SigningSecret", "s"),
+        ("ASSET_BUCKET", "b"),
+        ("ETL_SERVE", "true"),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("--serve") && err.contains("--cloudtak"),
+        "{err}"
+    );
 }

@@ -119,6 +119,9 @@ pub struct CacheStats {
 
 pub struct Archives {
     source: Source,
+    /// Names are nested paths resolved to plain `PATH.pmtiles` files, with no manifests
+    /// ([`Source::resolve_plain`]): the CloudTAK layout.
+    plain: bool,
     settings: CacheSettings,
     open: Cache<Arc<str>, Arc<OpenArchive>>,
     dirs: Cache<DirKey, Leaf, DirWeight>,
@@ -129,9 +132,19 @@ impl Archives {
         let dir_items = (settings.directory_bytes / 4096).max(16) as usize;
         Archives {
             source,
+            plain: false,
             settings,
             open: Cache::new(settings.archives.max(1)),
             dirs: Cache::with_weighter(dir_items, settings.directory_bytes.max(1), DirWeight),
+        }
+    }
+
+    /// Archives named by nested paths (`public/NAME`, `profile/USER/FILE`), each the plain file
+    /// `PATH.pmtiles`; no manifest is read (see [`Source::resolve_plain`]).
+    pub fn plain_paths(source: Source, settings: CacheSettings) -> Archives {
+        Archives {
+            plain: true,
+            ..Archives::new(source, settings)
         }
     }
 
@@ -166,7 +179,12 @@ impl Archives {
             if !stale {
                 return Ok(Some(a));
             }
-            if self.source.unchanged(name, &a.lookup).await? {
+            let unchanged = if self.plain {
+                self.source.unchanged_plain(name, &a.lookup).await?
+            } else {
+                self.source.unchanged(name, &a.lookup).await?
+            };
+            if unchanged {
                 if let Ok(mut t) = a.checked.lock() {
                     *t = Instant::now();
                 }
@@ -174,7 +192,12 @@ impl Archives {
             }
             self.forget(name);
         }
-        let Some(resolved) = self.source.resolve(name).await? else {
+        let resolved = if self.plain {
+            self.source.resolve_plain(name).await?
+        } else {
+            self.source.resolve(name).await?
+        };
+        let Some(resolved) = resolved else {
             return Ok(None);
         };
         let archive = Arc::new(self.load(resolved).await?);

@@ -2,6 +2,12 @@
 //! carry an `exp` (honoured); an `nbf` is honoured too. A claim (default `archives`) lists the
 //! archives it opens: names, or patterns with `*` (`"team-a-*"`, `"*"`). A token without the
 //! claim opens nothing.
+//!
+//! CloudTAK's tile routes check tokens the way its tile Lambda does ([`SigningAuth`]): a JWT
+//! signed with `SigningSecret` (HS256, HS384 or HS512), given only as `?token=`, no `exp`
+//! needed (one that is there is honoured). Resource tokens (`etl.<jwt>`) are refused. Public
+//! archives open to any valid token; a profile archive `profile/USER/FILE` to a token with
+//! `access: "profile"` and `email: USER`, or `file: "USER/FILE"` (a file shared by channel).
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -128,6 +134,80 @@ impl Auth {
     }
 }
 
+/// CloudTAK's token check (see the module docs).
+#[derive(Clone)]
+pub struct SigningAuth {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// The claims of a valid CloudTAK token that decide access.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SignedClaims {
+    #[serde(default)]
+    pub access: Option<Value>,
+    #[serde(default)]
+    pub email: Option<Value>,
+    #[serde(default)]
+    pub file: Option<Value>,
+}
+
+impl SignedClaims {
+    /// Whether the token opens `profile/USER/FILE`: a profile token of the owner, or one that
+    /// names the file.
+    pub fn grants_profile(&self, user: &str, file: &str) -> bool {
+        let is = |v: &Option<Value>, want: &str| v.as_ref().and_then(Value::as_str) == Some(want);
+        is(&self.access, "profile")
+            && (is(&self.email, user) || is(&self.file, &format!("{user}/{file}")))
+    }
+}
+
+impl SigningAuth {
+    pub fn new(secret: &[u8]) -> Result<SigningAuth, String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+        // CloudTAK's API mints tokens without `exp`; one that has it is still honoured.
+        validation.set_required_spec_claims::<&str>(&[]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.leeway = 30;
+        let key = DecodingKey::from_secret(secret).map_err(|e| format!("SigningSecret: {e}"))?;
+        Ok(SigningAuth { key, validation })
+    }
+
+    /// Checks a `?token=` and returns its claims.
+    pub fn verify(&self, token: Option<&str>) -> Result<SignedClaims, Denied> {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(Denied::Unauthorized(
+                "Invalid Token: a token is required as ?token=<jwt>".into(),
+            ));
+        };
+        if token.starts_with("etl.") {
+            return Err(Denied::Unauthorized(
+                "Invalid Token: resource tokens (etl.) do not open tiles".into(),
+            ));
+        }
+        jsonwebtoken::decode::<SignedClaims>(token, &self.key, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                Denied::Unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "Invalid Token: it has expired".to_string(),
+                    ErrorKind::ImmatureSignature => {
+                        "Invalid Token: it is not valid yet (nbf)".to_string()
+                    }
+                    ErrorKind::InvalidSignature => {
+                        "Invalid Token: the signature is not valid".to_string()
+                    }
+                    ErrorKind::InvalidAlgorithm => {
+                        "Invalid Token: not signed with HS256, HS384 or HS512".to_string()
+                    }
+                    _ => format!("Invalid Token: {e}"),
+                })
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -148,6 +228,62 @@ mod tests {
             &EncodingKey::from_secret(secret).unwrap(),
         )
         .unwrap()
+    }
+
+    fn signed(alg: Algorithm, secret: &[u8], claims: Value) -> String {
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cloudtak_tokens() {
+        let auth = SigningAuth::new(b"cloudtak-secret").unwrap();
+        let claims = serde_json::json!({"access": "profile", "email": "alice@example.com"});
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let c = auth
+                .verify(Some(&signed(alg, b"cloudtak-secret", claims.clone())))
+                .unwrap();
+            assert!(c.grants_profile("alice@example.com", "f1"), "{alg:?}");
+            assert!(!c.grants_profile("bob@example.com", "f1"), "{alg:?}");
+        }
+        let good = signed(Algorithm::HS256, b"cloudtak-secret", claims.clone());
+        assert!(matches!(
+            auth.verify(Some(&format!("etl.{good}"))),
+            Err(Denied::Unauthorized(m)) if m.contains("etl.")
+        ));
+        assert!(matches!(auth.verify(None), Err(Denied::Unauthorized(_))));
+        let forged = signed(Algorithm::HS256, b"other", claims.clone());
+        assert!(matches!(
+            auth.verify(Some(&forged)),
+            Err(Denied::Unauthorized(m)) if m.contains("signature")
+        ));
+        let expired = signed(
+            Algorithm::HS256,
+            b"cloudtak-secret",
+            serde_json::json!({"access": "profile", "email": "a", "exp": now() - 3600}),
+        );
+        assert!(matches!(
+            auth.verify(Some(&expired)),
+            Err(Denied::Unauthorized(m)) if m.contains("expired")
+        ));
+        // The file grant: a token of another user naming the file, with profile access only.
+        let shared = SignedClaims {
+            access: Some("profile".into()),
+            email: Some("carol@example.com".into()),
+            file: Some("alice@example.com/f1".into()),
+        };
+        assert!(shared.grants_profile("alice@example.com", "f1"));
+        assert!(!shared.grants_profile("alice@example.com", "f2"));
+        let user = SignedClaims {
+            access: Some("user".into()),
+            ..shared.clone()
+        };
+        assert!(!user.grants_profile("carol@example.com", "f1"));
+        assert!(!SignedClaims::default().grants_profile("", ""));
     }
 
     #[test]

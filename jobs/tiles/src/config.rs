@@ -10,6 +10,7 @@ use etl_core::Profile;
 use crate::app::{Cors, Settings};
 use crate::archives::CacheSettings;
 use crate::auth::Auth;
+use crate::cloudtak::{CloudTakArgs, CloudTakSettings};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -106,6 +107,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub s3: etl_core::runner::S3Args,
 
+    #[command(flatten)]
+    pub cloudtak: CloudTakArgs,
+
     /// Log format: text or json (default: json in prod or when stderr is not a terminal).
     #[arg(long, env = "LOG_FORMAT")]
     pub log_format: Option<etl_core::runner::LogFormat>,
@@ -146,12 +150,21 @@ pub fn parse_bytes(v: &str) -> Result<u64, ConfigError> {
 }
 
 impl ServeArgs {
-    pub fn root(&self) -> Result<&str, ConfigError> {
-        self.root.as_deref().ok_or_else(|| {
-            ConfigError(
-                "--root (or ETL_TILES_ROOT) is required: a directory or s3://bucket/prefix/".into(),
-            )
-        })
+    /// `--root`, else CloudTAK's public archives `s3://ASSET_BUCKET/public/`.
+    pub fn root(&self) -> Result<String, ConfigError> {
+        match (&self.root, self.cloudtak.asset_bucket()) {
+            (Some(r), _) => Ok(r.clone()),
+            (None, Some(bucket)) => Ok(format!("s3://{bucket}/public/")),
+            (None, None) => Err(ConfigError(
+                "--root (or ETL_TILES_ROOT, or ASSET_BUCKET) is required: a directory or s3://bucket/prefix/".into(),
+            )),
+        }
+    }
+
+    /// The CloudTAK routes' settings (`None` without `ASSET_BUCKET`); `PMTILES_URL` defaults to
+    /// `--public-url`.
+    pub fn cloudtak_settings(&self) -> Result<Option<CloudTakSettings>, ConfigError> {
+        self.cloudtak.settings(self.public_url.as_deref())
     }
 
     pub fn cache_settings(&self) -> Result<CacheSettings, ConfigError> {
@@ -167,6 +180,12 @@ impl ServeArgs {
     /// The app's settings for a router answering on `listener`. Fails closed: auth is on
     /// unless `--no-auth` on a loopback listener, and then a secret and a public URL are needed.
     pub fn settings(&self, listener: Listener) -> Result<Settings, ConfigError> {
+        let signing = self.cloudtak.signing_secret();
+        if self.no_auth && signing.is_some() {
+            return Err(ConfigError(
+                "--no-auth (ETL_TILES_NO_AUTH) is refused while SigningSecret is set: auth is on whenever SigningSecret is".into(),
+            ));
+        }
         let auth = if self.no_auth {
             match listener {
                 Listener::Lambda => {
@@ -182,24 +201,31 @@ impl ServeArgs {
                 Listener::Socket(_) => None,
             }
         } else {
-            let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+            let own = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
+            let secret = own.or(signing).ok_or_else(|| {
                 ConfigError(
-                    "auth is on (it is off only with --no-auth on a loopback listener) but no JWT secret is set: set ETL_TILES_JWT_SECRET".into(),
+                    "auth is on (it is off only with --no-auth on a loopback listener) but no JWT secret is set: set ETL_TILES_JWT_SECRET (or SigningSecret)".into(),
                 )
             })?;
-            if secret.len() < 32 {
+            // CloudTAK's SigningSecret is taken as the deployment made it.
+            if own.is_some() && secret.len() < 32 {
                 return Err(ConfigError(
                     "the JWT secret is shorter than 32 bytes: HS256 wants at least 256 bits".into(),
                 ));
             }
             Some(Auth::new(secret.as_bytes(), &self.jwt_claim).map_err(ConfigError)?)
         };
-        let public_url = match (&self.public_url, listener) {
+        let given_url = self.public_url.as_ref().or(self
+            .cloudtak
+            .pmtiles_url
+            .as_ref()
+            .filter(|u| !u.trim().is_empty()));
+        let public_url = match (given_url, listener) {
             (Some(u), _) => public_url(u)?,
             (None, Listener::Socket(a)) if auth.is_none() => format!("http://{a}"),
             (None, _) => {
                 return Err(ConfigError(
-                    "--public-url (ETL_TILES_PUBLIC_URL) is required when auth is on: TileJSON and the pages hand out URLs built from it, never from the request's Host header".into(),
+                    "--public-url (ETL_TILES_PUBLIC_URL, or PMTILES_URL) is required when auth is on: TileJSON and the pages hand out URLs built from it, never from the request's Host header".into(),
                 ));
             }
         };
@@ -253,7 +279,7 @@ impl ServeArgs {
 }
 
 /// An absolute http(s) URL with a host, no query or fragment; returned without a trailing `/`.
-fn public_url(u: &str) -> Result<String, ConfigError> {
+pub fn public_url(u: &str) -> Result<String, ConfigError> {
     let bad = |why: &str| ConfigError(format!("--public-url {u:?}: {why}"));
     let rest = u
         .strip_prefix("https://")
@@ -356,6 +382,48 @@ mod tests {
             .settings(Listener::Lambda)
             .unwrap();
         assert!(lambda.auth.is_some());
+    }
+
+    #[test]
+    fn cloudtak_environment() {
+        // CloudTAK's variables alone make a working configuration, with auth on.
+        let ct = args(&[
+            "--signing-secret",
+            "short",
+            "--asset-bucket",
+            "assets",
+            "--pmtiles-url",
+            "https://tiles.map.example/",
+        ]);
+        assert_eq!(ct.root().unwrap(), "s3://assets/public/");
+        let s = ct.settings(Listener::Lambda).unwrap();
+        assert!(s.auth.is_some());
+        assert_eq!(s.public_url, "https://tiles.map.example");
+        let c = ct.cloudtak_settings().unwrap().unwrap();
+        assert_eq!(c.tiles_url, "https://tiles.map.example");
+        assert_eq!(c.bucket, "assets");
+        // Auth is on whenever SigningSecret is set: --no-auth is refused, whatever the profile.
+        for profile in ["dev-test", "prod"] {
+            let err = args(&["--signing-secret", "s", "--no-auth", "--profile", profile])
+                .settings(local(8080))
+                .err()
+                .unwrap();
+            assert!(err.0.contains("SigningSecret"), "{err}");
+        }
+        // The archive-claim mode keeps its own secret when it has one.
+        let both = args(&[
+            "--signing-secret",
+            "short",
+            "--jwt-secret",
+            "short-too",
+            "--public-url",
+            "https://t.example",
+        ]);
+        assert!(
+            both.settings(local(8080)).is_err(),
+            "ETL_TILES_JWT_SECRET is still checked"
+        );
+        assert!(args(&[]).root().is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod app;
 pub mod archives;
 pub mod assets;
 pub mod auth;
+pub mod cloudtak;
 pub mod config;
 pub mod lambda;
 pub mod negotiate;

@@ -11,6 +11,10 @@ pub enum BadRequest {
         "bad archive name {0:?}: names may not be empty or hold '/', '\\', '..' or control characters"
     )]
     Name(String),
+    #[error(
+        "bad archive path {0:?}: each '/'-separated part must be a name that is not empty and holds no '\\', '..' or control characters, and the path may not start with '/'"
+    )]
+    Path(String),
     #[error("bad tile coordinate {0:?}: expected a whole number")]
     Coordinate(String),
     #[error("zoom {0} is beyond the largest zoom 30")]
@@ -45,6 +49,21 @@ pub fn archive_name(raw: &str) -> Result<&str, BadRequest> {
         || raw.len() > 255;
     if bad {
         return Err(BadRequest::Name(raw.to_string()));
+    }
+    Ok(raw)
+}
+
+/// The most segments a nested archive path may have (`profile/USER/FILE` has three).
+pub const MAX_PATH_SEGMENTS: usize = 4;
+
+/// A nested archive path under the root (`public/NAME`, `profile/USER/FILE`): segments joined by
+/// `/`, each one an [`archive_name`] (so no `..`, `.`, `\`, control characters or empty
+/// segment), no leading `/` (absolute), at most [`MAX_PATH_SEGMENTS`] of them. Whatever it
+/// holds, the key it names stays under the root.
+pub fn archive_path(raw: &str) -> Result<&str, BadRequest> {
+    let segments = raw.split('/').count();
+    if segments > MAX_PATH_SEGMENTS || raw.split('/').any(|s| archive_name(s).is_err()) {
+        return Err(BadRequest::Path(raw.to_string()));
     }
     Ok(raw)
 }
@@ -213,18 +232,25 @@ impl TileRequest {
             .rsplit_once('.')
             .ok_or_else(|| BadRequest::NoExtension(y_ext.to_string()))?;
         let ext = TileExt::parse(ext)?;
-        let zoom = coordinate(z)?;
-        if zoom > u32::from(MAX_ZOOM) {
-            return Err(BadRequest::Zoom(zoom));
-        }
-        let z = zoom as u8;
-        let (x, y) = (coordinate(x)?, coordinate(y)?);
-        let side = 1u64 << z;
-        if u64::from(x) >= side || u64::from(y) >= side {
-            return Err(BadRequest::OutOfWorld { z, x, y });
-        }
+        let (z, x, y) = tile_coordinates(z, x, y)?;
         Ok(TileRequest { z, x, y, ext })
     }
+}
+
+/// A tile's `z`, `x` and `y` from a URL: whole numbers, `z` at most [`MAX_ZOOM`], `x` and `y`
+/// inside the world at `z`.
+pub fn tile_coordinates(z: &str, x: &str, y: &str) -> Result<(u8, u32, u32), BadRequest> {
+    let zoom = coordinate(z)?;
+    if zoom > u32::from(MAX_ZOOM) {
+        return Err(BadRequest::Zoom(zoom));
+    }
+    let z = zoom as u8;
+    let (x, y) = (coordinate(x)?, coordinate(y)?);
+    let side = 1u64 << z;
+    if u64::from(x) >= side || u64::from(y) >= side {
+        return Err(BadRequest::OutOfWorld { z, x, y });
+    }
+    Ok((z, x, y))
 }
 
 #[cfg(test)]
@@ -243,6 +269,28 @@ mod tests {
             assert!(archive_name(bad).is_err(), "{bad:?}");
         }
         assert!(archive_name(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn paths() {
+        for ok in ["public/roads", "profile/a@b.example/0f3e-11", "x"] {
+            assert_eq!(archive_path(ok), Ok(ok));
+        }
+        for bad in [
+            "",
+            "/abs",
+            "public/",
+            "public//x",
+            "public/../profile/bob/x",
+            "public/..",
+            "profile/a/./b",
+            "profile/a\\b/c",
+            "public/x\u{0}",
+            "public/x\ny",
+            "a/b/c/d/e",
+        ] {
+            assert!(archive_path(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

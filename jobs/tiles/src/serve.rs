@@ -14,6 +14,7 @@ use etl_core::ExitKind;
 
 use crate::app::{AppState, router};
 use crate::archives::Archives;
+use crate::cloudtak::CloudTak;
 use crate::config::{Cli, Command, Listener, ServeArgs};
 use crate::source::{Source, SourceError};
 
@@ -59,10 +60,13 @@ async fn run(args: ServeArgs) -> ExitCode {
         kind.exit_code()
     };
     let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let (root, cache) = match (args.root(), args.cache_settings()) {
-        (Ok(r), Ok(c)) => (r.to_string(), c),
-        (Err(e), _) | (_, Err(e)) => return fail(ExitKind::Usage, e.to_string()),
-    };
+    let (root, cache, cloudtak) =
+        match (args.root(), args.cache_settings(), args.cloudtak_settings()) {
+            (Ok(r), Ok(c), Ok(ct)) => (r, c, ct),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                return fail(ExitKind::Usage, e.to_string());
+            }
+        };
     // Every setting is checked before the root is opened or an address bound; the addresses
     // `--listen` names decide whether running without auth is allowed.
     let addrs: Vec<SocketAddr> = if lambda {
@@ -101,9 +105,29 @@ async fn run(args: ServeArgs) -> ExitCode {
     };
     let described = source.describe();
     let archives = Archives::new(source, cache);
+    let cloudtak = match cloudtak {
+        None => None,
+        Some(ct) => {
+            let bucket = format!("s3://{}/", ct.bucket);
+            match Source::open(&bucket, args.s3.config()).await {
+                Ok(s) => Some(CloudTak {
+                    archives: Archives::plain_paths(s, cache),
+                    settings: ct,
+                }),
+                Err(e) => {
+                    return fail(ExitKind::Unavailable, format!("ASSET_BUCKET {bucket}: {e}"));
+                }
+            }
+        }
+    };
+    if let Some(ct) = &cloudtak {
+        tracing::info!(bucket = %ct.settings.bucket, pmtiles_url = %ct.settings.tiles_url, "CloudTAK tile routes on");
+    }
     if lambda {
         tracing::info!(root = %described, public_url = %settings.public_url, "running as a Lambda handler");
-        let app = router(Arc::new(AppState::new(archives, settings)));
+        let app = router(Arc::new(
+            AppState::new(archives, settings).with_cloudtak(cloudtak),
+        ));
         return match crate::lambda::run(app).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(
@@ -145,7 +169,9 @@ async fn run(args: ServeArgs) -> ExitCode {
     };
     let auth = settings.auth.is_some();
     let public_url = settings.public_url.clone();
-    let app = router(Arc::new(AppState::new(archives, settings)));
+    let app = router(Arc::new(
+        AppState::new(archives, settings).with_cloudtak(cloudtak),
+    ));
     // Tests and scripts read the bound address (the port may have been 0) from this line.
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();

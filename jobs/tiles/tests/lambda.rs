@@ -2,7 +2,8 @@
 //! Gateway v2 events (fixtures/tiles/lambda/*.json, in the documented payload format 2.0) from
 //! the Runtime API and post API Gateway responses back. The Runtime API here is a loopback
 //! stand-in that speaks the documented protocol (next / response / error); AWS's emulator is
-//! not installable on this machine.
+//! not installable on this machine. The CloudTAK case reads its archive from the S3 server
+//! started by scripts/test.sh.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -85,9 +86,24 @@ fn event(name: &str) -> Value {
 /// not the `Host` the events carry, so a URL built from the request would show.
 const PUBLIC_URL: &str = "https://tiles.example.com/prod";
 
-/// Runs the events through the binary in Lambda mode (auth on, as it always is there); the API
-/// Gateway responses by event name.
-async fn invoke(events: Vec<(&str, Value)>) -> Vec<(String, Value)> {
+/// The settings of the Lambda under test: fixtures/tiles as the root, auth, CORS.
+fn etl_env() -> Vec<(String, String)> {
+    let root: PathBuf = fixtures().join("tiles");
+    [
+        ("ETL_TILES_ROOT", root.to_str().unwrap()),
+        ("ETL_PROFILE", "prod"),
+        ("ETL_TILES_JWT_SECRET", SECRET),
+        ("ETL_TILES_PUBLIC_URL", PUBLIC_URL),
+        ("ETL_TILES_CORS_ORIGINS", "https://tak.example.org"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Runs the events through the binary in Lambda mode (auth on, as it always is there) with
+/// the settings `env`; the API Gateway responses by event name.
+async fn invoke(events: Vec<(&str, Value)>, env: Vec<(String, String)>) -> Vec<(String, Value)> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let n = events.len();
     let rt = Arc::new(Runtime {
@@ -115,7 +131,6 @@ async fn invoke(events: Vec<(&str, Value)>) -> Vec<(String, Value)> {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let root: PathBuf = fixtures().join("tiles");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etl-tiles"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -126,11 +141,7 @@ async fn invoke(events: Vec<(&str, Value)>) -> Vec<(String, Value)> {
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "2026/12/04/[$LATEST]0123")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/tiles")
         .env("AWS_REGION", "us-east-1")
-        .env("ETL_TILES_ROOT", &root)
-        .env("ETL_PROFILE", "prod")
-        .env("ETL_TILES_JWT_SECRET", SECRET)
-        .env("ETL_TILES_PUBLIC_URL", PUBLIC_URL)
-        .env("ETL_TILES_CORS_ORIGINS", "https://tak.example.org")
+        .envs(env)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -222,7 +233,7 @@ async fn api_gateway_v2_events_in_responses_out() {
         ),
         ("cors-preflight", event("cors-preflight")),
     ];
-    let responses = invoke(events).await;
+    let responses = invoke(events, etl_env()).await;
     let by = |name: &str| -> &Value { &responses.iter().find(|(id, _)| id == name).unwrap().1 };
 
     assert_eq!(by("health")["statusCode"], 200);
@@ -291,4 +302,78 @@ async fn api_gateway_v2_events_in_responses_out() {
         header(r, "access-control-allow-origin"),
         Some("https://tak.example.org")
     );
+}
+
+/// An event for `GET path?query` (the default stage).
+fn get_event(path: &str, query: &str) -> Value {
+    let mut e = event("tile-gzip");
+    e["rawPath"] = Value::String(path.into());
+    e["requestContext"]["http"]["path"] = Value::String(path.into());
+    e["rawQueryString"] = Value::String(query.into());
+    e
+}
+
+#[tokio::test]
+async fn a_lambda_on_cloudtaks_environment_alone() {
+    use support::cloudtak::{ALICE, FILE, P, PMTILES_URL, SIGNING, alice, bucket, client, put};
+    let c = client().await;
+    let b = bucket(&c).await;
+    let bytes = support::cloudtak::cloudtak_archive();
+    put(
+        &c,
+        &b,
+        &format!("profile/{ALICE}/{FILE}.pmtiles"),
+        bytes,
+        None,
+    )
+    .await;
+    // CloudTAK's variables, and the S3 server's (its endpoint and keys).
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AWS_") && !k.starts_with("AWS_LAMBDA"))
+        .collect();
+    env.extend(
+        [
+            ("SigningSecret", SIGNING.to_string()),
+            ("ASSET_BUCKET", b.clone()),
+            ("PMTILES_URL", PMTILES_URL.to_string()),
+            ("ETL_S3_ENDPOINT", support::cloudtak::s3_endpoint()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let t = alice();
+    let (x, y) = support::cloudtak::tile_of(support::cloudtak::ALPHA, 14);
+    let events = vec![
+        (
+            "tilejson",
+            get_event(&format!("/api{P}"), &format!("token={t}")),
+        ),
+        (
+            "tile",
+            get_event(&format!("{P}/tiles/14/{x}/{y}.mvt"), &format!("token={t}")),
+        ),
+        (
+            "no-token",
+            get_event(&format!("{P}/tiles/14/{x}/{y}.mvt"), ""),
+        ),
+    ];
+    let responses = invoke(events, env).await;
+    let by = |name: &str| -> &Value { &responses.iter().find(|(id, _)| id == name).unwrap().1 };
+    let r = by("tilejson");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    let tj: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
+    assert_eq!(
+        tj["tiles"][0],
+        format!("{PMTILES_URL}/tiles/profile/{ALICE}/{FILE}/tiles/{{z}}/{{x}}/{{y}}.mvt?token={t}")
+    );
+    let r = by("tile");
+    assert_eq!(r["statusCode"], 200, "{r}");
+    assert_eq!(r["isBase64Encoded"], true);
+    assert_eq!(header(r, "content-encoding"), Some("gzip"));
+    let layers = etl_tiles::mvt::decode_tile(&gunzip(&body_bytes(r))).unwrap();
+    assert_eq!(layers[0].name, "out");
+    let r = by("no-token");
+    assert_eq!(r["statusCode"], 401, "{r}");
+    let err: Value = serde_json::from_slice(&body_bytes(r)).unwrap();
+    assert_eq!(err["status"], 401);
+    assert_eq!(err["messages"], serde_json::json!([]));
 }

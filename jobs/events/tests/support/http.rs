@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 pub type Route = (&'static str, u16, Vec<(&'static str, String)>, Vec<u8>);
 
 /// A loopback HTTP/1.1 server answering from a fixed table; records the paths asked for.
-pub fn serve(
-    routes: Vec<(&'static str, u16, Vec<(&'static str, String)>, Vec<u8>)>,
-) -> (String, Arc<Mutex<Vec<String>>>) {
+pub fn serve(routes: Vec<Route>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let asked = Arc::new(Mutex::new(Vec::new()));

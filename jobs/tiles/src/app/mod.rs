@@ -2,6 +2,7 @@
 //! the Lambda handler. The tile routes are in [`tiles`], the pages and the raw archive in
 //! [`pages`].
 
+mod cloudtak;
 mod pages;
 mod tiles;
 mod transcode;
@@ -20,6 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::archives::{Archives, OpenArchive, ServeError};
 use crate::auth::{Auth, Denied, Grant};
+use crate::cloudtak::CloudTak;
 use crate::negotiate;
 use crate::request::BadRequest;
 use crate::source::SourceError;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub inflate: Arc<Semaphore>,
     /// Tiles served in the other vector encoding (MVT as MLT and back), cached.
     pub transcoded: transcode::Transcoded,
+    /// CloudTAK's tile routes, when `ASSET_BUCKET` is set.
+    pub cloudtak: Option<CloudTak>,
 }
 
 impl AppState {
@@ -68,7 +72,15 @@ impl AppState {
             inflate: Arc::new(Semaphore::new(settings.inflate_limit)),
             transcoded: transcode::Transcoded::new(transcode::TRANSCODE_CACHE_BYTES),
             settings,
+            cloudtak: None,
         }
+    }
+
+    /// Turns on CloudTAK's tile routes (`/tiles`, `/tiles/public…`, `/tiles/profile…`, also
+    /// under `/api`) over the given archives.
+    pub fn with_cloudtak(mut self, cloudtak: Option<CloudTak>) -> AppState {
+        self.cloudtak = cloudtak;
+        self
     }
 }
 
@@ -82,7 +94,13 @@ type Shared = Arc<AppState>;
 pub fn router(state: Shared) -> Router {
     use pages::{asset, health, index, not_found, raw_archive, view};
     let cors = cors_layer(&state.settings.cors);
-    let router = Router::new()
+    let mut router = Router::new();
+    if state.cloudtak.is_some() {
+        router = router
+            .merge(cloudtak::routes())
+            .nest("/api", cloudtak::routes());
+    }
+    let router = router
         .route("/", get(index))
         .route("/health", get(health))
         .route("/view/{name}", get(view))

@@ -36,8 +36,15 @@ pub(super) async fn health(State(state): State<Shared>) -> Response {
 
 /// Anything else under `/tiles/` is a malformed tile path (a name with '/', a coordinate
 /// missing or too many); the rest is simply not here.
-pub(super) async fn not_found(req: Request<Body>) -> Failure {
+pub(super) async fn not_found(State(state): State<Shared>, req: Request<Body>) -> Response {
     let path = req.uri().path();
+    if let Some(r) = super::cloudtak::fallback(&state, path) {
+        return r;
+    }
+    legacy_not_found(path).into_response()
+}
+
+fn legacy_not_found(path: &str) -> Failure {
     if path.starts_with("/tiles/") {
         return Failure::new(
             StatusCode::BAD_REQUEST,

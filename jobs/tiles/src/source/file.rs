@@ -153,6 +153,7 @@ impl DirSource {
                 file: file.as_str().into(),
                 etag: fingerprint(&m).into(),
                 len: m.len(),
+                cache_control: None,
                 handle: Handle::File(Arc::new(f)),
             }))
         })

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use etl_tiles::archive::RangeReader;
 
 pub use file::DirSource;
-pub use s3::S3Source;
+pub use s3::{ListedObject, S3Source};
 
 use manifest::{MANIFEST_EXT, Manifest};
 
@@ -71,6 +71,8 @@ pub struct Version {
     /// S3 ETag, or a fingerprint of device, inode, size and modification time.
     pub etag: Arc<str>,
     pub len: u64,
+    /// The object's `Cache-Control`, when the store keeps one (S3 object metadata).
+    pub cache_control: Option<Arc<str>>,
     handle: Handle,
 }
 
@@ -278,6 +280,35 @@ impl Source {
             version: v,
             manifest_version: None,
         }))
+    }
+
+    /// Resolves a nested archive path (`public/NAME`, `profile/USER/FILE`) to the plain file
+    /// `PATH.pmtiles` under the root, with no manifest lookup: the CloudTAK layout, where a
+    /// `PATH.json` next to an archive is a user's upload, never a manifest. `None` when the path
+    /// is malformed (see [`crate::request::archive_path`]) or no such file exists.
+    pub async fn resolve_plain(&self, path: &str) -> Result<Option<Resolved>, SourceError> {
+        if crate::request::archive_path(path).is_err() {
+            return Ok(None);
+        }
+        let file = format!("{path}{ARCHIVE_EXT}");
+        Ok(self.open_file(path, &file).await?.map(|v| Resolved {
+            lookup: Lookup::Plain {
+                json: None,
+                file: v.etag.clone(),
+            },
+            version: v,
+            manifest_version: None,
+        }))
+    }
+
+    /// Whether the plain file of a path resolved by [`Source::resolve_plain`] is still the
+    /// version `lookup` names.
+    pub async fn unchanged_plain(&self, path: &str, lookup: &Lookup) -> Result<bool, SourceError> {
+        let Lookup::Plain { file, .. } = lookup else {
+            return Ok(false);
+        };
+        let now = self.identity(&format!("{path}{ARCHIVE_EXT}")).await?;
+        Ok(now.as_deref() == Some(&**file))
     }
 
     /// A ranged reader of exactly `version`, for the archive walk.

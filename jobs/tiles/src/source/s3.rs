@@ -10,6 +10,17 @@ use etl_core::store::{S3Config, S3Store};
 use super::manifest::MANIFEST_EXT;
 use super::{ARCHIVE_EXT, Handle, SourceError, Version};
 
+/// An object listed by [`S3Source::list_detailed`].
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    /// The whole key, prefix included.
+    pub key: String,
+    /// The ETag without its quotes.
+    pub etag: String,
+    pub size: u64,
+    pub modified: Option<std::time::SystemTime>,
+}
+
 #[derive(Clone)]
 pub struct S3Source {
     client: Client,
@@ -116,6 +127,43 @@ impl S3Source {
         Ok(out)
     }
 
+    /// Every object whose key starts with the prefix plus `under` (at any depth) and ends in
+    /// `suffix`, with its ETag, size and modification time.
+    pub async fn list_detailed(
+        &self,
+        under: &str,
+        suffix: &str,
+    ) -> Result<Vec<ListedObject>, SourceError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(under))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_err(&self.describe(), "ListObjectsV2", &e))?;
+            for obj in page.contents() {
+                let (Some(key), Some(etag)) = (obj.key(), obj.e_tag()) else {
+                    continue;
+                };
+                if !key.ends_with(suffix) {
+                    continue;
+                }
+                out.push(ListedObject {
+                    key: key.to_string(),
+                    etag: etag.trim_matches('"').to_string(),
+                    size: obj.size().map_or(0, |s| s.max(0) as u64),
+                    modified: obj
+                        .last_modified()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// The current version of object `file` under the prefix, `None` when there is no such
     /// object. The version is named after the file; the caller renames it to its archive.
     pub async fn head(&self, file: &str) -> Result<Option<Version>, SourceError> {
@@ -138,6 +186,10 @@ impl S3Source {
             file: file.into(),
             etag: etag.into(),
             len: out.content_length().map_or(0, |l| l.max(0) as u64),
+            cache_control: out
+                .cache_control()
+                .filter(|c| !c.is_empty())
+                .map(Into::into),
             handle: Handle::S3 { key: key.into() },
         }))
     }

@@ -19,6 +19,8 @@ use etl_tileserver::source::{DirSource, Source};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+pub mod cloudtak;
+
 pub const SECRET: &str = "test-secret-0123456789-0123456789-abcdef";
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
@@ -361,6 +363,9 @@ pub fn spawn_server(root: &Path, extra: &[&str], capture_stderr: bool) -> (Serve
         .env_remove("ETL_TILES_NO_AUTH")
         .env_remove("ETL_TILES_PUBLIC_URL")
         .env_remove("ETL_TILES_CORS_ORIGINS")
+        .env_remove("SigningSecret")
+        .env_remove("ASSET_BUCKET")
+        .env_remove("PMTILES_URL")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(if capture_stderr {

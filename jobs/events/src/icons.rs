@@ -86,9 +86,14 @@ fn icon_name(href: &str, url: Option<&url::Url>, taken: &mut HashSet<String>) ->
     } else {
         String::new()
     };
-    if name.is_empty() || taken.contains(&name) {
-        let h = hex::encode(Sha256::digest(href.as_bytes()));
-        name = format!("icon-{}.png", &h[..12]);
+    let mut n = 0u32;
+    while name.is_empty() || taken.contains(&name) {
+        let mut h = Sha256::new();
+        h.update(href.as_bytes());
+        h.update(n.to_le_bytes());
+        let h = hex::encode(h.finalize());
+        name = format!("icon-{}.png", h.get(..12).unwrap_or(&h));
+        n += 1;
     }
     taken.insert(name.clone());
     name
@@ -155,8 +160,9 @@ pub async fn collect(
     let mut out = Icons::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut names: HashSet<String> = HashSet::new();
-    let fetcher = Fetcher::new(&links.allow_hosts, links.timeout, MAX_ICON_BYTES)
-        .map_err(JobError::config)?;
+    let mut attempts = 0usize;
+    // Made at the first remote icon: an upload without one needs no TLS roots.
+    let mut fetcher: Option<Fetcher> = None;
     let dir = work.join("icons");
     for (doc, base) in &followed.docs {
         let hrefs = {
@@ -174,7 +180,9 @@ pub async fn collect(
             if !seen.insert(href.clone()) {
                 continue;
             }
-            if out.icons.len() >= MAX_ICONS {
+            // Failed icons count too: each costs a fetch or a decode.
+            attempts += 1;
+            if attempts > MAX_ICONS {
                 out.skipped.push(format!(
                     "icon {href}: over the limit of {MAX_ICONS} icons an upload"
                 ));
@@ -196,8 +204,15 @@ pub async fn collect(
                         .await
                         .map_err(|e| JobError::temporary(format!("{}: {e}", dir.display())))?;
                     let file = dir.join(format!("fetched-{}", out.icons.len() + out.skipped.len()));
+                    if fetcher.is_none() {
+                        fetcher = Some(
+                            Fetcher::new(&links.allow_hosts, links.timeout, MAX_ICON_BYTES)
+                                .map_err(JobError::config)?,
+                        );
+                    }
+                    let Some(f) = fetcher.as_ref() else { continue };
                     let got = tokio::select! {
-                        r = fetcher.get(u, &file) => r,
+                        r = f.get(u, &file) => r,
                         _ = cancel.cancelled() => return Err(crate::convert::stopped()),
                     };
                     match got {
@@ -251,6 +266,7 @@ pub async fn collect(
     for s in &out.skipped {
         tracing::warn!("{s}");
     }
+    crate::links::cap_skipped(&mut out.skipped);
     Ok(out)
 }
 

@@ -281,3 +281,33 @@ fn image_png(w: u32, h: u32) -> Vec<u8> {
         .unwrap();
     out
 }
+
+#[test]
+fn failed_links_count_against_the_limit() {
+    let (base, asked) = serve(vec![]);
+    let links: Vec<String> = (0..80).map(|i| format!("{base}/missing-{i}.kml")).collect();
+    let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("many.kml");
+    std::fs::write(&upload, kml("local", &refs)).unwrap();
+    let out = dir.path().join("out");
+    let r = run(&[
+        "--input",
+        upload.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--allow-network-link-host",
+        "127.0.0.1",
+    ]);
+    r.assert_code(0);
+    // 50 tried (each a 404), the other 30 not even asked for.
+    assert_eq!(asked.lock().unwrap().len(), 50);
+    let manifest = check_outputs(&out, "many");
+    let skipped = manifest["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 21, "{skipped:?}");
+    assert_eq!(skipped[20], "… and 60 more");
+    assert!(
+        skipped[0].as_str().unwrap().contains("HTTP 404"),
+        "{skipped:?}"
+    );
+}

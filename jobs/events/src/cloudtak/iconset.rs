@@ -12,28 +12,9 @@ use serde_json::json;
 
 use super::api::{Auth, segment};
 use super::job::Job;
+use super::package::{base, blocking, lower_ext};
 use super::xml::Iconset;
 use crate::icons::Icons;
-
-fn lower_ext(name: &str) -> String {
-    Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| format!(".{}", e.to_ascii_lowercase()))
-        .unwrap_or_default()
-}
-
-fn base(name: &str) -> &str {
-    name.rsplit('/').next().unwrap_or(name)
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| crate::import::task_failed("iconset", e))
-}
 
 /// An iconset and its icons (`POST /api/iconset`, then each icon found in the package), unless
 /// it exists already.

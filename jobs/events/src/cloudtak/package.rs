@@ -31,7 +31,7 @@ struct Part {
     uid: Option<String>,
 }
 
-fn lower_ext(name: &str) -> String {
+pub(crate) fn lower_ext(name: &str) -> String {
     Path::new(name)
         .extension()
         .and_then(|e| e.to_str())
@@ -39,7 +39,7 @@ fn lower_ext(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn base(name: &str) -> &str {
+pub(crate) fn base(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 
@@ -269,7 +269,7 @@ enum Index {
     Basemap(Basemap),
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, JobError> {
     tokio::task::spawn_blocking(f)

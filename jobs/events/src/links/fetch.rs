@@ -6,7 +6,7 @@
 //! same checks; each answer is bounded in time and bytes.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,18 +46,47 @@ pub fn forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let low_v4 = || {
+                Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                )
+            };
+            // Forms that carry an IPv4 address: judged by it.
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden_v4(v4);
             }
-            let first = v6.segments()[0];
+            if seg[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible ::a.b.c.d (deprecated)
+                || seg[..6] == [0, 0, 0, 0, 0xffff, 0] // SIIT ::ffff:0:a.b.c.d
+                || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+            // NAT64 64:ff9b::/96
+            {
+                return v6.is_loopback() || v6.is_unspecified() || forbidden_v4(low_v4());
+            }
+            if seg[0] == 0x2002 {
+                // 6to4: the IPv4 address in bits 16..48.
+                let v4 = Ipv4Addr::new(
+                    (seg[1] >> 8) as u8,
+                    seg[1] as u8,
+                    (seg[2] >> 8) as u8,
+                    seg[2] as u8,
+                );
+                return forbidden_v4(v4);
+            }
+            let first = seg[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
                 || (first & 0xffc0) == 0xfec0 // site-local (deprecated) fec0::/10
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0) // NAT64 prefix itself
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
+                || (first == 0x64 && seg[1] == 0xff9b) // local-use NAT64 64:ff9b:1::/48 and the rest
+                || (first == 0x2001 && seg[1] == 0) // Teredo 2001::/32
+                || (first == 0x2001 && seg[1] == 0x0db8) // documentation
+                || first == 0x0100 && seg[1..4] == [0, 0, 0] // discard-only 100::/64
         }
     }
 }
@@ -159,11 +188,19 @@ impl Fetcher {
     }
 
     /// Fetches `url` into `to`; the final URL (after redirects) and the bytes written.
+    /// Nothing of a failed fetch is left at `to`.
     pub async fn get(&self, url: &url::Url, to: &Path) -> Result<(url::Url, u64), FetchError> {
-        match tokio::time::timeout(self.timeout, self.get_now(url, to)).await {
+        let r = match tokio::time::timeout(self.timeout, self.get_now(url, to)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(url.to_string())),
+        };
+        if r.is_err()
+            && let Err(e) = tokio::fs::remove_file(to).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %to.display(), error = %e, "cannot remove a failed fetch");
         }
+        r
     }
 
     async fn get_now(&self, url: &url::Url, to: &Path) -> Result<(url::Url, u64), FetchError> {
@@ -294,6 +331,13 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::7f00:1",
+            "::ffff:0:a00:5",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::1",
+            "2002:a00:5::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(forbidden(ip.parse().unwrap()), "{ip}");
         }
@@ -333,5 +377,21 @@ mod tests {
             "allowed by name"
         );
         assert!(f.check(&u("https://example.org/x.kml")).is_ok());
+        // Numbers the url crate reads as IPv4, and IPv6 forms carrying private IPv4.
+        for bad in [
+            "http://167772165/x.kml",
+            "http://0xa.5/x.kml",
+            "http://012.0.0.5/x.kml",
+            "http://user@169.254.169.254@example.org/",
+            "http://[64:ff9b::a00:5]:8080/",
+            "http://[::ffff:10.0.0.5]/",
+        ] {
+            let r = f.check(&u(bad));
+            if bad.contains("example.org") {
+                assert!(r.is_ok(), "{bad}: userinfo is not the host");
+            } else {
+                assert!(matches!(r, Err(FetchError::Forbidden { .. })), "{bad}");
+            }
+        }
     }
 }

@@ -76,7 +76,20 @@ fn prefix(path: &Path) -> Result<Vec<u8>, JobError> {
 
 /// The KML document of a file: itself when it is KML, the document of a KMZ (extracted into
 /// `dir`, bounded by `limits`), or `None`.
-fn kml_of(path: &Path, dir: &Path, limits: &ArchiveLimits) -> Result<Option<PathBuf>, String> {
+/// Why a file's KML could not be had, and whether trying again could help (I/O).
+#[derive(Debug)]
+struct DocError {
+    message: String,
+    retryable: bool,
+}
+
+impl std::fmt::Display for DocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn kml_of(path: &Path, dir: &Path, limits: &ArchiveLimits) -> Result<Option<PathBuf>, DocError> {
     Ok(kml_docs_of(path, dir, limits)?.map(|(doc, _)| doc))
 }
 
@@ -85,11 +98,18 @@ fn kml_docs_of(
     path: &Path,
     dir: &Path,
     limits: &ArchiveLimits,
-) -> Result<Option<(PathBuf, Vec<PathBuf>)>, String> {
-    let head = prefix(path).map_err(|e| e.message)?;
+) -> Result<Option<(PathBuf, Vec<PathBuf>)>, DocError> {
+    let io = |message: String| DocError {
+        message,
+        retryable: true,
+    };
+    let head = prefix(path).map_err(|e| io(e.message))?;
     if archive::is_zip(&head) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let entries = archive::extract(path, dir, limits).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(|e| io(format!("{}: {e}", dir.display())))?;
+        let entries = archive::extract(path, dir, limits).map_err(|e| DocError {
+            retryable: matches!(e, etl_geo::ReadError::Io(_)),
+            message: e.to_string(),
+        })?;
         let is_kml = |n: &str| n.to_ascii_lowercase().ends_with(".kml");
         let doc = entries
             .iter()
@@ -143,8 +163,8 @@ pub async fn follow(
     let dir = work.join("links");
     let unpacked = dir.join("upload");
     let root = {
-        let (upload, into, limits) = (upload.to_path_buf(), unpacked.clone(), *limits);
-        match blocking(move || kml_docs_of(&upload, &into, &limits)).await? {
+        let (file, into, limits) = (upload.to_path_buf(), unpacked.clone(), *limits);
+        match blocking(move || kml_docs_of(&file, &into, &limits)).await? {
             Ok(Some((doc, all))) => {
                 out.docs = all.into_iter().map(|p| (p, None)).collect();
                 if unpacked.exists() {
@@ -153,18 +173,27 @@ pub async fn follow(
                 doc
             }
             // Not KML, or an archive that fails here fails where it is read, with its error.
-            Ok(None) | Err(_) => return Ok(out),
+            Ok(None) => return Ok(out),
+            Err(e) if e.retryable => {
+                return Err(JobError::temporary(format!(
+                    "{}: {}",
+                    upload.display(),
+                    e.message
+                )));
+            }
+            Err(_) => return Ok(out),
         }
     };
     if !opts.follow {
         return Ok(out);
     }
-    let fetcher = Fetcher::new(&opts.allow_hosts, opts.timeout, MAX_DOCUMENT_BYTES)
-        .map_err(JobError::config)?;
+    // Made at the first remote link: a KML without one needs no TLS roots.
+    let mut fetcher: Option<Fetcher> = None;
     let mut queue = std::collections::VecDeque::from([(root, None::<url::Url>, 0usize)]);
     let mut seen: HashSet<String> = HashSet::new();
     let mut layers: HashSet<String> = HashSet::new();
     let mut total = 0u64;
+    let mut attempts = 0usize;
     while let Some((doc, base, depth)) = queue.pop_front() {
         if depth >= MAX_DEPTH {
             continue;
@@ -209,7 +238,9 @@ pub async fn follow(
             if !seen.insert(key.to_string()) {
                 continue;
             }
-            if out.linked.len() >= MAX_DOCUMENTS || total >= MAX_TOTAL_BYTES {
+            // Failed fetches count too: 10,000 links that time out must not hold the import.
+            attempts += 1;
+            if attempts > MAX_DOCUMENTS || total >= MAX_TOTAL_BYTES {
                 out.skipped.push(format!(
                     "network link {url}: over the limit of {MAX_DOCUMENTS} documents or {MAX_TOTAL_BYTES} bytes an upload"
                 ));
@@ -220,8 +251,17 @@ pub async fn follow(
             tokio::fs::create_dir_all(&dir)
                 .await
                 .map_err(|e| JobError::temporary(format!("{}: {e}", dir.display())))?;
+            if fetcher.is_none() {
+                fetcher = Some(
+                    Fetcher::new(&opts.allow_hosts, opts.timeout, MAX_DOCUMENT_BYTES)
+                        .map_err(JobError::config)?,
+                );
+            }
+            let Some(fetcher_ref) = fetcher.as_ref() else {
+                continue;
+            };
             let (final_url, bytes) = tokio::select! {
-                r = fetcher.get(&url, &file) => match r {
+                r = fetcher_ref.get(&url, &file) => match r {
                     Ok(got) => got,
                     Err(e) => {
                         out.skipped.push(format!("network link {e}"));
@@ -261,7 +301,20 @@ pub async fn follow(
     for s in &out.skipped {
         tracing::warn!(upload = %upload.display(), "{s}");
     }
+    cap_skipped(&mut out.skipped);
     Ok(out)
+}
+
+/// Most skipped links (or icons) listed one by one; the rest are counted in one line.
+pub const MAX_SKIPPED_LISTED: usize = 20;
+
+/// Keeps the first [`MAX_SKIPPED_LISTED`] and says how many more there were.
+pub fn cap_skipped(skipped: &mut Vec<String>) {
+    if skipped.len() > MAX_SKIPPED_LISTED {
+        let more = skipped.len() - MAX_SKIPPED_LISTED;
+        skipped.truncate(MAX_SKIPPED_LISTED);
+        skipped.push(format!("… and {more} more"));
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -22,85 +22,59 @@ const MAX_LINKS: usize = 10_000;
 
 /// The `href`s of the document's `NetworkLink`s (in `Link` or the older `Url`), in order.
 pub fn network_links(path: &Path, max_xml_text: usize) -> Result<Vec<String>, ReadError> {
-    let file = File::open(path)?;
-    let mut xml = XmlReader::new(BufReader::new(file), max_xml_text);
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    // Depths at which a NetworkLink and, inside it, a Link/Url are open.
-    let mut network_link: Option<usize> = None;
-    let mut link: Option<usize> = None;
-    loop {
-        match xml.next(&mut buf)? {
-            Event::Start(e) => {
-                let name = e.name().into_inner().to_owned();
-                let depth = xml.depth();
-                match local_name(&name) {
-                    "NetworkLink" if network_link.is_none() => network_link = Some(depth),
-                    "Link" | "Url" if network_link.is_some() && link.is_none() => {
-                        link = Some(depth);
-                    }
-                    "href" if link.is_some() => {
-                        let href = xml.read_text(&mut buf)?;
-                        let href = href.trim();
-                        if !href.is_empty() && out.len() < MAX_LINKS {
-                            out.push(href.to_owned());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::End(_) => {
-                let depth = xml.depth();
-                if link.is_some_and(|d| depth < d) {
-                    link = None;
-                }
-                if network_link.is_some_and(|d| depth < d) {
-                    network_link = None;
-                }
-            }
-            Event::Eof => return Ok(out),
-            _ => {}
-        }
-    }
+    hrefs_within(path, max_xml_text, "NetworkLink", &["Link", "Url"], false)
 }
 
 /// The distinct `href`s of the document's `IconStyle` icons, in order of first use: what a
 /// placemark's `icon` property will hold.
 pub fn icon_hrefs(path: &Path, max_xml_text: usize) -> Result<Vec<String>, ReadError> {
+    hrefs_within(path, max_xml_text, "IconStyle", &["Icon"], true)
+}
+
+/// The texts of `href` elements inside an `inner` element inside an `outer` one (at most
+/// [`MAX_LINKS`], each once when `distinct`).
+fn hrefs_within(
+    path: &Path,
+    max_xml_text: usize,
+    outer: &str,
+    inner: &[&str],
+    distinct: bool,
+) -> Result<Vec<String>, ReadError> {
     let file = File::open(path)?;
     let mut xml = XmlReader::new(BufReader::new(file), max_xml_text);
     let mut buf = Vec::new();
     let mut out: Vec<String> = Vec::new();
-    let mut style: Option<usize> = None;
-    let mut icon: Option<usize> = None;
+    // Depths at which the outer element and, inside it, an inner one are open.
+    let mut in_outer: Option<usize> = None;
+    let mut in_inner: Option<usize> = None;
     loop {
         match xml.next(&mut buf)? {
             Event::Start(e) => {
                 let name = e.name().into_inner().to_owned();
                 let depth = xml.depth();
-                match local_name(&name) {
-                    "IconStyle" if style.is_none() => style = Some(depth),
-                    "Icon" if style.is_some() && icon.is_none() => icon = Some(depth),
-                    "href" if icon.is_some() => {
-                        let href = xml.read_text(&mut buf)?;
-                        let href = href.trim();
-                        if !href.is_empty()
-                            && out.len() < MAX_LINKS
-                            && !out.iter().any(|h| h == href)
-                        {
-                            out.push(href.to_owned());
-                        }
+                let local = local_name(&name);
+                if local == outer && in_outer.is_none() {
+                    in_outer = Some(depth);
+                } else if in_outer.is_some() && in_inner.is_none() && inner.contains(&local) {
+                    in_inner = Some(depth);
+                } else if local == "href" && in_inner.is_some() {
+                    let href = xml.read_text(&mut buf)?;
+                    let href = href.trim();
+                    if !href.is_empty()
+                        && out.len() < MAX_LINKS
+                        && !(distinct && out.iter().any(|h| h == href))
+                    {
+                        out.push(href.to_owned());
                     }
-                    _ => {}
                 }
             }
             Event::End(_) => {
                 let depth = xml.depth();
-                if icon.is_some_and(|d| depth < d) {
-                    icon = None;
+                if in_inner.is_some_and(|d| depth < d) {
+                    in_inner = None;
                 }
-                if style.is_some_and(|d| depth < d) {
-                    style = None;
+                if in_outer.is_some_and(|d| depth < d) {
+                    in_outer = None;
                 }
             }
             Event::Eof => return Ok(out),

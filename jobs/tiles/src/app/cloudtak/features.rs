@@ -28,6 +28,11 @@ use crate::cloudtak::geojson::{self, FeatureFilter, TileFrame};
 use crate::cloudtak::query::{self, MAX_LIMIT};
 use crate::request::{self, MAX_ZOOM};
 
+/// Most bytes of tag text one decoded tile may copy (each tag copies its key and value).
+const MAX_DECODED_TEXT: u64 = 256 << 20;
+/// Most tag pairs one decoded tile may hold.
+const MAX_DECODED_TAGS: u64 = 8_000_000;
+
 /// The most tiles one `/features?bbox=` reads.
 pub const MAX_BBOX_TILES: u64 = 64;
 
@@ -134,6 +139,21 @@ async fn with_layers<T: Send + 'static>(
                 )));
             }
         };
+        // What decoding would cost, before decoding: every tag copies its key and value, so
+        // a small tile can ask for terabytes.
+        let stats = etl_tiles::mvt::tile_stats(&plain).map_err(|e| {
+            CtFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("archive {path} is corrupt: a tile is not valid MVT: {e}"),
+            )
+        })?;
+        let text: u64 = stats.iter().map(|l| l.tag_text_bytes).sum();
+        let tags: u64 = stats.iter().map(|l| l.tags).sum();
+        if text > MAX_DECODED_TEXT || tags > MAX_DECODED_TAGS {
+            return Err(bad(format!(
+                "a tile of {path} would decode to {tags} tags and {text} bytes of text, over what /query and /features decode"
+            )));
+        }
         let layers = decode_tile(&plain).map_err(|e| {
             CtFailure::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

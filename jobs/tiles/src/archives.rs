@@ -42,10 +42,26 @@ pub struct OpenArchive {
     pub lookup: Lookup,
     /// The manifest's `version` when the name resolved through a manifest that has one.
     pub manifest_version: Option<String>,
+    /// The base of the sprite sheet beside the archive, when its manifest names one.
+    pub sprite: Option<String>,
     /// Header, metadata and root directory of `version`.
     index: ArchiveIndex,
     /// When the version was last confirmed current.
     checked: Mutex<Instant>,
+}
+
+impl Archives {
+    /// A small file beside the archives (a sprite sheet), read from the same store.
+    pub async fn read_beside(
+        &self,
+        file: &str,
+        limit: u64,
+    ) -> Result<Option<(Bytes, String)>, ServeError> {
+        self.source
+            .read_small(file, limit)
+            .await
+            .map_err(ServeError::Source)
+    }
 }
 
 impl OpenArchive {
@@ -216,6 +232,7 @@ impl Archives {
             version,
             lookup,
             manifest_version,
+            sprite,
         } = resolved;
         let index = ArchiveIndex::open(&self.source.reader(&version))
             .await
@@ -224,6 +241,7 @@ impl Archives {
             version,
             lookup,
             manifest_version,
+            sprite,
             index,
             checked: Mutex::new(Instant::now()),
         })

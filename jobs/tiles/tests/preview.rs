@@ -141,3 +141,71 @@ fn the_preview_draws_mlt_tiles_with_many_distinct_strings() {
     assert_eq!(r["pageErrors"], serde_json::json!([]), "{r}");
     assert!(r["drawnPixels"].as_u64().unwrap() > 500, "{r}");
 }
+
+#[test]
+fn the_preview_draws_a_kmzs_icons_from_its_sprite_sheet() {
+    // What etl-events publishes for a KMZ with icons: the archive, a sprite sheet indexed by the
+    // placemarks' `icon` values, and the manifest naming all three.
+    use etl_tiles::tiler::{Tiler, TilerOptions};
+    const V: &str = "v20261208T000000Z-0000000a";
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TilerOptions {
+        max_zoom: Some(10),
+        name: "camp".into(),
+        ..TilerOptions::default()
+    };
+    let mut t = Tiler::new(opts, vec!["camp".into()]).unwrap();
+    for (i, (lon, lat)) in [(-105.2, 39.7), (-105.0, 39.9), (-104.8, 39.8)]
+        .iter()
+        .enumerate()
+    {
+        let props = serde_json::json!({"name": format!("tent {i}"), "icon": "files/tent.png"});
+        t.add(
+            0,
+            i as u64,
+            None,
+            Some(&geo_types::Geometry::Point(geo_types::Point::new(
+                *lon, *lat,
+            ))),
+            props.as_object().unwrap(),
+        )
+        .unwrap();
+    }
+    let file = std::fs::File::create(dir.path().join(format!("camp.{V}.pmtiles"))).unwrap();
+    t.finish(std::io::BufWriter::new(file), &|| false).unwrap();
+    let img = image::RgbaImage::from_pixel(32, 32, image::Rgba([220, 20, 20, 255]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(dir.path().join(format!("camp.{V}.sprite.png")), png).unwrap();
+    std::fs::write(
+        dir.path().join(format!("camp.{V}.sprite.json")),
+        r#"{"files/tent.png":{"x":0,"y":0,"width":32,"height":32,"pixelRatio":1}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("camp.json"),
+        serde_json::json!({"version": V, "outputs": [
+            {"kind": "pmtiles", "file": format!("camp.{V}.pmtiles")},
+            {"kind": "sprite.png", "file": format!("camp.{V}.sprite.png")},
+            {"kind": "sprite.json", "file": format!("camp.{V}.sprite.json")},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let (_server, base) = spawn_server(dir.path(), &["--no-auth"], false);
+    let r = check(&format!("{base}/view/camp"), None);
+    assert_eq!(r["state"], "ready", "{r}");
+    assert_eq!(r["consoleErrors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["failedRequests"], serde_json::json!([]), "{r}");
+    let layers: Vec<&str> = r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(layers.contains(&"camp:icon"), "the icons are drawn: {r}");
+    assert!(r["drawnPixels"].as_u64().unwrap() > 0, "{r}");
+}

@@ -4,6 +4,7 @@
 
 mod cloudtak;
 mod pages;
+mod sprites;
 mod tiles;
 mod transcode;
 
@@ -106,6 +107,7 @@ pub fn router(state: Shared) -> Router {
         .route("/view/{name}", get(view))
         .route("/assets/{file}", get(asset))
         .route("/tiles/{name}", get(tiles::tilejson))
+        .route("/sprites/{file}", get(sprites::sprite))
         .route("/tiles/{name}/{z}/{x}/{y}", get(tiles::tile))
         .route("/archives/{file}", get(raw_archive))
         .fallback(not_found)

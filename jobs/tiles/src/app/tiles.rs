@@ -67,6 +67,13 @@ pub(super) async fn tilejson(
         )]),
     );
     tj.insert("name".into(), name.into());
+    // Not TileJSON's: where the preview (or any MapLibre style) finds the features' icons.
+    if a.sprite.is_some() {
+        tj.insert(
+            "sprite".into(),
+            format!("{base}/sprites/{encoded}{token}").into(),
+        );
+    }
     for key in ["description", "attribution", "version"] {
         if let Some(v) = a.metadata().get(key).filter(|v| v.is_string()) {
             tj.insert(key.into(), v.clone());

@@ -24,6 +24,9 @@ pub enum Manifest {
         file: String,
         /// The manifest's `version`, when it has one (for logs and `/health`).
         version: Option<String>,
+        /// The base of its sprite sheet (`NAME.<VERSION>.sprite`, beside `.png` and `.json`),
+        /// when it names both.
+        sprite: Option<String>,
     },
     /// Some other JSON document, or a manifest of an import without tiles: not an archive.
     NotAnArchive,
@@ -75,6 +78,29 @@ pub fn check_file(name: &str, file: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The base of the sprite sheet a manifest names: its `sprite.png` and `sprite.json` outputs,
+/// plain file names starting `NAME.` that share one base. `None` for anything else.
+fn sprite_of(name: &str, outputs: &[Value]) -> Option<String> {
+    let file_of = |kind: &str| -> Option<&str> {
+        let mut it = outputs
+            .iter()
+            .filter(|o| o.get("kind").and_then(Value::as_str) == Some(kind));
+        let file = it.next()?.get("file")?.as_str()?;
+        it.next().is_none().then_some(file)
+    };
+    let png = file_of("sprite.png")?.strip_suffix(".png")?;
+    let json = file_of("sprite.json")?.strip_suffix(".json")?;
+    let plain = |f: &str| {
+        !f.contains(['/', '\\'])
+            && !f.contains("..")
+            && !f.chars().any(char::is_control)
+            && f.len() <= 1024
+            && f.strip_prefix(name).is_some_and(|r| r.starts_with('.'))
+            && f.ends_with(".sprite")
+    };
+    (png == json && plain(png)).then(|| png.to_owned())
+}
+
 /// Reads `NAME.json` (the bytes of the manifest of archive `name`).
 pub fn parse(name: &str, bytes: &[u8]) -> Manifest {
     let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(bytes) else {
@@ -107,6 +133,7 @@ pub fn parse(name: &str, bytes: &[u8]) -> Manifest {
         Ok(()) => Manifest::Archive {
             file: file.to_string(),
             version: version.map(str::to_string),
+            sprite: sprite_of(name, outputs),
         },
         Err(why) => Manifest::Refused(format!("its pmtiles output {why}")),
     }
@@ -130,6 +157,38 @@ mod tests {
         })
         .to_string()
         .into_bytes()
+    }
+
+    #[test]
+    fn sprites_beside_the_archive() {
+        let m = |png: &str, json: &str| {
+            json!({"version": V, "outputs": [
+                {"kind": "pmtiles", "file": format!("roads.{V}.pmtiles")},
+                {"kind": "sprite.png", "file": png},
+                {"kind": "sprite.json", "file": json},
+            ]})
+            .to_string()
+            .into_bytes()
+        };
+        let sprite = |bytes: &[u8]| match parse("roads", bytes) {
+            Manifest::Archive { sprite, .. } => sprite,
+            other => panic!("{other:?}"),
+        };
+        let base = format!("roads.{V}.sprite");
+        assert_eq!(
+            sprite(&m(&format!("{base}.png"), &format!("{base}.json"))),
+            Some(base.clone())
+        );
+        assert_eq!(
+            sprite(&m(&format!("{base}.png"), "roads.other.sprite.json")),
+            None
+        );
+        assert_eq!(sprite(&m("../x.sprite.png", "../x.sprite.json")), None);
+        assert_eq!(
+            sprite(&m("other.v.sprite.png", "other.v.sprite.json")),
+            None
+        );
+        assert_eq!(sprite(&manifest(json!(format!("roads.{V}.pmtiles")))), None);
     }
 
     #[test]
@@ -161,6 +220,7 @@ mod tests {
         assert_eq!(
             parse("roads", &manifest(json!(file))),
             Manifest::Archive {
+                sprite: None,
                 file,
                 version: Some(V.into())
             }

@@ -120,6 +120,8 @@ pub struct Resolved {
     pub lookup: Lookup,
     /// The manifest's `version`, when resolved through a manifest that has one.
     pub manifest_version: Option<String>,
+    /// The base of the sprite sheet the manifest names (`NAME.<VERSION>.sprite`).
+    pub sprite: Option<String>,
 }
 
 /// The archive store the server reads from.
@@ -184,6 +186,19 @@ impl Source {
         }
     }
 
+    /// A whole file of at most `limit` bytes beside the archives (a sprite sheet), `None` when
+    /// there is none; empty bytes when it is larger.
+    pub async fn read_small(
+        &self,
+        file: &str,
+        limit: u64,
+    ) -> Result<Option<(Bytes, String)>, SourceError> {
+        match self {
+            Source::Dir(d) => d.read_small(file, limit).await,
+            Source::S3(s) => s.read_small(file, limit).await,
+        }
+    }
+
     /// The bytes and identity of a manifest file, `None` when there is none. A file over
     /// [`manifest::MAX_MANIFEST_BYTES`] comes back empty (it is not a manifest).
     async fn read_manifest(&self, file: &str) -> Result<Option<(Bytes, String)>, SourceError> {
@@ -238,7 +253,11 @@ impl Source {
                 break None;
             };
             match manifest::parse(name, bytes) {
-                Manifest::Archive { file, version } => {
+                Manifest::Archive {
+                    file,
+                    version,
+                    sprite,
+                } => {
                     if let Some(v) = self.open_file(name, &file).await? {
                         return Ok(Some(Resolved {
                             version: v,
@@ -246,6 +265,7 @@ impl Source {
                                 manifest: id.as_str().into(),
                             },
                             manifest_version: version,
+                            sprite,
                         }));
                     }
                     // Swapped meanwhile, and the file it named already collected? Read again.
@@ -279,6 +299,7 @@ impl Source {
             },
             version: v,
             manifest_version: None,
+            sprite: None,
         }))
     }
 
@@ -298,6 +319,7 @@ impl Source {
             },
             version: v,
             manifest_version: None,
+            sprite: None,
         }))
     }
 

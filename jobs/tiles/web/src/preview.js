@@ -1,5 +1,5 @@
 // The browser preview of one PMTiles archive served by etl-tiles: a full-window MapLibre GL map
-// of the archive's tiles (styled here, with no external resources: no glyphs, sprite or
+// of the archive's tiles (styled here, with no external resources: no glyphs or
 // basemap) and a side panel with the layers, the TileJSON summary and the archive's own header
 // and metadata read with the pmtiles library over HTTP Range requests.
 //
@@ -317,6 +317,9 @@ function buildStyle(tilejson, tiles, rasterTileSize) {
   const outlines = [];
   const lines = [];
   const circles = [];
+  const icons = [];
+  // The archive's sprite sheet (the import's KML icons), indexed by the features' `icon`.
+  const sprite = typeof tilejson.sprite === 'string' ? tilejson.sprite : null;
   (tilejson.vector_layers || []).forEach((vl, index) => {
     if (!vl || typeof vl.id !== 'string') return;
     const colour = layerColour(index);
@@ -366,20 +369,36 @@ function buildStyle(tilejson, tiles, rasterTileSize) {
         'circle-opacity': 0.95,
       },
     });
+    if (sprite) {
+      ids.icon = `${name}:icon`;
+      icons.push({
+        ...base,
+        id: ids.icon,
+        type: 'symbol',
+        filter: ['all', POINT, ['has', 'icon']],
+        layout: {
+          'icon-image': ['get', 'icon'],
+          'icon-allow-overlap': true,
+          'icon-ignore-placement': true,
+        },
+      });
+    }
     for (const id of Object.values(ids)) styleLayers.set(id, { name, colour });
     legend.push({ layer: vl, colour });
   });
-  layers.push(...fills, ...outlines, ...lines, ...circles);
-  return { style: baseStyle(tilejson, source, layers), legend };
+  layers.push(...fills, ...outlines, ...lines, ...circles, ...icons);
+  return { style: baseStyle(tilejson, source, layers, sprite), legend };
 }
 
-function baseStyle(tilejson, source, layers) {
-  return {
+function baseStyle(tilejson, source, layers, sprite) {
+  const style = {
     version: 8,
     name: tilejson.name || 'etl-tiles preview',
     sources: { [SOURCE]: source },
     layers,
   };
+  if (sprite) style.sprite = sprite;
+  return style;
 }
 
 // ---------------------------------------------------------------------------------------------

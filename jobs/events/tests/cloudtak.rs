@@ -197,6 +197,8 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
         ("a0000005", "package.zip", data_package()),
         ("a0000006", "street.xml", topo.to_vec()),
         ("a0000007", "slow.geojson", br#"{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":[1,2]}}"#.to_vec()),
+        ("a0000009", "Tiles.MBTILES", std::fs::read(repo("fixtures/formats/mbtiles/vector-small.mbtiles")).unwrap()),
+        ("a0000010", "wells.csv", b"name,lon,lat\nw1,-105.1,39.7\nw2,-105.2,39.8\n".to_vec()),
     ];
     for (id, name, bytes) in &uploads {
         let ext = std::path::Path::new(name)
@@ -511,6 +513,28 @@ fn mixed_imports_end_success_or_fail_with_cloudtaks_calls() {
             ("Remote".to_owned(), String::new()),
             ("Tent".to_owned(), format!("{uid}:files/tent")),
         ]
+    );
+
+    // An MBTiles upload: the archive only, converted to PMTiles; a CSV: both artifacts.
+    assert_eq!(status("a0000009"), "Success", "{}", error("a0000009"));
+    let mb = asset_of(&api, "a0000009");
+    assert_eq!(mb["name"], "Tiles.mbtiles");
+    let exts: Vec<&str> = mb["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ext"].as_str().unwrap())
+        .collect();
+    assert_eq!(exts, [".pmtiles"]);
+    let key = format!("profile/{USER}/{}.pmtiles", mb["id"].as_str().unwrap());
+    assert_eq!(&s3.get(&key).unwrap().0[..7], b"PMTiles");
+    assert_eq!(status("a0000010"), "Success", "{}", error("a0000010"));
+    assert_eq!(
+        asset_of(&api, "a0000010")["artifacts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 
     // Past its deadline: Fail, saying so.

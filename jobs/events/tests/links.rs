@@ -32,6 +32,20 @@ fn kmz(doc: &str) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// Imports `upload` into `out` with loopback allowed; the checked manifest of `name`.
+fn import_allowing_loopback(upload: &std::path::Path, out: &std::path::Path, name: &str) -> Value {
+    run(&[
+        "--input",
+        upload.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--allow-network-link-host",
+        "127.0.0.1",
+    ])
+    .assert_code(0);
+    check_outputs(out, name)
+}
+
 fn names_in(out: &std::path::Path, manifest: &Value) -> Vec<(String, String)> {
     let file = manifest["outputs"]
         .as_array()
@@ -99,16 +113,7 @@ fn network_links_are_followed_three_deep_and_guarded() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let r = run(&[
-        "--input",
-        upload.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--allow-network-link-host",
-        "127.0.0.1",
-    ]);
-    r.assert_code(0);
-    let manifest = check_outputs(&out, "links");
+    let manifest = import_allowing_loopback(&upload, &out, "links");
     let layers: Vec<&str> = manifest["layers"]
         .as_array()
         .unwrap()
@@ -223,16 +228,7 @@ fn a_kmzs_icons_become_a_sprite_sheet_beside_the_tiles() {
     let upload = dir.path().join("camp.kmz");
     std::fs::write(&upload, w.finish().unwrap().into_inner()).unwrap();
     let out = dir.path().join("out");
-    let r = run(&[
-        "--input",
-        upload.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--allow-network-link-host",
-        "127.0.0.1",
-    ]);
-    r.assert_code(0);
-    let manifest = check_outputs(&out, "camp");
+    let manifest = import_allowing_loopback(&upload, &out, "camp");
     let kinds: Vec<&str> = manifest["outputs"]
         .as_array()
         .unwrap()

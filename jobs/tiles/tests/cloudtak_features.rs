@@ -202,3 +202,91 @@ async fn features_of_a_box_and_of_a_tile() {
         "Tile Not Found",
     );
 }
+
+/// One length-delimited protobuf field.
+fn field(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    varint(out, u64::from(number << 3 | 2));
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[tokio::test]
+async fn a_tile_that_would_decode_to_too_much_text_is_refused() {
+    // One feature whose 400 tags all name one 1 MiB string: a 1 MiB tile asking a decoder
+    // for 400 copies of it.
+    let mut value = Vec::new();
+    field(&mut value, 1, &vec![b'a'; 1 << 20]);
+    let mut tags = Vec::new();
+    for _ in 0..800 {
+        varint(&mut tags, 0);
+    }
+    let mut feature = Vec::new();
+    field(&mut feature, 2, &tags);
+    feature.extend_from_slice(&[3 << 3, 1]); // type = Point
+    let mut geom = Vec::new();
+    for v in [9u64, 4096, 4096] {
+        varint(&mut geom, v);
+    }
+    field(&mut feature, 4, &geom);
+    let mut layer = Vec::new();
+    layer.extend_from_slice(&[15 << 3, 2]); // version 2
+    field(&mut layer, 1, b"out");
+    field(&mut layer, 2, &feature);
+    field(&mut layer, 3, b"k");
+    field(&mut layer, 4, &value);
+    let mut tile = Vec::new();
+    field(&mut tile, 3, &layer);
+    // Well formed: the decoder would take it, at 400 MiB of copies.
+    assert_eq!(etl_tiles::mvt::tile_stats(&tile).unwrap()[0].tags, 400);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.pmtiles");
+    {
+        use etl_tiles::archive::{ArchiveMeta, ArchiveWriter};
+        let mut w = ArchiveWriter::new(std::io::BufWriter::new(
+            std::fs::File::create(&path).unwrap(),
+        ))
+        .unwrap();
+        w.add_tile(0, &gzip(&tile)).unwrap();
+        let meta = ArchiveMeta {
+            min_zoom: 0,
+            max_zoom: 0,
+            bounds: [-180.0, -85.0, 180.0, 85.0],
+            center: (0.0, 0.0, 0),
+            metadata: json!({"vector_layers": [{"id": "out", "fields": {}}]}),
+        };
+        w.finish(&meta).unwrap();
+    }
+    let f = fixture().await;
+    put(
+        &client().await,
+        &f.bucket,
+        "public/bomb.pmtiles",
+        std::fs::read(&path).unwrap(),
+        None,
+    )
+    .await;
+    let t = alice();
+    let r = get(
+        &f.app,
+        &format!("/tiles/public/bomb/features?bbox=-10,-10,10,10&zoom=0&token={t}"),
+        &[],
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "would decode to 400 tags");
+    let r = get(
+        &f.app,
+        &format!("/tiles/public/bomb/query?query=0,0&zoom=0&token={t}"),
+        &[],
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "would decode to");
+}

@@ -129,6 +129,8 @@ pub fn cloudtak_archive() -> Vec<u8> {
 pub struct Fixture {
     pub app: Router,
     pub archive_len: usize,
+    /// The bucket, for tests that add archives of their own.
+    pub bucket: String,
 }
 
 /// A bucket with the archive at `profile/ALICE/FILE.pmtiles` and `public/basemap.pmtiles`, a
@@ -193,6 +195,7 @@ pub async fn fixture() -> Fixture {
     Fixture {
         app: router(std::sync::Arc::new(state)),
         archive_len: bytes.len(),
+        bucket: b,
     }
 }
 

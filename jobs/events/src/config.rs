@@ -217,7 +217,8 @@ pub struct EventsConfig {
     pub no_network_links: bool,
 
     /// A host NetworkLinks may reach although it is (or resolves to) a loopback, private or
-    /// link-local address: a name or an address, repeatable or comma separated.
+    /// link-local address: a name or an address, with `:PORT` to allow only that port
+    /// (`[v6]:PORT` for IPv6); repeatable or comma separated.
     #[arg(
         long = "allow-network-link-host",
         env = "ETL_ALLOW_NETWORK_LINK_HOST",

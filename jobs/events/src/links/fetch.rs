@@ -106,10 +106,42 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
-/// Whether `--allow-network-link-host` names `host` (case-insensitive; an IP literal as text).
+/// An `--allow-network-link-host` entry, `HOST` or `HOST:PORT` (`[v6]:PORT`), split.
+fn split_entry(entry: &str) -> (&str, Option<u16>) {
+    let entry = entry.trim();
+    if let Some(rest) = entry.strip_prefix('[') {
+        // [v6] or [v6]:port
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (rest, None),
+        };
+    }
+    match entry.rsplit_once(':') {
+        // One colon: host:port. More: a bare IPv6 address.
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (entry, None),
+        },
+        _ => (entry, None),
+    }
+}
+
+/// Whether `--allow-network-link-host` names `host` at all (any port): what the resolver
+/// lets through; the port is checked on the URL.
 fn allowed(allow: &[String], host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    allow.iter().any(|a| a.eq_ignore_ascii_case(host))
+    allow
+        .iter()
+        .any(|a| split_entry(a).0.eq_ignore_ascii_case(host))
+}
+
+/// Whether an entry names `host` with `port` (an entry without a port names every port).
+fn allowed_at(allow: &[String], host: &str, port: Option<u16>) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    allow.iter().any(|a| {
+        let (h, p) = split_entry(a);
+        h.eq_ignore_ascii_case(host) && (p.is_none() || p == port)
+    })
 }
 
 /// The resolver the client connects through: every address a name resolves to is checked.
@@ -287,8 +319,14 @@ impl Fetcher {
             return Err(FetchError::Scheme(url.to_string()));
         }
         let host = url.host_str().unwrap_or("");
-        if allowed(&self.allow, host) {
+        if allowed_at(&self.allow, host, url.port_or_known_default()) {
             return Ok(());
+        }
+        if allowed(&self.allow, host) {
+            return Err(FetchError::Forbidden {
+                url: url.to_string(),
+                why: "that port of the host is not allowed".into(),
+            });
         }
         let ip = match url.host() {
             Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
@@ -377,6 +415,37 @@ mod tests {
             "allowed by name"
         );
         assert!(f.check(&u("https://example.org/x.kml")).is_ok());
+        // With a port, only that port.
+        let g = Fetcher::new(
+            &[
+                "127.0.0.1:8080".into(),
+                "[::1]:9000".into(),
+                "localhost".into(),
+            ],
+            Duration::from_secs(1),
+            10,
+        )
+        .unwrap();
+        assert!(g.check(&u("http://127.0.0.1:8080/x.kml")).is_ok());
+        assert!(matches!(
+            g.check(&u("http://127.0.0.1:6379/")),
+            Err(FetchError::Forbidden { .. })
+        ));
+        assert!(matches!(
+            g.check(&u("http://127.0.0.1/")),
+            Err(FetchError::Forbidden { .. })
+        ));
+        assert!(g.check(&u("http://[::1]:9000/x.kml")).is_ok());
+        assert!(matches!(
+            g.check(&u("http://[::1]:9001/")),
+            Err(FetchError::Forbidden { .. })
+        ));
+        assert!(
+            g.check(&u("http://localhost:1234/x.kml")).is_ok(),
+            "no port: every port"
+        );
+        assert_eq!(split_entry("::1"), ("::1", None));
+        assert_eq!(split_entry(" h.example:80 "), ("h.example", Some(80)));
         // Numbers the url crate reads as IPv4, and IPv6 forms carrying private IPv4.
         for bad in [
             "http://167772165/x.kml",

@@ -31,11 +31,7 @@ pub(crate) struct Local {
 impl Local {
     /// The lower-case extension with its dot, as CloudTAK keys assets.
     pub fn ext(&self) -> String {
-        Path::new(&self.name)
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(|e| format!(".{}", e.to_ascii_lowercase()))
-            .unwrap_or_default()
+        super::package::lower_ext(&self.name)
     }
 
     /// The asset's name: the file's stem and its lower-case extension.

@@ -255,20 +255,12 @@ impl Job<'_> {
             .work
             .join(format!("upload{}", ext.to_ascii_lowercase()));
         self.download(&key, &local).await?;
-        let mut prefix = [0u8; 4];
-        let n = {
-            use std::io::Read;
-            let mut f = std::fs::File::open(&local)
-                .map_err(|e| JobError::temporary(format!("{}: {e}", local.display())))?;
-            f.read(&mut prefix)
-                .map_err(|e| JobError::temporary(format!("{}: {e}", local.display())))?
-        };
         let entry = super::file::Local {
             path: local,
             name: name.clone(),
             entry: String::new(),
         };
-        if etl_geo::archive::is_zip(prefix.get(..n).unwrap_or_default()) {
+        if super::package::is_zip(&entry.path)? {
             super::package::process(self, entry).await
         } else {
             super::file::process(self, entry).await

@@ -277,7 +277,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| crate::import::task_failed("package", e))
 }
 
-fn is_zip(path: &Path) -> Result<bool, JobError> {
+pub(crate) fn is_zip(path: &Path) -> Result<bool, JobError> {
     use std::io::Read;
     let mut prefix = [0u8; 4];
     let mut f = std::fs::File::open(path)

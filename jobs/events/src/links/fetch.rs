@@ -112,7 +112,13 @@ fn split_entry(entry: &str) -> (&str, Option<u16>) {
     if let Some(rest) = entry.strip_prefix('[') {
         // [v6] or [v6]:port
         return match rest.split_once(']') {
-            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            Some((host, "")) => (host, None),
+            Some((host, tail)) => match tail.strip_prefix(':').map(str::parse::<u16>) {
+                Some(Ok(port)) => (host, Some(port)),
+                // A port that is not one must not widen the entry to every port: it matches
+                // no host at all.
+                _ => (entry, None),
+            },
             None => (rest, None),
         };
     }
@@ -445,6 +451,13 @@ mod tests {
             "no port: every port"
         );
         assert_eq!(split_entry("::1"), ("::1", None));
+        assert_eq!(split_entry("[::1]"), ("::1", None));
+        assert_eq!(
+            split_entry("[::1]:x"),
+            ("[::1]:x", None),
+            "never every port"
+        );
+        assert_eq!(split_entry("h:x"), ("h:x", None), "never every port");
         assert_eq!(split_entry(" h.example:80 "), ("h.example", Some(80)));
         // Numbers the url crate reads as IPv4, and IPv6 forms carrying private IPv4.
         for bad in [
